@@ -1,0 +1,1 @@
+//! End-to-end programs composing the noether crates; see `examples/`.
