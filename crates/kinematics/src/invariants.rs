@@ -208,8 +208,14 @@ mod tests {
             naive.sqrt(),
             exact.sqrt()
         );
-        assert!(rel(stable32.sqrt(), exact.sqrt()) < 1e-6, "stable f32 {stable32} vs {exact}");
-        assert!(rel(stable64.sqrt(), exact.sqrt()) < 1e-12, "stable f64 {stable64} vs {exact}");
+        assert!(
+            rel(stable32.sqrt(), exact.sqrt()) < 1e-6,
+            "stable f32 {stable32} vs {exact}"
+        );
+        assert!(
+            rel(stable64.sqrt(), exact.sqrt()) < 1e-12,
+            "stable f64 {stable64} vs {exact}"
+        );
     }
 
     #[test]

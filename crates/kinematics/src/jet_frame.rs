@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn massless_jet_has_no_rest_frame() {
         let j = FourMomentum::from_pt_eta_phi_m(100.0, 0.0, 0.0, 0.0).unwrap();
-        assert!(matches!(rest_frame(&j), Err(KinematicsError::NoRestFrame { .. })));
+        assert!(matches!(
+            rest_frame(&j),
+            Err(KinematicsError::NoRestFrame { .. })
+        ));
         assert!(matches!(
             axis_to_z(&FourMomentum::default()),
             Err(KinematicsError::ZeroDirection { .. })

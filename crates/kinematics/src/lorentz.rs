@@ -73,7 +73,10 @@ impl LorentzTransform {
         if speed == 0.0 {
             return Ok(Self::identity());
         }
-        Ok(Self::boost_unit(&Unit::new_unchecked(beta / speed), speed.atanh()))
+        Ok(Self::boost_unit(
+            &Unit::new_unchecked(beta / speed),
+            speed.atanh(),
+        ))
     }
 
     /// The boost with rapidity `rapidity` along `axis` (any non-zero vector; its length
@@ -107,7 +110,9 @@ impl LorentzTransform {
     pub fn rotation(axis: &Vector3<f64>, angle: f64) -> Result<Self> {
         let angle = finite("rotation angle", angle)?;
         let axis = unit_axis(axis, "rotation axis")?;
-        Ok(Self::from_rotation(&Rotation3::from_axis_angle(&axis, angle)))
+        Ok(Self::from_rotation(&Rotation3::from_axis_angle(
+            &axis, angle,
+        )))
     }
 
     /// Embeds a spatial rotation.
@@ -246,7 +251,11 @@ mod tests {
             .unwrap()
             .apply(&top);
         assert!((boosted.pt() - 600.0).abs() < 1e-9);
-        assert!((boosted.mass() - 172.5).abs() / 172.5 < 1e-9, "{}", boosted.mass());
+        assert!(
+            (boosted.mass() - 172.5).abs() / 172.5 < 1e-9,
+            "{}",
+            boosted.mass()
+        );
     }
 
     #[test]
@@ -283,12 +292,18 @@ mod tests {
         let parity = Matrix4::from_diagonal(&nalgebra::Vector4::new(1.0, -1.0, -1.0, -1.0));
         assert!(matches!(
             LorentzTransform::from_matrix(parity),
-            Err(KinematicsError::NotProperOrthochronous { check: "det = +1", .. })
+            Err(KinematicsError::NotProperOrthochronous {
+                check: "det = +1",
+                ..
+            })
         ));
         // Time reversal combined with parity: det +1 but not orthochronous.
         assert!(matches!(
             LorentzTransform::from_matrix(-Matrix4::identity()),
-            Err(KinematicsError::NotProperOrthochronous { check: "Lambda^0_0 >= 1", .. })
+            Err(KinematicsError::NotProperOrthochronous {
+                check: "Lambda^0_0 >= 1",
+                ..
+            })
         ));
         let mut skew = Matrix4::identity();
         skew[(0, 1)] = 0.1;

@@ -54,10 +54,7 @@ pub fn random_boost<R: Rng + ?Sized>(rng: &mut R, max_rapidity: f64) -> Result<L
 ///
 /// # Errors
 /// A negative or non-finite `max_rapidity`.
-pub fn random_lorentz<R: Rng + ?Sized>(
-    rng: &mut R,
-    max_rapidity: f64,
-) -> Result<LorentzTransform> {
+pub fn random_lorentz<R: Rng + ?Sized>(rng: &mut R, max_rapidity: f64) -> Result<LorentzTransform> {
     let rotation = random_rotation(rng);
     Ok(random_boost(rng, max_rapidity)? * rotation)
 }

@@ -207,7 +207,9 @@ mod tests {
         let q = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
             0.3, -0.5, 0.7, 0.1,
         ));
-        let a = Sl2c::from_quaternion(q.w, q.i, q.j, q.k).unwrap().to_lorentz();
+        let a = Sl2c::from_quaternion(q.w, q.i, q.j, q.k)
+            .unwrap()
+            .to_lorentz();
         let b = LorentzTransform::from_rotation(&q.to_rotation_matrix());
         assert!((a.matrix() - b.matrix()).amax() < 1e-12);
     }
@@ -223,6 +225,9 @@ mod tests {
     #[test]
     fn non_unimodular_matrix_is_rejected() {
         let m = Matrix2::identity() * Complex64::from(2.0);
-        assert!(matches!(Sl2c::new(m), Err(KinematicsError::NotUnimodular { .. })));
+        assert!(matches!(
+            Sl2c::new(m),
+            Err(KinematicsError::NotUnimodular { .. })
+        ));
     }
 }
