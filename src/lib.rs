@@ -12,6 +12,7 @@
 //! # Ok::<(), noether::kinematics::KinematicsError>(())
 //! ```
 
+pub use noether_data as data;
 pub use noether_kinematics as kinematics;
 
 /// The version of the noether package, as printed by `noether version`.

@@ -1,6 +1,10 @@
 //! The `noether` command-line tool.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use noether::data::{self, JetFile, Layout};
 
 /// noether: symmetry-equivariant machine learning for particle physics.
 #[derive(Debug, Parser)]
@@ -12,15 +16,66 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version of noether and of its crates.
+    /// Print the version of noether.
     Version,
+    /// Show a jet file's detected layout, datasets (shapes, types, filters) and counts.
+    Inspect {
+        /// The HDF5 file.
+        file: PathBuf,
+    },
+    /// Convert a jet file of any supported layout into noether's ragged layout.
+    Convert {
+        /// The input file (any layout; see `--layout`).
+        input: PathBuf,
+        /// The output file (written atomically).
+        output: PathBuf,
+        /// Force the input layout instead of detecting it (toptag-table, toptag-fixed,
+        /// lorentznet, jetnet, lhco, ragged).
+        #[arg(long)]
+        layout: Option<Layout>,
+        /// Label given to every jet of a layout without labels (JetNet).
+        #[arg(long)]
+        label: Option<u8>,
+        /// Keep only the first N jets.
+        #[arg(long)]
+        max_jets: Option<usize>,
+    },
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Version => {
-            println!("noether {}", noether::VERSION);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Version => println!("noether {}", noether::VERSION),
+        Command::Inspect { file } => println!("{}", data::inspect(&file)?),
+        Command::Convert {
+            input,
+            output,
+            layout,
+            label,
+            max_jets,
+        } => {
+            let file = JetFile::open_with(&input, layout, label)?;
+            let count = max_jets.unwrap_or(file.len());
+            let (jets, report) = file.read(0, count)?;
+            let source = format!(
+                "converted by noether {} from {}",
+                noether::VERSION,
+                input.display()
+            );
+            data::write_ragged(&output, &jets, &source)?;
+            println!("{report}");
+            println!("wrote {} jets to {}", jets.len(), output.display());
+        }
+    }
+    Ok(())
 }

@@ -167,11 +167,17 @@ pub fn load(path: impl AsRef<Path>) -> Result<JetSet> {
 /// # Errors
 /// [`DataError::InvalidArgument`] when nothing matches.
 pub fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>> {
-    let name = pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !name.contains(['*', '?']) {
         return Ok(vec![pattern.to_owned()]);
     }
-    let dir = pattern.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = pattern
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
         path: dir.to_owned(),
         source,

@@ -162,6 +162,7 @@ impl JetSet {
     ///
     /// # Panics
     /// If an index is out of range.
+    #[must_use]
     pub fn select(&self, indices: &[usize]) -> Self {
         let mut builder = JetSetBuilder::default();
         for &i in indices {

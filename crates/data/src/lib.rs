@@ -28,15 +28,20 @@
 //! ```
 
 mod backend;
+mod batch;
 mod error;
 mod file;
+mod inspect;
 mod jets;
 mod layouts;
+pub mod sampling;
 mod validate;
 
 pub use backend::{open_reader, DatasetInfo, H5Reader, PureBackend};
+pub use batch::{batches, Batch, BatchConfig, Beams, StreamConfig, StreamingBatches};
 pub use error::{DataError, Result};
 pub use file::{expand_glob, load, JetFile, DEFAULT_WINDOW};
+pub use inspect::{inspect, Inspection};
 pub use jets::{JetSet, JetSetBuilder};
 pub use layouts::ragged::write_ragged;
 pub use layouts::Layout;

@@ -176,7 +176,9 @@ pub(crate) fn constituent_problem(c: &[f32; 4], tolerance: f32) -> Option<String
     let p = (f64::from(c[1]).powi(2) + f64::from(c[2]).powi(2) + f64::from(c[3]).powi(2)).sqrt();
     let e = f64::from(c[0]);
     if e < p * (1.0 - f64::from(tolerance)) {
-        return Some(format!("E = {e} GeV below |p| = {p} GeV (beyond relative tolerance {tolerance:e})"));
+        return Some(format!(
+            "E = {e} GeV below |p| = {p} GeV (beyond relative tolerance {tolerance:e})"
+        ));
     }
     None
 }

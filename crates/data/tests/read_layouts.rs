@@ -48,11 +48,20 @@ fn check_against_numpy(name: &str, layout: Layout) {
     let n = expected["jets"].as_u64().unwrap() as usize;
     assert_eq!(jets.len(), n, "{name}: {report}");
     assert_eq!(report.skipped_empty, 0);
-    assert_eq!(jets.signal_count() as u64, expected["signal"].as_u64().unwrap());
-    assert_eq!(jets.total_constituents() as u64, expected["constituents"].as_u64().unwrap());
+    assert_eq!(
+        jets.signal_count() as u64,
+        expected["signal"].as_u64().unwrap()
+    );
+    assert_eq!(
+        jets.total_constituents() as u64,
+        expected["constituents"].as_u64().unwrap()
+    );
     let max = (0..n).map(|i| jets.multiplicity(i)).max().unwrap();
     assert_eq!(max as u64, expected["max_constituents"].as_u64().unwrap());
-    assert_eq!(jets.multiplicity(n - 1) as u64, expected["last_jet_n"].as_u64().unwrap());
+    assert_eq!(
+        jets.multiplicity(n - 1) as u64,
+        expected["last_jet_n"].as_u64().unwrap()
+    );
     let s = sums(&jets);
     for (k, key) in ["sum_E", "sum_px", "sum_py", "sum_pz"].iter().enumerate() {
         let want = expected[key].as_f64().unwrap();
@@ -68,7 +77,10 @@ fn check_against_numpy(name: &str, layout: Layout) {
     assert_eq!(got.to_vec(), first, "{name}: first constituent");
     let truth_e: f64 = (0..n).map(|i| f64::from(jets.truth(i).unwrap()[0])).sum();
     let want = expected["sum_truth_E"].as_f64().unwrap();
-    assert!(close(truth_e, want, 1e-9), "{name} truth: {truth_e} vs {want}");
+    assert!(
+        close(truth_e, want, 1e-9),
+        "{name} truth: {truth_e} vs {want}"
+    );
     // The labels-only path agrees with the full read.
     assert_eq!(file.labels().unwrap(), jets.labels());
 }
@@ -96,17 +108,30 @@ fn toptag_pandas_fixed_matches_numpy() {
 #[test]
 fn pandas_and_converted_layouts_agree_jet_by_jet() {
     let Some(dir) = shared_data() else { return };
-    let (table, _) = JetFile::open(dir.join("sample_table.h5")).unwrap().read_all().unwrap();
-    let (test, _) = JetFile::open(dir.join("test.h5")).unwrap().read(0, 2000).unwrap();
+    let (table, _) = JetFile::open(dir.join("sample_table.h5"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    let (test, _) = JetFile::open(dir.join("test.h5"))
+        .unwrap()
+        .read(0, 2000)
+        .unwrap();
     assert_eq!(table, test);
 }
 
 #[test]
 fn jets_are_pt_ordered() {
     let Some(dir) = shared_data() else { return };
-    let (jets, _) = JetFile::open(dir.join("val.h5")).unwrap().read(0, 500).unwrap();
+    let (jets, _) = JetFile::open(dir.join("val.h5"))
+        .unwrap()
+        .read(0, 500)
+        .unwrap();
     for i in 0..jets.len() {
-        let pt: Vec<f32> = jets.constituents(i).iter().map(|c| c[1].hypot(c[2])).collect();
+        let pt: Vec<f32> = jets
+            .constituents(i)
+            .iter()
+            .map(|c| c[1].hypot(c[2]))
+            .collect();
         assert!(pt.windows(2).all(|w| w[0] >= w[1]), "jet {i}");
     }
 }
@@ -120,13 +145,23 @@ fn jetnet_fixture_matches_numpy() {
     let (jets, report) = file.read_all().unwrap();
     assert_eq!(report.jets_read as u64, expected["rows"].as_u64().unwrap());
     assert_eq!(jets.len() as u64, expected["jets_kept"].as_u64().unwrap());
-    assert_eq!(report.skipped_empty as u64, expected["skipped_empty"].as_u64().unwrap());
-    assert_eq!(jets.total_constituents() as u64, expected["constituents"].as_u64().unwrap());
+    assert_eq!(
+        report.skipped_empty as u64,
+        expected["skipped_empty"].as_u64().unwrap()
+    );
+    assert_eq!(
+        jets.total_constituents() as u64,
+        expected["constituents"].as_u64().unwrap()
+    );
     assert_eq!(jets.signal_count(), jets.len(), "label override applies");
     let e = sums(&jets)[0];
     let want = expected["sum_E"].as_f64().unwrap();
     assert!(close(e, want, 1e-6), "{e} vs {want}");
-    let pt: f64 = jets.momenta().iter().map(|c| f64::from(c[1]).hypot(f64::from(c[2]))).sum();
+    let pt: f64 = jets
+        .momenta()
+        .iter()
+        .map(|c| f64::from(c[1]).hypot(f64::from(c[2])))
+        .sum();
     assert!(close(pt, expected["sum_pt"].as_f64().unwrap(), 1e-6));
 }
 
@@ -138,9 +173,23 @@ fn lhco_fixture_matches_numpy() {
     assert_eq!(file.layout(), Layout::LhcOlympics);
     let (jets, _) = file.read_all().unwrap();
     assert_eq!(jets.len() as u64, expected["rows"].as_u64().unwrap());
-    assert_eq!(jets.signal_count() as u64, expected["signal"].as_u64().unwrap());
-    assert_eq!(jets.total_constituents() as u64, expected["constituents"].as_u64().unwrap());
+    assert_eq!(
+        jets.signal_count() as u64,
+        expected["signal"].as_u64().unwrap()
+    );
+    assert_eq!(
+        jets.total_constituents() as u64,
+        expected["constituents"].as_u64().unwrap()
+    );
     let s = sums(&jets);
-    assert!(close(s[0], expected["sum_E"].as_f64().unwrap(), 1e-6), "{}", s[0]);
-    assert!(close(s[3], expected["sum_pz"].as_f64().unwrap(), 1e-5), "{}", s[3]);
+    assert!(
+        close(s[0], expected["sum_E"].as_f64().unwrap(), 1e-6),
+        "{}",
+        s[0]
+    );
+    assert!(
+        close(s[3], expected["sum_pz"].as_f64().unwrap(), 1e-5),
+        "{}",
+        s[3]
+    );
 }

@@ -23,7 +23,13 @@ pub(crate) struct JetNetSource {
 
 impl JetNetSource {
     pub(crate) fn open(file: Box<dyn H5Reader>, label: u8) -> Result<Self> {
-        let shape = require(file.as_ref(), Layout::JetNet, PARTICLES, 3, &[None, Some(4)])?;
+        let shape = require(
+            file.as_ref(),
+            Layout::JetNet,
+            PARTICLES,
+            3,
+            &[None, Some(4)],
+        )?;
         let jets = require(file.as_ref(), Layout::JetNet, JETS, 2, &[None])?;
         require_rows(file.as_ref(), JETS, &jets, shape[0])?;
         if jets[1] < 2 {
@@ -68,7 +74,11 @@ impl LayoutSource for JetNetSource {
             let rows = &particles[k * self.particles * 4..(k + 1) * self.particles * 4];
             for p in rows.chunks_exact(4) {
                 if p[3] != 0.0 {
-                    jet.push(massless_from_pt_eta_phi(p[2] * jet_pt, p[0] + jet_eta, p[1]));
+                    jet.push(massless_from_pt_eta_phi(
+                        p[2] * jet_pt,
+                        p[0] + jet_eta,
+                        p[1],
+                    ));
                 }
             }
             sink.push(start + k, &jet, f64::from(self.label), None)?;

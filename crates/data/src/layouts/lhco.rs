@@ -50,7 +50,9 @@ impl LayoutSource for LhcoSource {
     }
 
     fn read(&self, start: usize, count: usize, sink: &mut JetSink) -> Result<()> {
-        let values = self.file.read_f64_rows(VALUES, start as u64, count as u64)?;
+        let values = self
+            .file
+            .read_f64_rows(VALUES, start as u64, count as u64)?;
         let mut jet = Vec::new();
         for (k, row) in values.chunks_exact(self.columns).enumerate() {
             jet.clear();
@@ -75,6 +77,9 @@ impl LayoutSource for LhcoSource {
 
     fn labels(&self) -> Result<Vec<f64>> {
         let values = self.file.read_f64_rows(VALUES, 0, self.rows as u64)?;
-        Ok(values.chunks_exact(self.columns).map(|r| r[self.columns - 1]).collect())
+        Ok(values
+            .chunks_exact(self.columns)
+            .map(|r| r[self.columns - 1])
+            .collect())
     }
 }

@@ -58,21 +58,26 @@ impl LayoutSource for LorentzNetSource {
         let labels = self.file.read_f64_rows("is_signal", s, c)?;
         let momenta = as_four_vectors(&self.file.read_f32_rows("Pmu", s, c)?);
         let truth = if self.has_truth {
-            Some(as_four_vectors(&self.file.read_f32_rows("truth_Pmu", s, c)?))
+            Some(as_four_vectors(&self.file.read_f32_rows(
+                "truth_Pmu",
+                s,
+                c,
+            )?))
         } else {
             None
         };
         let m = self.max_constituents;
         for (k, (&nobj, &label)) in counts.iter().zip(&labels).enumerate() {
             let row = start + k;
-            let n = usize::try_from(nobj).ok().filter(|&n| n <= m).ok_or_else(|| {
-                DataError::InvalidJet {
+            let n = usize::try_from(nobj)
+                .ok()
+                .filter(|&n| n <= m)
+                .ok_or_else(|| DataError::InvalidJet {
                     path: self.file.path().to_owned(),
                     dataset: "Nobj".into(),
                     row,
                     problem: format!("Nobj = {nobj} outside [0, {m}]"),
-                }
-            })?;
+                })?;
             let jet = &momenta[k * m..k * m + n];
             sink.push(row, jet, label, truth.as_ref().map(|t| t[k]))?;
         }

@@ -103,7 +103,12 @@ pub(crate) fn detect(file: &dyn H5Reader) -> Result<Layout> {
         .find(|l| l.matches(&datasets, file))
         .ok_or_else(|| {
             let mut found = datasets;
-            found.extend(file.groups("").unwrap_or_default().into_iter().map(|g| g + "/"));
+            found.extend(
+                file.groups("")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|g| g + "/"),
+            );
             DataError::UnknownLayout {
                 path: file.path().to_owned(),
                 found,
@@ -135,7 +140,10 @@ pub(crate) fn open_source(
         Layout::LorentzNet => Box::new(lorentznet::LorentzNetSource::open(file)?),
         Layout::TopTaggingTable => Box::new(toptag::TopTagSource::open_table(file)?),
         Layout::TopTaggingFixed => Box::new(toptag::TopTagSource::open_fixed(file)?),
-        Layout::JetNet => Box::new(jetnet::JetNetSource::open(file, label_override.unwrap_or(0))?),
+        Layout::JetNet => Box::new(jetnet::JetNetSource::open(
+            file,
+            label_override.unwrap_or(0),
+        )?),
         Layout::LhcOlympics => Box::new(lhco::LhcoSource::open(file)?),
         Layout::Ragged => Box::new(ragged::RaggedSource::open(file)?),
     })
@@ -151,7 +159,12 @@ pub(crate) fn require(
     tail: &[Option<u64>],
 ) -> Result<Vec<u64>> {
     let (group, name) = dataset.rsplit_once('/').unwrap_or(("", dataset));
-    if !file.datasets(group).unwrap_or_default().iter().any(|d| d == name) {
+    if !file
+        .datasets(group)
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d == name)
+    {
         return Err(DataError::MissingDataset {
             path: file.path().to_owned(),
             dataset: dataset.to_owned(),
@@ -178,7 +191,12 @@ pub(crate) fn require(
 }
 
 /// Checks that a dataset's leading dimension equals `n`.
-pub(crate) fn require_rows(file: &dyn H5Reader, dataset: &str, shape: &[u64], n: u64) -> Result<()> {
+pub(crate) fn require_rows(
+    file: &dyn H5Reader,
+    dataset: &str,
+    shape: &[u64],
+    n: u64,
+) -> Result<()> {
     if shape.first() == Some(&n) {
         Ok(())
     } else {
@@ -208,7 +226,12 @@ pub(crate) fn require_numeric(file: &dyn H5Reader, dataset: &str, float: bool) -
         Err(DataError::BadDtype {
             path: file.path().to_owned(),
             dataset: dataset.to_owned(),
-            expected: if float { "f32 or f64" } else { "a numeric type" }.into(),
+            expected: if float {
+                "f32 or f64"
+            } else {
+                "a numeric type"
+            }
+            .into(),
             found: dtype,
         })
     }

@@ -113,8 +113,13 @@ impl PandasFrame {
                 offset += 8;
                 continue;
             }
-            let kind = attrs.get(&format!("{field}_kind")).map(|s| pickle_strings(s));
-            let dtype = attrs.get(&format!("{field}_dtype")).cloned().unwrap_or_default();
+            let kind = attrs
+                .get(&format!("{field}_kind"))
+                .map(|s| pickle_strings(s));
+            let dtype = attrs
+                .get(&format!("{field}_dtype"))
+                .cloned()
+                .unwrap_or_default();
             let element = Element::from_numpy(&dtype)
                 .ok_or_else(|| bad_dtype(file, &format!("{dataset}.{field}"), &dtype))?;
             let columns = kind.ok_or_else(|| DataError::MissingDataset {
@@ -196,7 +201,9 @@ impl PandasFrame {
 
     /// The dataset holding the values (for error messages).
     pub(crate) fn values_dataset(&self) -> String {
-        self.table.clone().unwrap_or_else(|| self.blocks[0].values.clone())
+        self.table
+            .clone()
+            .unwrap_or_else(|| self.blocks[0].values.clone())
     }
 
     /// Finds a column by name.

@@ -37,12 +37,14 @@ impl RaggedSource {
         let l = Layout::Ragged;
         let constituents = require(file.as_ref(), l, "constituents", 2, &[Some(4)])?;
         let offsets_shape = require(file.as_ref(), l, "offsets", 1, &[])?;
-        let jets = offsets_shape[0].checked_sub(1).ok_or_else(|| DataError::BadShape {
-            path: file.path().to_owned(),
-            dataset: "offsets".into(),
-            expected: "(N + 1,) with N >= 0".into(),
-            found: offsets_shape.clone(),
-        })?;
+        let jets = offsets_shape[0]
+            .checked_sub(1)
+            .ok_or_else(|| DataError::BadShape {
+                path: file.path().to_owned(),
+                dataset: "offsets".into(),
+                expected: "(N + 1,) with N >= 0".into(),
+                found: offsets_shape.clone(),
+            })?;
         let labels = require(file.as_ref(), l, "labels", 1, &[])?;
         require_rows(file.as_ref(), "labels", &labels, jets)?;
         let raw = file.read_i64_rows("offsets", 0, offsets_shape[0])?;
@@ -68,10 +70,16 @@ fn validate_offsets(file: &dyn H5Reader, raw: &[i64], rows: u64) -> Result<Vec<u
         problem,
     };
     if raw.first() != Some(&0) {
-        return Err(bad(0, format!("offsets must start at 0, found {:?}", raw.first())));
+        return Err(bad(
+            0,
+            format!("offsets must start at 0, found {:?}", raw.first()),
+        ));
     }
     if let Some(i) = raw.windows(2).position(|w| w[1] < w[0]) {
-        return Err(bad(i, format!("offsets not monotone: {} then {}", raw[i], raw[i + 1])));
+        return Err(bad(
+            i,
+            format!("offsets not monotone: {} then {}", raw[i], raw[i + 1]),
+        ));
     }
     let last = *raw.last().unwrap_or(&0);
     if u64::try_from(last).ok() != Some(rows) {
@@ -97,16 +105,27 @@ impl LayoutSource for RaggedSource {
     fn read(&self, start: usize, count: usize, sink: &mut JetSink) -> Result<()> {
         let end = (start + count).min(self.len());
         let (first, last) = (self.offsets[start], self.offsets[end]);
-        let momenta = as_four_vectors(&self.file.read_f32_rows("constituents", first, last - first)?);
+        let momenta = as_four_vectors(&self.file.read_f32_rows(
+            "constituents",
+            first,
+            last - first,
+        )?);
         let n = (end - start) as u64;
         let labels = self.file.read_f64_rows("labels", start as u64, n)?;
         let truth = if self.has_truth {
-            Some(as_four_vectors(&self.file.read_f32_rows("truth", start as u64, n)?))
+            Some(as_four_vectors(&self.file.read_f32_rows(
+                "truth",
+                start as u64,
+                n,
+            )?))
         } else {
             None
         };
         for (k, row) in (start..end).enumerate() {
-            let (a, b) = ((self.offsets[row] - first) as usize, (self.offsets[row + 1] - first) as usize);
+            let (a, b) = (
+                (self.offsets[row] - first) as usize,
+                (self.offsets[row + 1] - first) as usize,
+            );
             sink.push(row, &momenta[a..b], labels[k], truth.as_ref().map(|t| t[k]))?;
         }
         Ok(())
@@ -143,8 +162,12 @@ pub fn write_ragged(path: &Path, jets: &JetSet, source: &str) -> Result<()> {
     builder.create_dataset("offsets").with_i64_data(&offsets);
     let labels: Vec<i8> = jets.labels().iter().map(|&l| l as i8).collect();
     builder.create_dataset("labels").with_i8_data(&labels);
-    let multiplicity: Vec<i32> = (0..jets.len()).map(|i| jets.multiplicity(i) as i32).collect();
-    builder.create_dataset("multiplicity").with_i32_data(&multiplicity);
+    let multiplicity: Vec<i32> = (0..jets.len())
+        .map(|i| jets.multiplicity(i) as i32)
+        .collect();
+    builder
+        .create_dataset("multiplicity")
+        .with_i32_data(&multiplicity);
     let jet_p4: Vec<f32> = (0..jets.len())
         .flat_map(|i| jets.jet_momentum(i).to_array().map(|x| x as f32))
         .collect();

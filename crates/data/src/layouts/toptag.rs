@@ -38,14 +38,24 @@ impl TopTagSource {
         while let Some(e) = frame.column(&format!("E_{}", constituents.len())) {
             let i = constituents.len();
             let get = |name: String| frame.column(&name).ok_or_else(|| missing(&name));
-            constituents.push([e, get(format!("PX_{i}"))?, get(format!("PY_{i}"))?, get(format!("PZ_{i}"))?]);
+            constituents.push([
+                e,
+                get(format!("PX_{i}"))?,
+                get(format!("PY_{i}"))?,
+                get(format!("PZ_{i}"))?,
+            ]);
         }
         if constituents.is_empty() {
             return Err(missing("E_0"));
         }
-        let label = frame.column("is_signal_new").ok_or_else(|| missing("is_signal_new"))?;
+        let label = frame
+            .column("is_signal_new")
+            .ok_or_else(|| missing("is_signal_new"))?;
         let truth = ["truthE", "truthPX", "truthPY", "truthPZ"].map(|c| frame.column(c));
-        let truth = truth.iter().all(Option::is_some).then(|| truth.map(Option::unwrap));
+        let truth = truth
+            .iter()
+            .all(Option::is_some)
+            .then(|| truth.map(Option::unwrap));
         Ok(Self {
             file,
             frame,
