@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::error::{DataError, Result};
 use crate::file::JetFile;
@@ -193,6 +194,8 @@ pub struct StreamConfig {
     pub window: usize,
     /// Batches decoded ahead of the consumer (the channel bound).
     pub prefetch: usize,
+    /// Windows decoded in parallel (0: one per core, rayon's default).
+    pub threads: usize,
 }
 
 impl StreamConfig {
@@ -203,14 +206,17 @@ impl StreamConfig {
             shuffle_buffer: 10_000,
             window: 1_000,
             prefetch: 4,
+            threads: 0,
         }
     }
 }
 
 /// Batches streamed from one or more files by a background thread: memory is bounded by
-/// the window, the shuffle buffer and `prefetch` batches, whatever the file size.
-/// Files are read in order; with shuffling, jets pass through a seeded shuffle buffer
-/// (the order is deterministic for a seed).
+/// the windows in flight, the shuffle buffer and `prefetch` batches, whatever the file
+/// size. The thread decodes as many windows at once as rayon has threads (one file
+/// handle each; gzip inflation is the cost), then hands jets on in file order; with
+/// shuffling, jets pass through a seeded shuffle buffer, so the order is deterministic
+/// for a seed and independent of the thread count.
 pub struct StreamingBatches {
     receiver: Receiver<Result<Batch>>,
     worker: Option<JoinHandle<()>>,
@@ -230,16 +236,28 @@ impl StreamingBatches {
                 detail: "must be at least 1".into(),
             });
         }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build()
+            .map_err(|e| DataError::InvalidArgument {
+                name: "threads",
+                detail: e.to_string(),
+            })?;
+        let threads = pool.current_num_threads();
         let files = paths
             .iter()
-            .map(JetFile::open)
+            .map(|p| {
+                (0..threads)
+                    .map(|_| JetFile::open(p))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<Vec<_>>>()?;
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let mut producer = Producer::new(config);
-            let result = files
-                .iter()
-                .try_for_each(|file| producer.read_file(file, &sender));
+            let result = files.into_iter().try_for_each(|mut handles| {
+                pool.install(|| producer.read_file(&mut handles, &sender))
+            });
             match result {
                 Ok(()) => producer.drain(&sender),
                 Err(e) => {
@@ -294,30 +312,48 @@ impl Producer {
         self.config.batch.shuffle && self.config.shuffle_buffer > 1
     }
 
+    /// Reads one file through `handles` (one per decoding thread), a group of windows
+    /// at a time, emitting jets in file order.
     fn read_file(
         &mut self,
-        file: &JetFile,
+        handles: &mut [JetFile],
         out: &std::sync::mpsc::SyncSender<Result<Batch>>,
     ) -> Result<()> {
+        let (len, window) = (handles[0].len(), self.config.window);
         let mut start = 0;
-        while start < file.len() {
-            let (jets, _) = file.read(start, self.config.window)?;
-            for i in 0..jets.len() {
-                let jet = (jets.constituents(i).to_vec(), jets.label(i));
-                if self.shuffling() {
-                    self.buffer.push(jet);
-                    if self.buffer.len() >= self.config.shuffle_buffer {
-                        let pick = self.rng.random_range(0..self.buffer.len());
-                        let jet = self.buffer.swap_remove(pick);
-                        if self.emit(&jet, out).is_err() {
-                            return Ok(());
-                        }
-                    }
-                } else if self.emit(&jet, out).is_err() {
+        while start < len {
+            let windows: Vec<Result<JetSet>> = handles
+                .par_iter_mut()
+                .enumerate()
+                .map(|(k, h)| h.read(start + k * window, window).map(|(jets, _)| jets))
+                .collect();
+            start += handles.len() * window;
+            for jets in windows {
+                if self.emit_window(&jets?, out).is_err() {
                     return Ok(());
                 }
             }
-            start += self.config.window;
+        }
+        Ok(())
+    }
+
+    fn emit_window(
+        &mut self,
+        jets: &JetSet,
+        out: &std::sync::mpsc::SyncSender<Result<Batch>>,
+    ) -> std::result::Result<(), Disconnected> {
+        for i in 0..jets.len() {
+            let jet = (jets.constituents(i).to_vec(), jets.label(i));
+            if self.shuffling() {
+                self.buffer.push(jet);
+                if self.buffer.len() >= self.config.shuffle_buffer {
+                    let pick = self.rng.random_range(0..self.buffer.len());
+                    let jet = self.buffer.swap_remove(pick);
+                    self.emit(&jet, out)?;
+                }
+            } else {
+                self.emit(&jet, out)?;
+            }
         }
         Ok(())
     }
