@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use noether::data::{self, JetFile, Layout};
+use noether::data::{self, JetFile, Layout, OpenOptions};
 
 /// noether: symmetry-equivariant machine learning for particle physics.
 #[derive(Debug, Parser)]
@@ -64,7 +64,12 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             label,
             max_jets,
         } => {
-            let file = JetFile::open_with(&input, layout, label)?;
+            let options = OpenOptions {
+                layout,
+                label,
+                ..OpenOptions::default()
+            };
+            let file = JetFile::open_with(&input, &options)?;
             let count = max_jets.unwrap_or(file.len());
             let (jets, report) = file.read(0, count)?;
             let source = format!(

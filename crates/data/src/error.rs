@@ -36,8 +36,8 @@ pub enum DataError {
     /// A dataset uses a compression filter the active backend cannot decode.
     #[error(
         "{path}: dataset '{dataset}' uses the {filter_name} filter (HDF5 filter id {filter_id}), \
-         which the pure-Rust backend cannot decode; rebuild with the cargo feature `{feature}` \
-         (needs the system libhdf5 with the filter plugin)"
+         which the pure-Rust backend cannot decode; rebuild noether with the cargo feature \
+         `{feature}`, which reads it through the system libhdf5"
     )]
     UnsupportedFilter {
         /// The file.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{open_reader, H5Reader};
+use crate::backend::{open_reader_with, Backend, H5Reader};
 use crate::error::{DataError, Result};
 use crate::jets::JetSet;
 use crate::layouts::{detect, open_source, LayoutSource};
@@ -11,6 +11,17 @@ use crate::Layout;
 
 /// Jets read per window by [`JetFile::read_all`] (the chunk size of the common files).
 pub const DEFAULT_WINDOW: usize = 1000;
+
+/// How to open a jet file: everything optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenOptions {
+    /// Force the layout instead of detecting it.
+    pub layout: Option<Layout>,
+    /// The label every jet gets, for layouts without labels (JetNet); default 0.
+    pub label: Option<u8>,
+    /// The HDF5 backend.
+    pub backend: Backend,
+}
 
 /// An open jet file. Reads are windows of jets, so memory stays bounded by the window.
 ///
@@ -35,26 +46,21 @@ impl JetFile {
     /// # Errors
     /// I/O, non-HDF5 input, an unknown layout, or missing / mis-shaped datasets.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path, None, None)
+        Self::open_with(path, &OpenOptions::default())
     }
 
-    /// Opens a file as the given layout (skipping detection) and, for layouts without
-    /// labels (JetNet), with the label every jet gets.
+    /// Opens a file with explicit options (layout, label, backend).
     ///
     /// # Errors
     /// As [`open`](Self::open).
-    pub fn open_with(
-        path: impl AsRef<Path>,
-        layout: Option<Layout>,
-        label: Option<u8>,
-    ) -> Result<Self> {
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
-        let reader = open_reader(path)?;
-        let layout = match layout {
+        let reader = open_reader_with(path, options.backend)?;
+        let layout = match options.layout {
             Some(l) => l,
             None => detect(reader.as_ref())?,
         };
-        let source = open_source(reader, layout, label)?;
+        let source = open_source(reader, layout, options.label)?;
         Ok(Self {
             path: path.to_owned(),
             layout,

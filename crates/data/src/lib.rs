@@ -28,6 +28,8 @@
 //! ```
 
 mod backend;
+#[cfg(feature = "libhdf5")]
+mod backend_libhdf5;
 mod batch;
 mod error;
 mod file;
@@ -37,10 +39,12 @@ mod layouts;
 pub mod sampling;
 mod validate;
 
-pub use backend::{open_reader, DatasetInfo, H5Reader, PureBackend};
+pub use backend::{open_reader, open_reader_with, Backend, DatasetInfo, H5Reader, PureBackend};
+#[cfg(feature = "libhdf5")]
+pub use backend_libhdf5::LibHdf5Backend;
 pub use batch::{batches, Batch, BatchConfig, Beams, StreamConfig, StreamingBatches};
 pub use error::{DataError, Result};
-pub use file::{expand_glob, load, JetFile, DEFAULT_WINDOW};
+pub use file::{expand_glob, load, JetFile, OpenOptions, DEFAULT_WINDOW};
 pub use inspect::{inspect, Inspection};
 pub use jets::{JetSet, JetSetBuilder};
 pub use layouts::ragged::write_ragged;

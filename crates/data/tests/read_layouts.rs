@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use noether_data::{JetFile, JetSet, Layout};
+use noether_data::{Backend, JetFile, JetSet, Layout, OpenOptions};
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
@@ -39,10 +39,14 @@ fn sums(jets: &JetSet) -> [f64; 4] {
     s
 }
 
-fn check_against_numpy(name: &str, layout: Layout) {
+fn check_against_numpy(name: &str, layout: Layout, backend: Backend) {
     let Some(dir) = shared_data() else { return };
     let expected = &json(&dir.join("checksums.json"))[name];
-    let file = JetFile::open(dir.join(name)).unwrap();
+    let options = OpenOptions {
+        backend,
+        ..OpenOptions::default()
+    };
+    let file = JetFile::open_with(dir.join(name), &options).unwrap();
     assert_eq!(file.layout(), layout, "{name}");
     let (jets, report) = file.read_all().unwrap();
     let n = expected["jets"].as_u64().unwrap() as usize;
@@ -87,22 +91,22 @@ fn check_against_numpy(name: &str, layout: Layout) {
 
 #[test]
 fn lorentznet_layout_test_file_matches_numpy() {
-    check_against_numpy("test.h5", Layout::LorentzNet);
+    check_against_numpy("test.h5", Layout::LorentzNet, Backend::Pure);
 }
 
 #[test]
 fn lorentznet_layout_train_file_matches_numpy() {
-    check_against_numpy("train.h5", Layout::LorentzNet);
+    check_against_numpy("train.h5", Layout::LorentzNet, Backend::Pure);
 }
 
 #[test]
 fn toptag_pandas_table_matches_numpy() {
-    check_against_numpy("sample_table.h5", Layout::TopTaggingTable);
+    check_against_numpy("sample_table.h5", Layout::TopTaggingTable, Backend::Pure);
 }
 
 #[test]
 fn toptag_pandas_fixed_matches_numpy() {
-    check_against_numpy("sample_fixed.h5", Layout::TopTaggingFixed);
+    check_against_numpy("sample_fixed.h5", Layout::TopTaggingFixed, Backend::Pure);
 }
 
 #[test]
@@ -140,7 +144,11 @@ fn jets_are_pt_ordered() {
 fn jetnet_fixture_matches_numpy() {
     let dir = workspace().join("tests/fixtures");
     let expected = &json(&dir.join("data_fixtures_expected.json"))["jetnet_t30.h5"];
-    let file = JetFile::open_with(dir.join("jetnet_t30.h5"), None, Some(1)).unwrap();
+    let options = OpenOptions {
+        label: Some(1),
+        ..OpenOptions::default()
+    };
+    let file = JetFile::open_with(dir.join("jetnet_t30.h5"), &options).unwrap();
     assert_eq!(file.layout(), Layout::JetNet);
     let (jets, report) = file.read_all().unwrap();
     assert_eq!(report.jets_read as u64, expected["rows"].as_u64().unwrap());
@@ -192,4 +200,41 @@ fn lhco_fixture_matches_numpy() {
         "{}",
         s[3]
     );
+}
+
+/// The same numpy checks through the system libhdf5 (cargo feature `libhdf5`).
+#[cfg(feature = "libhdf5")]
+mod libhdf5 {
+    use super::*;
+
+    #[test]
+    fn lorentznet_layout_matches_numpy_via_libhdf5() {
+        check_against_numpy("test.h5", Layout::LorentzNet, Backend::LibHdf5);
+    }
+
+    #[test]
+    fn toptag_pandas_table_matches_numpy_via_libhdf5() {
+        check_against_numpy("sample_table.h5", Layout::TopTaggingTable, Backend::LibHdf5);
+    }
+
+    #[test]
+    fn toptag_pandas_fixed_matches_numpy_via_libhdf5() {
+        check_against_numpy("sample_fixed.h5", Layout::TopTaggingFixed, Backend::LibHdf5);
+    }
+
+    #[test]
+    fn bundled_ragged_file_reads_identically_via_libhdf5() {
+        let path = workspace().join("data/val.h5");
+        let pure = JetFile::open(&path).unwrap().read_all().unwrap().0;
+        let options = OpenOptions {
+            backend: Backend::LibHdf5,
+            ..OpenOptions::default()
+        };
+        let lib = JetFile::open_with(&path, &options)
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .0;
+        assert_eq!(pure, lib);
+    }
 }
