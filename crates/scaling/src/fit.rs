@@ -221,6 +221,11 @@ impl<'a> Problem<'a> {
     pub(crate) fn evaluate(&self, theta: &[f64], loss: Loss) -> f64 {
         self.objective(loss).value_grad(theta, None)
     }
+
+    /// Objective and gradient at given fit parameters.
+    pub(crate) fn value_grad(&self, theta: &[f64], loss: Loss, grad: &mut [f64]) -> f64 {
+        self.objective(loss).value_grad(theta, Some(grad))
+    }
 }
 
 /// Fits `law` to `runs` from every start of the form's grid (in parallel), refining each

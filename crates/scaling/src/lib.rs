@@ -30,6 +30,7 @@ mod fit;
 pub mod forms;
 mod objective;
 mod runs;
+mod uncertainty;
 
 pub use error::{Result, ScalingError};
 pub use fit::{fit, objective_at, FitConfig, FitResult};
@@ -38,3 +39,4 @@ pub use forms::{
 };
 pub use objective::Loss;
 pub use runs::{ColumnMap, Runs};
+pub use uncertainty::{bootstrap, profile, Bootstrap, ParamSpread, Profile};

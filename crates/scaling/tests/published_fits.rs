@@ -75,3 +75,92 @@ fn chinchilla_refit_reproduces_besiroglu() {
     assert!((get("beta") - 0.3672).abs() < 0.001, "beta {}", get("beta"));
     assert_eq!(result.starts, 4500);
 }
+
+#[test]
+fn bootstrap_standard_errors_match_besiroglu() {
+    use noether_scaling::bootstrap;
+    let Some(runs) = besiroglu() else { return };
+    let config = FitConfig::default();
+    let full = fit(&Chinchilla, &runs, &config).unwrap();
+    let boot = bootstrap(&Chinchilla, &runs, &full, &config, 400, 2024).unwrap();
+    let (se_alpha, se_beta) = (boot.get("alpha").unwrap().se, boot.get("beta").unwrap().se);
+    eprintln!(
+        "SE(alpha) = {se_alpha}, SE(beta) = {se_beta}, failed {}",
+        boot.failed
+    );
+    // Besiroglu et al.: about 0.015 and 0.021.
+    assert!((0.010..0.020).contains(&se_alpha), "SE(alpha) {se_alpha}");
+    assert!((0.015..0.028).contains(&se_beta), "SE(beta) {se_beta}");
+    assert!(
+        boot.failed * 20 < boot.resamples,
+        "{} of {} refits failed",
+        boot.failed,
+        boot.resamples
+    );
+    let a = boot.get("alpha").unwrap();
+    assert!(a.lo < a.estimate && a.estimate < a.hi);
+}
+
+fn muennighoff_runs() -> Option<Runs> {
+    let path = reference("muennighoff_datablations_fitset182.csv")?;
+    let map = ColumnMap {
+        n: "params_N_billions".into(),
+        d: "tokens_D_billions".into(),
+        loss: "val_loss".into(),
+        unique: Some("unique_tokens_U_D_billions".into()),
+        flops: None,
+    };
+    Some(
+        Runs::from_csv(path, &map)
+            .unwrap()
+            .scaled("N", 1e9)
+            .scaled("D", 1e9)
+            .scaled("U", 1e9),
+    )
+}
+
+#[test]
+fn data_constrained_law_matches_muennighoff_values() {
+    use noether_scaling::DataConstrained;
+    let law = DataConstrained::muennighoff();
+    let (r_d, r_n) = (15.387756, 5.309743);
+    for (n, d, u, want) in [
+        (6.34e9, 242e9, 25e9, 2.2256440889984477),
+        (8.67e9, 178e9, 25e9, 2.2269634075087867),
+    ] {
+        let got = law.loss(n, d, u, r_d, r_n);
+        assert!(
+            (got / want - 1.0).abs() < 1e-9,
+            "L({n:e}, {d:e}, {u:e}) = {got}, expected {want}"
+        );
+    }
+}
+
+#[test]
+fn data_constrained_fit_reaches_muennighoff_objective_and_flags_r_d() {
+    use noether_scaling::{profile, DataConstrained};
+    let Some(runs) = muennighoff_runs() else {
+        return;
+    };
+    assert_eq!(runs.len(), 182);
+    let law = DataConstrained::muennighoff();
+    let config = FitConfig::default();
+    let result = fit(&law, &runs, &config).unwrap();
+    eprintln!("{:?}", result.natural);
+    assert!(
+        result.objective <= 0.015826,
+        "objective {}",
+        result.objective
+    );
+    let r_d = profile(&law, &runs, &result, &config, 0, 1000f64.ln(), 41).unwrap();
+    let r_n = profile(&law, &runs, &result, &config, 1, 1000f64.ln(), 41).unwrap();
+    eprintln!(
+        "R_D interval {:?} weak {}; R_N interval {:?} weak {}",
+        r_d.interval, r_d.weakly_identified, r_n.interval, r_n.weakly_identified
+    );
+    assert!(
+        r_d.weakly_identified,
+        "R_D* should be weakly identified: {:?}",
+        r_d.delta_nll
+    );
+}

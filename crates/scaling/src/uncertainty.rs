@@ -1,0 +1,289 @@
+//! Uncertainties of a fit: seeded parallel bootstrap (standard errors and percentile
+//! intervals) and profile likelihood (which flags weakly identified parameters).
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{Result, ScalingError};
+use crate::fit::{FitConfig, FitResult, Problem};
+use crate::forms::ScalingLaw;
+use crate::Runs;
+
+/// The spread of one natural parameter over bootstrap resamples.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamSpread {
+    /// Parameter name.
+    pub name: String,
+    /// Full-data estimate.
+    pub estimate: f64,
+    /// Standard deviation over resamples (the bootstrap standard error).
+    pub se: f64,
+    /// 2.5% percentile.
+    pub lo: f64,
+    /// 97.5% percentile.
+    pub hi: f64,
+}
+
+/// Bootstrap results.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Bootstrap {
+    /// Resamples drawn.
+    pub resamples: usize,
+    /// Resamples whose refit did not converge (excluded, reported).
+    pub failed: usize,
+    /// Per natural parameter.
+    pub params: Vec<ParamSpread>,
+}
+
+impl Bootstrap {
+    /// The spread of a parameter by name.
+    pub fn get(&self, name: &str) -> Option<&ParamSpread> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// Refits `resamples` bootstrap resamples of the runs (rows drawn with replacement, the
+/// k-th from seed `seed + k`, so the result does not depend on the thread count), each
+/// started from the full-data optimum, in parallel.
+///
+/// # Errors
+/// Fewer than 2 resamples, or [`ScalingError::NoConvergence`] when none converged.
+pub fn bootstrap(
+    law: &dyn ScalingLaw,
+    runs: &Runs,
+    full: &FitResult,
+    config: &FitConfig,
+    resamples: usize,
+    seed: u64,
+) -> Result<Bootstrap> {
+    if resamples < 2 {
+        return Err(ScalingError::InvalidArgument {
+            name: "bootstrap",
+            detail: format!("{resamples} resamples; at least 2 are needed"),
+        });
+    }
+    let n = runs.len();
+    let fits: Vec<Option<Vec<f64>>> = (0..resamples)
+        .into_par_iter()
+        .map(|k| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64));
+            let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let sample = runs.select(&rows);
+            let problem = Problem::new(law, &sample, config).ok()?;
+            let local = problem.local(full.theta.clone(), config);
+            let n_form = law.param_names().len();
+            local.converged.then(|| {
+                law.natural(&local.theta[..n_form])
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+        })
+        .collect();
+    let ok: Vec<Vec<f64>> = fits.iter().flatten().cloned().collect();
+    if ok.is_empty() {
+        return Err(ScalingError::NoConvergence {
+            form: law.name(),
+            starts: resamples,
+            detail: "no bootstrap refit converged".into(),
+        });
+    }
+    let params = full
+        .natural
+        .iter()
+        .take(law.param_names().len())
+        .enumerate()
+        .map(|(k, (name, estimate))| {
+            let mut values: Vec<f64> = ok.iter().map(|v| v[k]).collect();
+            values.sort_by(f64::total_cmp);
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                / (values.len() as f64 - 1.0).max(1.0);
+            ParamSpread {
+                name: name.clone(),
+                estimate: *estimate,
+                se: var.sqrt(),
+                lo: percentile(&values, 0.025),
+                hi: percentile(&values, 0.975),
+            }
+        })
+        .collect();
+    Ok(Bootstrap {
+        resamples,
+        failed: resamples - ok.len(),
+        params,
+    })
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos.fract());
+    let next = sorted[(i + 1).min(sorted.len() - 1)];
+    sorted[i] + frac * (next - sorted[i])
+}
+
+/// The profile of one fit parameter.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    /// The fit parameter profiled.
+    pub param: String,
+    /// Scanned values of the fit parameter.
+    pub values: Vec<f64>,
+    /// Delta NLL = n ln(objective / best objective) at each value (Laplace likelihood
+    /// with its scale profiled out, the small-delta limit of the Huber loss).
+    pub delta_nll: Vec<f64>,
+    /// The 95% interval (Delta NLL <= 1.92) in fit-parameter units, clipped to the scan.
+    pub interval: (f64, f64),
+    /// Whether the interval runs into an end of the scan: the data do not pin the
+    /// parameter down.
+    pub weakly_identified: bool,
+}
+
+/// Profiles fit parameter `index`: scans it over `best +- half_width` (`points` values),
+/// refitting the others at each point (warm-started from the neighbour).
+///
+/// # Errors
+/// A bad index, or a missing column.
+pub fn profile(
+    law: &dyn ScalingLaw,
+    runs: &Runs,
+    full: &FitResult,
+    config: &FitConfig,
+    index: usize,
+    half_width: f64,
+    points: usize,
+) -> Result<Profile> {
+    if index >= full.theta.len() || points < 3 {
+        return Err(ScalingError::InvalidArgument {
+            name: "profile",
+            detail: format!(
+                "parameter index {index} of {} with {points} points",
+                full.theta.len()
+            ),
+        });
+    }
+    let problem = Problem::new(law, runs, config)?;
+    let best = full.theta[index];
+    let values: Vec<f64> = (0..points)
+        .map(|k| best - half_width + 2.0 * half_width * k as f64 / (points - 1) as f64)
+        .collect();
+    let fixed = FixedParam { index };
+    let scan = |range: &mut dyn Iterator<Item = &f64>| -> Vec<(f64, f64)> {
+        let mut warm = full.theta.clone();
+        range
+            .map(|&v| {
+                warm[index] = v;
+                let local = fixed.refit(&problem, &warm, config);
+                warm.clone_from(&local.0);
+                (v, local.1)
+            })
+            .collect()
+    };
+    let mid = points / 2;
+    let mut upper = scan(&mut values[mid..].iter());
+    let mut lower = scan(&mut values[..mid].iter().rev());
+    lower.reverse();
+    lower.append(&mut upper);
+    let n = runs.len() as f64;
+    let delta_nll: Vec<f64> = lower
+        .iter()
+        .map(|(_, obj)| (n * (obj / full.objective).ln()).max(0.0))
+        .collect();
+    let inside: Vec<usize> = (0..points).filter(|&k| delta_nll[k] <= 1.92).collect();
+    let (first, last) = (
+        inside.first().copied().unwrap_or(mid),
+        inside.last().copied().unwrap_or(mid),
+    );
+    Ok(Profile {
+        param: full.param_names[index].clone(),
+        interval: (values[first], values[last]),
+        weakly_identified: first == 0 || last == points - 1,
+        values,
+        delta_nll,
+    })
+}
+
+/// Refits all parameters but one, which stays at its given value.
+struct FixedParam {
+    index: usize,
+}
+
+impl FixedParam {
+    fn refit(&self, problem: &Problem<'_>, theta: &[f64], config: &FitConfig) -> (Vec<f64>, f64) {
+        if theta.len() == 1 {
+            return (theta.to_vec(), problem.evaluate(theta, config.loss));
+        }
+        let reduced = Reduced {
+            problem,
+            index: self.index,
+            value: theta[self.index],
+            loss: config.loss,
+        };
+        let start: Vec<f64> = theta
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != self.index)
+            .map(|(_, v)| *v)
+            .collect();
+        let best = reduced.minimise(start, config);
+        let full = reduced.expand(&best);
+        let obj = problem.evaluate(&full, config.loss);
+        (full, obj)
+    }
+}
+
+/// The objective with one parameter held fixed, for argmin.
+struct Reduced<'a, 'b> {
+    problem: &'a Problem<'b>,
+    index: usize,
+    value: f64,
+    loss: crate::Loss,
+}
+
+impl Reduced<'_, '_> {
+    fn expand(&self, reduced: &[f64]) -> Vec<f64> {
+        let mut full = reduced.to_vec();
+        full.insert(self.index, self.value);
+        full
+    }
+
+    fn minimise(&self, start: Vec<f64>, config: &FitConfig) -> Vec<f64> {
+        use argmin::core::{Executor, State};
+        use argmin::solver::linesearch::MoreThuenteLineSearch;
+        use argmin::solver::quasinewton::LBFGS;
+        let Ok(solver) =
+            LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(config.tol_grad)
+        else {
+            return start;
+        };
+        Executor::new(self, solver)
+            .configure(|s| s.param(start.clone()).max_iters(config.max_iters))
+            .timer(false)
+            .ctrlc(false)
+            .run()
+            .ok()
+            .and_then(|r| r.state().get_best_param().cloned())
+            .unwrap_or(start)
+    }
+}
+
+impl argmin::core::CostFunction for &Reduced<'_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        Ok(self.problem.evaluate(&self.expand(p), self.loss))
+    }
+}
+
+impl argmin::core::Gradient for &Reduced<'_, '_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        let full = self.expand(p);
+        let mut g = vec![0.0; full.len()];
+        self.problem.value_grad(&full, self.loss, &mut g);
+        g.remove(self.index);
+        Ok(g)
+    }
+}
