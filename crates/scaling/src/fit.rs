@@ -21,6 +21,9 @@ pub struct FitConfig {
     pub tol_grad: f64,
     /// Relative cost-change tolerance (convergence).
     pub tol_cost: f64,
+    /// Start from these fit parameters only, instead of the form's grid (e.g. refine a
+    /// Huber optimum under the L1 loss).
+    pub start: Option<Vec<f64>>,
 }
 
 impl Default for FitConfig {
@@ -30,6 +33,7 @@ impl Default for FitConfig {
             max_iters: 1000,
             tol_grad: 1e-10,
             tol_cost: 1e-14,
+            start: None,
         }
     }
 }
@@ -206,9 +210,14 @@ impl<'a> Problem<'a> {
         }
     }
 
-    /// The starts of `law`, extended with ln sigma for the likelihood loss.
+    /// The starts of `law` (or the configured one), extended with ln sigma for the
+    /// likelihood loss.
     pub(crate) fn starts(&self, config: &FitConfig) -> Vec<Vec<f64>> {
-        let mut starts = self.law.starts();
+        let n_form = self.law.param_names().len();
+        let mut starts = match &config.start {
+            Some(s) => vec![s[..n_form.min(s.len())].to_vec()],
+            None => self.law.starts(),
+        };
         if config.loss.extra_params() == 1 {
             for s in &mut starts {
                 s.push((0.05_f64).ln());

@@ -25,13 +25,17 @@
 //! # Ok::<(), noether_scaling::ScalingError>(())
 //! ```
 
+mod allocate;
+pub mod double_descent;
 mod error;
 mod fit;
 pub mod forms;
 mod objective;
 mod runs;
 mod uncertainty;
+mod varpro;
 
+pub use allocate::{allocate, isoflop, Allocation, IsoFlop};
 pub use error::{Result, ScalingError};
 pub use fit::{fit, objective_at, FitConfig, FitResult};
 pub use forms::{
@@ -40,3 +44,4 @@ pub use forms::{
 pub use objective::Loss;
 pub use runs::{ColumnMap, Runs};
 pub use uncertainty::{bootstrap, profile, Bootstrap, ParamSpread, Profile};
+pub use varpro::{fit_varpro, VarProFit};

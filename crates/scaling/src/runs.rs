@@ -203,7 +203,9 @@ impl Runs {
     #[must_use]
     pub fn scaled(mut self, column: &str, factor: f64) -> Self {
         if let Some(v) = self.columns.get_mut(column) {
-            v.iter_mut().for_each(|x| *x *= factor);
+            for x in v.iter_mut() {
+                *x *= factor;
+            }
         }
         self
     }

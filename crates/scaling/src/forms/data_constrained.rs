@@ -34,8 +34,10 @@ impl DataConstrained {
         self.base.loss(n_eff, d_eff)
     }
 
-    /// Effective (N', D').
+    /// Effective (N', D'). Unique data beyond the tokens seen (less than one epoch)
+    /// counts as U_D = D: nothing is repeated.
     pub fn effective(&self, n: f64, d: f64, unique: f64, r_d: f64, r_n: f64) -> (f64, f64) {
+        let unique = unique.min(d);
         let u_n = n.min(self.base.optimal_n_for_data(unique));
         let repeats_d = d / unique - 1.0;
         let repeats_n = n / u_n - 1.0;
