@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod cli;
 use noether::data::{self, JetFile, Layout, OpenOptions};
 
 /// noether: symmetry-equivariant machine learning for particle physics.
@@ -40,6 +42,9 @@ enum Command {
         #[arg(long)]
         max_jets: Option<usize>,
     },
+    /// Scaling-law fits and compute allocation.
+    #[command(subcommand)]
+    Scaling(cli::scaling::ScalingCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Version => println!("noether {}", noether::VERSION),
         Command::Inspect { file } => println!("{}", data::inspect(&file)?),
+        Command::Scaling(command) => cli::scaling::run(command)?,
         Command::Convert {
             input,
             output,

@@ -74,3 +74,83 @@ fn convert_writes_a_ragged_file_that_inspects_the_same() {
     assert!(!ok && text.contains("'nonsense' is not one of"), "{text}");
     std::fs::remove_file(out).ok();
 }
+
+fn synthetic_runs_csv() -> std::path::PathBuf {
+    use std::fmt::Write;
+    // L = 1.69 + 406.4 / N^0.339 + 410.7 / D^0.285 on a 6 x 6 grid.
+    let mut text = String::from("N,D,loss\n");
+    for i in 0..6 {
+        for j in 0..6 {
+            let (n, d) = (1e7 * 4f64.powi(i), 1e9 * 4f64.powi(j));
+            let loss = 1.69 + 406.4 / n.powf(0.339) + 410.7 / d.powf(0.285);
+            writeln!(text, "{n},{d},{loss}").unwrap();
+        }
+    }
+    let path = std::env::temp_dir().join(format!("noether-cli-runs-{}.csv", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn scaling_fit_prints_json_with_the_contract_keys() {
+    let csv = synthetic_runs_csv();
+    let svg = csv.with_extension("svg");
+    let (ok, text) = noether(&[
+        "scaling",
+        "fit",
+        csv.to_str().unwrap(),
+        "--form",
+        "chinchilla",
+        "--bootstrap",
+        "50",
+        "--seed",
+        "3",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for key in ["E", "A", "B", "alpha", "beta", "objective"] {
+        assert!(json[key].is_number(), "key {key} missing in {text}");
+    }
+    assert!(
+        (json["alpha"].as_f64().unwrap() - 0.339).abs() < 1e-3,
+        "{text}"
+    );
+    assert!(json["bootstrap"]["alpha"]["se"].is_number());
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let fit_json = csv.with_extension("json");
+    std::fs::write(&fit_json, &text).unwrap();
+    let (ok, text) = noether(&[
+        "scaling",
+        "allocate",
+        "--fit",
+        fit_json.to_str().unwrap(),
+        "--compute",
+        "1e21",
+    ]);
+    assert!(ok, "{text}");
+    let a: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (n, d) = (a["N"].as_f64().unwrap(), a["D"].as_f64().unwrap());
+    assert!((6.0 * n * d / 1e21 - 1.0).abs() < 1e-9, "{text}");
+}
+
+#[test]
+fn scaling_fit_names_missing_columns_and_bad_rows() {
+    let csv = std::env::temp_dir().join(format!("noether-cli-bad-{}.csv", std::process::id()));
+    std::fs::write(&csv, "N,D,loss\n1e9,2e10,3.0\n1e9,-5,2.9\n").unwrap();
+    let (ok, text) = noether(&["scaling", "fit", csv.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("row 2") && text.contains("'D'"),
+        "{text}"
+    );
+    let (ok, text) = noether(&[
+        "scaling",
+        "fit",
+        csv.to_str().unwrap(),
+        "--loss-col",
+        "val_loss",
+    ]);
+    assert!(!ok && text.contains("no column 'val_loss'"), "{text}");
+}

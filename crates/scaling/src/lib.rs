@@ -31,6 +31,7 @@ mod error;
 mod fit;
 pub mod forms;
 mod objective;
+mod plot;
 mod runs;
 mod uncertainty;
 mod varpro;
@@ -42,6 +43,7 @@ pub use forms::{
     BrokenPowerLaw, Chinchilla, ChinchillaParams, DataConstrained, Kaplan, PowerLaw, ScalingLaw,
 };
 pub use objective::Loss;
+pub use plot::plot_fit;
 pub use runs::{ColumnMap, Runs};
 pub use uncertainty::{bootstrap, profile, Bootstrap, ParamSpread, Profile};
 pub use varpro::{fit_varpro, VarProFit};

@@ -34,6 +34,9 @@ pub struct Bootstrap {
     pub failed: usize,
     /// Per natural parameter.
     pub params: Vec<ParamSpread>,
+    /// The converged resamples' fit parameters (for prediction bands).
+    #[serde(skip)]
+    pub thetas: Vec<Vec<f64>>,
 }
 
 impl Bootstrap {
@@ -72,16 +75,20 @@ pub fn bootstrap(
             let sample = runs.select(&rows);
             let problem = Problem::new(law, &sample, config).ok()?;
             let local = problem.local(full.theta.clone(), config);
-            let n_form = law.param_names().len();
-            local.converged.then(|| {
-                law.natural(&local.theta[..n_form])
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .collect()
-            })
+            local.converged.then_some(local.theta)
         })
         .collect();
-    let ok: Vec<Vec<f64>> = fits.iter().flatten().cloned().collect();
+    let thetas: Vec<Vec<f64>> = fits.into_iter().flatten().collect();
+    let n_form = law.param_names().len();
+    let ok: Vec<Vec<f64>> = thetas
+        .iter()
+        .map(|t| {
+            law.natural(&t[..n_form])
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .collect();
     if ok.is_empty() {
         return Err(ScalingError::NoConvergence {
             form: law.name(),
@@ -113,6 +120,7 @@ pub fn bootstrap(
         resamples,
         failed: resamples - ok.len(),
         params,
+        thetas,
     })
 }
 

@@ -1,0 +1,169 @@
+//! SVG plots of a fit: loss versus N (at a few D) and versus D (at a few N), on
+//! logarithmic N / D axes (loss linear, so that its ticks stay readable), with the observed runs, the fitted curves and the bootstrap 95% band.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Result, ScalingError};
+use crate::fit::FitResult;
+use crate::forms::ScalingLaw;
+use crate::Runs;
+
+const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
+
+/// Writes the two-panel plot of `fit` to an SVG file. `band` holds bootstrap fit
+/// parameters (may be empty: no band).
+///
+/// # Errors
+/// [`ScalingError::Io`] when the file cannot be written; missing columns.
+pub fn plot_fit(
+    path: &Path,
+    law: &dyn ScalingLaw,
+    runs: &Runs,
+    fit: &FitResult,
+    band: &[Vec<f64>],
+) -> Result<()> {
+    let draw_err = |e: &dyn std::fmt::Display| ScalingError::Io {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+    let panels = root.split_evenly((1, 2));
+    for (panel, (x_col, slice_col)) in panels.iter().zip([("N", "D"), ("D", "N")]) {
+        draw_panel(panel, law, runs, fit, band, x_col, slice_col).map_err(|e| draw_err(&e))?;
+    }
+    root.present().map_err(|e| draw_err(&e))?;
+    Ok(())
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
+}
+
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Predicted losses along `x_col` with every other column at its median and
+/// `slice_col` at `slice_value`, for the given fit parameters.
+fn predictions(
+    law: &dyn ScalingLaw,
+    runs: &Runs,
+    xs: &[f64],
+    x_col: &str,
+    slice: (&str, f64),
+    theta: &[f64],
+) -> Option<Vec<f64>> {
+    let mut columns = BTreeMap::new();
+    for name in ["N", "D", "U", "loss"] {
+        if let Some(v) = runs.column(name) {
+            columns.insert(name.to_owned(), vec![quantile(v, 0.5); xs.len()]);
+        }
+    }
+    columns.insert(x_col.to_owned(), xs.to_vec());
+    if columns.contains_key(slice.0) {
+        columns.insert(slice.0.to_owned(), vec![slice.1; xs.len()]);
+    }
+    let grid = Runs::from_columns(columns).ok()?;
+    let features = law.features(&grid).ok()?;
+    let n_form = law.param_names().len();
+    Some(
+        features
+            .iter()
+            .map(|f| law.log_loss(&theta[..n_form], f).exp())
+            .collect(),
+    )
+}
+
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    law: &dyn ScalingLaw,
+    runs: &Runs,
+    fit: &FitResult,
+    band: &[Vec<f64>],
+    x_col: &str,
+    slice_col: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let (Some(x), Some(loss)) = (runs.column(x_col), runs.column("loss")) else {
+        return Ok(());
+    };
+    let (x_lo, x_hi) = range(x);
+    let (y_lo, y_hi) = range(loss);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{} fit: loss vs {x_col}", fit.form),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_lo / 1.5..x_hi * 1.5).log_scale(),
+            y_lo * 0.95..y_hi * 1.05,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_col)
+        .y_desc("loss")
+        .y_labels(10)
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .draw()?;
+    chart.draw_series(
+        x.iter()
+            .zip(loss)
+            .map(|(a, b)| Circle::new((*a, *b), 2, BLACK.mix(0.5).filled())),
+    )?;
+    let xs: Vec<f64> = (0..=80)
+        .map(|k| (x_lo / 1.5) * (2.25 * x_hi / x_lo).powf(f64::from(k) / 80.0))
+        .collect();
+    let slices = runs.column(slice_col).map_or_else(Vec::new, |v| {
+        vec![quantile(v, 0.1), quantile(v, 0.5), quantile(v, 0.9)]
+    });
+    for (color, &s) in COLORS.iter().zip(&slices) {
+        let Some(curve) = predictions(law, runs, &xs, x_col, (slice_col, s), &fit.theta) else {
+            continue;
+        };
+        if !band.is_empty() {
+            let draws: Vec<Vec<f64>> = band
+                .iter()
+                .filter_map(|t| predictions(law, runs, &xs, x_col, (slice_col, s), t))
+                .collect();
+            if !draws.is_empty() {
+                let at =
+                    |k: usize, q: f64| quantile(&draws.iter().map(|d| d[k]).collect::<Vec<_>>(), q);
+                let mut poly: Vec<(f64, f64)> =
+                    (0..xs.len()).map(|k| (xs[k], at(k, 0.025))).collect();
+                poly.extend((0..xs.len()).rev().map(|k| (xs[k], at(k, 0.975))));
+                chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
+            }
+        }
+        chart
+            .draw_series(LineSeries::new(
+                xs.iter().copied().zip(curve),
+                color.stroke_width(2),
+            ))?
+            .label(format!("{slice_col} = {s:.3e}"))
+            .legend(move |(a, b)| {
+                PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

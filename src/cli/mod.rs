@@ -1,0 +1,3 @@
+//! Subcommand implementations of the `noether` binary.
+
+pub mod scaling;
