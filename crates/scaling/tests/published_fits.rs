@@ -146,7 +146,7 @@ fn data_constrained_fit_reaches_muennighoff_objective_and_flags_r_d() {
     let law = DataConstrained::muennighoff();
     let config = FitConfig::default();
     let result = fit(&law, &runs, &config).unwrap();
-    eprintln!("{:?}", result.natural);
+    eprintln!("{:?} objective {}", result.natural, result.objective);
     assert!(
         result.objective <= 0.015826,
         "objective {}",
@@ -163,4 +163,23 @@ fn data_constrained_fit_reaches_muennighoff_objective_and_flags_r_d() {
         "R_D* should be weakly identified: {:?}",
         r_d.delta_nll
     );
+}
+
+#[test]
+fn varpro_on_besiroglu_lands_near_the_huber_fit() {
+    use noether_scaling::fit_varpro;
+    let Some(runs) = besiroglu() else { return };
+    let vp = fit_varpro(&runs).unwrap();
+    let huber = fit(&Chinchilla, &runs, &FitConfig::default()).unwrap();
+    eprintln!(
+        "varpro {:?} rss {}; huber alpha {} beta {}",
+        vp.params,
+        vp.rss,
+        huber.get("alpha").unwrap(),
+        huber.get("beta").unwrap()
+    );
+    // Least squares on relative residuals versus Huber (L1-like) on log residuals: the
+    // objectives differ, the exponents must still agree closely on these data.
+    assert!((vp.params.alpha - huber.get("alpha").unwrap()).abs() < 0.05);
+    assert!((vp.params.beta - huber.get("beta").unwrap()).abs() < 0.05);
 }
