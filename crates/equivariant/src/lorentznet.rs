@@ -1,0 +1,304 @@
+//! LorentzNet (Gong et al., arXiv:2201.08187): Lorentz group equivariant blocks with
+//! Minkowski dot-product attention, on dense masked `[batch, nodes, nodes, hidden]`
+//! edge tensors. Parameter names mirror the PyTorch module (`embedding`, `LGEBs.{i}`,
+//! `graph_dec`), so the official checkpoint loads directly (with its `module.` prefix).
+//!
+//! The first edge layer acts on concat(h_i, h_j, psi(|x_i - x_j|^2), psi(x_i . x_j)); it
+//! is split as W1 h_i + W2 h_j + W3 a, so the node parts are computed once per node and
+//! broadcast over pairs instead of once per edge.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{linear, linear_no_bias, Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::batch_norm::MaskedBatchNorm;
+use crate::error::{Context, ModelError, Result};
+use crate::minkowski::{dot4, psi};
+
+/// LorentzNet hyper-parameters (defaults: the paper's top-tagging model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LorentzNetConfig {
+    /// Node scalars per particle (2: one-hot beam/particle times mass).
+    pub n_scalar: usize,
+    /// Hidden width.
+    pub n_hidden: usize,
+    /// Output classes.
+    pub n_class: usize,
+    /// Number of LGEB blocks.
+    pub n_layers: usize,
+    /// Coordinate-update weight c.
+    pub c_weight: f64,
+    /// Dropout before the last decoder layer (training only).
+    pub dropout: f64,
+}
+
+impl Default for LorentzNetConfig {
+    fn default() -> Self {
+        Self {
+            n_scalar: 2,
+            n_hidden: 72,
+            n_class: 2,
+            n_layers: 6,
+            c_weight: 0.005,
+            dropout: 0.2,
+        }
+    }
+}
+
+/// A batch of graphs: `momenta` `[batch, nodes, 4]` (beams first, zero-padded),
+/// `mask` `[batch, nodes]` (1 for beams and particles).
+#[derive(Debug, Clone)]
+pub struct LorentzNetInput {
+    /// Four-momenta (E, px, py, pz), f32.
+    pub momenta: Tensor,
+    /// Node mask, f32.
+    pub mask: Tensor,
+    /// Number of leading beam nodes in every graph.
+    pub beams: usize,
+}
+
+impl LorentzNetInput {
+    /// Wraps flat padded batch data (as `noether_data::Batch` holds it).
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] when the lengths do not match `[batch, nodes, 4]` and
+    /// `[batch, nodes]`; [`ModelError::NonFinite`] for NaN or infinite momenta.
+    pub fn from_flat(
+        momenta: &[f32],
+        mask: &[f32],
+        batch: usize,
+        nodes: usize,
+        beams: usize,
+    ) -> Result<Self> {
+        if momenta.len() != batch * nodes * 4 {
+            return Err(ModelError::BadInput {
+                input: "momenta",
+                expected: format!("[{batch}, {nodes}, 4] = {} values", batch * nodes * 4),
+                found: vec![momenta.len()],
+            });
+        }
+        if mask.len() != batch * nodes {
+            return Err(ModelError::BadInput {
+                input: "mask",
+                expected: format!("[{batch}, {nodes}] = {} values", batch * nodes),
+                found: vec![mask.len()],
+            });
+        }
+        if momenta.iter().any(|x| !x.is_finite()) {
+            return Err(ModelError::NonFinite { input: "momenta" });
+        }
+        let device = Device::Cpu;
+        Ok(Self {
+            momenta: Tensor::from_slice(momenta, (batch, nodes, 4), &device).context("momenta")?,
+            mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
+            beams,
+        })
+    }
+
+    /// Node scalars psi(one_hot(particle, beam) * sqrt|p^2|), `[batch, nodes, 2]`.
+    fn scalars(&self) -> candle_core::Result<Tensor> {
+        let (batch, nodes, _) = self.momenta.dims3()?;
+        let mass = dot4(&self.momenta, &self.momenta)?.abs()?.sqrt()?;
+        let is_beam: Vec<f32> = (0..nodes)
+            .map(|k| if k < self.beams { 1.0 } else { 0.0 })
+            .collect();
+        let beam = Tensor::from_vec(is_beam, (1, nodes), self.momenta.device())?
+            .broadcast_as((batch, nodes))?;
+        let particle = (beam.ones_like()? - &beam)?;
+        let one_hot = Tensor::stack(&[(particle * &mass)?, (beam * &mass)?], D::Minus1)?;
+        psi(&one_hot)?.broadcast_mul(&self.mask.unsqueeze(D::Minus1)?)
+    }
+}
+
+/// One Lorentz group equivariant block.
+#[derive(Debug, Clone)]
+pub struct LorentzBlock {
+    edge_in: Linear,
+    edge_bn: MaskedBatchNorm,
+    edge_out: Linear,
+    attention: Linear,
+    node_in: Linear,
+    node_bn: MaskedBatchNorm,
+    node_out: Linear,
+    coord: Option<(Linear, Linear)>,
+    hidden: usize,
+    c_weight: f64,
+}
+
+impl LorentzBlock {
+    /// Builds the block under `vb` (PyTorch names `phi_e.{0,1,3}`, `phi_m.0`,
+    /// `phi_h.{0,1,3}`, `phi_x.{0,2}`; no `phi_x` in the last block).
+    ///
+    /// # Errors
+    /// Missing or mis-shaped tensors.
+    pub fn new(
+        config: &LorentzNetConfig,
+        last: bool,
+        vb: &VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let h = config.n_hidden;
+        let coord = if last {
+            None
+        } else {
+            Some((
+                linear(h, h, vb.pp("phi_x.0"))?,
+                linear_no_bias(h, 1, vb.pp("phi_x.2"))?,
+            ))
+        };
+        Ok(Self {
+            edge_in: linear_no_bias(2 * h + 2, h, vb.pp("phi_e.0"))?,
+            edge_bn: MaskedBatchNorm::new(h, &vb.pp("phi_e.1"))?,
+            edge_out: linear(h, h, vb.pp("phi_e.3"))?,
+            attention: linear(h, 1, vb.pp("phi_m.0"))?,
+            node_in: linear(2 * h + config.n_scalar, h, vb.pp("phi_h.0"))?,
+            node_bn: MaskedBatchNorm::new(h, &vb.pp("phi_h.1"))?,
+            node_out: linear(h, h, vb.pp("phi_h.3"))?,
+            coord,
+            hidden: h,
+            c_weight: config.c_weight,
+        })
+    }
+
+    /// Updates node features `h` `[B, N, H]` and coordinates `x` `[B, N, 4]`;
+    /// `edge_mask` is `[B, N, N]` (1 for distinct real nodes), `scalars` `[B, N, S]`.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward(
+        &self,
+        h: &Tensor,
+        x: &Tensor,
+        scalars: &Tensor,
+        node_mask: &Tensor,
+        edge_mask: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let hd = self.hidden;
+        let x_i = x.unsqueeze(2)?;
+        let x_j = x.unsqueeze(1)?;
+        let x_diff = x_i.broadcast_sub(&x_j)?;
+        let norms = psi(&dot4(&x_diff, &x_diff)?)?;
+        let dots = psi(&dot4(
+            &x_i.broadcast_as(x_diff.shape())?,
+            &x_j.broadcast_as(x_diff.shape())?,
+        )?)?;
+        // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: node parts once per node.
+        let w = self.edge_in.weight();
+        let (w1, w2, w3) = (
+            w.narrow(1, 0, hd)?,
+            w.narrow(1, hd, hd)?,
+            w.narrow(1, 2 * hd, 2)?,
+        );
+        let part_i = h.broadcast_matmul(&w1.t()?)?.unsqueeze(2)?;
+        let part_j = h.broadcast_matmul(&w2.t()?)?.unsqueeze(1)?;
+        let invariants = Tensor::stack(&[norms, dots], D::Minus1)?;
+        let part_a = invariants.broadcast_matmul(&w3.t()?)?;
+        let pre = part_a.broadcast_add(&part_i)?.broadcast_add(&part_j)?;
+        let m = self.edge_bn.forward(&pre, edge_mask, train)?.relu()?;
+        let m = self.edge_out.forward(&m)?.relu()?;
+        let weight = candle_nn::ops::sigmoid(&self.attention.forward(&m)?)?;
+        let m = m
+            .broadcast_mul(&weight)?
+            .broadcast_mul(&edge_mask.unsqueeze(D::Minus1)?)?;
+
+        let x_new = match &self.coord {
+            Some((first, second)) => {
+                let phi = second.forward(&first.forward(&m)?.relu()?)?;
+                let trans = x_diff.broadcast_mul(&phi)?.clamp(-100f32, 100f32)?;
+                let trans = trans.broadcast_mul(&edge_mask.unsqueeze(D::Minus1)?)?;
+                let count = edge_mask.sum_keepdim(2)?.maximum(1f32)?;
+                let mean = trans.sum(2)?.broadcast_div(&count)?;
+                (x + (mean * self.c_weight)?)?
+            }
+            None => x.clone(),
+        };
+        let agg = m.sum(2)?;
+        let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
+        let out = self
+            .node_bn
+            .forward(&self.node_in.forward(&input)?, node_mask, train)?
+            .relu()?;
+        let h_new = (h + self.node_out.forward(&out)?)?;
+        Ok((h_new, x_new))
+    }
+}
+
+/// The LorentzNet classifier.
+#[derive(Debug, Clone)]
+pub struct LorentzNet {
+    embedding: Linear,
+    blocks: Vec<LorentzBlock>,
+    decoder_in: Linear,
+    decoder_out: Linear,
+    config: LorentzNetConfig,
+}
+
+impl LorentzNet {
+    /// Builds the model under `vb` (for the official checkpoint: `vb.pp("module")`).
+    ///
+    /// # Errors
+    /// [`ModelError::Candle`] naming the missing or mis-shaped tensor.
+    pub fn new(config: &LorentzNetConfig, vb: &VarBuilder) -> Result<Self> {
+        let h = config.n_hidden;
+        let blocks = (0..config.n_layers)
+            .map(|i| {
+                LorentzBlock::new(
+                    config,
+                    i + 1 == config.n_layers,
+                    &vb.pp(format!("LGEBs.{i}")),
+                )
+                .context(&format!("building LGEBs.{i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embedding: linear(config.n_scalar, h, vb.pp("embedding"))
+                .context("building embedding")?,
+            blocks,
+            decoder_in: linear(h, h, vb.pp("graph_dec.0")).context("building graph_dec.0")?,
+            decoder_out: linear(h, config.n_class, vb.pp("graph_dec.3"))
+                .context("building graph_dec.3")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LorentzNetConfig {
+        &self.config
+    }
+
+    /// Logits `[batch, n_class]` (evaluation mode).
+    ///
+    /// # Errors
+    /// Shape mismatches between momenta and mask.
+    pub fn forward(&self, input: &LorentzNetInput) -> Result<Tensor> {
+        self.forward_t(input, false)
+    }
+
+    /// Logits with BatchNorm in training (`train = true`, masked batch statistics) or
+    /// evaluation mode.
+    ///
+    /// # Errors
+    /// Shape mismatches between momenta and mask.
+    pub fn forward_t(&self, input: &LorentzNetInput, train: bool) -> Result<Tensor> {
+        self.run(input, train).context("LorentzNet forward")
+    }
+
+    fn run(&self, input: &LorentzNetInput, train: bool) -> candle_core::Result<Tensor> {
+        let mask = input.mask.to_dtype(DType::F32)?;
+        let nodes = mask.dim(1)?;
+        let eye = Tensor::eye(nodes, DType::F32, mask.device())?;
+        let pair = mask.unsqueeze(2)?.broadcast_mul(&mask.unsqueeze(1)?)?;
+        let edge_mask = pair.broadcast_sub(&eye)?.relu()?;
+        let scalars = input.scalars()?;
+        let mut h = self.embedding.forward(&scalars)?;
+        let mut x = input.momenta.clone();
+        for block in &self.blocks {
+            (h, x) = block.forward(&h, &x, &scalars, &mask, &edge_mask, train)?;
+        }
+        let m = mask.unsqueeze(D::Minus1)?;
+        let pooled = h.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
+        let hidden = self.decoder_in.forward(&pooled)?.relu()?;
+        self.decoder_out.forward(&hidden)
+    }
+}
