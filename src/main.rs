@@ -42,6 +42,8 @@ enum Command {
         #[arg(long)]
         max_jets: Option<usize>,
     },
+    /// Evaluate a checkpoint on a jet file.
+    Eval(cli::eval::EvalArgs),
     /// Scaling-law fits and compute allocation.
     #[command(subcommand)]
     Scaling(cli::scaling::ScalingCommand),
@@ -51,6 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`noether ... | head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -63,6 +72,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Version => println!("noether {}", noether::VERSION),
         Command::Inspect { file } => println!("{}", data::inspect(&file)?),
         Command::Scaling(command) => cli::scaling::run(command)?,
+        Command::Eval(args) => cli::eval::run(&args)?,
         Command::Convert {
             input,
             output,

@@ -154,3 +154,31 @@ fn scaling_fit_names_missing_columns_and_bad_rows() {
     ]);
     assert!(!ok && text.contains("no column 'val_loss'"), "{text}");
 }
+
+#[test]
+fn eval_prints_the_official_lorentznet_logits() {
+    let dir = std::path::Path::new("../shared/reference/lorentznet");
+    if !dir.join("parity_jets.h5").exists() {
+        eprintln!("SKIPPED: ../shared/reference/lorentznet is absent");
+        return;
+    }
+    let ckpt = dir.join("lorentznet_top_pretrained.safetensors");
+    let data = dir.join("parity_jets.h5");
+    let (ok, text) = noether(&[
+        "eval",
+        "--model",
+        "lorentznet",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--print-logits",
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 16, "{text}");
+    let first: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(&first[..3], &["jet", "0", "logits"]);
+    let l0: f64 = first[3].parse().unwrap();
+    assert!((l0 + 5.653857231140137).abs() < 1e-4, "{}", lines[0]);
+}

@@ -1,3 +1,4 @@
 //! Subcommand implementations of the `noether` binary.
 
+pub mod eval;
 pub mod scaling;
