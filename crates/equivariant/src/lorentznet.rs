@@ -7,7 +7,7 @@
 //! is split as W1 h_i + W2 h_j + W3 a, so the node parts are computed once per node and
 //! broadcast over pairs instead of once per edge.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use candle_nn::{linear, linear_no_bias, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,10 @@ pub struct LorentzNetConfig {
     pub c_weight: f64,
     /// Dropout before the last decoder layer (training only).
     pub dropout: f64,
+    /// Component-wise clamp of the coordinate-update terms (the reference code's +-100,
+    /// inherited from EGNN). It is active for TeV jets and breaks Lorentz equivariance;
+    /// `f64::INFINITY` disables it.
+    pub coord_clamp: f64,
 }
 
 impl Default for LorentzNetConfig {
@@ -42,6 +46,7 @@ impl Default for LorentzNetConfig {
             n_layers: 6,
             c_weight: 0.005,
             dropout: 0.2,
+            coord_clamp: 100.0,
         }
     }
 }
@@ -56,6 +61,9 @@ pub struct LorentzNetInput {
     pub mask: Tensor,
     /// Number of leading beam nodes in every graph.
     pub beams: usize,
+    /// Node masses `[batch, nodes]` computed by the caller (e.g. in f64 before the cast);
+    /// `None`: sqrt|p^2| from the f32 momenta, as the reference code does.
+    pub masses: Option<Tensor>,
 }
 
 impl LorentzNetInput {
@@ -93,17 +101,45 @@ impl LorentzNetInput {
             momenta: Tensor::from_slice(momenta, (batch, nodes, 4), &device).context("momenta")?,
             mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
             beams,
+            masses: None,
         })
+    }
+
+    /// Uses node masses computed by the caller (`[batch, nodes]`, flat). Computing them in
+    /// f64 from the original momenta keeps the node scalars Lorentz invariant: sqrt|p^2|
+    /// of f32-rounded massless momenta is rounding noise that changes under boosts.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for a wrong length, [`ModelError::NonFinite`] for NaN.
+    pub fn with_masses(mut self, masses: &[f32]) -> Result<Self> {
+        let (batch, nodes) = self.mask.dims2().context("mask")?;
+        if masses.len() != batch * nodes {
+            return Err(ModelError::BadInput {
+                input: "masses",
+                expected: format!("[{batch}, {nodes}] = {} values", batch * nodes),
+                found: vec![masses.len()],
+            });
+        }
+        if masses.iter().any(|x| !x.is_finite()) {
+            return Err(ModelError::NonFinite { input: "masses" });
+        }
+        self.masses =
+            Some(Tensor::from_slice(masses, (batch, nodes), self.mask.device()).context("masses")?);
+        Ok(self)
     }
 
     /// Node scalars psi(one_hot(particle, beam) * sqrt|p^2|), `[batch, nodes, 2]`.
     fn scalars(&self) -> candle_core::Result<Tensor> {
         let (batch, nodes, _) = self.momenta.dims3()?;
-        let mass = dot4(&self.momenta, &self.momenta)?.abs()?.sqrt()?;
+        let mass = match &self.masses {
+            Some(m) => m.to_dtype(self.momenta.dtype())?,
+            None => dot4(&self.momenta, &self.momenta)?.abs()?.sqrt()?,
+        };
         let is_beam: Vec<f32> = (0..nodes)
             .map(|k| if k < self.beams { 1.0 } else { 0.0 })
             .collect();
         let beam = Tensor::from_vec(is_beam, (1, nodes), self.momenta.device())?
+            .to_dtype(self.momenta.dtype())?
             .broadcast_as((batch, nodes))?;
         let particle = (beam.ones_like()? - &beam)?;
         let one_hot = Tensor::stack(&[(particle * &mass)?, (beam * &mass)?], D::Minus1)?;
@@ -124,6 +160,7 @@ pub struct LorentzBlock {
     coord: Option<(Linear, Linear)>,
     hidden: usize,
     c_weight: f64,
+    clamp: f64,
 }
 
 impl LorentzBlock {
@@ -157,6 +194,7 @@ impl LorentzBlock {
             coord,
             hidden: h,
             c_weight: config.c_weight,
+            clamp: config.coord_clamp,
         })
     }
 
@@ -205,9 +243,9 @@ impl LorentzBlock {
         let x_new = match &self.coord {
             Some((first, second)) => {
                 let phi = second.forward(&first.forward(&m)?.relu()?)?;
-                let trans = x_diff.broadcast_mul(&phi)?.clamp(-100f32, 100f32)?;
+                let trans = x_diff.broadcast_mul(&phi)?.clamp(-self.clamp, self.clamp)?;
                 let trans = trans.broadcast_mul(&edge_mask.unsqueeze(D::Minus1)?)?;
-                let count = edge_mask.sum_keepdim(2)?.maximum(1f32)?;
+                let count = edge_mask.sum_keepdim(2)?.maximum(1.0)?;
                 let mean = trans.sum(2)?.broadcast_div(&count)?;
                 (x + (mean * self.c_weight)?)?
             }
@@ -285,9 +323,10 @@ impl LorentzNet {
     }
 
     fn run(&self, input: &LorentzNetInput, train: bool) -> candle_core::Result<Tensor> {
-        let mask = input.mask.to_dtype(DType::F32)?;
+        let dtype = input.momenta.dtype();
+        let mask = input.mask.to_dtype(dtype)?;
         let nodes = mask.dim(1)?;
-        let eye = Tensor::eye(nodes, DType::F32, mask.device())?;
+        let eye = Tensor::eye(nodes, dtype, mask.device())?;
         let pair = mask.unsqueeze(2)?.broadcast_mul(&mask.unsqueeze(1)?)?;
         let edge_mask = pair.broadcast_sub(&eye)?.relu()?;
         let scalars = input.scalars()?;

@@ -87,3 +87,84 @@ fn logits_are_permutation_invariant() {
     );
     assert!(perm.passed(), "{perm}");
 }
+
+/// The official weights in f64, inputs in f64, with the coordinate clamp disabled.
+fn model_f64() -> Option<LorentzNet> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors");
+    if !path.exists() {
+        return None;
+    }
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load(path, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_dtype(DType::F64).unwrap()))
+            .collect();
+    let vb = VarBuilder::from_tensors(tensors, DType::F64, &Device::Cpu);
+    let config = LorentzNetConfig {
+        coord_clamp: f64::INFINITY,
+        ..LorentzNetConfig::default()
+    };
+    Some(LorentzNet::new(&config, &vb.pp("module")).unwrap())
+}
+
+/// Logits in f64 with the exact node masses (1 for the beams, 0 for the massless
+/// constituents) instead of sqrt|p^2| of the transformed momenta, whose square root
+/// turns rounding noise into O(sqrt(eps) E) masses.
+fn logits_f64(model: &LorentzNet, nodes: &[FourMomentum]) -> Vec<f64> {
+    let flat: Vec<f64> = nodes.iter().flat_map(FourMomentum::to_array).collect();
+    let n = nodes.len();
+    let input = LorentzNetInput {
+        momenta: candle_core::Tensor::from_vec(flat, (1, n, 4), &Device::Cpu).unwrap(),
+        mask: candle_core::Tensor::ones((1, n), DType::F64, &Device::Cpu).unwrap(),
+        beams: 2,
+        masses: Some(
+            candle_core::Tensor::from_vec(
+                (0..n)
+                    .map(|k| if k < 2 { 1.0 } else { 0.0 })
+                    .collect::<Vec<f64>>(),
+                (1, n),
+                &Device::Cpu,
+            )
+            .unwrap(),
+        ),
+    };
+    model
+        .forward(&input)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// With exact masses and no coordinate clamp, the implementation is Lorentz invariant in
+/// f64 (beams transformed with the jet); the reference clamp and sqrt|p^2| of rounded
+/// momenta are what break invariance, not the blocks.
+#[test]
+fn lorentz_invariant_in_f64_without_the_clamp() {
+    use noether_testkit::check_invariant;
+    let Some(model) = model_f64() else { return };
+    let inputs: Vec<Vec<FourMomentum>> = SymmetryKit::new(4)
+        .with_jets(4)
+        .with_constituents(10..=30)
+        .jets()
+        .iter()
+        .map(|j| with_beams(j))
+        .collect();
+    for y_max in [0.5, 2.0, 4.0] {
+        let ops = SymmetryKit::new(5)
+            .with_transforms(4)
+            .with_max_rapidity(y_max)
+            .lorentz_ops();
+        let r = check_invariant(
+            |n| logits_f64(&model, n),
+            &inputs,
+            &ops,
+            Tolerance::new("f64-network", 1e-6, 1e-6),
+        );
+        eprintln!("f64 y_max {y_max}: {r}");
+        assert!(r.passed(), "{r}");
+    }
+}
