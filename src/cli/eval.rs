@@ -54,14 +54,10 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.massless {
         jets.make_massless();
     }
-    let s2 = std::f32::consts::SQRT_2;
     let mut out = std::io::stdout().lock();
     let mut correct = 0;
     for i in 0..jets.len() {
-        let mut momenta = vec![s2, 0.0, 0.0, 1.0, s2, 0.0, 0.0, -1.0];
-        momenta.extend(jets.constituents(i).iter().flatten());
-        let nodes = momenta.len() / 4;
-        let input = LorentzNetInput::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2)?;
+        let input = LorentzNetInput::single_jet(jets.constituents(i))?;
         let logits = model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?;
         if args.print_logits {
             let text: Vec<String> = logits.iter().map(ToString::to_string).collect();

@@ -105,6 +105,19 @@ impl LorentzNetInput {
         })
     }
 
+    /// One jet alone (batch of one, no padding) with LorentzNet's beams
+    /// (sqrt(2), 0, 0, +-1) prepended, as the reference code evaluates it.
+    ///
+    /// # Errors
+    /// [`ModelError::NonFinite`] for NaN or infinite momenta.
+    pub fn single_jet(constituents: &[[f32; 4]]) -> Result<Self> {
+        let s2 = std::f32::consts::SQRT_2;
+        let mut momenta = vec![s2, 0.0, 0.0, 1.0, s2, 0.0, 0.0, -1.0];
+        momenta.extend(constituents.iter().flatten());
+        let nodes = momenta.len() / 4;
+        Self::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2)
+    }
+
     /// Uses node masses computed by the caller (`[batch, nodes]`, flat). Computing them in
     /// f64 from the original momenta keeps the node scalars Lorentz invariant: sqrt|p^2|
     /// of f32-rounded massless momenta is rounding noise that changes under boosts.

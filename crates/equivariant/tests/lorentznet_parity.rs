@@ -39,13 +39,9 @@ fn official_checkpoint_reproduces_pytorch_logits() {
         .unwrap()
         .read_f32_rows("logits", 0, 16)
         .unwrap();
-    let s2 = std::f32::consts::SQRT_2;
     let mut worst = 0.0_f64;
     for i in 0..jets.len() {
-        let mut momenta = vec![s2, 0.0, 0.0, 1.0, s2, 0.0, 0.0, -1.0];
-        momenta.extend(jets.constituents(i).iter().flatten());
-        let nodes = momenta.len() / 4;
-        let input = LorentzNetInput::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2).unwrap();
+        let input = LorentzNetInput::single_jet(jets.constituents(i)).unwrap();
         let got = model
             .forward(&input)
             .unwrap()

@@ -64,14 +64,6 @@ impl Inner<'_> {
     }
 }
 
-impl CostFunction for Inner<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, Error> {
-        Ok(self.solve(p[0], p[1]).0)
-    }
-}
-
 /// Fits the Chinchilla form by variable projection.
 ///
 /// # Errors
@@ -136,10 +128,11 @@ pub fn fit_varpro(runs: &Runs) -> Result<VarProFit> {
     })
 }
 
+/// The exponent search's cost: the NNLS residual at (alpha, beta).
 impl CostFunction for &Inner<'_> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, Error> {
-        (*self).cost(p)
+        Ok(self.solve(p[0], p[1]).0)
     }
 }

@@ -157,22 +157,12 @@ pub fn check_invariant<F>(
 where
     F: Fn(&[FourMomentum]) -> Vec<f64>,
 {
-    let mut report = SymmetryReport::new("invariance", tolerance);
-    for (input_index, x) in inputs.iter().enumerate() {
-        let reference = f(x);
-        let scales: Vec<f64> = reference.iter().map(|e| e.abs()).collect();
-        for op in ops {
-            let got = op.apply(x).map(|gx| f(&gx));
-            let case = Case {
-                input: input_index,
-                op,
-                expected: &reference,
-                scales: &scales,
-            };
-            case.compare(&mut report, got.as_deref());
-        }
-    }
-    report
+    let checks = Checks {
+        inputs,
+        ops,
+        tolerance,
+    };
+    checks.run("invariance", &f, |_, fx| entrywise(fx.clone()), |v| v)
 }
 
 /// Checks f(g x) == g f(x) for functions returning four-vectors that transform like the
@@ -188,26 +178,20 @@ pub fn check_equivariant<F>(
 where
     F: Fn(&[FourMomentum]) -> Vec<FourMomentum>,
 {
-    let mut report = SymmetryReport::new("equivariance", tolerance);
-    for (input_index, x) in inputs.iter().enumerate() {
-        let fx = f(x);
-        for op in ops {
-            let expected = op.apply(&fx).map(|v| flatten(&v)).unwrap_or_default();
-            let scales: Vec<f64> = expected
-                .chunks(4)
-                .flat_map(|v| [v.iter().fold(0.0_f64, |m, c| m.max(c.abs())); 4])
-                .collect();
-            let got = op.apply(x).map(|gx| flatten(&f(&gx)));
-            let case = Case {
-                input: input_index,
-                op,
-                expected: &expected,
-                scales: &scales,
-            };
-            case.compare(&mut report, got.as_deref());
-        }
-    }
-    report
+    let predict = |op: &SymmetryOp, fx: &Vec<FourMomentum>| {
+        let expected = op.apply(fx).map(|v| flatten(&v)).unwrap_or_default();
+        let scales = expected
+            .chunks(4)
+            .flat_map(|v| [v.iter().fold(0.0_f64, |m, c| m.max(c.abs())); 4])
+            .collect();
+        (expected, scales)
+    };
+    let checks = Checks {
+        inputs,
+        ops,
+        tolerance,
+    };
+    checks.run("equivariance", &f, predict, |v| flatten(&v))
 }
 
 /// Checks that per-particle scalar outputs (one value per constituent) are reordered
@@ -221,23 +205,55 @@ pub fn check_permutation_equivariant<F>(
 where
     F: Fn(&[FourMomentum]) -> Vec<f64>,
 {
-    let mut report = SymmetryReport::new("permutation equivariance", tolerance);
-    for (input_index, x) in inputs.iter().enumerate() {
-        let fx = f(x);
-        for op in ops {
-            let expected = op.reorder(&fx).unwrap_or_default();
-            let scales: Vec<f64> = expected.iter().map(|e| e.abs()).collect();
-            let got = op.apply(x).map(|gx| f(&gx));
-            let case = Case {
-                input: input_index,
-                op,
-                expected: &expected,
-                scales: &scales,
-            };
-            case.compare(&mut report, got.as_deref());
+    let predict = |op: &SymmetryOp, fx: &Vec<f64>| entrywise(op.reorder(fx).unwrap_or_default());
+    let checks = Checks {
+        inputs,
+        ops,
+        tolerance,
+    };
+    checks.run("permutation equivariance", &f, predict, |v| v)
+}
+
+/// Expected values with scale |expected| entry by entry.
+fn entrywise(expected: Vec<f64>) -> (Vec<f64>, Vec<f64>) {
+    let scales = expected.iter().map(|e| e.abs()).collect();
+    (expected, scales)
+}
+
+/// The inputs, group elements and tolerance shared by every check.
+struct Checks<'a> {
+    inputs: &'a [Vec<FourMomentum>],
+    ops: &'a [SymmetryOp],
+    tolerance: Tolerance,
+}
+
+impl Checks<'_> {
+    /// For every input x and element g: compares `flat(f(g x))` with what `predict`
+    /// derives from f(x) and g (expected values and their scales).
+    fn run<O>(
+        &self,
+        property: &str,
+        f: &impl Fn(&[FourMomentum]) -> O,
+        predict: impl Fn(&SymmetryOp, &O) -> (Vec<f64>, Vec<f64>),
+        flat: impl Fn(O) -> Vec<f64>,
+    ) -> SymmetryReport {
+        let mut report = SymmetryReport::new(property, self.tolerance);
+        for (input_index, x) in self.inputs.iter().enumerate() {
+            let fx = f(x);
+            for op in self.ops {
+                let (expected, scales) = predict(op, &fx);
+                let got = op.apply(x).map(|gx| flat(f(&gx)));
+                let case = Case {
+                    input: input_index,
+                    op,
+                    expected: &expected,
+                    scales: &scales,
+                };
+                case.compare(&mut report, got.as_deref());
+            }
         }
+        report
     }
-    report
 }
 
 /// One input under one group element: what symmetry predicts, entry by entry.
