@@ -54,9 +54,9 @@ impl MaskedBatchNorm {
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?
                 .max(1.0);
-            let mean = ((&flat * &m)?.sum(0)? / count)?;
+            let mean = (flat.broadcast_mul(&m)?.sum(0)? / count)?;
             let centred = flat.broadcast_sub(&mean)?;
-            let var = ((centred.sqr()? * &m)?.sum(0)? / count)?;
+            let var = (centred.sqr()?.broadcast_mul(&m)?.sum(0)? / count)?;
             let unbiased = (&var * (count / (count - 1.0).max(1.0)))?;
             let keep = 1.0 - self.momentum;
             self.running_mean.set(

@@ -29,11 +29,42 @@
 //! # Ok::<(), noether_equivariant::ModelError>(())
 //! ```
 
+pub mod aggregate;
 mod batch_norm;
+mod deepsets;
 mod error;
+mod init;
 mod lorentznet;
 pub mod minkowski;
+mod mlp;
+mod mode;
+mod pelican;
 
+pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
 pub use batch_norm::MaskedBatchNorm;
+pub use deepsets::{FlowConfig, FlowInput, FlowKind, FlowNetwork};
 pub use error::{ModelError, Result};
+pub use init::{parameter_count, seeded_varbuilder};
 pub use lorentznet::{LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput};
+pub use mlp::{jet_features, raw_momenta, Mlp, MlpConfig, JET_FEATURES};
+pub use mode::{dropout, Mode};
+pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
+
+/// Checks flat `[batch, nodes, 4]` momenta and `[batch, nodes]` mask lengths.
+pub(crate) fn check_flat(momenta: usize, mask: usize, batch: usize, nodes: usize) -> Result<()> {
+    if momenta != batch * nodes * 4 {
+        return Err(ModelError::BadInput {
+            input: "momenta",
+            expected: format!("[{batch}, {nodes}, 4] = {} values", batch * nodes * 4),
+            found: vec![momenta],
+        });
+    }
+    if mask != batch * nodes {
+        return Err(ModelError::BadInput {
+            input: "mask",
+            expected: format!("[{batch}, {nodes}] = {} values", batch * nodes),
+            found: vec![mask],
+        });
+    }
+    Ok(())
+}

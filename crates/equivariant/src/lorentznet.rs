@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch_norm::MaskedBatchNorm;
 use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
+use crate::mode::{dropout, Mode};
 
 /// LorentzNet hyper-parameters (defaults: the paper's top-tagging model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,20 +80,7 @@ impl LorentzNetInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        if momenta.len() != batch * nodes * 4 {
-            return Err(ModelError::BadInput {
-                input: "momenta",
-                expected: format!("[{batch}, {nodes}, 4] = {} values", batch * nodes * 4),
-                found: vec![momenta.len()],
-            });
-        }
-        if mask.len() != batch * nodes {
-            return Err(ModelError::BadInput {
-                input: "mask",
-                expected: format!("[{batch}, {nodes}] = {} values", batch * nodes),
-                found: vec![mask.len()],
-            });
-        }
+        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
         if momenta.iter().any(|x| !x.is_finite()) {
             return Err(ModelError::NonFinite { input: "momenta" });
         }
@@ -318,24 +306,33 @@ impl LorentzNet {
         &self.config
     }
 
-    /// Logits `[batch, n_class]` (evaluation mode).
+    /// Logits `[batch, n_class]` in evaluation mode.
     ///
     /// # Errors
     /// Shape mismatches between momenta and mask.
     pub fn forward(&self, input: &LorentzNetInput) -> Result<Tensor> {
-        self.forward_t(input, false)
+        self.forward_t(input, &mut Mode::Eval)
     }
 
-    /// Logits with BatchNorm in training (`train = true`, masked batch statistics) or
-    /// evaluation mode.
+    /// Logits in training mode (masked batch statistics in BatchNorm, seeded dropout in
+    /// the decoder) or evaluation mode.
     ///
     /// # Errors
-    /// Shape mismatches between momenta and mask.
-    pub fn forward_t(&self, input: &LorentzNetInput, train: bool) -> Result<Tensor> {
-        self.run(input, train).context("LorentzNet forward")
+    /// [`ModelError::BadInput`] when momenta, mask and masses disagree.
+    pub fn forward_t(&self, input: &LorentzNetInput, mode: &mut Mode) -> Result<Tensor> {
+        let (b, n) = input.mask.dims2().context("mask")?;
+        if input.momenta.dims() != [b, n, 4] {
+            return Err(ModelError::BadInput {
+                input: "momenta",
+                expected: format!("[{b}, {n}, 4] (from the mask)"),
+                found: input.momenta.dims().to_vec(),
+            });
+        }
+        self.run(input, mode).context("LorentzNet forward")
     }
 
-    fn run(&self, input: &LorentzNetInput, train: bool) -> candle_core::Result<Tensor> {
+    fn run(&self, input: &LorentzNetInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        let train = mode.is_train();
         let dtype = input.momenta.dtype();
         let mask = input.mask.to_dtype(dtype)?;
         let nodes = mask.dim(1)?;
@@ -351,6 +348,7 @@ impl LorentzNet {
         let m = mask.unsqueeze(D::Minus1)?;
         let pooled = h.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
         let hidden = self.decoder_in.forward(&pooled)?.relu()?;
+        let hidden = dropout(&hidden, self.config.dropout, mode)?;
         self.decoder_out.forward(&hidden)
     }
 }

@@ -1,0 +1,197 @@
+//! Particle Flow and Energy Flow Networks (Komiske, Metodiev, Thaler, arXiv:1810.05165):
+//! permutation-invariant Deep Sets on constituents, the standard non-Lorentz baselines.
+//!
+//! PFN: F(sum_i Phi(z_i, y_i, phi_i)); EFN (infrared and collinear safe):
+//! F(sum_i z_i Phi(y_i, phi_i)), with z the momentum fraction and (y, phi) relative to
+//! the jet axis, as EnergyFlow preprocesses them.
+
+use candle_core::{Device, Tensor, D};
+use candle_nn::{linear, Linear, Module, VarBuilder};
+use noether_kinematics::FourMomentum;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, ModelError, Result};
+use crate::mode::{dropout, Mode};
+
+/// Which flow network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowKind {
+    /// Particle Flow Network: Phi sees (z, y, phi).
+    Pfn,
+    /// Energy Flow Network: Phi sees (y, phi), weighted by z.
+    Efn,
+}
+
+/// PFN/EFN hyper-parameters (defaults: the paper's Phi = (100, 100, 128),
+/// F = (100, 100, 100)). Shapes: input features `[B, N, 3]` (z, y, phi), mask `[B, N]`;
+/// latent `[B, phi_sizes.last()]`; output logits `[B, n_class]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// PFN or EFN.
+    pub kind: FlowKind,
+    /// Widths of the per-particle network Phi.
+    pub phi_sizes: Vec<usize>,
+    /// Widths of the jet network F.
+    pub f_sizes: Vec<usize>,
+    /// Output classes.
+    pub n_class: usize,
+    /// Dropout between the layers of F (training only).
+    pub dropout: f64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            kind: FlowKind::Pfn,
+            phi_sizes: vec![100, 100, 128],
+            f_sizes: vec![100, 100, 100],
+            n_class: 2,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// Per-particle inputs of the flow networks.
+#[derive(Debug, Clone)]
+pub struct FlowInput {
+    /// (z, y - y_jet, phi - phi_jet) per constituent, `[B, N, 3]`, zero for padding.
+    pub features: Tensor,
+    /// Constituent mask `[B, N]`.
+    pub mask: Tensor,
+}
+
+impl FlowInput {
+    /// Computes the features (in f64) from flat padded momenta `[batch, nodes, 4]`
+    /// (constituents only, no beams) and the mask `[batch, nodes]`.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
+    pub fn from_flat(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Self> {
+        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
+        if momenta.iter().any(|x| !x.is_finite()) {
+            return Err(ModelError::NonFinite { input: "momenta" });
+        }
+        let mut features = vec![0f32; batch * nodes * 3];
+        for b in 0..batch {
+            let particles: Vec<(usize, FourMomentum)> = (0..nodes)
+                .filter(|&i| mask[b * nodes + i] > 0.0)
+                .map(|i| {
+                    let p = &momenta[(b * nodes + i) * 4..(b * nodes + i) * 4 + 4];
+                    let [e, px, py, pz] = [p[0], p[1], p[2], p[3]].map(f64::from);
+                    (i, FourMomentum::new_unchecked(e, px, py, pz))
+                })
+                .collect();
+            let jet = particles
+                .iter()
+                .fold(FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0), |s, (_, p)| s + *p);
+            let pt_sum: f64 = particles.iter().map(|(_, p)| p.pt()).sum();
+            for (i, p) in &particles {
+                let k = (b * nodes + i) * 3;
+                features[k] = (p.pt() / pt_sum.max(f64::MIN_POSITIVE)) as f32;
+                if p.pt() > 0.0 {
+                    features[k + 1] = (p.rapidity() - jet.rapidity()) as f32;
+                    features[k + 2] = noether_kinematics::delta_phi(p.phi(), jet.phi()) as f32;
+                }
+            }
+        }
+        let device = Device::Cpu;
+        Ok(Self {
+            features: Tensor::from_vec(features, (batch, nodes, 3), &device)
+                .context("features")?,
+            mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
+        })
+    }
+}
+
+/// Builds a stack of linear layers `vb.pp("{name}.{k}")`.
+fn stack(input: usize, sizes: &[usize], name: &str, vb: &VarBuilder) -> Result<Vec<Linear>> {
+    let mut width = input;
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &size)| {
+            let layer = linear(width, size, vb.pp(format!("{name}.{k}")))
+                .context(&format!("building {name}.{k}"));
+            width = size;
+            layer
+        })
+        .collect()
+}
+
+/// A Particle Flow or Energy Flow Network.
+#[derive(Debug, Clone)]
+pub struct FlowNetwork {
+    phi: Vec<Linear>,
+    f: Vec<Linear>,
+    head: Linear,
+    config: FlowConfig,
+}
+
+impl FlowNetwork {
+    /// Builds the network under `vb` (`phi.{k}`, `f.{k}`, `head`).
+    ///
+    /// # Errors
+    /// [`ModelError::Candle`] naming a missing or mis-shaped tensor;
+    /// [`ModelError::BadInput`] for empty layer lists.
+    pub fn new(config: &FlowConfig, vb: &VarBuilder) -> Result<Self> {
+        let (Some(&latent), Some(&last)) = (config.phi_sizes.last(), config.f_sizes.last()) else {
+            return Err(ModelError::BadInput {
+                input: "phi_sizes/f_sizes",
+                expected: "at least one layer each".into(),
+                found: vec![config.phi_sizes.len(), config.f_sizes.len()],
+            });
+        };
+        let phi_in = match config.kind {
+            FlowKind::Pfn => 3,
+            FlowKind::Efn => 2,
+        };
+        Ok(Self {
+            phi: stack(phi_in, &config.phi_sizes, "phi", vb)?,
+            f: stack(latent, &config.f_sizes, "f", vb)?,
+            head: linear(last, config.n_class, vb.pp("head")).context("building head")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Logits `[B, n_class]`.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] when features and mask disagree.
+    pub fn forward(&self, input: &FlowInput, mode: &mut Mode) -> Result<Tensor> {
+        let (b, n) = input.mask.dims2().context("mask")?;
+        if input.features.dims() != [b, n, 3] {
+            return Err(ModelError::BadInput {
+                input: "features",
+                expected: format!("[{b}, {n}, 3]"),
+                found: input.features.dims().to_vec(),
+            });
+        }
+        self.run(input, mode).context("flow network forward")
+    }
+
+    fn run(&self, input: &FlowInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        let mask = input.mask.unsqueeze(D::Minus1)?;
+        let (mut x, weight) = match self.config.kind {
+            FlowKind::Pfn => (input.features.clone(), mask),
+            FlowKind::Efn => (
+                input.features.narrow(D::Minus1, 1, 2)?,
+                input.features.narrow(D::Minus1, 0, 1)?.broadcast_mul(&mask)?,
+            ),
+        };
+        for layer in &self.phi {
+            x = layer.forward(&x)?.relu()?;
+        }
+        let mut latent = x.broadcast_mul(&weight)?.sum(1)?;
+        for layer in &self.f {
+            latent = dropout(&layer.forward(&latent)?.relu()?, self.config.dropout, mode)?;
+        }
+        self.head.forward(&latent)
+    }
+}

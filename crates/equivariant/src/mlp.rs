@@ -1,0 +1,174 @@
+//! A plain MLP on jet-level (high-level) features: the simplest tagging baseline. The same
+//! network on raw momenta ([`raw_momenta`]) is the deliberately non-invariant model that
+//! the symmetry tests must catch.
+
+use candle_core::{Device, Tensor};
+use candle_nn::{linear, Linear, Module, VarBuilder};
+use noether_kinematics::FourMomentum;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, ModelError, Result};
+use crate::mode::{dropout, Mode};
+
+/// Number of features from [`jet_features`].
+pub const JET_FEATURES: usize = 7;
+
+/// MLP hyper-parameters. Shapes: input `[B, n_input]`, output logits `[B, n_class]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    /// Input features (7 for [`jet_features`]).
+    pub n_input: usize,
+    /// Hidden widths.
+    pub sizes: Vec<usize>,
+    /// Output classes.
+    pub n_class: usize,
+    /// Dropout after every hidden layer (training only).
+    pub dropout: f64,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            n_input: JET_FEATURES,
+            sizes: vec![64, 64],
+            n_class: 2,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// The MLP classifier (`hidden.{k}`, `head`).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    hidden: Vec<Linear>,
+    head: Linear,
+    config: MlpConfig,
+}
+
+impl Mlp {
+    /// Builds the network under `vb`.
+    ///
+    /// # Errors
+    /// [`ModelError::Candle`] naming a missing or mis-shaped tensor.
+    pub fn new(config: &MlpConfig, vb: &VarBuilder) -> Result<Self> {
+        let mut width = config.n_input;
+        let mut hidden = Vec::with_capacity(config.sizes.len());
+        for (k, &size) in config.sizes.iter().enumerate() {
+            hidden.push(
+                linear(width, size, vb.pp(format!("hidden.{k}")))
+                    .context(&format!("building hidden.{k}"))?,
+            );
+            width = size;
+        }
+        Ok(Self {
+            hidden,
+            head: linear(width, config.n_class, vb.pp("head")).context("building head")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    /// Logits `[B, n_class]` for features `[B, n_input]`.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for a wrong feature count.
+    pub fn forward(&self, features: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let dims = features.dims();
+        if dims.len() != 2 || dims[1] != self.config.n_input {
+            return Err(ModelError::BadInput {
+                input: "features",
+                expected: format!("[batch, {}]", self.config.n_input),
+                found: dims.to_vec(),
+            });
+        }
+        let run = |mode: &mut Mode| -> candle_core::Result<Tensor> {
+            let mut x = features.clone();
+            for layer in &self.hidden {
+                x = dropout(&layer.forward(&x)?.relu()?, self.config.dropout, mode)?;
+            }
+            self.head.forward(&x)
+        };
+        run(mode).context("MLP forward")
+    }
+}
+
+/// Jet-level features `[batch, 7]` from flat padded constituents (no beams), in f64:
+/// ln(pT_J / GeV), m_J / pT_J, multiplicity / 100, girth sum_i z_i dR_i, p_TD =
+/// sqrt(sum z_i^2), and the two leading momentum fractions.
+///
+/// # Errors
+/// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
+pub fn jet_features(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Tensor> {
+    crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
+    if momenta.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError::NonFinite { input: "momenta" });
+    }
+    let mut out = Vec::with_capacity(batch * JET_FEATURES);
+    for b in 0..batch {
+        let particles: Vec<FourMomentum> = (0..nodes)
+            .filter(|&i| mask[b * nodes + i] > 0.0)
+            .map(|i| {
+                let p = &momenta[(b * nodes + i) * 4..(b * nodes + i) * 4 + 4];
+                FourMomentum::new_unchecked(
+                    f64::from(p[0]),
+                    f64::from(p[1]),
+                    f64::from(p[2]),
+                    f64::from(p[3]),
+                )
+            })
+            .collect();
+        let jet: FourMomentum = particles.iter().sum();
+        let pt_jet = jet.pt().max(1e-9);
+        let pt_sum: f64 = particles.iter().map(FourMomentum::pt).sum::<f64>().max(1e-9);
+        let mut z: Vec<f64> = particles.iter().map(|p| p.pt() / pt_sum).collect();
+        let girth: f64 = particles
+            .iter()
+            .zip(&z)
+            .filter(|(p, _)| p.pt() > 0.0)
+            .map(|(p, zi)| zi * p.delta_r(&jet))
+            .sum();
+        let ptd = z.iter().map(|zi| zi * zi).sum::<f64>().sqrt();
+        z.sort_by(|a, b| b.total_cmp(a));
+        let features = [
+            pt_jet.ln(),
+            jet.mass() / pt_jet,
+            particles.len() as f64 / 100.0,
+            girth,
+            ptd,
+            z.first().copied().unwrap_or(0.0),
+            z.get(1).copied().unwrap_or(0.0),
+        ];
+        out.extend(features.map(|x| x as f32));
+    }
+    Tensor::from_vec(out, (batch, JET_FEATURES), &Device::Cpu).context("jet features")
+}
+
+/// Raw momenta of the first `n` constituents, flattened to `[batch, 4 n]` and divided by
+/// `scale` GeV: the input of a deliberately non-invariant baseline.
+///
+/// # Errors
+/// [`ModelError::BadInput`] for wrong lengths.
+pub fn raw_momenta(
+    momenta: &[f32],
+    batch: usize,
+    nodes: usize,
+    n: usize,
+    scale: f32,
+) -> Result<Tensor> {
+    if momenta.len() != batch * nodes * 4 || n > nodes {
+        return Err(ModelError::BadInput {
+            input: "momenta",
+            expected: format!("[{batch}, {nodes} >= {n}, 4]"),
+            found: vec![momenta.len()],
+        });
+    }
+    let out: Vec<f32> = (0..batch)
+        .flat_map(|b| momenta[b * nodes * 4..(b * nodes + n) * 4].iter().map(|x| x / scale))
+        .collect();
+    Tensor::from_vec(out, (batch, 4 * n), &Device::Cpu).context("raw momenta")
+}

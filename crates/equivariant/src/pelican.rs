@@ -1,0 +1,311 @@
+//! PELICAN (Bogatskiy et al., arXiv:2307.16506): a permutation-equivariant network on the
+//! pairwise Minkowski products d_ij = p_i . p_j, hence Lorentz invariant by construction.
+//!
+//! Data flow (`B` jets, `N` nodes = beams + padded constituents):
+//! 1. embedding: `[B, N, N]` dots -> `[B, N, N, n_embed]` via
+//!    f_alpha(x) = sgn(x) ((1 + |x|)^(alpha^2) - 1) / alpha^2 with one learnable alpha per
+//!    channel, then masked BatchNorm;
+//! 2. spurion labels (beam / particle one-hot, `[B, N, 2]`) lifted by [`Eq1to2`] to
+//!    `n_label` channels and concatenated;
+//! 3. `n_layers` blocks: per-pair message MLP (Linear, LeakyReLU, masked BatchNorm) to
+//!    `n_msg` channels, then [`Eq2to2`] to `n_hidden` channels, dropout;
+//! 4. readout: message MLP, [`Eq2to0`] to `n_readout`, LeakyReLU, Linear to `n_class`.
+
+use candle_core::{Device, Tensor, D};
+use candle_nn::{linear, Init, Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask};
+use crate::batch_norm::MaskedBatchNorm;
+use crate::error::{Context, ModelError, Result};
+use crate::mode::{dropout, Mode};
+
+/// PELICAN hyper-parameters. Shapes: input dots `[B, N, N]`, mask `[B, N]`, labels
+/// `[B, N, 2]`; output logits `[B, n_class]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PelicanConfig {
+    /// Embedding channels (one learnable f_alpha each).
+    pub n_embed: usize,
+    /// Channels carrying the beam/particle labels.
+    pub n_label: usize,
+    /// Width of the per-pair message MLPs.
+    pub n_msg: usize,
+    /// Channels out of every [`Eq2to2`] layer.
+    pub n_hidden: usize,
+    /// Number of equivariant blocks.
+    pub n_layers: usize,
+    /// Width of the invariant readout.
+    pub n_readout: usize,
+    /// Output classes.
+    pub n_class: usize,
+    /// Dropout after every block (training only).
+    pub dropout: f64,
+    /// Typical number of nodes, the scale of the `(n / n_avg)^alpha` aggregation factors.
+    pub n_avg: f64,
+}
+
+impl Default for PelicanConfig {
+    /// About 190k parameters, the size of the paper's top-tagging model (208k).
+    fn default() -> Self {
+        Self {
+            n_embed: 10,
+            n_label: 2,
+            n_msg: 48,
+            n_hidden: 60,
+            n_layers: 4,
+            n_readout: 32,
+            n_class: 2,
+            dropout: 0.1,
+            n_avg: 50.0,
+        }
+    }
+}
+
+impl PelicanConfig {
+    /// About 1.3k parameters: the smallest configuration of the paper's data-limited study.
+    pub fn tiny() -> Self {
+        Self {
+            n_embed: 4,
+            n_label: 2,
+            n_msg: 6,
+            n_hidden: 6,
+            n_layers: 2,
+            n_readout: 6,
+            dropout: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// About 12k parameters: a CPU-sized model.
+    pub fn small() -> Self {
+        Self {
+            n_embed: 8,
+            n_label: 2,
+            n_msg: 16,
+            n_hidden: 16,
+            n_layers: 3,
+            n_readout: 16,
+            dropout: 0.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// PELICAN's beams: (1, 0, 0, +-1) GeV.
+pub const PELICAN_BEAMS: [[f32; 4]; 2] = [[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, -1.0]];
+
+/// A batch of jets as PELICAN sees it.
+#[derive(Debug, Clone)]
+pub struct PelicanInput {
+    /// Pairwise Minkowski products `[B, N, N]` (zero outside the mask).
+    pub dots: Tensor,
+    /// Node mask `[B, N]`.
+    pub mask: Tensor,
+    /// Spurion labels `[B, N, 2]`: (particle, beam) one-hot, zero for padding.
+    pub labels: Tensor,
+}
+
+impl PelicanInput {
+    /// From flat padded f32 momenta `[batch, nodes, 4]` with `beams` leading beam nodes
+    /// (as `noether_data::Batch` holds them); the products are computed in f64.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
+    pub fn from_flat(
+        momenta: &[f32],
+        mask: &[f32],
+        batch: usize,
+        nodes: usize,
+        beams: usize,
+    ) -> Result<Self> {
+        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+        Self::from_flat_f64(&wide, mask, batch, nodes, beams)
+    }
+
+    /// From flat padded f64 momenta: the Lorentz-invariant path, since the products are
+    /// formed before any rounding to f32.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
+    pub fn from_flat_f64(
+        momenta: &[f64],
+        mask: &[f32],
+        batch: usize,
+        nodes: usize,
+        beams: usize,
+    ) -> Result<Self> {
+        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
+        if momenta.iter().any(|x| !x.is_finite()) {
+            return Err(ModelError::NonFinite { input: "momenta" });
+        }
+        let mut dots = vec![0f32; batch * nodes * nodes];
+        let mut labels = vec![0f32; batch * nodes * 2];
+        for b in 0..batch {
+            let p = |i: usize| &momenta[(b * nodes + i) * 4..(b * nodes + i) * 4 + 4];
+            let m = |i: usize| f64::from(mask[b * nodes + i]);
+            for i in 0..nodes {
+                let label = usize::from(i < beams);
+                labels[(b * nodes + i) * 2 + label] = mask[b * nodes + i];
+                for j in 0..nodes {
+                    let (pi, pj) = (p(i), p(j));
+                    let dot = pi[0] * pj[0] - pi[1] * pj[1] - pi[2] * pj[2] - pi[3] * pj[3];
+                    dots[(b * nodes + i) * nodes + j] = (dot * m(i) * m(j)) as f32;
+                }
+            }
+        }
+        let device = Device::Cpu;
+        Ok(Self {
+            dots: Tensor::from_vec(dots, (batch, nodes, nodes), &device).context("dots")?,
+            mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
+            labels: Tensor::from_vec(labels, (batch, nodes, 2), &device).context("labels")?,
+        })
+    }
+
+    /// One jet alone with PELICAN's beams prepended.
+    ///
+    /// # Errors
+    /// [`ModelError::NonFinite`] for NaN or infinite momenta.
+    pub fn single_jet(constituents: &[[f32; 4]]) -> Result<Self> {
+        let mut momenta: Vec<f32> = PELICAN_BEAMS.iter().flatten().copied().collect();
+        momenta.extend(constituents.iter().flatten());
+        let nodes = momenta.len() / 4;
+        Self::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2)
+    }
+}
+
+/// A per-pair MLP layer: Linear, LeakyReLU, masked BatchNorm.
+#[derive(Debug, Clone)]
+struct Message {
+    linear: Linear,
+    norm: MaskedBatchNorm,
+}
+
+impl Message {
+    fn new(c_in: usize, c_out: usize, vb: &VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            linear: linear(c_in, c_out, vb.pp("linear"))?,
+            norm: MaskedBatchNorm::new(c_out, &vb.pp("norm"))?,
+        })
+    }
+
+    fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
+        let x = candle_nn::ops::leaky_relu(&self.linear.forward(t)?, 0.01)?;
+        let pair = mask.pair.squeeze(D::Minus1)?;
+        self.norm.forward(&x, &pair, train)?.broadcast_mul(&mask.pair)
+    }
+}
+
+/// The PELICAN classifier.
+#[derive(Debug, Clone)]
+pub struct Pelican {
+    alphas: Tensor,
+    embed_norm: MaskedBatchNorm,
+    labels: Eq1to2,
+    blocks: Vec<(Message, Eq2to2)>,
+    readout_msg: Message,
+    readout: Eq2to0,
+    head: Linear,
+    config: PelicanConfig,
+}
+
+impl Pelican {
+    /// Builds the model under `vb`.
+    ///
+    /// # Errors
+    /// [`ModelError::Candle`] naming a missing or mis-shaped tensor.
+    pub fn new(config: &PelicanConfig, vb: &VarBuilder) -> Result<Self> {
+        let c = config;
+        // Exponents drawn from [0.05, 0.5], the range of PELICAN's initial linspace.
+        let alphas = vb
+            .get_with_hints(
+                c.n_embed,
+                "embed.alphas",
+                Init::Uniform { lo: 0.05, up: 0.5 },
+            )
+            .context("building embed.alphas")?;
+        let c_in = c.n_embed + c.n_label;
+        let blocks = (0..c.n_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("blocks.{i}"));
+                let width = if i == 0 { c_in } else { c.n_hidden };
+                Ok((
+                    Message::new(width, c.n_msg, &vb.pp("message"))?,
+                    Eq2to2::new(c.n_msg, c.n_hidden, &vb.pp("eq2to2"))?,
+                ))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .context("building blocks")?;
+        let last = if c.n_layers == 0 { c_in } else { c.n_hidden };
+        Ok(Self {
+            alphas,
+            embed_norm: MaskedBatchNorm::new(c.n_embed, &vb.pp("embed.norm"))
+                .context("building embed.norm")?,
+            labels: Eq1to2::new(2, c.n_label, &vb.pp("labels")).context("building labels")?,
+            blocks,
+            readout_msg: Message::new(last, c.n_msg, &vb.pp("readout.message"))
+                .context("building readout.message")?,
+            readout: Eq2to0::new(c.n_msg, c.n_readout, &vb.pp("readout.eq2to0"))
+                .context("building readout.eq2to0")?,
+            head: linear(c.n_readout, c.n_class, vb.pp("head")).context("building head")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PelicanConfig {
+        &self.config
+    }
+
+    /// Logits `[B, n_class]`.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] for inconsistent shapes.
+    pub fn forward(&self, input: &PelicanInput, mode: &mut Mode) -> Result<Tensor> {
+        let (b, n) = input.mask.dims2().context("mask")?;
+        if input.dots.dims() != [b, n, n] {
+            return Err(ModelError::BadInput {
+                input: "dots",
+                expected: format!("[{b}, {n}, {n}] (from the mask)"),
+                found: input.dots.dims().to_vec(),
+            });
+        }
+        if input.labels.dims() != [b, n, 2] {
+            return Err(ModelError::BadInput {
+                input: "labels",
+                expected: format!("[{b}, {n}, 2]"),
+                found: input.labels.dims().to_vec(),
+            });
+        }
+        self.run(input, mode).context("PELICAN forward")
+    }
+
+    /// f_alpha embedding of the dots: `[B, N, N, n_embed]`.
+    fn embed(&self, dots: &Tensor) -> candle_core::Result<Tensor> {
+        let x = dots.unsqueeze(D::Minus1)?;
+        let log1p = (x.abs()? + 1.0)?.log()?;
+        let a2 = (self.alphas.sqr()? + 1e-6)?;
+        let powered = (log1p.broadcast_mul(&a2)?.exp()? - 1.0)?.broadcast_div(&a2)?;
+        x.sign()?.broadcast_mul(&powered)
+    }
+
+    fn run(&self, input: &PelicanInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        let train = mode.is_train();
+        let mask = PairMask::new(&input.mask, self.config.n_avg)?;
+        let pair = mask.pair.squeeze(D::Minus1)?;
+        let embedded = self
+            .embed_norm
+            .forward(&self.embed(&input.dots)?, &pair, train)?
+            .broadcast_mul(&mask.pair)?;
+        let labels = self.labels.forward(&input.labels, &mask)?;
+        let mut t = Tensor::cat(&[embedded, labels], D::Minus1)?;
+        for (message, eq) in &self.blocks {
+            let m = message.forward(&t, &mask, train)?;
+            t = candle_nn::ops::leaky_relu(&eq.forward(&m, &mask)?, 0.01)?;
+            t = dropout(&t, self.config.dropout, mode)?.broadcast_mul(&mask.pair)?;
+        }
+        let m = self.readout_msg.forward(&t, &mask, train)?;
+        let features = candle_nn::ops::leaky_relu(&self.readout.forward(&m, &mask)?, 0.01)?;
+        self.head.forward(&features)
+    }
+}
