@@ -55,9 +55,7 @@ impl PairMask {
 
     /// The `(n / n_avg)^alpha` factor for exponents `alpha` `[C]`: `[B, C]`.
     fn scale(&self, alpha: &Tensor) -> Result<Tensor> {
-        self.log_ratio
-            .broadcast_mul(&alpha.unsqueeze(0)?)?
-            .exp()
+        self.log_ratio.broadcast_mul(&alpha.unsqueeze(0)?)?.exp()
     }
 }
 
@@ -175,7 +173,12 @@ impl Eq2to2 {
             .broadcast_add(&node_i.unsqueeze(2)?)?
             .broadcast_add(&node_j.unsqueeze(1)?)?
             .broadcast_add(&jet.unsqueeze(1)?.unsqueeze(1)?)?
-            .broadcast_add(&diag.unsqueeze(2)?.broadcast_as(shape)?.broadcast_mul(&mask.eye)?)?;
+            .broadcast_add(
+                &diag
+                    .unsqueeze(2)?
+                    .broadcast_as(shape)?
+                    .broadcast_mul(&mask.eye)?,
+            )?;
         out.broadcast_mul(&mask.pair)
     }
 }
@@ -218,16 +221,29 @@ impl Eq1to2 {
         let w = &self.weight;
         let l = l.broadcast_mul(&mask.node.unsqueeze(D::Minus1)?)?;
         let mean = l.sum(1)?.broadcast_div(&mask.count)?; // [B, C_in]
-        let diag = (mix(&l, w, 0)? + mix(&mean, w, 4)?.unsqueeze(1)?.broadcast_as(
-            (l.dim(0)?, l.dim(1)?, self.bias.dim(0)?),
-        )?)?;
+        let diag = (mix(&l, w, 0)?
+            + mix(&mean, w, 4)?.unsqueeze(1)?.broadcast_as((
+                l.dim(0)?,
+                l.dim(1)?,
+                self.bias.dim(0)?,
+            ))?)?;
         let (b, n) = (l.dim(0)?, l.dim(1)?);
         let shape = (b, n, n, self.bias.dim(0)?);
         let out = mix(&l, w, 1)?
             .unsqueeze(2)?
             .broadcast_add(&mix(&l, w, 2)?.unsqueeze(1)?)?
-            .broadcast_add(&mix(&mean, w, 3)?.broadcast_add(&self.bias)?.unsqueeze(1)?.unsqueeze(1)?)?
-            .broadcast_add(&diag.unsqueeze(2)?.broadcast_as(shape)?.broadcast_mul(&mask.eye)?)?;
+            .broadcast_add(
+                &mix(&mean, w, 3)?
+                    .broadcast_add(&self.bias)?
+                    .unsqueeze(1)?
+                    .unsqueeze(1)?,
+            )?
+            .broadcast_add(
+                &diag
+                    .unsqueeze(2)?
+                    .broadcast_as(shape)?
+                    .broadcast_mul(&mask.eye)?,
+            )?;
         out.broadcast_mul(&mask.pair)
     }
 }

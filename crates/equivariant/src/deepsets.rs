@@ -83,9 +83,10 @@ impl FlowInput {
                     (i, FourMomentum::new_unchecked(e, px, py, pz))
                 })
                 .collect();
-            let jet = particles
-                .iter()
-                .fold(FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0), |s, (_, p)| s + *p);
+            let jet = particles.iter().fold(
+                FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0),
+                |s, (_, p)| s + *p,
+            );
             let pt_sum: f64 = particles.iter().map(|(_, p)| p.pt()).sum();
             for (i, p) in &particles {
                 let k = (b * nodes + i) * 3;
@@ -98,8 +99,7 @@ impl FlowInput {
         }
         let device = Device::Cpu;
         Ok(Self {
-            features: Tensor::from_vec(features, (batch, nodes, 3), &device)
-                .context("features")?,
+            features: Tensor::from_vec(features, (batch, nodes, 3), &device).context("features")?,
             mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
         })
     }
@@ -182,7 +182,10 @@ impl FlowNetwork {
             FlowKind::Pfn => (input.features.clone(), mask),
             FlowKind::Efn => (
                 input.features.narrow(D::Minus1, 1, 2)?,
-                input.features.narrow(D::Minus1, 0, 1)?.broadcast_mul(&mask)?,
+                input
+                    .features
+                    .narrow(D::Minus1, 0, 1)?
+                    .broadcast_mul(&mask)?,
             ),
         };
         for layer in &self.phi {

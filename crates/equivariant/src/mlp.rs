@@ -124,7 +124,11 @@ pub fn jet_features(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -
             .collect();
         let jet: FourMomentum = particles.iter().sum();
         let pt_jet = jet.pt().max(1e-9);
-        let pt_sum: f64 = particles.iter().map(FourMomentum::pt).sum::<f64>().max(1e-9);
+        let pt_sum: f64 = particles
+            .iter()
+            .map(FourMomentum::pt)
+            .sum::<f64>()
+            .max(1e-9);
         let mut z: Vec<f64> = particles.iter().map(|p| p.pt() / pt_sum).collect();
         let girth: f64 = particles
             .iter()
@@ -168,7 +172,11 @@ pub fn raw_momenta(
         });
     }
     let out: Vec<f32> = (0..batch)
-        .flat_map(|b| momenta[b * nodes * 4..(b * nodes + n) * 4].iter().map(|x| x / scale))
+        .flat_map(|b| {
+            momenta[b * nodes * 4..(b * nodes + n) * 4]
+                .iter()
+                .map(|x| x / scale)
+        })
         .collect();
     Tensor::from_vec(out, (batch, 4 * n), &Device::Cpu).context("raw momenta")
 }

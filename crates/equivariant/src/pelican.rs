@@ -192,7 +192,9 @@ impl Message {
     fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
         let x = candle_nn::ops::leaky_relu(&self.linear.forward(t)?, 0.01)?;
         let pair = mask.pair.squeeze(D::Minus1)?;
-        self.norm.forward(&x, &pair, train)?.broadcast_mul(&mask.pair)
+        self.norm
+            .forward(&x, &pair, train)?
+            .broadcast_mul(&mask.pair)
     }
 }
 

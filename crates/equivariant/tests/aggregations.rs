@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use noether_equivariant::{
     seeded_varbuilder, Eq1to2, Eq2to0, Eq2to2, FlowConfig, FlowInput, FlowKind, FlowNetwork,
-    LorentzNet, LorentzNetConfig, LorentzNetInput, MaskedBatchNorm, Mlp, MlpConfig, Mode,
-    PairMask, Pelican, PelicanConfig, PelicanInput,
+    LorentzNet, LorentzNetConfig, LorentzNetInput, MaskedBatchNorm, Mlp, MlpConfig, Mode, PairMask,
+    Pelican, PelicanConfig, PelicanInput,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -182,10 +182,18 @@ fn eq2to2_is_permutation_equivariant_and_keeps_padding_zero() {
     let out = layer.forward(&t, &mask).unwrap();
     // Jet 0 is fully real: permute its nodes with a fixed permutation.
     let perm = Tensor::new(&[3u32, 0, 4, 1, 2], &Device::Cpu).unwrap();
-    let permute = |x: &Tensor| x.index_select(&perm, 1).unwrap().index_select(&perm, 2).unwrap();
+    let permute = |x: &Tensor| {
+        x.index_select(&perm, 1)
+            .unwrap()
+            .index_select(&perm, 2)
+            .unwrap()
+    };
     let t0 = t.narrow(0, 0, 1).unwrap();
-    let full = PairMask::new(&Tensor::ones((1, N), DType::F64, &Device::Cpu).unwrap(), N_AVG)
-        .unwrap();
+    let full = PairMask::new(
+        &Tensor::ones((1, N), DType::F64, &Device::Cpu).unwrap(),
+        N_AVG,
+    )
+    .unwrap();
     let lhs = host(&layer.forward(&permute(&t0), &full).unwrap());
     let rhs = host(&permute(&out.narrow(0, 0, 1).unwrap()));
     for (a, b) in lhs.iter().zip(&rhs) {
@@ -198,12 +206,7 @@ fn eq2to2_is_permutation_equivariant_and_keeps_padding_zero() {
 
 /// Compares the backward-pass gradient of `loss` with central finite differences for
 /// up to `per_var` entries of every variable in `varmap` and of the `inputs`.
-fn check_gradients(
-    varmap: &VarMap,
-    inputs: &[Var],
-    per_var: usize,
-    loss: &dyn Fn() -> Tensor,
-) {
+fn check_gradients(varmap: &VarMap, inputs: &[Var], per_var: usize, loss: &dyn Fn() -> Tensor) {
     let mut vars: Vec<(String, Var)> = varmap
         .data()
         .lock()
@@ -213,15 +216,19 @@ fn check_gradients(
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars.extend(inputs.iter().enumerate().map(|(k, v)| (format!("input {k}"), v.clone())));
+    vars.extend(
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (format!("input {k}"), v.clone())),
+    );
     let grads = loss().backward().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let mut checked = 0;
     for (name, v) in &vars {
-        let grad = grads.get(v.as_tensor()).map_or_else(
-            || vec![0.0; v.elem_count()],
-            |g| host(g),
-        );
+        let grad = grads
+            .get(v.as_tensor())
+            .map_or_else(|| vec![0.0; v.elem_count()], |g| host(g));
         let original = host(v.as_tensor());
         for _ in 0..per_var.min(original.len()) {
             let k = rng.random_range(0..original.len());
@@ -250,8 +257,12 @@ fn check_gradients(
 /// sum(out * r) for a fixed random r: every output entry gets its own weight.
 fn weighted_sum(out: &Tensor, seed: u64) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let r = Tensor::from_vec(random(&mut rng, out.elem_count()), out.shape(), &Device::Cpu)
-        .unwrap();
+    let r = Tensor::from_vec(
+        random(&mut rng, out.elem_count()),
+        out.shape(),
+        &Device::Cpu,
+    )
+    .unwrap();
     (out * r).unwrap().sum_all().unwrap()
 }
 
@@ -273,7 +284,11 @@ fn equivariant_layers_have_correct_gradients() {
     let loss = || {
         let lifted = eq12.forward(labels.as_tensor(), &mask).unwrap();
         let x = (t.as_tensor() + lifted).unwrap();
-        let x = norm.forward(&x, &pair, true).unwrap().broadcast_mul(&mask.pair).unwrap();
+        let x = norm
+            .forward(&x, &pair, true)
+            .unwrap()
+            .broadcast_mul(&mask.pair)
+            .unwrap();
         let y = eq22.forward(&x, &mask).unwrap().tanh().unwrap();
         weighted_sum(&eq20.forward(&y, &mask).unwrap(), 7)
     };
@@ -346,12 +361,17 @@ fn lorentznet_has_correct_gradients() {
         dropout: 0.0,
         ..LorentzNetConfig::default()
     };
-    let model =
-        LorentzNet::new(&config, &seeded_varbuilder(&varmap, 5, DType::F64, &Device::Cpu))
-            .unwrap();
+    let model = LorentzNet::new(
+        &config,
+        &seeded_varbuilder(&varmap, 5, DType::F64, &Device::Cpu),
+    )
+    .unwrap();
     let loss = || {
         let mut r = ChaCha8Rng::seed_from_u64(0);
-        weighted_sum(&model.forward_t(&input, &mut Mode::Train(&mut r)).unwrap(), 9)
+        weighted_sum(
+            &model.forward_t(&input, &mut Mode::Train(&mut r)).unwrap(),
+            9,
+        )
     };
     check_gradients(&varmap, &[], 4, &loss);
 }
