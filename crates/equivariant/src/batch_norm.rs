@@ -4,6 +4,8 @@
 use candle_core::{DType, Result, Tensor, Var, D};
 use candle_nn::VarBuilder;
 
+use crate::dense::{add_rows, broadcast_rows, masked_row_sum, mul_rows};
+
 /// BatchNorm1d (PyTorch's parameter names: `weight`, `bias`, `running_mean`,
 /// `running_var`) acting on the last dimension of any tensor.
 #[derive(Debug, Clone)]
@@ -40,31 +42,32 @@ impl MaskedBatchNorm {
 
     /// Normalises `x` (`[..., C]`). In training, statistics come from the entries where
     /// `mask` (`[...]`, broadcast over C) is 1, and the running statistics are updated;
-    /// in evaluation the running statistics are used.
+    /// in evaluation the running statistics are used. Internally `[rows, C]` with the
+    /// row reductions and broadcasts as matrix products (see [`crate::dense`]).
     ///
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let c = x.dim(D::Minus1)?;
+        let flat = x.reshape(((), c))?;
         let (mean, var) = if train {
-            let c = x.dim(D::Minus1)?;
-            let flat = x.reshape(((), c))?;
             let m = mask.reshape(((), 1))?.to_dtype(x.dtype())?;
             let count = m
                 .sum_all()?
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?
                 .max(1.0);
-            let mean = (flat.broadcast_mul(&m)?.sum(0)? / count)?;
-            let centred = flat.broadcast_sub(&mean)?;
-            let var = (centred.sqr()?.broadcast_mul(&m)?.sum(0)? / count)?;
+            let mean = (masked_row_sum(&flat, &m)? / count)?;
+            let centred = (&flat - broadcast_rows(&mean, flat.dim(0)?)?)?;
+            let var = (masked_row_sum(&centred.sqr()?, &m)? / count)?;
             let unbiased = (&var * (count / (count - 1.0).max(1.0)))?;
             let keep = 1.0 - self.momentum;
-            self.running_mean.set(
-                &((self.running_mean.as_tensor() * keep)? + (&mean * self.momentum)?)?.detach(),
-            )?;
-            self.running_var.set(
-                &((self.running_var.as_tensor() * keep)? + (unbiased * self.momentum)?)?.detach(),
-            )?;
+            let update = |stat: &Var, batch: &Tensor| -> Result<()> {
+                let batch = batch.reshape(c)?.to_dtype(stat.dtype())?;
+                stat.set(&((stat.as_tensor() * keep)? + (batch * self.momentum)?)?.detach())
+            };
+            update(&self.running_mean, &mean)?;
+            update(&self.running_var, &unbiased)?;
             (mean, var)
         } else {
             (
@@ -72,9 +75,9 @@ impl MaskedBatchNorm {
                 self.running_var.as_tensor().clone(),
             )
         };
-        let scale = (&self.weight / (var + self.eps)?.sqrt()?)?;
-        x.broadcast_sub(&mean)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&self.bias)
+        let scale = (self.weight.reshape((1, c))? / (var.reshape((1, c))? + self.eps)?.sqrt()?)?;
+        // (x - mean) * scale + bias = x * scale + (bias - mean * scale).
+        let shift = (self.bias.reshape((1, c))? - (mean.reshape((1, c))? * &scale)?)?;
+        add_rows(&mul_rows(&flat, &scale)?, &shift)?.reshape(x.shape())
     }
 }

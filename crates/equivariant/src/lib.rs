@@ -32,6 +32,7 @@
 pub mod aggregate;
 mod batch_norm;
 mod deepsets;
+pub mod dense;
 mod error;
 mod init;
 mod lorentznet;
@@ -45,7 +46,7 @@ pub use batch_norm::MaskedBatchNorm;
 pub use deepsets::{FlowConfig, FlowInput, FlowKind, FlowNetwork};
 pub use error::{ModelError, Result};
 pub use init::{parameter_count, seeded_varbuilder};
-pub use lorentznet::{LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput};
+pub use lorentznet::{Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput};
 pub use mlp::{jet_features, raw_momenta, Mlp, MlpConfig, JET_FEATURES};
 pub use mode::{dropout, Mode};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};

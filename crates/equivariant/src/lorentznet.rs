@@ -12,6 +12,7 @@ use candle_nn::{linear, linear_no_bias, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::batch_norm::MaskedBatchNorm;
+use crate::dense::{linear_rows, PairRows};
 use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
@@ -199,8 +200,8 @@ impl LorentzBlock {
         })
     }
 
-    /// Updates node features `h` `[B, N, H]` and coordinates `x` `[B, N, 4]`;
-    /// `edge_mask` is `[B, N, N]` (1 for distinct real nodes), `scalars` `[B, N, S]`.
+    /// Updates node features `h` `[B N, H]` and coordinates `x` `[B N, 4]` (nodes of all
+    /// graphs stacked); `graph` holds the masks and pair layout, `scalars` is `[B N, S]`.
     ///
     /// # Errors
     /// Shape mismatches.
@@ -209,19 +210,18 @@ impl LorentzBlock {
         h: &Tensor,
         x: &Tensor,
         scalars: &Tensor,
-        node_mask: &Tensor,
-        edge_mask: &Tensor,
+        graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let hd = self.hidden;
-        let x_i = x.unsqueeze(2)?;
-        let x_j = x.unsqueeze(1)?;
-        let x_diff = x_i.broadcast_sub(&x_j)?;
-        let norms = psi(&dot4(&x_diff, &x_diff)?)?;
-        let dots = psi(&dot4(
-            &x_i.broadcast_as(x_diff.shape())?,
-            &x_j.broadcast_as(x_diff.shape())?,
-        )?)?;
+        let rows = &graph.rows;
+        let x_i = rows.gather_first(x)?;
+        let x_j = rows.gather_second(x)?;
+        let x_diff = (&x_i - &x_j)?;
+        let invariants = Tensor::stack(
+            &[psi(&dot4(&x_diff, &x_diff)?)?, psi(&dot4(&x_i, &x_j)?)?],
+            D::Minus1,
+        )?;
         // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: node parts once per node.
         let w = self.edge_in.weight();
         let (w1, w2, w3) = (
@@ -229,37 +229,69 @@ impl LorentzBlock {
             w.narrow(1, hd, hd)?,
             w.narrow(1, 2 * hd, 2)?,
         );
-        let part_i = h.broadcast_matmul(&w1.t()?)?.unsqueeze(2)?;
-        let part_j = h.broadcast_matmul(&w2.t()?)?.unsqueeze(1)?;
-        let invariants = Tensor::stack(&[norms, dots], D::Minus1)?;
-        let part_a = invariants.broadcast_matmul(&w3.t()?)?;
-        let pre = part_a.broadcast_add(&part_i)?.broadcast_add(&part_j)?;
-        let m = self.edge_bn.forward(&pre, edge_mask, train)?.relu()?;
-        let m = self.edge_out.forward(&m)?.relu()?;
-        let weight = candle_nn::ops::sigmoid(&self.attention.forward(&m)?)?;
-        let m = m
-            .broadcast_mul(&weight)?
-            .broadcast_mul(&edge_mask.unsqueeze(D::Minus1)?)?;
+        let part_i = rows.gather_first(&h.matmul(&w1.t()?)?)?;
+        let part_j = rows.gather_second(&h.matmul(&w2.t()?)?)?;
+        let pre = ((invariants.matmul(&w3.t()?)? + part_i)? + part_j)?;
+        let m = self.edge_bn.forward(&pre, &graph.edge_mask, train)?.relu()?;
+        let m = linear_rows(&m, &self.edge_out)?.relu()?;
+        let weight = candle_nn::ops::sigmoid(&linear_rows(&m, &self.attention)?)?;
+        let m = m.broadcast_mul(&(weight * &graph.edge_mask)?)?;
 
+        let nodes = h.dim(0)?;
         let x_new = match &self.coord {
             Some((first, second)) => {
-                let phi = second.forward(&first.forward(&m)?.relu()?)?;
-                let trans = x_diff.broadcast_mul(&phi)?.clamp(-self.clamp, self.clamp)?;
-                let trans = trans.broadcast_mul(&edge_mask.unsqueeze(D::Minus1)?)?;
-                let count = edge_mask.sum_keepdim(2)?.maximum(1.0)?;
-                let mean = trans.sum(2)?.broadcast_div(&count)?;
+                let phi = linear_rows(&linear_rows(&m, first)?.relu()?, second)?;
+                let trans = x_diff
+                    .broadcast_mul(&phi)?
+                    .clamp(-self.clamp, self.clamp)?
+                    .broadcast_mul(&graph.edge_mask)?;
+                let mean = rows
+                    .sum_over_second(&trans, nodes)?
+                    .broadcast_div(&graph.neighbours)?;
                 (x + (mean * self.c_weight)?)?
             }
             None => x.clone(),
         };
-        let agg = m.sum(2)?;
+        let agg = rows.sum_over_second(&m, nodes)?;
         let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
         let out = self
             .node_bn
-            .forward(&self.node_in.forward(&input)?, node_mask, train)?
+            .forward(&linear_rows(&input, &self.node_in)?, &graph.node_mask, train)?
             .relu()?;
-        let h_new = (h + self.node_out.forward(&out)?)?;
+        let h_new = (h + linear_rows(&out, &self.node_out)?)?;
         Ok((h_new, x_new))
+    }
+}
+
+/// The masks and pair layout of a padded batch of graphs, shared by all blocks.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// Pair-row indices for `[B N N, C]` edge tensors.
+    pub rows: PairRows,
+    /// 1 for edges between distinct real nodes, `[B N N, 1]`.
+    pub edge_mask: Tensor,
+    /// 1 for real nodes, `[B N, 1]`.
+    pub node_mask: Tensor,
+    /// Real neighbours of every node (at least 1), `[B N, 1]`.
+    pub neighbours: Tensor,
+}
+
+impl Graph {
+    /// Builds the layout from a node mask `[B, N]`.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn new(mask: &Tensor) -> candle_core::Result<Self> {
+        let (batch, nodes) = mask.dims2()?;
+        let eye = Tensor::eye(nodes, mask.dtype(), mask.device())?;
+        let pair = mask.unsqueeze(2)?.broadcast_mul(&mask.unsqueeze(1)?)?;
+        let edges = pair.broadcast_sub(&eye)?.relu()?;
+        Ok(Self {
+            rows: PairRows::new(batch, nodes, mask.device())?,
+            neighbours: edges.sum(2)?.maximum(1.0)?.reshape((batch * nodes, 1))?,
+            edge_mask: edges.reshape((batch * nodes * nodes, 1))?,
+            node_mask: mask.reshape((batch * nodes, 1))?,
+        })
     }
 }
 
@@ -335,18 +367,20 @@ impl LorentzNet {
         let train = mode.is_train();
         let dtype = input.momenta.dtype();
         let mask = input.mask.to_dtype(dtype)?;
-        let nodes = mask.dim(1)?;
-        let eye = Tensor::eye(nodes, dtype, mask.device())?;
-        let pair = mask.unsqueeze(2)?.broadcast_mul(&mask.unsqueeze(1)?)?;
-        let edge_mask = pair.broadcast_sub(&eye)?.relu()?;
-        let scalars = input.scalars()?;
-        let mut h = self.embedding.forward(&scalars)?;
-        let mut x = input.momenta.clone();
+        let (batch, nodes) = mask.dims2()?;
+        let graph = Graph::new(&mask)?;
+        let scalars = input.scalars()?.reshape((batch * nodes, ()))?;
+        let mut h = linear_rows(&scalars, &self.embedding)?;
+        let mut x = input.momenta.reshape((batch * nodes, 4))?;
         for block in &self.blocks {
-            (h, x) = block.forward(&h, &x, &scalars, &mask, &edge_mask, train)?;
+            (h, x) = block.forward(&h, &x, &scalars, &graph, train)?;
         }
         let m = mask.unsqueeze(D::Minus1)?;
-        let pooled = h.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
+        let pooled = h
+            .reshape((batch, nodes, ()))?
+            .broadcast_mul(&m)?
+            .sum(1)?
+            .broadcast_div(&m.sum(1)?)?;
         let hidden = self.decoder_in.forward(&pooled)?.relu()?;
         let hidden = dropout(&hidden, self.config.dropout, mode)?;
         self.decoder_out.forward(&hidden)

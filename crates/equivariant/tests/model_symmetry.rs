@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use noether_equivariant::{
-    raw_momenta, seeded_varbuilder, FlowConfig, FlowInput, FlowKind, FlowNetwork, LorentzBlock,
+    raw_momenta, seeded_varbuilder, FlowConfig, FlowInput, FlowKind, FlowNetwork, Graph, LorentzBlock,
     LorentzNetConfig, Mlp, MlpConfig, Mode, Pelican, PelicanConfig, PelicanInput,
 };
 use noether_kinematics::FourMomentum;
@@ -212,19 +212,13 @@ fn lgeb_coordinates_are_lorentz_equivariant() {
     .unwrap();
     let coordinates = |nodes: &[FourMomentum]| -> Vec<FourMomentum> {
         let n = nodes.len();
-        let x = Tensor::from_vec(flat_f64(nodes), (1, n, 4), &Device::Cpu).unwrap();
-        // Invariant node features: ln of the energy in the jet frame would do; a constant
-        // per node is the simplest invariant choice.
-        let h = Tensor::ones((1, n, 8), DType::F64, &Device::Cpu).unwrap();
-        let scalars = Tensor::zeros((1, n, 2), DType::F64, &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(flat_f64(nodes), (n, 4), &Device::Cpu).unwrap();
+        // Invariant node features: a constant per node is the simplest invariant choice.
+        let h = Tensor::ones((n, 8), DType::F64, &Device::Cpu).unwrap();
+        let scalars = Tensor::zeros((n, 2), DType::F64, &Device::Cpu).unwrap();
         let mask = Tensor::ones((1, n), DType::F64, &Device::Cpu).unwrap();
-        let eye = Tensor::eye(n, DType::F64, &Device::Cpu).unwrap();
-        let edges = (Tensor::ones((1, n, n), DType::F64, &Device::Cpu).unwrap())
-            .broadcast_sub(&eye)
-            .unwrap();
-        let (_, x_new) = block
-            .forward(&h, &x, &scalars, &mask, &edges, false)
-            .unwrap();
+        let graph = Graph::new(&mask).unwrap();
+        let (_, x_new) = block.forward(&h, &x, &scalars, &graph, false).unwrap();
         to_vec(&x_new)
             .chunks(4)
             .map(|c| FourMomentum::new_unchecked(c[0], c[1], c[2], c[3]))

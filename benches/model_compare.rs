@@ -1,0 +1,187 @@
+//! LorentzNet speed against the PyTorch reference (`benches/compare/lorentznet_torch.py`,
+//! written like the authors' code) in the same invocation, on the same inputs (32 jets
+//! of the bundled test set, 50 constituents + 2 beams) and the same thread count
+//! (`BENCH_THREADS`, default 1). Prints training jets/s (forward + backward + AdamW step)
+//! and single-jet inference ms/jet for both, the ratios, the logit agreement on the
+//! batch, and achieved GFLOP/s.
+//!
+//! `cargo bench --bench model_compare` (`BENCH_THREADS=2 cargo bench --bench
+//! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
+//! torch, safetensors and h5py for the comparison; without them only our figures print.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use noether::data::{batches, load, Batch, BatchConfig, Beams};
+use noether::equivariant::{
+    seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const BATCH: usize = 32;
+const N_MAX: usize = 50;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
+/// N(N-1) edges, the first edge layer factorised per node.
+fn forward_flops(c: &LorentzNetConfig, nodes: usize) -> f64 {
+    let (n, h) = (nodes as f64, c.n_hidden as f64);
+    let edges = n * (n - 1.0);
+    let layers = c.n_layers as f64;
+    let coord_layers = layers - 1.0;
+    let per_edge = layers * (2.0 * h * h + 2.0 * h + 4.0 * h) + coord_layers * (2.0 * h * h + 2.0 * h);
+    let per_node = layers * (4.0 * h * h + 2.0 * (2.0 * h + 2.0) * h + 2.0 * h * h);
+    edges * per_edge + n * per_node
+}
+
+fn input(batch: &Batch) -> LorentzNetInput {
+    LorentzNetInput::from_flat(&batch.momenta, &batch.mask, batch.batch_size, batch.particles, 2)
+        .expect("input")
+}
+
+fn load_official(varmap: &VarMap, checkpoint: &Path) -> bool {
+    let Ok(tensors) = candle_core::safetensors::load(checkpoint, &Device::Cpu) else {
+        return false;
+    };
+    let data = varmap.data().lock().expect("varmap");
+    for (name, var) in data.iter() {
+        if let Some(t) = tensors.get(&format!("module.{name}")) {
+            var.set(&t.to_dtype(DType::F32).expect("cast")).expect("set");
+        }
+    }
+    true
+}
+
+fn time_per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() / reps as f64
+}
+
+fn write_inputs(path: &Path, batch: &Batch, jet: &[f32]) {
+    let mut raw = Vec::new();
+    for v in [batch.batch_size, batch.particles, jet.len() / 4] {
+        raw.extend((v as u32).to_le_bytes());
+    }
+    let labels: Vec<f32> = batch.labels.iter().map(|&l| f32::from(l)).collect();
+    for x in batch.momenta.iter().chain(&batch.mask).chain(&labels).chain(jet) {
+        raw.extend(x.to_le_bytes());
+    }
+    std::fs::write(path, raw).expect("write inputs");
+}
+
+fn main() {
+    let threads: usize = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    // candle sizes its thread pool from this variable on first use.
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+
+    let jets = load(root().join("data/test.h5")).expect("bundled test set");
+    let config = BatchConfig {
+        beams: Beams::LORENTZNET,
+        shuffle: false,
+        ..BatchConfig::new(BATCH, N_MAX)
+    };
+    let indices: Vec<usize> = (0..BATCH).collect();
+    let batch = batches(&jets, &indices, &config, 0).expect("batch").next().expect("one batch");
+    // The single jet: the first jet with at least 50 constituents, truncated to 50.
+    let k = (0..jets.len()).find(|&i| jets.multiplicity(i) >= N_MAX).expect("a 50-constituent jet");
+    let single: Vec<[f32; 4]> = jets.constituents(k)[..N_MAX].to_vec();
+
+    let lconfig = LorentzNetConfig::default();
+    let varmap = VarMap::new();
+    let model = LorentzNet::new(&lconfig, &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu))
+        .expect("model");
+    let checkpoint =
+        root().join("../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors");
+    let official = load_official(&varmap, &checkpoint);
+
+    let x = input(&batch);
+    let ours_logits: Vec<f32> = model.forward(&x).expect("forward").flatten_all().and_then(|t| t.to_vec1()).expect("logits");
+
+    let single_input = LorentzNetInput::single_jet(&single).expect("single");
+    let single_s = time_per_rep(20, || {
+        model.forward(&single_input).expect("forward");
+    });
+
+    let labels = Tensor::from_vec(
+        batch.labels.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(),
+        BATCH,
+        &Device::Cpu,
+    )
+    .expect("labels");
+    let mut opt = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: 1e-3, ..ParamsAdamW::default() })
+        .expect("AdamW");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let train_s = time_per_rep(5, || {
+        let logits = model.forward_t(&x, &mut Mode::Train(&mut rng)).expect("forward");
+        let loss = candle_nn::loss::cross_entropy(&logits, &labels).expect("loss");
+        opt.backward_step(&loss).expect("step");
+    });
+
+    let fwd_flops = forward_flops(&lconfig, N_MAX + 2);
+    let peak = 2.45e9 * 32.0 * threads as f64; // AVX2: 2 FMA x 8 lanes x 2 per cycle
+    println!("LorentzNet (hidden 72, 6 blocks), {N_MAX} constituents + 2 beams, {threads} thread(s)");
+    println!("forward cost: {:.3} GFLOP/jet (edge layers factorised; training ~3x)", fwd_flops / 1e9);
+    println!(
+        "noether: single-jet {:.2} ms/jet ({:.1} GFLOP/s); training {:.1} jets/s ({:.1} GFLOP/s); machine peak ~{:.0} GFLOP/s",
+        single_s * 1e3,
+        fwd_flops / single_s / 1e9,
+        BATCH as f64 / train_s,
+        3.0 * fwd_flops * BATCH as f64 / train_s / 1e9,
+        peak / 1e9
+    );
+    if !official {
+        println!("official checkpoint absent: PyTorch comparison skipped");
+        return;
+    }
+    let inputs = std::env::temp_dir().join("noether_model_compare.bin");
+    write_inputs(&inputs, &batch, &single.concat());
+    let out = Command::new("python3")
+        .arg(root().join("benches/compare/lorentznet_torch.py"))
+        .arg(&checkpoint)
+        .arg(root().join("../shared/reference/lorentznet/parity_jets.h5"))
+        .arg(&inputs)
+        .arg(threads.to_string())
+        .output();
+    let Some(json) = out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).to_string()) else {
+        println!("PyTorch reference unavailable (python3 with torch, safetensors, h5py needed)");
+        return;
+    };
+    let get = |key: &str| -> f64 {
+        let at = json.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
+        json[at..].split([',', '}']).next().expect(key).trim().parse().expect(key)
+    };
+    let theirs: Vec<f64> = {
+        let at = json.find("\"batch_logits\": [").expect("batch_logits") + 17;
+        json[at..].split(']').next().expect("logits").split(',').map(|v| v.trim().parse().expect("logit")).collect()
+    };
+    let worst = ours_logits
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (f64::from(*a) - b).abs() / b.abs().max(1e-3))
+        .fold(0.0, f64::max);
+    let (t_single, t_train) = (get("single_ms"), get("train_jets_per_s"));
+    println!(
+        "pytorch: single-jet {t_single:.2} ms/jet; training {t_train:.1} jets/s; its parity error vs the official logits {:.1e}",
+        get("parity_max_rel_err")
+    );
+    println!("agreement on the padded batch (eval logits): worst relative difference {worst:.1e}");
+    println!(
+        "ratios: training {:.2}x PyTorch's jets/s; single-jet inference {:.2}x faster",
+        BATCH as f64 / train_s / t_train,
+        t_single / (single_s * 1e3)
+    );
+}
