@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+
+/// A caching allocator: candle allocates a fresh buffer per tensor operation, and glibc
+/// serves multi-megabyte edge tensors with mmap, paying page faults and zeroing each time
+/// (LorentzNet batch forward measured 2.09 s -> 0.50 s without that churn).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use noether::data::{self, JetFile, Layout, OpenOptions};
 
 /// noether: symmetry-equivariant machine learning for particle physics.

@@ -232,7 +232,10 @@ impl LorentzBlock {
         let part_i = rows.gather_first(&h.matmul(&w1.t()?)?)?;
         let part_j = rows.gather_second(&h.matmul(&w2.t()?)?)?;
         let pre = ((invariants.matmul(&w3.t()?)? + part_i)? + part_j)?;
-        let m = self.edge_bn.forward(&pre, &graph.edge_mask, train)?.relu()?;
+        let m = self
+            .edge_bn
+            .forward(&pre, &graph.edge_mask, train)?
+            .relu()?;
         let m = linear_rows(&m, &self.edge_out)?.relu()?;
         let weight = candle_nn::ops::sigmoid(&linear_rows(&m, &self.attention)?)?;
         let m = m.broadcast_mul(&(weight * &graph.edge_mask)?)?;
@@ -256,7 +259,11 @@ impl LorentzBlock {
         let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
         let out = self
             .node_bn
-            .forward(&linear_rows(&input, &self.node_in)?, &graph.node_mask, train)?
+            .forward(
+                &linear_rows(&input, &self.node_in)?,
+                &graph.node_mask,
+                train,
+            )?
             .relu()?;
         let h_new = (h + linear_rows(&out, &self.node_out)?)?;
         Ok((h_new, x_new))

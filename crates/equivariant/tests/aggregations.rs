@@ -228,7 +228,7 @@ fn check_gradients(varmap: &VarMap, inputs: &[Var], per_var: usize, loss: &dyn F
     for (name, v) in &vars {
         let grad = grads
             .get(v.as_tensor())
-            .map_or_else(|| vec![0.0; v.elem_count()], |g| host(g));
+            .map_or_else(|| vec![0.0; v.elem_count()], host);
         let original = host(v.as_tensor());
         for _ in 0..per_var.min(original.len()) {
             let k = rng.random_range(0..original.len());

@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use noether_equivariant::{
-    raw_momenta, seeded_varbuilder, FlowConfig, FlowInput, FlowKind, FlowNetwork, Graph, LorentzBlock,
-    LorentzNetConfig, Mlp, MlpConfig, Mode, Pelican, PelicanConfig, PelicanInput,
+    raw_momenta, seeded_varbuilder, FlowConfig, FlowInput, FlowKind, FlowNetwork, Graph,
+    LorentzBlock, LorentzNetConfig, Mlp, MlpConfig, Mode, Pelican, PelicanConfig, PelicanInput,
 };
 use noether_kinematics::FourMomentum;
 use noether_testkit::{check_equivariant, check_invariant, SymmetryKit, Tolerance};
@@ -231,4 +231,29 @@ fn lgeb_coordinates_are_lorentz_equivariant() {
         .with_constituents(5..=20);
     let report = check_equivariant(coordinates, &kit.jets(), &kit.lorentz_ops(), Tolerance::F64);
     assert!(report.passed(), "{report}");
+}
+
+/// The configurations span the sizes the issue asks for (PELICAN ~1k to ~200k; the
+/// paper-size LorentzNet has the published 224k parameters).
+#[test]
+fn parameter_counts_span_the_published_sizes() {
+    use noether_equivariant::{parameter_count, LorentzNet};
+    let count = |build: &dyn Fn(&candle_nn::VarBuilder)| {
+        let varmap = VarMap::new();
+        build(&seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu));
+        parameter_count(&varmap)
+    };
+    let pelican = |c: PelicanConfig| count(&|vb| drop(Pelican::new(&c, vb).unwrap()));
+    let (tiny, small, full) = (
+        pelican(PelicanConfig::tiny()),
+        pelican(PelicanConfig::small()),
+        pelican(PelicanConfig::default()),
+    );
+    eprintln!("PELICAN parameters: tiny {tiny}, small {small}, default {full}");
+    assert!((800..2_000).contains(&tiny), "{tiny}");
+    assert!((8_000..20_000).contains(&small), "{small}");
+    assert!((150_000..250_000).contains(&full), "{full}");
+    let lorentznet = count(&|vb| drop(LorentzNet::new(&LorentzNetConfig::default(), vb).unwrap()));
+    // The official checkpoint holds 224,072 trainable values (counted with safetensors).
+    assert_eq!(lorentznet, 224_072, "{lorentznet}");
 }

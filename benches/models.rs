@@ -1,0 +1,125 @@
+//! Model throughput: forward and forward + backward on a batch of 32 jets x 50
+//! constituents (+ 2 beams), and single-jet inference, for LorentzNet (paper size, 224k
+//! parameters) and PELICAN (default, ~190k, and small, ~12k). Jets from the bundled
+//! test set; seeded random weights; `BENCH_THREADS` threads (default 1).
+//!
+//! Run: `cargo bench --bench models`. Criterion reports time per iteration and
+//! jets per second (elements). The side-by-side PyTorch comparison is
+//! `cargo bench --bench model_compare`.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use noether::data::{batches, load, Batch, BatchConfig, Beams};
+use noether::equivariant::{
+    seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode, Pelican, PelicanConfig,
+    PelicanInput,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+// A caching allocator: candle allocates a fresh buffer per operation, and glibc serves
+// the multi-megabyte edge tensors with mmap, paying page faults and zeroing every time
+// (measured: LorentzNet batch forward 2.09 s -> 0.50 s without that churn).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 32;
+const N_MAX: usize = 50;
+
+fn batch(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
+    let jets = load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/test.h5"))
+        .expect("bundled test set");
+    let config = BatchConfig {
+        beams,
+        shuffle: false,
+        ..BatchConfig::new(BATCH, N_MAX)
+    };
+    let indices: Vec<usize> = (0..BATCH).collect();
+    let batch = batches(&jets, &indices, &config, 0)
+        .expect("batch")
+        .next()
+        .expect("one batch");
+    let k = (0..jets.len())
+        .find(|&i| jets.multiplicity(i) >= N_MAX)
+        .expect("a 50-constituent jet");
+    (batch, jets.constituents(k)[..N_MAX].to_vec())
+}
+
+fn labels(batch: &Batch) -> Tensor {
+    let l: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
+    Tensor::from_vec(l, batch.batch_size, &Device::Cpu).expect("labels")
+}
+
+/// Runs forward, forward + backward and single-jet benchmarks for one model.
+fn bench_model(
+    c: &mut Criterion,
+    name: &str,
+    forward: &dyn Fn(&mut Mode) -> Tensor,
+    single: &dyn Fn() -> Tensor,
+    targets: &Tensor,
+) {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("forward_32x50", |b| b.iter(|| forward(&mut Mode::Eval)));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    group.bench_function("forward_backward_32x50", |b| {
+        b.iter(|| {
+            let logits = forward(&mut Mode::Train(&mut rng));
+            let loss = candle_nn::loss::cross_entropy(&logits, targets).expect("loss");
+            loss.backward().expect("backward")
+        });
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("single_jet_50", |b| b.iter(single));
+    group.finish();
+}
+
+fn models(c: &mut Criterion) {
+    let threads = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    noether::equivariant::set_threads(threads);
+
+    let (lb, jet) = batch(Beams::LORENTZNET);
+    let varmap = VarMap::new();
+    let vb = seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu);
+    let lorentznet = LorentzNet::new(&LorentzNetConfig::default(), &vb).expect("LorentzNet");
+    let input =
+        LorentzNetInput::from_flat(&lb.momenta, &lb.mask, BATCH, lb.particles, 2).expect("input");
+    let single = LorentzNetInput::single_jet(&jet).expect("single");
+    bench_model(
+        c,
+        "lorentznet",
+        &|mode| lorentznet.forward_t(&input, mode).expect("forward"),
+        &|| lorentznet.forward(&single).expect("forward"),
+        &labels(&lb),
+    );
+
+    let (pb, jet) = batch(Beams::PELICAN);
+    let input =
+        PelicanInput::from_flat(&pb.momenta, &pb.mask, BATCH, pb.particles, 2).expect("input");
+    let single = PelicanInput::single_jet(&jet).expect("single");
+    for (name, config) in [
+        ("pelican", PelicanConfig::default()),
+        ("pelican_small", PelicanConfig::small()),
+    ] {
+        let varmap = VarMap::new();
+        let vb = seeded_varbuilder(&varmap, 1, DType::F32, &Device::Cpu);
+        let model = Pelican::new(&config, &vb).expect("PELICAN");
+        bench_model(
+            c,
+            name,
+            &|mode| model.forward(&input, mode).expect("forward"),
+            &|| model.forward(&single, &mut Mode::Eval).expect("forward"),
+            &labels(&pb),
+        );
+    }
+}
+
+criterion_group!(benches, models);
+criterion_main!(benches);
