@@ -1,17 +1,27 @@
 //! # noether-equivariant
 //!
-//! Lorentz- and permutation-equivariant models on candle. This release has LorentzNet
-//! (Gong et al., arXiv:2201.08187) with the official checkpoint's parameter layout: the
-//! published top-tagging weights load directly and reproduce the PyTorch logits to
-//! 2e-5 relative. Inputs are dense padded batches (`[batch, nodes, 4]` momenta with the
-//! beams first, `[batch, nodes]` mask); padded nodes change nothing.
+//! Lorentz- and permutation-equivariant models on candle, on dense padded batches
+//! (`[batch, nodes, 4]` momenta with the beams first, `[batch, nodes]` mask; padded nodes
+//! change nothing):
 //!
-//! Symmetry: with exact node masses ([`LorentzNetInput::masses`]) and the coordinate
-//! clamp disabled ([`LorentzNetConfig::coord_clamp`]), the model is Lorentz invariant in
-//! f64 to 1e-9 up to rapidity 4 (tested with the official weights). The reference code's
-//! +-100 clamp of the coordinate updates is active for TeV jets and breaks invariance, and
-//! sqrt|p^2| of f32-rounded massless momenta turns rounding noise into O(sqrt(eps) E)
-//! masses; both are kept by default for parity with the published model.
+//! - [`LorentzNet`] (Gong et al., arXiv:2201.08187) with the official checkpoint's
+//!   parameter layout: the published top-tagging weights load directly and reproduce
+//!   the PyTorch logits to 2e-5 relative;
+//! - [`Pelican`] (Bogatskiy et al., arXiv:2307.16506): the 15-operation [`Eq2to2`] layer,
+//!   [`Eq1to2`] spurion labels and the [`Eq2to0`] readout on pairwise Minkowski products;
+//! - [`FlowNetwork`] (Particle / Energy Flow Networks) and [`Mlp`] baselines.
+//!
+//! Every model has a serde config documenting its shapes, is built from a `VarBuilder`
+//! ([`seeded_varbuilder`] for reproducible weights: candle's CPU RNG cannot be seeded)
+//! and runs in [`Mode::Eval`] or [`Mode::Train`] (masked BatchNorm statistics, seeded
+//! dropout).
+//!
+//! Symmetry: PELICAN is invariant to 1e-3 up to rapidity 6 when the pair products are
+//! formed in f64 ([`PelicanInput::from_flat_f64`]). LorentzNet with exact node masses
+//! ([`LorentzNetInput::masses`]) and the coordinate clamp disabled
+//! ([`LorentzNetConfig::coord_clamp`]) is Lorentz invariant in f64 to 1e-9; the reference
+//! code's +-100 clamp and sqrt|p^2| of f32-rounded massless momenta break invariance and
+//! are kept by default for parity with the published model.
 //!
 //! ```
 //! use candle_core::{DType, Device};
