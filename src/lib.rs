@@ -16,6 +16,7 @@ pub use noether_data as data;
 pub use noether_equivariant as equivariant;
 pub use noether_kinematics as kinematics;
 pub use noether_scaling as scaling;
+pub use noether_train as train;
 
 /// The version of the noether package, as printed by `noether version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

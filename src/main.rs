@@ -50,6 +50,8 @@ enum Command {
     },
     /// Evaluate a checkpoint on a jet file.
     Eval(cli::eval::EvalArgs),
+    /// Train a tagger from a TOML config; writes a run directory.
+    Train(cli::train::TrainArgs),
     /// Scaling-law fits and compute allocation.
     #[command(subcommand)]
     Scaling(cli::scaling::ScalingCommand),
@@ -79,6 +81,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Inspect { file } => println!("{}", data::inspect(&file)?),
         Command::Scaling(command) => cli::scaling::run(command)?,
         Command::Eval(args) => cli::eval::run(&args)?,
+        Command::Train(args) => cli::train::run(&args)?,
         Command::Convert {
             input,
             output,

@@ -1,74 +1,174 @@
-//! `noether eval`: run a checkpoint on a jet file.
+//! `noether eval`: run a checkpoint on a jet file. noether checkpoints carry their config
+//! in `__metadata__`; foreign LorentzNet checkpoints (the official release, `module.`
+//! prefix recognised) are evaluated one jet at a time, as the reference code does.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use clap::{Args, ValueEnum};
-use noether::data::JetFile;
+use noether::data::{JetFile, JetSet};
 use noether::equivariant::{LorentzNet, LorentzNetConfig, LorentzNetInput};
+use noether::train::{
+    checkpoint, load_weights, predict, write_outputs, RunSummary, Scored, Tagger, TaggingMetrics,
+    TrainConfig,
+};
 
-/// Models `eval` can run.
+/// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModelKind {
-    /// LorentzNet (default configuration unless the checkpoint's metadata says otherwise).
+    /// LorentzNet with the default (paper) configuration.
     Lorentznet,
 }
 
 /// Arguments of `eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The model architecture.
+    /// Architecture of a foreign checkpoint (ignored for noether checkpoints).
     #[arg(long, value_enum, default_value = "lorentznet")]
     model: ModelKind,
-    /// A safetensors checkpoint (a `module.` prefix, as DistributedDataParallel writes,
-    /// is recognised).
+    /// A safetensors checkpoint: a noether run's `best.safetensors`, or a PyTorch
+    /// LorentzNet state dict (`module.` prefix recognised).
     #[arg(long)]
     checkpoint: PathBuf,
     /// Jets in any layout the data crate reads.
     #[arg(long)]
     data: PathBuf,
-    /// Print one line per jet: `jet <i> logits <l0> <l1>`.
+    /// Write `metrics.json` and `roc.svg` here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one line per jet: `jet <i> logits <l0> <l1>` (and nothing else).
     #[arg(long)]
     print_logits: bool,
     /// Set E = |p| for every constituent (as detector-level eflow objects are).
     #[arg(long)]
     massless: bool,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
-/// Evaluates every jet alone (batch of one, LorentzNet's beams prepended); prints the
-/// logits of each jet with `--print-logits` (and nothing else), otherwise the accuracy.
-pub fn run(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let ModelKind::Lorentznet = args.model;
-    let tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load(&args.checkpoint, &Device::Cpu)
-            .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
-    let prefixed = tensors.keys().all(|k| k.starts_with("module."));
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    let vb = if prefixed { vb.pp("module") } else { vb };
-    let model = LorentzNet::new(&LorentzNetConfig::default(), &vb)
-        .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
+type Error = Box<dyn std::error::Error>;
+
+/// Runs `noether eval`: prints `jets=N acc=.. auc=.. rejection_at_0.3=..
+/// rejection_at_0.5=..`, or the logits with `--print-logits`.
+pub fn run(args: &EvalArgs) -> Result<(), Error> {
+    super::set_threads(args.threads);
     let (mut jets, _) = JetFile::open(&args.data)?.read_all()?;
     if args.massless {
         jets.make_massless();
     }
-    let mut out = std::io::stdout().lock();
-    let mut correct = 0;
-    for i in 0..jets.len() {
-        let input = LorentzNetInput::single_jet(jets.constituents(i))?;
-        let logits = model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?;
-        if args.print_logits {
-            let text: Vec<String> = logits.iter().map(ToString::to_string).collect();
-            writeln!(out, "jet {i} logits {}", text.join(" "))?;
-        }
-        let predicted = usize::from(logits.get(1).copied().unwrap_or(f32::MIN) > logits[0]);
-        correct += usize::from(predicted == usize::from(jets.label(i)));
+    let bytes = std::fs::read(&args.checkpoint)
+        .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
+    let is_noether = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, h)| h.metadata().as_ref().map(|m| m.contains_key("config")))
+        .unwrap_or(false);
+    let (scores, labels) = if is_noether {
+        noether_scores(&args.checkpoint, &jets, args.print_logits)?
+    } else {
+        lorentznet_scores(&args.checkpoint, &jets, args.print_logits)?
+    };
+    if args.print_logits {
+        return Ok(());
     }
-    if !args.print_logits {
-        let accuracy = correct as f64 / jets.len().max(1) as f64;
-        writeln!(out, "jets={} accuracy={accuracy:.4}", jets.len())?;
+    let scored = Scored::new(&scores, &labels, None)?;
+    let m = TaggingMetrics::of(&scored);
+    println!(
+        "jets={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1}",
+        jets.len(),
+        m.acc,
+        m.auc,
+        m.rejection_at_0_3,
+        m.rejection_at_0_5
+    );
+    if let Some(out) = &args.out {
+        let summary = RunSummary {
+            model: "checkpoint".into(),
+            acc: m.acc,
+            auc: m.auc,
+            rejection_at_0_3: m.rejection_at_0_3,
+            rejection_at_0_5: m.rejection_at_0_5,
+            intervals: HashMap::new(),
+            train_jets: 0,
+            test_jets: jets.len(),
+            params: 0,
+            seconds: 0.0,
+            epochs: 0,
+            best_epoch: 0,
+        };
+        std::fs::create_dir_all(out)?;
+        write_outputs(out, &summary, &[], &scored)?;
     }
     Ok(())
+}
+
+fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    for (i, l) in logits.iter().enumerate() {
+        let text: Vec<String> = l.iter().map(ToString::to_string).collect();
+        writeln!(out, "jet {i} logits {}", text.join(" "))?;
+    }
+    Ok(())
+}
+
+/// A noether checkpoint: config from the metadata, batched evaluation.
+fn noether_scores(path: &Path, jets: &JetSet, logits: bool) -> Result<(Vec<f64>, Vec<u8>), Error> {
+    let ckpt = checkpoint::load(path)?;
+    let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
+    let (model, varmap) = Tagger::seeded(&config.model_config(), 0)?;
+    load_weights(&varmap, &ckpt.tensors, path)?;
+    if logits {
+        let mut all = Vec::new();
+        for i in 0..jets.len() {
+            let one = jets.select(&[i]);
+            let (scores, _, _) = predict(&model, &one, config.data.n_max, 1)?;
+            // Two-class logits are defined up to a constant: print the log-odds form.
+            let s = scores[0].clamp(1e-12, 1.0 - 1e-12);
+            all.push(vec![0.0, (s / (1.0 - s)).ln() as f32]);
+        }
+        print_logits(&all)?;
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (scores, labels, _) = predict(
+        &model,
+        jets,
+        config.data.n_max,
+        config.train.eval_batch_size,
+    )?;
+    Ok((scores, labels))
+}
+
+/// A PyTorch LorentzNet state dict: each jet alone, beams prepended.
+fn lorentznet_scores(
+    path: &Path,
+    jets: &JetSet,
+    logits: bool,
+) -> Result<(Vec<f64>, Vec<u8>), Error> {
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let prefixed = tensors.keys().all(|k| k.starts_with("module."));
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let vb = if prefixed { vb.pp("module") } else { vb };
+    let model = LorentzNet::new(&LorentzNetConfig::default(), &vb)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut all = Vec::with_capacity(jets.len());
+    for i in 0..jets.len() {
+        let input = LorentzNetInput::single_jet(jets.constituents(i))?;
+        all.push(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    if logits {
+        print_logits(&all)?;
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let scores = all
+        .iter()
+        .map(|l| {
+            let (a, b) = (f64::from(l[0]), f64::from(l[1]));
+            1.0 / (1.0 + (a - b).exp())
+        })
+        .collect();
+    Ok((scores, jets.labels().to_vec()))
 }

@@ -1,0 +1,208 @@
+//! safetensors checkpoints holding the model weights (PyTorch-style names), the
+//! optimizer state (`optimizer.*`) and, in `__metadata__`, the resolved TOML config,
+//! epoch, step, best validation AUC and the RNG state. Written atomically: a temporary
+//! file in the same directory, flushed to disk, then renamed over the target.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::error::{Context, Result, TrainError};
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMeta {
+    /// The resolved run configuration (TOML).
+    pub config: String,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Best validation AUC so far, and the epoch it was reached.
+    pub best: Option<(f64, usize)>,
+    /// Dropout RNG state: seed (hex), stream, word position.
+    pub rng: ([u8; 32], u64, u128),
+}
+
+impl CheckpointMeta {
+    /// Captures a ChaCha RNG's exact position.
+    pub fn rng_state(rng: &ChaCha8Rng) -> ([u8; 32], u64, u128) {
+        (rng.get_seed(), rng.get_stream(), rng.get_word_pos())
+    }
+
+    /// Rebuilds the RNG at the saved position.
+    pub fn restore_rng(&self) -> ChaCha8Rng {
+        use rand::SeedableRng;
+        let (seed, stream, pos) = self.rng;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(stream);
+        rng.set_word_pos(pos);
+        rng
+    }
+
+    fn to_map(&self) -> HashMap<String, String> {
+        let (seed, stream, pos) = self.rng;
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let mut m = HashMap::new();
+        m.insert("format".into(), "noether-checkpoint-1".into());
+        m.insert("config".into(), self.config.clone());
+        m.insert("epoch".into(), self.epoch.to_string());
+        m.insert("step".into(), self.step.to_string());
+        m.insert("rng_seed".into(), hex);
+        m.insert("rng_stream".into(), stream.to_string());
+        m.insert("rng_word_pos".into(), pos.to_string());
+        if let Some((auc, epoch)) = self.best {
+            m.insert("best_val_auc".into(), format!("{auc:?}"));
+            m.insert("best_epoch".into(), epoch.to_string());
+        }
+        m
+    }
+
+    fn from_map(m: &HashMap<String, String>, path: &Path) -> Result<Self> {
+        let bad = |message: String| TrainError::Checkpoint {
+            path: path.to_owned(),
+            message,
+        };
+        let get = |key: &str| {
+            m.get(key).ok_or_else(|| {
+                bad(format!(
+                    "metadata lacks '{key}' (not a noether checkpoint?)"
+                ))
+            })
+        };
+        let parse = |key: &str| -> Result<u128> {
+            get(key)?
+                .parse()
+                .map_err(|_| bad(format!("metadata '{key}' is not a number")))
+        };
+        let hex = get("rng_seed")?;
+        let mut seed = [0u8; 32];
+        if hex.len() != 64 {
+            return Err(bad("metadata 'rng_seed' is not 64 hex digits".into()));
+        }
+        for (k, byte) in seed.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * k..2 * k + 2], 16)
+                .map_err(|_| bad("metadata 'rng_seed' is not hex".into()))?;
+        }
+        let best = match (m.get("best_val_auc"), m.get("best_epoch")) {
+            (Some(a), Some(e)) => Some((
+                a.parse()
+                    .map_err(|_| bad("metadata 'best_val_auc' is not a number".into()))?,
+                e.parse()
+                    .map_err(|_| bad("metadata 'best_epoch' is not a number".into()))?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            config: get("config")?.clone(),
+            epoch: parse("epoch")? as usize,
+            step: parse("step")? as usize,
+            best,
+            rng: (seed, parse("rng_stream")? as u64, parse("rng_word_pos")?),
+        })
+    }
+}
+
+/// Writes tensors and metadata to `path` atomically.
+///
+/// # Errors
+/// [`TrainError::Io`] or a tensor conversion error.
+pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMeta) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut buffers = Vec::with_capacity(names.len());
+    for name in &names {
+        let t = &tensors[*name];
+        let values: Vec<f32> = t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .context(name)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        buffers.push((t.dims().to_vec(), bytes));
+    }
+    let views: Vec<(String, TensorView)> = names
+        .iter()
+        .zip(&buffers)
+        .map(|(name, (shape, bytes))| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent view");
+            ((*name).clone(), view)
+        })
+        .collect();
+    let bytes =
+        safetensors::serialize(views, Some(meta.to_map())).map_err(|e| TrainError::Checkpoint {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`:
+/// a crash leaves either the old file or the new one, never a truncated one.
+///
+/// # Errors
+/// [`TrainError::Io`] naming the file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().to_string());
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// All tensors by name (weights and `optimizer.*`).
+    pub tensors: HashMap<String, Tensor>,
+    /// The metadata.
+    pub meta: CheckpointMeta,
+}
+
+/// Reads a checkpoint written by [`save`].
+///
+/// # Errors
+/// [`TrainError::Io`], or [`TrainError::Checkpoint`] for malformed files (the safetensors
+/// crate's validation message, with the file name) and missing metadata.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| bad("no __metadata__ (not a noether checkpoint?)".into()))?;
+    let meta = CheckpointMeta::from_map(meta, path)?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Checkpoint { tensors, meta })
+}

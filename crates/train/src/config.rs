@@ -1,0 +1,453 @@
+//! Run configuration, read from TOML (`configs/*.toml`). Every table denies unknown keys,
+//! so a typo is an error naming the key; [`TrainConfig::validate`] rejects impossible
+//! values naming the dotted key.
+//!
+//! ```toml
+//! model = "lorentznet"           # lorentznet | pelican | pfn | efn | mlp
+//! [lorentznet]                   # the model's own config (its defaults when absent)
+//! n_hidden = 32
+//! [data]
+//! train_jets = 2000              # 0: all jets of the training file
+//! n_max = 30                     # constituents kept per jet
+//! [optim]
+//! name = "adamw"                 # adamw | sgd
+//! lr = 1e-3
+//! [schedule]
+//! kind = "warmup_cosine"         # constant | warmup_cosine | cosine_restarts | step
+//! [train]
+//! epochs = 10
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use noether_equivariant::{FlowConfig, FlowKind, LorentzNetConfig, MlpConfig, PelicanConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result, TrainError};
+
+/// Which model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// LorentzNet.
+    LorentzNet,
+    /// PELICAN.
+    Pelican,
+    /// Particle Flow Network.
+    Pfn,
+    /// Energy Flow Network.
+    Efn,
+    /// MLP on jet-level features.
+    Mlp,
+}
+
+/// A model's configuration, resolved from [`TrainConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    /// LorentzNet.
+    LorentzNet(LorentzNetConfig),
+    /// PELICAN.
+    Pelican(PelicanConfig),
+    /// PFN or EFN.
+    Flow(FlowConfig),
+    /// MLP.
+    Mlp(MlpConfig),
+}
+
+/// Data options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training file (any layout the data crate reads; default: the bundled set).
+    pub train: PathBuf,
+    /// Validation file (early stopping, best checkpoint).
+    pub val: PathBuf,
+    /// Test file (final metrics).
+    pub test: PathBuf,
+    /// Training jets used (a class-balanced seeded subset); 0 = all.
+    pub train_jets: usize,
+    /// Validation jets used; 0 = all.
+    pub val_jets: usize,
+    /// Constituents kept per jet (the leading ones).
+    pub n_max: usize,
+    /// Jets per batch.
+    pub batch_size: usize,
+    /// Set E = |p| for every constituent.
+    pub massless: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train: PathBuf::from("data/train.h5"),
+            val: PathBuf::from("data/val.h5"),
+            test: PathBuf::from("data/test.h5"),
+            train_jets: 0,
+            val_jets: 0,
+            n_max: 50,
+            batch_size: 32,
+            massless: false,
+        }
+    }
+}
+
+/// Optimizer name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// AdamW (decoupled weight decay).
+    AdamW,
+    /// SGD with momentum (optionally Nesterov) and decoupled weight decay.
+    Sgd,
+}
+
+/// A parameter group: parameters whose name matches `pattern` (a regex) get their
+/// learning rate multiplied by `lr_mult`. The first matching group wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroup {
+    /// Regex on parameter names (e.g. `^graph_dec\.`).
+    pub pattern: String,
+    /// Learning-rate multiplier.
+    pub lr_mult: f64,
+}
+
+/// Optimizer options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// AdamW or SGD.
+    pub name: OptimizerName,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Adam betas.
+    pub betas: [f64; 2],
+    /// Adam epsilon.
+    pub eps: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Nesterov momentum (SGD).
+    pub nesterov: bool,
+    /// Clip the global gradient norm to this value (0: off).
+    pub grad_clip: f64,
+    /// Batches whose gradients are averaged per optimizer step.
+    pub accumulate: usize,
+    /// Learning-rate multipliers by parameter name.
+    pub groups: Vec<ParamGroup>,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            name: OptimizerName::AdamW,
+            lr: 1e-3,
+            weight_decay: 0.01,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            momentum: 0.9,
+            nesterov: false,
+            grad_clip: 0.0,
+            accumulate: 1,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// Learning-rate schedule options (epochs may be fractional; the schedule is evaluated
+/// at every optimizer step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// `constant`, `warmup_cosine`, `cosine_restarts` or `step`.
+    pub kind: ScheduleKind,
+    /// Linear warm-up length (warmup_cosine).
+    pub warmup_epochs: f64,
+    /// Final learning rate as a fraction of the base (cosine schedules).
+    pub min_lr_ratio: f64,
+    /// First cycle length (cosine_restarts, SGDR's T_0).
+    pub restart_epochs: f64,
+    /// Cycle length multiplier (cosine_restarts, T_mult).
+    pub restart_mult: f64,
+    /// Decay interval (step).
+    pub step_epochs: f64,
+    /// Decay factor (step).
+    pub gamma: f64,
+}
+
+/// Schedule kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Constant learning rate.
+    Constant,
+    /// Linear warm-up, then cosine decay to `min_lr_ratio`.
+    WarmupCosine,
+    /// Cosine with warm restarts (SGDR; LorentzNet's recipe).
+    CosineRestarts,
+    /// Multiply by `gamma` every `step_epochs`.
+    Step,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::WarmupCosine,
+            warmup_epochs: 1.0,
+            min_lr_ratio: 0.01,
+            restart_epochs: 4.0,
+            restart_mult: 2.0,
+            step_epochs: 10.0,
+            gamma: 0.5,
+        }
+    }
+}
+
+/// Loop options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Seed of weights, subsets, shuffles and dropout.
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation AUC (0: never).
+    pub patience: usize,
+    /// CPU threads for candle (0: all cores).
+    pub threads: usize,
+    /// Bootstrap resamples for the test-metric intervals (0: none).
+    pub bootstrap: usize,
+    /// Jets per batch at evaluation.
+    pub eval_batch_size: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            seed: 0,
+            patience: 0,
+            threads: 0,
+            bootstrap: 100,
+            eval_batch_size: 128,
+        }
+    }
+}
+
+/// A whole run's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The model trained.
+    pub model: ModelKind,
+    /// LorentzNet settings (used when `model = "lorentznet"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lorentznet: Option<LorentzNetConfig>,
+    /// PELICAN settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pelican: Option<PelicanConfig>,
+    /// PFN settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pfn: Option<FlowConfig>,
+    /// EFN settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efn: Option<FlowConfig>,
+    /// MLP settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp: Option<MlpConfig>,
+    /// Data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Optimizer.
+    #[serde(default)]
+    pub optim: OptimConfig,
+    /// Schedule.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Loop.
+    #[serde(default)]
+    pub train: LoopConfig,
+}
+
+impl TrainConfig {
+    /// Parses and validates a TOML string (`origin` names it in errors).
+    ///
+    /// # Errors
+    /// [`TrainError::ConfigParse`] for syntax errors and unknown keys,
+    /// [`TrainError::InvalidConfig`] for impossible values.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigParse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::from_toml`], plus [`TrainError::Io`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The resolved TOML (all defaults written out).
+    ///
+    /// # Panics
+    /// Never: every field serialises.
+    pub fn to_toml(&self) -> String {
+        let mut resolved = self.clone();
+        match self.model {
+            ModelKind::LorentzNet => {
+                resolved
+                    .lorentznet
+                    .get_or_insert_with(LorentzNetConfig::default);
+            }
+            ModelKind::Pelican => {
+                resolved.pelican.get_or_insert_with(PelicanConfig::default);
+            }
+            ModelKind::Pfn => {
+                resolved.pfn.get_or_insert_with(FlowConfig::default);
+            }
+            ModelKind::Efn => {
+                resolved.efn.get_or_insert_with(|| FlowConfig {
+                    kind: FlowKind::Efn,
+                    ..FlowConfig::default()
+                });
+            }
+            ModelKind::Mlp => {
+                resolved.mlp.get_or_insert_with(MlpConfig::default);
+            }
+        }
+        toml::to_string(&resolved).expect("config serialises")
+    }
+
+    /// The model's configuration (its section, or the model's defaults).
+    pub fn model_config(&self) -> ModelConfig {
+        match self.model {
+            ModelKind::LorentzNet => {
+                ModelConfig::LorentzNet(self.lorentznet.clone().unwrap_or_default())
+            }
+            ModelKind::Pelican => ModelConfig::Pelican(self.pelican.clone().unwrap_or_default()),
+            ModelKind::Pfn => ModelConfig::Flow(FlowConfig {
+                kind: FlowKind::Pfn,
+                ..self.pfn.clone().unwrap_or_default()
+            }),
+            ModelKind::Efn => ModelConfig::Flow(FlowConfig {
+                kind: FlowKind::Efn,
+                ..self.efn.clone().unwrap_or_default()
+            }),
+            ModelKind::Mlp => ModelConfig::Mlp(self.mlp.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Rejects impossible values, naming the key.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        let o = &self.optim;
+        let positive = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(key, v, "must be a positive number"))
+            }
+        };
+        let non_negative = |key: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(key, v, "must be finite and >= 0"))
+            }
+        };
+        let at_least_one = |key: &str, v: usize| {
+            if v >= 1 {
+                Ok(())
+            } else {
+                Err(invalid(key, v, "must be at least 1"))
+            }
+        };
+        positive("optim.lr", o.lr)?;
+        non_negative("optim.weight_decay", o.weight_decay)?;
+        positive("optim.eps", o.eps)?;
+        non_negative("optim.grad_clip", o.grad_clip)?;
+        for (k, b) in o.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return Err(invalid(
+                    &format!("optim.betas[{k}]"),
+                    b,
+                    "must be in [0, 1)",
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(invalid("optim.momentum", o.momentum, "must be in [0, 1)"));
+        }
+        at_least_one("optim.accumulate", o.accumulate)?;
+        for (k, g) in o.groups.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(&g.pattern) {
+                return Err(invalid(
+                    &format!("optim.groups[{k}].pattern"),
+                    &g.pattern,
+                    &e.to_string(),
+                ));
+            }
+            non_negative(&format!("optim.groups[{k}].lr_mult"), g.lr_mult)?;
+        }
+        at_least_one("data.n_max", self.data.n_max)?;
+        at_least_one("data.batch_size", self.data.batch_size)?;
+        at_least_one("train.epochs", self.train.epochs)?;
+        at_least_one("train.eval_batch_size", self.train.eval_batch_size)?;
+        let s = &self.schedule;
+        non_negative("schedule.warmup_epochs", s.warmup_epochs)?;
+        if !(0.0..=1.0).contains(&s.min_lr_ratio) {
+            return Err(invalid(
+                "schedule.min_lr_ratio",
+                s.min_lr_ratio,
+                "must be in [0, 1]",
+            ));
+        }
+        positive("schedule.restart_epochs", s.restart_epochs)?;
+        if !(s.restart_mult >= 1.0) {
+            return Err(invalid(
+                "schedule.restart_mult",
+                s.restart_mult,
+                "must be >= 1",
+            ));
+        }
+        positive("schedule.step_epochs", s.step_epochs)?;
+        positive("schedule.gamma", s.gamma)?;
+        let dropout = match self.model_config() {
+            ModelConfig::LorentzNet(c) => c.dropout,
+            ModelConfig::Pelican(c) => c.dropout,
+            ModelConfig::Flow(c) => c.dropout,
+            ModelConfig::Mlp(c) => c.dropout,
+        };
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(invalid(
+                &format!("{}.dropout", self.section()),
+                dropout,
+                "must be in [0, 1)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The TOML section name of the model.
+    pub fn section(&self) -> &'static str {
+        match self.model {
+            ModelKind::LorentzNet => "lorentznet",
+            ModelKind::Pelican => "pelican",
+            ModelKind::Pfn => "pfn",
+            ModelKind::Efn => "efn",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+}

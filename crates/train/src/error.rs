@@ -1,0 +1,103 @@
+//! The crate's single error type.
+
+use std::path::PathBuf;
+
+/// Errors from configuring, running, checkpointing and evaluating training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A configuration value is impossible.
+    #[error("config key '{key}' = {value}: {reason}")]
+    InvalidConfig {
+        /// The dotted key, e.g. `optim.lr`.
+        key: String,
+        /// The value found.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A configuration file could not be parsed (unknown keys are named by the parser).
+    #[error("config file {path}: {message}")]
+    ConfigParse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A checkpoint is unreadable or lacks what is needed.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("loss became {value} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
+    NonFiniteLoss {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Optimizer step.
+        step: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Metrics cannot be computed from the inputs.
+    #[error("metrics: {0}")]
+    Metric(String),
+    /// Data loading failed.
+    #[error(transparent)]
+    Data(#[from] noether_data::DataError),
+    /// A model failed.
+    #[error(transparent)]
+    Model(#[from] noether_equivariant::ModelError),
+    /// A tensor operation failed.
+    #[error("{context}: {source}")]
+    Candle {
+        /// What was being done.
+        context: String,
+        /// candle's error.
+        source: candle_core::Error,
+    },
+    /// Plotting failed.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The crate-wide result type.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Adds context to candle errors.
+pub(crate) trait Context<T> {
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T> Context<T> for candle_core::Result<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|source| TrainError::Candle {
+            context: what.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Shorthand for an [`TrainError::InvalidConfig`].
+pub(crate) fn invalid(key: &str, value: impl std::fmt::Display, reason: &str) -> TrainError {
+    TrainError::InvalidConfig {
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason: reason.to_owned(),
+    }
+}

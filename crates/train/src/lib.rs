@@ -1,0 +1,44 @@
+//! # noether-train
+//!
+//! Training for noether's taggers: a TOML [`TrainConfig`] (unknown keys and impossible
+//! values rejected by name), AdamW / SGD with decoupled weight decay, parameter groups
+//! and gradient clipping ([`Optimizer`]), warm-up + cosine, SGDR and step schedules,
+//! the tagging metrics ([`Scored`]: accuracy, ROC, AUC, 1/eps_B at eps_S = 0.3 and 0.5,
+//! weighted, with bootstrap intervals), atomic safetensors checkpoints with the config
+//! and RNG state in `__metadata__`, and the loop ([`train`]) that writes a run directory
+//! and resumes bit-identically.
+//!
+//! ```
+//! use noether_train::Scored;
+//!
+//! let scores = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1];
+//! let labels = [1, 1, 1, 0, 0, 0];
+//! let scored = Scored::new(&scores, &labels, None)?;
+//! assert!((scored.auc() - 8.0 / 9.0).abs() < 1e-12);
+//! assert_eq!(scored.accuracy(0.5), 4.0 / 6.0);
+//! # Ok::<(), noether_train::TrainError>(())
+//! ```
+
+pub mod checkpoint;
+mod config;
+mod error;
+mod metrics;
+mod model;
+mod optim;
+mod plots;
+mod schedule;
+mod trainer;
+
+pub use config::{
+    DataConfig, LoopConfig, ModelConfig, ModelKind, OptimConfig, OptimizerName, ParamGroup,
+    ScheduleConfig, ScheduleKind, TrainConfig,
+};
+pub use error::{Result, TrainError};
+pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
+pub use model::{cross_entropy, signal_scores, Tagger};
+pub use optim::{parameters, Optimizer, Param};
+pub use plots::{roc_svg, training_svg};
+pub use schedule::lr_factor;
+pub use trainer::{
+    load_weights, predict, train, write_outputs, EpochRecord, RunData, RunOptions, RunSummary,
+};

@@ -1,0 +1,125 @@
+//! One interface over the taggers: build from a [`ModelConfig`], feed a padded
+//! [`Batch`] (with the beams the model expects), get logits.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use noether_data::{Batch, Beams};
+use noether_equivariant::{
+    jet_features, seeded_varbuilder, FlowInput, FlowNetwork, LorentzNet, LorentzNetInput, Mlp,
+    Mode, Pelican, PelicanInput,
+};
+
+use crate::config::ModelConfig;
+use crate::error::{Context, Result};
+
+/// A tagger of any supported architecture.
+#[derive(Debug, Clone)]
+pub enum Tagger {
+    /// LorentzNet.
+    LorentzNet(LorentzNet),
+    /// PELICAN.
+    Pelican(Pelican),
+    /// PFN or EFN.
+    Flow(FlowNetwork),
+    /// MLP on jet-level features.
+    Mlp(Mlp),
+}
+
+impl Tagger {
+    /// Builds the model under `vb`.
+    ///
+    /// # Errors
+    /// Missing or mis-shaped tensors.
+    pub fn new(config: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+        Ok(match config {
+            ModelConfig::LorentzNet(c) => Self::LorentzNet(LorentzNet::new(c, vb)?),
+            ModelConfig::Pelican(c) => Self::Pelican(Pelican::new(c, vb)?),
+            ModelConfig::Flow(c) => Self::Flow(FlowNetwork::new(c, vb)?),
+            ModelConfig::Mlp(c) => Self::Mlp(Mlp::new(c, vb)?),
+        })
+    }
+
+    /// A freshly initialised model whose variables live in a new [`VarMap`] (weights
+    /// from our seeded RNG).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn seeded(config: &ModelConfig, seed: u64) -> Result<(Self, VarMap)> {
+        let varmap = VarMap::new();
+        let vb = seeded_varbuilder(&varmap, seed, DType::F32, &Device::Cpu);
+        Ok((Self::new(config, &vb)?, varmap))
+    }
+
+    /// The beams this model expects in front of the constituents.
+    pub fn beams(&self) -> Beams {
+        match self {
+            Self::LorentzNet(_) => Beams::LORENTZNET,
+            Self::Pelican(_) => Beams::PELICAN,
+            Self::Flow(_) | Self::Mlp(_) => Beams::None,
+        }
+    }
+
+    /// Logits `[batch, n_class]` for a batch built with [`Tagger::beams`].
+    ///
+    /// # Errors
+    /// Inconsistent batch shapes or non-finite momenta.
+    pub fn forward(&self, batch: &Batch, mode: &mut Mode) -> Result<Tensor> {
+        let (b, p) = (batch.batch_size, batch.particles);
+        let beams = match self.beams() {
+            Beams::None => 0,
+            Beams::Prepend(_) => 2,
+        };
+        Ok(match self {
+            Self::LorentzNet(m) => {
+                let input = LorentzNetInput::from_flat(&batch.momenta, &batch.mask, b, p, beams)?;
+                m.forward_t(&input, mode)?
+            }
+            Self::Pelican(m) => {
+                let input = PelicanInput::from_flat(&batch.momenta, &batch.mask, b, p, beams)?;
+                m.forward(&input, mode)?
+            }
+            Self::Flow(m) => m.forward(
+                &FlowInput::from_flat(&batch.momenta, &batch.mask, b, p)?,
+                mode,
+            )?,
+            Self::Mlp(m) => m.forward(&jet_features(&batch.momenta, &batch.mask, b, p)?, mode)?,
+        })
+    }
+}
+
+/// Weighted cross-entropy: sum_i w_i (-log softmax(logits_i)[y_i]) / sum_i w_i.
+///
+/// # Errors
+/// Shape mismatches.
+pub fn cross_entropy(logits: &Tensor, labels: &[u8], weights: &[f32]) -> Result<Tensor> {
+    let n = labels.len();
+    let device = logits.device();
+    let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+    let targets = Tensor::from_vec(targets, (n, 1), device).context("labels")?;
+    let w = Tensor::from_slice(weights, n, device).context("weights")?;
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1).context("log_softmax")?;
+    let picked = log_p
+        .gather(&targets, 1)
+        .and_then(|t| t.squeeze(1))
+        .context("gather")?;
+    let total: f32 = weights.iter().sum();
+    (picked * w)
+        .and_then(|t| t.sum_all())
+        .and_then(|t| t.affine(-1.0 / f64::from(total.max(f32::MIN_POSITIVE)), 0.0))
+        .context("loss")
+}
+
+/// Signal probabilities softmax(logits)[:, 1] of a batch.
+///
+/// # Errors
+/// Shape mismatches.
+pub fn signal_scores(logits: &Tensor) -> Result<Vec<f64>> {
+    let p = candle_nn::ops::softmax(logits, D::Minus1).context("softmax")?;
+    let s = p
+        .narrow(1, 1, 1)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_dtype(DType::F64))
+        .and_then(|t| t.to_vec1::<f64>())
+        .context("scores")?;
+    Ok(s)
+}

@@ -1,0 +1,228 @@
+//! AdamW and SGD (momentum, Nesterov) with decoupled weight decay, learning-rate
+//! multipliers by parameter-name regex, and global-norm gradient clipping. The update
+//! rules are PyTorch's (`torch.optim.AdamW`, `torch.optim.SGD` with dampening 0), with
+//! SGD's weight decay decoupled as in AdamW. State tensors are exposed for checkpoints.
+
+use std::collections::HashMap;
+
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+use regex::Regex;
+
+use crate::config::{OptimConfig, OptimizerName};
+use crate::error::{invalid, Context, Result};
+
+/// One trainable parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Its name in the model (`LGEBs.0.phi_e.0.weight`).
+    pub name: String,
+    /// The variable.
+    pub var: Var,
+    /// Learning-rate multiplier from the parameter groups.
+    pub lr_mult: f64,
+}
+
+/// The trainable parameters of `varmap` in name order (BatchNorm running statistics
+/// excluded), with the multiplier of the first matching group (1 when none matches).
+///
+/// # Errors
+/// [`crate::TrainError::InvalidConfig`] for a pattern that is not a regex.
+pub fn parameters(varmap: &VarMap, config: &OptimConfig) -> Result<Vec<Param>> {
+    let groups = config
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            Regex::new(&g.pattern).map(|r| (r, g.lr_mult)).map_err(|e| {
+                invalid(
+                    &format!("optim.groups[{k}].pattern"),
+                    &g.pattern,
+                    &e.to_string(),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let mut params: Vec<Param> = data
+        .iter()
+        .filter(|(name, _)| !name.contains("running_"))
+        .map(|(name, var)| Param {
+            name: name.clone(),
+            var: var.clone(),
+            lr_mult: groups
+                .iter()
+                .find(|(r, _)| r.is_match(name))
+                .map_or(1.0, |(_, m)| *m),
+        })
+        .collect();
+    params.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(params)
+}
+
+/// Optimizer state of one parameter.
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// Adam's first moment, or SGD's momentum buffer.
+    first: Option<Tensor>,
+    /// Adam's second moment.
+    second: Option<Tensor>,
+}
+
+/// AdamW or SGD over a fixed list of parameters.
+#[derive(Debug)]
+pub struct Optimizer {
+    config: OptimConfig,
+    params: Vec<Param>,
+    state: Vec<State>,
+    steps: usize,
+}
+
+impl Optimizer {
+    /// An optimizer with empty state.
+    pub fn new(params: Vec<Param>, config: &OptimConfig) -> Self {
+        let state = vec![State::default(); params.len()];
+        Self {
+            config: config.clone(),
+            params,
+            state,
+            steps: 0,
+        }
+    }
+
+    /// The parameters, in order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Optimizer steps taken.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Gradients of the parameters from a backward pass (`None` where a parameter got no
+    /// gradient), in parameter order.
+    pub fn gradients(&self, grads: &candle_core::backprop::GradStore) -> Vec<Option<Tensor>> {
+        self.params
+            .iter()
+            .map(|p| grads.get(p.var.as_tensor()).cloned())
+            .collect()
+    }
+
+    /// Scales the gradients so that their global L2 norm is at most `max_norm`
+    /// (PyTorch's `clip_grad_norm_`, with its 1e-6 guard); returns the norm before.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn clip(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
+        let mut total = 0.0;
+        for g in grads.iter().flatten() {
+            total += g
+                .sqr()
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                .and_then(|t| t.to_scalar::<f64>())
+                .context("gradient norm")?;
+        }
+        let norm = total.sqrt();
+        if max_norm > 0.0 && norm > max_norm {
+            let scale = max_norm / (norm + 1e-6);
+            for g in grads.iter_mut().flatten() {
+                *g = (&*g * scale).context("clip")?;
+            }
+        }
+        Ok(norm)
+    }
+
+    /// One update with base learning rate `lr` (times each parameter's multiplier).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        self.steps += 1;
+        let c = &self.config;
+        let t = self.steps as i32;
+        for ((param, state), grad) in self.params.iter().zip(&mut self.state).zip(grads) {
+            let Some(g) = grad else { continue };
+            let lr = lr * param.lr_mult;
+            let w = param.var.as_tensor();
+            // Decoupled weight decay: w <- w (1 - lr wd).
+            let w = (w * (1.0 - lr * c.weight_decay)).context("weight decay")?;
+            let update = match c.name {
+                OptimizerName::AdamW => adamw_direction(state, g, c, t),
+                OptimizerName::Sgd => sgd_direction(state, g, c),
+            }
+            .context(&param.name)?;
+            let new = (update * lr).and_then(|u| w - u).context("update")?;
+            param.var.set(&new).context(&param.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adam's update direction m_hat / (sqrt(v_hat) + eps), updating the moments.
+fn adamw_direction(
+    state: &mut State,
+    g: &Tensor,
+    c: &OptimConfig,
+    t: i32,
+) -> candle_core::Result<Tensor> {
+    let [b1, b2] = c.betas;
+    let m = match &state.first {
+        Some(m) => ((m * b1)? + (g * (1.0 - b1))?)?,
+        None => (g * (1.0 - b1))?,
+    };
+    let v = match &state.second {
+        Some(v) => ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?,
+        None => (g.sqr()? * (1.0 - b2))?,
+    };
+    let m_hat = (&m / (1.0 - b1.powi(t)))?;
+    let v_hat = (&v / (1.0 - b2.powi(t)))?;
+    let u = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
+    state.first = Some(m);
+    state.second = Some(v);
+    Ok(u)
+}
+
+/// SGD's direction with momentum (buf = mu buf + g; Nesterov: g + mu buf).
+fn sgd_direction(state: &mut State, g: &Tensor, c: &OptimConfig) -> candle_core::Result<Tensor> {
+    let buf = match &state.first {
+        Some(b) if c.momentum > 0.0 => ((b * c.momentum)? + g)?,
+        _ => g.clone(),
+    };
+    let u = if c.nesterov {
+        (g + (&buf * c.momentum)?)?
+    } else {
+        buf.clone()
+    };
+    state.first = Some(buf);
+    Ok(u)
+}
+
+impl Optimizer {
+    /// State tensors for a checkpoint: `optimizer.first.<name>`,
+    /// `optimizer.second.<name>`.
+    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for (p, s) in self.params.iter().zip(&self.state) {
+            if let Some(m) = &s.first {
+                out.insert(format!("optimizer.first.{}", p.name), m.clone());
+            }
+            if let Some(v) = &s.second {
+                out.insert(format!("optimizer.second.{}", p.name), v.clone());
+            }
+        }
+        out
+    }
+
+    /// Restores state saved by [`Optimizer::state_tensors`] and the step count.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: usize) {
+        for (p, s) in self.params.iter().zip(&mut self.state) {
+            s.first = tensors.get(&format!("optimizer.first.{}", p.name)).cloned();
+            s.second = tensors
+                .get(&format!("optimizer.second.{}", p.name))
+                .cloned();
+        }
+        self.steps = steps;
+    }
+}

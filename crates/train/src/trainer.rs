@@ -1,0 +1,501 @@
+//! The training loop: seeded class-balanced subsets, shuffled padded batches, gradient
+//! accumulation and clipping, scheduled learning rate, validation AUC each epoch, best and
+//! last checkpoints (atomic), early stopping, resume, and the run directory:
+//! `config.toml`, `history.csv`, `metrics.json`, `roc.svg`, `training.svg`,
+//! `best.safetensors`, `last.safetensors`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use noether_data::sampling::balanced_subset;
+use noether_data::{batches, BatchConfig, JetSet};
+use noether_equivariant::{parameter_count, Mode};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::config::TrainConfig;
+use crate::error::{invalid, Context, Result, TrainError};
+use crate::metrics::{bootstrap, Interval, Scored, TaggingMetrics};
+use crate::model::{cross_entropy, signal_scores, Tagger};
+use crate::optim::{parameters, Optimizer};
+use crate::schedule::lr_factor;
+
+/// One epoch's record (a row of `history.csv`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Validation AUC.
+    pub val_auc: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// The jets of a run.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// Training jets (already subset).
+    pub train: JetSet,
+    /// Validation jets.
+    pub val: JetSet,
+    /// Test jets.
+    pub test: JetSet,
+}
+
+impl RunData {
+    /// Loads the files named in `config.data` (`train_jets` and `val_jets` as seeded
+    /// class-balanced subsets), made massless if asked.
+    ///
+    /// # Errors
+    /// Data errors naming the file; [`TrainError::InvalidConfig`] when `data.train_jets`
+    /// or `data.val_jets` exceed what the file holds.
+    pub fn load(config: &TrainConfig) -> Result<Self> {
+        let d = &config.data;
+        let seed = config.train.seed;
+        let subset = |path: &Path, n: usize, key: &str| -> Result<JetSet> {
+            let jets = noether_data::load(path)?;
+            if n == 0 {
+                return Ok(jets);
+            }
+            if n > jets.len() {
+                return Err(invalid(
+                    key,
+                    n,
+                    &format!("{} holds only {} jets", path.display(), jets.len()),
+                ));
+            }
+            let indices = balanced_subset(jets.labels(), n, seed)
+                .map_err(|e| invalid(key, n, &e.to_string()))?;
+            Ok(jets.select(&indices))
+        };
+        let mut data = Self {
+            train: subset(&d.train, d.train_jets, "data.train_jets")?,
+            val: subset(&d.val, d.val_jets, "data.val_jets")?,
+            test: noether_data::load(&d.test)?,
+        };
+        if d.massless {
+            data.train.make_massless();
+            data.val.make_massless();
+            data.test.make_massless();
+        }
+        Ok(data)
+    }
+}
+
+/// How a run is driven.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run directory.
+    pub out: PathBuf,
+    /// Continue from `out/last.safetensors`.
+    pub resume: bool,
+    /// Show a progress bar (on stderr).
+    pub progress: bool,
+    /// Stop after this many epochs without the final evaluation (for tests and
+    /// interrupted runs).
+    pub stop_after: Option<usize>,
+}
+
+/// What a finished run reports (also `metrics.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Model kind.
+    pub model: String,
+    /// Test accuracy.
+    pub acc: f64,
+    /// Test ROC AUC.
+    pub auc: f64,
+    /// Test 1/eps_B at eps_S = 0.3.
+    #[serde(rename = "rejection_at_0.3")]
+    pub rejection_at_0_3: f64,
+    /// Test 1/eps_B at eps_S = 0.5.
+    #[serde(rename = "rejection_at_0.5")]
+    pub rejection_at_0_5: f64,
+    /// Bootstrap 68% intervals of acc, auc, rejection_at_0.3, rejection_at_0.5.
+    pub intervals: HashMap<String, Interval>,
+    /// Training jets.
+    pub train_jets: usize,
+    /// Test jets.
+    pub test_jets: usize,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch of the best validation AUC (its weights were tested).
+    pub best_epoch: usize,
+}
+
+/// Scores, labels and mean loss of `model` on all `jets` (evaluation mode).
+///
+/// # Errors
+/// Model errors.
+pub fn predict(
+    model: &Tagger,
+    jets: &JetSet,
+    n_max: usize,
+    batch_size: usize,
+) -> Result<(Vec<f64>, Vec<u8>, f64)> {
+    let config = BatchConfig {
+        beams: model.beams(),
+        shuffle: false,
+        ..BatchConfig::new(batch_size, n_max)
+    };
+    let indices: Vec<usize> = (0..jets.len()).collect();
+    let (mut scores, mut labels, mut loss_sum) = (Vec::new(), Vec::new(), 0.0);
+    for batch in batches(jets, &indices, &config, 0)? {
+        let logits = model.forward(&batch, &mut Mode::Eval)?;
+        let loss = cross_entropy(&logits, &batch.labels, &batch.weights)?;
+        loss_sum += f64::from(loss.to_scalar::<f32>().context("loss")?) * batch.batch_size as f64;
+        scores.extend(signal_scores(&logits)?);
+        labels.extend_from_slice(&batch.labels);
+    }
+    Ok((scores, labels, loss_sum / jets.len().max(1) as f64))
+}
+
+/// Copies checkpoint tensors into the model's variables.
+///
+/// # Errors
+/// [`TrainError::Checkpoint`] naming a missing or mis-shaped tensor.
+pub fn load_weights(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("tensor '{name}' is missing")))?;
+        if t.dims() != var.dims() {
+            return Err(bad(format!(
+                "tensor '{name}' has shape {:?}, the model needs {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        var.set(&t.to_dtype(var.dtype()).context(name)?)
+            .context(name)?;
+    }
+    Ok(())
+}
+
+fn weights(varmap: &VarMap) -> HashMap<String, Tensor> {
+    varmap
+        .data()
+        .lock()
+        .expect("VarMap lock poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The state of a run between epochs.
+struct Run<'a> {
+    config: &'a TrainConfig,
+    options: &'a RunOptions,
+    model: Tagger,
+    varmap: VarMap,
+    optimizer: Optimizer,
+    rng: ChaCha8Rng,
+    epoch: usize,
+    best: Option<(f64, usize)>,
+    history: Vec<EpochRecord>,
+}
+
+impl Run<'_> {
+    fn meta(&self) -> CheckpointMeta {
+        CheckpointMeta {
+            config: self.config.to_toml(),
+            epoch: self.epoch,
+            step: self.optimizer.steps(),
+            best: self.best,
+            rng: CheckpointMeta::rng_state(&self.rng),
+        }
+    }
+
+    fn save(&self, name: &str, with_optimizer: bool) -> Result<()> {
+        let mut tensors = weights(&self.varmap);
+        if with_optimizer {
+            tensors.extend(self.optimizer.state_tensors());
+        }
+        let mut meta = self.meta();
+        // The history rides along so that a resumed run can still plot all epochs.
+        meta.config = self.config.to_toml();
+        checkpoint::save(&self.options.out.join(name), &tensors, &meta)?;
+        let history = serde_json::to_string(&self.history).expect("history serialises");
+        checkpoint::write_atomically(&self.options.out.join("history.json"), history.as_bytes())
+    }
+
+    fn resume(&mut self) -> Result<()> {
+        let path = self.options.out.join("last.safetensors");
+        let ckpt = checkpoint::load(&path)?;
+        load_weights(&self.varmap, &ckpt.tensors, &path)?;
+        self.optimizer.restore(&ckpt.tensors, ckpt.meta.step);
+        self.rng = ckpt.meta.restore_rng();
+        self.epoch = ckpt.meta.epoch;
+        self.best = ckpt.meta.best;
+        let history_path = self.options.out.join("history.json");
+        let text = std::fs::read_to_string(&history_path).map_err(io(&history_path))?;
+        self.history = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path: history_path.clone(),
+            message: e.to_string(),
+        })?;
+        self.history.truncate(self.epoch);
+        Ok(())
+    }
+
+    /// One training epoch; returns (mean loss, last learning rate).
+    fn train_epoch(&mut self, data: &RunData) -> Result<(f64, f64)> {
+        let c = self.config;
+        let batch_config = BatchConfig {
+            beams: self.model.beams(),
+            seed: c.train.seed,
+            ..BatchConfig::new(c.data.batch_size, c.data.n_max)
+        };
+        let indices: Vec<usize> = (0..data.train.len()).collect();
+        let n_batches = data.train.len().div_ceil(c.data.batch_size);
+        let bar = self.progress_bar(data.train.len());
+        let (mut loss_sum, mut seen, mut lr) = (0.0, 0usize, 0.0);
+        let mut pending: Vec<Option<Tensor>> = Vec::new();
+        let mut micro = 0;
+        for (k, batch) in
+            batches(&data.train, &indices, &batch_config, self.epoch as u64)?.enumerate()
+        {
+            let logits = self
+                .model
+                .forward(&batch, &mut Mode::Train(&mut self.rng))?;
+            let loss = cross_entropy(&logits, &batch.labels, &batch.weights)?;
+            let value = loss.to_scalar::<f32>().context("loss")?;
+            if !value.is_finite() {
+                bar.abandon();
+                return Err(TrainError::NonFiniteLoss {
+                    epoch: self.epoch + 1,
+                    step: self.optimizer.steps(),
+                    value,
+                });
+            }
+            let grads = self
+                .optimizer
+                .gradients(&loss.backward().context("backward")?);
+            pending = if pending.is_empty() {
+                grads
+            } else {
+                pending
+                    .into_iter()
+                    .zip(grads)
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => (a + b).map(Some),
+                        (a, b) => Ok(a.or(b)),
+                    })
+                    .collect::<candle_core::Result<_>>()
+                    .context("accumulate")?
+            };
+            micro += 1;
+            if micro == c.optim.accumulate || k + 1 == n_batches {
+                for g in pending.iter_mut().flatten() {
+                    *g = (&*g / micro as f64).context("accumulate")?;
+                }
+                Optimizer::clip(&mut pending, c.optim.grad_clip)?;
+                let progress = self.epoch as f64 + (k + 1) as f64 / n_batches as f64;
+                lr = c.optim.lr * lr_factor(&c.schedule, progress, c.train.epochs);
+                self.optimizer.step(&pending, lr)?;
+                pending.clear();
+                micro = 0;
+            }
+            loss_sum += f64::from(value) * batch.batch_size as f64;
+            seen += batch.batch_size;
+            bar.inc(batch.batch_size as u64);
+            bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+        }
+        bar.finish_and_clear();
+        Ok((loss_sum / seen.max(1) as f64, lr))
+    }
+
+    fn progress_bar(&self, jets: usize) -> ProgressBar {
+        let bar = ProgressBar::new(jets as u64);
+        if !self.options.progress {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "epoch {}/{} {{bar:30}} {{pos}}/{{len}} jets {{per_sec}} {{msg}} ETA {{eta}}",
+                self.epoch + 1,
+                self.config.train.epochs
+            ))
+            .expect("valid template"),
+        );
+        bar
+    }
+}
+
+/// Trains (or resumes) a run and evaluates its best checkpoint on the test set.
+/// Returns `None` when stopped early by [`RunOptions::stop_after`].
+///
+/// # Errors
+/// Configuration, data, model, checkpoint and I/O errors; [`TrainError::NonFiniteLoss`]
+/// stops the run and leaves the last good checkpoint in place.
+pub fn train(
+    config: &TrainConfig,
+    data: &RunData,
+    options: &RunOptions,
+) -> Result<Option<RunSummary>> {
+    config.validate()?;
+    let start = Instant::now();
+    std::fs::create_dir_all(&options.out).map_err(io(&options.out))?;
+    checkpoint::write_atomically(
+        &options.out.join("config.toml"),
+        config.to_toml().as_bytes(),
+    )?;
+    let (model, varmap) = Tagger::seeded(&config.model_config(), config.train.seed)?;
+    let optimizer = Optimizer::new(parameters(&varmap, &config.optim)?, &config.optim);
+    let mut run = Run {
+        config,
+        options,
+        model,
+        varmap,
+        optimizer,
+        rng: ChaCha8Rng::seed_from_u64(config.train.seed ^ 0x5eed_d40f),
+        epoch: 0,
+        best: None,
+        history: Vec::new(),
+    };
+    if options.resume {
+        run.resume()?;
+    }
+    while run.epoch < config.train.epochs {
+        if options.stop_after.is_some_and(|k| run.epoch >= k) {
+            return Ok(None);
+        }
+        let epoch_start = Instant::now();
+        let (train_loss, lr) = run.train_epoch(data)?;
+        let (scores, labels, val_loss) = predict(
+            &run.model,
+            &data.val,
+            config.data.n_max,
+            config.train.eval_batch_size,
+        )?;
+        let val = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
+        run.epoch += 1;
+        run.history.push(EpochRecord {
+            epoch: run.epoch,
+            train_loss,
+            val_loss,
+            val_acc: val.acc,
+            val_auc: val.auc,
+            lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+        if run.best.is_none_or(|(auc, _)| val.auc > auc) {
+            run.best = Some((val.auc, run.epoch));
+            run.save("best.safetensors", false)?;
+        }
+        run.save("last.safetensors", true)?;
+        if options.progress {
+            eprintln!(
+                "epoch {:>3}: train loss {train_loss:.4}, val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4}, lr {lr:.2e}",
+                run.epoch, val.acc, val.auc
+            );
+        }
+        let patience = config.train.patience;
+        if patience > 0 && run.best.is_some_and(|(_, e)| run.epoch - e >= patience) {
+            break;
+        }
+    }
+    finish(&run, data, start).map(Some)
+}
+
+/// Evaluates the best checkpoint on the test set and writes the run directory's files.
+fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
+    let config = run.config;
+    let out = &run.options.out;
+    let best_path = out.join("best.safetensors");
+    let best = checkpoint::load(&best_path)?;
+    load_weights(&run.varmap, &best.tensors, &best_path)?;
+    let (scores, labels, _) = predict(
+        &run.model,
+        &data.test,
+        config.data.n_max,
+        config.train.eval_batch_size,
+    )?;
+    let scored = Scored::new(&scores, &labels, None)?;
+    let m = TaggingMetrics::of(&scored);
+    let mut intervals = HashMap::new();
+    if config.train.bootstrap > 0 {
+        let names = ["acc", "auc", "rejection_at_0.3", "rejection_at_0.5"];
+        for (name, i) in names.iter().zip(bootstrap(
+            &scored,
+            config.train.bootstrap,
+            config.train.seed,
+        )) {
+            intervals.insert((*name).to_owned(), i);
+        }
+    }
+    let summary = RunSummary {
+        model: config.section().to_owned(),
+        acc: m.acc,
+        auc: m.auc,
+        rejection_at_0_3: m.rejection_at_0_3,
+        rejection_at_0_5: m.rejection_at_0_5,
+        intervals,
+        train_jets: data.train.len(),
+        test_jets: data.test.len(),
+        params: parameter_count(&run.varmap),
+        seconds: start.elapsed().as_secs_f64(),
+        epochs: run.epoch,
+        best_epoch: run.best.map_or(0, |(_, e)| e),
+    };
+    write_outputs(out, &summary, &run.history, &scored)?;
+    Ok(summary)
+}
+
+/// Writes `metrics.json`, `history.csv`, `roc.svg` and `training.svg`.
+///
+/// # Errors
+/// I/O and plotting errors naming the file.
+pub fn write_outputs(
+    out: &Path,
+    summary: &RunSummary,
+    history: &[EpochRecord],
+    scored: &Scored,
+) -> Result<()> {
+    let json = serde_json::to_string_pretty(summary).expect("summary serialises");
+    checkpoint::write_atomically(&out.join("metrics.json"), json.as_bytes())?;
+    let mut csv = String::from("epoch,train_loss,val_loss,val_acc,val_auc,lr,seconds\n");
+    for r in history {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            r.epoch, r.train_loss, r.val_loss, r.val_acc, r.val_auc, r.lr, r.seconds
+        );
+    }
+    checkpoint::write_atomically(&out.join("history.csv"), csv.as_bytes())?;
+    crate::plots::roc_svg(&out.join("roc.svg"), &[(&summary.model, &scored.roc())])?;
+    if !history.is_empty() {
+        crate::plots::training_svg(&out.join("training.svg"), history)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Optimizers against PyTorch trajectories (fixture written by
+//! `tests/fixtures/make_optim_fixtures.py`), gradient clipping and schedules against
+//! closed forms.
+
+use candle_core::{Device, Tensor, Var};
+use noether_train::{
+    lr_factor, OptimConfig, Optimizer, OptimizerName, Param, ScheduleConfig, ScheduleKind,
+};
+
+fn fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/optim_reference.json"),
+    )
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn optimizers_follow_pytorch_trajectories() {
+    let f = fixture();
+    let grads: Vec<Vec<f64>> = f["grads"].as_array().unwrap().iter().map(floats).collect();
+    for case in f["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let config = match name {
+            "adamw" => OptimConfig {
+                name: OptimizerName::AdamW,
+                weight_decay: 0.05,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                ..OptimConfig::default()
+            },
+            _ => OptimConfig {
+                name: OptimizerName::Sgd,
+                weight_decay: 0.0,
+                momentum: 0.9,
+                nesterov: name == "sgd_nesterov",
+                ..OptimConfig::default()
+            },
+        };
+        let lr = case["lr"].as_f64().unwrap();
+        let var = Var::from_vec(floats(&f["w0"]), 6, &Device::Cpu).unwrap();
+        let mut opt = Optimizer::new(
+            vec![Param {
+                name: "w".into(),
+                var: var.clone(),
+                lr_mult: 1.0,
+            }],
+            &config,
+        );
+        for (step, (g, expected)) in grads
+            .iter()
+            .zip(case["trajectory"].as_array().unwrap())
+            .enumerate()
+        {
+            let g = Tensor::from_vec(g.clone(), 6, &Device::Cpu).unwrap();
+            opt.step(&[Some(g)], lr).unwrap();
+            let got = var.as_tensor().to_vec1::<f64>().unwrap();
+            for (a, b) in got.iter().zip(floats(expected)) {
+                assert!((a - b).abs() < 1e-12, "{name} step {step}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn learning_rate_multipliers_scale_the_step() {
+    let config = OptimConfig {
+        name: OptimizerName::Sgd,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        ..OptimConfig::default()
+    };
+    let make = |mult: f64| Param {
+        name: format!("p{mult}"),
+        var: Var::from_vec(vec![1.0f64], 1, &Device::Cpu).unwrap(),
+        lr_mult: mult,
+    };
+    let (a, b) = (make(1.0), make(10.0));
+    let mut opt = Optimizer::new(vec![a.clone(), b.clone()], &config);
+    let g = Tensor::new(&[1.0f64], &Device::Cpu).unwrap();
+    opt.step(&[Some(g.clone()), Some(g)], 0.01).unwrap();
+    assert!((a.var.as_tensor().to_vec1::<f64>().unwrap()[0] - 0.99).abs() < 1e-15);
+    assert!((b.var.as_tensor().to_vec1::<f64>().unwrap()[0] - 0.9).abs() < 1e-15);
+}
+
+#[test]
+fn clipping_rescales_to_the_global_norm() {
+    let mut grads = vec![
+        Some(Tensor::new(&[3.0f64, 0.0], &Device::Cpu).unwrap()),
+        None,
+        Some(Tensor::new(&[4.0f64], &Device::Cpu).unwrap()),
+    ];
+    let norm = Optimizer::clip(&mut grads, 1.0).unwrap();
+    assert!((norm - 5.0).abs() < 1e-12);
+    let a = grads[0].as_ref().unwrap().to_vec1::<f64>().unwrap();
+    let b = grads[2].as_ref().unwrap().to_vec1::<f64>().unwrap();
+    assert!((a[0] - 0.6).abs() < 1e-6 && (b[0] - 0.8).abs() < 1e-6);
+    // Below the threshold nothing changes.
+    let mut small = vec![Some(Tensor::new(&[0.1f64], &Device::Cpu).unwrap())];
+    Optimizer::clip(&mut small, 1.0).unwrap();
+    assert_eq!(
+        small[0].as_ref().unwrap().to_vec1::<f64>().unwrap(),
+        vec![0.1]
+    );
+}
+
+#[test]
+fn schedules_match_their_closed_forms() {
+    let base = ScheduleConfig {
+        min_lr_ratio: 0.0,
+        ..ScheduleConfig::default()
+    };
+    let cosine = ScheduleConfig {
+        kind: ScheduleKind::WarmupCosine,
+        warmup_epochs: 2.0,
+        ..base.clone()
+    };
+    assert!((lr_factor(&cosine, 1.0, 10) - (1.0 + 1e-3) / 2.0).abs() < 1e-12);
+    assert!((lr_factor(&cosine, 2.0, 10) - 1.0).abs() < 1e-12);
+    assert!((lr_factor(&cosine, 6.0, 10) - 0.5).abs() < 1e-12);
+    assert!(lr_factor(&cosine, 10.0, 10).abs() < 1e-12);
+    let sgdr = ScheduleConfig {
+        kind: ScheduleKind::CosineRestarts,
+        restart_epochs: 4.0,
+        restart_mult: 2.0,
+        ..base.clone()
+    };
+    // Cycles [0, 4), [4, 12), [12, 28): restarts at 4 and 12, half-way points at 2 and 8.
+    for (epoch, expected) in [(0.0, 1.0), (2.0, 0.5), (4.0, 1.0), (8.0, 0.5), (12.0, 1.0)] {
+        assert!(
+            (lr_factor(&sgdr, epoch, 35) - expected).abs() < 1e-12,
+            "epoch {epoch}"
+        );
+    }
+    let step = ScheduleConfig {
+        kind: ScheduleKind::Step,
+        step_epochs: 3.0,
+        gamma: 0.1,
+        ..base
+    };
+    assert_eq!(lr_factor(&step, 2.9, 10), 1.0);
+    assert!((lr_factor(&step, 3.0, 10) - 0.1).abs() < 1e-15);
+    assert!((lr_factor(&step, 7.0, 10) - 0.01).abs() < 1e-15);
+}

@@ -1,0 +1,123 @@
+//! `noether train`: train a tagger from a TOML config and write a run directory.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use noether_train::{train, RunData, RunOptions, TrainConfig};
+
+/// Arguments of `train` (flags override the config file).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run configuration (see `configs/`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Training jets (any layout the data crate reads); default: the config's.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Validation jets.
+    #[arg(long)]
+    pub val_data: Option<PathBuf>,
+    /// Evaluation jets (default: the bundled test set).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Training jets used (a seeded class-balanced subset).
+    #[arg(long)]
+    pub train_jets: Option<usize>,
+    /// Seed of weights, subsets, shuffles and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Constituents kept per jet.
+    #[arg(long)]
+    pub n_max: Option<usize>,
+    /// Jets per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// CPU threads (0: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Set E = |p| for every constituent.
+    #[arg(long)]
+    pub massless: bool,
+    /// Run directory (default: runs/<config name>-seed<S>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The config file with the command-line overrides applied and validated.
+    ///
+    /// # Errors
+    /// Config errors naming the key.
+    pub fn resolve(&self) -> Result<TrainConfig, noether_train::TrainError> {
+        let mut c = TrainConfig::load(&self.config)?;
+        if let Some(p) = &self.data {
+            c.data.train.clone_from(p);
+        }
+        if let Some(p) = &self.val_data {
+            c.data.val.clone_from(p);
+        }
+        if let Some(p) = &self.test_data {
+            c.data.test.clone_from(p);
+        }
+        c.data.train_jets = self.train_jets.unwrap_or(c.data.train_jets);
+        c.train.seed = self.seed.unwrap_or(c.train.seed);
+        c.train.epochs = self.epochs.unwrap_or(c.train.epochs);
+        c.data.n_max = self.n_max.unwrap_or(c.data.n_max);
+        c.data.batch_size = self.batch_size.unwrap_or(c.data.batch_size);
+        c.optim.lr = self.lr.unwrap_or(c.optim.lr);
+        c.train.threads = self.threads.unwrap_or(c.train.threads);
+        c.data.massless |= self.massless;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn out_dir(&self, config: &TrainConfig) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let stem = self
+                .config
+                .file_stem()
+                .map_or_else(|| "run".into(), |s| s.to_string_lossy().to_string());
+            PathBuf::from("runs").join(format!("{stem}-seed{}", config.train.seed))
+        })
+    }
+}
+
+/// Runs `noether train`: prints the test metrics and the run directory.
+pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = args.resolve()?;
+    super::set_threads(config.train.threads);
+    let data = RunData::load(&config)?;
+    let out = args.out_dir(&config);
+    let options = RunOptions {
+        out: out.clone(),
+        resume: args.resume,
+        progress: !args.quiet,
+        stop_after: None,
+    };
+    let summary = train(&config, &data, &options)?.ok_or("run stopped early")?;
+    println!(
+        "model={} train_jets={} params={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1} seconds={:.1}",
+        summary.model,
+        summary.train_jets,
+        summary.params,
+        summary.acc,
+        summary.auc,
+        summary.rejection_at_0_3,
+        summary.rejection_at_0_5,
+        summary.seconds
+    );
+    println!("run directory: {}", out.display());
+    Ok(())
+}
