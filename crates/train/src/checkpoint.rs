@@ -46,7 +46,11 @@ impl CheckpointMeta {
 
     fn to_map(&self) -> HashMap<String, String> {
         let (seed, stream, pos) = self.rng;
-        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = seed.iter().fold(String::with_capacity(64), |mut h, b| {
+            use std::fmt::Write as _;
+            let _ = write!(h, "{b:02x}");
+            h
+        });
         let mut m = HashMap::new();
         m.insert("format".into(), "noether-checkpoint-1".into());
         m.insert("config".into(), self.config.clone());

@@ -415,7 +415,7 @@ impl TrainConfig {
             ));
         }
         positive("schedule.restart_epochs", s.restart_epochs)?;
-        if !(s.restart_mult >= 1.0) {
+        if s.restart_mult.is_nan() || s.restart_mult < 1.0 {
             return Err(invalid(
                 "schedule.restart_mult",
                 s.restart_mult,

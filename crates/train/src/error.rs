@@ -52,12 +52,12 @@ pub enum TrainError {
     /// Metrics cannot be computed from the inputs.
     #[error("metrics: {0}")]
     Metric(String),
-    /// Data loading failed.
+    /// Data loading failed (boxed: data errors carry paths and context).
     #[error(transparent)]
-    Data(#[from] noether_data::DataError),
+    Data(Box<noether_data::DataError>),
     /// A model failed.
     #[error(transparent)]
-    Model(#[from] noether_equivariant::ModelError),
+    Model(Box<noether_equivariant::ModelError>),
     /// A tensor operation failed.
     #[error("{context}: {source}")]
     Candle {
@@ -74,6 +74,18 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<noether_data::DataError> for TrainError {
+    fn from(e: noether_data::DataError) -> Self {
+        Self::Data(Box::new(e))
+    }
+}
+
+impl From<noether_equivariant::ModelError> for TrainError {
+    fn from(e: noether_equivariant::ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
 }
 
 /// The crate-wide result type.
