@@ -87,7 +87,7 @@ impl Tagger {
     }
 }
 
-/// Weighted cross-entropy: sum_i w_i (-log softmax(logits_i)[y_i]) / sum_i w_i.
+/// Weighted cross-entropy: `sum_i w_i (-log softmax(logits_i)[y_i]) / sum_i w_i`.
 ///
 /// # Errors
 /// Shape mismatches.
