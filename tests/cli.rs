@@ -182,3 +182,83 @@ fn eval_prints_the_official_lorentznet_logits() {
     let l0: f64 = first[3].parse().unwrap();
     assert!((l0 + 5.653857231140137).abs() < 1e-4, "{}", lines[0]);
 }
+
+/// `noether train` on a few bundled jets writes a run directory whose best checkpoint
+/// `noether eval` reads back with no other file (the config rides in its metadata).
+#[test]
+fn train_then_eval_a_noether_checkpoint() {
+    let out = std::env::temp_dir().join(format!("noether-cli-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--train-jets",
+        "200",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "20",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("model=pfn train_jets=200") && text.contains(" auc="),
+        "{text}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let auc = metrics["auc"].as_f64().unwrap();
+    assert!(
+        auc > 0.7,
+        "200 jets should already separate top from QCD: {auc}"
+    );
+    let (ok, text) = noether(&[
+        "eval",
+        "--checkpoint",
+        out.join("best.safetensors").to_str().unwrap(),
+        "--data",
+        "data/test.h5",
+    ]);
+    assert!(ok, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("jets=5000 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let eval_auc: f64 = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("auc="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((eval_auc - auc).abs() < 1e-4, "{eval_auc} vs {auc}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn train_rejects_bad_values_naming_the_key() {
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--lr=-1",
+        "--quiet",
+    ]);
+    assert!(!ok);
+    assert!(text.contains("optim.lr"), "{text}");
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--train-jets",
+        "100000",
+        "--quiet",
+    ]);
+    assert!(!ok);
+    assert!(
+        text.contains("data.train_jets") && text.contains("train.h5"),
+        "{text}"
+    );
+}

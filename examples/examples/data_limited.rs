@@ -1,0 +1,242 @@
+//! The data-limited study: taggers trained on 1k, 3k, 10k and 30k jets of the shared
+//! Pythia top-tagging set, several seeds each, evaluated on the full test set. Writes one
+//! run directory per (model, size, seed) under `--out` (finished runs are skipped, so the
+//! study can be resumed), `results.csv`, a markdown summary (mean +- standard deviation
+//! over seeds) and `data_limited.svg`.
+//!
+//! ```sh
+//! cargo run --release -p noether-examples --example data_limited -- \
+//!     [--data-dir ../shared/data/toptag-pythia] [--sizes 1000,3000,10000,30000] \
+//!     [--seeds 0,1,2] [--models lorentznet-cpu,pelican-cpu,pfn-cpu,efn-cpu] \
+//!     [--epochs E] [--val-jets 2000] [--out runs/data_limited]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use noether_train::{train, RunData, RunOptions, TrainConfig};
+use plotters::prelude::*;
+
+struct Args {
+    data_dir: PathBuf,
+    sizes: Vec<usize>,
+    seeds: Vec<u64>,
+    models: Vec<String>,
+    epochs: Option<usize>,
+    val_jets: usize,
+    out: PathBuf,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        data_dir: root().join("../shared/data/toptag-pythia"),
+        sizes: vec![1000, 3000, 10000, 30000],
+        seeds: vec![0, 1, 2],
+        models: ["lorentznet-cpu", "pelican-cpu", "pfn-cpu", "efn-cpu"]
+            .map(String::from)
+            .to_vec(),
+        epochs: None,
+        val_jets: 2000,
+        out: root().join("runs/data_limited"),
+    };
+    let list = |v: &str| {
+        v.split(',')
+            .map(str::trim)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--data-dir" => args.data_dir = PathBuf::from(value),
+            "--sizes" => {
+                args.sizes = list(&value)
+                    .iter()
+                    .map(|s| s.parse().expect("--sizes"))
+                    .collect()
+            }
+            "--seeds" => {
+                args.seeds = list(&value)
+                    .iter()
+                    .map(|s| s.parse().expect("--seeds"))
+                    .collect()
+            }
+            "--models" => args.models = list(&value),
+            "--epochs" => args.epochs = Some(value.parse().expect("--epochs")),
+            "--val-jets" => args.val_jets = value.parse().expect("--val-jets"),
+            "--out" => args.out = PathBuf::from(value),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+/// One finished run: (model, size) -> per-seed (AUC, 1/eps_B(0.3)).
+type Results = BTreeMap<(String, usize), Vec<(f64, f64)>>;
+
+fn run_one(
+    args: &Args,
+    model: &str,
+    size: usize,
+    seed: u64,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let out = args.out.join(format!("{model}-n{size}-seed{seed}"));
+    let metrics_path = out.join("metrics.json");
+    if !metrics_path.exists() {
+        let mut config = TrainConfig::load(&root().join("configs").join(format!("{model}.toml")))?;
+        config.data.train = args.data_dir.join("train.h5");
+        config.data.val = args.data_dir.join("val.h5");
+        config.data.test = args.data_dir.join("test.h5");
+        config.data.train_jets = size;
+        config.data.val_jets = args.val_jets;
+        config.train.seed = seed;
+        if let Some(e) = args.epochs {
+            config.train.epochs = e;
+        }
+        let data = RunData::load(&config)?;
+        eprintln!("{model} n={size} seed={seed} -> {}", out.display());
+        let options = RunOptions {
+            out: out.clone(),
+            resume: false,
+            progress: true,
+            stop_after: None,
+        };
+        train(&config, &data, &options)?;
+    }
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics_path)?)?;
+    Ok((
+        m["auc"].as_f64().unwrap_or(f64::NAN),
+        m["rejection_at_0.3"].as_f64().unwrap_or(f64::NAN),
+    ))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+fn summary(results: &Results) -> String {
+    let mut md = String::from(
+        "| model | train jets | seeds | AUC | 1/eps_B(0.3) |\n|---|---|---|---|---|\n",
+    );
+    for ((model, size), runs) in results {
+        let (auc, auc_s) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
+        let (rej, rej_s) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+        let _ = writeln!(
+            md,
+            "| {model} | {size} | {} | {auc:.4} +- {auc_s:.4} | {rej:.0} +- {rej_s:.0} |",
+            runs.len()
+        );
+    }
+    md
+}
+
+fn plot(path: &Path, results: &Results) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    let sizes: Vec<f64> = results.keys().map(|(_, s)| *s as f64).collect();
+    let (lo, hi) = sizes
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(l, h), s| (l.min(*s), h.max(*s)));
+    let models: Vec<&String> = results
+        .keys()
+        .map(|(m, _)| m)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (area, title, pick, log_y) in [
+        (&left, "AUC", 0usize, false),
+        (&right, "1/eps_B at eps_S = 0.3", 1usize, true),
+    ] {
+        let values: Vec<f64> = results
+            .values()
+            .flatten()
+            .map(|r| if pick == 0 { r.0 } else { r.1 })
+            .collect();
+        let (vlo, vhi) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(
+                (lo / 1.3..hi * 1.3).log_scale(),
+                (vlo * 0.95..vhi * 1.05).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("training jets")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        let _ = log_y;
+        for (k, model) in models.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let points: Vec<(f64, f64)> = results
+                .iter()
+                .filter(|((m, _), _)| m == *model)
+                .map(|((_, s), runs)| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .map(|r| if pick == 0 { r.0 } else { r.1 })
+                        .collect();
+                    (*s as f64, mean_std(&v).0)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(model.as_str())
+                .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 20, b)], color));
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args();
+    if !args.data_dir.join("train.h5").exists() {
+        eprintln!("SKIPPED: {} is absent", args.data_dir.display());
+        return Ok(());
+    }
+    noether_equivariant::set_threads(
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+    );
+    let mut results = Results::new();
+    let mut csv = String::from("model,train_jets,seed,auc,rejection_at_0.3\n");
+    for &size in &args.sizes {
+        for model in &args.models {
+            for &seed in &args.seeds {
+                let (auc, rej) = run_one(&args, model, size, seed)?;
+                let _ = writeln!(csv, "{model},{size},{seed},{auc},{rej}");
+                results
+                    .entry((model.clone(), size))
+                    .or_default()
+                    .push((auc, rej));
+            }
+        }
+        // Rewrite the outputs after every size so that a long study reports as it goes.
+        std::fs::write(args.out.join("results.csv"), &csv)?;
+        std::fs::write(args.out.join("summary.md"), summary(&results))?;
+        plot(&args.out.join("data_limited.svg"), &results)?;
+    }
+    println!("{}", summary(&results));
+    println!("wrote {}", args.out.join("data_limited.svg").display());
+    Ok(())
+}
