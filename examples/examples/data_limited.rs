@@ -59,13 +59,13 @@ fn parse_args() -> Args {
                 args.sizes = list(&value)
                     .iter()
                     .map(|s| s.parse().expect("--sizes"))
-                    .collect()
+                    .collect();
             }
             "--seeds" => {
                 args.seeds = list(&value)
                     .iter()
                     .map(|s| s.parse().expect("--seeds"))
-                    .collect()
+                    .collect();
             }
             "--models" => args.models = list(&value),
             "--epochs" => args.epochs = Some(value.parse().expect("--epochs")),
@@ -153,9 +153,9 @@ fn plot(path: &Path, results: &Results) -> Result<(), Box<dyn std::error::Error>
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    for (area, title, pick, log_y) in [
-        (&left, "AUC", 0usize, false),
-        (&right, "1/eps_B at eps_S = 0.3", 1usize, true),
+    for (area, title, pick) in [
+        (&left, "AUC", 0usize),
+        (&right, "1/eps_B at eps_S = 0.3", 1usize),
     ] {
         let values: Vec<f64> = results
             .values()
@@ -179,7 +179,6 @@ fn plot(path: &Path, results: &Results) -> Result<(), Box<dyn std::error::Error>
             .x_desc("training jets")
             .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
-        let _ = log_y;
         for (k, model) in models.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             let points: Vec<(f64, f64)> = results
