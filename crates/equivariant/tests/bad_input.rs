@@ -54,3 +54,80 @@ fn missing_or_misshaped_checkpoint_tensors_are_named() {
     let err = LorentzNet::new(&config, &vb).unwrap_err().to_string();
     assert!(err.contains("embedding"), "{err}");
 }
+
+#[test]
+fn pelican_flow_and_mlp_inputs_are_checked() {
+    use candle_nn::VarMap;
+    use noether_equivariant::{
+        seeded_varbuilder, FlowConfig, FlowInput, FlowNetwork, Mlp, MlpConfig, Mode, Pelican,
+        PelicanConfig, PelicanInput,
+    };
+    let err = PelicanInput::from_flat(&[1.0; 12], &[1.0; 2], 1, 3, 2).unwrap_err();
+    assert!(
+        matches!(err, ModelError::BadInput { input: "mask", .. }),
+        "{err}"
+    );
+    let mut momenta = [1.0_f32; 8];
+    momenta[0] = f32::INFINITY;
+    let err = FlowInput::from_flat(&momenta, &[1.0; 2], 1, 2).unwrap_err();
+    assert!(
+        matches!(err, ModelError::NonFinite { input: "momenta" }),
+        "{err}"
+    );
+
+    let varmap = VarMap::new();
+    let vb = seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu);
+    let pelican = Pelican::new(&PelicanConfig::tiny(), &vb.pp("p")).unwrap();
+    let good = PelicanInput::from_flat(&[1.0; 12], &[1.0; 3], 1, 3, 2).unwrap();
+    // Dots of 4 nodes with a mask of 3: the mismatch is named.
+    let bad = PelicanInput {
+        dots: Tensor::zeros((1, 4, 4), DType::F32, &Device::Cpu).unwrap(),
+        ..good
+    };
+    let err = pelican.forward(&bad, &mut Mode::Eval).unwrap_err();
+    assert!(
+        matches!(err, ModelError::BadInput { input: "dots", .. }),
+        "{err}"
+    );
+
+    let flow = FlowNetwork::new(&FlowConfig::default(), &vb.pp("f")).unwrap();
+    let bad = FlowInput {
+        features: Tensor::zeros((1, 3, 2), DType::F32, &Device::Cpu).unwrap(),
+        mask: Tensor::ones((1, 3), DType::F32, &Device::Cpu).unwrap(),
+    };
+    let err = flow.forward(&bad, &mut Mode::Eval).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModelError::BadInput {
+                input: "features",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mlp = Mlp::new(&MlpConfig::default(), &vb.pp("m")).unwrap();
+    let x = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    let err = mlp.forward(&x, &mut Mode::Eval).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModelError::BadInput {
+                input: "features",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let err = FlowNetwork::new(
+        &FlowConfig {
+            phi_sizes: vec![],
+            ..FlowConfig::default()
+        },
+        &vb.pp("g"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("phi_sizes"), "{err}");
+}
