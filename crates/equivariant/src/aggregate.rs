@@ -12,7 +12,12 @@
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
-/// Masks and counts shared by the layers of one forward pass.
+use crate::dense::{add_rows, PairRows};
+
+/// Masks, counts and row indices shared by the layers of one forward pass. Pair
+/// tensors are handled internally as `[B N N, C]` rows (row `(b, i, j)`), node tensors
+/// as `[B N, C]`: reductions become `index_add` and broadcasts become `index_select`,
+/// whose backward passes are contiguous row loops (see [`crate::dense`]).
 #[derive(Debug, Clone)]
 pub struct PairMask {
     /// Node mask `[B, N]`.
@@ -25,6 +30,21 @@ pub struct PairMask {
     pub log_ratio: Tensor,
     /// n per jet, `[B, 1]` (at least 1).
     pub count: Tensor,
+    rows: PairRows,
+    /// Row of (b, j, i) for every row (b, i, j).
+    transposed: Tensor,
+    /// Row of (b, i, i) for every node (b, i).
+    diagonal: Tensor,
+    /// Jet of every node, `[B N]`.
+    node_jet: Tensor,
+    /// Jet of every pair row, `[B N N]`.
+    row_jet: Tensor,
+    /// Pair mask as a column `[B N N, 1]`.
+    pair_rows: Tensor,
+    /// 1 on diagonal rows, `[B N N, 1]`.
+    eye_rows: Tensor,
+    /// n of each node's jet, `[B N, 1]`.
+    node_count: Tensor,
 }
 
 impl PairMask {
@@ -34,17 +54,46 @@ impl PairMask {
     /// # Errors
     /// Only from the tensor backend.
     pub fn new(node: &Tensor, n_avg: f64) -> Result<Self> {
-        let n = node.dim(1)?;
+        let (batch, n) = node.dims2()?;
+        let device = node.device();
         let pair = node
             .unsqueeze(2)?
             .broadcast_mul(&node.unsqueeze(1)?)?
             .unsqueeze(D::Minus1)?;
-        let eye = Tensor::eye(n, node.dtype(), node.device())?
+        let eye = Tensor::eye(n, node.dtype(), device)?
             .unsqueeze(0)?
             .unsqueeze(D::Minus1)?;
         let count = node.sum_keepdim(1)?.maximum(1.0)?;
         let log_ratio = (count.clone() / n_avg)?.log()?;
+        let index = |v: Vec<u32>| {
+            let len = v.len();
+            Tensor::from_vec(v, len, device)
+        };
+        let mut transposed = Vec::with_capacity(batch * n * n);
+        let mut row_jet = Vec::with_capacity(batch * n * n);
+        for b in 0..batch {
+            for i in 0..n {
+                for j in 0..n {
+                    transposed.push(((b * n + j) * n + i) as u32);
+                    row_jet.push(b as u32);
+                }
+            }
+        }
+        let diagonal = (0..batch * n).map(|k| (k * n + k % n) as u32).collect();
+        let node_jet = (0..batch * n).map(|k| (k / n) as u32).collect();
+        let node_jet = index(node_jet)?;
+        let node_count = count.index_select(&node_jet, 0)?;
         Ok(Self {
+            rows: PairRows::new(batch, n, device)?,
+            transposed: index(transposed)?,
+            diagonal: index(diagonal)?,
+            row_jet: index(row_jet)?,
+            node_jet,
+            pair_rows: pair.reshape((batch * n * n, 1))?,
+            eye_rows: eye
+                .broadcast_as((batch, n, n, 1))?
+                .reshape((batch * n * n, 1))?,
+            node_count,
             node: node.clone(),
             pair,
             eye,
@@ -55,21 +104,30 @@ impl PairMask {
 
     /// The `(n / n_avg)^alpha` factor for exponents `alpha` `[C]`: `[B, C]`.
     fn scale(&self, alpha: &Tensor) -> Result<Tensor> {
-        self.log_ratio.broadcast_mul(&alpha.unsqueeze(0)?)?.exp()
+        self.log_ratio.matmul(&alpha.unsqueeze(0)?)?.exp()
+    }
+
+    /// Sums pair rows `[R, C]` into their jets: `[B, C]`.
+    fn jet_sum(&self, rows: &Tensor, jets: usize) -> Result<Tensor> {
+        Tensor::zeros((jets, rows.dim(1)?), rows.dtype(), rows.device())?.index_add(
+            &self.row_jet,
+            rows,
+            0,
+        )
     }
 }
 
 /// The rank-reducing aggregates of a masked pair tensor `t` `[B, N, N, C]` (zero outside
 /// the mask): diagonal d_i = t_ii, row mean r_i = mean_k t_ik, column mean
-/// c_i = mean_k t_ki (all `[B, N, C]`), trace mean tr = mean_k t_kk and total mean
-/// s = mean_kl t_kl (`[B, C]`). Means are unscaled.
+/// c_i = mean_k t_ki (all `[B N, C]`, the nodes of all jets stacked), trace mean
+/// tr = mean_k t_kk and total mean s = mean_kl t_kl (`[B, C]`). Means are unscaled.
 #[derive(Debug, Clone)]
 pub struct PairAggregates {
-    /// Diagonal, `[B, N, C]`.
+    /// Diagonal, `[B N, C]`.
     pub diag: Tensor,
-    /// Row means, `[B, N, C]`.
+    /// Row means, `[B N, C]`.
     pub row: Tensor,
-    /// Column means, `[B, N, C]`.
+    /// Column means, `[B N, C]`.
     pub col: Tensor,
     /// Trace mean, `[B, C]`.
     pub trace: Tensor,
@@ -78,17 +136,32 @@ pub struct PairAggregates {
 }
 
 impl PairAggregates {
-    /// Computes the aggregates of `t` (which must already be zero outside `mask.pair`).
+    /// Computes the aggregates of `t` `[B, N, N, C]` (which must already be zero outside
+    /// `mask.pair`).
     ///
     /// # Errors
     /// Shape mismatches.
     pub fn new(t: &Tensor, mask: &PairMask) -> Result<Self> {
-        let n = mask.count.unsqueeze(D::Minus1)?; // [B, 1, 1]
-        let diag = t.broadcast_mul(&mask.eye)?.sum(2)?;
-        let row = t.sum(2)?.broadcast_div(&n)?;
-        let col = t.sum(1)?.broadcast_div(&n)?;
-        let trace = diag.sum(1)?.broadcast_div(&mask.count)?;
-        let total = t.sum((1, 2))?.broadcast_div(&mask.count.sqr()?)?;
+        let (b, n, _, c) = t.dims4()?;
+        Self::of_rows(&t.reshape((b * n * n, c))?, mask, b)
+    }
+
+    /// The aggregates of a pair tensor given as rows `[B N N, C]` (node tensors come out
+    /// as `[B N, C]`).
+    fn of_rows(t: &Tensor, mask: &PairMask, batch: usize) -> Result<Self> {
+        let nodes = mask.node_count.dim(0)?;
+        let diag = t.index_select(&mask.diagonal, 0)?;
+        let row = mask
+            .rows
+            .sum_over_second(t, nodes)?
+            .broadcast_div(&mask.node_count)?;
+        let col = Tensor::zeros((nodes, t.dim(1)?), t.dtype(), t.device())?
+            .index_add(&mask.rows.second, t, 0)?
+            .broadcast_div(&mask.node_count)?;
+        let trace = Tensor::zeros((batch, t.dim(1)?), t.dtype(), t.device())?
+            .index_add(&mask.node_jet, &diag, 0)?
+            .broadcast_div(&mask.count)?;
+        let total = mask.jet_sum(t, batch)?.broadcast_div(&mask.count.sqr()?)?;
         Ok(Self {
             diag,
             row,
@@ -144,42 +217,49 @@ impl Eq2to2 {
         })
     }
 
-    /// Applies the layer to `t` (zero outside the mask); the output is masked.
+    /// Applies the layer to `t` `[B, N, N, C_in]` (zero outside the mask); the output
+    /// `[B, N, N, C_out]` is masked.
     ///
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, t: &Tensor, mask: &PairMask) -> Result<Tensor> {
-        let agg = PairAggregates::new(t, mask)?;
+        let (b, n, _, c) = t.dims4()?;
+        let out = self.forward_rows(&t.reshape((b * n * n, c))?, mask, b)?;
+        out.reshape((b, n, n, self.c_out))
+    }
+
+    /// The layer on pair rows `[B N N, C_in]` -> `[B N N, C_out]`.
+    fn forward_rows(&self, t: &Tensor, mask: &PairMask, batch: usize) -> Result<Tensor> {
+        let agg = PairAggregates::of_rows(t, mask, batch)?;
         let w = &self.weight;
         let scale = |k: usize| mask.scale(&self.alphas.get(k)?);
-        let row = agg.row.broadcast_mul(&scale(0)?.unsqueeze(1)?)?;
-        let col = agg.col.broadcast_mul(&scale(1)?.unsqueeze(1)?)?;
+        let per_node = |s: Tensor| s.index_select(&mask.node_jet, 0);
+        let row = (agg.row * per_node(scale(0)?)?)?;
+        let col = (agg.col * per_node(scale(1)?)?)?;
         let trace = (agg.trace * scale(2)?)?;
         let total = (agg.total * scale(3)?)?;
         let d = &agg.diag;
 
-        let full = mix(t, w, 0)?;
-        let transposed = mix(t, w, 1)?.transpose(1, 2)?;
+        let full = t.matmul(&w.get(0)?)?;
+        let transposed = t.matmul(&w.get(1)?)?.index_select(&mask.transposed, 0)?;
         let node_i = (mix(d, w, 3)? + mix(&row, w, 5)? + mix(&col, w, 6)?)?;
         let node_j = (mix(d, w, 4)? + mix(&row, w, 7)? + mix(&col, w, 8)?)?;
         let node_diag = (mix(d, w, 2)? + mix(&row, w, 9)? + mix(&col, w, 10)?)?;
-        let jet = (mix(&trace, w, 11)? + mix(&total, w, 13)?)?.broadcast_add(&self.bias)?;
-        let jet_diag =
-            (mix(&trace, w, 12)? + mix(&total, w, 14)?)?.broadcast_add(&self.diag_bias)?;
-        let diag = node_diag.broadcast_add(&jet_diag.unsqueeze(1)?)?;
-        let (b, n) = (t.dim(0)?, t.dim(1)?);
-        let shape = (b, n, n, self.c_out);
-        let out = (full + transposed)?
-            .broadcast_add(&node_i.unsqueeze(2)?)?
-            .broadcast_add(&node_j.unsqueeze(1)?)?
-            .broadcast_add(&jet.unsqueeze(1)?.unsqueeze(1)?)?
-            .broadcast_add(
-                &diag
-                    .unsqueeze(2)?
-                    .broadcast_as(shape)?
-                    .broadcast_mul(&mask.eye)?,
-            )?;
-        out.broadcast_mul(&mask.pair)
+        let jet = add_rows(&(mix(&trace, w, 11)? + mix(&total, w, 13)?)?, &self.bias)?;
+        let jet_diag = add_rows(
+            &(mix(&trace, w, 12)? + mix(&total, w, 14)?)?,
+            &self.diag_bias,
+        )?;
+        let diag = (node_diag + per_node(jet_diag)?)?;
+        let out = ((full + transposed)?
+            + mask.rows.gather_first(&node_i)?
+            + mask.rows.gather_second(&node_j)?
+            + jet.index_select(&mask.row_jet, 0)?
+            + mask
+                .rows
+                .gather_first(&diag)?
+                .broadcast_mul(&mask.eye_rows)?)?;
+        out.broadcast_mul(&mask.pair_rows)
     }
 }
 

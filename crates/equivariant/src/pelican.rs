@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask};
 use crate::batch_norm::MaskedBatchNorm;
+use crate::dense::{linear_rows, mul_rows};
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 
@@ -190,7 +191,9 @@ impl Message {
     }
 
     fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
-        let x = candle_nn::ops::leaky_relu(&self.linear.forward(t)?, 0.01)?;
+        let (b, n, _, c) = t.dims4()?;
+        let rows = linear_rows(&t.reshape((b * n * n, c))?, &self.linear)?;
+        let x = candle_nn::ops::leaky_relu(&rows, 0.01)?.reshape((b, n, n, ()))?;
         let pair = mask.pair.squeeze(D::Minus1)?;
         self.norm
             .forward(&x, &pair, train)?
@@ -284,11 +287,13 @@ impl Pelican {
 
     /// f_alpha embedding of the dots: `[B, N, N, n_embed]`.
     fn embed(&self, dots: &Tensor) -> candle_core::Result<Tensor> {
-        let x = dots.unsqueeze(D::Minus1)?;
+        let (b, n, _) = dots.dims3()?;
+        let x = dots.reshape((b * n * n, 1))?;
         let log1p = (x.abs()? + 1.0)?.log()?;
-        let a2 = (self.alphas.sqr()? + 1e-6)?;
-        let powered = (log1p.broadcast_mul(&a2)?.exp()? - 1.0)?.broadcast_div(&a2)?;
-        x.sign()?.broadcast_mul(&powered)
+        let a2 = (self.alphas.sqr()? + 1e-6)?.unsqueeze(0)?;
+        // Rows times exponents as a matrix product: its backward needs no reduction.
+        let powered = mul_rows(&(log1p.matmul(&a2)?.exp()? - 1.0)?, &a2.recip()?)?;
+        x.sign()?.broadcast_mul(&powered)?.reshape((b, n, n, ()))
     }
 
     fn run(&self, input: &PelicanInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
