@@ -9,13 +9,13 @@
 //! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
-use noether::data::{batches, load, Batch, BatchConfig, Beams};
+use noether::data::{Batch, Beams};
 use noether::equivariant::{
     seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
 };
@@ -28,12 +28,9 @@ use rand_chacha::ChaCha8Rng;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 32;
-const N_MAX: usize = 50;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{bundled_inputs, root, BATCH, N_MAX};
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
 /// N(N-1) edges, the first edge layer factorised per node.
@@ -98,25 +95,6 @@ fn write_inputs(path: &Path, batch: &Batch, jet: &[f32]) {
         raw.extend(x.to_le_bytes());
     }
     std::fs::write(path, raw).expect("write inputs");
-}
-
-/// 32 jets of the bundled test set (50 constituents + beams) and one 50-constituent jet.
-fn inputs() -> (Batch, Vec<[f32; 4]>) {
-    let jets = load(root().join("data/test.h5")).expect("bundled test set");
-    let config = BatchConfig {
-        beams: Beams::LORENTZNET,
-        shuffle: false,
-        ..BatchConfig::new(BATCH, N_MAX)
-    };
-    let indices: Vec<usize> = (0..BATCH).collect();
-    let batch = batches(&jets, &indices, &config, 0)
-        .expect("batch")
-        .next()
-        .expect("one batch");
-    let k = (0..jets.len())
-        .find(|&i| jets.multiplicity(i) >= N_MAX)
-        .expect("a 50-constituent jet");
-    (batch, jets.constituents(k)[..N_MAX].to_vec())
 }
 
 /// Our figures: eval logits of the batch, seconds per single jet, seconds per training
@@ -188,7 +166,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     noether::equivariant::set_threads(threads);
-    let (batch, single) = inputs();
+    let (batch, single) = bundled_inputs(Beams::LORENTZNET);
     let config = LorentzNetConfig::default();
     let varmap = VarMap::new();
     let vb = seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu);

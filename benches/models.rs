@@ -7,12 +7,10 @@
 //! jets per second (elements). The side-by-side PyTorch comparison is
 //! `cargo bench --bench model_compare`.
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use noether::data::{batches, load, Batch, BatchConfig, Beams};
+use noether::data::{Batch, Beams};
 use noether::equivariant::{
     seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode, Pelican, PelicanConfig,
     PelicanInput,
@@ -26,27 +24,9 @@ use rand_chacha::ChaCha8Rng;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 32;
-const N_MAX: usize = 50;
-
-fn batch(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
-    let jets = load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/test.h5"))
-        .expect("bundled test set");
-    let config = BatchConfig {
-        beams,
-        shuffle: false,
-        ..BatchConfig::new(BATCH, N_MAX)
-    };
-    let indices: Vec<usize> = (0..BATCH).collect();
-    let batch = batches(&jets, &indices, &config, 0)
-        .expect("batch")
-        .next()
-        .expect("one batch");
-    let k = (0..jets.len())
-        .find(|&i| jets.multiplicity(i) >= N_MAX)
-        .expect("a 50-constituent jet");
-    (batch, jets.constituents(k)[..N_MAX].to_vec())
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{bundled_inputs, BATCH};
 
 fn labels(batch: &Batch) -> Tensor {
     let l: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
@@ -85,7 +65,7 @@ fn models(c: &mut Criterion) {
         .unwrap_or(1);
     noether::equivariant::set_threads(threads);
 
-    let (lb, jet) = batch(Beams::LORENTZNET);
+    let (lb, jet) = bundled_inputs(Beams::LORENTZNET);
     let varmap = VarMap::new();
     let vb = seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu);
     let lorentznet = LorentzNet::new(&LorentzNetConfig::default(), &vb).expect("LorentzNet");
@@ -100,7 +80,7 @@ fn models(c: &mut Criterion) {
         &labels(&lb),
     );
 
-    let (pb, jet) = batch(Beams::PELICAN);
+    let (pb, jet) = bundled_inputs(Beams::PELICAN);
     let input =
         PelicanInput::from_flat(&pb.momenta, &pb.mask, BATCH, pb.particles, 2).expect("input");
     let single = PelicanInput::single_jet(&jet).expect("single");

@@ -172,6 +172,17 @@ impl PairAggregates {
     }
 }
 
+/// Basis weights `[ops, C_in, C_out]`, uniform in +-1/sqrt(ops C_in) (PyTorch's Linear
+/// bound for the concatenated basis outputs).
+fn basis_weight(vb: &VarBuilder, ops: usize, c_in: usize, c_out: usize) -> Result<Tensor> {
+    let bound = 1.0 / ((ops * c_in) as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    vb.get_with_hints((ops, c_in, c_out), "weight", init)
+}
+
 /// Multiplies `x` `[..., C]` by `weight[k]` (`[C, C_out]`).
 fn mix(x: &Tensor, weight: &Tensor, k: usize) -> Result<Tensor> {
     x.broadcast_matmul(&weight.get(k)?)
@@ -203,13 +214,8 @@ impl Eq2to2 {
     /// # Errors
     /// Missing or mis-shaped tensors.
     pub fn new(c_in: usize, c_out: usize, vb: &VarBuilder) -> Result<Self> {
-        let bound = 1.0 / ((15 * c_in) as f64).sqrt();
-        let uniform = Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
         Ok(Self {
-            weight: vb.get_with_hints((15, c_in, c_out), "weight", uniform)?,
+            weight: basis_weight(vb, 15, c_in, c_out)?,
             bias: vb.get_with_hints(c_out, "bias", Init::Const(0.0))?,
             diag_bias: vb.get_with_hints(c_out, "diag_bias", Init::Const(0.0))?,
             alphas: vb.get_with_hints((4, c_in), "alphas", Init::Const(0.0))?,
@@ -279,16 +285,8 @@ impl Eq1to2 {
     /// # Errors
     /// Missing or mis-shaped tensors.
     pub fn new(c_in: usize, c_out: usize, vb: &VarBuilder) -> Result<Self> {
-        let bound = 1.0 / ((5 * c_in) as f64).sqrt();
         Ok(Self {
-            weight: vb.get_with_hints(
-                (5, c_in, c_out),
-                "weight",
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?,
+            weight: basis_weight(vb, 5, c_in, c_out)?,
             bias: vb.get_with_hints(c_out, "bias", Init::Const(0.0))?,
         })
     }
@@ -345,16 +343,8 @@ impl Eq2to0 {
     /// # Errors
     /// Missing or mis-shaped tensors.
     pub fn new(c_in: usize, c_out: usize, vb: &VarBuilder) -> Result<Self> {
-        let bound = 1.0 / ((2 * c_in) as f64).sqrt();
         Ok(Self {
-            weight: vb.get_with_hints(
-                (2, c_in, c_out),
-                "weight",
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?,
+            weight: basis_weight(vb, 2, c_in, c_out)?,
             bias: vb.get_with_hints(c_out, "bias", Init::Const(0.0))?,
             alphas: vb.get_with_hints((2, c_in), "alphas", Init::Const(0.0))?,
         })

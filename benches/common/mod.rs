@@ -1,0 +1,36 @@
+//! Inputs shared by the model benchmarks: 32 jets of the bundled test set (50 leading
+//! constituents + beams) and one jet of exactly 50 constituents.
+
+use std::path::PathBuf;
+
+use noether::data::{batches, load, Batch, BatchConfig, Beams};
+
+/// Jets per batch.
+pub const BATCH: usize = 32;
+/// Constituents per jet.
+pub const N_MAX: usize = 50;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The first 32 bundled test jets with `beams`, and the first jet with at least 50
+/// constituents, truncated to 50.
+pub fn bundled_inputs(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
+    let jets = load(root().join("data/test.h5")).expect("bundled test set");
+    let config = BatchConfig {
+        beams,
+        shuffle: false,
+        ..BatchConfig::new(BATCH, N_MAX)
+    };
+    let indices: Vec<usize> = (0..BATCH).collect();
+    let batch = batches(&jets, &indices, &config, 0)
+        .expect("batch")
+        .next()
+        .expect("one batch");
+    let k = (0..jets.len())
+        .find(|&i| jets.multiplicity(i) >= N_MAX)
+        .expect("a 50-constituent jet");
+    (batch, jets.constituents(k)[..N_MAX].to_vec())
+}
