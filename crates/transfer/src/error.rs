@@ -1,0 +1,62 @@
+//! The crate's single error type.
+
+use std::path::PathBuf;
+
+/// Errors from loading checkpoints into models.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors (truncated, header out of bounds, ...): the
+    /// safetensors crate's validation message.
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the validation found.
+        message: String,
+    },
+    /// A tensor has a dtype that cannot become a float parameter.
+    #[error("{path}: tensor '{tensor}' has dtype {dtype}, which cannot be loaded into a float parameter")]
+    UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor (name in the file).
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// `strict` loading found parameters the checkpoint does not provide.
+    #[error("{path}: strict load: {} model parameter(s) missing from the checkpoint: {}", missing.len(), missing.join(", "))]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The parameters without a tensor.
+        missing: Vec<String>,
+    },
+    /// A `--remap FROM=TO` rule is malformed.
+    #[error("remap rule '{rule}': {reason}")]
+    BadRemap {
+        /// The rule as given.
+        rule: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A tensor operation failed.
+    #[error("{context}: {source}")]
+    Candle {
+        /// What was being done.
+        context: String,
+        /// candle's error.
+        source: candle_core::Error,
+    },
+}
+
+/// The crate-wide result type.
+pub type Result<T> = std::result::Result<T, TransferError>;

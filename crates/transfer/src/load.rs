@@ -1,0 +1,207 @@
+//! Loading a safetensors checkpoint into a model's [`VarMap`], tensor by tensor: keys are
+//! remapped, float dtypes (F16, BF16, F32, F64) converted to the parameter's dtype,
+//! shapes checked, and everything that did not fit reported ([`LoadReport`], like
+//! burn-store's apply result). candle's own `VarMap::load` fails on the first missing key
+//! and silently ignores extra ones; this loads what matches and says what did not.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use safetensors::tensor::Dtype;
+use serde::Serialize;
+
+use crate::error::{Result, TransferError};
+use crate::remap::{remap_key, Remap};
+
+/// How to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Renaming rules applied in order to the checkpoint's keys.
+    pub remaps: Vec<Remap>,
+    /// Strip a `module.` prefix when every key has one (DistributedDataParallel).
+    pub strip_module_prefix: bool,
+    /// Fail when any model parameter is missing from the checkpoint.
+    pub strict: bool,
+}
+
+impl LoadOptions {
+    /// Lenient loading with the `module.` prefix recognised.
+    pub fn lenient() -> Self {
+        Self {
+            strip_module_prefix: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A tensor whose shape does not match the parameter it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// The parameter name (after remapping).
+    pub name: String,
+    /// The parameter's shape.
+    pub expected: Vec<usize>,
+    /// The checkpoint tensor's shape.
+    pub found: Vec<usize>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// Parameters set from the checkpoint.
+    pub applied: Vec<String>,
+    /// Applied parameters whose dtype was converted: (name, checkpoint dtype).
+    pub converted: Vec<(String, String)>,
+    /// Model parameters without a checkpoint tensor (left as initialised).
+    pub missing: Vec<String>,
+    /// Checkpoint tensors (remapped names) that match no parameter.
+    pub unexpected: Vec<String>,
+    /// Tensors whose shape differs from their parameter (not applied).
+    pub mismatched: Vec<Mismatch>,
+}
+
+impl LoadReport {
+    /// The report as pretty JSON (saved as `load_report.json` in run directories).
+    ///
+    /// # Panics
+    /// Never: the report serialises.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    /// Whether every parameter was loaded and nothing was left over.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "load report: {} applied ({} converted), {} missing, {} unexpected, {} shape-mismatched",
+            self.applied.len(),
+            self.converted.len(),
+            self.missing.len(),
+            self.unexpected.len(),
+            self.mismatched.len()
+        )?;
+        for name in &self.missing {
+            writeln!(f, "  missing     {name}")?;
+        }
+        for name in &self.unexpected {
+            writeln!(f, "  unexpected  {name}")?;
+        }
+        for m in &self.mismatched {
+            writeln!(
+                f,
+                "  mismatched  {}: model {:?}, checkpoint {:?}",
+                m.name, m.expected, m.found
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The candle dtype of a float safetensors dtype (`None` for integers, bools, ...).
+fn float_dtype(dtype: Dtype) -> Option<DType> {
+    match dtype {
+        Dtype::F16 => Some(DType::F16),
+        Dtype::BF16 => Some(DType::BF16),
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F64 => Some(DType::F64),
+        _ => None,
+    }
+}
+
+/// Loads the checkpoint at `path` into the variables of `varmap`.
+///
+/// # Errors
+/// [`TransferError::Io`], [`TransferError::Safetensors`] for malformed files (truncated,
+/// header sizes beyond the file), [`TransferError::UnsupportedDtype`] for a non-float
+/// tensor that maps to a parameter, [`TransferError::Missing`] under `strict`.
+pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> Result<LoadReport> {
+    let bytes = std::fs::read(path).map_err(|source| TransferError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| TransferError::Safetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let names = file.names();
+    let mut rules = Vec::new();
+    if options.strip_module_prefix
+        && !names.is_empty()
+        && names.iter().all(|n| n.starts_with("module."))
+    {
+        rules.push(Remap::strip_prefix("module."));
+    }
+    rules.extend(options.remaps.iter().cloned());
+    let vars = varmap.data().lock().expect("VarMap lock poisoned");
+    let mut report = LoadReport::default();
+    let mut seen = BTreeSet::new();
+    let mut sorted: Vec<&str> = names.iter().map(|s| &**s).collect();
+    sorted.sort_unstable();
+    for original in sorted {
+        let name = remap_key(&rules, original);
+        let Some(var) = vars.get(&name) else {
+            report.unexpected.push(name);
+            continue;
+        };
+        let view = file
+            .tensor(original)
+            .map_err(|e| TransferError::Safetensors {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let Some(dtype) = float_dtype(view.dtype()) else {
+            return Err(TransferError::UnsupportedDtype {
+                path: path.to_owned(),
+                tensor: original.to_owned(),
+                dtype: format!("{:?}", view.dtype()),
+            });
+        };
+        if view.shape() != var.dims() {
+            report.mismatched.push(Mismatch {
+                name,
+                expected: var.dims().to_vec(),
+                found: view.shape().to_vec(),
+            });
+            continue;
+        }
+        let candle = |e: candle_core::Error| TransferError::Candle {
+            context: format!("{}: tensor '{original}'", path.display()),
+            source: e,
+        };
+        let tensor = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(var.dtype()))
+            .map_err(candle)?;
+        var.set(&tensor).map_err(candle)?;
+        if dtype != var.dtype() {
+            report
+                .converted
+                .push((name.clone(), format!("{:?}", view.dtype())));
+        }
+        seen.insert(name.clone());
+        report.applied.push(name);
+    }
+    let mut missing: Vec<String> = vars
+        .keys()
+        .filter(|k| !seen.contains(*k) && !report.mismatched.iter().any(|m| &m.name == *k))
+        .cloned()
+        .collect();
+    missing.sort();
+    report.missing = missing;
+    if options.strict && !report.missing.is_empty() {
+        return Err(TransferError::Missing {
+            path: path.to_owned(),
+            missing: report.missing,
+        });
+    }
+    Ok(report)
+}
