@@ -52,6 +52,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Train a tagger from a TOML config; writes a run directory.
     Train(cli::train::TrainArgs),
+    /// Fine-tune from a pretrained safetensors checkpoint; writes a run directory.
+    Finetune(cli::finetune::FinetuneArgs),
     /// Scaling-law fits and compute allocation.
     #[command(subcommand)]
     Scaling(cli::scaling::ScalingCommand),
@@ -82,6 +84,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Scaling(command) => cli::scaling::run(command)?,
         Command::Eval(args) => cli::eval::run(&args)?,
         Command::Train(args) => cli::train::run(&args)?,
+        Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Convert {
             input,
             output,

@@ -262,3 +262,75 @@ fn train_rejects_bad_values_naming_the_key() {
         "{text}"
     );
 }
+
+/// `noether finetune` starts from a checkpoint, writes the load report, and leaves
+/// frozen parameters bit-identical.
+#[test]
+fn finetune_loads_reports_and_freezes() {
+    use noether::train::checkpoint;
+    let base = std::env::temp_dir().join(format!("noether-cli-ft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (pre, post) = (base.join("pre"), base.join("post"));
+    let common = [
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--train-jets",
+        "100",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--quiet",
+        "--test-data",
+        "data/val.h5",
+    ];
+    let mut args = vec!["train"];
+    args.extend(common);
+    args.extend(["--out", pre.to_str().unwrap()]);
+    let (ok, text) = noether(&args);
+    assert!(ok, "{text}");
+    let from = pre.join("best.safetensors");
+    let mut args = vec![
+        "finetune",
+        "--from",
+        from.to_str().unwrap(),
+        "--freeze",
+        r"^phi\.",
+    ];
+    args.extend(common);
+    args.extend(["--seed", "3", "--out", post.to_str().unwrap()]);
+    let (ok, text) = noether(&args);
+    assert!(ok, "{text}");
+    assert!(text.contains("model=pfn train_jets=100"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(post.join("load_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["missing"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["applied"].as_array().unwrap().len(), 12, "{report}");
+    let (a, b) = (
+        checkpoint::load(&from).unwrap().tensors,
+        checkpoint::load(&post.join("last.safetensors"))
+            .unwrap()
+            .tensors,
+    );
+    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    };
+    assert_eq!(
+        bits(&a["phi.0.weight"]),
+        bits(&b["phi.0.weight"]),
+        "frozen weight moved"
+    );
+    assert_ne!(
+        bits(&a["head.weight"]),
+        bits(&b["head.weight"]),
+        "trainable weight did not move"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -106,6 +106,7 @@ fn run_one(
             resume: false,
             progress: true,
             stop_after: None,
+            init: None,
         };
         train(&config, &data, &options)?;
     }

@@ -48,6 +48,7 @@ fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error:
         resume: false,
         progress: true,
         stop_after: None,
+        init: None,
     };
     Ok(train(&config, &data, &options)?.ok_or("stopped early")?)
 }

@@ -1,6 +1,7 @@
 //! Subcommand implementations of the `noether` binary.
 
 pub mod eval;
+pub mod finetune;
 pub mod scaling;
 pub mod train;
 

@@ -83,7 +83,8 @@ impl TrainArgs {
         Ok(c)
     }
 
-    fn out_dir(&self, config: &TrainConfig) -> PathBuf {
+    /// The run directory: `--out`, or `runs/<config name>-seed<S>`.
+    pub fn out_dir(&self, config: &TrainConfig) -> PathBuf {
         self.out.clone().unwrap_or_else(|| {
             let stem = self
                 .config
@@ -105,8 +106,15 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         resume: args.resume,
         progress: !args.quiet,
         stop_after: None,
+        init: None,
     };
     let summary = train(&config, &data, &options)?.ok_or("run stopped early")?;
+    print_summary(&summary, &out);
+    Ok(())
+}
+
+/// Prints the contract lines of `train` and `finetune`.
+pub fn print_summary(summary: &noether_train::RunSummary, out: &std::path::Path) {
     println!(
         "model={} train_jets={} params={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1} seconds={:.1}",
         summary.model,
@@ -119,5 +127,4 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         summary.seconds
     );
     println!("run directory: {}", out.display());
-    Ok(())
 }

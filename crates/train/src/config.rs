@@ -136,6 +136,9 @@ pub struct OptimConfig {
     pub accumulate: usize,
     /// Learning-rate multipliers by parameter name.
     pub groups: Vec<ParamGroup>,
+    /// Regexes of parameter names to freeze: they get no optimizer updates (weight decay
+    /// included) and stay bit-identical.
+    pub freeze: Vec<String>,
 }
 
 impl Default for OptimConfig {
@@ -151,6 +154,7 @@ impl Default for OptimConfig {
             grad_clip: 0.0,
             accumulate: 1,
             groups: Vec::new(),
+            freeze: Vec::new(),
         }
     }
 }
@@ -400,6 +404,11 @@ impl TrainConfig {
                 ));
             }
             non_negative(&format!("optim.groups[{k}].lr_mult"), g.lr_mult)?;
+        }
+        for (k, f) in o.freeze.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(f) {
+                return Err(invalid(&format!("optim.freeze[{k}]"), f, &e.to_string()));
+            }
         }
         at_least_one("data.n_max", self.data.n_max)?;
         at_least_one("data.batch_size", self.data.batch_size)?;

@@ -40,5 +40,6 @@ pub use optim::{parameters, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use schedule::lr_factor;
 pub use trainer::{
-    load_weights, predict, train, write_outputs, EpochRecord, RunData, RunOptions, RunSummary,
+    load_weights, predict, train, write_outputs, EpochRecord, InitHook, RunData, RunOptions,
+    RunSummary,
 };

@@ -23,8 +23,9 @@ pub struct Param {
     pub lr_mult: f64,
 }
 
-/// The trainable parameters of `varmap` in name order (BatchNorm running statistics
-/// excluded), with the multiplier of the first matching group (1 when none matches).
+/// The trainable parameters of `varmap` in name order (BatchNorm running statistics and
+/// names matching `config.freeze` excluded), with the multiplier of the first matching
+/// group (1 when none matches).
 ///
 /// # Errors
 /// [`crate::TrainError::InvalidConfig`] for a pattern that is not a regex.
@@ -43,10 +44,19 @@ pub fn parameters(varmap: &VarMap, config: &OptimConfig) -> Result<Vec<Param>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let frozen = config
+        .freeze
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            Regex::new(f).map_err(|e| invalid(&format!("optim.freeze[{k}]"), f, &e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut params: Vec<Param> = data
         .iter()
         .filter(|(name, _)| !name.contains("running_"))
+        .filter(|(name, _)| !frozen.iter().any(|r| r.is_match(name)))
         .map(|(name, var)| Param {
             name: name.clone(),
             var: var.clone(),

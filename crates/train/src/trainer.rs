@@ -97,8 +97,13 @@ impl RunData {
     }
 }
 
+/// Sets a freshly built model's weights before training (e.g. from a pretrained
+/// checkpoint); an `Err` message aborts the run.
+pub type InitHook =
+    std::sync::Arc<dyn Fn(&VarMap) -> std::result::Result<(), String> + Send + Sync>;
+
 /// How a run is driven.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// The run directory.
     pub out: PathBuf,
@@ -109,6 +114,20 @@ pub struct RunOptions {
     /// Stop after this many epochs without the final evaluation (for tests and
     /// interrupted runs).
     pub stop_after: Option<usize>,
+    /// Initial weights (fine-tuning); ignored when resuming.
+    pub init: Option<InitHook>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("out", &self.out)
+            .field("resume", &self.resume)
+            .field("progress", &self.progress)
+            .field("stop_after", &self.stop_after)
+            .field("init", &self.init.as_ref().map(|_| "hook"))
+            .finish()
+    }
 }
 
 /// What a finished run reports (also `metrics.json`).
@@ -385,6 +404,11 @@ pub fn train(
     };
     if options.resume {
         run.resume()?;
+    } else if let Some(init) = &options.init {
+        init(&run.varmap).map_err(|message| TrainError::Checkpoint {
+            path: options.out.clone(),
+            message: format!("initialising the model: {message}"),
+        })?;
     }
     while run.epoch < config.train.epochs {
         if options.stop_after.is_some_and(|k| run.epoch >= k) {

@@ -48,6 +48,7 @@ fn options(out: &Path) -> RunOptions {
         resume: false,
         progress: false,
         stop_after: None,
+        init: None,
     }
 }
 
