@@ -48,6 +48,14 @@ pub enum TransferError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A `--lora` specification is malformed.
+    #[error("LoRA spec '{spec}': {reason}")]
+    BadLora {
+        /// The spec as given.
+        spec: String,
+        /// Why it is rejected.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error("{context}: {source}")]
     Candle {

@@ -5,8 +5,9 @@
 //! ([`load_checkpoint`]): keys remapped by regex rules ([`Remap`], `module.` prefixes
 //! recognised), F16 / BF16 / F64 converted, shapes checked, and a [`LoadReport`] of
 //! applied, converted, missing, unexpected and shape-mismatched keys (`strict` turns
-//! missing keys into an error). Fine-tuning tools (freezing, LoRA, LP-FT, distillation,
-//! pruning) are not built yet.
+//! missing keys into an error). [`LoraLinear`] implements LoRA with PEFT's maths, merge /
+//! unmerge and PEFT's adapter file layout; wiring adapters into the models, LP-FT,
+//! distillation and pruning are not built yet.
 //!
 //! ```
 //! use noether_transfer::{remap_key, Remap};
@@ -18,8 +19,10 @@
 
 mod error;
 mod load;
+mod lora;
 mod remap;
 
 pub use error::{Result, TransferError};
 pub use load::{load_checkpoint, LoadOptions, LoadReport, Mismatch};
+pub use lora::{load_adapters, peft_key, save_adapters, Adapters, LoraConfig, LoraLinear};
 pub use remap::{remap_key, Remap};

@@ -1,0 +1,312 @@
+//! LoRA (Hu et al., arXiv:2106.09685) on linear layers with HuggingFace PEFT's maths and
+//! file layout: `y = W x + b + (alpha / r) B A dropout(x)`, A `[r, in]` initialised
+//! Kaiming-uniform (PyTorch's `a = sqrt(5)`, i.e. U(+-1/sqrt(in))), B `[out, r]` zeros, so
+//! a fresh adapter changes nothing. Adapters are saved as `adapter_model.safetensors`
+//! with keys `base_model.model.<path>.lora_A.weight` / `.lora_B.weight` plus
+//! `adapter_config.json`, as `peft` writes them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TransferError};
+
+/// LoRA hyper-parameters (PEFT's `LoraConfig` names in the JSON file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Rank r.
+    pub r: usize,
+    /// Scale numerator: the update is scaled by `lora_alpha / r`.
+    pub lora_alpha: f64,
+    /// Dropout on the adapter's input (training only).
+    #[serde(default)]
+    pub lora_dropout: f64,
+    /// Module paths the adapters sit on.
+    #[serde(default)]
+    pub target_modules: Vec<String>,
+    /// Always "LORA".
+    #[serde(default = "lora_type")]
+    pub peft_type: String,
+    /// Always "none" (biases are not adapted).
+    #[serde(default = "no_bias")]
+    pub bias: String,
+}
+
+fn lora_type() -> String {
+    "LORA".into()
+}
+
+fn no_bias() -> String {
+    "none".into()
+}
+
+impl LoraConfig {
+    /// Parses `r=8,alpha=16[,dropout=0.1]` (the `--lora` flag).
+    ///
+    /// # Errors
+    /// [`TransferError::BadLora`] naming the bad entry.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |reason: String| TransferError::BadLora {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let mut config = Self {
+            r: 8,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            target_modules: Vec::new(),
+            peft_type: lora_type(),
+            bias: no_bias(),
+        };
+        for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{part}' is not key=value")))?;
+            let number: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("'{value}' is not a number")))?;
+            match key.trim() {
+                "r" if number >= 1.0 && number.fract() == 0.0 => config.r = number as usize,
+                "alpha" if number > 0.0 => config.lora_alpha = number,
+                "dropout" if (0.0..1.0).contains(&number) => config.lora_dropout = number,
+                other => {
+                    return Err(bad(format!(
+                        "'{other}={value}' is not a valid r, alpha or dropout"
+                    )))
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// alpha / r.
+    pub fn scaling(&self) -> f64 {
+        self.lora_alpha / self.r as f64
+    }
+}
+
+/// A linear layer with a LoRA adapter.
+#[derive(Debug, Clone)]
+pub struct LoraLinear {
+    weight: Var,
+    bias: Option<Tensor>,
+    a: Var,
+    b: Var,
+    scaling: f64,
+    merged: bool,
+}
+
+impl LoraLinear {
+    /// Wraps a base layer (`weight` `[out, in]`, as a variable so that merging can write
+    /// it) with a fresh adapter of rank `config.r` drawn from `seed`.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn new(weight: Var, bias: Option<Tensor>, config: &LoraConfig, seed: u64) -> Result<Self> {
+        let (out, input) = weight.dims2().map_err(candle("base weight"))?;
+        let bound = 1.0 / (input as f64).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a: Vec<f32> = (0..config.r * input)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        let device = weight.device().clone();
+        let a = Var::from_tensor(
+            &Tensor::from_vec(a, (config.r, input), &device)
+                .and_then(|t| t.to_dtype(weight.dtype()))
+                .map_err(candle("lora_A"))?,
+        )
+        .map_err(candle("lora_A"))?;
+        let b = Var::zeros((out, config.r), weight.dtype(), &device).map_err(candle("lora_B"))?;
+        Ok(Self {
+            weight,
+            bias,
+            a,
+            b,
+            scaling: config.scaling(),
+            merged: false,
+        })
+    }
+
+    /// The adapter's variables (A, B): the only trainable ones.
+    pub fn adapter(&self) -> (&Var, &Var) {
+        (&self.a, &self.b)
+    }
+
+    /// `x` `[rows, in]` -> `[rows, out]`; `dropout_mask`, when given, multiplies the
+    /// adapter's input (training).
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward(&self, x: &Tensor, dropout_mask: Option<&Tensor>) -> Result<Tensor> {
+        let run = || -> candle_core::Result<Tensor> {
+            let mut y = x.matmul(&self.weight.as_tensor().t()?)?;
+            if let Some(b) = &self.bias {
+                y = y.broadcast_add(b)?;
+            }
+            if self.merged {
+                return Ok(y);
+            }
+            let input = match dropout_mask {
+                Some(m) => (x * m)?,
+                None => x.clone(),
+            };
+            let update = input
+                .matmul(&self.a.as_tensor().t()?)?
+                .matmul(&self.b.as_tensor().t()?)?;
+            y + (update * self.scaling)?
+        };
+        run().map_err(candle("LoRA forward"))
+    }
+
+    /// The update `scaling * B A` `[out, in]`.
+    fn delta(&self) -> Result<Tensor> {
+        self.b
+            .as_tensor()
+            .matmul(self.a.as_tensor())
+            .and_then(|d| d * self.scaling)
+            .map_err(candle("LoRA delta"))
+    }
+
+    /// Folds the adapter into the base weight (inference without the extra matmuls).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn merge(&mut self) -> Result<()> {
+        if !self.merged {
+            let w = (self.weight.as_tensor() + self.delta()?).map_err(candle("merge"))?;
+            self.weight.set(&w).map_err(candle("merge"))?;
+            self.merged = true;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`LoraLinear::merge`].
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn unmerge(&mut self) -> Result<()> {
+        if self.merged {
+            let w = (self.weight.as_tensor() - self.delta()?).map_err(candle("unmerge"))?;
+            self.weight.set(&w).map_err(candle("unmerge"))?;
+            self.merged = false;
+        }
+        Ok(())
+    }
+
+    /// Sets A and B (e.g. from a saved adapter).
+    ///
+    /// # Errors
+    /// Shape mismatches, naming the tensor.
+    pub fn set_adapter(&self, a: &Tensor, b: &Tensor) -> Result<()> {
+        self.a
+            .set(&a.to_dtype(self.a.dtype()).map_err(candle("lora_A"))?)
+            .map_err(candle("lora_A"))?;
+        self.b
+            .set(&b.to_dtype(self.b.dtype()).map_err(candle("lora_B"))?)
+            .map_err(candle("lora_B"))
+    }
+}
+
+fn candle(what: &'static str) -> impl Fn(candle_core::Error) -> TransferError {
+    move |source| TransferError::Candle {
+        context: what.to_owned(),
+        source,
+    }
+}
+
+/// PEFT's key of an adapter matrix: `base_model.model.<path>.lora_{A,B}.weight`.
+pub fn peft_key(path: &str, matrix: char) -> String {
+    format!("base_model.model.{path}.lora_{matrix}.weight")
+}
+
+/// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir` for adapters
+/// keyed by module path.
+///
+/// # Errors
+/// I/O and tensor errors naming the file.
+pub fn save_adapters(
+    dir: &Path,
+    config: &LoraConfig,
+    adapters: &[(&str, &LoraLinear)],
+) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| TransferError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (path, layer) in adapters {
+        tensors.insert(
+            peft_key(path, 'A'),
+            layer
+                .a
+                .as_tensor()
+                .to_dtype(DType::F32)
+                .map_err(candle("lora_A"))?,
+        );
+        tensors.insert(
+            peft_key(path, 'B'),
+            layer
+                .b
+                .as_tensor()
+                .to_dtype(DType::F32)
+                .map_err(candle("lora_B"))?,
+        );
+    }
+    let file = dir.join("adapter_model.safetensors");
+    candle_core::safetensors::save(&tensors, &file).map_err(candle("saving adapters"))?;
+    let mut config = config.clone();
+    config.target_modules = adapters.iter().map(|(p, _)| (*p).to_owned()).collect();
+    let json = serde_json::to_string_pretty(&config).expect("config serialises");
+    let config_path = dir.join("adapter_config.json");
+    std::fs::write(&config_path, json).map_err(io(&config_path))
+}
+
+/// The (A, B) matrices of each adapted module, by module path.
+pub type Adapters = HashMap<String, (Tensor, Tensor)>;
+
+/// Reads `adapter_config.json` and the (A, B) pair of every target module from `dir`.
+///
+/// # Errors
+/// I/O errors, malformed files, or a target module without its two tensors.
+pub fn load_adapters(dir: &Path) -> Result<(LoraConfig, Adapters)> {
+    let config_path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|source| TransferError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let config: LoraConfig =
+        serde_json::from_str(&text).map_err(|e| TransferError::Safetensors {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+    let file = dir.join("adapter_model.safetensors");
+    let tensors = candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| {
+        TransferError::Safetensors {
+            path: file.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    let mut out = HashMap::new();
+    for module in &config.target_modules {
+        let get = |m: char| {
+            tensors
+                .get(&peft_key(module, m))
+                .cloned()
+                .ok_or_else(|| TransferError::Safetensors {
+                    path: file.clone(),
+                    message: format!("tensor '{}' is missing", peft_key(module, m)),
+                })
+        };
+        out.insert(module.clone(), (get('A')?, get('B')?));
+    }
+    Ok((config, out))
+}

@@ -1,0 +1,130 @@
+//! LoRA against an adapter written by HuggingFace PEFT (fixture by
+//! `tests/fixtures/make_lora_fixtures.py`): same outputs, same merged outputs, same file
+//! layout; merge/unmerge round trips; a fresh adapter changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, Var};
+use noether_transfer::{load_adapters, save_adapters, LoraConfig, LoraLinear, TransferError};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("peft_lora_expected.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn matrix(v: &serde_json::Value) -> Tensor {
+    let rows: Vec<Vec<f32>> = serde_json::from_value(v.clone()).unwrap();
+    let (r, c) = (rows.len(), rows[0].len());
+    Tensor::from_vec(rows.concat(), (r, c), &Device::Cpu).unwrap()
+}
+
+fn close(a: &Tensor, b: &Tensor, tol: f32) {
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        a.flatten_all().unwrap().to_vec1().unwrap(),
+        b.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= tol * y.abs().max(1.0), "{x} vs {y}");
+    }
+}
+
+fn peft_layer() -> (LoraLinear, LoraConfig, serde_json::Value) {
+    let e = expected();
+    let weight = Var::from_tensor(&matrix(&e["weight"])).unwrap();
+    let bias: Vec<f32> = serde_json::from_value(e["bias"].clone()).unwrap();
+    let bias = Tensor::from_vec(bias, 5, &Device::Cpu).unwrap();
+    let (config, adapters) = load_adapters(&fixtures().join("peft_lora")).unwrap();
+    let layer = LoraLinear::new(weight, Some(bias), &config, 0).unwrap();
+    let (a, b) = &adapters["proj"];
+    layer.set_adapter(a, b).unwrap();
+    (layer, config, e)
+}
+
+#[test]
+fn peft_adapter_reproduces_peft_outputs_merged_and_unmerged() {
+    let (mut layer, config, e) = peft_layer();
+    assert_eq!((config.r, config.lora_alpha), (4, 8.0));
+    let x = matrix(&e["x"]);
+    close(&layer.forward(&x, None).unwrap(), &matrix(&e["y"]), 1e-6);
+    layer.merge().unwrap();
+    close(
+        &layer.forward(&x, None).unwrap(),
+        &matrix(&e["y_merged"]),
+        1e-6,
+    );
+    layer.unmerge().unwrap();
+    close(&layer.forward(&x, None).unwrap(), &matrix(&e["y"]), 1e-6);
+}
+
+#[test]
+fn adapters_round_trip_in_peft_layout() {
+    let (layer, config, e) = peft_layer();
+    let dir = tempfile::tempdir().unwrap();
+    save_adapters(dir.path(), &config, &[("proj", &layer)]).unwrap();
+    let ours =
+        candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let theirs = candle_core::safetensors::load(
+        fixtures().join("peft_lora/adapter_model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (mut a, mut b): (Vec<&String>, Vec<&String>) =
+        (ours.keys().collect(), theirs.keys().collect());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    for (k, t) in &theirs {
+        close(&ours[k], t, 0.0);
+    }
+    let (config2, adapters) = load_adapters(dir.path()).unwrap();
+    assert_eq!(config2.target_modules, vec!["proj"]);
+    let fresh = LoraLinear::new(
+        Var::from_tensor(&matrix(&e["weight"])).unwrap(),
+        None,
+        &config2,
+        1,
+    )
+    .unwrap();
+    let (a, b) = &adapters["proj"];
+    fresh.set_adapter(a, b).unwrap();
+    close(
+        fresh.adapter().0.as_tensor(),
+        layer.adapter().0.as_tensor(),
+        0.0,
+    );
+}
+
+#[test]
+fn a_fresh_adapter_changes_nothing_and_specs_are_checked() {
+    let e = expected();
+    let weight = Var::from_tensor(&matrix(&e["weight"])).unwrap();
+    let config = LoraConfig::parse("r=8,alpha=16").unwrap();
+    assert_eq!((config.r, config.scaling()), (8, 2.0));
+    let layer = LoraLinear::new(weight.clone(), None, &config, 3).unwrap();
+    let x = matrix(&e["x"]);
+    let plain = x.matmul(&weight.as_tensor().t().unwrap()).unwrap();
+    close(&layer.forward(&x, None).unwrap(), &plain, 0.0);
+    // A is Kaiming-uniform with bound 1/sqrt(in), B is zero.
+    let a: Vec<f32> = layer
+        .adapter()
+        .0
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(a.iter().all(|v| v.abs() <= 1.0 / 6f32.sqrt()) && a.iter().any(|v| *v != 0.0));
+    for bad in ["r=0", "alpha=-1", "r=2.5", "rank=4", "r"] {
+        assert!(
+            matches!(LoraConfig::parse(bad), Err(TransferError::BadLora { .. })),
+            "{bad}"
+        );
+    }
+}
