@@ -26,6 +26,10 @@ pub struct FinetuneArgs {
     /// Fail when a model parameter is missing from the checkpoint.
     #[arg(long)]
     strict: bool,
+    /// Linear probing, then fine-tuning (LP-FT): only the head trains for the first
+    /// third of the epochs (`optim.linear_probe_epochs` in the config overrides this).
+    #[arg(long)]
+    lp_ft: bool,
     #[command(flatten)]
     common: TrainArgs,
 }
@@ -35,6 +39,9 @@ pub struct FinetuneArgs {
 pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = args.common.resolve()?;
     config.optim.freeze.extend(args.freeze.iter().cloned());
+    if args.lp_ft && config.optim.linear_probe_epochs == 0 {
+        config.optim.linear_probe_epochs = config.train.epochs.div_ceil(3);
+    }
     config.validate()?;
     let remaps = args
         .remaps

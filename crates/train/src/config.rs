@@ -139,6 +139,12 @@ pub struct OptimConfig {
     /// Regexes of parameter names to freeze: they get no optimizer updates (weight decay
     /// included) and stay bit-identical.
     pub freeze: Vec<String>,
+    /// Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): during the first
+    /// this-many epochs only the head (`head`) is updated; then everything not frozen.
+    pub linear_probe_epochs: usize,
+    /// Regex of the classification head's parameters (empty: the model's own head,
+    /// `^graph_dec\.3\.` for LorentzNet, `^head\.` otherwise).
+    pub head: String,
 }
 
 impl Default for OptimConfig {
@@ -155,6 +161,8 @@ impl Default for OptimConfig {
             accumulate: 1,
             groups: Vec::new(),
             freeze: Vec::new(),
+            linear_probe_epochs: 0,
+            head: String::new(),
         }
     }
 }
@@ -410,6 +418,9 @@ impl TrainConfig {
                 return Err(invalid(&format!("optim.freeze[{k}]"), f, &e.to_string()));
             }
         }
+        if let Err(e) = regex::Regex::new(&o.head) {
+            return Err(invalid("optim.head", &o.head, &e.to_string()));
+        }
         at_least_one("data.n_max", self.data.n_max)?;
         at_least_one("data.batch_size", self.data.batch_size)?;
         at_least_one("train.epochs", self.train.epochs)?;
@@ -447,6 +458,17 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The head regex: `optim.head`, or the model's classification layer.
+    pub fn head_pattern(&self) -> String {
+        if !self.optim.head.is_empty() {
+            return self.optim.head.clone();
+        }
+        match self.model {
+            ModelKind::LorentzNet => r"^graph_dec\.3\.".into(),
+            _ => r"^head\.".into(),
+        }
     }
 
     /// The TOML section name of the model.

@@ -243,6 +243,7 @@ struct Run<'a> {
     epoch: usize,
     best: Option<(f64, usize)>,
     history: Vec<EpochRecord>,
+    head: regex::Regex,
 }
 
 impl Run<'_> {
@@ -338,6 +339,14 @@ impl Run<'_> {
                 for g in pending.iter_mut().flatten() {
                     *g = (&*g / micro as f64).context("accumulate")?;
                 }
+                if self.epoch < c.optim.linear_probe_epochs {
+                    // Linear probing: only the head moves (no gradient, no update).
+                    for (g, p) in pending.iter_mut().zip(self.optimizer.params()) {
+                        if !self.head.is_match(&p.name) {
+                            *g = None;
+                        }
+                    }
+                }
                 Optimizer::clip(&mut pending, c.optim.grad_clip)?;
                 let progress = self.epoch as f64 + (k + 1) as f64 / n_batches as f64;
                 lr = c.optim.lr * lr_factor(&c.schedule, progress, c.train.epochs);
@@ -401,6 +410,8 @@ pub fn train(
         epoch: 0,
         best: None,
         history: Vec::new(),
+        head: regex::Regex::new(&config.head_pattern())
+            .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?,
     };
     if options.resume {
         run.resume()?;

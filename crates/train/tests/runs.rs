@@ -254,3 +254,47 @@ fn gradient_accumulation_equals_the_larger_batch() {
         }
     }
 }
+
+#[test]
+fn linear_probing_moves_only_the_head_first() {
+    let config = tiny("");
+    let mut lp = config.clone();
+    lp.optim.linear_probe_epochs = 1;
+    let data = RunData::load(&lp).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    train(
+        &lp,
+        &data,
+        &RunOptions {
+            stop_after: Some(1),
+            ..options(dir.path())
+        },
+    )
+    .unwrap();
+    let after = checkpoint::load(&dir.path().join("last.safetensors"))
+        .unwrap()
+        .tensors;
+    let (_, init) = noether_train::Tagger::seeded(&lp.model_config(), lp.train.seed).unwrap();
+    let init = init.data().lock().unwrap();
+    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    };
+    let (mut moved, mut kept) = (0, 0);
+    for (name, var) in init.iter().filter(|(n, _)| !n.contains("running_")) {
+        let same = bits(var.as_tensor()) == bits(&after[name]);
+        if name.starts_with("graph_dec.3.") {
+            assert!(!same, "head {name} did not move during linear probing");
+            moved += 1;
+        } else {
+            assert!(same, "{name} moved during linear probing");
+            kept += 1;
+        }
+    }
+    assert!(moved == 2 && kept > 10, "{moved} {kept}");
+}
