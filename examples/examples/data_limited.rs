@@ -8,7 +8,7 @@
 //! cargo run --release -p noether-examples --example data_limited -- \
 //!     [--data-dir ../shared/data/toptag-pythia] [--sizes 1000,3000,10000,30000] \
 //!     [--seeds 0,1,2] [--models lorentznet-cpu,pelican-cpu,pfn-cpu,efn-cpu] \
-//!     [--epochs E] [--val-jets 2000] [--out runs/data_limited]
+//!     [--epochs E] [--val-jets 2000] [--out runs/data_limited] [--report-only]
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +26,8 @@ struct Args {
     epochs: Option<usize>,
     val_jets: usize,
     out: PathBuf,
+    /// Only summarise finished runs (train nothing).
+    report_only: bool,
 }
 
 fn root() -> PathBuf {
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         epochs: None,
         val_jets: 2000,
         out: root().join("runs/data_limited"),
+        report_only: false,
     };
     let list = |v: &str| {
         v.split(',')
@@ -52,6 +55,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--report-only" {
+            args.report_only = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--data-dir" => args.data_dir = PathBuf::from(value),
@@ -85,9 +92,12 @@ fn run_one(
     model: &str,
     size: usize,
     seed: u64,
-) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+) -> Result<Option<(f64, f64)>, Box<dyn std::error::Error>> {
     let out = args.out.join(format!("{model}-n{size}-seed{seed}"));
     let metrics_path = out.join("metrics.json");
+    if !metrics_path.exists() && args.report_only {
+        return Ok(None);
+    }
     if !metrics_path.exists() {
         let mut config = TrainConfig::load(&root().join("configs").join(format!("{model}.toml")))?;
         config.data.train = args.data_dir.join("train.h5");
@@ -111,10 +121,10 @@ fn run_one(
         train(&config, &data, &options)?;
     }
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics_path)?)?;
-    Ok((
+    Ok(Some((
         m["auc"].as_f64().unwrap_or(f64::NAN),
         m["rejection_at_0.3"].as_f64().unwrap_or(f64::NAN),
-    ))
+    )))
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -223,7 +233,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &size in &args.sizes {
         for model in &args.models {
             for &seed in &args.seeds {
-                let (auc, rej) = run_one(&args, model, size, seed)?;
+                let Some((auc, rej)) = run_one(&args, model, size, seed)? else {
+                    continue;
+                };
                 let _ = writeln!(csv, "{model},{size},{seed},{auc},{rej}");
                 results
                     .entry((model.clone(), size))
