@@ -69,20 +69,10 @@ impl FlowInput {
     /// # Errors
     /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
     pub fn from_flat(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Self> {
-        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
-        if momenta.iter().any(|x| !x.is_finite()) {
-            return Err(ModelError::NonFinite { input: "momenta" });
-        }
+        crate::check_flat(momenta, mask, batch, nodes)?;
         let mut features = vec![0f32; batch * nodes * 3];
         for b in 0..batch {
-            let particles: Vec<(usize, FourMomentum)> = (0..nodes)
-                .filter(|&i| mask[b * nodes + i] > 0.0)
-                .map(|i| {
-                    let p = &momenta[(b * nodes + i) * 4..(b * nodes + i) * 4 + 4];
-                    let [e, px, py, pz] = [p[0], p[1], p[2], p[3]].map(f64::from);
-                    (i, FourMomentum::new_unchecked(e, px, py, pz))
-                })
-                .collect();
+            let particles = crate::jet_particles(momenta, mask, b, nodes);
             let jet = particles.iter().fold(
                 FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0),
                 |s, (_, p)| s + *p,

@@ -61,31 +61,68 @@ pub use mlp::{jet_features, raw_momenta, Mlp, MlpConfig, JET_FEATURES};
 pub use mode::{dropout, Mode};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 
-/// Checks flat `[batch, nodes, 4]` momenta and `[batch, nodes]` mask lengths.
-pub(crate) fn check_flat(momenta: usize, mask: usize, batch: usize, nodes: usize) -> Result<()> {
-    if momenta != batch * nodes * 4 {
+/// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and
+/// finite momenta.
+pub(crate) fn check_flat<T: Copy + Into<f64>>(
+    momenta: &[T],
+    mask: &[f32],
+    batch: usize,
+    nodes: usize,
+) -> Result<()> {
+    if momenta.len() != batch * nodes * 4 {
         return Err(ModelError::BadInput {
             input: "momenta",
             expected: format!("[{batch}, {nodes}, 4] = {} values", batch * nodes * 4),
-            found: vec![momenta],
+            found: vec![momenta.len()],
         });
     }
-    if mask != batch * nodes {
+    if mask.len() != batch * nodes {
         return Err(ModelError::BadInput {
             input: "mask",
             expected: format!("[{batch}, {nodes}] = {} values", batch * nodes),
-            found: vec![mask],
+            found: vec![mask.len()],
         });
+    }
+    if momenta.iter().any(|&x| !x.into().is_finite()) {
+        return Err(ModelError::NonFinite { input: "momenta" });
     }
     Ok(())
 }
 
-/// Sets the number of CPU threads candle uses (`CANDLE_NUM_THREADS`, and
-/// `RAYON_NUM_THREADS`, which candle's matmul otherwise derives by reading
-/// `/proc/cpuinfo` on every call: measured 21 -> 15 ms per LorentzNet jet). Call it
-/// before the first tensor operation: candle sizes its pool once.
-pub fn set_threads(threads: usize) {
-    let n = threads.max(1).to_string();
-    std::env::set_var("CANDLE_NUM_THREADS", &n);
-    std::env::set_var("RAYON_NUM_THREADS", &n);
+/// The real (unmasked) constituents of jet `b` in a flat padded batch, with their node
+/// index, as f64 four-momenta.
+pub(crate) fn jet_particles(
+    momenta: &[f32],
+    mask: &[f32],
+    b: usize,
+    nodes: usize,
+) -> Vec<(usize, noether_kinematics::FourMomentum)> {
+    (0..nodes)
+        .filter(|&i| mask[b * nodes + i] > 0.0)
+        .map(|i| {
+            let k = (b * nodes + i) * 4;
+            let [e, px, py, pz] =
+                [momenta[k], momenta[k + 1], momenta[k + 2], momenta[k + 3]].map(f64::from);
+            (
+                i,
+                noether_kinematics::FourMomentum::new_unchecked(e, px, py, pz),
+            )
+        })
+        .collect()
+}
+
+/// One jet with `beams` prepended, flattened, with an all-ones mask: `(momenta, mask,
+/// nodes)` for a batch of one.
+pub(crate) fn single_jet_flat(
+    beams: &[[f32; 4]],
+    constituents: &[[f32; 4]],
+) -> (Vec<f32>, Vec<f32>, usize) {
+    let momenta: Vec<f32> = beams
+        .iter()
+        .chain(constituents)
+        .flatten()
+        .copied()
+        .collect();
+    let nodes = momenta.len() / 4;
+    (momenta, vec![1.0; nodes], nodes)
 }

@@ -81,10 +81,7 @@ impl LorentzNetInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
-        if momenta.iter().any(|x| !x.is_finite()) {
-            return Err(ModelError::NonFinite { input: "momenta" });
-        }
+        crate::check_flat(momenta, mask, batch, nodes)?;
         let device = Device::Cpu;
         Ok(Self {
             momenta: Tensor::from_slice(momenta, (batch, nodes, 4), &device).context("momenta")?,
@@ -101,10 +98,9 @@ impl LorentzNetInput {
     /// [`ModelError::NonFinite`] for NaN or infinite momenta.
     pub fn single_jet(constituents: &[[f32; 4]]) -> Result<Self> {
         let s2 = std::f32::consts::SQRT_2;
-        let mut momenta = vec![s2, 0.0, 0.0, 1.0, s2, 0.0, 0.0, -1.0];
-        momenta.extend(constituents.iter().flatten());
-        let nodes = momenta.len() / 4;
-        Self::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2)
+        let beams = [[s2, 0.0, 0.0, 1.0], [s2, 0.0, 0.0, -1.0]];
+        let (momenta, mask, nodes) = crate::single_jet_flat(&beams, constituents);
+        Self::from_flat(&momenta, &mask, 1, nodes, beams.len())
     }
 
     /// Uses node masses computed by the caller (`[batch, nodes]`, flat). Computing them in

@@ -104,23 +104,12 @@ impl Mlp {
 /// # Errors
 /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
 pub fn jet_features(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Tensor> {
-    crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
-    if momenta.iter().any(|x| !x.is_finite()) {
-        return Err(ModelError::NonFinite { input: "momenta" });
-    }
+    crate::check_flat(momenta, mask, batch, nodes)?;
     let mut out = Vec::with_capacity(batch * JET_FEATURES);
     for b in 0..batch {
-        let particles: Vec<FourMomentum> = (0..nodes)
-            .filter(|&i| mask[b * nodes + i] > 0.0)
-            .map(|i| {
-                let p = &momenta[(b * nodes + i) * 4..(b * nodes + i) * 4 + 4];
-                FourMomentum::new_unchecked(
-                    f64::from(p[0]),
-                    f64::from(p[1]),
-                    f64::from(p[2]),
-                    f64::from(p[3]),
-                )
-            })
+        let particles: Vec<FourMomentum> = crate::jet_particles(momenta, mask, b, nodes)
+            .into_iter()
+            .map(|(_, p)| p)
             .collect();
         let jet: FourMomentum = particles.iter().sum();
         let pt_jet = jet.pt().max(1e-9);

@@ -136,10 +136,7 @@ impl PelicanInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        crate::check_flat(momenta.len(), mask.len(), batch, nodes)?;
-        if momenta.iter().any(|x| !x.is_finite()) {
-            return Err(ModelError::NonFinite { input: "momenta" });
-        }
+        crate::check_flat(momenta, mask, batch, nodes)?;
         let mut dots = vec![0f32; batch * nodes * nodes];
         let mut labels = vec![0f32; batch * nodes * 2];
         for b in 0..batch {
@@ -168,10 +165,8 @@ impl PelicanInput {
     /// # Errors
     /// [`ModelError::NonFinite`] for NaN or infinite momenta.
     pub fn single_jet(constituents: &[[f32; 4]]) -> Result<Self> {
-        let mut momenta: Vec<f32> = PELICAN_BEAMS.iter().flatten().copied().collect();
-        momenta.extend(constituents.iter().flatten());
-        let nodes = momenta.len() / 4;
-        Self::from_flat(&momenta, &vec![1.0; nodes], 1, nodes, 2)
+        let (momenta, mask, nodes) = crate::single_jet_flat(&PELICAN_BEAMS, constituents);
+        Self::from_flat(&momenta, &mask, 1, nodes, PELICAN_BEAMS.len())
     }
 }
 
