@@ -257,17 +257,22 @@ impl Run<'_> {
         }
     }
 
-    fn save(&self, name: &str, with_optimizer: bool) -> Result<()> {
+    /// Writes a checkpoint; a `resumable` one also holds the optimizer state and is
+    /// accompanied by `history.json`, so that a resumed run can still plot all epochs.
+    fn save(&self, name: &str, resumable: bool) -> Result<()> {
         let mut tensors = weights(&self.varmap);
-        if with_optimizer {
+        if resumable {
             tensors.extend(self.optimizer.state_tensors());
         }
-        let mut meta = self.meta();
-        // The history rides along so that a resumed run can still plot all epochs.
-        meta.config = self.config.to_toml();
-        checkpoint::save(&self.options.out.join(name), &tensors, &meta)?;
-        let history = serde_json::to_string(&self.history).expect("history serialises");
-        checkpoint::write_atomically(&self.options.out.join("history.json"), history.as_bytes())
+        checkpoint::save(&self.options.out.join(name), &tensors, &self.meta())?;
+        if resumable {
+            let history = serde_json::to_string(&self.history).expect("history serialises");
+            checkpoint::write_atomically(
+                &self.options.out.join("history.json"),
+                history.as_bytes(),
+            )?;
+        }
+        Ok(())
     }
 
     fn resume(&mut self) -> Result<()> {
