@@ -19,6 +19,7 @@ use noether::data::{Batch, Beams};
 use noether::equivariant::{
     seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
 };
+use noether::transfer::{load_checkpoint, LoadOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -56,18 +57,19 @@ fn input(batch: &Batch) -> LorentzNetInput {
     .expect("input")
 }
 
+/// Loads the official weights (all of them: strict), or says why not.
 fn load_official(varmap: &VarMap, checkpoint: &Path) -> bool {
-    let Ok(tensors) = candle_core::safetensors::load(checkpoint, &Device::Cpu) else {
-        return false;
+    let options = LoadOptions {
+        strict: true,
+        ..LoadOptions::lenient()
     };
-    let data = varmap.data().lock().expect("varmap");
-    for (name, var) in data.iter() {
-        if let Some(t) = tensors.get(&format!("module.{name}")) {
-            var.set(&t.to_dtype(DType::F32).expect("cast"))
-                .expect("set");
+    match load_checkpoint(checkpoint, varmap, &options) {
+        Ok(_) => true,
+        Err(e) => {
+            println!("{e}");
+            false
         }
     }
-    true
 }
 
 fn time_per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
