@@ -109,6 +109,9 @@ pub struct Batch {
     pub labels: Vec<u8>,
     /// Sample weights, shape `[batch]`.
     pub weights: Vec<f32>,
+    /// Position of each jet in its source: the index into the [`JetSet`] for [`batches`],
+    /// the jet's index in its file for streaming batches. Shape `[batch]`.
+    pub indices: Vec<usize>,
     /// Jets in this batch.
     pub batch_size: usize,
     /// Particles per jet (beams + n_max).
@@ -123,13 +126,14 @@ impl Batch {
             mask: Vec::with_capacity(config.batch_size * p),
             labels: Vec::with_capacity(config.batch_size),
             weights: Vec::with_capacity(config.batch_size),
+            indices: Vec::with_capacity(config.batch_size),
             batch_size: 0,
             particles: p,
         }
     }
 
     /// Appends one jet, truncated to `n_max` and padded.
-    fn push(&mut self, constituents: &[[f32; 4]], label: u8, config: &BatchConfig) {
+    fn push(&mut self, constituents: &[[f32; 4]], label: u8, index: usize, config: &BatchConfig) {
         if let Beams::Prepend(beams) = config.beams {
             for b in beams {
                 self.momenta.extend_from_slice(&b);
@@ -145,6 +149,7 @@ impl Batch {
         self.momenta.extend(std::iter::repeat_n(0.0, 4 * pad));
         self.mask.extend(std::iter::repeat_n(0.0, pad));
         self.labels.push(label);
+        self.indices.push(index);
         self.weights
             .push(config.class_weights.map_or(1.0, |w| w[usize::from(label)]));
         self.batch_size += 1;
@@ -177,7 +182,7 @@ pub fn batches<'a>(
     Ok(chunks.into_iter().map(move |chunk| {
         let mut batch = Batch::with_capacity(config);
         for i in chunk {
-            batch.push(jets.constituents(i), jets.label(i), config);
+            batch.push(jets.constituents(i), jets.label(i), i, config);
         }
         batch
     }))
@@ -290,9 +295,12 @@ impl Iterator for StreamingBatches {
 struct Producer {
     config: StreamConfig,
     rng: ChaCha8Rng,
-    buffer: Vec<(Vec<[f32; 4]>, u8)>,
+    buffer: Vec<StreamedJet>,
     batch: Batch,
 }
+
+/// Constituents, label and index in the file of a jet in the shuffle buffer.
+type StreamedJet = (Vec<[f32; 4]>, u8, usize);
 
 /// The consumer went away: stop quietly.
 struct Disconnected;
@@ -327,12 +335,12 @@ impl Producer {
                 .enumerate()
                 .map(|(k, h)| h.read(start + k * window, window).map(|(jets, _)| jets))
                 .collect();
-            start += handles.len() * window;
-            for jets in windows {
-                if self.emit_window(&jets?, out).is_err() {
+            for (k, jets) in windows.into_iter().enumerate() {
+                if self.emit_window(&jets?, start + k * window, out).is_err() {
                     return Ok(());
                 }
             }
+            start += handles.len() * window;
         }
         Ok(())
     }
@@ -340,10 +348,11 @@ impl Producer {
     fn emit_window(
         &mut self,
         jets: &JetSet,
+        first: usize,
         out: &std::sync::mpsc::SyncSender<Result<Batch>>,
     ) -> std::result::Result<(), Disconnected> {
         for i in 0..jets.len() {
-            let jet = (jets.constituents(i).to_vec(), jets.label(i));
+            let jet = (jets.constituents(i).to_vec(), jets.label(i), first + i);
             if self.shuffling() {
                 self.buffer.push(jet);
                 if self.buffer.len() >= self.config.shuffle_buffer {
@@ -360,10 +369,10 @@ impl Producer {
 
     fn emit(
         &mut self,
-        jet: &(Vec<[f32; 4]>, u8),
+        jet: &StreamedJet,
         out: &std::sync::mpsc::SyncSender<Result<Batch>>,
     ) -> std::result::Result<(), Disconnected> {
-        self.batch.push(&jet.0, jet.1, &self.config.batch);
+        self.batch.push(&jet.0, jet.1, jet.2, &self.config.batch);
         if self.batch.batch_size == self.config.batch.batch_size {
             let full = std::mem::replace(&mut self.batch, Batch::with_capacity(&self.config.batch));
             out.send(Ok(full)).map_err(|_| Disconnected)?;

@@ -89,3 +89,41 @@ fn stream_over_several_files_and_bad_path_fails_early() {
         StreamingBatches::new(&[PathBuf::from("/no/such.h5")], StreamConfig::new(config)).is_err()
     );
 }
+
+/// `Batch::indices` points back at the jet each row came from, shuffled or streamed.
+#[test]
+fn batch_indices_point_back_at_their_jets() {
+    let path = bundled("val.h5");
+    let mut config = BatchConfig::new(64, 20);
+    config.beams = Beams::LORENTZNET;
+    config.seed = 3;
+    let (jets, _) = JetFile::open(&path).unwrap().read_all().unwrap();
+    let check = |b: &noether_data::Batch| {
+        for (row, &i) in b.indices.iter().enumerate() {
+            assert_eq!(b.labels[row], jets.label(i));
+            // First constituent after the two beams.
+            let offset = (row * b.particles + 2) * 4;
+            assert_eq!(&b.momenta[offset..offset + 4], &jets.constituents(i)[0]);
+        }
+    };
+    let subset: Vec<usize> = (0..jets.len()).step_by(3).collect();
+    let mut seen = Vec::new();
+    for b in batches(&jets, &subset, &config, 1).unwrap() {
+        check(&b);
+        seen.extend(b.indices);
+    }
+    assert_ne!(seen, subset, "shuffled");
+    seen.sort_unstable();
+    assert_eq!(seen, subset);
+    let mut stream = StreamConfig::new(config);
+    stream.shuffle_buffer = 200;
+    stream.window = 150;
+    let mut streamed = Vec::new();
+    for b in StreamingBatches::new(std::slice::from_ref(&path), stream).unwrap() {
+        let b = b.unwrap();
+        check(&b);
+        streamed.extend(b.indices);
+    }
+    streamed.sort_unstable();
+    assert_eq!(streamed, (0..jets.len()).collect::<Vec<_>>());
+}
