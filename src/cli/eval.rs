@@ -95,6 +95,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             train_jets: 0,
             test_jets: jets.len(),
             params: 0,
+            trainable_params: 0,
+            nonzero_params: 0,
             seconds: 0.0,
             epochs: 0,
             best_epoch: 0,
@@ -118,16 +120,19 @@ fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
 fn noether_scores(path: &Path, jets: &JetSet, logits: bool) -> Result<(Vec<f64>, Vec<u8>), Error> {
     let ckpt = checkpoint::load(path)?;
     let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
-    let (model, varmap) = Tagger::seeded(&config.model_config(), 0)?;
+    let (model, varmap) = Tagger::build(&config, 0)?;
     load_weights(&varmap, &ckpt.tensors, path)?;
     if logits {
+        let batch_config = noether::data::BatchConfig {
+            beams: model.beams(),
+            shuffle: false,
+            ..noether::data::BatchConfig::new(1, config.data.n_max)
+        };
+        let all_jets: Vec<usize> = (0..jets.len()).collect();
         let mut all = Vec::new();
-        for i in 0..jets.len() {
-            let one = jets.select(&[i]);
-            let (scores, _, _) = predict(&model, &one, config.data.n_max, 1)?;
-            // Two-class logits are defined up to a constant: print the log-odds form.
-            let s = scores[0].clamp(1e-12, 1.0 - 1e-12);
-            all.push(vec![0.0, (s / (1.0 - s)).ln() as f32]);
+        for batch in noether::data::batches(jets, &all_jets, &batch_config, 0)? {
+            let logits = model.forward(&batch, &mut noether::equivariant::Mode::Eval)?;
+            all.push(logits.squeeze(0)?.to_vec1::<f32>()?);
         }
         print_logits(&all)?;
         return Ok((Vec::new(), Vec::new()));

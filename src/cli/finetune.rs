@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use clap::Args;
-use noether::train::{train, RunData, RunOptions};
-use noether_transfer::{load_checkpoint, LoadOptions, LoadReport, Remap};
+use noether::train::{checkpoint, train, LoraSection, RunData, RunOptions, TrainConfig};
+use noether_transfer::{
+    adapters_in, load_checkpoint, save_adapter_tensors, LoadOptions, LoadReport, LoraConfig, Remap,
+};
 
 use super::train::TrainArgs;
 
@@ -30,6 +32,11 @@ pub struct FinetuneArgs {
     /// third of the epochs (`optim.linear_probe_epochs` in the config overrides this).
     #[arg(long)]
     lp_ft: bool,
+    /// LoRA adapters on every linear layer but the head, e.g. `r=8,alpha=16`: only the
+    /// adapters and the head train; the adapters are also written in PEFT's layout
+    /// (`adapter/adapter_model.safetensors`, `adapter/adapter_config.json`).
+    #[arg(long, value_name = "r=R,alpha=A")]
+    lora: Option<String>,
     #[command(flatten)]
     common: TrainArgs,
 }
@@ -42,6 +49,10 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.lp_ft && config.optim.linear_probe_epochs == 0 {
         config.optim.linear_probe_epochs = config.train.epochs.div_ceil(3);
     }
+    let lora = match &args.lora {
+        Some(spec) => Some(lora_section(spec, &mut config)?),
+        None => None,
+    };
     config.validate()?;
     let remaps = args
         .remaps
@@ -52,10 +63,14 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         remaps,
         strip_module_prefix: true,
         strict: args.strict,
-    };
+        optional: Vec::new(),
+    }
+    // Fresh adapters are not expected in a pretrained checkpoint.
+    .allow_new_adapters();
     super::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.common.out_dir(&config);
+    let profile_options = options.clone();
     let report: Arc<Mutex<Option<LoadReport>>> = Arc::default();
     let (from, sink) = (args.from.clone(), Arc::clone(&report));
     let init = Arc::new(move |varmap: &candle_nn::VarMap| {
@@ -75,6 +90,77 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(r) = report.lock().expect("report lock").as_ref() {
         std::fs::write(out.join("load_report.json"), r.to_json())?;
     }
+    if let Some(lora) = lora {
+        export_adapters(&out, &lora)?;
+    }
+    if config.prune.is_some() || config.distill.is_some() {
+        let before = match &config.distill {
+            Some(d) => noether::train::profile_checkpoint(&d.teacher, &data.test)?,
+            None => pretrained_profile(&config, &args.from, &profile_options, &data)?,
+        };
+        super::compress::report(&out, &summary, &data.test, Some(before))?;
+    }
     super::train::print_summary(&summary, &out);
     Ok(())
+}
+
+/// Parses `--lora`, sets `config.lora`, and returns PEFT's config for the export.
+fn lora_section(
+    spec: &str,
+    config: &mut TrainConfig,
+) -> Result<LoraConfig, Box<dyn std::error::Error>> {
+    let lora = LoraConfig::parse(spec)?;
+    if lora.lora_dropout > 0.0 {
+        return Err(format!(
+            "--lora {spec}: adapter dropout is not supported on model layers (use dropout=0)"
+        )
+        .into());
+    }
+    config.lora = Some(LoraSection {
+        r: lora.r,
+        alpha: lora.lora_alpha,
+        ..config.lora.clone().unwrap_or_default()
+    });
+    Ok(lora)
+}
+
+/// Writes the best checkpoint's adapters in PEFT's layout under `out/adapter`.
+fn export_adapters(
+    out: &std::path::Path,
+    lora: &LoraConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let best = checkpoint::load(&out.join("best.safetensors"))?;
+    let adapters = adapters_in(&best.tensors);
+    let dir = out.join("adapter");
+    save_adapter_tensors(&dir, lora, &adapters)?;
+    eprintln!(
+        "wrote {} LoRA adapters to {}",
+        adapters.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The pretrained model as loaded, before pruning and fine-tuning.
+fn pretrained_profile(
+    config: &TrainConfig,
+    from: &std::path::Path,
+    options: &LoadOptions,
+    data: &RunData,
+) -> Result<noether::train::ModelProfile, Box<dyn std::error::Error>> {
+    let base = TrainConfig {
+        lora: None,
+        prune: None,
+        distill: None,
+        ..config.clone()
+    };
+    let (model, varmap) = noether::train::Tagger::build(&base, base.train.seed)?;
+    load_checkpoint(from, &varmap, options)?;
+    Ok(noether::train::profile(
+        &model,
+        &varmap,
+        &data.test,
+        base.data.n_max,
+        base.train.eval_batch_size,
+    )?)
 }

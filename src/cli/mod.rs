@@ -1,5 +1,6 @@
 //! Subcommand implementations of the `noether` binary.
 
+pub mod compress;
 pub mod eval;
 pub mod finetune;
 pub mod scaling;

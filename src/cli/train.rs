@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use noether_train::{train, RunData, RunOptions, TrainConfig};
+use noether_train::{
+    profile_checkpoint, train, DistillConfig, PruneConfig, RunData, RunOptions, RunSummary,
+    TrainConfig,
+};
 
 /// Arguments of `train` (flags override the config file).
 #[derive(Debug, Args)]
@@ -53,6 +56,14 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Distil from this teacher (a noether checkpoint); `[distill]` in the config sets
+    /// temperature and weight (defaults T = 4, alpha = 0.5).
+    #[arg(long, value_name = "CKPT")]
+    pub teacher: Option<PathBuf>,
+    /// Prune this fraction of the weight matrices by global magnitude before training
+    /// and keep it pruned (`[prune]` in the config).
+    #[arg(long, value_name = "SPARSITY")]
+    pub prune: Option<f64>,
 }
 
 impl TrainArgs {
@@ -79,6 +90,25 @@ impl TrainArgs {
         c.optim.lr = self.lr.unwrap_or(c.optim.lr);
         c.train.threads = self.threads.unwrap_or(c.train.threads);
         c.data.massless |= self.massless;
+        if let Some(teacher) = &self.teacher {
+            c.distill = Some(DistillConfig {
+                teacher: teacher.clone(),
+                ..c.distill.clone().unwrap_or(DistillConfig {
+                    teacher: teacher.clone(),
+                    temperature: 4.0,
+                    alpha: 0.5,
+                })
+            });
+        }
+        if let Some(sparsity) = self.prune {
+            c.prune = Some(PruneConfig {
+                sparsity,
+                ..c.prune.clone().unwrap_or(PruneConfig {
+                    sparsity,
+                    targets: r"\.weight$".into(),
+                })
+            });
+        }
         c.validate()?;
         Ok(c)
     }
@@ -110,11 +140,18 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let summary = train(&config, &data, &options)?.ok_or("run stopped early")?;
     print_summary(&summary, &out);
+    if config.prune.is_some() || config.distill.is_some() {
+        let before = match &config.distill {
+            Some(d) => Some(profile_checkpoint(&d.teacher, &data.test)?),
+            None => None,
+        };
+        super::compress::report(&out, &summary, &data.test, before)?;
+    }
     Ok(())
 }
 
 /// Prints the contract lines of `train` and `finetune`.
-pub fn print_summary(summary: &noether_train::RunSummary, out: &std::path::Path) {
+pub fn print_summary(summary: &RunSummary, out: &std::path::Path) {
     println!(
         "model={} train_jets={} params={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1} seconds={:.1}",
         summary.model,

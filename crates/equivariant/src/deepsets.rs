@@ -6,7 +6,9 @@
 //! the jet axis, as EnergyFlow preprocesses them.
 
 use candle_core::{Device, Tensor, D};
-use candle_nn::{linear, Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::{Linear, LinearLayers};
 use noether_kinematics::FourMomentum;
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +104,7 @@ fn stack(input: usize, sizes: &[usize], name: &str, vb: &VarBuilder) -> Result<V
         .iter()
         .enumerate()
         .map(|(k, &size)| {
-            let layer = linear(width, size, vb.pp(format!("{name}.{k}")))
+            let layer = Linear::new(width, size, vb.pp(format!("{name}.{k}")))
                 .context(&format!("building {name}.{k}"));
             width = size;
             layer
@@ -140,7 +142,7 @@ impl FlowNetwork {
         Ok(Self {
             phi: stack(phi_in, &config.phi_sizes, "phi", vb)?,
             f: stack(latent, &config.f_sizes, "f", vb)?,
-            head: linear(last, config.n_class, vb.pp("head")).context("building head")?,
+            head: Linear::new(last, config.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
         })
     }
@@ -186,5 +188,16 @@ impl FlowNetwork {
             latent = dropout(&layer.forward(&latent)?.relu()?, self.config.dropout, mode)?;
         }
         self.head.forward(&latent)
+    }
+}
+
+impl LinearLayers for FlowNetwork {
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let phi = self.phi.iter_mut().enumerate();
+        let f = self.f.iter_mut().enumerate();
+        phi.map(|(k, l)| (format!("phi.{k}"), l))
+            .chain(f.map(|(k, l)| (format!("f.{k}"), l)))
+            .chain(std::iter::once(("head".to_owned(), &mut self.head)))
+            .collect()
     }
 }

@@ -42,18 +42,6 @@ pub fn masked_row_sum(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     mask.t()?.matmul(x)
 }
 
-/// A linear layer on `[rows, C_in]` with the bias added by [`add_rows`].
-///
-/// # Errors
-/// Shape mismatches.
-pub fn linear_rows(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
-    let y = x.matmul(&layer.weight().t()?)?;
-    match layer.bias() {
-        Some(b) => add_rows(&y, b),
-        None => Ok(y),
-    }
-}
-
 /// Row indices that lay node tensors `[B N, C]` out over the pairs of a dense
 /// `[B, N, N]` grid (row `(b, i, j)` of a `[B N N, C]` pair tensor).
 #[derive(Debug, Clone)]

@@ -9,10 +9,14 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Which variables are handed out detached from the autograd graph.
+type FrozenFn = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// A [`VarMap`] whose missing variables are created from a seeded RNG.
 struct SeededVarMap {
     varmap: VarMap,
     seed: u64,
+    frozen: Option<FrozenFn>,
 }
 
 impl SeededVarMap {
@@ -66,6 +70,18 @@ impl SeededVarMap {
     }
 }
 
+impl SeededVarMap {
+    /// The variable's tensor, detached when frozen: it shares the variable's storage (so
+    /// loading a checkpoint into the `VarMap` still reaches the model) but backward
+    /// computes no gradient for it.
+    fn hand_out(&self, name: &str, var: &Var) -> Tensor {
+        match &self.frozen {
+            Some(frozen) if frozen(name) => var.as_tensor().detach(),
+            _ => var.as_tensor().clone(),
+        }
+    }
+}
+
 impl candle_nn::var_builder::SimpleBackend for SeededVarMap {
     fn get(
         &self,
@@ -83,11 +99,11 @@ impl candle_nn::var_builder::SimpleBackend for SeededVarMap {
                     var.shape()
                 );
             }
-            return Ok(var.as_tensor().clone());
+            return Ok(self.hand_out(name, var));
         }
         let values = self.draw(&shape, name, init);
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)?;
-        let tensor = var.as_tensor().clone();
+        let tensor = self.hand_out(name, &var);
         data.insert(name.to_owned(), var);
         Ok(tensor)
     }
@@ -123,6 +139,31 @@ pub fn seeded_varbuilder(
         Box::new(SeededVarMap {
             varmap: varmap.clone(),
             seed,
+            frozen: None,
+        }),
+        dtype,
+        device.clone(),
+    )
+}
+
+/// [`seeded_varbuilder`] for fine-tuning: variables for which `frozen(name)` holds are
+/// handed to the model detached from the autograd graph, so backward skips their
+/// gradients (they stay variables in `varmap`: loading and saving see them, and their
+/// storage is shared, so a checkpoint loaded after the model is built still takes
+/// effect). Never freeze buffers that the model updates in place through a copy, such
+/// as BatchNorm running statistics.
+pub fn seeded_varbuilder_frozen(
+    varmap: &VarMap,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+    frozen: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> VarBuilder<'static> {
+    VarBuilder::from_backend(
+        Box::new(SeededVarMap {
+            varmap: varmap.clone(),
+            seed,
+            frozen: Some(Box::new(frozen)),
         }),
         dtype,
         device.clone(),

@@ -8,11 +8,13 @@
 //! broadcast over pairs instead of once per edge.
 
 use candle_core::{Device, Tensor, D};
-use candle_nn::{linear, linear_no_bias, Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::{Linear, LinearLayers};
 use serde::{Deserialize, Serialize};
 
 use crate::batch_norm::MaskedBatchNorm;
-use crate::dense::{linear_rows, PairRows};
+use crate::dense::PairRows;
 use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
@@ -177,18 +179,18 @@ impl LorentzBlock {
             None
         } else {
             Some((
-                linear(h, h, vb.pp("phi_x.0"))?,
-                linear_no_bias(h, 1, vb.pp("phi_x.2"))?,
+                Linear::new(h, h, vb.pp("phi_x.0"))?,
+                Linear::no_bias(h, 1, vb.pp("phi_x.2"))?,
             ))
         };
         Ok(Self {
-            edge_in: linear_no_bias(2 * h + 2, h, vb.pp("phi_e.0"))?,
+            edge_in: Linear::no_bias(2 * h + 2, h, vb.pp("phi_e.0"))?,
             edge_bn: MaskedBatchNorm::new(h, &vb.pp("phi_e.1"))?,
-            edge_out: linear(h, h, vb.pp("phi_e.3"))?,
-            attention: linear(h, 1, vb.pp("phi_m.0"))?,
-            node_in: linear(2 * h + config.n_scalar, h, vb.pp("phi_h.0"))?,
+            edge_out: Linear::new(h, h, vb.pp("phi_e.3"))?,
+            attention: Linear::new(h, 1, vb.pp("phi_m.0"))?,
+            node_in: Linear::new(2 * h + config.n_scalar, h, vb.pp("phi_h.0"))?,
             node_bn: MaskedBatchNorm::new(h, &vb.pp("phi_h.1"))?,
-            node_out: linear(h, h, vb.pp("phi_h.3"))?,
+            node_out: Linear::new(h, h, vb.pp("phi_h.3"))?,
             coord,
             hidden: h,
             c_weight: config.c_weight,
@@ -232,14 +234,14 @@ impl LorentzBlock {
             .edge_bn
             .forward(&pre, &graph.edge_mask, train)?
             .relu()?;
-        let m = linear_rows(&m, &self.edge_out)?.relu()?;
-        let weight = candle_nn::ops::sigmoid(&linear_rows(&m, &self.attention)?)?;
+        let m = self.edge_out.forward_rows(&m)?.relu()?;
+        let weight = candle_nn::ops::sigmoid(&self.attention.forward_rows(&m)?)?;
         let m = m.broadcast_mul(&(weight * &graph.edge_mask)?)?;
 
         let nodes = h.dim(0)?;
         let x_new = match &self.coord {
             Some((first, second)) => {
-                let phi = linear_rows(&linear_rows(&m, first)?.relu()?, second)?;
+                let phi = second.forward_rows(&first.forward_rows(&m)?.relu()?)?;
                 let trans = x_diff
                     .broadcast_mul(&phi)?
                     .clamp(-self.clamp, self.clamp)?
@@ -255,13 +257,9 @@ impl LorentzBlock {
         let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
         let out = self
             .node_bn
-            .forward(
-                &linear_rows(&input, &self.node_in)?,
-                &graph.node_mask,
-                train,
-            )?
+            .forward(&self.node_in.forward_rows(&input)?, &graph.node_mask, train)?
             .relu()?;
-        let h_new = (h + linear_rows(&out, &self.node_out)?)?;
+        let h_new = (h + self.node_out.forward_rows(&out)?)?;
         Ok((h_new, x_new))
     }
 }
@@ -326,11 +324,11 @@ impl LorentzNet {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embedding: linear(config.n_scalar, h, vb.pp("embedding"))
+            embedding: Linear::new(config.n_scalar, h, vb.pp("embedding"))
                 .context("building embedding")?,
             blocks,
-            decoder_in: linear(h, h, vb.pp("graph_dec.0")).context("building graph_dec.0")?,
-            decoder_out: linear(h, config.n_class, vb.pp("graph_dec.3"))
+            decoder_in: Linear::new(h, h, vb.pp("graph_dec.0")).context("building graph_dec.0")?,
+            decoder_out: Linear::new(h, config.n_class, vb.pp("graph_dec.3"))
                 .context("building graph_dec.3")?,
             config: config.clone(),
         })
@@ -373,7 +371,7 @@ impl LorentzNet {
         let (batch, nodes) = mask.dims2()?;
         let graph = Graph::new(&mask)?;
         let scalars = input.scalars()?.reshape((batch * nodes, ()))?;
-        let mut h = linear_rows(&scalars, &self.embedding)?;
+        let mut h = self.embedding.forward_rows(&scalars)?;
         let mut x = input.momenta.reshape((batch * nodes, 4))?;
         for block in &self.blocks {
             (h, x) = block.forward(&h, &x, &scalars, &graph, train)?;
@@ -387,5 +385,37 @@ impl LorentzNet {
         let hidden = self.decoder_in.forward(&pooled)?.relu()?;
         let hidden = dropout(&hidden, self.config.dropout, mode)?;
         self.decoder_out.forward(&hidden)
+    }
+}
+
+impl LinearLayers for LorentzBlock {
+    /// Paths relative to the block (`phi_e.0`, ...), in the PyTorch names.
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers = vec![
+            ("phi_e.0".to_owned(), &mut self.edge_in),
+            ("phi_e.3".to_owned(), &mut self.edge_out),
+            ("phi_m.0".to_owned(), &mut self.attention),
+            ("phi_h.0".to_owned(), &mut self.node_in),
+            ("phi_h.3".to_owned(), &mut self.node_out),
+        ];
+        if let Some((first, second)) = &mut self.coord {
+            layers.push(("phi_x.0".to_owned(), first));
+            layers.push(("phi_x.2".to_owned(), second));
+        }
+        layers
+    }
+}
+
+impl LinearLayers for LorentzNet {
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers = vec![("embedding".to_owned(), &mut self.embedding)];
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for (path, layer) in block.linear_layers_mut() {
+                layers.push((format!("LGEBs.{i}.{path}"), layer));
+            }
+        }
+        layers.push(("graph_dec.0".to_owned(), &mut self.decoder_in));
+        layers.push(("graph_dec.3".to_owned(), &mut self.decoder_out));
+        layers
     }
 }

@@ -3,7 +3,9 @@
 //! the symmetry tests must catch.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{linear, Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::{Linear, LinearLayers};
 use noether_kinematics::FourMomentum;
 use serde::{Deserialize, Serialize};
 
@@ -56,14 +58,14 @@ impl Mlp {
         let mut hidden = Vec::with_capacity(config.sizes.len());
         for (k, &size) in config.sizes.iter().enumerate() {
             hidden.push(
-                linear(width, size, vb.pp(format!("hidden.{k}")))
+                Linear::new(width, size, vb.pp(format!("hidden.{k}")))
                     .context(&format!("building hidden.{k}"))?,
             );
             width = size;
         }
         Ok(Self {
             hidden,
-            head: linear(width, config.n_class, vb.pp("head")).context("building head")?,
+            head: Linear::new(width, config.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
         })
     }
@@ -168,4 +170,15 @@ pub fn raw_momenta(
         })
         .collect();
     Tensor::from_vec(out, (batch, 4 * n), &Device::Cpu).context("raw momenta")
+}
+
+impl LinearLayers for Mlp {
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        self.hidden
+            .iter_mut()
+            .enumerate()
+            .map(|(k, l)| (format!("hidden.{k}"), l))
+            .chain(std::iter::once(("head".to_owned(), &mut self.head)))
+            .collect()
+    }
 }

@@ -12,12 +12,14 @@
 //! 4. readout: message MLP, [`Eq2to0`] to `n_readout`, LeakyReLU, Linear to `n_class`.
 
 use candle_core::{Device, Tensor, D};
-use candle_nn::{linear, Init, Linear, Module, VarBuilder};
+use candle_nn::{Init, Module, VarBuilder};
+
+use crate::linear::{Linear, LinearLayers};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask};
 use crate::batch_norm::MaskedBatchNorm;
-use crate::dense::{linear_rows, mul_rows};
+use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 
@@ -180,14 +182,14 @@ struct Message {
 impl Message {
     fn new(c_in: usize, c_out: usize, vb: &VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            linear: linear(c_in, c_out, vb.pp("linear"))?,
+            linear: Linear::new(c_in, c_out, vb.pp("linear"))?,
             norm: MaskedBatchNorm::new(c_out, &vb.pp("norm"))?,
         })
     }
 
     fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
-        let rows = linear_rows(&t.reshape((b * n * n, c))?, &self.linear)?;
+        let rows = self.linear.forward_rows(&t.reshape((b * n * n, c))?)?;
         let x = candle_nn::ops::leaky_relu(&rows, 0.01)?.reshape((b, n, n, ()))?;
         let pair = mask.pair.squeeze(D::Minus1)?;
         self.norm
@@ -247,7 +249,7 @@ impl Pelican {
                 .context("building readout.message")?,
             readout: Eq2to0::new(c.n_msg, c.n_readout, &vb.pp("readout.eq2to0"))
                 .context("building readout.eq2to0")?,
-            head: linear(c.n_readout, c.n_class, vb.pp("head")).context("building head")?,
+            head: Linear::new(c.n_readout, c.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
         })
     }
@@ -309,5 +311,24 @@ impl Pelican {
         let m = self.readout_msg.forward(&t, &mask, train)?;
         let features = candle_nn::ops::leaky_relu(&self.readout.forward(&m, &mask)?, 0.01)?;
         self.head.forward(&features)
+    }
+}
+
+impl LinearLayers for Pelican {
+    /// The message layers (`blocks.{i}.message.linear`, `readout.message.linear`) and
+    /// `head`; the equivariant basis maps are not plain linear layers.
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers: Vec<(String, &mut Linear)> = self
+            .blocks
+            .iter_mut()
+            .enumerate()
+            .map(|(i, (message, _))| (format!("blocks.{i}.message.linear"), &mut message.linear))
+            .collect();
+        layers.push((
+            "readout.message.linear".to_owned(),
+            &mut self.readout_msg.linear,
+        ));
+        layers.push(("head".to_owned(), &mut self.head));
+        layers
     }
 }

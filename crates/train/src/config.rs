@@ -145,6 +145,10 @@ pub struct OptimConfig {
     /// Regex of the classification head's parameters (empty: the model's own head,
     /// `^graph_dec\.3\.` for LorentzNet, `^head\.` otherwise).
     pub head: String,
+    /// Layer-wise learning-rate decay (Clark et al. 2020, BEiT): a parameter at depth d
+    /// of D (embedding 0, block i at i + 1, the readout D) gets its learning rate
+    /// multiplied by `layer_decay^(D - d)` on top of its group multiplier. 1: off.
+    pub layer_decay: f64,
 }
 
 impl Default for OptimConfig {
@@ -163,6 +167,7 @@ impl Default for OptimConfig {
             freeze: Vec::new(),
             linear_probe_epochs: 0,
             head: String::new(),
+            layer_decay: 1.0,
         }
     }
 }
@@ -247,6 +252,71 @@ impl Default for LoopConfig {
     }
 }
 
+/// LoRA adapters on the model's linear layers (PEFT's maths: `y += (alpha / r) B A x`,
+/// A Kaiming-uniform, B zeros). With adapters, only the adapters and the head train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSection {
+    /// Rank r.
+    pub r: usize,
+    /// Scale numerator alpha (the update is scaled by alpha / r).
+    pub alpha: f64,
+    /// Regex of the layer paths that get an adapter (empty: every linear layer except
+    /// the head).
+    pub targets: String,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            targets: String::new(),
+        }
+    }
+}
+
+/// Knowledge distillation (Hinton et al. 2015): the loss is
+/// `(1 - alpha) CE(student, y) + alpha T^2 KL(softmax(teacher / T) || softmax(student / T))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The teacher: a noether checkpoint (its config is read from the file).
+    pub teacher: PathBuf,
+    /// Temperature T.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Weight of the distillation term.
+    #[serde(default = "default_distill_alpha")]
+    pub alpha: f64,
+}
+
+fn default_temperature() -> f64 {
+    4.0
+}
+
+fn default_distill_alpha() -> f64 {
+    0.5
+}
+
+/// Global magnitude pruning before training: the smallest `sparsity` fraction of the
+/// weights of the targeted layers (by |w|, over all of them together) is set to zero and
+/// kept at zero through training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneConfig {
+    /// Fraction of the targeted weights set to zero, in [0, 1).
+    pub sparsity: f64,
+    /// Regex of the prunable tensors (default: every weight matrix of a linear layer,
+    /// `\.weight$` on 2-D tensors; biases and normalisation stay dense).
+    #[serde(default = "default_prune_targets")]
+    pub targets: String,
+}
+
+fn default_prune_targets() -> String {
+    r"\.weight$".into()
+}
+
 /// A whole run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,6 +350,15 @@ pub struct TrainConfig {
     /// Loop.
     #[serde(default)]
     pub train: LoopConfig,
+    /// LoRA adapters (fine-tuning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
+    /// Knowledge distillation from a teacher checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+    /// Magnitude pruning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneConfig>,
 }
 
 impl TrainConfig {
@@ -421,6 +500,14 @@ impl TrainConfig {
         if let Err(e) = regex::Regex::new(&o.head) {
             return Err(invalid("optim.head", &o.head, &e.to_string()));
         }
+        if !(o.layer_decay.is_finite() && o.layer_decay > 0.0 && o.layer_decay <= 1.0) {
+            return Err(invalid(
+                "optim.layer_decay",
+                o.layer_decay,
+                "must be in (0, 1]",
+            ));
+        }
+        self.validate_transfer()?;
         at_least_one("data.n_max", self.data.n_max)?;
         at_least_one("data.batch_size", self.data.batch_size)?;
         at_least_one("train.epochs", self.train.epochs)?;
@@ -460,6 +547,39 @@ impl TrainConfig {
         Ok(())
     }
 
+    fn validate_transfer(&self) -> Result<()> {
+        if let Some(l) = &self.lora {
+            at_least("lora.r", l.r)?;
+            if !(l.alpha.is_finite() && l.alpha > 0.0) {
+                return Err(invalid("lora.alpha", l.alpha, "must be a positive number"));
+            }
+            if let Err(e) = regex::Regex::new(&l.targets) {
+                return Err(invalid("lora.targets", &l.targets, &e.to_string()));
+            }
+        }
+        if let Some(d) = &self.distill {
+            if !(d.temperature.is_finite() && d.temperature > 0.0) {
+                return Err(invalid(
+                    "distill.temperature",
+                    d.temperature,
+                    "must be a positive number",
+                ));
+            }
+            if !(0.0..=1.0).contains(&d.alpha) {
+                return Err(invalid("distill.alpha", d.alpha, "must be in [0, 1]"));
+            }
+        }
+        if let Some(p) = &self.prune {
+            if !(0.0..1.0).contains(&p.sparsity) {
+                return Err(invalid("prune.sparsity", p.sparsity, "must be in [0, 1)"));
+            }
+            if let Err(e) = regex::Regex::new(&p.targets) {
+                return Err(invalid("prune.targets", &p.targets, &e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
     /// The head regex: `optim.head`, or the model's classification layer.
     pub fn head_pattern(&self) -> String {
         if !self.optim.head.is_empty() {
@@ -480,5 +600,13 @@ impl TrainConfig {
             ModelKind::Efn => "efn",
             ModelKind::Mlp => "mlp",
         }
+    }
+}
+
+fn at_least(key: &str, v: usize) -> Result<()> {
+    if v >= 1 {
+        Ok(())
+    } else {
+        Err(invalid(key, v, "must be at least 1"))
     }
 }

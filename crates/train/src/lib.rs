@@ -19,6 +19,7 @@
 //! # Ok::<(), noether_train::TrainError>(())
 //! ```
 
+mod adapt;
 pub mod checkpoint;
 mod config;
 mod error;
@@ -26,20 +27,25 @@ mod metrics;
 mod model;
 mod optim;
 mod plots;
+mod profile;
+mod prune;
 mod schedule;
 mod trainer;
 
+pub use adapt::{attach_lora, is_adapter, layer_decay_mult, layer_depth, Freeze};
 pub use config::{
-    DataConfig, LoopConfig, ModelConfig, ModelKind, OptimConfig, OptimizerName, ParamGroup,
-    ScheduleConfig, ScheduleKind, TrainConfig,
+    DataConfig, DistillConfig, LoopConfig, LoraSection, ModelConfig, ModelKind, OptimConfig,
+    OptimizerName, ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, TrainConfig,
 };
 pub use error::{Result, TrainError};
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
-pub use model::{cross_entropy, signal_scores, Tagger};
+pub use model::{cross_entropy, distillation_loss, signal_scores, Tagger};
 pub use optim::{parameters, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
+pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};
+pub use prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 pub use schedule::lr_factor;
 pub use trainer::{
-    load_weights, predict, train, write_outputs, EpochRecord, InitHook, RunData, RunOptions,
-    RunSummary,
+    load_weights, logits, predict, train, write_outputs, EpochRecord, InitHook, RunData,
+    RunOptions, RunSummary,
 };

@@ -5,12 +5,13 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use noether_data::{Batch, Beams};
 use noether_equivariant::{
-    jet_features, seeded_varbuilder, FlowInput, FlowNetwork, LorentzNet, LorentzNetInput, Mlp,
-    Mode, Pelican, PelicanInput,
+    jet_features, seeded_varbuilder, seeded_varbuilder_frozen, FlowInput, FlowNetwork, Linear,
+    LinearLayers, LorentzNet, LorentzNetInput, Mlp, Mode, Pelican, PelicanInput,
 };
 
-use crate::config::ModelConfig;
-use crate::error::{Context, Result};
+use crate::adapt::{attach_lora, Freeze};
+use crate::config::{ModelConfig, TrainConfig};
+use crate::error::{invalid, Context, Result};
 
 /// A tagger of any supported architecture.
 #[derive(Debug, Clone)]
@@ -48,6 +49,51 @@ impl Tagger {
         let varmap = VarMap::new();
         let vb = seeded_varbuilder(&varmap, seed, DType::F32, &Device::Cpu);
         Ok((Self::new(config, &vb)?, varmap))
+    }
+
+    /// The model of a run, as `config` describes it: seeded weights, frozen parameters
+    /// detached from the autograd graph (no gradient work for them), and LoRA adapters
+    /// when `config.lora` is set. Built the same way for training, resuming and
+    /// evaluating a checkpoint, so every variable a checkpoint holds exists.
+    ///
+    /// # Errors
+    /// Invalid freeze, head or LoRA patterns; tensor errors.
+    pub fn build(config: &TrainConfig, seed: u64) -> Result<(Self, VarMap)> {
+        let varmap = VarMap::new();
+        let freeze = Freeze::new(config)?;
+        let vb = seeded_varbuilder_frozen(&varmap, seed, DType::F32, &Device::Cpu, move |n| {
+            freeze.is_frozen(n)
+        });
+        let mut model = Self::new(&config.model_config(), &vb)?;
+        if let Some(section) = &config.lora {
+            let head = regex::Regex::new(&config.head_pattern())
+                .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?;
+            attach_lora(&mut model, section, &head, &vb)?;
+        }
+        Ok((model, varmap))
+    }
+
+    /// Folds every LoRA adapter into its layer's weight (faster inference; the model's
+    /// output is unchanged up to rounding). [`Tagger::unmerge_adapters`] undoes it.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        for (path, layer) in self.linear_layers_mut() {
+            layer.merge().context(&format!("merging {path}"))?;
+        }
+        Ok(())
+    }
+
+    /// Restores the unmerged layers.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn unmerge_adapters(&mut self) -> Result<()> {
+        for (path, layer) in self.linear_layers_mut() {
+            layer.unmerge().context(&format!("unmerging {path}"))?;
+        }
+        Ok(())
     }
 
     /// The beams this model expects in front of the constituents.
@@ -109,6 +155,37 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u8], weights: &[f32]) -> Result<
         .context("loss")
 }
 
+/// Knowledge-distillation loss (Hinton et al. 2015, as in `torch` recipes):
+/// `(1 - alpha) CE(student, y) + alpha T^2 sum_i w_i KL(softmax(t_i / T) || softmax(s_i / T)) / sum_i w_i`.
+/// The T^2 keeps the soft term's gradient scale independent of T.
+///
+/// # Errors
+/// Shape mismatches between student and teacher logits.
+pub fn distillation_loss(
+    student: &Tensor,
+    teacher: &Tensor,
+    labels: &[u8],
+    weights: &[f32],
+    temperature: f64,
+    alpha: f64,
+) -> Result<Tensor> {
+    let hard = cross_entropy(student, labels, weights)?;
+    let n = labels.len();
+    let w = Tensor::from_slice(weights, n, student.device()).context("weights")?;
+    let total: f32 = weights.iter().sum();
+    let soft = || -> candle_core::Result<Tensor> {
+        let log_s = candle_nn::ops::log_softmax(&(student / temperature)?, D::Minus1)?;
+        let log_t = candle_nn::ops::log_softmax(&(teacher.detach() / temperature)?, D::Minus1)?;
+        let kl = (log_t.exp()? * (log_t - log_s)?)?.sum(D::Minus1)?;
+        (kl * w)?.sum_all()?.affine(
+            temperature * temperature / f64::from(total.max(f32::MIN_POSITIVE)),
+            0.0,
+        )
+    };
+    let soft = soft().context("distillation term")?;
+    ((hard * (1.0 - alpha)).and_then(|h| h + (soft * alpha)?)).context("distillation loss")
+}
+
 /// Signal probabilities softmax(logits)[:, 1] of a batch.
 ///
 /// # Errors
@@ -122,4 +199,15 @@ pub fn signal_scores(logits: &Tensor) -> Result<Vec<f64>> {
         .and_then(|t| t.to_vec1::<f64>())
         .context("scores")?;
     Ok(s)
+}
+
+impl LinearLayers for Tagger {
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        match self {
+            Self::LorentzNet(m) => m.linear_layers_mut(),
+            Self::Pelican(m) => m.linear_layers_mut(),
+            Self::Flow(m) => m.linear_layers_mut(),
+            Self::Mlp(m) => m.linear_layers_mut(),
+        }
+    }
 }

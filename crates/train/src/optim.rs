@@ -9,7 +9,8 @@ use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use regex::Regex;
 
-use crate::config::{OptimConfig, OptimizerName};
+use crate::adapt::{layer_decay_mult, Freeze};
+use crate::config::{OptimConfig, OptimizerName, TrainConfig};
 use crate::error::{invalid, Context, Result};
 
 /// One trainable parameter.
@@ -24,12 +25,16 @@ pub struct Param {
 }
 
 /// The trainable parameters of `varmap` in name order (BatchNorm running statistics and
-/// names matching `config.freeze` excluded), with the multiplier of the first matching
-/// group (1 when none matches).
+/// frozen names excluded: `optim.freeze`, and under LoRA all but the adapters and the
+/// head), each with the multiplier of the first matching group (1 when none matches)
+/// times its layer-wise decay `optim.layer_decay^(D - depth)`.
 ///
 /// # Errors
 /// [`crate::TrainError::InvalidConfig`] for a pattern that is not a regex.
-pub fn parameters(varmap: &VarMap, config: &OptimConfig) -> Result<Vec<Param>> {
+pub fn parameters(varmap: &VarMap, train: &TrainConfig) -> Result<Vec<Param>> {
+    let config = &train.optim;
+    let model = train.model_config();
+    let freeze = Freeze::new(train)?;
     let groups = config
         .groups
         .iter()
@@ -44,26 +49,19 @@ pub fn parameters(varmap: &VarMap, config: &OptimConfig) -> Result<Vec<Param>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let frozen = config
-        .freeze
-        .iter()
-        .enumerate()
-        .map(|(k, f)| {
-            Regex::new(f).map_err(|e| invalid(&format!("optim.freeze[{k}]"), f, &e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut params: Vec<Param> = data
         .iter()
         .filter(|(name, _)| !name.contains("running_"))
-        .filter(|(name, _)| !frozen.iter().any(|r| r.is_match(name)))
+        .filter(|(name, _)| !freeze.is_frozen(name))
         .map(|(name, var)| Param {
             name: name.clone(),
             var: var.clone(),
             lr_mult: groups
                 .iter()
                 .find(|(r, _)| r.is_match(name))
-                .map_or(1.0, |(_, m)| *m),
+                .map_or(1.0, |(_, m)| *m)
+                * layer_decay_mult(&model, name, config.layer_decay),
         })
         .collect();
     params.sort_by(|a, b| a.name.cmp(&b.name));

@@ -19,12 +19,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::Freeze;
 use crate::checkpoint::{self, CheckpointMeta};
+use crate::config::DistillConfig;
 use crate::config::TrainConfig;
 use crate::error::{invalid, Context, Result, TrainError};
 use crate::metrics::{bootstrap, Interval, Scored, TaggingMetrics};
-use crate::model::{cross_entropy, signal_scores, Tagger};
+use crate::model::{cross_entropy, distillation_loss, signal_scores, Tagger};
 use crate::optim::{parameters, Optimizer};
+use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 use crate::schedule::lr_factor;
 
 /// One epoch's record (a row of `history.csv`).
@@ -151,8 +154,13 @@ pub struct RunSummary {
     pub train_jets: usize,
     /// Test jets.
     pub test_jets: usize,
-    /// Trainable parameters.
+    /// Parameters of the model (adapters included; BatchNorm running statistics not).
     pub params: usize,
+    /// Parameters the optimizer updated (all but the frozen ones).
+    pub trainable_params: usize,
+    /// Parameters that are not zero (after pruning: `1 - nonzero_params / params` is the
+    /// model's sparsity).
+    pub nonzero_params: usize,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
     /// Epochs run.
@@ -186,6 +194,39 @@ pub fn predict(
         labels.extend_from_slice(&batch.labels);
     }
     Ok((scores, labels, loss_sum / jets.len().max(1) as f64))
+}
+
+/// Logits `[jets, n_class]` of `model` on all `jets`, in order (evaluation mode).
+///
+/// # Errors
+/// Model errors.
+pub fn logits(model: &Tagger, jets: &JetSet, n_max: usize, batch_size: usize) -> Result<Tensor> {
+    let config = BatchConfig {
+        beams: model.beams(),
+        shuffle: false,
+        ..BatchConfig::new(batch_size, n_max)
+    };
+    let indices: Vec<usize> = (0..jets.len()).collect();
+    let parts = batches(jets, &indices, &config, 0)?
+        .map(|batch| model.forward(&batch, &mut Mode::Eval))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 0).context("logits")
+}
+
+/// The teacher's logits on every training jet (indexed like the set), from a noether
+/// checkpoint whose metadata holds the teacher's config.
+fn teacher_logits(distill: &DistillConfig, jets: &JetSet) -> Result<Tensor> {
+    let path = &distill.teacher;
+    let ckpt = checkpoint::load(path)?;
+    let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
+    let (teacher, varmap) = Tagger::build(&config, 0)?;
+    load_weights(&varmap, &ckpt.tensors, path)?;
+    logits(
+        &teacher,
+        jets,
+        config.data.n_max,
+        config.train.eval_batch_size,
+    )
 }
 
 /// Copies checkpoint tensors into the model's variables.
@@ -244,6 +285,10 @@ struct Run<'a> {
     best: Option<(f64, usize)>,
     history: Vec<EpochRecord>,
     head: regex::Regex,
+    /// Teacher logits of the training jets (distillation).
+    teacher: Option<Tensor>,
+    /// Pruning masks, re-applied after every step.
+    masks: Option<PruneMasks>,
 }
 
 impl Run<'_> {
@@ -313,7 +358,7 @@ impl Run<'_> {
             let logits = self
                 .model
                 .forward(&batch, &mut Mode::Train(&mut self.rng))?;
-            let loss = cross_entropy(&logits, &batch.labels, &batch.weights)?;
+            let loss = self.loss(&logits, &batch)?;
             let value = loss.to_scalar::<f32>().context("loss")?;
             if !value.is_finite() {
                 bar.abandon();
@@ -356,6 +401,9 @@ impl Run<'_> {
                 let progress = self.epoch as f64 + (k + 1) as f64 / n_batches as f64;
                 lr = c.optim.lr * lr_factor(&c.schedule, progress, c.train.epochs);
                 self.optimizer.step(&pending, lr)?;
+                if let Some(masks) = &self.masks {
+                    masks.apply()?;
+                }
                 pending.clear();
                 micro = 0;
             }
@@ -366,6 +414,26 @@ impl Run<'_> {
         }
         bar.finish_and_clear();
         Ok((loss_sum / seen.max(1) as f64, lr))
+    }
+
+    /// Cross-entropy, or the distillation loss when a teacher is set.
+    fn loss(&self, logits: &Tensor, batch: &noether_data::Batch) -> Result<Tensor> {
+        match (&self.teacher, &self.config.distill) {
+            (Some(all), Some(d)) => {
+                let rows: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
+                let rows = Tensor::new(rows.as_slice(), all.device()).context("indices")?;
+                let teacher = all.index_select(&rows, 0).context("teacher logits")?;
+                distillation_loss(
+                    logits,
+                    &teacher,
+                    &batch.labels,
+                    &batch.weights,
+                    d.temperature,
+                    d.alpha,
+                )
+            }
+            _ => cross_entropy(logits, &batch.labels, &batch.weights),
+        }
     }
 
     fn progress_bar(&self, jets: usize) -> ProgressBar {
@@ -403,8 +471,8 @@ pub fn train(
         &options.out.join("config.toml"),
         config.to_toml().as_bytes(),
     )?;
-    let (model, varmap) = Tagger::seeded(&config.model_config(), config.train.seed)?;
-    let optimizer = Optimizer::new(parameters(&varmap, &config.optim)?, &config.optim);
+    let (model, varmap) = Tagger::build(config, config.train.seed)?;
+    let optimizer = Optimizer::new(parameters(&varmap, config)?, &config.optim);
     let mut run = Run {
         config,
         options,
@@ -417,6 +485,8 @@ pub fn train(
         history: Vec::new(),
         head: regex::Regex::new(&config.head_pattern())
             .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?,
+        teacher: None,
+        masks: None,
     };
     if options.resume {
         run.resume()?;
@@ -425,6 +495,17 @@ pub fn train(
             path: options.out.clone(),
             message: format!("initialising the model: {message}"),
         })?;
+    }
+    if let Some(prune) = &config.prune {
+        let freeze = Freeze::new(config)?;
+        run.masks = Some(if options.resume {
+            masks_from_zeros(&run.varmap, prune, &freeze)?
+        } else {
+            magnitude_prune(&run.varmap, prune, &freeze)?
+        });
+    }
+    if let Some(distill) = &config.distill {
+        run.teacher = Some(teacher_logits(distill, &data.train)?);
     }
     while run.epoch < config.train.epochs {
         if options.stop_after.is_some_and(|k| run.epoch >= k) {
@@ -504,6 +585,13 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
         train_jets: data.train.len(),
         test_jets: data.test.len(),
         params: parameter_count(&run.varmap),
+        nonzero_params: nonzero_parameters(&run.varmap)?,
+        trainable_params: run
+            .optimizer
+            .params()
+            .iter()
+            .map(|p| p.var.elem_count())
+            .sum(),
         seconds: start.elapsed().as_secs_f64(),
         epochs: run.epoch,
         best_epoch: run.best.map_or(0, |(_, e)| e),

@@ -24,5 +24,8 @@ mod remap;
 
 pub use error::{Result, TransferError};
 pub use load::{load_checkpoint, LoadOptions, LoadReport, Mismatch};
-pub use lora::{load_adapters, peft_key, save_adapters, Adapters, LoraConfig, LoraLinear};
+pub use lora::{
+    adapters_in, load_adapters, peft_key, save_adapter_tensors, save_adapters, Adapters,
+    LoraConfig, LoraLinear,
+};
 pub use remap::{remap_key, Remap};

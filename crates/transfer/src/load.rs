@@ -25,9 +25,21 @@ pub struct LoadOptions {
     pub strip_module_prefix: bool,
     /// Fail when any model parameter is missing from the checkpoint.
     pub strict: bool,
+    /// Model parameters the checkpoint need not hold (new LoRA adapters, a replaced
+    /// head): loaded when present, otherwise listed as `new`, never as missing.
+    pub optional: Vec<regex::Regex>,
 }
 
 impl LoadOptions {
+    /// Also accept new LoRA adapters (`*.lora_A.weight`, `*.lora_B.weight`) that the
+    /// checkpoint does not hold.
+    #[must_use]
+    pub fn allow_new_adapters(mut self) -> Self {
+        self.optional
+            .push(regex::Regex::new(r"\.lora_[AB]\.weight$").expect("a valid regex"));
+        self
+    }
+
     /// Lenient loading with the `module.` prefix recognised.
     pub fn lenient() -> Self {
         Self {
@@ -57,6 +69,9 @@ pub struct LoadReport {
     pub converted: Vec<(String, String)>,
     /// Model parameters without a checkpoint tensor (left as initialised).
     pub missing: Vec<String>,
+    /// Optional parameters ([`LoadOptions::optional`]) the checkpoint does not hold
+    /// (left as initialised, as intended).
+    pub new: Vec<String>,
     /// Checkpoint tensors (remapped names) that match no parameter.
     pub unexpected: Vec<String>,
     /// Tensors whose shape differs from their parameter (not applied).
@@ -89,6 +104,13 @@ impl fmt::Display for LoadReport {
             self.unexpected.len(),
             self.mismatched.len()
         )?;
+        if !self.new.is_empty() {
+            writeln!(
+                f,
+                "  {} new (not in the checkpoint, as intended)",
+                self.new.len()
+            )?;
+        }
         for name in &self.missing {
             writeln!(f, "  missing     {name}")?;
         }
@@ -196,6 +218,10 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
         .cloned()
         .collect();
     missing.sort();
+    let (new, missing): (Vec<String>, Vec<String>) = missing
+        .into_iter()
+        .partition(|k| options.optional.iter().any(|r| r.is_match(k)));
+    report.new = new;
     report.missing = missing;
     if options.strict && !report.missing.is_empty() {
         return Err(TransferError::Missing {

@@ -234,6 +234,37 @@ pub fn save_adapters(
     config: &LoraConfig,
     adapters: &[(&str, &LoraLinear)],
 ) -> Result<()> {
+    let adapters: Adapters = adapters
+        .iter()
+        .map(|(path, layer)| {
+            (
+                (*path).to_owned(),
+                (layer.a.as_tensor().clone(), layer.b.as_tensor().clone()),
+            )
+        })
+        .collect();
+    save_adapter_tensors(dir, config, &adapters)
+}
+
+/// The adapters held in a noether checkpoint's tensors (`<path>.lora_A.weight`,
+/// `<path>.lora_B.weight`), by module path.
+pub fn adapters_in(tensors: &HashMap<String, Tensor>) -> Adapters {
+    tensors
+        .iter()
+        .filter_map(|(name, a)| {
+            let path = name.strip_suffix(".lora_A.weight")?;
+            let b = tensors.get(&format!("{path}.lora_B.weight"))?;
+            Some((path.to_owned(), (a.clone(), b.clone())))
+        })
+        .collect()
+}
+
+/// Writes `adapter_model.safetensors` (F32, PEFT's keys) and `adapter_config.json` (its
+/// `target_modules` set to the adapted paths, sorted) into `dir`.
+///
+/// # Errors
+/// I/O and tensor errors naming the file.
+pub fn save_adapter_tensors(dir: &Path, config: &LoraConfig, adapters: &Adapters) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| TransferError::Io {
@@ -243,28 +274,21 @@ pub fn save_adapters(
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (path, layer) in adapters {
+    for (path, (a, b)) in adapters {
         tensors.insert(
             peft_key(path, 'A'),
-            layer
-                .a
-                .as_tensor()
-                .to_dtype(DType::F32)
-                .map_err(candle("lora_A"))?,
+            a.to_dtype(DType::F32).map_err(candle("lora_A"))?,
         );
         tensors.insert(
             peft_key(path, 'B'),
-            layer
-                .b
-                .as_tensor()
-                .to_dtype(DType::F32)
-                .map_err(candle("lora_B"))?,
+            b.to_dtype(DType::F32).map_err(candle("lora_B"))?,
         );
     }
     let file = dir.join("adapter_model.safetensors");
     candle_core::safetensors::save(&tensors, &file).map_err(candle("saving adapters"))?;
     let mut config = config.clone();
-    config.target_modules = adapters.iter().map(|(p, _)| (*p).to_owned()).collect();
+    config.target_modules = adapters.keys().cloned().collect();
+    config.target_modules.sort();
     let json = serde_json::to_string_pretty(&config).expect("config serialises");
     let config_path = dir.join("adapter_config.json");
     std::fs::write(&config_path, json).map_err(io(&config_path))
