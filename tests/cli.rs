@@ -334,3 +334,116 @@ fn finetune_loads_reports_and_freezes() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `noether finetune --lora` writes PEFT-layout adapters and reports the fresh adapters
+/// as new (not missing); `--prune` writes the before/after compression report.
+#[test]
+fn finetune_with_lora_and_pruning() {
+    use noether::train::checkpoint;
+    let base = std::env::temp_dir().join(format!("noether-cli-lora-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let common = [
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--train-jets",
+        "100",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--quiet",
+        "--test-data",
+        "data/val.h5",
+    ];
+    let pre = base.join("pre");
+    let mut args = vec!["train"];
+    args.extend(common);
+    args.extend(["--out", pre.to_str().unwrap()]);
+    let (ok, text) = noether(&args);
+    assert!(ok, "{text}");
+    let from = pre.join("best.safetensors");
+
+    let lora = base.join("lora");
+    let mut args = vec!["finetune", "--from", from.to_str().unwrap(), "--strict"];
+    args.extend(common);
+    args.extend(["--lora", "r=4,alpha=8", "--out", lora.to_str().unwrap()]);
+    let (ok, text) = noether(&args);
+    assert!(ok, "{text}");
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lora.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["lora_alpha"], 8.0);
+    assert_eq!(config["peft_type"], "LORA");
+    let targets: Vec<&str> = config["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // pfn-cpu: phi.0-2 and f.0-1 adapted, the head trains in full.
+    assert_eq!(targets, ["f.0", "f.1", "phi.0", "phi.1", "phi.2"]);
+    let adapters = candle_core::safetensors::load(
+        lora.join("adapter/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(adapters.len(), 10);
+    assert_eq!(
+        adapters["base_model.model.phi.1.lora_A.weight"].dims(),
+        &[4, 64]
+    );
+    assert_eq!(
+        adapters["base_model.model.phi.1.lora_B.weight"].dims(),
+        &[64, 4]
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lora.join("load_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["missing"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["new"].as_array().unwrap().len(), 10, "{report}");
+    let (a, b) = (
+        checkpoint::load(&from).unwrap().tensors,
+        checkpoint::load(&lora.join("last.safetensors"))
+            .unwrap()
+            .tensors,
+    );
+    let same = |k: &str| {
+        let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v(&a[k]) == v(&b[k])
+    };
+    assert!(
+        same("phi.0.weight") && same("f.1.bias"),
+        "base weights moved"
+    );
+    assert!(!same("head.weight"), "the head must train");
+
+    let pruned = base.join("pruned");
+    let mut args = vec!["finetune", "--from", from.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--prune", "0.6", "--out", pruned.to_str().unwrap()]);
+    let (ok, text) = noether(&args);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("before: params=") && text.contains("after: params="),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pruned.join("compression.json")).unwrap())
+            .unwrap();
+    let sparsity = |k: &str| report[k]["sparsity"].as_f64().unwrap();
+    assert!(sparsity("before") < 0.01, "{report}");
+    // 60% of the weight matrices, biases dense: a bit under 0.6 of all parameters.
+    assert!((0.5..0.6).contains(&sparsity("after")), "{report}");
+    for key in [
+        "params",
+        "nonzero_params",
+        "auc",
+        "rejection_at_0.3",
+        "latency_ms",
+    ] {
+        assert!(report["after"][key].is_number(), "{key}: {report}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -58,6 +58,19 @@ impl Linear {
         self.base.weight()
     }
 
+    /// The weight the layer acts with, `W + scaling B A` while an adapter is attached and
+    /// not merged (differentiable in A and B): for callers that split the weight, such
+    /// as LorentzNet's factorised edge layer.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn effective_weight(&self) -> Result<Tensor> {
+        match (&self.adapter, self.is_merged()) {
+            (Some(adapter), false) => self.base.weight() + adapter.delta()?,
+            _ => Ok(self.base.weight().clone()),
+        }
+    }
+
     /// The bias `[out]`.
     pub fn bias(&self) -> Option<&Tensor> {
         self.base.bias()

@@ -221,7 +221,7 @@ impl LorentzBlock {
             D::Minus1,
         )?;
         // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: node parts once per node.
-        let w = self.edge_in.weight();
+        let w = self.edge_in.effective_weight()?;
         let (w1, w2, w3) = (
             w.narrow(1, 0, hd)?,
             w.narrow(1, hd, hd)?,

@@ -1,0 +1,430 @@
+//! Fine-tuning tools on a tiny LorentzNet and the bundled jets: LoRA adapters start as
+//! the base model, train alone with the head and merge exactly; frozen weights get no
+//! gradient; layer-wise learning-rate decay; the distillation loss against a hand
+//! computation; magnitude pruning keeps the smallest weights at zero through training.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use noether_data::{batches, BatchConfig};
+use noether_equivariant::Mode;
+use noether_train::{
+    checkpoint, cross_entropy, distillation_loss, magnitude_prune, parameters, train, Freeze,
+    RunData, RunOptions, Tagger, TrainConfig, TrainError,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny(extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+model = "lorentznet"
+[lorentznet]
+n_hidden = 8
+n_layers = 2
+dropout = 0.0
+[data]
+train_jets = 96
+val_jets = 48
+n_max = 10
+batch_size = 16
+[optim]
+lr = 1e-2
+[train]
+epochs = 1
+seed = 5
+bootstrap = 0
+{extra}
+"#
+    );
+    let mut config = TrainConfig::from_toml(&text, Path::new("inline")).unwrap();
+    config.data.train = root().join("data/train.h5");
+    config.data.val = root().join("data/val.h5");
+    config.data.test = root().join("data/val.h5");
+    config
+}
+
+fn options(out: &Path) -> RunOptions {
+    RunOptions {
+        out: out.to_owned(),
+        resume: false,
+        progress: false,
+        stop_after: None,
+        init: None,
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+fn first_batch(model: &Tagger, config: &TrainConfig) -> noether_data::Batch {
+    let data = RunData::load(config).unwrap();
+    let bc = BatchConfig {
+        beams: model.beams(),
+        shuffle: false,
+        ..BatchConfig::new(16, config.data.n_max)
+    };
+    let all: Vec<usize> = (0..16).collect();
+    let batch = batches(&data.val, &all, &bc, 0).unwrap().next().unwrap();
+    batch
+}
+
+fn logits(model: &Tagger, batch: &noether_data::Batch) -> Tensor {
+    model.forward(batch, &mut Mode::Eval).unwrap()
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| f64::from((x - y).abs() / x.abs().max(y.abs()).max(1.0)))
+        .fold(0.0, f64::max)
+}
+
+const LORA: &str = "[lora]\nr = 2\nalpha = 4.0";
+
+#[test]
+fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
+    let plain = tiny("");
+    let lora = tiny(LORA);
+    let (base, _) = Tagger::build(&plain, 5).unwrap();
+    let (mut adapted, varmap) = Tagger::build(&lora, 5).unwrap();
+    let batch = first_batch(&base, &plain);
+    // B = 0: the adapted model is the base model, bit for bit.
+    assert_eq!(
+        bits(&logits(&base, &batch)),
+        bits(&logits(&adapted, &batch))
+    );
+    let names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    let adapters = names.iter().filter(|n| n.contains(".lora_")).count();
+    // 2 blocks x 5 layers + 2 coordinate layers in the first block (the last block has
+    // none) + embedding + graph_dec.0 = 14 adapted layers (the head is not adapted).
+    assert_eq!(adapters, 2 * 14, "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("graph_dec.3.lora")));
+    // Give B random values: merged and unmerged outputs agree to 1e-6.
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        if name.ends_with("lora_B.weight") {
+            let noise = Tensor::randn(0f32, 0.3, var.shape(), var.device()).unwrap();
+            var.set(&noise).unwrap();
+        }
+    }
+    let unmerged = logits(&adapted, &batch);
+    assert!(
+        max_rel_diff(&unmerged, &logits(&base, &batch)) > 1e-3,
+        "non-zero adapters must change the output"
+    );
+    adapted.merge_adapters().unwrap();
+    let merged = logits(&adapted, &batch);
+    // Per layer the two agree to 1e-6 (linear.rs); through two f32 LGEB blocks the
+    // rounding of W + sBA versus Wx + sB(Ax) accumulates to ~1e-6 of the logits.
+    let diff = max_rel_diff(&merged, &unmerged);
+    assert!(diff < 1e-5, "merged differs by {diff}");
+    adapted.unmerge_adapters().unwrap();
+    assert_eq!(bits(&logits(&adapted, &batch)), bits(&unmerged));
+}
+
+#[test]
+fn lora_training_moves_only_adapters_and_head() {
+    let config = tiny(LORA);
+    let data = RunData::load(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = train(&config, &data, &options(dir.path()))
+        .unwrap()
+        .unwrap();
+    let (_, init) = Tagger::build(&config, config.train.seed).unwrap();
+    let init = init.data().lock().unwrap();
+    let after = checkpoint::load(&dir.path().join("last.safetensors"))
+        .unwrap()
+        .tensors;
+    let mut trainable = 0;
+    for (name, var) in init.iter().filter(|(n, _)| !n.contains("running_")) {
+        let moved = bits(var.as_tensor()) != bits(&after[name]);
+        let expected = name.contains(".lora_B.") || name.starts_with("graph_dec.3.");
+        if name.contains(".lora_") || name.starts_with("graph_dec.3.") {
+            trainable += var.elem_count();
+        }
+        // A moves too once B is non-zero; everything else must stay bit-identical.
+        if !name.contains(".lora_A.") {
+            assert_eq!(moved, expected, "{name}: moved = {moved}");
+        }
+    }
+    assert_eq!(summary.trainable_params, trainable);
+    assert!(summary.params > summary.trainable_params);
+}
+
+#[test]
+fn frozen_parameters_get_no_gradient() {
+    let mut config = tiny("");
+    config.optim.freeze = vec![r"^LGEBs\.0\.".into()];
+    let (model, varmap) = Tagger::build(&config, 1).unwrap();
+    let batch = first_batch(&model, &config);
+    let out = model
+        .forward(
+            &batch,
+            &mut Mode::Train(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)),
+        )
+        .unwrap();
+    let loss = cross_entropy(&out, &batch.labels, &batch.weights).unwrap();
+    let grads = loss.backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+    let grad = |name: &str| grads.get(data[name].as_tensor()).is_some();
+    assert!(
+        !grad("LGEBs.0.phi_e.0.weight"),
+        "frozen weight got a gradient"
+    );
+    assert!(!grad("LGEBs.0.phi_h.3.bias"));
+    assert!(grad("LGEBs.1.phi_e.0.weight"));
+    assert!(grad("embedding.weight"));
+    drop(data);
+    let names: Vec<String> = parameters(&varmap, &config)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("LGEBs.0.")));
+    assert!(names.iter().any(|n| n.starts_with("LGEBs.1.")));
+}
+
+#[test]
+fn layer_decay_scales_learning_rates_by_depth() {
+    let mut config = tiny("");
+    config.optim.layer_decay = 0.5;
+    config.optim.groups = vec![noether_train::ParamGroup {
+        pattern: r"^graph_dec\.0\.".into(),
+        lr_mult: 3.0,
+    }];
+    let (_, varmap) = Tagger::build(&config, 0).unwrap();
+    let mults: HashMap<String, f64> = parameters(&varmap, &config)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name, p.lr_mult))
+        .collect();
+    // Depths: embedding 0, LGEBs.0 1, LGEBs.1 2, decoder 3 = D.
+    assert_eq!(mults["embedding.weight"], 0.125);
+    assert_eq!(mults["LGEBs.0.phi_e.0.weight"], 0.25);
+    assert_eq!(mults["LGEBs.1.phi_h.1.weight"], 0.5);
+    assert_eq!(mults["graph_dec.3.weight"], 1.0);
+    assert_eq!(
+        mults["graph_dec.0.bias"], 3.0,
+        "group multiplier times decay^0"
+    );
+}
+
+/// Independent f64 evaluation of the distillation loss.
+fn reference_kd(s: &[[f64; 2]], t: &[[f64; 2]], y: &[u8], w: &[f64], temp: f64, alpha: f64) -> f64 {
+    let log_softmax = |z: [f64; 2]| {
+        let m = z[0].max(z[1]);
+        let lse = m + ((z[0] - m).exp() + (z[1] - m).exp()).ln();
+        [z[0] - lse, z[1] - lse]
+    };
+    let total: f64 = w.iter().sum();
+    let (mut hard, mut soft) = (0.0, 0.0);
+    for i in 0..s.len() {
+        hard -= w[i] * log_softmax(s[i])[usize::from(y[i])];
+        let ls = log_softmax([s[i][0] / temp, s[i][1] / temp]);
+        let lt = log_softmax([t[i][0] / temp, t[i][1] / temp]);
+        soft += w[i] * (0..2).map(|c| lt[c].exp() * (lt[c] - ls[c])).sum::<f64>();
+    }
+    (1.0 - alpha) * hard / total + alpha * temp * temp * soft / total
+}
+
+#[test]
+fn distillation_loss_matches_a_hand_computation() {
+    let s = [[0.3, -1.2], [2.0, 0.5], [-0.7, 0.9]];
+    let t = [[1.5, -2.0], [0.1, 0.4], [-3.0, 2.5]];
+    let y = [0u8, 1, 1];
+    let w = [1.0f32, 2.0, 0.5];
+    let dev = candle_core::Device::Cpu;
+    let tensor = |v: &[[f64; 2]]| {
+        let flat: Vec<f32> = v.iter().flatten().map(|x| *x as f32).collect();
+        Tensor::from_vec(flat, (3, 2), &dev).unwrap()
+    };
+    let wf: Vec<f64> = w.iter().map(|x| f64::from(*x)).collect();
+    for (temp, alpha) in [(4.0, 0.5), (1.0, 1.0), (2.5, 0.0), (0.5, 0.3)] {
+        let got = distillation_loss(&tensor(&s), &tensor(&t), &y, &w, temp, alpha)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = reference_kd(&s, &t, &y, &wf, temp, alpha);
+        assert!(
+            (f64::from(got) - want).abs() < 1e-5 * want.abs().max(1.0),
+            "T={temp} alpha={alpha}: {got} vs {want}"
+        );
+    }
+    // A teacher equal to the student leaves only the hard term.
+    let same = distillation_loss(&tensor(&s), &tensor(&s), &y, &w, 3.0, 0.6)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let want = 0.4 * reference_kd(&s, &s, &y, &wf, 3.0, 0.0);
+    assert!((f64::from(same) - want).abs() < 1e-6, "{same} vs {want}");
+    // Softmax of the logits is what the term compares: shifting the teacher changes
+    // nothing.
+    let shifted = (tensor(&t) + 5.0).unwrap();
+    let a = distillation_loss(&tensor(&s), &shifted, &y, &w, 2.0, 0.5).unwrap();
+    let b = distillation_loss(&tensor(&s), &tensor(&t), &y, &w, 2.0, 0.5).unwrap();
+    let d = (a - b).unwrap().abs().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-5, "{d}");
+}
+
+#[test]
+fn distilled_student_trains_and_alpha_zero_is_plain_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher_config = tiny("");
+    let data = RunData::load(&teacher_config).unwrap();
+    train(
+        &teacher_config,
+        &data,
+        &options(&dir.path().join("teacher")),
+    )
+    .unwrap();
+    let teacher = dir.path().join("teacher/best.safetensors");
+    let student = |alpha: f64, out: &str| {
+        let mut c = tiny("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
+        c.model = noether_train::ModelKind::Pfn;
+        c.distill = Some(noether_train::DistillConfig {
+            teacher: teacher.clone(),
+            temperature: 2.0,
+            alpha,
+        });
+        let s = train(&c, &data, &options(&dir.path().join(out)))
+            .unwrap()
+            .unwrap();
+        let w = checkpoint::load(&dir.path().join(out).join("last.safetensors"))
+            .unwrap()
+            .tensors;
+        (s, bits(&w["head.weight"]))
+    };
+    let mut plain = tiny("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
+    plain.model = noether_train::ModelKind::Pfn;
+    train(&plain, &data, &options(&dir.path().join("plain"))).unwrap();
+    let plain_head = bits(
+        &checkpoint::load(&dir.path().join("plain/last.safetensors"))
+            .unwrap()
+            .tensors["head.weight"],
+    );
+    let (_, zero) = student(0.0, "alpha0");
+    assert_eq!(
+        zero, plain_head,
+        "alpha = 0 must be plain cross-entropy training"
+    );
+    let (summary, half) = student(0.5, "alpha05");
+    assert_ne!(half, plain_head, "the teacher term must change training");
+    assert!(summary.auc > 0.5, "{}", summary.auc);
+}
+
+#[test]
+fn pruning_removes_the_smallest_weights_and_keeps_them_removed() {
+    let config = tiny("[prune]\nsparsity = 0.5");
+    let (_, varmap) = Tagger::build(&config, 2).unwrap();
+    let freeze = Freeze::new(&config).unwrap();
+    let masks = magnitude_prune(&varmap, config.prune.as_ref().unwrap(), &freeze).unwrap();
+    assert_eq!(masks.pruned(), masks.targeted() / 2);
+    let (mut zero_max, mut kept_min, mut zeros) = (0f32, f32::MAX, 0);
+    let weights: Vec<(String, Vec<f32>)> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, v)| n.ends_with(".weight") && v.rank() == 2)
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect();
+    // The pruned weights were the smallest: compare with a fresh, unpruned build.
+    let (_, fresh) = Tagger::build(&config, 2).unwrap();
+    let fresh = fresh.data().lock().unwrap();
+    for (name, values) in &weights {
+        let original: Vec<f32> = fresh[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (v, o) in values.iter().zip(&original) {
+            if *v == 0.0 {
+                zeros += 1;
+                zero_max = zero_max.max(o.abs());
+            } else {
+                assert_eq!(v, o, "{name}: kept weights are unchanged");
+                kept_min = kept_min.min(o.abs());
+            }
+        }
+    }
+    assert_eq!(zeros, masks.pruned());
+    assert!(zero_max <= kept_min, "{zero_max} > {kept_min}");
+
+    // Through training, pruned weights stay zero; biases stay dense.
+    let data = RunData::load(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = train(&config, &data, &options(dir.path()))
+        .unwrap()
+        .unwrap();
+    let after = checkpoint::load(&dir.path().join("last.safetensors"))
+        .unwrap()
+        .tensors;
+    let (_, seeded) = Tagger::build(&config, config.train.seed).unwrap();
+    let pruned_run = magnitude_prune(
+        &seeded,
+        config.prune.as_ref().unwrap(),
+        &Freeze::new(&config).unwrap(),
+    )
+    .unwrap();
+    let seeded = seeded.data().lock().unwrap();
+    for (name, var) in seeded.iter() {
+        if name.ends_with(".weight") && var.rank() == 2 {
+            let before: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let now: Vec<f32> = after[name].flatten_all().unwrap().to_vec1().unwrap();
+            for (b, a) in before.iter().zip(&now) {
+                if *b == 0.0 {
+                    assert_eq!(*a, 0.0, "{name}: a pruned weight came back");
+                }
+            }
+        }
+    }
+    assert!(summary.nonzero_params <= summary.params - pruned_run.pruned());
+    assert!(summary.nonzero_params > summary.params / 3);
+}
+
+#[test]
+fn bad_transfer_settings_name_the_key() {
+    for (extra, key) in [
+        ("[lora]\nr = 0", "lora.r"),
+        ("[lora]\nalpha = -1.0", "lora.alpha"),
+        ("[lora]\ntargets = 'nothing-matches'", "lora.targets"),
+        ("[prune]\nsparsity = 1.0", "prune.sparsity"),
+        ("[distill]\nteacher = 'x'\nalpha = 2.0", "distill.alpha"),
+        (
+            "[distill]\nteacher = 'x'\ntemperature = 0.0",
+            "distill.temperature",
+        ),
+    ] {
+        let text = format!("model = \"pfn\"\n{extra}");
+        let err = TrainConfig::from_toml(&text, Path::new("inline"))
+            .and_then(|c| Tagger::build(&c, 0).map(|_| ()));
+        match err {
+            Err(TrainError::InvalidConfig { key: k, .. }) => assert_eq!(k, key, "{extra}"),
+            other => panic!("{extra}: expected an error naming {key}, got {other:?}"),
+        }
+    }
+    let mut config = tiny("");
+    config.optim.layer_decay = 0.0;
+    assert!(matches!(
+        config.validate(),
+        Err(TrainError::InvalidConfig { key, .. }) if key == "optim.layer_decay"
+    ));
+}
