@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 use noether_train::{train, RunData, RunOptions, TrainConfig};
 use plotters::prelude::*;
 
+// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
+// the kernel); mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     data_dir: PathBuf,
     sizes: Vec<usize>,

@@ -7,6 +7,11 @@
 use noether_scaling::double_descent::{expected_test_error, simulate_test_error};
 use plotters::prelude::*;
 
+// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
+// the kernel); mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (total, n, sigma) = (120, 40, 0.5);
     let beta: Vec<f64> = (0..total).map(|k| 1.0 / (1.0 + k as f64).sqrt()).collect();

@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 
 use noether_train::{train, RunData, RunOptions, RunSummary, TrainConfig};
 
+// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
+// the kernel); mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
