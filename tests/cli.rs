@@ -335,34 +335,40 @@ fn finetune_loads_reports_and_freezes() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// `noether finetune --lora` writes PEFT-layout adapters and reports the fresh adapters
-/// as new (not missing); `--prune` writes the before/after compression report.
-#[test]
-fn finetune_with_lora_and_pruning() {
-    use noether::train::checkpoint;
-    let base = std::env::temp_dir().join(format!("noether-cli-lora-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let common = [
-        "--config",
-        "configs/pfn-cpu.toml",
-        "--train-jets",
-        "100",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--quiet",
-        "--test-data",
-        "data/val.h5",
-    ];
+const SMALL_RUN: [&str; 11] = [
+    "--config",
+    "configs/pfn-cpu.toml",
+    "--train-jets",
+    "100",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "20",
+    "--quiet",
+    "--test-data",
+    "data/val.h5",
+];
+
+/// A one-epoch PFN checkpoint under `base` to fine-tune from.
+fn pretrained(base: &std::path::Path) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(base);
     let pre = base.join("pre");
     let mut args = vec!["train"];
-    args.extend(common);
+    args.extend(SMALL_RUN);
     args.extend(["--out", pre.to_str().unwrap()]);
     let (ok, text) = noether(&args);
     assert!(ok, "{text}");
-    let from = pre.join("best.safetensors");
+    pre.join("best.safetensors")
+}
 
+/// `noether finetune --lora` writes PEFT-layout adapters and reports the fresh adapters
+/// as new (not missing); only the adapters and the head move.
+#[test]
+fn finetune_with_lora_writes_peft_adapters() {
+    use noether::train::checkpoint;
+    let base = std::env::temp_dir().join(format!("noether-cli-lora-{}", std::process::id()));
+    let from = pretrained(&base);
+    let common = SMALL_RUN;
     let lora = base.join("lora");
     let mut args = vec!["finetune", "--from", from.to_str().unwrap(), "--strict"];
     args.extend(common);
@@ -418,7 +424,15 @@ fn finetune_with_lora_and_pruning() {
         "base weights moved"
     );
     assert!(!same("head.weight"), "the head must train");
+    let _ = std::fs::remove_dir_all(&base);
+}
 
+/// `noether finetune --prune` writes the before/after compression report.
+#[test]
+fn finetune_with_pruning_reports_before_and_after() {
+    let base = std::env::temp_dir().join(format!("noether-cli-prune-{}", std::process::id()));
+    let from = pretrained(&base);
+    let common = SMALL_RUN;
     let pruned = base.join("pruned");
     let mut args = vec!["finetune", "--from", from.to_str().unwrap()];
     args.extend(common);

@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use noether_train::{
-    predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics,
-    TrainConfig,
+    predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics, TrainConfig,
 };
 use noether_transfer::{load_checkpoint, LoadOptions};
 
@@ -56,7 +55,9 @@ fn parse_args() -> Args {
         checkpoint: shared.join("reference/lorentznet/lorentznet_top_pretrained.safetensors"),
         sizes: vec![500, 2000],
         seeds: vec![0, 1, 2],
-        arms: ["scratch", "full", "lpft", "lora"].map(String::from).to_vec(),
+        arms: ["scratch", "full", "lpft", "lora"]
+            .map(String::from)
+            .to_vec(),
         variants: ["massless", "masses"].map(String::from).to_vec(),
         epochs: 6,
         n_max: 50,
@@ -64,7 +65,11 @@ fn parse_args() -> Args {
         test_jets: 0,
         out: root().join("runs/finetune_study"),
     };
-    let list = |v: &str| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>();
+    let list = |v: &str| {
+        v.split(',')
+            .map(|s| s.trim().to_owned())
+            .collect::<Vec<_>>()
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));

@@ -39,7 +39,7 @@ pub fn report(
     out: &Path,
     summary: &RunSummary,
     test: &JetSet,
-    before: Option<ModelProfile>,
+    before: Option<&ModelProfile>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let after = after(out, summary, test)?;
     let json = serde_json::json!({ "before": before, "after": after });
@@ -53,7 +53,7 @@ pub fn report(
             p.params, p.nonzero_params, p.sparsity, p.auc, p.rejection_at_0_3, p.latency_ms
         );
     };
-    if let Some(b) = &before {
+    if let Some(b) = before {
         line("before", b);
     }
     line("after", &after);

@@ -98,7 +98,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(d) => noether::train::profile_checkpoint(&d.teacher, &data.test)?,
             None => pretrained_profile(&config, &args.from, &profile_options, &data)?,
         };
-        super::compress::report(&out, &summary, &data.test, Some(before))?;
+        super::compress::report(&out, &summary, &data.test, Some(&before))?;
     }
     super::train::print_summary(&summary, &out);
     Ok(())

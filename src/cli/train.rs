@@ -145,7 +145,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(d) => Some(profile_checkpoint(&d.teacher, &data.test)?),
             None => None,
         };
-        super::compress::report(&out, &summary, &data.test, before)?;
+        super::compress::report(&out, &summary, &data.test, before.as_ref())?;
     }
     Ok(())
 }

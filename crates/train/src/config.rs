@@ -500,13 +500,6 @@ impl TrainConfig {
         if let Err(e) = regex::Regex::new(&o.head) {
             return Err(invalid("optim.head", &o.head, &e.to_string()));
         }
-        if !(o.layer_decay.is_finite() && o.layer_decay > 0.0 && o.layer_decay <= 1.0) {
-            return Err(invalid(
-                "optim.layer_decay",
-                o.layer_decay,
-                "must be in (0, 1]",
-            ));
-        }
         self.validate_transfer()?;
         at_least_one("data.n_max", self.data.n_max)?;
         at_least_one("data.batch_size", self.data.batch_size)?;
@@ -547,7 +540,12 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Checks the fine-tuning and compression settings.
     fn validate_transfer(&self) -> Result<()> {
+        let decay = self.optim.layer_decay;
+        if !(decay.is_finite() && decay > 0.0 && decay <= 1.0) {
+            return Err(invalid("optim.layer_decay", decay, "must be in (0, 1]"));
+        }
         if let Some(l) = &self.lora {
             at_least("lora.r", l.r)?;
             if !(l.alpha.is_finite() && l.alpha > 0.0) {

@@ -6,7 +6,12 @@
 //! the tagging metrics ([`Scored`]: accuracy, ROC, AUC, 1/eps_B at eps_S = 0.3 and 0.5,
 //! weighted, with bootstrap intervals), atomic safetensors checkpoints with the config
 //! and RNG state in `__metadata__`, and the loop ([`train`]) that writes a run directory
-//! and resumes bit-identically.
+//! and resumes bit-identically. For fine-tuning and compression: frozen parameters
+//! detached from autograd ([`Freeze`]), LoRA adapters on the models' linear layers
+//! ([`attach_lora`], `[lora]`), layer-wise learning-rate decay ([`layer_depth`]),
+//! linear probing then fine-tuning, knowledge distillation ([`distillation_loss`],
+//! `[distill]`) and global magnitude pruning ([`magnitude_prune`], `[prune]`), with
+//! [`ModelProfile`] for before/after reports (parameters, sparsity, AUC, latency).
 //!
 //! ```
 //! use noether_train::Scored;

@@ -4,10 +4,15 @@
 //! safetensors checkpoint into a noether model built from a `VarMap`
 //! ([`load_checkpoint`]): keys remapped by regex rules ([`Remap`], `module.` prefixes
 //! recognised), F16 / BF16 / F64 converted, shapes checked, and a [`LoadReport`] of
-//! applied, converted, missing, unexpected and shape-mismatched keys (`strict` turns
-//! missing keys into an error). [`LoraLinear`] implements LoRA with PEFT's maths, merge /
-//! unmerge and PEFT's adapter file layout; wiring adapters into the models, LP-FT,
-//! distillation and pruning are not built yet.
+//! applied, converted, missing, unexpected, shape-mismatched and (optional) new keys
+//! (`strict` turns missing keys into an error). LoRA follows PEFT's maths and file
+//! layout: [`LoraLinear`] is a standalone adapted layer, [`save_adapter_tensors`] /
+//! [`load_adapters`] read and write `adapter_model.safetensors` + `adapter_config.json`,
+//! and [`adapters_in`] extracts the adapters of a noether checkpoint. Adapters on the
+//! models' own layers, frozen parameters, layer-wise learning-rate decay, LP-FT,
+//! distillation and pruning are run by `noether-train` (`[lora]`, `optim.freeze`,
+//! `optim.layer_decay`, `optim.linear_probe_epochs`, `[distill]`, `[prune]`) and
+//! `noether finetune`.
 //!
 //! ```
 //! use noether_transfer::{remap_key, Remap};
