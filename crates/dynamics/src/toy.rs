@@ -1,0 +1,181 @@
+//! Models with known learning coefficients and densities, for validating the
+//! diagnostics: power potentials, reduced-rank regression (a two-layer linear network)
+//! with Aoyagi and Watanabe's exact RLCT.
+
+use nalgebra::{DMatrix, DVector};
+
+use crate::objective::Objective;
+use crate::rng::{normals, rng};
+
+/// `L(w) = c sum_j w_j^(2k)`: with `n beta = 1` Langevin samples exp(-L), under which
+/// `E[c w_j^(2k)] = 1 / (2k)` for each coordinate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerPotential {
+    /// Coefficient c.
+    pub c: f64,
+    /// Half the power, k.
+    pub k: i32,
+    /// Dimension.
+    pub dim: usize,
+}
+
+impl Objective for PowerPotential {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn n_samples(&self) -> usize {
+        1
+    }
+
+    fn loss_grad(&self, w: &[f64], _batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        let p = 2 * self.k;
+        for (g, x) in grad.iter_mut().zip(w) {
+            *g = self.c * f64::from(p) * x.powi(p - 1);
+        }
+        w.iter().map(|x| self.c * x.powi(p)).sum()
+    }
+}
+
+/// Reduced-rank regression: `y = B A x + noise`, A `[H, M]`, B `[N, H]`, parameters laid
+/// out as A then B (row-major), loss `(1/2n) sum_i |y_i - B A x_i|^2`.
+#[derive(Debug, Clone)]
+pub struct ReducedRankRegression {
+    /// Inputs `[n, M]`.
+    pub x: DMatrix<f64>,
+    /// Outputs `[n, N]`.
+    pub y: DMatrix<f64>,
+    /// Hidden width H.
+    pub hidden: usize,
+    /// The true parameters (A then B) that generated `y`.
+    pub truth: Vec<f64>,
+}
+
+impl ReducedRankRegression {
+    /// n samples with standard normal inputs and unit noise from a true map of rank
+    /// `rank` (A and B with `rank` non-zero rows/columns of standard normal entries).
+    pub fn sample(m: usize, h: usize, n_out: usize, rank: usize, n: usize, seed: u64) -> Self {
+        let mut r = rng(seed);
+        let mut a = DMatrix::<f64>::zeros(h, m);
+        let mut b = DMatrix::<f64>::zeros(n_out, h);
+        for i in 0..rank.min(h) {
+            for j in 0..m {
+                a[(i, j)] = normals(&mut r, 1)[0];
+            }
+            for j in 0..n_out {
+                b[(j, i)] = normals(&mut r, 1)[0];
+            }
+        }
+        let x = DMatrix::from_vec(n, m, normals(&mut r, n * m));
+        let noise = DMatrix::from_vec(n, n_out, normals(&mut r, n * n_out));
+        let y = &x * a.transpose() * b.transpose() + noise;
+        let truth = a.transpose().iter().chain(b.transpose().iter()).copied().collect();
+        Self {
+            x,
+            y,
+            hidden: h,
+            truth,
+        }
+    }
+
+    fn unpack(&self, w: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
+        let (m, h, n_out) = (self.x.ncols(), self.hidden, self.y.ncols());
+        let a = DMatrix::from_row_slice(h, m, &w[..h * m]);
+        let b = DMatrix::from_row_slice(n_out, h, &w[h * m..]);
+        (a, b)
+    }
+}
+
+/// Aoyagi and Watanabe's (2005) learning coefficient of reduced-rank regression with M
+/// inputs, H hidden units, N outputs and true rank r.
+pub fn rrr_learning_coefficient(m: usize, h: usize, n: usize, r: usize) -> f64 {
+    let (m, h, n, r) = (m as f64, h as f64, n as f64, r as f64);
+    if m + h < n + r {
+        (h * m - h * r + n * r) / 2.0
+    } else if n + h < m + r {
+        (h * n - h * r + m * r) / 2.0
+    } else if m + n < h + r {
+        m * n / 2.0
+    } else {
+        let base = 2.0 * (h + r) * (m + n) - (m - n).powi(2) - (h + r).powi(2);
+        let odd = (m + h + n + r) as i64 % 2 == 1;
+        (base + if odd { 1.0 } else { 0.0 }) / 8.0
+    }
+}
+
+impl Objective for ReducedRankRegression {
+    fn dim(&self) -> usize {
+        self.hidden * (self.x.ncols() + self.y.ncols())
+    }
+
+    fn n_samples(&self) -> usize {
+        self.x.nrows()
+    }
+
+    fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        let (a, b) = self.unpack(w);
+        let (x, y) = match batch {
+            Some(rows) => (self.x.select_rows(rows), self.y.select_rows(rows)),
+            None => (self.x.clone(), self.y.clone()),
+        };
+        let n = x.nrows().max(1) as f64;
+        let hidden = &x * a.transpose(); // [n, H]
+        let residual = &hidden * b.transpose() - &y; // [n, N]
+        let grad_b = residual.transpose() * &hidden / n; // [N, H]
+        let grad_a = (residual * &b).transpose() * &x / n; // [H, M]
+        let flat = grad_a
+            .transpose()
+            .iter()
+            .chain(grad_b.transpose().iter())
+            .copied()
+            .collect::<Vec<_>>();
+        grad.copy_from_slice(&flat);
+        0.5 * (&hidden * b.transpose() - &y).norm_squared() / n
+    }
+}
+
+/// Convenience: the vector of a flat parameter slice.
+pub fn as_vector(w: &[f64]) -> DVector<f64> {
+    DVector::from_column_slice(w)
+}
+
+/// The entropic-confinement valley (arXiv:2512.06297): `L(x, y) = k(x) y^2 / 2` with
+/// `k(x) = k0 (1 + 3 sin^2(pi x))`, x periodic on [0, 1). The loss is zero along the whole
+/// valley y = 0, yet at temperature T the x-marginal of exp(-L / T) is proportional to
+/// `k(x)^(-1/2)`: twice as dense at the ends (x = 0) as in the middle (x = 1/2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Valley {
+    /// k0.
+    pub k0: f64,
+}
+
+impl Valley {
+    /// The curvature across the valley at x.
+    pub fn k(&self, x: f64) -> f64 {
+        self.k0 * (1.0 + 3.0 * (std::f64::consts::PI * x).sin().powi(2))
+    }
+
+    /// Wraps x into [0, 1).
+    pub fn wrap(w: &mut [f64]) {
+        w[0] = w[0].rem_euclid(1.0);
+    }
+}
+
+impl Objective for Valley {
+    fn dim(&self) -> usize {
+        2
+    }
+
+    fn n_samples(&self) -> usize {
+        1
+    }
+
+    fn loss_grad(&self, w: &[f64], _batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        let (x, y) = (w[0], w[1]);
+        let pi = std::f64::consts::PI;
+        // d/dx [k0 (1 + 3 sin^2(pi x))] = 3 pi k0 sin(2 pi x).
+        grad[0] = 1.5 * pi * self.k0 * (2.0 * pi * x).sin() * y * y;
+        grad[1] = self.k(x) * y;
+        0.5 * self.k(x) * y * y
+    }
+}

@@ -1,0 +1,119 @@
+//! SGLD and the local learning coefficient against exact answers: stationary moments of
+//! power potentials and of a localised quadratic (with the Euler-Maruyama variance
+//! inflation), d/2 for a regular model, and Aoyagi-Watanabe values for reduced-rank
+//! regression.
+
+use noether_dynamics::llc::{estimate_llc, sgld_losses, SgldConfig};
+use noether_dynamics::toy::{rrr_learning_coefficient, PowerPotential, ReducedRankRegression};
+use noether_dynamics::{DynamicsError, LeastSquares, Quadratic};
+
+fn mean(chains: &[Vec<f64>]) -> f64 {
+    let all: Vec<f64> = chains.iter().flatten().copied().collect();
+    all.iter().sum::<f64>() / all.len() as f64
+}
+
+#[test]
+fn power_potentials_have_mean_one_over_2k() {
+    for k in [1, 2] {
+        // 20 independent coordinates: E[L] = 20 / (2k).
+        let obj = PowerPotential { c: 3.0, k, dim: 20 };
+        let config = SgldConfig {
+            epsilon: 2e-3,
+            gamma: 0.0,
+            n_beta: Some(1.0),
+            chains: 4,
+            draws: 20_000,
+            burn_in: 2_000,
+            batch_size: None,
+            seed: 11,
+        };
+        let m = mean(&sgld_losses(&obj, &[0.0; 20], &config).unwrap()) / 20.0;
+        let want = 1.0 / f64::from(2 * k);
+        assert!((m - want).abs() < 0.03 * want, "k = {k}: {m} vs {want}");
+    }
+}
+
+#[test]
+fn localised_quadratic_matches_the_discretised_ou_process() {
+    let a = 2.0;
+    let obj = Quadratic::diagonal(&[a; 10]);
+    let (n_beta, gamma, eps) = (50.0, 30.0, 0.01);
+    let config = SgldConfig {
+        epsilon: eps,
+        gamma,
+        n_beta: Some(n_beta),
+        chains: 4,
+        draws: 20_000,
+        burn_in: 1_000,
+        batch_size: None,
+        seed: 3,
+    };
+    let est = estimate_llc(&obj, &[0.0; 10], &config).unwrap();
+    let c = n_beta * a + gamma;
+    let want = 10.0 * n_beta * a / (2.0 * c) / (1.0 - eps * c / 4.0);
+    assert!((est.lambda_hat - want).abs() < 0.03 * want, "{} vs {want}", est.lambda_hat);
+    assert_eq!(est.per_chain.len(), 4);
+    assert!(est.std > 0.0);
+}
+
+#[test]
+fn a_regular_model_has_lambda_d_over_2() {
+    let d = 6;
+    let mut r = noether_dynamics::rng::rng(5);
+    let n = 2000;
+    let x = nalgebra::DMatrix::from_vec(n, d, noether_dynamics::rng::normals(&mut r, n * d));
+    let y = nalgebra::DVector::from_vec(noether_dynamics::rng::normals(&mut r, n));
+    let ls = LeastSquares { x: x.clone(), y: y.clone() };
+    // The minimum of the empirical loss.
+    let w_star = (x.transpose() * &x).lu().solve(&(x.transpose() * &y)).unwrap();
+    let config = SgldConfig {
+        epsilon: 1e-3,
+        gamma: 1.0,
+        chains: 4,
+        draws: 4_000,
+        burn_in: 500,
+        ..SgldConfig::default()
+    };
+    let est = estimate_llc(&ls, w_star.as_slice(), &config).unwrap();
+    assert!((est.lambda_hat - 3.0).abs() < 0.3, "{est:?}");
+    assert!((est.n_beta - 2000.0 / 2000f64.ln()).abs() < 1e-9);
+}
+
+#[test]
+fn reduced_rank_regression_matches_aoyagi_watanabe() {
+    for (m, h, n_out, r, want) in [(5, 3, 5, 0, 6.5), (2, 1, 2, 0, 1.0), (4, 3, 8, 0, 6.0)] {
+        assert_eq!(rrr_learning_coefficient(m, h, n_out, r), want);
+        let obj = ReducedRankRegression::sample(m, h, n_out, r, 5000, 1);
+        let config = SgldConfig {
+            epsilon: 2e-4,
+            gamma: 100.0,
+            chains: 4,
+            draws: 3_000,
+            burn_in: 1_000,
+            batch_size: None,
+            ..SgldConfig::default()
+        };
+        let est = estimate_llc(&obj, &obj.truth, &config).unwrap();
+        assert!(
+            (est.lambda_hat - want).abs() < 0.2 * want,
+            "({m}, {h}, {n_out}, {r}): {} vs {want}",
+            est.lambda_hat
+        );
+    }
+    assert_eq!(rrr_learning_coefficient(5, 4, 5, 0), 8.0);
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let q = Quadratic::diagonal(&[1.0]);
+    let bad = SgldConfig { epsilon: -1.0, ..SgldConfig::default() };
+    assert!(matches!(
+        estimate_llc(&q, &[0.0], &bad),
+        Err(DynamicsError::InvalidSetting { setting: "sgld.epsilon", .. })
+    ));
+    let huge = SgldConfig { epsilon: 10.0, n_beta: Some(1e6), ..SgldConfig::default() };
+    assert!(matches!(
+        estimate_llc(&q, &[0.0], &huge),
+        Err(DynamicsError::NonFinite { .. })
+    ));
+}
