@@ -99,6 +99,28 @@ pub enum OptimizerName {
     AdamW,
     /// SGD with momentum (optionally Nesterov) and decoupled weight decay.
     Sgd,
+    /// Cautious AdamW (Liang et al., arXiv:2411.16085): the AdamW update is zeroed where
+    /// its sign disagrees with the current gradient's, and the rest rescaled by
+    /// `1 / max(mean(mask), 1e-3)`.
+    #[serde(rename = "cautious_adamw")]
+    CautiousAdamW,
+    /// SNR-gated AdamW (population-risk Adam, Litman & Guo, arXiv:2605.01172): AdamW plus
+    /// an EMA `s` (rate `snr_rho`, bias-corrected like Adam's moments: `s_hat = s / (1 -
+    /// rho^t)`) of the centred gradient variance `(g - m_hat)^2`; each coordinate's AdamW
+    /// update is multiplied by the gate `m_hat^2 / (m_hat^2 + s_hat)` (smooth) or
+    /// `1[m_hat^2 > snr_alpha s_hat]` (hard). Decoupled weight decay is not gated.
+    #[serde(rename = "snr_adamw")]
+    SnrAdamW,
+}
+
+/// The gate of [`OptimizerName::SnrAdamW`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnrGate {
+    /// `m_hat^2 / (m_hat^2 + s)`.
+    Smooth,
+    /// `1[m_hat^2 > alpha s]`.
+    Hard,
 }
 
 /// A parameter group: parameters whose name matches `pattern` (a regex) get their
@@ -145,6 +167,17 @@ pub struct OptimConfig {
     /// Regex of the classification head's parameters (empty: the model's own head,
     /// `^graph_dec\.3\.` for LorentzNet, `^head\.` otherwise).
     pub head: String,
+    /// SNR gate kind (`snr_adamw`).
+    pub snr_gate: SnrGate,
+    /// Hard-gate threshold alpha (`snr_adamw`).
+    pub snr_alpha: f64,
+    /// EMA rate of the gradient variance (`snr_adamw`).
+    pub snr_rho: f64,
+    /// Gradient agreement filtering (Chaubard & Kochenderfer, arXiv:2412.18052), with
+    /// `accumulate` micro-batches per step: a micro-batch gradient joins the step only
+    /// when its cosine distance `1 - cos` to the running sum is below this; a step where
+    /// no second micro-batch agreed is skipped. 0: off.
+    pub gaf_tau: f64,
     /// Layer-wise learning-rate decay (Clark et al. 2020, BEiT): a parameter at depth d
     /// of D (embedding 0, block i at i + 1, the readout D) gets its learning rate
     /// multiplied by `layer_decay^(D - d)` on top of its group multiplier. 1: off.
@@ -167,6 +200,10 @@ impl Default for OptimConfig {
             freeze: Vec::new(),
             linear_probe_epochs: 0,
             head: String::new(),
+            snr_gate: SnrGate::Smooth,
+            snr_alpha: 1.0,
+            snr_rho: 0.99,
+            gaf_tau: 0.0,
             layer_decay: 1.0,
         }
     }
@@ -542,6 +579,31 @@ impl TrainConfig {
 
     /// Checks the fine-tuning and compression settings.
     fn validate_transfer(&self) -> Result<()> {
+        let o = &self.optim;
+        if !(o.snr_alpha.is_finite() && o.snr_alpha >= 0.0) {
+            return Err(invalid(
+                "optim.snr_alpha",
+                o.snr_alpha,
+                "must be finite and >= 0",
+            ));
+        }
+        if !(0.0..1.0).contains(&o.snr_rho) {
+            return Err(invalid("optim.snr_rho", o.snr_rho, "must be in [0, 1)"));
+        }
+        if !(0.0..=2.0).contains(&o.gaf_tau) {
+            return Err(invalid(
+                "optim.gaf_tau",
+                o.gaf_tau,
+                "must be in [0, 2] (a cosine distance)",
+            ));
+        }
+        if o.gaf_tau > 0.0 && o.accumulate < 2 {
+            return Err(invalid(
+                "optim.gaf_tau",
+                o.gaf_tau,
+                "needs optim.accumulate >= 2 micro-batches to compare",
+            ));
+        }
         let decay = self.optim.layer_decay;
         if !(decay.is_finite() && decay > 0.0 && decay <= 1.0) {
             return Err(invalid("optim.layer_decay", decay, "must be in (0, 1]"));

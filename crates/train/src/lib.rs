@@ -40,12 +40,12 @@ mod trainer;
 pub use adapt::{attach_lora, is_adapter, layer_decay_mult, layer_depth, Freeze};
 pub use config::{
     DataConfig, DistillConfig, LoopConfig, LoraSection, ModelConfig, ModelKind, OptimConfig,
-    OptimizerName, ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, TrainConfig,
+    OptimizerName, ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
 };
 pub use error::{Result, TrainError};
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
 pub use model::{cross_entropy, distillation_loss, signal_scores, Tagger};
-pub use optim::{parameters, Optimizer, Param};
+pub use optim::{parameters, AgreementFilter, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};
 pub use prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};

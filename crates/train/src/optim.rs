@@ -10,7 +10,7 @@ use candle_nn::VarMap;
 use regex::Regex;
 
 use crate::adapt::{layer_decay_mult, Freeze};
-use crate::config::{OptimConfig, OptimizerName, TrainConfig};
+use crate::config::{OptimConfig, OptimizerName, SnrGate, TrainConfig};
 use crate::error::{invalid, Context, Result};
 
 /// One trainable parameter.
@@ -75,6 +75,8 @@ struct State {
     first: Option<Tensor>,
     /// Adam's second moment.
     second: Option<Tensor>,
+    /// The SNR gate's gradient-variance EMA.
+    third: Option<Tensor>,
 }
 
 /// AdamW or SGD over a fixed list of parameters.
@@ -157,8 +159,10 @@ impl Optimizer {
             // Decoupled weight decay: w <- w (1 - lr wd).
             let w = (w * (1.0 - lr * c.weight_decay)).context("weight decay")?;
             let update = match c.name {
-                OptimizerName::AdamW => adamw_direction(state, g, c, t),
+                OptimizerName::AdamW => adamw_direction(state, g, c, t).map(|(u, _)| u),
                 OptimizerName::Sgd => sgd_direction(state, g, c),
+                OptimizerName::CautiousAdamW => cautious_direction(state, g, c, t),
+                OptimizerName::SnrAdamW => snr_direction(state, g, c, t),
             }
             .context(&param.name)?;
             let new = (update * lr).and_then(|u| w - u).context("update")?;
@@ -168,13 +172,14 @@ impl Optimizer {
     }
 }
 
-/// Adam's update direction m_hat / (sqrt(v_hat) + eps), updating the moments.
+/// Adam's update direction m_hat / (sqrt(v_hat) + eps), updating the moments; also
+/// returns m_hat.
 fn adamw_direction(
     state: &mut State,
     g: &Tensor,
     c: &OptimConfig,
     t: i32,
-) -> candle_core::Result<Tensor> {
+) -> candle_core::Result<(Tensor, Tensor)> {
     let [b1, b2] = c.betas;
     let m = match &state.first {
         Some(m) => ((m * b1)? + (g * (1.0 - b1))?)?,
@@ -186,10 +191,58 @@ fn adamw_direction(
     };
     let m_hat = (&m / (1.0 - b1.powi(t)))?;
     let v_hat = (&v / (1.0 - b2.powi(t)))?;
-    let u = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
+    let u = (&m_hat / (v_hat.sqrt()? + c.eps)?)?;
     state.first = Some(m);
     state.second = Some(v);
-    Ok(u)
+    Ok((u, m_hat))
+}
+
+/// Cautious AdamW: AdamW's direction where it agrees in sign with the gradient,
+/// rescaled by the inverse fraction kept (at least 1e-3).
+fn cautious_direction(
+    state: &mut State,
+    g: &Tensor,
+    c: &OptimConfig,
+    t: i32,
+) -> candle_core::Result<Tensor> {
+    let (u, _) = adamw_direction(state, g, c, t)?;
+    let mask = (&u * g)?.gt(0.0)?.to_dtype(u.dtype())?;
+    let kept = mask
+        .mean_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    (u * mask)? / kept.max(1e-3)
+}
+
+/// SNR-gated AdamW: AdamW's direction times the gate of the first moment's
+/// signal-to-noise ratio against the EMA of `(g - m_hat)^2`.
+fn snr_direction(
+    state: &mut State,
+    g: &Tensor,
+    c: &OptimConfig,
+    t: i32,
+) -> candle_core::Result<Tensor> {
+    let (u, m_hat) = adamw_direction(state, g, c, t)?;
+    let centred = (g - &m_hat)?.sqr()?;
+    let s = match &state.third {
+        Some(s) => ((s * c.snr_rho)? + (centred * (1.0 - c.snr_rho))?)?,
+        None => (centred * (1.0 - c.snr_rho))?,
+    };
+    // Bias-corrected like Adam's moments, so that the gate means the same from step 1.
+    let s_hat = (&s / (1.0 - c.snr_rho.powi(t)))?;
+    let signal = m_hat.sqr()?;
+    let gate = match c.snr_gate {
+        SnrGate::Hard => signal.gt(&(&s_hat * c.snr_alpha)?)?.to_dtype(u.dtype())?,
+        // m_hat^2 / (m_hat^2 + s), taken as 1 where both vanish (the update is 0 there).
+        SnrGate::Smooth => {
+            let total = (&signal + &s_hat)?;
+            let safe = total.maximum(f64::from(f32::MIN_POSITIVE))?;
+            let zero = total.eq(0.0)?;
+            zero.where_cond(&total.ones_like()?, &(signal / safe)?)?
+        }
+    };
+    state.third = Some(s);
+    u * gate
 }
 
 /// SGD's direction with momentum (buf = mu buf + g; Nesterov: g + mu buf).
@@ -219,6 +272,9 @@ impl Optimizer {
             if let Some(v) = &s.second {
                 out.insert(format!("optimizer.second.{}", p.name), v.clone());
             }
+            if let Some(v) = &s.third {
+                out.insert(format!("optimizer.third.{}", p.name), v.clone());
+            }
         }
         out
     }
@@ -230,7 +286,95 @@ impl Optimizer {
             s.second = tensors
                 .get(&format!("optimizer.second.{}", p.name))
                 .cloned();
+            s.third = tensors.get(&format!("optimizer.third.{}", p.name)).cloned();
         }
         self.steps = steps;
+    }
+}
+
+/// Gradient agreement filtering over the micro-batches of one step: each micro-batch
+/// gradient is added to the running sum only when its cosine distance `1 - cos` to that
+/// sum is below `tau`.
+#[derive(Debug, Default)]
+pub struct AgreementFilter {
+    tau: f64,
+    sum: Vec<Option<Tensor>>,
+    agreed: usize,
+    offered: usize,
+}
+
+fn flat_dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> Result<f64> {
+    let mut total = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        if let (Some(x), Some(y)) = (x, y) {
+            total += (x * y)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                .and_then(|t| t.to_scalar::<f64>())
+                .context("gradient agreement")?;
+        }
+    }
+    Ok(total)
+}
+
+impl AgreementFilter {
+    /// A filter with threshold `tau` on the cosine distance.
+    pub fn new(tau: f64) -> Self {
+        Self {
+            tau,
+            ..Self::default()
+        }
+    }
+
+    /// Offers one micro-batch's gradients; returns whether they were fused.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn offer(&mut self, grads: Vec<Option<Tensor>>) -> Result<bool> {
+        self.offered += 1;
+        if self.sum.is_empty() {
+            self.sum = grads;
+            self.agreed = 1;
+            return Ok(true);
+        }
+        let dot = flat_dot(&self.sum, &grads)?;
+        let norms = (flat_dot(&self.sum, &self.sum)? * flat_dot(&grads, &grads)?).sqrt();
+        let distance = if norms > 0.0 { 1.0 - dot / norms } else { 1.0 };
+        if distance >= self.tau {
+            return Ok(false);
+        }
+        self.sum = std::mem::take(&mut self.sum)
+            .into_iter()
+            .zip(grads)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => (a + b).map(Some),
+                (a, b) => Ok(a.or(b)),
+            })
+            .collect::<candle_core::Result<_>>()
+            .context("gradient agreement")?;
+        self.agreed += 1;
+        Ok(true)
+    }
+
+    /// The mean of the agreed gradients, or `None` (skip the step) when no second
+    /// micro-batch agreed with the first; resets the filter.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn take(&mut self) -> Result<Option<Vec<Option<Tensor>>>> {
+        let (sum, agreed, offered) = (std::mem::take(&mut self.sum), self.agreed, self.offered);
+        self.agreed = 0;
+        self.offered = 0;
+        if agreed < 2 && offered >= 2 {
+            return Ok(None);
+        }
+        let mean = sum
+            .into_iter()
+            .map(|g| {
+                g.map(|g| (g / agreed as f64).context("gradient agreement"))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(mean))
     }
 }

@@ -26,7 +26,7 @@ use crate::config::TrainConfig;
 use crate::error::{invalid, Context, Result, TrainError};
 use crate::metrics::{bootstrap, Interval, Scored, TaggingMetrics};
 use crate::model::{cross_entropy, distillation_loss, signal_scores, Tagger};
-use crate::optim::{parameters, Optimizer};
+use crate::optim::{parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 use crate::schedule::lr_factor;
 
@@ -351,6 +351,7 @@ impl Run<'_> {
         let bar = self.progress_bar(data.train.len());
         let (mut loss_sum, mut seen, mut lr) = (0.0, 0usize, 0.0);
         let mut pending: Vec<Option<Tensor>> = Vec::new();
+        let mut filter = (c.optim.gaf_tau > 0.0).then(|| AgreementFilter::new(c.optim.gaf_tau));
         let mut micro = 0;
         for (k, batch) in
             batches(&data.train, &indices, &batch_config, self.epoch as u64)?.enumerate()
@@ -371,41 +372,33 @@ impl Run<'_> {
             let grads = self
                 .optimizer
                 .gradients(&loss.backward().context("backward")?);
-            pending = if pending.is_empty() {
-                grads
-            } else {
-                pending
-                    .into_iter()
-                    .zip(grads)
-                    .map(|(a, b)| match (a, b) {
-                        (Some(a), Some(b)) => (a + b).map(Some),
-                        (a, b) => Ok(a.or(b)),
-                    })
-                    .collect::<candle_core::Result<_>>()
-                    .context("accumulate")?
-            };
+            match &mut filter {
+                Some(f) => {
+                    f.offer(grads)?;
+                }
+                None => pending = accumulate(pending, grads)?,
+            }
             micro += 1;
             if micro == c.optim.accumulate || k + 1 == n_batches {
-                for g in pending.iter_mut().flatten() {
-                    *g = (&*g / micro as f64).context("accumulate")?;
-                }
-                if self.epoch < c.optim.linear_probe_epochs {
-                    // Linear probing: only the head moves (no gradient, no update).
-                    for (g, p) in pending.iter_mut().zip(self.optimizer.params()) {
-                        if !self.head.is_match(&p.name) {
-                            *g = None;
-                        }
-                    }
-                }
-                Optimizer::clip(&mut pending, c.optim.grad_clip)?;
+                let step_grads = match &mut filter {
+                    Some(f) => f.take()?,
+                    None => Some(
+                        std::mem::take(&mut pending)
+                            .into_iter()
+                            .map(|g| {
+                                g.map(|g| (g / micro as f64).context("accumulate"))
+                                    .transpose()
+                            })
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                };
+                micro = 0;
                 let progress = self.epoch as f64 + (k + 1) as f64 / n_batches as f64;
                 lr = c.optim.lr * lr_factor(&c.schedule, progress, c.train.epochs);
-                self.optimizer.step(&pending, lr)?;
-                if let Some(masks) = &self.masks {
-                    masks.apply()?;
+                // None: gradient agreement filtering found no agreeing micro-batches.
+                if let Some(grads) = step_grads {
+                    self.apply_step(grads, lr)?;
                 }
-                pending.clear();
-                micro = 0;
             }
             loss_sum += f64::from(value) * batch.batch_size as f64;
             seen += batch.batch_size;
@@ -414,6 +407,25 @@ impl Run<'_> {
         }
         bar.finish_and_clear();
         Ok((loss_sum / seen.max(1) as f64, lr))
+    }
+
+    /// Linear-probe masking, clipping, the optimizer step and the pruning masks.
+    fn apply_step(&mut self, mut grads: Vec<Option<Tensor>>, lr: f64) -> Result<()> {
+        let c = self.config;
+        if self.epoch < c.optim.linear_probe_epochs {
+            // Linear probing: only the head moves (no gradient, no update).
+            for (g, p) in grads.iter_mut().zip(self.optimizer.params()) {
+                if !self.head.is_match(&p.name) {
+                    *g = None;
+                }
+            }
+        }
+        Optimizer::clip(&mut grads, c.optim.grad_clip)?;
+        self.optimizer.step(&grads, lr)?;
+        if let Some(masks) = &self.masks {
+            masks.apply()?;
+        }
+        Ok(())
     }
 
     /// Cross-entropy, or the distillation loss when a teacher is set.
@@ -626,4 +638,23 @@ pub fn write_outputs(
         crate::plots::training_svg(&out.join("training.svg"), history)?;
     }
     Ok(())
+}
+
+/// Adds a micro-batch's gradients to the pending sum.
+fn accumulate(
+    pending: Vec<Option<Tensor>>,
+    grads: Vec<Option<Tensor>>,
+) -> Result<Vec<Option<Tensor>>> {
+    if pending.is_empty() {
+        return Ok(grads);
+    }
+    pending
+        .into_iter()
+        .zip(grads)
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => (a + b).map(Some),
+            (a, b) => Ok(a.or(b)),
+        })
+        .collect::<candle_core::Result<_>>()
+        .context("accumulate")
 }
