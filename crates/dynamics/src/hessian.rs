@@ -105,10 +105,18 @@ pub struct Eigenpair {
 ///
 /// # Errors
 /// [`DynamicsError::InvalidSetting`] for k = 0 or k > d; dimension errors.
-pub fn top_eigenvalues(obj: &dyn Objective, w: &[f64], config: &PowerConfig) -> Result<Vec<Eigenpair>> {
+pub fn top_eigenvalues(
+    obj: &dyn Objective,
+    w: &[f64],
+    config: &PowerConfig,
+) -> Result<Vec<Eigenpair>> {
     let d = obj.dim();
     if config.k == 0 || config.k > d {
-        return Err(invalid("hessian.k", config.k, "must be in 1..=number of parameters"));
+        return Err(invalid(
+            "hessian.k",
+            config.k,
+            "must be in 1..=number of parameters",
+        ));
     }
     let mut rng = rng(config.seed);
     let mut found: Vec<Eigenpair> = Vec::with_capacity(config.k);
@@ -148,7 +156,9 @@ pub fn top_eigenvalues(obj: &dyn Objective, w: &[f64], config: &PowerConfig) -> 
 fn deflate(v: &mut [f64], found: &[Eigenpair]) {
     for pair in found {
         let c = dot(v, &pair.vector);
-        v.iter_mut().zip(&pair.vector).for_each(|(x, u)| *x -= c * u);
+        v.iter_mut()
+            .zip(&pair.vector)
+            .for_each(|(x, u)| *x -= c * u);
     }
 }
 
@@ -156,7 +166,9 @@ fn deflate(v: &mut [f64], found: &[Eigenpair]) {
 fn deflate_applied(hv: &mut [f64], v: &[f64], found: &[Eigenpair]) {
     for pair in found {
         let c = pair.value * dot(v, &pair.vector);
-        hv.iter_mut().zip(&pair.vector).for_each(|(x, u)| *x -= c * u);
+        hv.iter_mut()
+            .zip(&pair.vector)
+            .for_each(|(x, u)| *x -= c * u);
     }
 }
 
@@ -175,9 +187,18 @@ pub struct TraceEstimate {
 ///
 /// # Errors
 /// [`DynamicsError::InvalidSetting`] for fewer than 2 samples; dimension errors.
-pub fn hutchinson_trace(obj: &dyn Objective, w: &[f64], samples: usize, seed: u64) -> Result<TraceEstimate> {
+pub fn hutchinson_trace(
+    obj: &dyn Objective,
+    w: &[f64],
+    samples: usize,
+    seed: u64,
+) -> Result<TraceEstimate> {
     if samples < 2 {
-        return Err(invalid("hessian.trace_samples", samples, "must be at least 2"));
+        return Err(invalid(
+            "hessian.trace_samples",
+            samples,
+            "must be at least 2",
+        ));
     }
     let mut rng = rng(seed);
     let values: Vec<f64> = (0..samples)
@@ -236,9 +257,19 @@ impl SpectralDensity {
 ///
 /// # Errors
 /// [`DynamicsError::InvalidSetting`] for zero steps or probes; dimension errors.
-pub fn slq_density(obj: &dyn Objective, w: &[f64], steps: usize, probes: usize, seed: u64) -> Result<SpectralDensity> {
+pub fn slq_density(
+    obj: &dyn Objective,
+    w: &[f64],
+    steps: usize,
+    probes: usize,
+    seed: u64,
+) -> Result<SpectralDensity> {
     if steps == 0 {
-        return Err(invalid("hessian.lanczos_steps", steps, "must be at least 1"));
+        return Err(invalid(
+            "hessian.lanczos_steps",
+            steps,
+            "must be at least 1",
+        ));
     }
     if probes == 0 {
         return Err(invalid("hessian.probes", probes, "must be at least 1"));
@@ -269,7 +300,12 @@ pub fn slq_density(obj: &dyn Objective, w: &[f64], steps: usize, probes: usize, 
 }
 
 /// Lanczos tridiagonalisation: diagonal `alpha` and off-diagonal `beta`.
-fn lanczos(obj: &dyn Objective, w: &[f64], start: &[f64], steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+fn lanczos(
+    obj: &dyn Objective,
+    w: &[f64],
+    start: &[f64],
+    steps: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let n0 = norm(start);
     let mut basis: Vec<Vec<f64>> = vec![start.iter().map(|x| x / n0).collect()];
     let (mut alpha, mut beta) = (Vec::new(), Vec::new());

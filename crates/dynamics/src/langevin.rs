@@ -34,10 +34,18 @@ pub fn langevin(
     wrap: Option<&dyn Fn(&mut [f64])>,
 ) -> Result<Vec<Vec<f64>>> {
     if !(config.eta.is_finite() && config.eta > 0.0) {
-        return Err(invalid("langevin.eta", config.eta, "must be a positive number"));
+        return Err(invalid(
+            "langevin.eta",
+            config.eta,
+            "must be a positive number",
+        ));
     }
     if !(config.temperature.is_finite() && config.temperature >= 0.0) {
-        return Err(invalid("langevin.temperature", config.temperature, "must be finite and >= 0"));
+        return Err(invalid(
+            "langevin.temperature",
+            config.temperature,
+            "must be finite and >= 0",
+        ));
     }
     if config.thin == 0 {
         return Err(invalid("langevin.thin", 0, "must be at least 1"));
@@ -56,7 +64,10 @@ pub fn langevin(
             f(&mut w);
         }
         if !w.iter().all(|x| x.is_finite()) {
-            return Err(DynamicsError::NonFinite { what: "state", step });
+            return Err(DynamicsError::NonFinite {
+                what: "state",
+                step,
+            });
         }
         if step % config.thin == 0 {
             kept.push(w.clone());

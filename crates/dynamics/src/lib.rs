@@ -2,8 +2,10 @@
 //!
 //! Measurements of how training behaves, each validated against a known answer:
 //! Hessian-vector products, top eigenvalues, trace and spectral density of the loss
-//! curvature ([`hessian`]), and the local learning coefficient of singular learning
-//! theory by SGLD ([`llc`]). Everything works on an [`Objective`]: a loss and gradient
+//! curvature ([`hessian`]), the local learning coefficient of singular learning theory
+//! by SGLD ([`llc`]), loss barriers, Bezier curves and curvature along paths between
+//! minima ([`path`]), Langevin dynamics and mean-squared displacement ([`langevin`]), and
+//! layer balance ([`balance`]). Everything works on an [`Objective`]: a loss and gradient
 //! over a flat parameter vector, implemented here by exactly solvable toys
 //! ([`Quadratic`], [`LeastSquares`], [`toy::PowerPotential`],
 //! [`toy::ReducedRankRegression`]).
@@ -24,6 +26,7 @@ pub mod hessian;
 pub mod langevin;
 pub mod llc;
 mod objective;
+pub mod path;
 pub mod rng;
 pub mod toy;
 

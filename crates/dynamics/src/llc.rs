@@ -111,7 +111,11 @@ pub struct LlcEstimate {
 ///
 /// # Errors
 /// Invalid settings; dimension mismatch; a non-finite loss (step size too large).
-pub fn sgld_losses(obj: &dyn Objective, center: &[f64], config: &SgldConfig) -> Result<Vec<Vec<f64>>> {
+pub fn sgld_losses(
+    obj: &dyn Objective,
+    center: &[f64],
+    config: &SgldConfig,
+) -> Result<Vec<Vec<f64>>> {
     config.validate()?;
     if center.len() != obj.dim() {
         return Err(DynamicsError::Dimension {
@@ -161,7 +165,11 @@ pub fn sgld_losses(obj: &dyn Objective, center: &[f64], config: &SgldConfig) -> 
 ///
 /// # Errors
 /// As [`sgld_losses`].
-pub fn estimate_llc(obj: &dyn Objective, center: &[f64], config: &SgldConfig) -> Result<LlcEstimate> {
+pub fn estimate_llc(
+    obj: &dyn Objective,
+    center: &[f64],
+    config: &SgldConfig,
+) -> Result<LlcEstimate> {
     let n_beta = config.n_beta_for(obj);
     let loss_at_center = obj.loss(center, None);
     let chains = sgld_losses(obj, center, config)?;

@@ -85,7 +85,8 @@ impl Objective for LeastSquares {
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
         let w = DVector::from_column_slice(w);
         grad.iter_mut().for_each(|g| *g = 0.0);
-        let rows: Vec<usize> = batch.map_or_else(|| (0..self.x.nrows()).collect(), <[usize]>::to_vec);
+        let rows: Vec<usize> =
+            batch.map_or_else(|| (0..self.x.nrows()).collect(), <[usize]>::to_vec);
         let mut loss = 0.0;
         for &i in &rows {
             let row = self.x.row(i);

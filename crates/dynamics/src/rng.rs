@@ -24,6 +24,12 @@ pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// `n` Rademacher draws (+-1 with equal probability).
 pub fn rademacher(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     (0..n)
-        .map(|_| if rng.random_range(0..2) == 0 { -1.0 } else { 1.0 })
+        .map(|_| {
+            if rng.random_range(0..2) == 0 {
+                -1.0
+            } else {
+                1.0
+            }
+        })
         .collect()
 }

@@ -69,7 +69,12 @@ impl ReducedRankRegression {
         let x = DMatrix::from_vec(n, m, normals(&mut r, n * m));
         let noise = DMatrix::from_vec(n, n_out, normals(&mut r, n * n_out));
         let y = &x * a.transpose() * b.transpose() + noise;
-        let truth = a.transpose().iter().chain(b.transpose().iter()).copied().collect();
+        let truth = a
+            .transpose()
+            .iter()
+            .chain(b.transpose().iter())
+            .copied()
+            .collect();
         Self {
             x,
             y,
@@ -177,5 +182,31 @@ impl Objective for Valley {
         grad[0] = 1.5 * pi * self.k0 * (2.0 * pi * x).sin() * y * y;
         grad[1] = self.k(x) * y;
         0.5 * self.k(x) * y * y
+    }
+}
+
+/// `L(w) = (|w|^2 - 1)^2`: a ring of minima. The straight path between opposite points
+/// crosses the maximum at the origin (barrier 1); a curved path stays near the ring.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ring {
+    /// Dimension (at least 2).
+    pub dim: usize,
+}
+
+impl Objective for Ring {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn n_samples(&self) -> usize {
+        1
+    }
+
+    fn loss_grad(&self, w: &[f64], _batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        let r2: f64 = w.iter().map(|x| x * x).sum();
+        for (g, x) in grad.iter_mut().zip(w) {
+            *g = 4.0 * (r2 - 1.0) * x;
+        }
+        (r2 - 1.0).powi(2)
     }
 }
