@@ -210,3 +210,98 @@ impl Objective for Ring {
         (r2 - 1.0).powi(2)
     }
 }
+
+/// A tanh MLP `x -> tanh(W1 x + b1) -> tanh(W2 . + b2) -> W3 . + b3` with squared loss
+/// `(1/2n) sum_i |f(x_i) - y_i|^2`, parameters laid out W1, b1, W2, b2, W3, b3 (weights
+/// row-major `[out, in]`): the small network of the edge-of-stability experiments.
+#[derive(Debug, Clone)]
+pub struct TanhMlp {
+    /// Inputs `[n, d]`.
+    pub x: DMatrix<f64>,
+    /// Targets `[n, k]`.
+    pub y: DMatrix<f64>,
+    /// Hidden widths (two layers).
+    pub hidden: [usize; 2],
+}
+
+impl TanhMlp {
+    fn shapes(&self) -> [(usize, usize); 3] {
+        let [h1, h2] = self.hidden;
+        [(h1, self.x.ncols()), (h2, h1), (self.y.ncols(), h2)]
+    }
+
+    /// PyTorch's default initialisation (weights and biases U(+-1/sqrt(fan_in))), seeded.
+    pub fn init(&self, seed: u64) -> Vec<f64> {
+        let mut r = rng(seed);
+        let mut w = Vec::with_capacity(self.dim());
+        for (out, input) in self.shapes() {
+            let bound = 1.0 / (input as f64).sqrt();
+            for _ in 0..out * input + out {
+                w.push(bound * (2.0 * rand::RngExt::random_range(&mut r, 0.0..1.0) - 1.0));
+            }
+        }
+        w
+    }
+
+    /// Unpacks (W, b) of each layer.
+    fn layers(&self, w: &[f64]) -> Vec<(DMatrix<f64>, DVector<f64>)> {
+        let mut offset = 0;
+        self.shapes()
+            .iter()
+            .map(|&(out, input)| {
+                let m = DMatrix::from_row_slice(out, input, &w[offset..offset + out * input]);
+                offset += out * input;
+                let b = DVector::from_column_slice(&w[offset..offset + out]);
+                offset += out;
+                (m, b)
+            })
+            .collect()
+    }
+}
+
+fn add_bias(mut z: DMatrix<f64>, b: &DVector<f64>) -> DMatrix<f64> {
+    for mut row in z.row_iter_mut() {
+        row += b.transpose();
+    }
+    z
+}
+
+impl Objective for TanhMlp {
+    fn dim(&self) -> usize {
+        self.shapes().iter().map(|(o, i)| o * i + o).sum()
+    }
+
+    fn n_samples(&self) -> usize {
+        self.x.nrows()
+    }
+
+    fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        let layers = self.layers(w);
+        let (x, y) = match batch {
+            Some(rows) => (self.x.select_rows(rows), self.y.select_rows(rows)),
+            None => (self.x.clone(), self.y.clone()),
+        };
+        let n = x.nrows().max(1) as f64;
+        let a1 = add_bias(&x * layers[0].0.transpose(), &layers[0].1).map(f64::tanh);
+        let a2 = add_bias(&a1 * layers[1].0.transpose(), &layers[1].1).map(f64::tanh);
+        let out = add_bias(&a2 * layers[2].0.transpose(), &layers[2].1);
+        let diff = &out - &y;
+        let loss = 0.5 * diff.norm_squared() / n;
+        let d_out = diff / n;
+        let d_z2 = (&d_out * &layers[2].0).component_mul(&a2.map(|a| 1.0 - a * a));
+        let d_z1 = (&d_z2 * &layers[1].0).component_mul(&a1.map(|a| 1.0 - a * a));
+        let mut offset = 0;
+        for (d, input) in [(&d_z1, &x), (&d_z2, &a1), (&d_out, &a2)] {
+            let g_w = d.transpose() * input; // [out, in]
+            for v in g_w.transpose().iter() {
+                grad[offset] = *v;
+                offset += 1;
+            }
+            for c in d.column_iter() {
+                grad[offset] = c.sum();
+                offset += 1;
+            }
+        }
+        loss
+    }
+}
