@@ -5,7 +5,7 @@
 //! `lambda_max_eta_over_2=<mean over the final phase>`.
 //!
 //! ```sh
-//! cargo run --release -p noether-examples --example edge_of_stability -- [--eta 0.02] [--steps 3000] [--every 100] [--seed 0]
+//! cargo run --release -p noether-examples --example edge_of_stability -- [--eta 0.3] [--steps 2000] [--every 200] [--seed 0]
 //! ```
 
 use nalgebra::DMatrix;
@@ -30,9 +30,9 @@ fn problem(seed: u64) -> TanhMlp {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut eta = 0.02;
-    let mut steps = 3000;
-    let mut every = 100;
+    let mut eta = 0.3;
+    let mut steps = 2000;
+    let mut every = 200;
     let mut seed = 0;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {

@@ -106,8 +106,8 @@ pub struct LlcEstimate {
     pub mean_loss: Vec<f64>,
 }
 
-/// Runs SGLD chains from `center` and returns the draws' losses of each chain (full-data
-/// loss at each kept step).
+/// Runs SGLD chains from `center` and returns the draws' losses of each chain (the
+/// full-data loss of the state at each kept step).
 ///
 /// # Errors
 /// Invalid settings; dimension mismatch; a non-finite loss (step size too large).
@@ -143,17 +143,21 @@ pub fn sgld_losses(
                 cursor += b;
                 order[cursor - b..cursor].to_vec()
             });
-            obj.loss_grad(&w, batch.as_deref(), &mut g);
-            for ((wi, gi), ci) in w.iter_mut().zip(&g).zip(center) {
-                let drift = n_beta * gi + gamma * (*wi - ci);
-                *wi += -0.5 * eps * drift + eps.sqrt() * normal(&mut rng);
-            }
+            let batch_loss = obj.loss_grad(&w, batch.as_deref(), &mut g);
             if step >= config.burn_in {
-                let loss = obj.loss(&w, None);
+                // The state drawn at this step; full batch: its loss came with the gradient.
+                let loss = match batch {
+                    None => batch_loss,
+                    Some(_) => obj.loss(&w, None),
+                };
                 if !loss.is_finite() {
                     return Err(DynamicsError::NonFinite { what: "loss", step });
                 }
                 losses.push(loss);
+            }
+            for ((wi, gi), ci) in w.iter_mut().zip(&g).zip(center) {
+                let drift = n_beta * gi + gamma * (*wi - ci);
+                *wi += -0.5 * eps * drift + eps.sqrt() * normal(&mut rng);
             }
         }
         chains.push(losses);

@@ -119,15 +119,17 @@ impl Objective for ReducedRankRegression {
 
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
         let (a, b) = self.unpack(w);
-        let (x, y) = match batch {
-            Some(rows) => (self.x.select_rows(rows), self.y.select_rows(rows)),
-            None => (self.x.clone(), self.y.clone()),
+        let selected = batch.map(|rows| (self.x.select_rows(rows), self.y.select_rows(rows)));
+        let (x, y) = match &selected {
+            Some((x, y)) => (x, y),
+            None => (&self.x, &self.y),
         };
         let n = x.nrows().max(1) as f64;
-        let hidden = &x * a.transpose(); // [n, H]
-        let residual = &hidden * b.transpose() - &y; // [n, N]
+        let hidden = x * a.transpose(); // [n, H]
+        let residual = &hidden * b.transpose() - y; // [n, N]
+        let loss = 0.5 * residual.norm_squared() / n;
         let grad_b = residual.transpose() * &hidden / n; // [N, H]
-        let grad_a = (residual * &b).transpose() * &x / n; // [H, M]
+        let grad_a = (residual * &b).transpose() * x / n; // [H, M]
         let flat = grad_a
             .transpose()
             .iter()
@@ -135,7 +137,7 @@ impl Objective for ReducedRankRegression {
             .copied()
             .collect::<Vec<_>>();
         grad.copy_from_slice(&flat);
-        0.5 * (&hidden * b.transpose() - &y).norm_squared() / n
+        loss
     }
 }
 

@@ -12,7 +12,9 @@ fn rotated(spectrum: &[f64], seed: u64) -> Quadratic {
     let mut r = rng(seed);
     let g = DMatrix::from_vec(d, d, normals(&mut r, d * d));
     let q = g.qr().q();
-    let a = &q * DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(spectrum)) * q.transpose();
+    let a = &q
+        * DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(spectrum))
+        * q.transpose();
     Quadratic {
         a,
         center: nalgebra::DVector::from_vec(normals(&mut r, d)),
@@ -39,7 +41,11 @@ fn hvp_is_exact_on_a_quadratic() {
     }
     assert!(matches!(
         hvp(&q, &w[..3], &v),
-        Err(DynamicsError::Dimension { what: "w", expected: 5, found: 3 })
+        Err(DynamicsError::Dimension {
+            what: "w",
+            expected: 5,
+            found: 3
+        })
     ));
 }
 
@@ -48,7 +54,17 @@ fn power_iteration_finds_the_top_eigenvalues() {
     let spectrum = [9.0, 6.0, 4.0, 1.0, 0.5, 0.25, 0.1, 0.0];
     let q = rotated(&spectrum, 2);
     let w = vec![0.1; spectrum.len()];
-    let top = top_eigenvalues(&q, &w, &PowerConfig { k: 3, max_iters: 2000, tol: 1e-12, seed: 3 }).unwrap();
+    let top = top_eigenvalues(
+        &q,
+        &w,
+        &PowerConfig {
+            k: 3,
+            max_iters: 2000,
+            tol: 1e-12,
+            seed: 3,
+        },
+    )
+    .unwrap();
     for (pair, want) in top.iter().zip(&spectrum) {
         assert!((pair.value - want).abs() < 1e-5, "{} vs {want}", pair.value);
         // An eigenvector: A u = lambda u.
@@ -59,11 +75,33 @@ fn power_iteration_finds_the_top_eigenvalues() {
     let exact = SymmetricEigen::new(ls.hessian()).eigenvalues;
     let mut exact: Vec<f64> = exact.iter().copied().collect();
     exact.sort_by(|a, b| b.total_cmp(a));
-    let top = top_eigenvalues(&ls, &[0.0; 6], &PowerConfig { k: 2, max_iters: 3000, tol: 1e-12, seed: 0 }).unwrap();
+    let top = top_eigenvalues(
+        &ls,
+        &[0.0; 6],
+        &PowerConfig {
+            k: 2,
+            max_iters: 3000,
+            tol: 1e-12,
+            seed: 0,
+        },
+    )
+    .unwrap();
     for (pair, want) in top.iter().zip(&exact) {
-        assert!((pair.value - want).abs() < 1e-4 * want, "{} vs {want}", pair.value);
+        assert!(
+            (pair.value - want).abs() < 1e-4 * want,
+            "{} vs {want}",
+            pair.value
+        );
     }
-    assert!(top_eigenvalues(&ls, &[0.0; 6], &PowerConfig { k: 7, ..PowerConfig::default() }).is_err());
+    assert!(top_eigenvalues(
+        &ls,
+        &[0.0; 6],
+        &PowerConfig {
+            k: 7,
+            ..PowerConfig::default()
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -105,8 +143,16 @@ fn lanczos_quadrature_recovers_the_spectrum() {
     assert!((total - 1.0).abs() < 1e-9, "{total}");
     let m1 = h.trace() / d;
     let m2 = (&h * &h).trace() / d;
-    assert!((density.moment(1) - m1).abs() < 0.15 * m1, "{} vs {m1}", density.moment(1));
-    assert!((density.moment(2) - m2).abs() < 0.3 * m2, "{} vs {m2}", density.moment(2));
+    assert!(
+        (density.moment(1) - m1).abs() < 0.15 * m1,
+        "{} vs {m1}",
+        density.moment(1)
+    );
+    assert!(
+        (density.moment(2) - m2).abs() < 0.3 * m2,
+        "{} vs {m2}",
+        density.moment(2)
+    );
     let grid: Vec<f64> = (0..2000).map(|i| -5.0 + f64::from(i) * 0.1).collect();
     let smooth = density.smoothed(&grid, 0.5);
     let area: f64 = smooth.iter().sum::<f64>() * 0.1;

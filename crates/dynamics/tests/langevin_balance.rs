@@ -41,9 +41,15 @@ fn langevin_concentrates_where_the_valley_is_wide() {
     let want = mass(0.0) / mass(0.5);
     let got = near(0.0) / near(0.5);
     assert!((want - 1.96).abs() < 0.05, "{want}");
-    assert!((got - want).abs() < 0.1 * want, "ends / middle = {got}, want {want}");
+    assert!(
+        (got - want).abs() < 0.1 * want,
+        "ends / middle = {got}, want {want}"
+    );
     // The loss along the valley floor is zero everywhere: the preference is entropic.
-    assert_eq!(valley.loss(&[0.0, 0.0], None), valley.loss(&[0.5, 0.0], None));
+    assert_eq!(
+        valley.loss(&[0.0, 0.0], None),
+        valley.loss(&[0.5, 0.0], None)
+    );
 }
 
 #[test]
@@ -61,7 +67,11 @@ fn msd_exponent_separates_diffusion_from_confinement() {
     let slope = msd_exponent(&lags, &m);
     assert!((slope - 1.0).abs() < 0.1, "free diffusion: {slope}");
     // 2 d T eta lag for free diffusion.
-    assert!((m[3] / (2.0 * 3.0 * 1e-2 * 100.0) - 1.0).abs() < 0.1, "{}", m[3]);
+    assert!(
+        (m[3] / (2.0 * 3.0 * 1e-2 * 100.0) - 1.0).abs() < 0.1,
+        "{}",
+        m[3]
+    );
     // An Ornstein-Uhlenbeck well (relaxation time 1 / (eta a) = 50 steps) plateaus.
     let well = langevin(&Quadratic::diagonal(&[2.0; 3]), &[0.0; 3], &config, None).unwrap();
     let late: Vec<usize> = [500, 1000, 2000, 5000].to_vec();
