@@ -127,7 +127,9 @@ pub fn top_eigenvalues(
         for it in 0..config.max_iters {
             deflate(&mut v, &found);
             let n = norm(&v);
-            v.iter_mut().for_each(|x| *x /= n);
+            for x in &mut v {
+                *x /= n;
+            }
             let mut hv = hvp(obj, w, &v)?;
             deflate_applied(&mut hv, &v, &found);
             let rayleigh = dot(&v, &hv);
@@ -141,7 +143,9 @@ pub fn top_eigenvalues(
         }
         deflate(&mut v, &found);
         let n = norm(&v);
-        v.iter_mut().for_each(|x| *x /= n);
+        for x in &mut v {
+            *x /= n;
+        }
         found.push(Eigenpair {
             value,
             vector: v,

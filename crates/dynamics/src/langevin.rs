@@ -7,6 +7,9 @@ use crate::error::{invalid, DynamicsError, Result};
 use crate::objective::Objective;
 use crate::rng::{normal, rng};
 
+/// Maps a state back into its domain after each step (e.g. periodic coordinates).
+pub type Wrap<'a> = &'a dyn Fn(&mut [f64]);
+
 /// Langevin settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LangevinConfig {
@@ -31,7 +34,7 @@ pub fn langevin(
     obj: &dyn Objective,
     start: &[f64],
     config: &LangevinConfig,
-    wrap: Option<&dyn Fn(&mut [f64])>,
+    wrap: Option<Wrap<'_>>,
 ) -> Result<Vec<Vec<f64>>> {
     if !(config.eta.is_finite() && config.eta > 0.0) {
         return Err(invalid(

@@ -84,7 +84,9 @@ impl Objective for LeastSquares {
 
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
         let w = DVector::from_column_slice(w);
-        grad.iter_mut().for_each(|g| *g = 0.0);
+        for g in grad.iter_mut() {
+            *g = 0.0;
+        }
         let rows: Vec<usize> =
             batch.map_or_else(|| (0..self.x.nrows()).collect(), <[usize]>::to_vec);
         let mut loss = 0.0;
@@ -97,7 +99,9 @@ impl Objective for LeastSquares {
             }
         }
         let n = rows.len().max(1) as f64;
-        grad.iter_mut().for_each(|g| *g /= n);
+        for g in grad.iter_mut() {
+            *g /= n;
+        }
         loss / n
     }
 }

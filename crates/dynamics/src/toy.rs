@@ -96,9 +96,9 @@ impl ReducedRankRegression {
 pub fn rrr_learning_coefficient(m: usize, h: usize, n: usize, r: usize) -> f64 {
     let (m, h, n, r) = (m as f64, h as f64, n as f64, r as f64);
     if m + h < n + r {
-        (h * m - h * r + n * r) / 2.0
+        f64::midpoint(h * m - h * r, n * r)
     } else if n + h < m + r {
-        (h * n - h * r + m * r) / 2.0
+        f64::midpoint(h * n - h * r, m * r)
     } else if m + n < h + r {
         m * n / 2.0
     } else {

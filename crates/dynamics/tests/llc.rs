@@ -117,11 +117,11 @@ fn reduced_rank_regression_matches_aoyagi_watanabe() {
     // The other branches of the formula: (M + H < N + r), (N + H < M + r), (M + N < H + r).
     assert_eq!(
         rrr_learning_coefficient(4, 3, 8, 1),
-        (12.0 - 3.0 + 8.0) / 2.0
+        8.5 // (H M - H r + N r) / 2 = (12 - 3 + 8) / 2
     );
     assert_eq!(
         rrr_learning_coefficient(8, 3, 4, 1),
-        (12.0 - 3.0 + 8.0) / 2.0
+        8.5 // (H M - H r + N r) / 2 = (12 - 3 + 8) / 2
     );
     assert_eq!(rrr_learning_coefficient(2, 6, 2, 3), 2.0);
 }

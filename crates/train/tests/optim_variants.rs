@@ -111,7 +111,7 @@ fn the_snr_gate_damps_noise() {
     // so after the first step (where the variance estimate is still 0) the gated steps
     // are much shorter than AdamW's.
     let noise = |step: usize| {
-        let s = if step % 2 == 0 { 1.0f32 } else { -1.0 };
+        let s = if step.is_multiple_of(2) { 1.0f32 } else { -1.0 };
         vec![s, -s, 0.5 * s, 2.0 * s]
     };
     let path = |name: OptimizerName, gate: SnrGate| -> f32 {
