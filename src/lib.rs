@@ -13,6 +13,7 @@
 //! ```
 
 pub use noether_data as data;
+pub use noether_dynamics as dynamics;
 pub use noether_equivariant as equivariant;
 pub use noether_kinematics as kinematics;
 pub use noether_scaling as scaling;

@@ -57,6 +57,9 @@ enum Command {
     /// Scaling-law fits and compute allocation.
     #[command(subcommand)]
     Scaling(cli::scaling::ScalingCommand),
+    /// Learning-dynamics diagnostics of a checkpoint (Hessian, LLC, paths, balance).
+    #[command(subcommand)]
+    Diagnose(cli::diagnose::DiagnoseCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Eval(args) => cli::eval::run(&args)?,
         Command::Train(args) => cli::train::run(&args)?,
         Command::Finetune(args) => cli::finetune::run(&args)?,
+        Command::Diagnose(command) => cli::diagnose::run(&command)?,
         Command::Convert {
             input,
             output,

@@ -461,3 +461,73 @@ fn finetune_with_pruning_reports_before_and_after() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `noether diagnose` on two small PFN checkpoints writes its JSON and plots: Hessian
+/// eigenvalues in decreasing magnitude, a zero barrier from a checkpoint to itself, one
+/// balance entry per parameter tensor, a finite LLC estimate.
+#[test]
+fn diagnose_writes_hessian_path_balance_and_llc() {
+    let base = std::env::temp_dir().join(format!("noether-cli-diag-{}", std::process::id()));
+    let ckpt = pretrained(&base);
+    let ckpt = ckpt.to_str().unwrap();
+    let run = |kind: &str, extra: &[&str]| -> (serde_json::Value, String) {
+        let out = base.join(kind);
+        let mut args = vec![
+            "diagnose",
+            kind,
+            "--checkpoint",
+            ckpt,
+            "--data",
+            "data/val.h5",
+            "--jets",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (ok, text) = noether(&args);
+        assert!(ok, "{text}");
+        let json = std::fs::read_to_string(out.join(format!("{kind}.json"))).unwrap();
+        (serde_json::from_str(&json).unwrap(), text)
+    };
+    let (h, _) = run(
+        "hessian",
+        &[
+            "--k",
+            "2",
+            "--trace-samples",
+            "3",
+            "--lanczos-steps",
+            "4",
+            "--probes",
+            "1",
+        ],
+    );
+    let top: Vec<f64> = h["top_eigenvalues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(top.len(), 2);
+    assert!(top[0].abs() >= top[1].abs() && top[0].is_finite(), "{h}");
+    assert!(base.join("hessian/eigen_density.svg").exists());
+    let (p, text) = run("path", &["--to", ckpt, "--points", "4"]);
+    assert_eq!(p["linear_barrier"].as_f64().unwrap(), 0.0, "{text}");
+    let (b, _) = run("balance", &[]);
+    assert_eq!(b["layers"].as_array().unwrap().len(), 12, "{b}");
+    let (l, text) = run("llc", &["--draws", "5", "--burn-in", "2", "--chains", "1"]);
+    assert!(l["lambda_hat"].as_f64().unwrap().is_finite(), "{text}");
+    let (ok, text) = noether(&[
+        "diagnose",
+        "path",
+        "--checkpoint",
+        ckpt,
+        "--to",
+        "/no/such.safetensors",
+        "--data",
+        "data/val.h5",
+    ]);
+    assert!(!ok && text.contains("/no/such.safetensors"), "{text}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -1,6 +1,7 @@
 //! Subcommand implementations of the `noether` binary.
 
 pub mod compress;
+pub mod diagnose;
 pub mod eval;
 pub mod finetune;
 pub mod scaling;

@@ -30,8 +30,8 @@ fn check_dim(obj: &dyn Objective, what: &'static str, v: &[f64]) -> Result<()> {
     }
 }
 
-/// Relative finite-difference step: the gradient is evaluated at `w +- r v / |v|` with
-/// `r = FD_STEP * max(1, |w| / sqrt(d))`.
+/// Default relative finite-difference step: the gradient is evaluated at
+/// `w +- r v / |v|` with `r = step * max(1, |w| / sqrt(d))` ([`Objective::fd_step`]).
 pub const FD_STEP: f64 = 1e-4;
 
 /// `H v` at `w` by the central difference `(g(w + r u) - g(w - r u)) |v| / (2 r)`,
@@ -48,7 +48,7 @@ pub fn hvp(obj: &dyn Objective, w: &[f64], v: &[f64]) -> Result<Vec<f64>> {
     if scale == 0.0 {
         return Ok(vec![0.0; d]);
     }
-    let r = FD_STEP * (norm(w) / (d as f64).sqrt()).max(1.0);
+    let r = obj.fd_step() * (norm(w) / (d as f64).sqrt()).max(1.0);
     let shifted = |sign: f64| -> Vec<f64> {
         w.iter()
             .zip(v)

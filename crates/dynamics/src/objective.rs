@@ -13,6 +13,13 @@ pub trait Objective: Sync {
     /// written into `grad` (length [`Objective::dim`]).
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64;
 
+    /// Relative step of the finite-difference Hessian-vector products (default
+    /// [`crate::hessian::FD_STEP`], right for f64 gradients; f32 models want ~1e-2, near
+    /// the cube root of their rounding error).
+    fn fd_step(&self) -> f64 {
+        crate::hessian::FD_STEP
+    }
+
     /// Loss alone (default: through [`Objective::loss_grad`]).
     fn loss(&self, w: &[f64], batch: Option<&[usize]>) -> f64 {
         let mut g = vec![0.0; self.dim()];
@@ -84,9 +91,7 @@ impl Objective for LeastSquares {
 
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
         let w = DVector::from_column_slice(w);
-        for g in grad.iter_mut() {
-            *g = 0.0;
-        }
+        grad.fill(0.0);
         let rows: Vec<usize> =
             batch.map_or_else(|| (0..self.x.nrows()).collect(), <[usize]>::to_vec);
         let mut loss = 0.0;

@@ -428,3 +428,45 @@ fn bad_transfer_settings_name_the_key() {
         Err(TrainError::InvalidConfig { key, .. }) if key == "optim.layer_decay"
     ));
 }
+
+/// The tagger as a dynamics objective: its loss is the mean cross-entropy `predict`
+/// reports, and its gradient matches finite differences of that loss.
+#[test]
+fn tagger_objective_loss_and_gradient_are_consistent() {
+    use noether_dynamics::Objective;
+    let mut config = tiny("[pfn]\nphi_sizes = [8]\nf_sizes = [8]");
+    config.model = noether_train::ModelKind::Pfn;
+    let data = RunData::load(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    train(&config, &data, &options(dir.path())).unwrap();
+    let jets = data.val.select(&(0..40).collect::<Vec<_>>());
+    let obj = noether_train::TaggerObjective::from_checkpoint(
+        &dir.path().join("best.safetensors"),
+        jets.clone(),
+    )
+    .unwrap();
+    let w = obj.parameters().unwrap();
+    assert_eq!(w.len(), obj.dim());
+    let (model, varmap) = Tagger::build(&config, 0).unwrap();
+    let ckpt = checkpoint::load(&dir.path().join("best.safetensors")).unwrap();
+    noether_train::load_weights(&varmap, &ckpt.tensors, dir.path()).unwrap();
+    let (_, _, mean_loss) = noether_train::predict(&model, &jets, config.data.n_max, 16).unwrap();
+    let mut g = vec![0.0; w.len()];
+    let loss = obj.loss_grad(&w, None, &mut g);
+    assert!((loss - mean_loss).abs() < 1e-5, "{loss} vs {mean_loss}");
+    // Central differences on the largest-gradient coordinates (f32 model: step 1e-2).
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
+    for &i in &order[..5] {
+        let h = 1e-2;
+        let (mut p, mut m) = (w.clone(), w.clone());
+        p[i] += h;
+        m[i] -= h;
+        let fd = (obj.loss(&p, None) - obj.loss(&m, None)) / (2.0 * h);
+        assert!(
+            (fd - g[i]).abs() < 0.05 * g[i].abs() + 1e-4,
+            "{i}: {fd} vs {}",
+            g[i]
+        );
+    }
+}

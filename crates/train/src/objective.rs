@@ -1,0 +1,161 @@
+//! A trained tagger as a [`noether_dynamics::Objective`]: its trainable parameters as
+//! one flat f64 vector, its mean cross-entropy on a fixed set of jets (evaluation mode:
+//! BatchNorm running statistics, no dropout, so the loss is a deterministic function of
+//! the parameters) and the gradient by backward. This is what `noether diagnose` runs
+//! the Hessian, LLC, path and balance diagnostics on.
+
+use std::ops::Range;
+use std::path::Path;
+
+use candle_core::{Tensor, Var};
+use noether_data::{batches, BatchConfig, JetSet};
+use noether_dynamics::Objective;
+use noether_equivariant::Mode;
+
+use crate::checkpoint;
+use crate::config::TrainConfig;
+use crate::error::{Context, Result};
+use crate::model::{cross_entropy, Tagger};
+use crate::optim::parameters;
+use crate::trainer::load_weights;
+
+/// A tagger and jets viewed as a loss over flat parameters.
+#[derive(Debug)]
+pub struct TaggerObjective {
+    model: Tagger,
+    params: Vec<(String, Var)>,
+    jets: JetSet,
+    n_max: usize,
+    batch_size: usize,
+}
+
+impl TaggerObjective {
+    /// The model of a noether checkpoint (config from its metadata) on `jets` (made
+    /// massless when the run was).
+    ///
+    /// # Errors
+    /// Checkpoint, config and model errors naming the file.
+    pub fn from_checkpoint(path: &Path, mut jets: JetSet) -> Result<Self> {
+        let ckpt = checkpoint::load(path)?;
+        let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
+        let (model, varmap) = Tagger::build(&config, 0)?;
+        load_weights(&varmap, &ckpt.tensors, path)?;
+        if config.data.massless {
+            jets.make_massless();
+        }
+        let params = parameters(&varmap, &config)?
+            .into_iter()
+            .map(|p| (p.name, p.var))
+            .collect();
+        Ok(Self {
+            model,
+            params,
+            jets,
+            n_max: config.data.n_max,
+            batch_size: config.train.eval_batch_size,
+        })
+    }
+
+    /// The current parameters, flattened in name order.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn parameters(&self) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.dim());
+        for (name, var) in &self.params {
+            let v = var
+                .as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                .and_then(|t| t.to_vec1::<f64>())
+                .context(name)?;
+            out.extend(v);
+        }
+        Ok(out)
+    }
+
+    /// Each parameter tensor's name and its range in the flat vector.
+    pub fn layout(&self) -> Vec<(String, Range<usize>)> {
+        let mut offset = 0;
+        self.params
+            .iter()
+            .map(|(name, var)| {
+                let range = offset..offset + var.elem_count();
+                offset = range.end;
+                (name.clone(), range)
+            })
+            .collect()
+    }
+
+    fn set(&self, w: &[f64]) -> Result<()> {
+        for ((name, var), (_, range)) in self.params.iter().zip(self.layout()) {
+            let t = Tensor::from_slice(&w[range], var.shape(), var.device())
+                .and_then(|t| t.to_dtype(var.dtype()))
+                .context(name)?;
+            var.set(&t).context(name)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> Result<f64> {
+        self.set(w)?;
+        let all: Vec<usize>;
+        let indices = if let Some(b) = batch {
+            b
+        } else {
+            all = (0..self.jets.len()).collect();
+            &all
+        };
+        let config = BatchConfig {
+            beams: self.model.beams(),
+            shuffle: false,
+            ..BatchConfig::new(self.batch_size, self.n_max)
+        };
+        grad.fill(0.0);
+        let layout = self.layout();
+        let mut total = 0.0;
+        for b in batches(&self.jets, indices, &config, 0)? {
+            let logits = self.model.forward(&b, &mut Mode::Eval)?;
+            let loss = cross_entropy(&logits, &b.labels, &b.weights)?;
+            let share = b.batch_size as f64 / indices.len().max(1) as f64;
+            total += f64::from(loss.to_scalar::<f32>().context("loss")?) * share;
+            let grads = loss.backward().context("backward")?;
+            for ((name, var), (_, range)) in self.params.iter().zip(&layout) {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let g = g
+                        .flatten_all()
+                        .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                        .and_then(|t| t.to_vec1::<f64>())
+                        .context(name)?;
+                    for (acc, v) in grad[range.clone()].iter_mut().zip(g) {
+                        *acc += v * share;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl Objective for TaggerObjective {
+    fn dim(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    fn n_samples(&self) -> usize {
+        self.jets.len()
+    }
+
+    /// f32 gradients: a step near the cube root of their rounding error.
+    fn fd_step(&self) -> f64 {
+        1e-2
+    }
+
+    /// # Panics
+    /// On a tensor-backend failure (the trait has no error channel; shapes are fixed at
+    /// construction, so this does not happen for a loaded checkpoint).
+    fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
+        self.evaluate(w, batch, grad)
+            .unwrap_or_else(|e| panic!("tagger objective: {e}"))
+    }
+}
