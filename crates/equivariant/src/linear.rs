@@ -211,12 +211,12 @@ mod tests {
         let b = Tensor::new(&[[1f32], [0.0], [-3.0]], &dev).unwrap();
         l.attach(LowRank { a, b, scaling: 2.0 }).unwrap();
         let adapted = l.forward(&x).unwrap();
-        // x A^T = [-0.5, -2.0] (rows); update = 2 * (x A^T) B^T.
+        // x A^T = [-0.5, -5.0] (rows); update = 2 * (x A^T) B^T.
         let diff = (adapted.clone() - &plain)
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
-        assert_eq!(diff, vec![vec![-1.0, 0.0, 3.0], vec![-4.0, 0.0, 12.0]]);
+        assert_eq!(diff, vec![vec![-1.0, 0.0, 3.0], vec![-10.0, 0.0, 30.0]]);
         let rows = l.forward_rows(&x).unwrap();
         assert_eq!(
             rows.to_vec2::<f32>().unwrap(),
