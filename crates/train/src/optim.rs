@@ -292,6 +292,27 @@ impl Optimizer {
     }
 }
 
+/// Adds two sets of gradients (in parameter order; an empty `sum` is the identity).
+///
+/// # Errors
+/// Only from the tensor backend.
+pub(crate) fn add_gradients(
+    sum: Vec<Option<Tensor>>,
+    grads: Vec<Option<Tensor>>,
+) -> Result<Vec<Option<Tensor>>> {
+    if sum.is_empty() {
+        return Ok(grads);
+    }
+    sum.into_iter()
+        .zip(grads)
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => (a + b).map(Some),
+            (a, b) => Ok(a.or(b)),
+        })
+        .collect::<candle_core::Result<_>>()
+        .context("adding gradients")
+}
+
 /// Gradient agreement filtering over the micro-batches of one step: each micro-batch
 /// gradient is added to the running sum only when its cosine distance `1 - cos` to that
 /// sum is below `tau`.
@@ -343,15 +364,7 @@ impl AgreementFilter {
         if distance >= self.tau {
             return Ok(false);
         }
-        self.sum = std::mem::take(&mut self.sum)
-            .into_iter()
-            .zip(grads)
-            .map(|(a, b)| match (a, b) {
-                (Some(a), Some(b)) => (a + b).map(Some),
-                (a, b) => Ok(a.or(b)),
-            })
-            .collect::<candle_core::Result<_>>()
-            .context("gradient agreement")?;
+        self.sum = add_gradients(std::mem::take(&mut self.sum), grads)?;
         self.agreed += 1;
         Ok(true)
     }

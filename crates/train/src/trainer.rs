@@ -26,7 +26,7 @@ use crate::config::TrainConfig;
 use crate::error::{invalid, Context, Result, TrainError};
 use crate::metrics::{bootstrap, Interval, Scored, TaggingMetrics};
 use crate::model::{cross_entropy, distillation_loss, signal_scores, Tagger};
-use crate::optim::{parameters, AgreementFilter, Optimizer};
+use crate::optim::{add_gradients, parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 use crate::schedule::lr_factor;
 
@@ -376,7 +376,7 @@ impl Run<'_> {
                 Some(f) => {
                     f.offer(grads)?;
                 }
-                None => pending = accumulate(pending, grads)?,
+                None => pending = add_gradients(pending, grads)?,
             }
             micro += 1;
             if micro == c.optim.accumulate || k + 1 == n_batches {
@@ -638,23 +638,4 @@ pub fn write_outputs(
         crate::plots::training_svg(&out.join("training.svg"), history)?;
     }
     Ok(())
-}
-
-/// Adds a micro-batch's gradients to the pending sum.
-fn accumulate(
-    pending: Vec<Option<Tensor>>,
-    grads: Vec<Option<Tensor>>,
-) -> Result<Vec<Option<Tensor>>> {
-    if pending.is_empty() {
-        return Ok(grads);
-    }
-    pending
-        .into_iter()
-        .zip(grads)
-        .map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => (a + b).map(Some),
-            (a, b) => Ok(a.or(b)),
-        })
-        .collect::<candle_core::Result<_>>()
-        .context("accumulate")
 }

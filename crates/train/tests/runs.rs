@@ -3,13 +3,13 @@
 //! gradient accumulation equals the larger batch, the run directory is complete, and bad
 //! configs are rejected naming the key.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{bits, options, root};
+
+use std::path::Path;
 
 use noether_train::{checkpoint, train, RunData, RunOptions, TrainConfig, TrainError};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A tiny LorentzNet (BatchNorm running statistics and dropout both in play).
 fn tiny(extra: &str) -> TrainConfig {
@@ -35,21 +35,7 @@ bootstrap = 20
 {extra}
 "#
     );
-    let mut config = TrainConfig::from_toml(&text, Path::new("inline")).unwrap();
-    config.data.train = root().join("data/train.h5");
-    config.data.val = root().join("data/val.h5");
-    config.data.test = root().join("data/val.h5");
-    config
-}
-
-fn options(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_owned(),
-        resume: false,
-        progress: false,
-        stop_after: None,
-        init: None,
-    }
+    common::bundled(&text)
 }
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
@@ -276,15 +262,6 @@ fn linear_probing_moves_only_the_head_first() {
         .tensors;
     let (_, init) = noether_train::Tagger::seeded(&lp.model_config(), lp.train.seed).unwrap();
     let init = init.data().lock().unwrap();
-    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits())
-            .collect()
-    };
     let (mut moved, mut kept) = (0, 0);
     for (name, var) in init.iter().filter(|(n, _)| !n.contains("running_")) {
         let same = bits(var.as_tensor()) == bits(&after[name]);

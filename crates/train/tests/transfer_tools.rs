@@ -3,20 +3,20 @@
 //! gradient; layer-wise learning-rate decay; the distillation loss against a hand
 //! computation; magnitude pruning keeps the smallest weights at zero through training.
 
+mod common;
+
+use common::{bits, options};
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Tensor;
 use noether_data::{batches, BatchConfig};
 use noether_equivariant::Mode;
 use noether_train::{
     checkpoint, cross_entropy, distillation_loss, magnitude_prune, parameters, train, Freeze,
-    RunData, RunOptions, Tagger, TrainConfig, TrainError,
+    RunData, Tagger, TrainConfig, TrainError,
 };
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn tiny(extra: &str) -> TrainConfig {
     let text = format!(
@@ -40,31 +40,7 @@ bootstrap = 0
 {extra}
 "#
     );
-    let mut config = TrainConfig::from_toml(&text, Path::new("inline")).unwrap();
-    config.data.train = root().join("data/train.h5");
-    config.data.val = root().join("data/val.h5");
-    config.data.test = root().join("data/val.h5");
-    config
-}
-
-fn options(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_owned(),
-        resume: false,
-        progress: false,
-        stop_after: None,
-        init: None,
-    }
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .map(|x| x.to_bits())
-        .collect()
+    common::bundled(&text)
 }
 
 fn first_batch(model: &Tagger, config: &TrainConfig) -> noether_data::Batch {
