@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use noether_examples::mean_std;
 use noether_train::{train, RunData, RunOptions, TrainConfig};
 use plotters::prelude::*;
 
@@ -130,13 +131,6 @@ fn run_one(
         m["auc"].as_f64().unwrap_or(f64::NAN),
         m["rejection_at_0.3"].as_f64().unwrap_or(f64::NAN),
     )))
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
 
 fn summary(results: &Results) -> String {

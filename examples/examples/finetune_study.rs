@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use noether_examples::mean_std;
 use noether_train::{
     predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics, TrainConfig,
 };
@@ -199,13 +200,6 @@ fn run_one(
         train(&c, &data, &options)?;
     }
     read_metrics(&path)
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

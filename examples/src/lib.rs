@@ -1,1 +1,15 @@
-//! End-to-end programs composing the noether crates; see `examples/`.
+//! End-to-end programs composing the noether crates; see `examples/`. The library holds
+//! what several of them share.
+//!
+//! ```
+//! let (mean, std) = noether_examples::mean_std(&[1.0, 2.0, 3.0]);
+//! assert_eq!((mean, std), (2.0, 1.0));
+//! ```
+
+/// Mean and sample standard deviation (n - 1; 0 for a single value) of seeds' results.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}

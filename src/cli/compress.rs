@@ -4,27 +4,20 @@
 use std::path::Path;
 
 use noether::data::JetSet;
-use noether::train::{
-    checkpoint, load_weights, nonzero_parameters, single_jet_latency_ms, ModelProfile, RunSummary,
-    Tagger, TrainConfig,
-};
+use noether::train::{single_jet_latency_ms, ModelProfile, RunSummary, Tagger};
 
-/// The profile of a finished run's best checkpoint, its metrics taken from `summary`.
+/// The profile of a finished run's best checkpoint: counts and metrics from `summary`
+/// (measured on the best weights), the latency measured here.
 fn after(
     out: &Path,
     summary: &RunSummary,
     test: &JetSet,
 ) -> Result<ModelProfile, Box<dyn std::error::Error>> {
-    let path = out.join("best.safetensors");
-    let ckpt = checkpoint::load(&path)?;
-    let config = TrainConfig::from_toml(&ckpt.meta.config, &path)?;
-    let (model, varmap) = Tagger::build(&config, 0)?;
-    load_weights(&varmap, &ckpt.tensors, &path)?;
-    let nonzero = nonzero_parameters(&varmap)?;
+    let (model, _, config) = Tagger::from_checkpoint(&out.join("best.safetensors"))?;
     Ok(ModelProfile {
         params: summary.params,
-        nonzero_params: nonzero,
-        sparsity: 1.0 - nonzero as f64 / summary.params.max(1) as f64,
+        nonzero_params: summary.nonzero_params,
+        sparsity: 1.0 - summary.nonzero_params as f64 / summary.params.max(1) as f64,
         auc: summary.auc,
         rejection_at_0_3: summary.rejection_at_0_3,
         latency_ms: single_jet_latency_ms(&model, test, config.data.n_max)?,

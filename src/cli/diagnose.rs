@@ -9,8 +9,7 @@ use noether::data::JetSet;
 use noether::dynamics::hessian::{hutchinson_trace, slq_density, top_eigenvalues, PowerConfig};
 use noether::dynamics::llc::{estimate_llc, SgldConfig};
 use noether::dynamics::path::{barrier, lerp, profile, train_bezier, BezierConfig, Curvature};
-use noether::dynamics::Objective;
-use noether::train::TaggerObjective;
+use noether::dynamics::{Objective, TaggerObjective};
 use plotters::prelude::*;
 use serde_json::json;
 

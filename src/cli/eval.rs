@@ -11,10 +11,7 @@ use candle_nn::VarBuilder;
 use clap::{Args, ValueEnum};
 use noether::data::{JetFile, JetSet};
 use noether::equivariant::{LorentzNet, LorentzNetConfig, LorentzNetInput};
-use noether::train::{
-    checkpoint, load_weights, predict, write_outputs, RunSummary, Scored, Tagger, TaggingMetrics,
-    TrainConfig,
-};
+use noether::train::{predict, write_outputs, RunSummary, Scored, Tagger, TaggingMetrics};
 
 /// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -118,16 +115,9 @@ fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
 
 /// A noether checkpoint: config from the metadata, batched evaluation.
 fn noether_scores(path: &Path, jets: &JetSet, logits: bool) -> Result<(Vec<f64>, Vec<u8>), Error> {
-    let ckpt = checkpoint::load(path)?;
-    let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
-    let (model, varmap) = Tagger::build(&config, 0)?;
-    load_weights(&varmap, &ckpt.tensors, path)?;
+    let (model, _, config) = Tagger::from_checkpoint(path)?;
     if logits {
-        let batch_config = noether::data::BatchConfig {
-            beams: model.beams(),
-            shuffle: false,
-            ..noether::data::BatchConfig::new(1, config.data.n_max)
-        };
+        let batch_config = model.eval_batch_config(1, config.data.n_max);
         let all_jets: Vec<usize> = (0..jets.len()).collect();
         let mut all = Vec::new();
         for batch in noether::data::batches(jets, &all_jets, &batch_config, 0)? {

@@ -6,8 +6,8 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::error::{invalid, DynamicsError, Result};
-use crate::objective::Objective;
+use crate::error::{invalid, Result};
+use crate::objective::{check_dim, Objective};
 use crate::rng::{normals, rademacher, rng};
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -16,18 +16,6 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
-}
-
-fn check_dim(obj: &dyn Objective, what: &'static str, v: &[f64]) -> Result<()> {
-    if v.len() == obj.dim() {
-        Ok(())
-    } else {
-        Err(DynamicsError::Dimension {
-            what,
-            expected: obj.dim(),
-            found: v.len(),
-        })
-    }
 }
 
 /// Default relative finite-difference step: the gradient is evaluated at
@@ -39,7 +27,7 @@ pub const FD_STEP: f64 = 1e-4;
 /// otherwise.
 ///
 /// # Errors
-/// [`DynamicsError::Dimension`] when `w` or `v` do not match the objective.
+/// [`crate::DynamicsError::Dimension`] when `w` or `v` do not match the objective.
 pub fn hvp(obj: &dyn Objective, w: &[f64], v: &[f64]) -> Result<Vec<f64>> {
     check_dim(obj, "w", w)?;
     check_dim(obj, "v", v)?;
@@ -104,7 +92,7 @@ pub struct Eigenpair {
 /// iteration with deflation against the pairs already found), largest first.
 ///
 /// # Errors
-/// [`DynamicsError::InvalidSetting`] for k = 0 or k > d; dimension errors.
+/// [`crate::DynamicsError::InvalidSetting`] for k = 0 or k > d; dimension errors.
 pub fn top_eigenvalues(
     obj: &dyn Objective,
     w: &[f64],
@@ -190,7 +178,7 @@ pub struct TraceEstimate {
 /// `tr H` at `w` by Hutchinson's estimator with `samples` Rademacher probes.
 ///
 /// # Errors
-/// [`DynamicsError::InvalidSetting`] for fewer than 2 samples; dimension errors.
+/// [`crate::DynamicsError::InvalidSetting`] for fewer than 2 samples; dimension errors.
 pub fn hutchinson_trace(
     obj: &dyn Objective,
     w: &[f64],
@@ -260,7 +248,7 @@ impl SpectralDensity {
 /// from each of `probes` Gaussian starting vectors.
 ///
 /// # Errors
-/// [`DynamicsError::InvalidSetting`] for zero steps or probes; dimension errors.
+/// [`crate::DynamicsError::InvalidSetting`] for zero steps or probes; dimension errors.
 pub fn slq_density(
     obj: &dyn Objective,
     w: &[f64],

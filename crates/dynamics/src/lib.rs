@@ -8,7 +8,8 @@
 //! layer balance ([`balance`]). Everything works on an [`Objective`]: a loss and gradient
 //! over a flat parameter vector, implemented here by exactly solvable toys
 //! ([`Quadratic`], [`LeastSquares`], [`toy::PowerPotential`],
-//! [`toy::ReducedRankRegression`]).
+//! [`toy::ReducedRankRegression`]), and by a trained tagger checkpoint
+//! ([`TaggerObjective`], what `noether diagnose` measures).
 //!
 //! ```
 //! use noether_dynamics::hessian::{top_eigenvalues, PowerConfig};
@@ -28,7 +29,9 @@ pub mod llc;
 mod objective;
 pub mod path;
 pub mod rng;
+mod tagger;
 pub mod toy;
 
 pub use error::{DynamicsError, Result};
 pub use objective::{LeastSquares, Objective, Quadratic};
+pub use tagger::TaggerObjective;

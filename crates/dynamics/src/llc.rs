@@ -8,7 +8,7 @@
 //! of samples (the WBIC temperature; devinterp's default puts the batch size there).
 
 use crate::error::{invalid, DynamicsError, Result};
-use crate::objective::Objective;
+use crate::objective::{check_dim, Objective};
 use crate::rng::{normal, rng};
 use rand::seq::SliceRandom;
 
@@ -117,13 +117,7 @@ pub fn sgld_losses(
     config: &SgldConfig,
 ) -> Result<Vec<Vec<f64>>> {
     config.validate()?;
-    if center.len() != obj.dim() {
-        return Err(DynamicsError::Dimension {
-            what: "center",
-            expected: obj.dim(),
-            found: center.len(),
-        });
-    }
+    check_dim(obj, "center", center)?;
     let n_beta = config.n_beta_for(obj);
     let (eps, gamma) = (config.epsilon, config.gamma);
     let mut chains = Vec::with_capacity(config.chains);

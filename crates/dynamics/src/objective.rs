@@ -3,6 +3,21 @@
 
 use nalgebra::{DMatrix, DVector};
 
+use crate::error::{DynamicsError, Result};
+
+/// [`DynamicsError::Dimension`] unless `v` has one entry per parameter of `obj`.
+pub(crate) fn check_dim(obj: &dyn Objective, what: &'static str, v: &[f64]) -> Result<()> {
+    if v.len() == obj.dim() {
+        Ok(())
+    } else {
+        Err(DynamicsError::Dimension {
+            what,
+            expected: obj.dim(),
+            found: v.len(),
+        })
+    }
+}
+
 /// A loss `L(w) = (1/n) sum_i l_i(w)` over `n` samples with its gradient.
 pub trait Objective: Sync {
     /// Number of parameters.

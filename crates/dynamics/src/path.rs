@@ -141,14 +141,13 @@ pub fn train_bezier(
     let mut r = rng(config.seed);
     // The midpoint, nudged by 1e-3 |b - a| of seeded noise: on symmetric problems the
     // midpoint itself can sit on a saddle the gradient never leaves.
-    let scale = 1e-3
-        * lerp(a, b, 1.0)
-            .iter()
-            .zip(a)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt()
-        / (a.len().max(1) as f64).sqrt();
+    let distance = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (y - x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let scale = 1e-3 * distance / (a.len().max(1) as f64).sqrt();
     let theta = lerp(a, b, 0.5)
         .into_iter()
         .map(|m| m + scale * normal(&mut r))

@@ -30,7 +30,6 @@ mod config;
 mod error;
 mod metrics;
 mod model;
-mod objective;
 mod optim;
 mod plots;
 mod profile;
@@ -46,7 +45,6 @@ pub use config::{
 pub use error::{Result, TrainError};
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
 pub use model::{cross_entropy, distillation_loss, signal_scores, Tagger};
-pub use objective::TaggerObjective;
 pub use optim::{parameters, AgreementFilter, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};

@@ -1,9 +1,11 @@
 //! One interface over the taggers: build from a [`ModelConfig`], feed a padded
 //! [`Batch`] (with the beams the model expects), get logits.
 
+use std::path::Path;
+
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
-use noether_data::{Batch, Beams};
+use noether_data::{Batch, BatchConfig, Beams};
 use noether_equivariant::{
     jet_features, seeded_varbuilder, seeded_varbuilder_frozen, FlowInput, FlowNetwork, Linear,
     LinearLayers, LorentzNet, LorentzNetInput, Mlp, Mode, Pelican, PelicanInput,
@@ -71,6 +73,28 @@ impl Tagger {
             attach_lora(&mut model, section, &head, &vb)?;
         }
         Ok((model, varmap))
+    }
+
+    /// The model saved in a noether checkpoint: its config read from the file's
+    /// metadata, the model built as [`Tagger::build`] does, the weights loaded.
+    ///
+    /// # Errors
+    /// Checkpoint, config and shape errors naming the file.
+    pub fn from_checkpoint(path: &Path) -> Result<(Self, VarMap, TrainConfig)> {
+        let ckpt = crate::checkpoint::load(path)?;
+        let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
+        let (model, varmap) = Self::build(&config, 0)?;
+        crate::trainer::load_weights(&varmap, &ckpt.tensors, path)?;
+        Ok((model, varmap, config))
+    }
+
+    /// Batches for evaluation: in order, unshuffled, with this model's beams.
+    pub fn eval_batch_config(&self, batch_size: usize, n_max: usize) -> BatchConfig {
+        BatchConfig {
+            beams: self.beams(),
+            shuffle: false,
+            ..BatchConfig::new(batch_size, n_max)
+        }
     }
 
     /// Folds every LoRA adapter into its layer's weight (faster inference; the model's

@@ -6,17 +6,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_nn::VarMap;
-use noether_data::{batches, BatchConfig, JetSet};
+use noether_data::{batches, JetSet};
 use noether_equivariant::{parameter_count, Mode};
 use serde::Serialize;
 
-use crate::checkpoint;
-use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::metrics::{Scored, TaggingMetrics};
 use crate::model::Tagger;
 use crate::prune::nonzero_parameters;
-use crate::trainer::{load_weights, predict};
+use crate::trainer::predict;
 
 /// Size, quality and speed of one model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,10 +67,7 @@ pub fn profile(
 /// # Errors
 /// Checkpoint and model errors naming the file.
 pub fn profile_checkpoint(path: &Path, test: &JetSet) -> Result<ModelProfile> {
-    let ckpt = checkpoint::load(path)?;
-    let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
-    let (model, varmap) = Tagger::build(&config, 0)?;
-    load_weights(&varmap, &ckpt.tensors, path)?;
+    let (model, varmap, config) = Tagger::from_checkpoint(path)?;
     profile(
         &model,
         &varmap,
@@ -88,11 +83,7 @@ pub fn profile_checkpoint(path: &Path, test: &JetSet) -> Result<ModelProfile> {
 /// # Errors
 /// Model errors.
 pub fn single_jet_latency_ms(model: &Tagger, test: &JetSet, n_max: usize) -> Result<f64> {
-    let config = BatchConfig {
-        beams: model.beams(),
-        shuffle: false,
-        ..BatchConfig::new(1, n_max)
-    };
+    let config = model.eval_batch_config(1, n_max);
     let jets: Vec<usize> = (0..test.len().min(LATENCY_JETS)).collect();
     let all: Vec<_> = batches(test, &jets, &config, 0)?.collect();
     for batch in all.iter().take(3) {

@@ -179,11 +179,7 @@ pub fn predict(
     n_max: usize,
     batch_size: usize,
 ) -> Result<(Vec<f64>, Vec<u8>, f64)> {
-    let config = BatchConfig {
-        beams: model.beams(),
-        shuffle: false,
-        ..BatchConfig::new(batch_size, n_max)
-    };
+    let config = model.eval_batch_config(batch_size, n_max);
     let indices: Vec<usize> = (0..jets.len()).collect();
     let (mut scores, mut labels, mut loss_sum) = (Vec::new(), Vec::new(), 0.0);
     for batch in batches(jets, &indices, &config, 0)? {
@@ -201,11 +197,7 @@ pub fn predict(
 /// # Errors
 /// Model errors.
 pub fn logits(model: &Tagger, jets: &JetSet, n_max: usize, batch_size: usize) -> Result<Tensor> {
-    let config = BatchConfig {
-        beams: model.beams(),
-        shuffle: false,
-        ..BatchConfig::new(batch_size, n_max)
-    };
+    let config = model.eval_batch_config(batch_size, n_max);
     let indices: Vec<usize> = (0..jets.len()).collect();
     let parts = batches(jets, &indices, &config, 0)?
         .map(|batch| model.forward(&batch, &mut Mode::Eval))
@@ -216,11 +208,7 @@ pub fn logits(model: &Tagger, jets: &JetSet, n_max: usize, batch_size: usize) ->
 /// The teacher's logits on every training jet (indexed like the set), from a noether
 /// checkpoint whose metadata holds the teacher's config.
 fn teacher_logits(distill: &DistillConfig, jets: &JetSet) -> Result<Tensor> {
-    let path = &distill.teacher;
-    let ckpt = checkpoint::load(path)?;
-    let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
-    let (teacher, varmap) = Tagger::build(&config, 0)?;
-    load_weights(&varmap, &ckpt.tensors, path)?;
+    let (teacher, _, config) = Tagger::from_checkpoint(&distill.teacher)?;
     logits(
         &teacher,
         jets,

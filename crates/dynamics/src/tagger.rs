@@ -1,4 +1,4 @@
-//! A trained tagger as a [`noether_dynamics::Objective`]: its trainable parameters as
+//! A trained tagger as an [`Objective`]: its trainable parameters as
 //! one flat f64 vector, its mean cross-entropy on a fixed set of jets (evaluation mode:
 //! BatchNorm running statistics, no dropout, so the loss is a deterministic function of
 //! the parameters) and the gradient by backward. This is what `noether diagnose` runs
@@ -8,16 +8,19 @@ use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{Tensor, Var};
-use noether_data::{batches, BatchConfig, JetSet};
-use noether_dynamics::Objective;
+use noether_data::{batches, JetSet};
 use noether_equivariant::Mode;
+use noether_train::{cross_entropy, parameters, Result, Tagger, TrainError};
 
-use crate::checkpoint;
-use crate::config::TrainConfig;
-use crate::error::{Context, Result};
-use crate::model::{cross_entropy, Tagger};
-use crate::optim::parameters;
-use crate::trainer::load_weights;
+use crate::objective::Objective;
+
+/// Adds context to candle errors (as noether-train does).
+fn context(what: &str) -> impl FnOnce(candle_core::Error) -> TrainError + '_ {
+    move |source| TrainError::Candle {
+        context: what.to_owned(),
+        source,
+    }
+}
 
 /// A tagger and jets viewed as a loss over flat parameters.
 #[derive(Debug)]
@@ -36,10 +39,7 @@ impl TaggerObjective {
     /// # Errors
     /// Checkpoint, config and model errors naming the file.
     pub fn from_checkpoint(path: &Path, mut jets: JetSet) -> Result<Self> {
-        let ckpt = checkpoint::load(path)?;
-        let config = TrainConfig::from_toml(&ckpt.meta.config, path)?;
-        let (model, varmap) = Tagger::build(&config, 0)?;
-        load_weights(&varmap, &ckpt.tensors, path)?;
+        let (model, varmap, config) = Tagger::from_checkpoint(path)?;
         if config.data.massless {
             jets.make_massless();
         }
@@ -68,7 +68,7 @@ impl TaggerObjective {
                 .flatten_all()
                 .and_then(|t| t.to_dtype(candle_core::DType::F64))
                 .and_then(|t| t.to_vec1::<f64>())
-                .context(name)?;
+                .map_err(context(name))?;
             out.extend(v);
         }
         Ok(out)
@@ -91,8 +91,8 @@ impl TaggerObjective {
         for ((name, var), (_, range)) in self.params.iter().zip(self.layout()) {
             let t = Tensor::from_slice(&w[range], var.shape(), var.device())
                 .and_then(|t| t.to_dtype(var.dtype()))
-                .context(name)?;
-            var.set(&t).context(name)?;
+                .map_err(context(name))?;
+            var.set(&t).map_err(context(name))?;
         }
         Ok(())
     }
@@ -106,11 +106,7 @@ impl TaggerObjective {
             all = (0..self.jets.len()).collect();
             &all
         };
-        let config = BatchConfig {
-            beams: self.model.beams(),
-            shuffle: false,
-            ..BatchConfig::new(self.batch_size, self.n_max)
-        };
+        let config = self.model.eval_batch_config(self.batch_size, self.n_max);
         grad.fill(0.0);
         let layout = self.layout();
         let mut total = 0.0;
@@ -118,15 +114,15 @@ impl TaggerObjective {
             let logits = self.model.forward(&b, &mut Mode::Eval)?;
             let loss = cross_entropy(&logits, &b.labels, &b.weights)?;
             let share = b.batch_size as f64 / indices.len().max(1) as f64;
-            total += f64::from(loss.to_scalar::<f32>().context("loss")?) * share;
-            let grads = loss.backward().context("backward")?;
+            total += f64::from(loss.to_scalar::<f32>().map_err(context("loss"))?) * share;
+            let grads = loss.backward().map_err(context("backward"))?;
             for ((name, var), (_, range)) in self.params.iter().zip(&layout) {
                 if let Some(g) = grads.get(var.as_tensor()) {
                     let g = g
                         .flatten_all()
                         .and_then(|t| t.to_dtype(candle_core::DType::F64))
                         .and_then(|t| t.to_vec1::<f64>())
-                        .context(name)?;
+                        .map_err(context(name))?;
                     for (acc, v) in grad[range.clone()].iter_mut().zip(g) {
                         *acc += v * share;
                     }
