@@ -41,14 +41,18 @@ impl Objective for PowerPotential {
 /// out as A then B (row-major), loss `(1/2n) sum_i |y_i - B A x_i|^2`.
 #[derive(Debug, Clone)]
 pub struct ReducedRankRegression {
-    /// Inputs `[n, M]`.
-    pub x: DMatrix<f64>,
-    /// Outputs `[n, N]`.
-    pub y: DMatrix<f64>,
+    x: DMatrix<f64>,
+    y: DMatrix<f64>,
     /// Hidden width H.
     pub hidden: usize,
     /// The true parameters (A then B) that generated `y`.
     pub truth: Vec<f64>,
+    /// Sufficient statistics of the full-batch loss: `X^T X`, `X^T Y`, `tr(Y^T Y)`, so that
+    /// a full-batch step costs O(M^2 N) whatever n (the LLC needs n in the 1e5 range
+    /// before log corrections fade; see `examples/llc_rrr.rs`).
+    xtx: DMatrix<f64>,
+    xty: DMatrix<f64>,
+    yty: f64,
 }
 
 impl ReducedRankRegression {
@@ -75,12 +79,85 @@ impl ReducedRankRegression {
             .chain(b.transpose().iter())
             .copied()
             .collect();
+        Self::new(x, y, h, truth)
+    }
+
+    /// A problem from data `x` `[n, M]`, `y` `[n, N]`, hidden width `hidden` and the
+    /// parameters that generated it (A then B, row-major).
+    ///
+    /// # Panics
+    /// When `x` and `y` have different row counts or `truth` has the wrong length.
+    pub fn new(x: DMatrix<f64>, y: DMatrix<f64>, hidden: usize, truth: Vec<f64>) -> Self {
+        assert_eq!(x.nrows(), y.nrows(), "x and y need the same number of rows");
+        assert_eq!(
+            truth.len(),
+            hidden * (x.ncols() + y.ncols()),
+            "truth length"
+        );
+        let xt = x.transpose();
         Self {
+            xtx: &xt * &x,
+            xty: &xt * &y,
+            yty: y.norm_squared(),
             x,
             y,
-            hidden: h,
+            hidden,
             truth,
         }
+    }
+
+    /// The empirical minimiser (reduced-rank least squares, closed form): the ordinary
+    /// least-squares map `C = (X^T X)^-1 X^T Y` projected on the top-H right singular
+    /// vectors of the fitted values `X C`, factored balanced (`A^T = U S^1/2`,
+    /// `B^T = S^1/2 V^T` from the SVD of the projected map). Parameters A then B.
+    ///
+    /// # Panics
+    /// When `X^T X` is singular (fewer samples than inputs).
+    pub fn fitted(&self) -> Vec<f64> {
+        let (m, h, n_out) = (self.x.ncols(), self.hidden, self.y.ncols());
+        let ols = self
+            .xtx
+            .clone()
+            .cholesky()
+            .expect("X^T X must be positive definite")
+            .solve(&self.xty); // [M, N]
+        let fitted = &self.x * &ols;
+        let svd = fitted.svd(false, true);
+        let v_t = svd.v_t.expect("right singular vectors");
+        let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+        order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+        let mut projector = DMatrix::<f64>::zeros(n_out, n_out);
+        for &k in order.iter().take(h) {
+            let v = v_t.row(k).transpose();
+            projector += &v * v.transpose();
+        }
+        let c = ols * projector; // rank <= H
+        let svd = c.svd(true, true);
+        let (u, v_t) = (svd.u.expect("u"), svd.v_t.expect("v_t"));
+        let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+        order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+        let mut a = DMatrix::<f64>::zeros(h, m);
+        let mut b = DMatrix::<f64>::zeros(n_out, h);
+        for (slot, &k) in order.iter().take(h).enumerate() {
+            let root = svd.singular_values[k].sqrt();
+            a.set_row(slot, &(u.column(k).transpose() * root));
+            b.set_column(slot, &(v_t.row(k).transpose() * root));
+        }
+        a.transpose()
+            .iter()
+            .chain(b.transpose().iter())
+            .copied()
+            .collect()
+    }
+
+    /// Inputs `[n, M]`.
+    pub fn x(&self) -> &DMatrix<f64> {
+        &self.x
+    }
+
+    /// Outputs `[n, N]`.
+    pub fn y(&self) -> &DMatrix<f64> {
+        &self.y
     }
 
     fn unpack(&self, w: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
@@ -119,6 +196,9 @@ impl Objective for ReducedRankRegression {
 
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64 {
         let (a, b) = self.unpack(w);
+        if batch.is_none() {
+            return self.full_batch_loss_grad(&a, &b, grad);
+        }
         let selected = batch.map(|rows| (self.x.select_rows(rows), self.y.select_rows(rows)));
         let (x, y) = match &selected {
             Some((x, y)) => (x, y),
@@ -137,6 +217,30 @@ impl Objective for ReducedRankRegression {
             .copied()
             .collect::<Vec<_>>();
         grad.copy_from_slice(&flat);
+        loss
+    }
+}
+
+impl ReducedRankRegression {
+    /// The full-batch loss and gradient from the sufficient statistics: with `C = A^T
+    /// B^T`, `|X C - Y|^2 = tr(C^T X^T X C) - 2 tr(C^T X^T Y) + tr(Y^T Y)` and the
+    /// gradient in C is `G = (X^T X C - X^T Y) / n`, so `dA = B^T G^T`, `dB = G^T A^T`.
+    fn full_batch_loss_grad(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, grad: &mut [f64]) -> f64 {
+        let n = self.x.nrows().max(1) as f64;
+        let c = a.transpose() * b.transpose(); // [M, N]
+        let xtx_c = &self.xtx * &c;
+        let quadratic = c.dot(&xtx_c);
+        let cross = c.dot(&self.xty);
+        let loss = 0.5 * (quadratic - 2.0 * cross + self.yty) / n;
+        let g = (xtx_c - &self.xty) / n; // [M, N]
+        let grad_a = b.transpose() * g.transpose(); // [H, M]
+        let grad_b = g.transpose() * a.transpose(); // [N, H]
+        for (dst, src) in grad
+            .iter_mut()
+            .zip(grad_a.transpose().iter().chain(grad_b.transpose().iter()))
+        {
+            *dst = *src;
+        }
         loss
     }
 }

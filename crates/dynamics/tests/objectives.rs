@@ -54,3 +54,43 @@ fn gradients_match_finite_differences() {
     };
     check(&ls, &[0.1, -0.2, 0.3], Some(&[2, 4]));
 }
+
+/// The full-batch path (sufficient statistics) equals the batch path over all rows.
+#[test]
+fn reduced_rank_full_batch_statistics_match_explicit_sum() {
+    let mut r = rng(5);
+    let rrr = ReducedRankRegression::sample(4, 2, 3, 1, 200, 9);
+    let all: Vec<usize> = (0..200).collect();
+    for _ in 0..3 {
+        let w = normals(&mut r, rrr.dim());
+        let (mut g_stats, mut g_rows) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+        let l_stats = rrr.loss_grad(&w, None, &mut g_stats);
+        let l_rows = rrr.loss_grad(&w, Some(&all), &mut g_rows);
+        assert!((l_stats - l_rows).abs() < 1e-12 * l_rows.abs().max(1.0));
+        for (a, b) in g_stats.iter().zip(&g_rows) {
+            assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}
+
+/// The closed-form reduced-rank fit is a stationary point with rank <= H whose loss is
+/// below the generating parameter's, and no nearby point does better.
+#[test]
+fn reduced_rank_fit_is_the_empirical_minimiser() {
+    let rrr = ReducedRankRegression::sample(4, 2, 3, 1, 500, 4);
+    let fit = rrr.fitted();
+    let mut g = vec![0.0; fit.len()];
+    let l_fit = rrr.loss_grad(&fit, None, &mut g);
+    let g_norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(g_norm < 1e-10, "gradient at the fit {g_norm}");
+    assert!(l_fit <= rrr.loss(&rrr.truth, None));
+    let mut r = rng(8);
+    for _ in 0..50 {
+        let w: Vec<f64> = fit
+            .iter()
+            .zip(normals(&mut r, fit.len()))
+            .map(|(f, z)| f + 0.05 * z)
+            .collect();
+        assert!(rrr.loss(&w, None) >= l_fit);
+    }
+}
