@@ -463,7 +463,8 @@ fn finetune_with_pruning_reports_before_and_after() {
 }
 
 /// `noether diagnose` on two small PFN checkpoints writes its JSON and plots: Hessian
-/// eigenvalues in decreasing magnitude, a zero barrier from a checkpoint to itself, one
+/// eigenvalues in decreasing magnitude, a zero barrier and a constant curvature from a
+/// checkpoint to itself (loss and curvature plots), one
 /// balance entry per parameter tensor, a finite LLC estimate.
 #[test]
 fn diagnose_writes_hessian_path_balance_and_llc() {
@@ -512,8 +513,21 @@ fn diagnose_writes_hessian_path_balance_and_llc() {
     assert_eq!(top.len(), 2);
     assert!(top[0].abs() >= top[1].abs() && top[0].is_finite(), "{h}");
     assert!(base.join("hessian/eigen_density.svg").exists());
-    let (p, text) = run("path", &["--to", ckpt, "--points", "4"]);
+    let (p, text) = run("path", &["--to", ckpt, "--points", "3", "--curvature"]);
     assert_eq!(p["linear_barrier"].as_f64().unwrap(), 0.0, "{text}");
+    // From a checkpoint to itself every point is the same: one curvature value.
+    let curv: Vec<f64> = p["linear"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["lambda_max"].as_f64().unwrap())
+        .collect();
+    assert!(
+        curv.iter()
+            .all(|c| c.is_finite() && (c - curv[0]).abs() < 1e-6 * (1.0 + c.abs())),
+        "{p}"
+    );
+    assert!(base.join("path/path.svg").exists() && base.join("path/curvature.svg").exists());
     let (b, _) = run("balance", &[]);
     assert_eq!(b["layers"].as_array().unwrap().len(), 12, "{b}");
     let (l, text) = run("llc", &["--draws", "5", "--burn-in", "2", "--chains", "1"]);

@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 use noether::data::JetSet;
 use noether::dynamics::hessian::{hutchinson_trace, slq_density, top_eigenvalues, PowerConfig};
 use noether::dynamics::llc::{estimate_llc, SgldConfig};
-use noether::dynamics::path::{barrier, lerp, profile, train_bezier, BezierConfig, Curvature};
+use noether::dynamics::path::{
+    barrier, lerp, profile, train_bezier, BezierConfig, Curvature, PathPoint,
+};
 use noether::dynamics::{Objective, TaggerObjective};
 use plotters::prelude::*;
 use serde_json::json;
@@ -340,30 +342,54 @@ fn path(
     }
     let out = out_dir(common, "path")?;
     write_json(&out, "path.json", &result)?;
-    let all: Vec<f64> = curves
+    let series = |f: fn(&PathPoint) -> Option<f64>| -> Vec<(&str, Vec<(f64, f64)>)> {
+        curves
+            .iter()
+            .map(|(name, c)| (*name, c.iter().filter_map(|p| Some((p.t, f(p)?))).collect()))
+            .collect()
+    };
+    line_plot(
+        &out.join("path.svg"),
+        "loss along the path",
+        "loss",
+        &series(|p| Some(p.loss)),
+    )?;
+    if curvature {
+        line_plot(
+            &out.join("curvature.svg"),
+            "top Hessian eigenvalue along the path",
+            "lambda_max",
+            &series(|p| p.lambda_max),
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per named curve of (t, y) points, t in [0, 1].
+fn line_plot(
+    svg: &Path,
+    caption: &str,
+    y_desc: &str,
+    curves: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), Error> {
+    let (lo, hi) = curves
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.loss))
-        .collect();
-    let (lo, hi) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-    let svg = out.join("path.svg");
-    let root = SVGBackend::new(&svg, (640, 400)).into_drawing_area();
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold((f64::MAX, f64::MIN), |(l, h), y| (l.min(y), h.max(y)));
+    let pad = 0.05 * (hi - lo).abs().max(1e-9);
+    let root = SVGBackend::new(svg, (640, 400)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("loss along the path", ("sans-serif", 18))
+        .caption(caption, ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(55)
-        .build_cartesian_2d(0.0..1.0, lo * 0.95..hi * 1.05 + 1e-9)?;
-    chart.configure_mesh().x_desc("t").y_desc("loss").draw()?;
+        .build_cartesian_2d(0.0..1.0, lo - pad..hi + pad)?;
+    chart.configure_mesh().x_desc("t").y_desc(y_desc).draw()?;
     for (k, (name, c)) in curves.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         chart
-            .draw_series(LineSeries::new(
-                c.iter().map(|p| (p.t, p.loss)),
-                color.stroke_width(2),
-            ))?
+            .draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(2)))?
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }

@@ -34,11 +34,18 @@ pub struct PathPoint {
 /// What [`profile`] measures at each point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Curvature {
-    /// Top eigenvalue by power iteration.
+    /// Top eigenvalue by power iteration (at most [`PATH_POWER_ITERS`] iterations, to a
+    /// relative tolerance of [`PATH_POWER_TOL`]: finite-difference products of a network
+    /// are not accurate enough for the default 1e-8 to stop the iteration early).
     pub lambda_max: bool,
     /// Hutchinson trace with this many probes (0: none).
     pub trace_samples: usize,
 }
+
+/// Power iterations per point of [`profile`].
+pub const PATH_POWER_ITERS: usize = 100;
+/// Relative tolerance of the power iteration in [`profile`].
+pub const PATH_POWER_TOL: f64 = 1e-4;
 
 /// Loss (and curvature) at `points + 1` evenly spaced t along `path`.
 ///
@@ -55,7 +62,12 @@ pub fn profile(
             let t = i as f64 / points.max(1) as f64;
             let w = path(t);
             let lambda_max = if curvature.lambda_max {
-                Some(top_eigenvalues(obj, &w, &PowerConfig::default())?[0].value)
+                let power = PowerConfig {
+                    max_iters: PATH_POWER_ITERS,
+                    tol: PATH_POWER_TOL,
+                    ..PowerConfig::default()
+                };
+                Some(top_eigenvalues(obj, &w, &power)?[0].value)
             } else {
                 None
             };
