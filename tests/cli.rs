@@ -482,6 +482,9 @@ fn diagnose_writes_hessian_path_balance_and_llc() {
             "data/val.h5",
             "--jets",
             "100",
+            // Small models: one thread avoids spinning workers on a busy 2-core CI box.
+            "--threads",
+            "1",
             "--out",
             out.to_str().unwrap(),
         ];

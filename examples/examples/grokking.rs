@@ -20,7 +20,7 @@
 //! ```sh
 //! cargo run --release -p noether-examples --example grokking -- [--p 97] [--op add] \
 //!     [--train-fraction 0.4] [--seeds 5] [--tune-seeds 2] [--max-steps 10000] [--every 100] \
-//!     [--lrs 1e-3,3e-3,1e-2] [--wds 0.1,0.3,1] [--width 128] [--batch-size 512] \
+//!     [--lrs 3e-3,1e-2,3e-2,1e-1] [--wds 0.03,0.1,0.3,1] [--width 128] [--batch-size 512] \
 //!     [--optimizers adamw,snr_adamw,cautious_adamw] [--verbose]
 //! ```
 
@@ -70,8 +70,8 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
         tune_seeds: 2,
         max_steps: 10_000,
         every: 100,
-        lrs: vec![1e-3, 3e-3, 1e-2],
-        wds: vec![0.1, 0.3, 1.0],
+        lrs: vec![3e-3, 1e-2, 3e-2, 1e-1],
+        wds: vec![0.03, 0.1, 0.3, 1.0],
         width: 128,
         batch_size: 512,
         optimizers: ["adamw", "snr_adamw", "cautious_adamw"]

@@ -35,6 +35,9 @@ pub struct Common {
     /// Output directory (default: runs/diagnose-<kind>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// The diagnostics.
@@ -138,6 +141,13 @@ fn write_json(out: &Path, name: &str, value: &serde_json::Value) -> Result<(), E
 /// # Errors
 /// Data, checkpoint and setting errors naming the file or setting.
 pub fn run(command: &DiagnoseCommand) -> Result<(), Error> {
+    let common = match command {
+        DiagnoseCommand::Hessian { common, .. }
+        | DiagnoseCommand::Llc { common, .. }
+        | DiagnoseCommand::Path { common, .. }
+        | DiagnoseCommand::Balance { common } => common,
+    };
+    super::set_threads(common.threads);
     match command {
         DiagnoseCommand::Hessian {
             common,

@@ -124,8 +124,7 @@ impl ReducedRankRegression {
         let fitted = &self.x * &ols;
         let svd = fitted.svd(false, true);
         let v_t = svd.v_t.expect("right singular vectors");
-        let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
-        order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+        let order = descending(&svd.singular_values);
         let mut projector = DMatrix::<f64>::zeros(n_out, n_out);
         for &k in order.iter().take(h) {
             let v = v_t.row(k).transpose();
@@ -134,8 +133,7 @@ impl ReducedRankRegression {
         let c = ols * projector; // rank <= H
         let svd = c.svd(true, true);
         let (u, v_t) = (svd.u.expect("u"), svd.v_t.expect("v_t"));
-        let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
-        order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+        let order = descending(&svd.singular_values);
         let mut a = DMatrix::<f64>::zeros(h, m);
         let mut b = DMatrix::<f64>::zeros(n_out, h);
         for (slot, &k) in order.iter().take(h).enumerate() {
@@ -166,6 +164,13 @@ impl ReducedRankRegression {
         let b = DMatrix::from_row_slice(n_out, h, &w[h * m..]);
         (a, b)
     }
+}
+
+/// Indices of `values` from the largest to the smallest (nalgebra's SVD does not sort).
+fn descending(values: &DVector<f64>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[j].total_cmp(&values[i]));
+    order
 }
 
 /// Aoyagi and Watanabe's (2005) learning coefficient of reduced-rank regression with M
