@@ -97,10 +97,10 @@ fn a_regular_model_has_lambda_d_over_2() {
 /// here by the trapezoid rule on a log grid.
 fn exact_singular_mean(t: f64, gamma: f64) -> f64 {
     let (lo, hi, steps) = (1e-12f64.ln(), (80.0 / gamma).ln(), 400_000);
-    let h = (hi - lo) / steps as f64;
+    let h = (hi - lo) / f64::from(steps);
     let (mut num, mut den) = (0.0, 0.0);
     for i in 0..=steps {
-        let u = (lo + h * i as f64).exp();
+        let u = (lo + h * f64::from(i)).exp();
         let weight = if i == 0 || i == steps { 0.5 } else { 1.0 } * u; // du = u ds
         let decay = (-gamma * u / 2.0).exp();
         num += weight * decay * t * u / (t * u + gamma).powi(2);
