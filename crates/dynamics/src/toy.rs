@@ -73,13 +73,7 @@ impl ReducedRankRegression {
         let x = DMatrix::from_vec(n, m, normals(&mut r, n * m));
         let noise = DMatrix::from_vec(n, n_out, normals(&mut r, n * n_out));
         let y = &x * a.transpose() * b.transpose() + noise;
-        let truth = a
-            .transpose()
-            .iter()
-            .chain(b.transpose().iter())
-            .copied()
-            .collect();
-        Self::new(x, y, h, truth)
+        Self::new(x, y, h, pack(&a, &b))
     }
 
     /// A problem from data `x` `[n, M]`, `y` `[n, N]`, hidden width `hidden` and the
@@ -141,11 +135,7 @@ impl ReducedRankRegression {
             a.set_row(slot, &(u.column(k).transpose() * root));
             b.set_column(slot, &(v_t.row(k).transpose() * root));
         }
-        a.transpose()
-            .iter()
-            .chain(b.transpose().iter())
-            .copied()
-            .collect()
+        pack(&a, &b)
     }
 
     /// Inputs `[n, M]`.
@@ -158,12 +148,39 @@ impl ReducedRankRegression {
         &self.y
     }
 
+    /// The full-batch loss and gradient from the sufficient statistics: with `C = A^T
+    /// B^T`, `|X C - Y|^2 = tr(C^T X^T X C) - 2 tr(C^T X^T Y) + tr(Y^T Y)` and the
+    /// gradient in C is `G = (X^T X C - X^T Y) / n`, so `dA = B^T G^T`, `dB = G^T A^T`.
+    fn full_batch_loss_grad(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, grad: &mut [f64]) -> f64 {
+        let n = self.x.nrows().max(1) as f64;
+        let c = a.transpose() * b.transpose(); // [M, N]
+        let xtx_c = &self.xtx * &c;
+        let quadratic = c.dot(&xtx_c);
+        let cross = c.dot(&self.xty);
+        let loss = 0.5 * (quadratic - 2.0 * cross + self.yty) / n;
+        let g = (xtx_c - &self.xty) / n; // [M, N]
+        let grad_a = b.transpose() * g.transpose(); // [H, M]
+        let grad_b = g.transpose() * a.transpose(); // [N, H]
+        grad.copy_from_slice(&pack(&grad_a, &grad_b));
+        loss
+    }
+
     fn unpack(&self, w: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
         let (m, h, n_out) = (self.x.ncols(), self.hidden, self.y.ncols());
         let a = DMatrix::from_row_slice(h, m, &w[..h * m]);
         let b = DMatrix::from_row_slice(n_out, h, &w[h * m..]);
         (a, b)
     }
+}
+
+/// Flat parameters (A then B, row-major): the inverse of `ReducedRankRegression::unpack`.
+fn pack(a: &DMatrix<f64>, b: &DMatrix<f64>) -> Vec<f64> {
+    // nalgebra iterates column-major: the transposes' columns are the rows.
+    a.transpose()
+        .iter()
+        .chain(b.transpose().iter())
+        .copied()
+        .collect()
 }
 
 /// Indices of `values` from the largest to the smallest (nalgebra's SVD does not sort).
@@ -215,37 +232,7 @@ impl Objective for ReducedRankRegression {
         let loss = 0.5 * residual.norm_squared() / n;
         let grad_b = residual.transpose() * &hidden / n; // [N, H]
         let grad_a = (residual * &b).transpose() * x / n; // [H, M]
-        let flat = grad_a
-            .transpose()
-            .iter()
-            .chain(grad_b.transpose().iter())
-            .copied()
-            .collect::<Vec<_>>();
-        grad.copy_from_slice(&flat);
-        loss
-    }
-}
-
-impl ReducedRankRegression {
-    /// The full-batch loss and gradient from the sufficient statistics: with `C = A^T
-    /// B^T`, `|X C - Y|^2 = tr(C^T X^T X C) - 2 tr(C^T X^T Y) + tr(Y^T Y)` and the
-    /// gradient in C is `G = (X^T X C - X^T Y) / n`, so `dA = B^T G^T`, `dB = G^T A^T`.
-    fn full_batch_loss_grad(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, grad: &mut [f64]) -> f64 {
-        let n = self.x.nrows().max(1) as f64;
-        let c = a.transpose() * b.transpose(); // [M, N]
-        let xtx_c = &self.xtx * &c;
-        let quadratic = c.dot(&xtx_c);
-        let cross = c.dot(&self.xty);
-        let loss = 0.5 * (quadratic - 2.0 * cross + self.yty) / n;
-        let g = (xtx_c - &self.xty) / n; // [M, N]
-        let grad_a = b.transpose() * g.transpose(); // [H, M]
-        let grad_b = g.transpose() * a.transpose(); // [N, H]
-        for (dst, src) in grad
-            .iter_mut()
-            .zip(grad_a.transpose().iter().chain(grad_b.transpose().iter()))
-        {
-            *dst = *src;
-        }
+        grad.copy_from_slice(&pack(&grad_a, &grad_b));
         loss
     }
 }
