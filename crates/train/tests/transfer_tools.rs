@@ -17,6 +17,7 @@ use noether_train::{
     checkpoint, cross_entropy, distillation_loss, magnitude_prune, parameters, train, Freeze,
     RunData, Tagger, TrainConfig, TrainError,
 };
+use rand::{RngExt, SeedableRng};
 
 fn tiny(extra: &str) -> TrainConfig {
     let text = format!(
@@ -88,11 +89,15 @@ fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
     // none) + embedding + graph_dec.0 = 14 adapted layers (the head is not adapted).
     assert_eq!(adapters, 2 * 14, "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("graph_dec.3.lora")));
-    // Give B random values: merged and unmerged outputs agree to 1e-6.
+    // Give B seeded random values (candle's own randn cannot be seeded).
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for (name, var) in varmap.data().lock().unwrap().iter() {
         if name.ends_with("lora_B.weight") {
-            let noise = Tensor::randn(0f32, 0.3, var.shape(), var.device()).unwrap();
-            var.set(&noise).unwrap();
+            let noise: Vec<f32> = (0..var.elem_count())
+                .map(|_| rng.random_range(-0.5f32..0.5))
+                .collect();
+            var.set(&Tensor::from_vec(noise, var.shape(), var.device()).unwrap())
+                .unwrap();
         }
     }
     let unmerged = logits(&adapted, &batch);
@@ -102,10 +107,13 @@ fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
     );
     adapted.merge_adapters().unwrap();
     let merged = logits(&adapted, &batch);
-    // Per layer the two agree to 1e-6 (linear.rs); through two f32 LGEB blocks the
-    // rounding of W + sBA versus Wx + sB(Ax) accumulates to ~1e-6 of the logits.
+    // Per layer the two agree to 1e-6 (linear.rs). Through two f32 LGEB blocks the
+    // rounding of W + sBA versus Wx + sB(Ax) is amplified by the Minkowski products'
+    // cancellations: over 40 noise seeds the logits differed by 3e-7 to 2.6e-5 (median
+    // 2e-6), about what a 1-ulp perturbation of every weight does to the same model.
+    // A wrong scaling or transposed product differs by O(0.1).
     let diff = max_rel_diff(&merged, &unmerged);
-    assert!(diff < 1e-5, "merged differs by {diff}");
+    assert!(diff < 1e-4, "merged differs by {diff}");
     adapted.unmerge_adapters().unwrap();
     assert_eq!(bits(&logits(&adapted, &batch)), bits(&unmerged));
 }
