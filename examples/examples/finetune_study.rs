@@ -5,13 +5,16 @@
 //! feeds massless constituents (E = |p|, as the checkpoint expects); the `masses`
 //! variant keeps the constituent masses, to measure what that domain shift costs.
 //! One run directory per (variant, arm, size, seed) under `--out` (finished runs are
-//! skipped: the study resumes), `results.csv` and `summary.md`.
+//! skipped: the study resumes). `results.csv` and `summary.md` cover every finished run
+//! under `--out`, whichever invocation made it; `--report-only` rewrites them and trains
+//! nothing.
 //!
 //! ```sh
 //! cargo run --release -p noether-examples --example finetune_study -- \
 //!     [--data-dir ../shared/data/toptag-pythia] [--checkpoint ../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors] \
 //!     [--sizes 500,2000] [--seeds 0,1,2] [--arms scratch,full,lpft,lora] [--variants massless,masses] \
-//!     [--epochs 6] [--n-max 50] [--val-jets 1000] [--test-jets 0] [--out runs/finetune_study]
+//!     [--epochs 6] [--n-max 50] [--val-jets 1000] [--test-jets 0] [--out runs/finetune_study] \
+//!     [--report-only]
 //! ```
 
 use std::collections::BTreeMap;
@@ -43,6 +46,7 @@ struct Args {
     /// 0: the whole test set.
     test_jets: usize,
     out: PathBuf,
+    report_only: bool,
 }
 
 fn root() -> PathBuf {
@@ -65,6 +69,7 @@ fn parse_args() -> Args {
         val_jets: 1000,
         test_jets: 0,
         out: root().join("runs/finetune_study"),
+        report_only: false,
     };
     let list = |v: &str| {
         v.split(',')
@@ -73,6 +78,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--report-only" {
+            args.report_only = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         let number = |v: &str| v.parse::<usize>().unwrap_or_else(|_| panic!("{flag} {v}"));
         match flag.as_str() {
@@ -202,9 +211,86 @@ fn run_one(
     read_metrics(&path)
 }
 
+/// One finished run, identified by its directory name.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct RunKey {
+    variant: String,
+    arm: String,
+    size: usize,
+    seed: u64,
+}
+
+/// Parses `{variant}-zeroshot` and `{variant}-{arm}-n{size}-seed{seed}`.
+fn run_key(dir: &str) -> Option<RunKey> {
+    let parts: Vec<&str> = dir.split('-').collect();
+    match parts.as_slice() {
+        [variant, "zeroshot"] => Some(RunKey {
+            variant: (*variant).to_owned(),
+            arm: "zeroshot".to_owned(),
+            size: 0,
+            seed: 0,
+        }),
+        [variant, arm, size, seed] => Some(RunKey {
+            variant: (*variant).to_owned(),
+            arm: (*arm).to_owned(),
+            size: size.strip_prefix('n')?.parse().ok()?,
+            seed: seed.strip_prefix("seed")?.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// (variant, arm, train jets): the runs that differ only by seed.
+type GroupKey<'a> = (&'a str, &'a str, usize);
+
+/// Writes `results.csv` (one line per finished run) and `summary.md` (mean +- std over
+/// seeds) from every run directory under `out`; returns the summary.
+fn report(out: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let mut runs = BTreeMap::new();
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        let metrics = entry.path().join("metrics.json");
+        if let (Some(key), true) = (
+            run_key(&entry.file_name().to_string_lossy()),
+            metrics.exists(),
+        ) {
+            runs.insert(key, read_metrics(&metrics)?);
+        }
+    }
+    let mut csv = String::from("variant,arm,train_jets,seed,auc,rejection_at_0.3\n");
+    let mut groups: BTreeMap<GroupKey, Vec<(f64, f64)>> = BTreeMap::new();
+    for (k, &(auc, rej)) in &runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{auc},{rej}",
+            k.variant, k.arm, k.size, k.seed
+        );
+        groups
+            .entry((&k.variant, &k.arm, k.size))
+            .or_default()
+            .push((auc, rej));
+    }
+    let mut md = String::from(
+        "| input | arm | train jets | seeds | AUC | 1/eps_B(0.3) |\n|---|---|---|---|---|---|\n",
+    );
+    for ((variant, arm, size), runs) in &groups {
+        let (auc, auc_s) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
+        let (rej, rej_s) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+        let _ = writeln!(
+            md,
+            "| {variant} | {arm} | {size} | {} | {auc:.4} +- {auc_s:.4} | {rej:.0} +- {rej_s:.0} |",
+            runs.len()
+        );
+    }
+    std::fs::write(out.join("results.csv"), &csv)?;
+    std::fs::write(out.join("summary.md"), &md)?;
+    Ok(md)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args();
-    if !args.data_dir.join("train.h5").exists() || !args.checkpoint.exists() {
+    let inputs_present = args.data_dir.join("train.h5").exists() && args.checkpoint.exists();
+    if !args.report_only && !inputs_present {
         eprintln!(
             "SKIPPED: {} or {} is absent",
             args.data_dir.display(),
@@ -216,49 +302,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     );
     std::fs::create_dir_all(&args.out)?;
-    let mut results: BTreeMap<(String, String, usize), Vec<(f64, f64)>> = BTreeMap::new();
-    let mut csv = String::from("variant,arm,train_jets,seed,auc,rejection_at_0.3\n");
-    for variant in &args.variants {
-        let (auc, rej) = zero_shot(&args, variant)?;
-        let _ = writeln!(csv, "{variant},zeroshot,0,0,{auc},{rej}");
-        results
-            .entry((variant.clone(), "zeroshot".into(), 0))
-            .or_default()
-            .push((auc, rej));
-        for &size in &args.sizes {
-            // Kept masses: the domain shift is measured on full fine-tuning alone.
-            let arms: Vec<&String> = args
-                .arms
-                .iter()
-                .filter(|a| variant == "massless" || *a == "full")
-                .collect();
-            for arm in arms {
-                for &seed in &args.seeds {
-                    let (auc, rej) = run_one(&args, variant, arm, size, seed)?;
-                    let _ = writeln!(csv, "{variant},{arm},{size},{seed},{auc},{rej}");
-                    results
-                        .entry((variant.clone(), arm.clone(), size))
-                        .or_default()
-                        .push((auc, rej));
-                    std::fs::write(args.out.join("results.csv"), &csv)?;
+    if !args.report_only {
+        for variant in &args.variants {
+            zero_shot(&args, variant)?;
+            for &size in &args.sizes {
+                // Kept masses: the domain shift is measured on full fine-tuning alone.
+                let arms = args
+                    .arms
+                    .iter()
+                    .filter(|a| variant == "massless" || *a == "full");
+                for arm in arms {
+                    for &seed in &args.seeds {
+                        run_one(&args, variant, arm, size, seed)?;
+                        report(&args.out)?;
+                    }
                 }
             }
         }
     }
-    let mut md = String::from(
-        "| input | arm | train jets | seeds | AUC | 1/eps_B(0.3) |\n|---|---|---|---|---|---|\n",
-    );
-    for ((variant, arm, size), runs) in &results {
-        let (auc, auc_s) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
-        let (rej, rej_s) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
-        let _ = writeln!(
-            md,
-            "| {variant} | {arm} | {size} | {} | {auc:.4} +- {auc_s:.4} | {rej:.0} +- {rej_s:.0} |",
-            runs.len()
-        );
-    }
-    std::fs::write(args.out.join("results.csv"), &csv)?;
-    std::fs::write(args.out.join("summary.md"), &md)?;
-    println!("{md}");
+    println!("{}", report(&args.out)?);
     Ok(())
 }
