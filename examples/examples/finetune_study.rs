@@ -155,9 +155,10 @@ fn zero_shot(args: &Args, variant: &str) -> Result<(f64, f64), Box<dyn std::erro
         c.data.val_jets = 2;
         let mut data = RunData::load(&c)?;
         subset_test(&mut data, args.test_jets);
-        let (model, varmap) = Tagger::build(&c, 0)?;
+        let (_, varmap) = Tagger::build(&c, 0)?;
         let report = load_checkpoint(&args.checkpoint, &varmap, &load_options())?;
         eprint!("{report}");
+        let model = Tagger::for_inference(&c, &varmap)?;
         let (scores, labels, _) = predict(&model, &data.test, c.data.n_max, 64)?;
         let m = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
         std::fs::create_dir_all(&out)?;

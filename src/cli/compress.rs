@@ -13,7 +13,7 @@ fn after(
     summary: &RunSummary,
     test: &JetSet,
 ) -> Result<ModelProfile, Box<dyn std::error::Error>> {
-    let (model, _, config) = Tagger::from_checkpoint(&out.join("best.safetensors"))?;
+    let (model, _, config) = Tagger::inference_from_checkpoint(&out.join("best.safetensors"))?;
     Ok(ModelProfile {
         params: summary.params,
         nonzero_params: summary.nonzero_params,

@@ -115,7 +115,7 @@ fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
 
 /// A noether checkpoint: config from the metadata, batched evaluation.
 fn noether_scores(path: &Path, jets: &JetSet, logits: bool) -> Result<(Vec<f64>, Vec<u8>), Error> {
-    let (model, _, config) = Tagger::from_checkpoint(path)?;
+    let (model, _, config) = Tagger::inference_from_checkpoint(path)?;
     if logits {
         let batch_config = model.eval_batch_config(1, config.data.n_max);
         let all_jets: Vec<usize> = (0..jets.len()).collect();

@@ -154,8 +154,9 @@ fn pretrained_profile(
         distill: None,
         ..config.clone()
     };
-    let (model, varmap) = noether::train::Tagger::build(&base, base.train.seed)?;
+    let (_, varmap) = noether::train::Tagger::build(&base, base.train.seed)?;
     load_checkpoint(from, &varmap, options)?;
+    let model = noether::train::Tagger::for_inference(&base, &varmap)?;
     Ok(noether::train::profile(
         &model,
         &varmap,

@@ -66,13 +66,36 @@ impl Tagger {
         let vb = seeded_varbuilder_frozen(&varmap, seed, DType::F32, &Device::Cpu, move |n| {
             freeze.is_frozen(n)
         });
-        let mut model = Self::new(&config.model_config(), &vb)?;
+        Ok((Self::assemble(config, &vb)?, varmap))
+    }
+
+    /// The model of `config` over the variables of `varmap` (as [`Tagger::build`] made
+    /// them), for inference: every weight is detached, so a forward pass records no
+    /// autograd graph and frees each intermediate as soon as it is used (PyTorch's
+    /// `torch.no_grad()`). It shares storage with `varmap`, so later optimizer steps and
+    /// checkpoint loads reach it. For the official LorentzNet on 64 jets this is 0.43
+    /// instead of 5.8 GB and 3.7 instead of 11.8 s.
+    ///
+    /// # Errors
+    /// As [`Tagger::build`].
+    pub fn for_inference(config: &TrainConfig, varmap: &VarMap) -> Result<Self> {
+        // Running statistics stay variables so that BatchNorm shares (rather than
+        // copies) them; it detaches them itself in evaluation mode.
+        let vb = seeded_varbuilder_frozen(varmap, 0, DType::F32, &Device::Cpu, |n| {
+            !n.contains("running_")
+        });
+        Self::assemble(config, &vb)
+    }
+
+    /// The architecture of `config` under `vb`, with LoRA adapters when configured.
+    fn assemble(config: &TrainConfig, vb: &VarBuilder) -> Result<Self> {
+        let mut model = Self::new(&config.model_config(), vb)?;
         if let Some(section) = &config.lora {
             let head = regex::Regex::new(&config.head_pattern())
                 .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?;
-            attach_lora(&mut model, section, &head, &vb)?;
+            attach_lora(&mut model, section, &head, vb)?;
         }
-        Ok((model, varmap))
+        Ok(model)
     }
 
     /// The model saved in a noether checkpoint: its config read from the file's
@@ -86,6 +109,16 @@ impl Tagger {
         let (model, varmap) = Self::build(&config, 0)?;
         crate::trainer::load_weights(&varmap, &ckpt.tensors, path)?;
         Ok((model, varmap, config))
+    }
+
+    /// [`Tagger::from_checkpoint`] with the model built for inference
+    /// ([`Tagger::for_inference`]: no autograd graph, a fraction of the memory).
+    ///
+    /// # Errors
+    /// As [`Tagger::from_checkpoint`].
+    pub fn inference_from_checkpoint(path: &Path) -> Result<(Self, VarMap, TrainConfig)> {
+        let (_, varmap, config) = Self::from_checkpoint(path)?;
+        Ok((Self::for_inference(&config, &varmap)?, varmap, config))
     }
 
     /// Batches for evaluation: in order, unshuffled, with this model's beams.

@@ -67,7 +67,7 @@ pub fn profile(
 /// # Errors
 /// Checkpoint and model errors naming the file.
 pub fn profile_checkpoint(path: &Path, test: &JetSet) -> Result<ModelProfile> {
-    let (model, varmap, config) = Tagger::from_checkpoint(path)?;
+    let (model, varmap, config) = Tagger::inference_from_checkpoint(path)?;
     profile(
         &model,
         &varmap,

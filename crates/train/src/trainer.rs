@@ -208,7 +208,7 @@ pub fn logits(model: &Tagger, jets: &JetSet, n_max: usize, batch_size: usize) ->
 /// The teacher's logits on every training jet (indexed like the set), from a noether
 /// checkpoint whose metadata holds the teacher's config.
 fn teacher_logits(distill: &DistillConfig, jets: &JetSet) -> Result<Tensor> {
-    let (teacher, _, config) = Tagger::from_checkpoint(&distill.teacher)?;
+    let (teacher, _, config) = Tagger::inference_from_checkpoint(&distill.teacher)?;
     logits(
         &teacher,
         jets,
@@ -266,6 +266,8 @@ struct Run<'a> {
     config: &'a TrainConfig,
     options: &'a RunOptions,
     model: Tagger,
+    /// The same weights, detached: validation and test passes build no graph.
+    inference: Tagger,
     varmap: VarMap,
     optimizer: Optimizer,
     rng: ChaCha8Rng,
@@ -472,11 +474,13 @@ pub fn train(
         config.to_toml().as_bytes(),
     )?;
     let (model, varmap) = Tagger::build(config, config.train.seed)?;
+    let inference = Tagger::for_inference(config, &varmap)?;
     let optimizer = Optimizer::new(parameters(&varmap, config)?, &config.optim);
     let mut run = Run {
         config,
         options,
         model,
+        inference,
         varmap,
         optimizer,
         rng: ChaCha8Rng::seed_from_u64(config.train.seed ^ 0x5eed_d40f),
@@ -514,7 +518,7 @@ pub fn train(
         let epoch_start = Instant::now();
         let (train_loss, lr) = run.train_epoch(data)?;
         let (scores, labels, val_loss) = predict(
-            &run.model,
+            &run.inference,
             &data.val,
             config.data.n_max,
             config.train.eval_batch_size,
@@ -557,7 +561,7 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
     let best = checkpoint::load(&best_path)?;
     load_weights(&run.varmap, &best.tensors, &best_path)?;
     let (scores, labels, _) = predict(
-        &run.model,
+        &run.inference,
         &data.test,
         config.data.n_max,
         config.train.eval_batch_size,

@@ -1,0 +1,87 @@
+//! The inference model (`Tagger::for_inference`, PyTorch's `torch.no_grad()`): the same
+//! logits as the trainable model, no autograd graph, and it follows the trainable
+//! model's variables as they change (optimizer steps, checkpoint loads, BatchNorm
+//! statistics).
+
+mod common;
+
+use common::bits;
+
+use noether_data::{batches, Batch, BatchConfig};
+use noether_equivariant::Mode;
+use noether_train::{RunData, Tagger, TrainConfig};
+
+fn tiny(extra: &str) -> TrainConfig {
+    common::bundled(&format!(
+        r#"
+model = "lorentznet"
+[lorentznet]
+n_hidden = 8
+n_layers = 2
+dropout = 0.0
+[data]
+train_jets = 96
+val_jets = 48
+n_max = 10
+batch_size = 16
+[train]
+epochs = 1
+seed = 3
+{extra}
+"#
+    ))
+}
+
+fn batch(model: &Tagger, config: &TrainConfig) -> Batch {
+    let data = RunData::load(config).unwrap();
+    let bc = BatchConfig {
+        beams: model.beams(),
+        shuffle: false,
+        ..BatchConfig::new(16, config.data.n_max)
+    };
+    let all: Vec<usize> = (0..16).collect();
+    let first = batches(&data.val, &all, &bc, 0).unwrap().next().unwrap();
+    first
+}
+
+fn check(config: &TrainConfig) {
+    let (model, varmap) = Tagger::build(config, 3).unwrap();
+    let inference = Tagger::for_inference(config, &varmap).unwrap();
+    let batch = batch(&model, config);
+    let trained = model.forward(&batch, &mut Mode::Eval).unwrap();
+    let detached = inference.forward(&batch, &mut Mode::Eval).unwrap();
+    assert!(
+        trained.track_op(),
+        "the trainable model must record a graph"
+    );
+    assert!(!detached.track_op(), "the inference model recorded a graph");
+    assert_eq!(bits(&trained), bits(&detached));
+
+    // A training-mode pass updates the BatchNorm running statistics, and every
+    // variable moves as an optimizer step would: the inference model follows both.
+    let mut rng = rand::SeedableRng::seed_from_u64(1);
+    model.forward(&batch, &mut Mode::Train(&mut rng)).unwrap();
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        if name.ends_with("lora_B.weight") {
+            // Fresh adapters are zero; give them a value so that they matter.
+            var.set(&(var.as_tensor().ones_like().unwrap() * 0.05).unwrap())
+                .unwrap();
+        } else if !name.contains("running_") {
+            var.set(&(var.as_tensor() * 1.01).unwrap()).unwrap();
+        }
+    }
+    let trained_after = model.forward(&batch, &mut Mode::Eval).unwrap();
+    let detached_after = inference.forward(&batch, &mut Mode::Eval).unwrap();
+    assert_ne!(bits(&trained), bits(&trained_after));
+    assert_eq!(bits(&trained_after), bits(&detached_after));
+}
+
+#[test]
+fn inference_model_matches_without_a_graph() {
+    check(&tiny(""));
+}
+
+#[test]
+fn inference_model_keeps_lora_adapters() {
+    check(&tiny("[lora]\nr = 2\nalpha = 4.0"));
+}
