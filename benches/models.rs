@@ -1,19 +1,21 @@
 //! Model throughput: forward and forward + backward on a batch of 32 jets x 50
 //! constituents (+ 2 beams), and single-jet inference, for LorentzNet (paper size, 224k
 //! parameters) and PELICAN (default, ~190k, and small, ~12k). Jets from the bundled
-//! test set; seeded random weights; `BENCH_THREADS` threads (default 1).
+//! test set; seeded random weights; `BENCH_THREADS` threads (default 1). Forward-only
+//! figures use the weights detached (no autograd graph, as `Tagger::for_inference` and
+//! PyTorch's `no_grad`); forward + backward uses the trainable variables.
 //!
 //! Run: `cargo bench --bench models`. Criterion reports time per iteration and
 //! jets per second (elements). The side-by-side PyTorch comparison is
 //! `cargo bench --bench model_compare`.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use noether::data::{Batch, Beams};
 use noether::equivariant::{
-    seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode, Pelican, PelicanConfig,
-    PelicanInput,
+    seeded_varbuilder, seeded_varbuilder_frozen, LorentzNet, LorentzNetConfig, LorentzNetInput,
+    Mode, Pelican, PelicanConfig, PelicanInput,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,22 +35,35 @@ fn labels(batch: &Batch) -> Tensor {
     Tensor::from_vec(l, batch.batch_size, &Device::Cpu).expect("labels")
 }
 
-/// Runs forward, forward + backward and single-jet benchmarks for one model.
+/// A seeded model's variables as trainable tensors and detached (inference) ones; the
+/// running statistics stay shared variables in both.
+fn varbuilders(seed: u64) -> (VarBuilder<'static>, VarBuilder<'static>) {
+    let varmap = VarMap::new();
+    let trainable = seeded_varbuilder(&varmap, seed, DType::F32, &Device::Cpu);
+    let detached = seeded_varbuilder_frozen(&varmap, seed, DType::F32, &Device::Cpu, |n| {
+        !n.contains("running_")
+    });
+    (trainable, detached)
+}
+
+/// Runs forward (inference model), forward + backward (trainable model) and single-jet
+/// (inference model) benchmarks for one architecture.
 fn bench_model(
     c: &mut Criterion,
     name: &str,
-    forward: &dyn Fn(&mut Mode) -> Tensor,
+    eval: &dyn Fn() -> Tensor,
+    train: &dyn Fn(&mut Mode) -> Tensor,
     single: &dyn Fn() -> Tensor,
     targets: &Tensor,
 ) {
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("forward_32x50", |b| b.iter(|| forward(&mut Mode::Eval)));
+    group.bench_function("forward_32x50", |b| b.iter(eval));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     group.bench_function("forward_backward_32x50", |b| {
         b.iter(|| {
-            let logits = forward(&mut Mode::Train(&mut rng));
+            let logits = train(&mut Mode::Train(&mut rng));
             let loss = candle_nn::loss::cross_entropy(&logits, targets).expect("loss");
             loss.backward().expect("backward")
         });
@@ -66,17 +81,19 @@ fn models(c: &mut Criterion) {
     noether::equivariant::set_threads(threads);
 
     let (lb, jet) = bundled_inputs(Beams::LORENTZNET);
-    let varmap = VarMap::new();
-    let vb = seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu);
-    let lorentznet = LorentzNet::new(&LorentzNetConfig::default(), &vb).expect("LorentzNet");
+    let (trainable, detached) = varbuilders(0);
+    let config = LorentzNetConfig::default();
+    let lorentznet = LorentzNet::new(&config, &trainable).expect("LorentzNet");
+    let inference = LorentzNet::new(&config, &detached).expect("LorentzNet");
     let input =
         LorentzNetInput::from_flat(&lb.momenta, &lb.mask, BATCH, lb.particles, 2).expect("input");
     let single = LorentzNetInput::single_jet(&jet).expect("single");
     bench_model(
         c,
         "lorentznet",
+        &|| inference.forward(&input).expect("forward"),
         &|mode| lorentznet.forward_t(&input, mode).expect("forward"),
-        &|| lorentznet.forward(&single).expect("forward"),
+        &|| inference.forward(&single).expect("forward"),
         &labels(&lb),
     );
 
@@ -88,14 +105,19 @@ fn models(c: &mut Criterion) {
         ("pelican", PelicanConfig::default()),
         ("pelican_small", PelicanConfig::small()),
     ] {
-        let varmap = VarMap::new();
-        let vb = seeded_varbuilder(&varmap, 1, DType::F32, &Device::Cpu);
-        let model = Pelican::new(&config, &vb).expect("PELICAN");
+        let (trainable, detached) = varbuilders(1);
+        let model = Pelican::new(&config, &trainable).expect("PELICAN");
+        let inference = Pelican::new(&config, &detached).expect("PELICAN");
         bench_model(
             c,
             name,
+            &|| inference.forward(&input, &mut Mode::Eval).expect("forward"),
             &|mode| model.forward(&input, mode).expect("forward"),
-            &|| model.forward(&single, &mut Mode::Eval).expect("forward"),
+            &|| {
+                inference
+                    .forward(&single, &mut Mode::Eval)
+                    .expect("forward")
+            },
             &labels(&pb),
         );
     }
