@@ -60,6 +60,10 @@ fn bench_model(
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("forward_32x50", |b| b.iter(eval));
+    // The trainable model in evaluation mode records the graph (the "before" figure).
+    group.bench_function("forward_32x50_recording_graph", |b| {
+        b.iter(|| train(&mut Mode::Eval));
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     group.bench_function("forward_backward_32x50", |b| {
         b.iter(|| {
