@@ -17,8 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use noether::data::{Batch, Beams};
 use noether::equivariant::{
-    seeded_varbuilder, seeded_varbuilder_frozen, LorentzNet, LorentzNetConfig, LorentzNetInput,
-    Mode,
+    inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
 };
 use noether::transfer::{load_checkpoint, LoadOptions};
 use rand::SeedableRng;
@@ -189,10 +188,7 @@ fn main() {
     let checkpoint =
         root().join("../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors");
     let official = load_official(&varmap, &checkpoint);
-    // The same variables detached (running statistics stay shared variables).
-    let detached = seeded_varbuilder_frozen(&varmap, 0, DType::F32, &Device::Cpu, |n| {
-        !n.contains("running_")
-    });
+    let detached = inference_varbuilder(&varmap, DType::F32, &Device::Cpu);
     let inference = LorentzNet::new(&config, &detached).expect("inference model");
     let ours = measure(&model, &inference, &varmap, &batch, &single);
 

@@ -14,8 +14,8 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use noether::data::{Batch, Beams};
 use noether::equivariant::{
-    seeded_varbuilder, seeded_varbuilder_frozen, LorentzNet, LorentzNetConfig, LorentzNetInput,
-    Mode, Pelican, PelicanConfig, PelicanInput,
+    inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
+    Pelican, PelicanConfig, PelicanInput,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,9 +40,7 @@ fn labels(batch: &Batch) -> Tensor {
 fn varbuilders(seed: u64) -> (VarBuilder<'static>, VarBuilder<'static>) {
     let varmap = VarMap::new();
     let trainable = seeded_varbuilder(&varmap, seed, DType::F32, &Device::Cpu);
-    let detached = seeded_varbuilder_frozen(&varmap, seed, DType::F32, &Device::Cpu, |n| {
-        !n.contains("running_")
-    });
+    let detached = inference_varbuilder(&varmap, DType::F32, &Device::Cpu);
     (trainable, detached)
 }
 

@@ -146,6 +146,15 @@ pub fn seeded_varbuilder(
     )
 }
 
+/// The variables already in `varmap`, for inference: every parameter detached, so a
+/// forward pass records no autograd graph (PyTorch's `no_grad`) while sharing storage
+/// with `varmap` (optimizer steps and checkpoint loads reach it). BatchNorm running
+/// statistics stay variables so that the layer shares rather than copies them; it
+/// detaches them itself in evaluation.
+pub fn inference_varbuilder(varmap: &VarMap, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    seeded_varbuilder_frozen(varmap, 0, dtype, device, |name| !name.contains("running_"))
+}
+
 /// [`seeded_varbuilder`] for fine-tuning: variables for which `frozen(name)` holds are
 /// handed to the model detached from the autograd graph, so backward skips their
 /// gradients (they stay variables in `varmap`: loading and saving see them, and their

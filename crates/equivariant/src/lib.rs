@@ -56,7 +56,9 @@ pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
 pub use batch_norm::MaskedBatchNorm;
 pub use deepsets::{FlowConfig, FlowInput, FlowKind, FlowNetwork};
 pub use error::{ModelError, Result};
-pub use init::{parameter_count, seeded_varbuilder, seeded_varbuilder_frozen};
+pub use init::{
+    inference_varbuilder, parameter_count, seeded_varbuilder, seeded_varbuilder_frozen,
+};
 pub use linear::{Linear, LinearLayers, LowRank};
 pub use lorentznet::{Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput};
 pub use mlp::{jet_features, raw_momenta, Mlp, MlpConfig, JET_FEATURES};

@@ -7,8 +7,9 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use noether_data::{Batch, BatchConfig, Beams};
 use noether_equivariant::{
-    jet_features, seeded_varbuilder, seeded_varbuilder_frozen, FlowInput, FlowNetwork, Linear,
-    LinearLayers, LorentzNet, LorentzNetInput, Mlp, Mode, Pelican, PelicanInput,
+    inference_varbuilder, jet_features, seeded_varbuilder, seeded_varbuilder_frozen, FlowInput,
+    FlowNetwork, Linear, LinearLayers, LorentzNet, LorentzNetInput, Mlp, Mode, Pelican,
+    PelicanInput,
 };
 
 use crate::adapt::{attach_lora, Freeze};
@@ -81,12 +82,10 @@ impl Tagger {
     /// # Errors
     /// As [`Tagger::build`].
     pub fn for_inference(config: &TrainConfig, varmap: &VarMap) -> Result<Self> {
-        // Running statistics stay variables so that BatchNorm shares (rather than
-        // copies) them; it detaches them itself in evaluation mode.
-        let vb = seeded_varbuilder_frozen(varmap, 0, DType::F32, &Device::Cpu, |n| {
-            !n.contains("running_")
-        });
-        Self::assemble(config, &vb)
+        Self::assemble(
+            config,
+            &inference_varbuilder(varmap, DType::F32, &Device::Cpu),
+        )
     }
 
     /// The architecture of `config` under `vb`, with LoRA adapters when configured.
