@@ -5,49 +5,15 @@
 
 mod common;
 
-use common::bits;
+use common::{bits, first_val_batch, tiny_lorentznet};
 
-use noether_data::{batches, Batch, BatchConfig};
 use noether_equivariant::Mode;
-use noether_train::{RunData, Tagger, TrainConfig};
-
-fn tiny(extra: &str) -> TrainConfig {
-    common::bundled(&format!(
-        r#"
-model = "lorentznet"
-[lorentznet]
-n_hidden = 8
-n_layers = 2
-dropout = 0.0
-[data]
-train_jets = 96
-val_jets = 48
-n_max = 10
-batch_size = 16
-[train]
-epochs = 1
-seed = 3
-{extra}
-"#
-    ))
-}
-
-fn batch(model: &Tagger, config: &TrainConfig) -> Batch {
-    let data = RunData::load(config).unwrap();
-    let bc = BatchConfig {
-        beams: model.beams(),
-        shuffle: false,
-        ..BatchConfig::new(16, config.data.n_max)
-    };
-    let all: Vec<usize> = (0..16).collect();
-    let first = batches(&data.val, &all, &bc, 0).unwrap().next().unwrap();
-    first
-}
+use noether_train::{Tagger, TrainConfig};
 
 fn check(config: &TrainConfig) {
     let (model, varmap) = Tagger::build(config, 3).unwrap();
     let inference = Tagger::for_inference(config, &varmap).unwrap();
-    let batch = batch(&model, config);
+    let batch = first_val_batch(&model, config);
     let trained = model.forward(&batch, &mut Mode::Eval).unwrap();
     let detached = inference.forward(&batch, &mut Mode::Eval).unwrap();
     assert!(
@@ -78,10 +44,10 @@ fn check(config: &TrainConfig) {
 
 #[test]
 fn inference_model_matches_without_a_graph() {
-    check(&tiny(""));
+    check(&tiny_lorentznet(""));
 }
 
 #[test]
 fn inference_model_keeps_lora_adapters() {
-    check(&tiny("[lora]\nr = 2\nalpha = 4.0"));
+    check(&tiny_lorentznet("[lora]\nr = 2\nalpha = 4.0"));
 }

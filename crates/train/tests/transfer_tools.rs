@@ -5,56 +5,18 @@
 
 mod common;
 
-use common::{bits, options};
+use common::{bits, first_val_batch, options, tiny_lorentznet};
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::Tensor;
-use noether_data::{batches, BatchConfig};
 use noether_equivariant::Mode;
 use noether_train::{
     checkpoint, cross_entropy, distillation_loss, magnitude_prune, parameters, train, Freeze,
     RunData, Tagger, TrainConfig, TrainError,
 };
 use rand::{RngExt, SeedableRng};
-
-fn tiny(extra: &str) -> TrainConfig {
-    let text = format!(
-        r#"
-model = "lorentznet"
-[lorentznet]
-n_hidden = 8
-n_layers = 2
-dropout = 0.0
-[data]
-train_jets = 96
-val_jets = 48
-n_max = 10
-batch_size = 16
-[optim]
-lr = 1e-2
-[train]
-epochs = 1
-seed = 5
-bootstrap = 0
-{extra}
-"#
-    );
-    common::bundled(&text)
-}
-
-fn first_batch(model: &Tagger, config: &TrainConfig) -> noether_data::Batch {
-    let data = RunData::load(config).unwrap();
-    let bc = BatchConfig {
-        beams: model.beams(),
-        shuffle: false,
-        ..BatchConfig::new(16, config.data.n_max)
-    };
-    let all: Vec<usize> = (0..16).collect();
-    let batch = batches(&data.val, &all, &bc, 0).unwrap().next().unwrap();
-    batch
-}
 
 fn logits(model: &Tagger, batch: &noether_data::Batch) -> Tensor {
     model.forward(batch, &mut Mode::Eval).unwrap()
@@ -73,11 +35,11 @@ const LORA: &str = "[lora]\nr = 2\nalpha = 4.0";
 
 #[test]
 fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
-    let plain = tiny("");
-    let lora = tiny(LORA);
+    let plain = tiny_lorentznet("");
+    let lora = tiny_lorentznet(LORA);
     let (base, _) = Tagger::build(&plain, 5).unwrap();
     let (mut adapted, varmap) = Tagger::build(&lora, 5).unwrap();
-    let batch = first_batch(&base, &plain);
+    let batch = first_val_batch(&base, &plain);
     // B = 0: the adapted model is the base model, bit for bit.
     assert_eq!(
         bits(&logits(&base, &batch)),
@@ -120,7 +82,7 @@ fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
 
 #[test]
 fn lora_training_moves_only_adapters_and_head() {
-    let config = tiny(LORA);
+    let config = tiny_lorentznet(LORA);
     let data = RunData::load(&config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let summary = train(&config, &data, &options(dir.path()))
@@ -149,10 +111,10 @@ fn lora_training_moves_only_adapters_and_head() {
 
 #[test]
 fn frozen_parameters_get_no_gradient() {
-    let mut config = tiny("");
+    let mut config = tiny_lorentznet("");
     config.optim.freeze = vec![r"^LGEBs\.0\.".into()];
     let (model, varmap) = Tagger::build(&config, 1).unwrap();
-    let batch = first_batch(&model, &config);
+    let batch = first_val_batch(&model, &config);
     let out = model
         .forward(
             &batch,
@@ -182,7 +144,7 @@ fn frozen_parameters_get_no_gradient() {
 
 #[test]
 fn layer_decay_scales_learning_rates_by_depth() {
-    let mut config = tiny("");
+    let mut config = tiny_lorentznet("");
     config.optim.layer_decay = 0.5;
     config.optim.groups = vec![noether_train::ParamGroup {
         pattern: r"^graph_dec\.0\.".into(),
@@ -265,7 +227,7 @@ fn distillation_loss_matches_a_hand_computation() {
 #[test]
 fn distilled_student_trains_and_alpha_zero_is_plain_training() {
     let dir = tempfile::tempdir().unwrap();
-    let teacher_config = tiny("");
+    let teacher_config = tiny_lorentznet("");
     let data = RunData::load(&teacher_config).unwrap();
     train(
         &teacher_config,
@@ -275,7 +237,7 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
     .unwrap();
     let teacher = dir.path().join("teacher/best.safetensors");
     let student = |alpha: f64, out: &str| {
-        let mut c = tiny("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
+        let mut c = tiny_lorentznet("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
         c.model = noether_train::ModelKind::Pfn;
         c.distill = Some(noether_train::DistillConfig {
             teacher: teacher.clone(),
@@ -290,7 +252,7 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
             .tensors;
         (s, bits(&w["head.weight"]))
     };
-    let mut plain = tiny("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
+    let mut plain = tiny_lorentznet("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
     plain.model = noether_train::ModelKind::Pfn;
     train(&plain, &data, &options(&dir.path().join("plain"))).unwrap();
     let plain_head = bits(
@@ -310,7 +272,7 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
 
 #[test]
 fn pruning_removes_the_smallest_weights_and_keeps_them_removed() {
-    let config = tiny("[prune]\nsparsity = 0.5");
+    let config = tiny_lorentznet("[prune]\nsparsity = 0.5");
     let (_, varmap) = Tagger::build(&config, 2).unwrap();
     let freeze = Freeze::new(&config).unwrap();
     let masks = magnitude_prune(&varmap, config.prune.as_ref().unwrap(), &freeze).unwrap();
@@ -405,7 +367,7 @@ fn bad_transfer_settings_name_the_key() {
             other => panic!("{extra}: expected an error naming {key}, got {other:?}"),
         }
     }
-    let mut config = tiny("");
+    let mut config = tiny_lorentznet("");
     config.optim.layer_decay = 0.0;
     assert!(matches!(
         config.validate(),
