@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use noether_examples::mean_std;
+use noether_examples::{mean_std, seed_cells};
 use noether_train::{train, RunData, RunOptions, TrainConfig};
 use plotters::prelude::*;
 
@@ -138,13 +138,7 @@ fn summary(results: &Results) -> String {
         "| model | train jets | seeds | AUC | 1/eps_B(0.3) |\n|---|---|---|---|---|\n",
     );
     for ((model, size), runs) in results {
-        let (auc, auc_s) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
-        let (rej, rej_s) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
-        let _ = writeln!(
-            md,
-            "| {model} | {size} | {} | {auc:.4} +- {auc_s:.4} | {rej:.0} +- {rej_s:.0} |",
-            runs.len()
-        );
+        let _ = writeln!(md, "| {model} | {size} | {} |", seed_cells(runs));
     }
     md
 }

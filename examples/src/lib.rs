@@ -13,3 +13,14 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     (mean, var.sqrt())
 }
+
+/// The seed-summary cells of a results table: `runs | AUC mean +- std | 1/eps_B(0.3)
+/// mean +- std`, from one `(auc, rejection_at_0.3)` pair per seed.
+pub fn seed_cells(runs: &[(f64, f64)]) -> String {
+    let (auc, auc_s) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    let (rej, rej_s) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+    format!(
+        "{} | {auc:.4} +- {auc_s:.4} | {rej:.0} +- {rej_s:.0}",
+        runs.len()
+    )
+}
