@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use noether_examples::{mean_std, seed_cells};
 use noether_train::{train, RunData, RunOptions, TrainConfig};
 use plotters::prelude::*;
@@ -24,70 +25,41 @@ use plotters::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The data-limited study (see the module documentation).
+#[derive(Parser)]
 struct Args {
+    /// Directory holding train.h5, val.h5 and test.h5
+    #[arg(long, default_value_os_t = root().join("../shared/data/toptag-pythia"))]
     data_dir: PathBuf,
+    /// Training-set sizes (jets)
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000,10000,30000")]
     sizes: Vec<usize>,
+    /// Training seeds
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u64>,
+    /// Models: names of the files in configs/ (without .toml)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lorentznet-cpu,pelican-cpu,pfn-cpu,efn-cpu"
+    )]
     models: Vec<String>,
+    /// Epochs of every run [default: each config's own]
+    #[arg(long)]
     epochs: Option<usize>,
+    /// Validation jets (best-epoch selection)
+    #[arg(long, default_value_t = 2000)]
     val_jets: usize,
+    /// Directory of the run directories and the summaries
+    #[arg(long, default_value_os_t = root().join("runs/data_limited"))]
     out: PathBuf,
-    /// Only summarise finished runs (train nothing).
+    /// Only summarise finished runs (train nothing)
+    #[arg(long)]
     report_only: bool,
 }
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        data_dir: root().join("../shared/data/toptag-pythia"),
-        sizes: vec![1000, 3000, 10000, 30000],
-        seeds: vec![0, 1, 2],
-        models: ["lorentznet-cpu", "pelican-cpu", "pfn-cpu", "efn-cpu"]
-            .map(String::from)
-            .to_vec(),
-        epochs: None,
-        val_jets: 2000,
-        out: root().join("runs/data_limited"),
-        report_only: false,
-    };
-    let list = |v: &str| {
-        v.split(',')
-            .map(str::trim)
-            .map(String::from)
-            .collect::<Vec<_>>()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--report-only" {
-            args.report_only = true;
-            continue;
-        }
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data-dir" => args.data_dir = PathBuf::from(value),
-            "--sizes" => {
-                args.sizes = list(&value)
-                    .iter()
-                    .map(|s| s.parse().expect("--sizes"))
-                    .collect();
-            }
-            "--seeds" => {
-                args.seeds = list(&value)
-                    .iter()
-                    .map(|s| s.parse().expect("--seeds"))
-                    .collect();
-            }
-            "--models" => args.models = list(&value),
-            "--epochs" => args.epochs = Some(value.parse().expect("--epochs")),
-            "--val-jets" => args.val_jets = value.parse().expect("--val-jets"),
-            "--out" => args.out = PathBuf::from(value),
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    args
 }
 
 /// One finished run: (model, size) -> per-seed (AUC, 1/eps_B(0.3)).
@@ -213,7 +185,7 @@ fn plot(path: &Path, results: &Results) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args();
+    let args = Args::parse();
     if !args.data_dir.join("train.h5").exists() {
         eprintln!("SKIPPED: {} is absent", args.data_dir.display());
         return Ok(());

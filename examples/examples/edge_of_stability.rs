@@ -8,6 +8,7 @@
 //! cargo run --release -p noether-examples --example edge_of_stability -- [--eta 0.3] [--steps 2000] [--every 200] [--seed 0]
 //! ```
 
+use clap::Parser;
 use nalgebra::DMatrix;
 use noether_dynamics::hessian::{top_eigenvalues, PowerConfig};
 use noether_dynamics::rng::{normals, rng};
@@ -29,21 +30,32 @@ fn problem(seed: u64) -> TanhMlp {
     }
 }
 
+/// Edge of stability (see the module documentation).
+#[derive(Parser)]
+struct Args {
+    /// Gradient-descent step size
+    #[arg(long, default_value_t = 0.3)]
+    eta: f64,
+    /// Full-batch steps
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Steps between sharpness measurements
+    #[arg(long, default_value_t = 200)]
+    every: usize,
+    /// Seed of the data, the initialisation and the power iteration
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut eta = 0.3;
-    let mut steps = 2000;
-    let mut every = 200;
-    let mut seed = 0;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--eta" => eta = value.parse()?,
-            "--steps" => steps = value.parse()?,
-            "--every" => every = value.parse()?,
-            "--seed" => seed = value.parse()?,
-            other => return Err(format!("unknown flag {other}").into()),
-        }
+    let Args {
+        eta,
+        steps,
+        every,
+        seed,
+    } = Args::parse();
+    if every == 0 {
+        return Err("--every must be at least 1".into());
     }
     let obj = problem(seed);
     let mut w = obj.init(seed + 1);

@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use clap::{Parser, ValueEnum};
 use noether_examples::seed_cells;
 use noether_train::{
     predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics, TrainConfig,
@@ -33,85 +34,110 @@ use noether_transfer::{load_checkpoint, LoadOptions};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The fine-tuning acceptance study (see the module documentation).
+#[derive(Parser)]
 struct Args {
+    /// Directory holding train.h5, val.h5 and test.h5
+    #[arg(long, default_value_os_t = root().join("../shared/data/toptag-pythia"))]
     data_dir: PathBuf,
+    /// The pretrained checkpoint
+    #[arg(long, default_value_os_t = root().join("../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors"))]
     checkpoint: PathBuf,
+    /// Training-set sizes (jets)
+    #[arg(long, value_delimiter = ',', default_value = "500,2000")]
     sizes: Vec<usize>,
+    /// Training seeds
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u64>,
-    arms: Vec<String>,
-    variants: Vec<String>,
+    /// Recipes to run
+    #[arg(long, value_delimiter = ',', default_value = "scratch,full,lpft,lora")]
+    arms: Vec<Arm>,
+    /// Inputs: massless constituents (E = |p|) and/or the constituent masses kept
+    #[arg(long, value_delimiter = ',', default_value = "massless,masses")]
+    variants: Vec<Variant>,
+    /// Epochs of every arm
+    #[arg(long, default_value_t = 6)]
     epochs: usize,
+    /// Constituents kept per jet (highest pT first)
+    #[arg(long, default_value_t = 50)]
     n_max: usize,
+    /// Validation jets (best-epoch selection)
+    #[arg(long, default_value_t = 1000)]
     val_jets: usize,
-    /// 0: the whole test set.
+    /// Test jets; 0 means the whole test set
+    #[arg(long, default_value_t = 0)]
     test_jets: usize,
+    /// Directory of the run directories, results.csv and summary.md
+    #[arg(long, default_value_os_t = root().join("runs/finetune_study"))]
     out: PathBuf,
+    /// Only rewrite results.csv and summary.md from the finished runs; train nothing
+    #[arg(long)]
     report_only: bool,
+}
+
+/// How the model starts and what it trains.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Arm {
+    /// Random initialisation, every weight trained.
+    Scratch,
+    /// Pretrained, every weight trained.
+    Full,
+    /// Pretrained, linear probing for a third of the epochs, then everything.
+    Lpft,
+    /// Pretrained and frozen, rank-8 LoRA adapters trained.
+    Lora,
+}
+
+/// What the constituents' energies are.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Variant {
+    /// E = |p|, as the detector-level checkpoint expects.
+    Massless,
+    /// The particle-level energies, masses kept.
+    Masses,
+}
+
+impl Arm {
+    fn name(self) -> &'static str {
+        match self {
+            Arm::Scratch => "scratch",
+            Arm::Full => "full",
+            Arm::Lpft => "lpft",
+            Arm::Lora => "lora",
+        }
+    }
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Massless => "massless",
+            Variant::Masses => "masses",
+        }
+    }
 }
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn parse_args() -> Args {
-    let shared = root().join("../shared");
-    let mut args = Args {
-        data_dir: shared.join("data/toptag-pythia"),
-        checkpoint: shared.join("reference/lorentznet/lorentznet_top_pretrained.safetensors"),
-        sizes: vec![500, 2000],
-        seeds: vec![0, 1, 2],
-        arms: ["scratch", "full", "lpft", "lora"]
-            .map(String::from)
-            .to_vec(),
-        variants: ["massless", "masses"].map(String::from).to_vec(),
-        epochs: 6,
-        n_max: 50,
-        val_jets: 1000,
-        test_jets: 0,
-        out: root().join("runs/finetune_study"),
-        report_only: false,
-    };
-    let list = |v: &str| {
-        v.split(',')
-            .map(|s| s.trim().to_owned())
-            .collect::<Vec<_>>()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--report-only" {
-            args.report_only = true;
-            continue;
-        }
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        let number = |v: &str| v.parse::<usize>().unwrap_or_else(|_| panic!("{flag} {v}"));
-        match flag.as_str() {
-            "--data-dir" => args.data_dir = PathBuf::from(value),
-            "--checkpoint" => args.checkpoint = PathBuf::from(value),
-            "--sizes" => args.sizes = list(&value).iter().map(|s| number(s)).collect(),
-            "--seeds" => args.seeds = list(&value).iter().map(|s| number(s) as u64).collect(),
-            "--arms" => args.arms = list(&value),
-            "--variants" => args.variants = list(&value),
-            "--epochs" => args.epochs = number(&value),
-            "--n-max" => args.n_max = number(&value),
-            "--val-jets" => args.val_jets = number(&value),
-            "--test-jets" => args.test_jets = number(&value),
-            "--out" => args.out = PathBuf::from(value),
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    args
-}
-
-/// The official architecture with the study's data, epochs and the arm's recipe.
-fn config(args: &Args, variant: &str, arm: &str, size: usize, seed: u64) -> TrainConfig {
-    let mut c = TrainConfig::load(&root().join("configs/lorentznet.toml")).expect("shipped config");
+/// The official architecture with the study's data, epochs and the arm's recipe
+/// (`None`: the zero-shot evaluation, which trains nothing).
+fn config(
+    args: &Args,
+    variant: Variant,
+    arm: Option<Arm>,
+    size: usize,
+    seed: u64,
+) -> Result<TrainConfig, noether_train::TrainError> {
+    let mut c = TrainConfig::load(&root().join("configs/lorentznet.toml"))?;
     c.data.train = args.data_dir.join("train.h5");
     c.data.val = args.data_dir.join("val.h5");
     c.data.test = args.data_dir.join("test.h5");
     c.data.train_jets = size;
     c.data.val_jets = args.val_jets;
     c.data.n_max = args.n_max;
-    c.data.massless = variant == "massless";
+    c.data.massless = variant == Variant::Massless;
     c.train.epochs = args.epochs;
     c.train.seed = seed;
     c.schedule.kind = noether_train::ScheduleKind::WarmupCosine;
@@ -119,20 +145,20 @@ fn config(args: &Args, variant: &str, arm: &str, size: usize, seed: u64) -> Trai
     // From scratch at the published rate; pretrained weights move ten times slower;
     // LoRA adapters (B starts at zero) at the published rate.
     c.optim.lr = match arm {
-        "full" | "lpft" => 1e-4,
+        Some(Arm::Full | Arm::Lpft) => 1e-4,
         _ => 1e-3,
     };
-    if arm == "lpft" {
+    if arm == Some(Arm::Lpft) {
         c.optim.linear_probe_epochs = args.epochs.div_ceil(3);
     }
-    if arm == "lora" {
+    if arm == Some(Arm::Lora) {
         c.lora = Some(LoraSection {
             r: 8,
             alpha: 16.0,
             targets: String::new(),
         });
     }
-    c
+    Ok(c)
 }
 
 fn load_options() -> LoadOptions {
@@ -146,11 +172,11 @@ fn subset_test(data: &mut RunData, n: usize) {
 }
 
 /// Evaluates the official weights without training (once: the result is kept).
-fn zero_shot(args: &Args, variant: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let out = args.out.join(format!("{variant}-zeroshot"));
+fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Error>> {
+    let out = args.out.join(format!("{}-zeroshot", variant.name()));
     let path = out.join("metrics.json");
     if !path.exists() {
-        let mut c = config(args, variant, "zeroshot", 2, 0);
+        let mut c = config(args, variant, None, 2, 0)?;
         c.data.train_jets = 2;
         c.data.val_jets = 2;
         let mut data = RunData::load(&c)?;
@@ -180,19 +206,26 @@ fn read_metrics(path: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
 /// Trains one arm of the study into its run directory unless it is already finished.
 fn run_one(
     args: &Args,
-    variant: &str,
-    arm: &str,
+    variant: Variant,
+    arm: Arm,
     size: usize,
     seed: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let out = args.out.join(format!("{variant}-{arm}-n{size}-seed{seed}"));
+    let arm_name = arm.name();
+    let out = args
+        .out
+        .join(format!("{}-{arm_name}-n{size}-seed{seed}", variant.name()));
     let path = out.join("metrics.json");
     if !path.exists() {
-        let c = config(args, variant, arm, size, seed);
+        let c = config(args, variant, Some(arm), size, seed)?;
         let mut data = RunData::load(&c)?;
         subset_test(&mut data, args.test_jets);
-        eprintln!("{variant} {arm} n={size} seed={seed} -> {}", out.display());
-        let init: Option<noether_train::InitHook> = (arm != "scratch").then(|| {
+        eprintln!(
+            "{} {arm_name} n={size} seed={seed} -> {}",
+            variant.name(),
+            out.display()
+        );
+        let init: Option<noether_train::InitHook> = (arm != Arm::Scratch).then(|| {
             let from = args.checkpoint.clone();
             let hook: noether_train::InitHook = Arc::new(move |varmap: &candle_nn::VarMap| {
                 load_checkpoint(&from, varmap, &load_options())
@@ -284,7 +317,7 @@ fn report(out: &Path) -> Result<String, Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args();
+    let args = Args::parse();
     let inputs_present = args.data_dir.join("train.h5").exists() && args.checkpoint.exists();
     if !args.report_only && !inputs_present {
         eprintln!(
@@ -299,15 +332,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     std::fs::create_dir_all(&args.out)?;
     if !args.report_only {
-        for variant in &args.variants {
+        for &variant in &args.variants {
             zero_shot(&args, variant)?;
             for &size in &args.sizes {
                 // Kept masses: the domain shift is measured on full fine-tuning alone.
                 let arms = args
                     .arms
                     .iter()
-                    .filter(|a| variant == "massless" || *a == "full");
-                for arm in arms {
+                    .filter(|&&a| variant == Variant::Massless || a == Arm::Full);
+                for &arm in arms {
                     for &seed in &args.seeds {
                         run_one(&args, variant, arm, size, seed)?;
                         report(&args.out)?;

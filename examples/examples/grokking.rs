@@ -26,6 +26,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarMap};
+use clap::{Parser, ValueEnum};
 use noether_equivariant::seeded_varbuilder;
 use noether_train::{OptimConfig, Optimizer, OptimizerName, Param};
 use rand::seq::SliceRandom;
@@ -39,86 +40,87 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Evaluation seeds are 0.., tuning seeds start here so the two never share a split.
 const TUNE_SEED_BASE: u64 = 1000;
 
+/// The grokking benchmark (see the module documentation).
+#[derive(Parser)]
 struct Args {
+    /// The modulus
+    #[arg(long, default_value_t = 97)]
     p: usize,
-    multiply: bool,
+    /// The operation learned
+    #[arg(long, value_enum, default_value_t = Op::Add)]
+    op: Op,
+    /// Fraction of all p^2 pairs used for training
+    #[arg(long, default_value_t = 0.4)]
     train_fraction: f64,
+    /// Evaluation seeds
+    #[arg(long, default_value_t = 5)]
     seeds: u64,
+    /// Tuning seeds per grid point
+    #[arg(long, default_value_t = 2)]
     tune_seeds: u64,
+    /// Step budget of every run
+    #[arg(long, default_value_t = 10_000)]
     max_steps: usize,
+    /// Steps between validation checks
+    #[arg(long, default_value_t = 100)]
     every: usize,
+    /// Learning-rate grid
+    #[arg(
+        long,
+        alias = "lr",
+        value_delimiter = ',',
+        default_value = "3e-3,1e-2,3e-2,1e-1"
+    )]
     lrs: Vec<f64>,
+    /// Weight-decay grid
+    #[arg(
+        long,
+        alias = "wd",
+        value_delimiter = ',',
+        default_value = "0.03,0.1,0.3,1"
+    )]
     wds: Vec<f64>,
+    /// Embedding and hidden width
+    #[arg(long, default_value_t = 128)]
     width: usize,
+    /// Pairs per mini-batch (0: full batch)
+    #[arg(long, default_value_t = 512)]
     batch_size: usize,
+    /// Optimizers compared (noether-train names)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "adamw,snr_adamw,cautious_adamw"
+    )]
     optimizers: Vec<String>,
+    /// Print every run's progress
+    #[arg(long)]
     verbose: bool,
 }
 
-fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
-    v.split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("cannot parse {x:?}")))
-        .collect()
+/// The group operation on residues mod p.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Op {
+    /// x + y mod p
+    Add,
+    /// x * y mod p
+    Mul,
 }
 
-fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
-    let mut a = Args {
-        p: 97,
-        multiply: false,
-        train_fraction: 0.4,
-        seeds: 5,
-        tune_seeds: 2,
-        max_steps: 10_000,
-        every: 100,
-        lrs: vec![3e-3, 1e-2, 3e-2, 1e-1],
-        wds: vec![0.03, 0.1, 0.3, 1.0],
-        width: 128,
-        batch_size: 512,
-        optimizers: ["adamw", "snr_adamw", "cautious_adamw"]
-            .map(String::from)
-            .to_vec(),
-        verbose: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--verbose" {
-            a.verbose = true;
-            continue;
+impl Args {
+    /// Rejects settings no run can use, naming the flag.
+    fn validate(&self) -> Result<(), String> {
+        if !(self.train_fraction > 0.0 && self.train_fraction < 1.0) {
+            return Err(format!(
+                "--train-fraction must be in (0, 1), got {}",
+                self.train_fraction
+            ));
         }
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--p" => a.p = v.parse()?,
-            "--op" => {
-                a.multiply = match v.as_str() {
-                    "add" => false,
-                    "mul" => true,
-                    other => return Err(format!("--op must be add or mul, not {other}").into()),
-                }
-            }
-            "--train-fraction" => a.train_fraction = v.parse()?,
-            "--seeds" => a.seeds = v.parse()?,
-            "--tune-seeds" => a.tune_seeds = v.parse()?,
-            "--max-steps" => a.max_steps = v.parse()?,
-            "--every" => a.every = v.parse()?,
-            "--lrs" | "--lr" => a.lrs = list(&v)?,
-            "--wds" | "--wd" => a.wds = list(&v)?,
-            "--width" => a.width = v.parse()?,
-            "--batch-size" => a.batch_size = v.parse()?,
-            "--optimizers" => a.optimizers = v.split(',').map(String::from).collect(),
-            other => return Err(format!("unknown flag {other}").into()),
+        if self.p < 2 || self.every == 0 || self.seeds == 0 {
+            return Err("--p >= 2, --every >= 1 and --seeds >= 1 needed".into());
         }
+        Ok(())
     }
-    if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
-        return Err(format!(
-            "--train-fraction must be in (0, 1), got {}",
-            a.train_fraction
-        )
-        .into());
-    }
-    if a.p < 2 || a.every == 0 || a.seeds == 0 || a.lrs.is_empty() || a.wds.is_empty() {
-        return Err("--p >= 2, --every >= 1, --seeds >= 1 and non-empty --lrs/--wds needed".into());
-    }
-    Ok(a)
 }
 
 /// Input indices `[pairs, 2]` (`x` and `p + y`, rows of one embedding table) and labels.
@@ -128,7 +130,7 @@ fn encode(pairs: &[(usize, usize)], args: &Args) -> candle_core::Result<(Tensor,
     let mut y = Vec::with_capacity(pairs.len());
     for &(a, b) in pairs {
         x.extend([a as u32, (p + b) as u32]);
-        let label = if args.multiply {
+        let label = if args.op == Op::Mul {
             a * b % p
         } else {
             (a + b) % p
@@ -323,7 +325,8 @@ fn ratio_summary(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+    let args = Args::parse();
+    args.validate()?;
     noether_equivariant::set_threads(
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     );

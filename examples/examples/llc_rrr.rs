@@ -16,51 +16,69 @@
 //!     [--epsilon 1.5e-5] [--draws 200000] [--burn-in 50000] [--chains 4] [--seed 1] [--centre trained|truth]
 //! ```
 
+use clap::{Parser, ValueEnum};
 use noether_dynamics::llc::{estimate_llc, SgldConfig};
 use noether_dynamics::toy::{rrr_learning_coefficient, ReducedRankRegression};
 
+/// The LLC of reduced-rank regression against Aoyagi and Watanabe's exact value.
+#[derive(Parser)]
+struct Args {
+    /// Inputs M
+    m: usize,
+    /// Hidden units H
+    h: usize,
+    /// Outputs N
+    n_out: usize,
+    /// Rank R of the true map
+    r: usize,
+    /// Samples
+    #[arg(long, default_value_t = 200_000)]
+    n: usize,
+    /// Localisation strength gamma
+    #[arg(long, default_value_t = 10.0)]
+    gamma: f64,
+    /// SGLD step size epsilon
+    #[arg(long, default_value_t = 1.5e-5)]
+    epsilon: f64,
+    /// Draws per chain
+    #[arg(long, default_value_t = 200_000)]
+    draws: usize,
+    /// Draws discarded at the start of each chain
+    #[arg(long, default_value_t = 50_000)]
+    burn_in: usize,
+    /// Independent chains
+    #[arg(long, default_value_t = 4)]
+    chains: usize,
+    /// Seed of the data and the chains
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the chains are centred
+    #[arg(long, value_enum, default_value_t = Centre::Trained)]
+    centre: Centre,
+}
+
+/// The parameter SGLD is localised around.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Centre {
+    /// The closed-form reduced-rank least-squares fit (as devinterp does).
+    Trained,
+    /// The generating parameter.
+    Truth,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        return Err("usage: llc_rrr M H N R [--n 200000] [--gamma 10] [--epsilon 1.5e-5] [--draws 200000] [--burn-in 50000] [--chains 4] [--seed 1] [--centre trained|truth]".into());
-    }
-    let dims: Vec<usize> = args[..4]
-        .iter()
-        .map(|a| a.parse::<usize>())
-        .collect::<Result<_, _>>()?;
-    let (m, h, n_out, r) = (dims[0], dims[1], dims[2], dims[3]);
-    let mut n = 200_000;
-    let mut config = SgldConfig {
-        epsilon: 1.5e-5,
-        gamma: 10.0,
-        chains: 4,
-        draws: 200_000,
-        burn_in: 50_000,
-        seed: 1,
+    let args = Args::parse();
+    let (m, h, n_out, r, n) = (args.m, args.h, args.n_out, args.r, args.n);
+    let config = SgldConfig {
+        epsilon: args.epsilon,
+        gamma: args.gamma,
+        chains: args.chains,
+        draws: args.draws,
+        burn_in: args.burn_in,
+        seed: args.seed,
         ..SgldConfig::default()
     };
-    let mut trained_centre = true;
-    let mut rest = args[4..].iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--n" => n = value.parse()?,
-            "--gamma" => config.gamma = value.parse()?,
-            "--epsilon" => config.epsilon = value.parse()?,
-            "--draws" => config.draws = value.parse()?,
-            "--burn-in" => config.burn_in = value.parse()?,
-            "--chains" => config.chains = value.parse()?,
-            "--seed" => config.seed = value.parse()?,
-            "--centre" => {
-                trained_centre = match value.as_str() {
-                    "truth" => false,
-                    "trained" => true,
-                    other => return Err(format!("--centre truth|trained, not {other}").into()),
-                }
-            }
-            other => return Err(format!("unknown flag {other}").into()),
-        }
-    }
+    let trained_centre = args.centre == Centre::Trained;
     let obj = ReducedRankRegression::sample(m, h, n_out, r, n, config.seed);
     let centre = if trained_centre {
         obj.fitted()
