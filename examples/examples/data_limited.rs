@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use noether_examples::{mean_std, seed_cells};
+use noether_examples::{mean_std, seed_cells, workspace_root};
 use noether_train::{train, RunData, RunOptions, TrainConfig};
 use plotters::prelude::*;
 
@@ -29,7 +29,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 struct Args {
     /// Directory holding train.h5, val.h5 and test.h5
-    #[arg(long, default_value_os_t = root().join("../shared/data/toptag-pythia"))]
+    #[arg(long, default_value_os_t = workspace_root().join("../shared/data/toptag-pythia"))]
     data_dir: PathBuf,
     /// Training-set sizes (jets)
     #[arg(long, value_delimiter = ',', default_value = "1000,3000,10000,30000")]
@@ -51,15 +51,11 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     val_jets: usize,
     /// Directory of the run directories and the summaries
-    #[arg(long, default_value_os_t = root().join("runs/data_limited"))]
+    #[arg(long, default_value_os_t = workspace_root().join("runs/data_limited"))]
     out: PathBuf,
     /// Only summarise finished runs (train nothing)
     #[arg(long)]
     report_only: bool,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// One finished run: (model, size) -> per-seed (AUC, 1/eps_B(0.3)).
@@ -77,7 +73,11 @@ fn run_one(
         return Ok(None);
     }
     if !metrics_path.exists() {
-        let mut config = TrainConfig::load(&root().join("configs").join(format!("{model}.toml")))?;
+        let mut config = TrainConfig::load(
+            &workspace_root()
+                .join("configs")
+                .join(format!("{model}.toml")),
+        )?;
         config.data.train = args.data_dir.join("train.h5");
         config.data.val = args.data_dir.join("val.h5");
         config.data.test = args.data_dir.join("test.h5");

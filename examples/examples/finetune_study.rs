@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use noether_examples::seed_cells;
+use noether_examples::{seed_cells, workspace_root};
 use noether_train::{
     predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics, TrainConfig,
 };
@@ -38,10 +38,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 struct Args {
     /// Directory holding train.h5, val.h5 and test.h5
-    #[arg(long, default_value_os_t = root().join("../shared/data/toptag-pythia"))]
+    #[arg(long, default_value_os_t = workspace_root().join("../shared/data/toptag-pythia"))]
     data_dir: PathBuf,
     /// The pretrained checkpoint
-    #[arg(long, default_value_os_t = root().join("../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors"))]
+    #[arg(long, default_value_os_t = workspace_root().join("../shared/reference/lorentznet/lorentznet_top_pretrained.safetensors"))]
     checkpoint: PathBuf,
     /// Training-set sizes (jets)
     #[arg(long, value_delimiter = ',', default_value = "500,2000")]
@@ -68,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     test_jets: usize,
     /// Directory of the run directories, results.csv and summary.md
-    #[arg(long, default_value_os_t = root().join("runs/finetune_study"))]
+    #[arg(long, default_value_os_t = workspace_root().join("runs/finetune_study"))]
     out: PathBuf,
     /// Only rewrite results.csv and summary.md from the finished runs; train nothing
     #[arg(long)]
@@ -97,28 +97,13 @@ enum Variant {
     Masses,
 }
 
-impl Arm {
-    fn name(self) -> &'static str {
-        match self {
-            Arm::Scratch => "scratch",
-            Arm::Full => "full",
-            Arm::Lpft => "lpft",
-            Arm::Lora => "lora",
-        }
-    }
-}
-
-impl Variant {
-    fn name(self) -> &'static str {
-        match self {
-            Variant::Massless => "massless",
-            Variant::Masses => "masses",
-        }
-    }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+/// The name clap parses for `value`, which is also its part of a run directory's name.
+fn name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_owned()
 }
 
 /// The official architecture with the study's data, epochs and the arm's recipe
@@ -130,7 +115,7 @@ fn config(
     size: usize,
     seed: u64,
 ) -> Result<TrainConfig, noether_train::TrainError> {
-    let mut c = TrainConfig::load(&root().join("configs/lorentznet.toml"))?;
+    let mut c = TrainConfig::load(&workspace_root().join("configs/lorentznet.toml"))?;
     c.data.train = args.data_dir.join("train.h5");
     c.data.val = args.data_dir.join("val.h5");
     c.data.test = args.data_dir.join("test.h5");
@@ -173,7 +158,7 @@ fn subset_test(data: &mut RunData, n: usize) {
 
 /// Evaluates the official weights without training (once: the result is kept).
 fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Error>> {
-    let out = args.out.join(format!("{}-zeroshot", variant.name()));
+    let out = args.out.join(format!("{}-zeroshot", name(&variant)));
     let path = out.join("metrics.json");
     if !path.exists() {
         let mut c = config(args, variant, None, 2, 0)?;
@@ -211,10 +196,10 @@ fn run_one(
     size: usize,
     seed: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let arm_name = arm.name();
+    let arm_name = name(&arm);
     let out = args
         .out
-        .join(format!("{}-{arm_name}-n{size}-seed{seed}", variant.name()));
+        .join(format!("{}-{arm_name}-n{size}-seed{seed}", name(&variant)));
     let path = out.join("metrics.json");
     if !path.exists() {
         let c = config(args, variant, Some(arm), size, seed)?;
@@ -222,7 +207,7 @@ fn run_one(
         subset_test(&mut data, args.test_jets);
         eprintln!(
             "{} {arm_name} n={size} seed={seed} -> {}",
-            variant.name(),
+            name(&variant),
             out.display()
         );
         let init: Option<noether_train::InitHook> = (arm != Arm::Scratch).then(|| {

@@ -6,8 +6,6 @@
 //!
 //! Run: `cargo run --release -p noether-examples --example jets_tour`
 
-use std::path::Path;
-
 use noether_data::sampling::{balanced_subset, class_weights};
 use noether_data::{batches, inspect, BatchConfig, Beams, JetFile, JetSet};
 use noether_kinematics::invariants::{stable_dot, PtYPhiM};
@@ -15,9 +13,7 @@ use noether_kinematics::FourMomentum;
 use noether_testkit::{check_invariant, SymmetryKit, Tolerance};
 
 fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(name)
+    noether_examples::workspace_root().join("data").join(name)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

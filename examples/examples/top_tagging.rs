@@ -8,8 +8,9 @@
 //! `cargo run --release -p noether-examples --example top_tagging`
 //! (about 5 minutes on 2 cores; `-- --quick` trains one epoch each, for a smoke test).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use noether_examples::workspace_root;
 use noether_train::{train, RunData, RunOptions, RunSummary, TrainConfig};
 
 // glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
@@ -17,12 +18,8 @@ use noether_train::{train, RunData, RunOptions, RunSummary, TrainConfig};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error::Error>> {
-    let path = root().join("configs").join(config_file);
+    let path = workspace_root().join("configs").join(config_file);
     let mut config = TrainConfig::load(&path)?;
     // The configs name the bundled files relative to the repository root.
     for p in [
@@ -30,7 +27,7 @@ fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error:
         &mut config.data.val,
         &mut config.data.test,
     ] {
-        *p = root().join(&*p);
+        *p = workspace_root().join(&*p);
     }
     if quick {
         config.train.epochs = 1;
@@ -40,7 +37,7 @@ fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error:
         .file_stem()
         .unwrap_or_default()
         .to_string_lossy();
-    let out = root()
+    let out = workspace_root()
         .join("runs")
         .join(format!("{stem}-seed{}", config.train.seed));
     eprintln!(

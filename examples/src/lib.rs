@@ -6,6 +6,14 @@
 //! assert_eq!((mean, std), (2.0, 1.0));
 //! ```
 
+use std::path::PathBuf;
+
+/// The workspace root (the directory of the top-level `Cargo.toml`): examples find
+/// `configs/`, `data/`, `runs/` and `../shared` from here, wherever they are run from.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// Mean and sample standard deviation (n - 1; 0 for a single value) of seeds' results.
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
