@@ -296,6 +296,7 @@ fn finetune_loads_reports_and_freezes() {
         from.to_str().unwrap(),
         "--freeze",
         r"^phi\.",
+        "--eval-on-start",
     ];
     args.extend(common);
     args.extend(["--seed", "3", "--out", post.to_str().unwrap()]);
@@ -307,6 +308,12 @@ fn finetune_loads_reports_and_freezes() {
             .unwrap();
     assert_eq!(report["missing"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(report["applied"].as_array().unwrap().len(), 12, "{report}");
+    // --eval-on-start evaluated the loaded weights; a plain `train` run does not.
+    let metrics = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    assert!(metrics(&post)["start_val_auc"].as_f64().unwrap() > 0.5);
+    assert!(metrics(&pre).get("start_val_auc").is_none());
     let (a, b) = (
         checkpoint::load(&from).unwrap().tensors,
         checkpoint::load(&post.join("last.safetensors"))

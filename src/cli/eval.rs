@@ -97,6 +97,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             seconds: 0.0,
             epochs: 0,
             best_epoch: 0,
+            start_val_auc: None,
         };
         std::fs::create_dir_all(out)?;
         write_outputs(out, &summary, &[], &scored)?;

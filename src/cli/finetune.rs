@@ -37,6 +37,10 @@ pub struct FinetuneArgs {
     /// (`adapter/adapter_model.safetensors`, `adapter/adapter_config.json`).
     #[arg(long, value_name = "r=R,alpha=A")]
     lora: Option<String>,
+    /// Evaluate the pretrained weights before training, so that the tested model is the
+    /// starting one when no epoch beats it on the validation set (`train.eval_on_start`).
+    #[arg(long)]
+    eval_on_start: bool,
     #[command(flatten)]
     common: TrainArgs,
 }
@@ -46,6 +50,7 @@ pub struct FinetuneArgs {
 pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = args.common.resolve()?;
     config.optim.freeze.extend(args.freeze.iter().cloned());
+    config.train.eval_on_start |= args.eval_on_start;
     if args.lp_ft && config.optim.linear_probe_epochs == 0 {
         config.optim.linear_probe_epochs = config.train.epochs.div_ceil(3);
     }

@@ -24,6 +24,9 @@ pub struct CheckpointMeta {
     pub step: usize,
     /// Best validation AUC so far, and the epoch it was reached.
     pub best: Option<(f64, usize)>,
+    /// Validation AUC of the starting weights, when they were evaluated
+    /// (`train.eval_on_start`).
+    pub start_val_auc: Option<f64>,
     /// Dropout RNG state: seed (hex), stream, word position.
     pub rng: ([u8; 32], u64, u128),
 }
@@ -63,6 +66,9 @@ impl CheckpointMeta {
             m.insert("best_val_auc".into(), format!("{auc:?}"));
             m.insert("best_epoch".into(), epoch.to_string());
         }
+        if let Some(auc) = self.start_val_auc {
+            m.insert("start_val_auc".into(), format!("{auc:?}"));
+        }
         m
     }
 
@@ -101,11 +107,17 @@ impl CheckpointMeta {
             )),
             _ => None,
         };
+        let start_val_auc = m
+            .get("start_val_auc")
+            .map(|a| a.parse())
+            .transpose()
+            .map_err(|_| bad("metadata 'start_val_auc' is not a number".into()))?;
         Ok(Self {
             config: get("config")?.clone(),
             epoch: parse("epoch")? as usize,
             step: parse("step")? as usize,
             best,
+            start_val_auc,
             rng: (seed, parse("rng_stream")? as u64, parse("rng_word_pos")?),
         })
     }

@@ -274,6 +274,11 @@ pub struct LoopConfig {
     pub bootstrap: usize,
     /// Jets per batch at evaluation.
     pub eval_batch_size: usize,
+    /// Evaluate the starting weights on the validation set before the first epoch, so
+    /// that the best checkpoint can be the starting model (epoch 0), like Hugging Face
+    /// Trainer's `eval_on_start`. For fine-tuning: a few epochs on a small sample can
+    /// leave a pretrained model worse than it started.
+    pub eval_on_start: bool,
 }
 
 impl Default for LoopConfig {
@@ -285,6 +290,7 @@ impl Default for LoopConfig {
             threads: 0,
             bootstrap: 100,
             eval_batch_size: 128,
+            eval_on_start: false,
         }
     }
 }

@@ -165,8 +165,12 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Epochs run.
     pub epochs: usize,
-    /// Epoch of the best validation AUC (its weights were tested).
+    /// Epoch of the best validation AUC (its weights were tested); 0 is the starting
+    /// weights (with `train.eval_on_start`).
     pub best_epoch: usize,
+    /// Validation AUC of the starting weights (only with `train.eval_on_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_val_auc: Option<f64>,
 }
 
 /// Scores, labels and mean loss of `model` on all `jets` (evaluation mode).
@@ -273,6 +277,7 @@ struct Run<'a> {
     rng: ChaCha8Rng,
     epoch: usize,
     best: Option<(f64, usize)>,
+    start_val_auc: Option<f64>,
     history: Vec<EpochRecord>,
     head: regex::Regex,
     /// Teacher logits of the training jets (distillation).
@@ -288,6 +293,7 @@ impl Run<'_> {
             epoch: self.epoch,
             step: self.optimizer.steps(),
             best: self.best,
+            start_val_auc: self.start_val_auc,
             rng: CheckpointMeta::rng_state(&self.rng),
         }
     }
@@ -318,6 +324,7 @@ impl Run<'_> {
         self.rng = ckpt.meta.restore_rng();
         self.epoch = ckpt.meta.epoch;
         self.best = ckpt.meta.best;
+        self.start_val_auc = ckpt.meta.start_val_auc;
         let history_path = self.options.out.join("history.json");
         let text = std::fs::read_to_string(&history_path).map_err(io(&history_path))?;
         self.history = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
@@ -325,6 +332,29 @@ impl Run<'_> {
             message: e.to_string(),
         })?;
         self.history.truncate(self.epoch);
+        Ok(())
+    }
+
+    /// Evaluates the starting weights on the validation set and keeps them as the best
+    /// checkpoint so far (epoch 0).
+    fn evaluate_start(&mut self, data: &RunData) -> Result<()> {
+        let c = self.config;
+        let (scores, labels, val_loss) = predict(
+            &self.inference,
+            &data.val,
+            c.data.n_max,
+            c.train.eval_batch_size,
+        )?;
+        let val = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
+        self.start_val_auc = Some(val.auc);
+        self.best = Some((val.auc, 0));
+        self.save("best.safetensors", false)?;
+        if self.options.progress {
+            eprintln!(
+                "epoch   0: val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4} (starting weights)",
+                val.acc, val.auc
+            );
+        }
         Ok(())
     }
 
@@ -486,6 +516,7 @@ pub fn train(
         rng: ChaCha8Rng::seed_from_u64(config.train.seed ^ 0x5eed_d40f),
         epoch: 0,
         best: None,
+        start_val_auc: None,
         history: Vec::new(),
         head: regex::Regex::new(&config.head_pattern())
             .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?,
@@ -510,6 +541,9 @@ pub fn train(
     }
     if let Some(distill) = &config.distill {
         run.teacher = Some(teacher_logits(distill, &data.train)?);
+    }
+    if config.train.eval_on_start && !options.resume {
+        run.evaluate_start(data)?;
     }
     while run.epoch < config.train.epochs {
         if options.stop_after.is_some_and(|k| run.epoch >= k) {
@@ -599,6 +633,7 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
         seconds: start.elapsed().as_secs_f64(),
         epochs: run.epoch,
         best_epoch: run.best.map_or(0, |(_, e)| e),
+        start_val_auc: run.start_val_auc,
     };
     write_outputs(out, &summary, &run.history, &scored)?;
     Ok(summary)

@@ -1,7 +1,8 @@
 //! Fine-tuning tools on a tiny LorentzNet and the bundled jets: LoRA adapters start as
 //! the base model, train alone with the head and merge exactly; frozen weights get no
 //! gradient; layer-wise learning-rate decay; the distillation loss against a hand
-//! computation; magnitude pruning keeps the smallest weights at zero through training.
+//! computation; magnitude pruning keeps the smallest weights at zero through training;
+//! `eval_on_start` keeps a pretrained model that fine-tuning only makes worse.
 
 mod common;
 
@@ -9,12 +10,13 @@ use common::{bits, first_val_batch, options, tiny_lorentznet};
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::Tensor;
 use noether_equivariant::Mode;
 use noether_train::{
-    checkpoint, cross_entropy, distillation_loss, magnitude_prune, parameters, train, Freeze,
-    RunData, Tagger, TrainConfig, TrainError,
+    checkpoint, cross_entropy, distillation_loss, load_weights, magnitude_prune, parameters, train,
+    Freeze, InitHook, RunData, RunOptions, Tagger, TrainConfig, TrainError,
 };
 use rand::{RngExt, SeedableRng};
 
@@ -373,4 +375,79 @@ fn bad_transfer_settings_name_the_key() {
         config.validate(),
         Err(TrainError::InvalidConfig { key, .. }) if key == "optim.layer_decay"
     ));
+}
+
+/// The model weights of a checkpoint (optimizer state left out), as bit patterns.
+fn weight_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let tensors = checkpoint::load(path).unwrap().tensors;
+    let mut out: Vec<_> = tensors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("optimizer."))
+        .map(|(k, t)| (k.clone(), bits(t)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The validation AUC of `epoch` in a run directory's `history.csv`.
+fn history_val_auc(dir: &Path, epoch: usize) -> f64 {
+    let text = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let row = text.lines().nth(epoch).unwrap();
+    row.split(',').nth(4).unwrap().parse().unwrap()
+}
+
+#[test]
+fn eval_on_start_keeps_a_pretrained_model_that_fine_tuning_only_worsens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pre = tiny_lorentznet("");
+    pre.train.epochs = 3;
+    let data = RunData::load(&pre).unwrap();
+    let pre_dir = dir.path().join("pretrained");
+    let pretrained = train(&pre, &data, &options(&pre_dir)).unwrap().unwrap();
+    let best = pre_dir.join("best.safetensors");
+    let tensors = checkpoint::load(&best).unwrap().tensors;
+    let init: InitHook = Arc::new(move |varmap| {
+        load_weights(varmap, &tensors, Path::new("pretrained")).map_err(|e| e.to_string())
+    });
+    // A learning rate that wrecks the model: every trained epoch is worse than the start.
+    let mut ft = pre.clone();
+    ft.optim.lr = 1.0;
+    ft.train.epochs = 2;
+    ft.train.eval_on_start = true;
+    let run = |config: &TrainConfig, name: &str, stop_after, resume| {
+        let opts = RunOptions {
+            init: Some(Arc::clone(&init)),
+            stop_after,
+            resume,
+            ..options(&dir.path().join(name))
+        };
+        train(config, &data, &opts).unwrap()
+    };
+    let kept = run(&ft, "kept", None, false).unwrap();
+    let start = history_val_auc(&pre_dir, pretrained.best_epoch);
+    assert_eq!(kept.start_val_auc, Some(start));
+    assert_eq!(kept.best_epoch, 0);
+    // An interrupted run remembers the start through its checkpoint.
+    assert!(run(&ft, "resumed", Some(1), false).is_none());
+    let resumed = run(&ft, "resumed", None, true).unwrap();
+    assert_eq!(
+        (resumed.start_val_auc, resumed.best_epoch),
+        (Some(start), 0)
+    );
+    assert_eq!(kept.auc.to_bits(), pretrained.auc.to_bits());
+    assert_eq!(
+        weight_bits(&dir.path().join("kept/best.safetensors")),
+        weight_bits(&best)
+    );
+    // Without it the same run tests its best trained epoch.
+    ft.train.eval_on_start = false;
+    let trained = run(&ft, "trained", None, false).unwrap();
+    assert_eq!(trained.start_val_auc, None);
+    assert!(trained.best_epoch >= 1);
+    assert!(
+        trained.auc < pretrained.auc,
+        "{} {}",
+        trained.auc,
+        pretrained.auc
+    );
 }
