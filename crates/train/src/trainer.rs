@@ -335,17 +335,25 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Evaluates the starting weights on the validation set and keeps them as the best
-    /// checkpoint so far (epoch 0).
-    fn evaluate_start(&mut self, data: &RunData) -> Result<()> {
+    /// Metrics and mean loss of the current weights on the validation set.
+    fn validate(&self, data: &RunData) -> Result<(TaggingMetrics, f64)> {
         let c = self.config;
-        let (scores, labels, val_loss) = predict(
+        let (scores, labels, loss) = predict(
             &self.inference,
             &data.val,
             c.data.n_max,
             c.train.eval_batch_size,
         )?;
-        let val = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
+        Ok((
+            TaggingMetrics::of(&Scored::new(&scores, &labels, None)?),
+            loss,
+        ))
+    }
+
+    /// Evaluates the starting weights on the validation set and keeps them as the best
+    /// checkpoint so far (epoch 0).
+    fn evaluate_start(&mut self, data: &RunData) -> Result<()> {
+        let (val, val_loss) = self.validate(data)?;
         self.start_val_auc = Some(val.auc);
         self.best = Some((val.auc, 0));
         self.save("best.safetensors", false)?;
@@ -551,13 +559,7 @@ pub fn train(
         }
         let epoch_start = Instant::now();
         let (train_loss, lr) = run.train_epoch(data)?;
-        let (scores, labels, val_loss) = predict(
-            &run.inference,
-            &data.val,
-            config.data.n_max,
-            config.train.eval_batch_size,
-        )?;
-        let val = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
+        let (val, val_loss) = run.validate(data)?;
         run.epoch += 1;
         run.history.push(EpochRecord {
             epoch: run.epoch,
