@@ -25,7 +25,8 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 use noether_examples::{seed_cells, workspace_root};
 use noether_train::{
-    predict, train, LoraSection, RunData, RunOptions, Scored, Tagger, TaggingMetrics, TrainConfig,
+    build_model, inference_model, predict, train, LoraSection, RunData, RunOptions, Scored,
+    TaggingMetrics, TrainConfig,
 };
 use noether_transfer::{load_checkpoint, LoadOptions};
 
@@ -166,10 +167,10 @@ fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Er
         c.data.val_jets = 2;
         let mut data = RunData::load(&c)?;
         subset_test(&mut data, args.test_jets);
-        let (_, varmap) = Tagger::build(&c, 0)?;
+        let (_, varmap) = build_model(&c, 0)?;
         let report = load_checkpoint(&args.checkpoint, &varmap, &load_options())?;
         eprint!("{report}");
-        let model = Tagger::for_inference(&c, &varmap)?;
+        let model = inference_model(&c, &varmap)?;
         let (scores, labels, _) = predict(&model, &data.test, c.data.n_max, 64)?;
         let m = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
         std::fs::create_dir_all(&out)?;

@@ -11,55 +11,29 @@
 use std::path::Path;
 
 use noether_examples::workspace_root;
-use noether_train::{train, RunData, RunOptions, RunSummary, TrainConfig};
+use noether_train::{default_run_dir, RunSummary, TrainConfig, TrainJob};
 
 // glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
 // the kernel); mimalloc keeps them.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What `noether train --config configs/<config_file>` runs, from the repository root.
 fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error::Error>> {
-    let path = workspace_root().join("configs").join(config_file);
+    let root = workspace_root();
+    let path = root.join("configs").join(config_file);
     let mut config = TrainConfig::load(&path)?;
-    // The configs name the bundled files relative to the repository root.
-    for p in [
-        &mut config.data.train,
-        &mut config.data.val,
-        &mut config.data.test,
-    ] {
-        *p = workspace_root().join(&*p);
-    }
+    config.data.relative_to(&root);
     if quick {
         config.train.epochs = 1;
     }
-    let data = RunData::load(&config)?;
-    let stem = Path::new(config_file)
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy();
-    let out = workspace_root()
-        .join("runs")
-        .join(format!("{stem}-seed{}", config.train.seed));
-    eprintln!(
-        "training {config_file} on {} jets -> {}",
-        data.train.len(),
-        out.display()
-    );
-    let options = RunOptions {
-        out,
-        resume: false,
-        progress: true,
-        stop_after: None,
-        init: None,
-    };
-    Ok(train(&config, &data, &options)?.ok_or("stopped early")?)
+    let out = root.join(default_run_dir(Path::new(config_file), config.train.seed));
+    eprintln!("training {config_file} -> {}", out.display());
+    Ok(TrainJob::new(config, out).run()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::args().any(|a| a == "--quick");
-    noether_equivariant::set_threads(
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-    );
     let results = [
         ("LorentzNet (cpu)", run("lorentznet-cpu.toml", quick)?),
         ("PFN (cpu)", run("pfn-cpu.toml", quick)?),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use noether::data::JetSet;
-use noether::train::{single_jet_latency_ms, ModelProfile, RunSummary, Tagger};
+use noether::train::{load_inference_model, single_jet_latency_ms, ModelProfile, RunSummary};
 
 /// The profile of a finished run's best checkpoint: counts and metrics from `summary`
 /// (measured on the best weights), the latency measured here.
@@ -13,7 +13,7 @@ fn after(
     summary: &RunSummary,
     test: &JetSet,
 ) -> Result<ModelProfile, Box<dyn std::error::Error>> {
-    let (model, _, config) = Tagger::inference_from_checkpoint(&out.join("best.safetensors"))?;
+    let (model, _, config) = load_inference_model(&out.join("best.safetensors"))?;
     Ok(ModelProfile {
         params: summary.params,
         nonzero_params: summary.nonzero_params,

@@ -38,6 +38,9 @@ pub struct Common {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Device (default: the one the checkpoint was trained on): cpu, cuda:N or metal.
+    #[arg(long)]
+    device: Option<noether::train::DeviceSetting>,
 }
 
 /// The diagnostics.
@@ -147,7 +150,7 @@ pub fn run(command: &DiagnoseCommand) -> Result<(), Error> {
         | DiagnoseCommand::Path { common, .. }
         | DiagnoseCommand::Balance { common } => common,
     };
-    super::set_threads(common.threads);
+    noether::equivariant::set_threads(common.threads);
     match command {
         DiagnoseCommand::Hessian {
             common,
@@ -196,7 +199,8 @@ fn hessian(
     steps: usize,
     probes: usize,
 ) -> Result<(), Error> {
-    let obj = TaggerObjective::from_checkpoint(&common.checkpoint, jets(common)?)?;
+    let obj =
+        TaggerObjective::from_checkpoint_on(&common.checkpoint, jets(common)?, common.device)?;
     let w = obj.parameters()?;
     let top = top_eigenvalues(
         &obj,
@@ -273,7 +277,8 @@ fn density_svg(path: &Path, nodes: &[f64], weights: &[f64]) -> Result<(), Error>
 }
 
 fn llc(common: &Common, config: &SgldConfig) -> Result<(), Error> {
-    let obj = TaggerObjective::from_checkpoint(&common.checkpoint, jets(common)?)?;
+    let obj =
+        TaggerObjective::from_checkpoint_on(&common.checkpoint, jets(common)?, common.device)?;
     let w = obj.parameters()?;
     let est = estimate_llc(&obj, &w, config)?;
     println!(
@@ -305,8 +310,8 @@ fn path(
     curvature: bool,
 ) -> Result<(), Error> {
     let data = jets(common)?;
-    let obj = TaggerObjective::from_checkpoint(&common.checkpoint, data.clone())?;
-    let other = TaggerObjective::from_checkpoint(to, data)?;
+    let obj = TaggerObjective::from_checkpoint_on(&common.checkpoint, data.clone(), common.device)?;
+    let other = TaggerObjective::from_checkpoint_on(to, data, common.device)?;
     let (a, b) = (obj.parameters()?, other.parameters()?);
     if a.len() != b.len() {
         return Err(format!(
@@ -410,7 +415,8 @@ fn line_plot(
 }
 
 fn balance(common: &Common) -> Result<(), Error> {
-    let obj = TaggerObjective::from_checkpoint(&common.checkpoint, jets(common)?)?;
+    let obj =
+        TaggerObjective::from_checkpoint_on(&common.checkpoint, jets(common)?, common.device)?;
     let w = obj.parameters()?;
     let mut g = vec![0.0; w.len()];
     let loss = obj.loss_grad(&w, None, &mut g);

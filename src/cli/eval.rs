@@ -11,7 +11,10 @@ use candle_nn::VarBuilder;
 use clap::{Args, ValueEnum};
 use noether::data::{JetFile, JetSet};
 use noether::equivariant::{LorentzNet, LorentzNetConfig, LorentzNetInput};
-use noether::train::{predict, write_outputs, RunSummary, Scored, Tagger, TaggingMetrics};
+use noether::train::{
+    load_inference_model_on, logits, predict, write_outputs, DeviceSetting, RunDir, RunSummary,
+    Scored, TaggingMetrics,
+};
 
 /// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,6 +48,10 @@ pub struct EvalArgs {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Device for a noether checkpoint (default: the one it was trained on): cpu,
+    /// cuda:N or metal.
+    #[arg(long)]
+    device: Option<DeviceSetting>,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -52,7 +59,7 @@ type Error = Box<dyn std::error::Error>;
 /// Runs `noether eval`: prints `jets=N acc=.. auc=.. rejection_at_0.3=..
 /// rejection_at_0.5=..`, or the logits with `--print-logits`.
 pub fn run(args: &EvalArgs) -> Result<(), Error> {
-    super::set_threads(args.threads);
+    noether::equivariant::set_threads(args.threads);
     let (mut jets, _) = JetFile::open(&args.data)?.read_all()?;
     if args.massless {
         jets.make_massless();
@@ -64,7 +71,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         .and_then(|(_, h)| h.metadata().as_ref().map(|m| m.contains_key("config")))
         .unwrap_or(false);
     let (scores, labels) = if is_noether {
-        noether_scores(&args.checkpoint, &jets, args.print_logits)?
+        noether_scores(&args.checkpoint, &jets, args.print_logits, args.device)?
     } else {
         lorentznet_scores(&args.checkpoint, &jets, args.print_logits)?
     };
@@ -88,6 +95,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             auc: m.auc,
             rejection_at_0_3: m.rejection_at_0_3,
             rejection_at_0_5: m.rejection_at_0_5,
+            test_loss: f64::NAN,
             intervals: HashMap::new(),
             train_jets: 0,
             test_jets: jets.len(),
@@ -98,9 +106,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             epochs: 0,
             best_epoch: 0,
             start_val_auc: None,
+            data: Vec::new(),
         };
-        std::fs::create_dir_all(out)?;
-        write_outputs(out, &summary, &[], &scored)?;
+        write_outputs(&RunDir::new(out), &summary, &[], &scored)?;
     }
     Ok(())
 }
@@ -114,17 +122,19 @@ fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A noether checkpoint: config from the metadata, batched evaluation.
-fn noether_scores(path: &Path, jets: &JetSet, logits: bool) -> Result<(Vec<f64>, Vec<u8>), Error> {
-    let (model, _, config) = Tagger::inference_from_checkpoint(path)?;
-    if logits {
-        let batch_config = model.eval_batch_config(1, config.data.n_max);
-        let all_jets: Vec<usize> = (0..jets.len()).collect();
-        let mut all = Vec::new();
-        for batch in noether::data::batches(jets, &all_jets, &batch_config, 0)? {
-            let logits = model.forward(&batch, &mut noether::equivariant::Mode::Eval)?;
-            all.push(logits.squeeze(0)?.to_vec1::<f32>()?);
-        }
+/// A noether checkpoint: config from the metadata, batched evaluation (one jet per
+/// batch for `--print-logits`).
+fn noether_scores(
+    path: &Path,
+    jets: &JetSet,
+    print: bool,
+    device: Option<DeviceSetting>,
+) -> Result<(Vec<f64>, Vec<u8>), Error> {
+    let (model, _, config) = load_inference_model_on(path, device)?;
+    if print {
+        let all = logits(&model, jets, config.data.n_max, 1)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
         print_logits(&all)?;
         return Ok((Vec::new(), Vec::new()));
     }

@@ -72,7 +72,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Fresh adapters are not expected in a pretrained checkpoint.
     .allow_new_adapters();
-    super::set_threads(config.train.threads);
+    noether::equivariant::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.common.out_dir(&config);
     let profile_options = options.clone();
@@ -159,9 +159,9 @@ fn pretrained_profile(
         distill: None,
         ..config.clone()
     };
-    let (_, varmap) = noether::train::Tagger::build(&base, base.train.seed)?;
+    let (_, varmap) = noether::train::build_model(&base, base.train.seed)?;
     load_checkpoint(from, &varmap, options)?;
-    let model = noether::train::Tagger::for_inference(&base, &varmap)?;
+    let model = noether::train::inference_model(&base, &varmap)?;
     Ok(noether::train::profile(
         &model,
         &varmap,

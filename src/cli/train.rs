@@ -4,9 +4,18 @@ use std::path::PathBuf;
 
 use clap::Args;
 use noether_train::{
-    profile_checkpoint, train, DistillConfig, PruneConfig, RunData, RunOptions, RunSummary,
-    TrainConfig,
+    default_run_dir, profile_checkpoint, DeviceSetting, DistillConfig, Precision, PruneConfig,
+    RunData, RunSummary, TrainConfig, TrainJob,
 };
+
+/// `--dtype f32|f64`.
+pub fn parse_precision(text: &str) -> Result<Precision, String> {
+    match text {
+        "f32" => Ok(Precision::F32),
+        "f64" => Ok(Precision::F64),
+        other => Err(format!("'{other}' is not a dtype (f32 or f64)")),
+    }
+}
 
 /// Arguments of `train` (flags override the config file).
 #[derive(Debug, Args)]
@@ -44,6 +53,12 @@ pub struct TrainArgs {
     /// CPU threads (0: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Device: cpu, cuda:N or metal (GPUs need the cargo feature of the same name).
+    #[arg(long)]
+    pub device: Option<DeviceSetting>,
+    /// Float type of the model: f32 or f64.
+    #[arg(long, value_parser = parse_precision)]
+    pub dtype: Option<Precision>,
     /// Set E = |p| for every constituent.
     #[arg(long)]
     pub massless: bool,
@@ -89,6 +104,8 @@ impl TrainArgs {
         c.data.batch_size = self.batch_size.unwrap_or(c.data.batch_size);
         c.optim.lr = self.lr.unwrap_or(c.optim.lr);
         c.train.threads = self.threads.unwrap_or(c.train.threads);
+        c.train.device = self.device.unwrap_or(c.train.device);
+        c.train.dtype = self.dtype.unwrap_or(c.train.dtype);
         c.data.massless |= self.massless;
         if let Some(teacher) = &self.teacher {
             c.distill = Some(DistillConfig {
@@ -110,35 +127,31 @@ impl TrainArgs {
             });
         }
         c.validate()?;
+        // A device this build cannot use fails here, before any data is read.
+        c.placement()?;
         Ok(c)
     }
 
     /// The run directory: `--out`, or `runs/<config name>-seed<S>`.
     pub fn out_dir(&self, config: &TrainConfig) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| {
-            let stem = self
-                .config
-                .file_stem()
-                .map_or_else(|| "run".into(), |s| s.to_string_lossy().to_string());
-            PathBuf::from("runs").join(format!("{stem}-seed{}", config.train.seed))
-        })
+        self.out
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&self.config, config.train.seed))
     }
 }
 
 /// Runs `noether train`: prints the test metrics and the run directory.
 pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.resolve()?;
-    super::set_threads(config.train.threads);
+    noether::equivariant::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.out_dir(&config);
-    let options = RunOptions {
-        out: out.clone(),
+    let job = TrainJob {
         resume: args.resume,
         progress: !args.quiet,
-        stop_after: None,
-        init: None,
+        ..TrainJob::new(config.clone(), &out)
     };
-    let summary = train(&config, &data, &options)?.ok_or("run stopped early")?;
+    let summary = job.run_on(&data)?;
     print_summary(&summary, &out);
     if config.prune.is_some() || config.distill.is_some() {
         let before = match &config.distill {

@@ -10,8 +10,8 @@ use hdf5_metno as h5;
 use hdf5_metno::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5_metno::{Hyperslab, SliceOrIndex};
 
-use crate::backend::{DatasetInfo, H5Reader};
 use crate::error::{DataError, Result};
+use crate::reader::{DatasetInfo, H5Reader};
 
 /// [`H5Reader`] on the system libhdf5.
 pub struct LibHdf5Backend {

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{open_reader_with, Backend, H5Reader};
+use crate::backend::{open_reader_with, Backend};
 use crate::error::{DataError, Result};
 use crate::jets::JetSet;
 use crate::layouts::{detect, open_source, LayoutSource};
+use crate::reader::H5Reader;
 use crate::validate::{JetSink, LoadReport, ValidationPolicy};
 use crate::Layout;
 

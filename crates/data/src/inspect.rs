@@ -3,9 +3,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::backend::{open_reader, DatasetInfo, H5Reader};
+use crate::backend::open_reader;
 use crate::error::Result;
 use crate::file::JetFile;
+use crate::reader::{DatasetInfo, H5Reader};
 use crate::Layout;
 
 /// A file's detected layout, datasets and jet counts.

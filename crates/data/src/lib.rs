@@ -30,18 +30,21 @@
 mod backend;
 #[cfg(feature = "libhdf5")]
 mod backend_libhdf5;
+mod backend_pure;
 mod batch;
 mod error;
 mod file;
 mod inspect;
 mod jets;
 mod layouts;
+mod reader;
 pub mod sampling;
 mod validate;
 
-pub use backend::{open_reader, open_reader_with, Backend, DatasetInfo, H5Reader, PureBackend};
+pub use backend::{open_reader, open_reader_with, Backend};
 #[cfg(feature = "libhdf5")]
 pub use backend_libhdf5::LibHdf5Backend;
+pub use backend_pure::PureBackend;
 pub use batch::{batches, Batch, BatchConfig, Beams, StreamConfig, StreamingBatches};
 pub use error::{DataError, Result};
 pub use file::{expand_glob, load, JetFile, OpenOptions, DEFAULT_WINDOW};
@@ -49,4 +52,5 @@ pub use inspect::{inspect, Inspection};
 pub use jets::{JetSet, JetSetBuilder};
 pub use layouts::ragged::write_ragged;
 pub use layouts::Layout;
+pub use reader::{DatasetInfo, H5Reader};
 pub use validate::{EmptyJetPolicy, LoadReport, ValidationPolicy, DEFAULT_MASS_SHELL_TOLERANCE};

@@ -7,6 +7,7 @@
 use nalgebra::{DMatrix, SymmetricEigen};
 
 use crate::error::{invalid, Result};
+pub use crate::objective::FD_STEP;
 use crate::objective::{check_dim, Objective};
 use crate::rng::{normals, rademacher, rng};
 
@@ -17,10 +18,6 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
-
-/// Default relative finite-difference step: the gradient is evaluated at
-/// `w +- r v / |v|` with `r = step * max(1, |w| / sqrt(d))` ([`Objective::fd_step`]).
-pub const FD_STEP: f64 = 1e-4;
 
 /// `H v` at `w` by the central difference `(g(w + r u) - g(w - r u)) |v| / (2 r)`,
 /// `u = v / |v|`, on the whole sample. Exact for quadratics up to rounding; O(r^2)

@@ -5,6 +5,10 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::error::{DynamicsError, Result};
 
+/// Default relative finite-difference step: the gradient is evaluated at
+/// `w +- r v / |v|` with `r = step * max(1, |w| / sqrt(d))` ([`Objective::fd_step`]).
+pub const FD_STEP: f64 = 1e-4;
+
 /// [`DynamicsError::Dimension`] unless `v` has one entry per parameter of `obj`.
 pub(crate) fn check_dim(obj: &dyn Objective, what: &'static str, v: &[f64]) -> Result<()> {
     if v.len() == obj.dim() {
@@ -29,10 +33,10 @@ pub trait Objective: Sync {
     fn loss_grad(&self, w: &[f64], batch: Option<&[usize]>, grad: &mut [f64]) -> f64;
 
     /// Relative step of the finite-difference Hessian-vector products (default
-    /// [`crate::hessian::FD_STEP`], right for f64 gradients; f32 models want ~1e-2, near
+    /// [`FD_STEP`], right for f64 gradients; f32 models want ~1e-2, near
     /// the cube root of their rounding error).
     fn fd_step(&self) -> f64 {
-        crate::hessian::FD_STEP
+        FD_STEP
     }
 
     /// Loss alone (default: through [`Objective::loss_grad`]).

@@ -9,8 +9,11 @@ use std::path::Path;
 
 use candle_core::{Tensor, Var};
 use noether_data::{batches, JetSet};
-use noether_equivariant::Mode;
-use noether_train::{cross_entropy, parameters, Result, Tagger, TrainError};
+use noether_equivariant::{Mode, TaggerInput};
+use noether_train::{
+    cross_entropy, eval_batch_config, jet_inputs, load_model_on, parameters, DeviceSetting, Result,
+    Tagger, TrainError,
+};
 
 use crate::objective::Objective;
 
@@ -28,6 +31,8 @@ pub struct TaggerObjective {
     model: Tagger,
     params: Vec<(String, Var)>,
     jets: JetSet,
+    /// The model's input of every jet, computed once.
+    inputs: TaggerInput,
     n_max: usize,
     batch_size: usize,
 }
@@ -38,11 +43,25 @@ impl TaggerObjective {
     ///
     /// # Errors
     /// Checkpoint, config and model errors naming the file.
-    pub fn from_checkpoint(path: &Path, mut jets: JetSet) -> Result<Self> {
-        let (model, varmap, config) = Tagger::from_checkpoint(path)?;
+    pub fn from_checkpoint(path: &Path, jets: JetSet) -> Result<Self> {
+        Self::from_checkpoint_on(path, jets, None)
+    }
+
+    /// [`TaggerObjective::from_checkpoint`] with the model on `device` instead of the
+    /// one it was trained on.
+    ///
+    /// # Errors
+    /// As [`TaggerObjective::from_checkpoint`], and a device this build cannot use.
+    pub fn from_checkpoint_on(
+        path: &Path,
+        mut jets: JetSet,
+        device: Option<DeviceSetting>,
+    ) -> Result<Self> {
+        let (model, varmap, config) = load_model_on(path, device)?;
         if config.data.massless {
             jets.make_massless();
         }
+        let inputs = jet_inputs(&model, &jets, config.data.n_max)?;
         let params = parameters(&varmap, &config)?
             .into_iter()
             .map(|p| (p.name, p.var))
@@ -51,6 +70,7 @@ impl TaggerObjective {
             model,
             params,
             jets,
+            inputs,
             n_max: config.data.n_max,
             batch_size: config.train.eval_batch_size,
         })
@@ -106,15 +126,23 @@ impl TaggerObjective {
             all = (0..self.jets.len()).collect();
             &all
         };
-        let config = self.model.eval_batch_config(self.batch_size, self.n_max);
+        let config = eval_batch_config(&self.model, self.batch_size, self.n_max)?;
         grad.fill(0.0);
         let layout = self.layout();
         let mut total = 0.0;
         for b in batches(&self.jets, indices, &config, 0)? {
-            let logits = self.model.forward(&b, &mut Mode::Eval)?;
+            let rows: Vec<u32> = b.indices.iter().map(|&i| i as u32).collect();
+            let rows = Tensor::new(rows.as_slice(), &self.model.placement().device)
+                .map_err(context("rows"))?;
+            let input = self.inputs.select(&rows)?;
+            let logits = self.model.forward_t(&input, &mut Mode::Eval)?;
             let loss = cross_entropy(&logits, &b.labels, &b.weights)?;
             let share = b.batch_size as f64 / indices.len().max(1) as f64;
-            total += f64::from(loss.to_scalar::<f32>().map_err(context("loss"))?) * share;
+            let value = loss
+                .to_dtype(candle_core::DType::F64)
+                .and_then(|l| l.to_scalar::<f64>())
+                .map_err(context("loss"))?;
+            total += value * share;
             let grads = loss.backward().map_err(context("backward"))?;
             for ((name, var), (_, range)) in self.params.iter().zip(&layout) {
                 if let Some(g) = grads.get(var.as_tensor()) {

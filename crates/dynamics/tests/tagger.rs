@@ -5,7 +5,7 @@ use std::path::Path;
 
 use noether_dynamics::{Objective, TaggerObjective};
 use noether_train::{
-    checkpoint, load_weights, predict, train, RunData, RunOptions, Tagger, TrainConfig,
+    build_model, checkpoint, load_weights, predict, train, RunData, RunOptions, TrainConfig,
 };
 
 #[test]
@@ -28,7 +28,7 @@ fn tagger_objective_loss_and_gradient_are_consistent() {
     let obj = TaggerObjective::from_checkpoint(&best, jets.clone()).unwrap();
     let w = obj.parameters().unwrap();
     assert_eq!(w.len(), obj.dim());
-    let (model, varmap) = Tagger::build(&config, 0).unwrap();
+    let (model, varmap) = build_model(&config, 0).unwrap();
     let ckpt = checkpoint::load(&best).unwrap();
     load_weights(&varmap, &ckpt.tensors, dir.path()).unwrap();
     let (_, _, mean_loss) = predict(&model, &jets, config.data.n_max, 16).unwrap();

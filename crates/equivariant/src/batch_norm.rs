@@ -6,6 +6,15 @@ use candle_nn::VarBuilder;
 
 use crate::dense::{add_rows, broadcast_rows, masked_row_sum, mul_rows};
 
+/// The one rule for buffers: tensors a model updates itself in training, not by
+/// gradient, and that are not parameters (they are not counted, trained, frozen, pruned
+/// or decayed). They are BatchNorm's running statistics and PyTorch's
+/// `num_batches_tracked` counter, by their PyTorch names.
+pub fn is_buffer(name: &str) -> bool {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    matches!(leaf, "running_mean" | "running_var" | "num_batches_tracked")
+}
+
 /// BatchNorm1d (PyTorch's parameter names: `weight`, `bias`, `running_mean`,
 /// `running_var`) acting on the last dimension of any tensor.
 #[derive(Debug, Clone)]

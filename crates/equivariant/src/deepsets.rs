@@ -5,7 +5,7 @@
 //! F(sum_i z_i Phi(y_i, phi_i)), with z the momentum fraction and (y, phi) relative to
 //! the jet axis, as EnergyFlow preprocesses them.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use candle_nn::{Module, VarBuilder};
 
 use crate::linear::{Linear, LinearLayers};
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
+use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::placement::Placement;
 
 /// Which flow network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +73,27 @@ impl FlowInput {
     /// # Errors
     /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
     pub fn from_flat(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Self> {
-        crate::check_flat(momenta, mask, batch, nodes)?;
-        let mut features = vec![0f32; batch * nodes * 3];
+        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+        let jets = PaddedJets {
+            momenta: &wide,
+            mask,
+            jets: batch,
+            nodes,
+            beams: 0,
+        };
+        jets.check()?;
+        Self::compute(&jets, &Placement::cpu())
+    }
+}
+
+impl ModelInput for FlowInput {
+    /// (z, y - y_jet, phi - phi_jet) of every constituent, in f64 from the f64 momenta,
+    /// cast to the model's dtype once.
+    fn compute(jets: &PaddedJets, place: &Placement) -> Result<Self> {
+        let (batch, nodes) = (jets.jets, jets.nodes);
+        let mut features = vec![0f64; batch * nodes * 3];
         for b in 0..batch {
-            let particles = crate::jet_particles(momenta, mask, b, nodes);
+            let particles = crate::jet_particles(jets, b);
             let jet = particles.iter().fold(
                 FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0),
                 |s, (_, p)| s + *p,
@@ -82,18 +101,42 @@ impl FlowInput {
             let pt_sum: f64 = particles.iter().map(|(_, p)| p.pt()).sum();
             for (i, p) in &particles {
                 let k = (b * nodes + i) * 3;
-                features[k] = (p.pt() / pt_sum.max(f64::MIN_POSITIVE)) as f32;
+                features[k] = p.pt() / pt_sum.max(f64::MIN_POSITIVE);
                 if p.pt() > 0.0 {
-                    features[k + 1] = (p.rapidity() - jet.rapidity()) as f32;
-                    features[k + 2] = noether_kinematics::delta_phi(p.phi(), jet.phi()) as f32;
+                    features[k + 1] = p.rapidity() - jet.rapidity();
+                    features[k + 2] = noether_kinematics::delta_phi(p.phi(), jet.phi());
                 }
             }
         }
-        let device = Device::Cpu;
+        let on = |t: candle_core::Result<Tensor>| t.and_then(|t| t.to_dtype(place.dtype));
         Ok(Self {
-            features: Tensor::from_vec(features, (batch, nodes, 3), &device).context("features")?,
-            mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
+            features: on(Tensor::from_vec(features, (batch, nodes, 3), &place.device))
+                .context("features")?,
+            mask: on(Tensor::from_slice(jets.mask, (batch, nodes), &place.device))
+                .context("mask")?,
         })
+    }
+
+    fn select(&self, rows: &Tensor) -> Result<Self> {
+        Ok(Self {
+            features: self
+                .features
+                .index_select(rows, 0)
+                .context("features rows")?,
+            mask: self.mask.index_select(rows, 0).context("mask rows")?,
+        })
+    }
+
+    fn cat(parts: &[Self]) -> Result<Self> {
+        let field = |f: fn(&Self) -> &Tensor| parts.iter().map(f).cloned().collect::<Vec<_>>();
+        Ok(Self {
+            features: Tensor::cat(&field(|p| &p.features), 0).context("features")?,
+            mask: Tensor::cat(&field(|p| &p.mask), 0).context("mask")?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.mask.dims().first().copied().unwrap_or(0)
     }
 }
 
@@ -199,5 +242,56 @@ impl LinearLayers for FlowNetwork {
             .chain(f.map(|(k, l)| (format!("f.{k}"), l)))
             .chain(std::iter::once(("head".to_owned(), &mut self.head)))
             .collect()
+    }
+}
+
+impl TaggerModel for FlowNetwork {
+    type Config = FlowConfig;
+    type Input = FlowInput;
+    const BEAMS: &'static [[f32; 4]] = &[];
+
+    fn check_config(c: &FlowConfig) -> Result<()> {
+        for (name, sizes) in [("phi_sizes", &c.phi_sizes), ("f_sizes", &c.f_sizes)] {
+            if sizes.is_empty() {
+                return Err(ModelError::BadConfig {
+                    key: name.into(),
+                    value: "[]".into(),
+                    reason: "needs at least one layer".into(),
+                });
+            }
+            for (k, &width) in sizes.iter().enumerate() {
+                at_least_one(&format!("{name}[{k}]"), width)?;
+            }
+        }
+        at_least_one("n_class", c.n_class)?;
+        check_dropout("dropout", c.dropout)
+    }
+
+    fn new(config: &FlowConfig, vb: &VarBuilder) -> Result<Self> {
+        Self::new(config, vb)
+    }
+
+    fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    fn forward_t(&self, input: &FlowInput, mode: &mut Mode) -> Result<Tensor> {
+        self.forward(input, mode)
+    }
+
+    fn head(_: &FlowConfig) -> &'static str {
+        r"^head\."
+    }
+
+    fn depth(c: &FlowConfig, name: &str) -> Option<(usize, usize)> {
+        let (phi, f) = (c.phi_sizes.len(), c.f_sizes.len());
+        let top = phi + f;
+        if let Some(k) = block_index(name, "phi.") {
+            (k < phi).then_some((k, top))
+        } else if let Some(k) = block_index(name, "f.") {
+            (k < f).then_some((phi + k, top))
+        } else {
+            name.starts_with("head.").then_some((top, top))
+        }
     }
 }

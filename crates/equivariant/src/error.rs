@@ -22,6 +22,32 @@ pub enum ModelError {
         /// The shape found.
         found: Vec<usize>,
     },
+    /// A device setting that is malformed or cannot be used in this build.
+    #[error("device '{device}': {reason}")]
+    BadDevice {
+        /// The setting as given.
+        device: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A model configuration value that cannot build a model.
+    #[error("model setting '{key}' = {value}: {reason}")]
+    BadConfig {
+        /// The key, relative to the model's section (`n_hidden`, `phi_sizes[0]`).
+        key: String,
+        /// The value found.
+        value: String,
+        /// What it must be.
+        reason: String,
+    },
+    /// An input was computed for another model than the one it is fed to.
+    #[error("input for model '{found}' fed to model '{expected}'")]
+    WrongInput {
+        /// The model run.
+        expected: &'static str,
+        /// The model the input was computed for.
+        found: &'static str,
+    },
     /// An input holds NaN or infinite values.
     #[error("input '{input}' contains non-finite values")]
     NonFinite {
@@ -33,8 +59,13 @@ pub enum ModelError {
 /// The crate-wide result type.
 pub type Result<T> = std::result::Result<T, ModelError>;
 
-/// Adds context to candle errors.
-pub(crate) trait Context<T> {
+/// Adds context to candle errors: `.context("building head")` turns a candle error into
+/// [`ModelError::Candle`] saying what was being done (for model authors too).
+pub trait Context<T> {
+    /// The result with `what` attached to its error.
+    ///
+    /// # Errors
+    /// The candle error, as [`ModelError::Candle`].
     fn context(self, what: &str) -> Result<T>;
 }
 

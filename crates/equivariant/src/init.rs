@@ -152,7 +152,7 @@ pub fn seeded_varbuilder(
 /// statistics stay variables so that the layer shares rather than copies them; it
 /// detaches them itself in evaluation.
 pub fn inference_varbuilder(varmap: &VarMap, dtype: DType, device: &Device) -> VarBuilder<'static> {
-    seeded_varbuilder_frozen(varmap, 0, dtype, device, |name| !name.contains("running_"))
+    seeded_varbuilder_frozen(varmap, 0, dtype, device, |name| !crate::is_buffer(name))
 }
 
 /// [`seeded_varbuilder`] for fine-tuning: variables for which `frozen(name)` holds are
@@ -187,7 +187,7 @@ pub fn parameter_count(varmap: &VarMap) -> usize {
         .lock()
         .expect("VarMap lock poisoned")
         .iter()
-        .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+        .filter(|(name, _)| !crate::is_buffer(name))
         .map(|(_, var)| var.elem_count())
         .sum()
 }

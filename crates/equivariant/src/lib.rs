@@ -50,20 +50,28 @@ mod lorentznet;
 pub mod minkowski;
 mod mlp;
 mod mode;
+mod model;
 mod pelican;
+mod placement;
+mod registry;
 
 pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
-pub use batch_norm::MaskedBatchNorm;
+pub use batch_norm::{is_buffer, MaskedBatchNorm};
 pub use deepsets::{FlowConfig, FlowInput, FlowKind, FlowNetwork};
-pub use error::{ModelError, Result};
+pub use error::{Context, ModelError, Result};
 pub use init::{
     inference_varbuilder, parameter_count, seeded_varbuilder, seeded_varbuilder_frozen,
 };
 pub use linear::{Linear, LinearLayers, LowRank};
-pub use lorentznet::{Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput};
-pub use mlp::{jet_features, raw_momenta, Mlp, MlpConfig, JET_FEATURES};
+pub use lorentznet::{
+    Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput, LORENTZNET_BEAMS,
+};
+pub use mlp::{jet_features, raw_momenta, JetFeatures, Mlp, MlpConfig, JET_FEATURES};
 pub use mode::{dropout, Mode};
+pub use model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
+pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision};
+pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and
 /// finite momenta.
@@ -93,20 +101,16 @@ pub(crate) fn check_flat<T: Copy + Into<f64>>(
     Ok(())
 }
 
-/// The real (unmasked) constituents of jet `b` in a flat padded batch, with their node
-/// index, as f64 four-momenta.
+/// The real (unmasked) constituents of jet `b` (beams skipped), with their node index,
+/// as f64 four-momenta.
 pub(crate) fn jet_particles(
-    momenta: &[f32],
-    mask: &[f32],
+    jets: &PaddedJets,
     b: usize,
-    nodes: usize,
 ) -> Vec<(usize, noether_kinematics::FourMomentum)> {
-    (0..nodes)
-        .filter(|&i| mask[b * nodes + i] > 0.0)
+    (jets.beams..jets.nodes)
+        .filter(|&i| jets.is_real(b, i))
         .map(|i| {
-            let k = (b * nodes + i) * 4;
-            let [e, px, py, pz] =
-                [momenta[k], momenta[k + 1], momenta[k + 2], momenta[k + 3]].map(f64::from);
+            let [e, px, py, pz] = jets.node(b, i);
             (
                 i,
                 noether_kinematics::FourMomentum::new_unchecked(e, px, py, pz),
@@ -129,14 +133,4 @@ pub(crate) fn single_jet_flat(
         .collect();
     let nodes = momenta.len() / 4;
     (momenta, vec![1.0; nodes], nodes)
-}
-
-/// Sets the number of CPU threads candle uses (`CANDLE_NUM_THREADS`, and
-/// `RAYON_NUM_THREADS`, which candle's matmul otherwise derives by reading
-/// `/proc/cpuinfo` on every call: measured 21 -> 15 ms per LorentzNet jet). Call it
-/// before the first tensor operation: candle sizes its pool once.
-pub fn set_threads(threads: usize) {
-    let n = threads.max(1).to_string();
-    std::env::set_var("CANDLE_NUM_THREADS", &n);
-    std::env::set_var("RAYON_NUM_THREADS", &n);
 }

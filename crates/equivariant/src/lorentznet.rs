@@ -7,7 +7,7 @@
 //! is split as W1 h_i + W2 h_j + W3 a, so the node parts are computed once per node and
 //! broadcast over pairs instead of once per edge.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use candle_nn::{Module, VarBuilder};
 
 use crate::linear::{Linear, LinearLayers};
@@ -18,6 +18,8 @@ use crate::dense::PairRows;
 use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
+use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::placement::Placement;
 
 /// LorentzNet hyper-parameters (defaults: the paper's top-tagging model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +57,12 @@ impl Default for LorentzNetConfig {
     }
 }
 
+/// LorentzNet's beams (sqrt(2), 0, 0, +-1) GeV, as its reference code builds them.
+pub const LORENTZNET_BEAMS: &[[f32; 4]] = &[
+    [std::f32::consts::SQRT_2, 0.0, 0.0, 1.0],
+    [std::f32::consts::SQRT_2, 0.0, 0.0, -1.0],
+];
+
 /// A batch of graphs: `momenta` `[batch, nodes, 4]` (beams first, zero-padded),
 /// `mask` `[batch, nodes]` (1 for beams and particles).
 #[derive(Debug, Clone)]
@@ -83,14 +91,16 @@ impl LorentzNetInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        crate::check_flat(momenta, mask, batch, nodes)?;
-        let device = Device::Cpu;
-        Ok(Self {
-            momenta: Tensor::from_slice(momenta, (batch, nodes, 4), &device).context("momenta")?,
-            mask: Tensor::from_slice(mask, (batch, nodes), &device).context("mask")?,
+        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+        let jets = PaddedJets {
+            momenta: &wide,
+            mask,
+            jets: batch,
+            nodes,
             beams,
-            masses: None,
-        })
+        };
+        jets.check()?;
+        Self::compute(&jets, &Placement::cpu())
     }
 
     /// One jet alone (batch of one, no padding) with LorentzNet's beams
@@ -99,10 +109,8 @@ impl LorentzNetInput {
     /// # Errors
     /// [`ModelError::NonFinite`] for NaN or infinite momenta.
     pub fn single_jet(constituents: &[[f32; 4]]) -> Result<Self> {
-        let s2 = std::f32::consts::SQRT_2;
-        let beams = [[s2, 0.0, 0.0, 1.0], [s2, 0.0, 0.0, -1.0]];
-        let (momenta, mask, nodes) = crate::single_jet_flat(&beams, constituents);
-        Self::from_flat(&momenta, &mask, 1, nodes, beams.len())
+        let (momenta, mask, nodes) = crate::single_jet_flat(LORENTZNET_BEAMS, constituents);
+        Self::from_flat(&momenta, &mask, 1, nodes, LORENTZNET_BEAMS.len())
     }
 
     /// Uses node masses computed by the caller (`[batch, nodes]`, flat). Computing them in
@@ -417,5 +425,93 @@ impl LinearLayers for LorentzNet {
         layers.push(("graph_dec.0".to_owned(), &mut self.decoder_in));
         layers.push(("graph_dec.3".to_owned(), &mut self.decoder_out));
         layers
+    }
+}
+
+impl ModelInput for LorentzNetInput {
+    /// Momenta and mask in the model's dtype; node masses are left to the model
+    /// (sqrt|p^2| of the cast momenta, as the reference code computes them).
+    fn compute(jets: &PaddedJets, place: &Placement) -> Result<Self> {
+        let (b, n) = (jets.jets, jets.nodes);
+        let on = |t: candle_core::Result<Tensor>| t.and_then(|t| t.to_dtype(place.dtype));
+        Ok(Self {
+            momenta: on(Tensor::from_slice(jets.momenta, (b, n, 4), &place.device))
+                .context("momenta")?,
+            mask: on(Tensor::from_slice(jets.mask, (b, n), &place.device)).context("mask")?,
+            beams: jets.beams,
+            masses: None,
+        })
+    }
+
+    fn select(&self, rows: &Tensor) -> Result<Self> {
+        Ok(Self {
+            momenta: self.momenta.index_select(rows, 0).context("momenta rows")?,
+            mask: self.mask.index_select(rows, 0).context("mask rows")?,
+            beams: self.beams,
+            masses: self
+                .masses
+                .as_ref()
+                .map(|m| m.index_select(rows, 0))
+                .transpose()
+                .context("masses rows")?,
+        })
+    }
+
+    fn cat(parts: &[Self]) -> Result<Self> {
+        let field = |f: fn(&Self) -> &Tensor| parts.iter().map(f).cloned().collect::<Vec<_>>();
+        let masses: Option<Vec<Tensor>> = parts.iter().map(|p| p.masses.clone()).collect();
+        Ok(Self {
+            momenta: Tensor::cat(&field(|p| &p.momenta), 0).context("momenta")?,
+            mask: Tensor::cat(&field(|p| &p.mask), 0).context("mask")?,
+            beams: parts.first().map_or(0, |p| p.beams),
+            masses: masses
+                .map(|m| Tensor::cat(&m, 0))
+                .transpose()
+                .context("masses")?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.mask.dims().first().copied().unwrap_or(0)
+    }
+}
+
+impl TaggerModel for LorentzNet {
+    type Config = LorentzNetConfig;
+    type Input = LorentzNetInput;
+    const BEAMS: &'static [[f32; 4]] = LORENTZNET_BEAMS;
+
+    fn check_config(c: &LorentzNetConfig) -> Result<()> {
+        at_least_one("n_scalar", c.n_scalar)?;
+        at_least_one("n_hidden", c.n_hidden)?;
+        at_least_one("n_class", c.n_class)?;
+        check_dropout("dropout", c.dropout)
+    }
+
+    fn new(config: &LorentzNetConfig, vb: &VarBuilder) -> Result<Self> {
+        Self::new(config, vb)
+    }
+
+    fn config(&self) -> &LorentzNetConfig {
+        &self.config
+    }
+
+    fn forward_t(&self, input: &LorentzNetInput, mode: &mut Mode) -> Result<Tensor> {
+        Self::forward_t(self, input, mode)
+    }
+
+    fn head(_: &LorentzNetConfig) -> &'static str {
+        r"^graph_dec\.3\."
+    }
+
+    fn depth(c: &LorentzNetConfig, name: &str) -> Option<(usize, usize)> {
+        let top = c.n_layers + 1;
+        if name.starts_with("embedding.") {
+            Some((0, top))
+        } else if let Some(i) = block_index(name, "LGEBs.") {
+            (i < c.n_layers).then_some((i + 1, top))
+        } else {
+            name.starts_with("graph_dec.").then_some((top, top))
+        }
     }
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
+use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::placement::Placement;
 
 /// Number of features from [`jet_features`].
 pub const JET_FEATURES: usize = 7;
@@ -106,41 +108,126 @@ impl Mlp {
 /// # Errors
 /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
 pub fn jet_features(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Tensor> {
-    crate::check_flat(momenta, mask, batch, nodes)?;
-    let mut out = Vec::with_capacity(batch * JET_FEATURES);
-    for b in 0..batch {
-        let particles: Vec<FourMomentum> = crate::jet_particles(momenta, mask, b, nodes)
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        let jet: FourMomentum = particles.iter().sum();
-        let pt_jet = jet.pt().max(1e-9);
-        let pt_sum: f64 = particles
-            .iter()
-            .map(FourMomentum::pt)
-            .sum::<f64>()
-            .max(1e-9);
-        let mut z: Vec<f64> = particles.iter().map(|p| p.pt() / pt_sum).collect();
-        let girth: f64 = particles
-            .iter()
-            .zip(&z)
-            .filter(|(p, _)| p.pt() > 0.0)
-            .map(|(p, zi)| zi * p.delta_r(&jet))
-            .sum();
-        let ptd = z.iter().map(|zi| zi * zi).sum::<f64>().sqrt();
-        z.sort_by(|a, b| b.total_cmp(a));
-        let features = [
-            pt_jet.ln(),
-            jet.mass() / pt_jet,
-            particles.len() as f64 / 100.0,
-            girth,
-            ptd,
-            z.first().copied().unwrap_or(0.0),
-            z.get(1).copied().unwrap_or(0.0),
-        ];
-        out.extend(features.map(|x| x as f32));
+    let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+    let jets = PaddedJets {
+        momenta: &wide,
+        mask,
+        jets: batch,
+        nodes,
+        beams: 0,
+    };
+    jets.check()?;
+    Ok(JetFeatures::compute(&jets, &Placement::cpu())?.features)
+}
+
+/// The MLP's input: [`JET_FEATURES`] jet-level features per jet (see [`jet_features`]).
+#[derive(Debug, Clone)]
+pub struct JetFeatures {
+    /// `[batch, JET_FEATURES]`.
+    pub features: Tensor,
+}
+
+/// The [`JET_FEATURES`] features of jet `b`, in f64.
+fn features_of(jets: &PaddedJets, b: usize) -> [f64; JET_FEATURES] {
+    let particles: Vec<FourMomentum> = crate::jet_particles(jets, b)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let jet: FourMomentum = particles.iter().sum();
+    let pt_jet = jet.pt().max(1e-9);
+    let pt_sum: f64 = particles
+        .iter()
+        .map(FourMomentum::pt)
+        .sum::<f64>()
+        .max(1e-9);
+    let mut z: Vec<f64> = particles.iter().map(|p| p.pt() / pt_sum).collect();
+    let girth: f64 = particles
+        .iter()
+        .zip(&z)
+        .filter(|(p, _)| p.pt() > 0.0)
+        .map(|(p, zi)| zi * p.delta_r(&jet))
+        .sum();
+    let ptd = z.iter().map(|zi| zi * zi).sum::<f64>().sqrt();
+    z.sort_by(|a, b| b.total_cmp(a));
+    [
+        pt_jet.ln(),
+        jet.mass() / pt_jet,
+        particles.len() as f64 / 100.0,
+        girth,
+        ptd,
+        z.first().copied().unwrap_or(0.0),
+        z.get(1).copied().unwrap_or(0.0),
+    ]
+}
+
+impl ModelInput for JetFeatures {
+    fn compute(jets: &PaddedJets, place: &Placement) -> Result<Self> {
+        let values: Vec<f64> = (0..jets.jets).flat_map(|b| features_of(jets, b)).collect();
+        let features = Tensor::from_vec(values, (jets.jets, JET_FEATURES), &place.device)
+            .and_then(|t| t.to_dtype(place.dtype))
+            .context("jet features")?;
+        Ok(Self { features })
     }
-    Tensor::from_vec(out, (batch, JET_FEATURES), &Device::Cpu).context("jet features")
+
+    fn select(&self, rows: &Tensor) -> Result<Self> {
+        Ok(Self {
+            features: self
+                .features
+                .index_select(rows, 0)
+                .context("feature rows")?,
+        })
+    }
+
+    fn cat(parts: &[Self]) -> Result<Self> {
+        let all: Vec<Tensor> = parts.iter().map(|p| p.features.clone()).collect();
+        Ok(Self {
+            features: Tensor::cat(&all, 0).context("jet features")?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.features.dims().first().copied().unwrap_or(0)
+    }
+}
+
+impl TaggerModel for Mlp {
+    type Config = MlpConfig;
+    type Input = JetFeatures;
+    const BEAMS: &'static [[f32; 4]] = &[];
+
+    fn check_config(c: &MlpConfig) -> Result<()> {
+        at_least_one("n_input", c.n_input)?;
+        for (k, &width) in c.sizes.iter().enumerate() {
+            at_least_one(&format!("sizes[{k}]"), width)?;
+        }
+        at_least_one("n_class", c.n_class)?;
+        check_dropout("dropout", c.dropout)
+    }
+
+    fn new(config: &MlpConfig, vb: &VarBuilder) -> Result<Self> {
+        Self::new(config, vb)
+    }
+
+    fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    fn forward_t(&self, input: &JetFeatures, mode: &mut Mode) -> Result<Tensor> {
+        self.forward(&input.features, mode)
+    }
+
+    fn head(_: &MlpConfig) -> &'static str {
+        r"^head\."
+    }
+
+    fn depth(c: &MlpConfig, name: &str) -> Option<(usize, usize)> {
+        let top = c.sizes.len();
+        if let Some(k) = block_index(name, "hidden.") {
+            (k < top).then_some((k, top))
+        } else {
+            name.starts_with("head.").then_some((top, top))
+        }
+    }
 }
 
 /// Raw momenta of the first `n` constituents, flattened to `[batch, 4 n]` and divided by

@@ -4,12 +4,11 @@
 //! decay.
 
 use candle_nn::{Init, VarBuilder};
-use noether_equivariant::{LinearLayers, LowRank};
+use noether_equivariant::{is_buffer, LinearLayers, LowRank, ModelConfig};
 use regex::Regex;
 
-use crate::config::{LoraSection, ModelConfig, TrainConfig};
+use crate::config::{LoraSection, TrainConfig};
 use crate::error::{invalid, Context, Result};
-use crate::model::Tagger;
 
 /// The rule that says which parameters are frozen.
 #[derive(Debug, Clone)]
@@ -50,7 +49,7 @@ impl Freeze {
     /// Whether `name` gets no updates. BatchNorm running statistics are buffers, never
     /// parameters, and are not frozen here (the model updates them in training mode).
     pub fn is_frozen(&self, name: &str) -> bool {
-        if name.contains("running_") {
+        if is_buffer(name) {
             return false;
         }
         if self.patterns.iter().any(|r| r.is_match(name)) {
@@ -76,7 +75,7 @@ pub fn is_adapter(name: &str) -> bool {
 /// # Errors
 /// [`crate::TrainError::InvalidConfig`] when no layer matches; tensor errors.
 pub fn attach_lora(
-    model: &mut Tagger,
+    model: &mut impl LinearLayers,
     section: &LoraSection,
     head: &Regex,
     vb: &VarBuilder,
@@ -126,65 +125,26 @@ pub fn attach_lora(
     Ok(adapted)
 }
 
-/// Depth `(d, D)` of a parameter for layer-wise learning-rate decay: the input
-/// embedding at 0, block `i` at `i + 1`, the readout and head at `D`; `None` for names
-/// the model does not have (they get no decay).
-pub fn layer_depth(model: &ModelConfig, name: &str) -> Option<(usize, usize)> {
-    let index = |prefix: &str| -> Option<usize> {
-        name.strip_prefix(prefix)?
-            .split('.')
-            .next()?
-            .parse::<usize>()
-            .ok()
-    };
-    match model {
-        ModelConfig::LorentzNet(c) => {
-            let top = c.n_layers + 1;
-            if name.starts_with("embedding.") {
-                Some((0, top))
-            } else if let Some(i) = index("LGEBs.") {
-                Some((i + 1, top))
-            } else {
-                name.starts_with("graph_dec.").then_some((top, top))
-            }
-        }
-        ModelConfig::Pelican(c) => {
-            let top = c.n_layers + 1;
-            if name.starts_with("embed.") || name.starts_with("labels.") {
-                Some((0, top))
-            } else if let Some(i) = index("blocks.") {
-                Some((i + 1, top))
-            } else {
-                (name.starts_with("readout.") || name.starts_with("head.")).then_some((top, top))
-            }
-        }
-        ModelConfig::Flow(c) => {
-            let (phi, f) = (c.phi_sizes.len(), c.f_sizes.len());
-            let top = phi + f;
-            if let Some(k) = index("phi.") {
-                Some((k, top))
-            } else if let Some(k) = index("f.") {
-                Some((phi + k, top))
-            } else {
-                name.starts_with("head.").then_some((top, top))
-            }
-        }
-        ModelConfig::Mlp(c) => {
-            let top = c.sizes.len();
-            if let Some(k) = index("hidden.") {
-                Some((k, top))
-            } else {
-                name.starts_with("head.").then_some((top, top))
-            }
-        }
+/// The layer-decay multiplier `decay^(D - d)` of `name` (1 when `decay` is 1), from the
+/// model's [`noether_equivariant::TaggerModel::depth`].
+///
+/// # Errors
+/// [`crate::TrainError::InvalidConfig`] for a parameter the model gives no depth: with
+/// `optim.layer_decay` on, every trained parameter must have one (a model whose `depth`
+/// forgets a layer would otherwise train it undecayed without a word).
+pub fn layer_decay_mult(model: &ModelConfig, name: &str, decay: f64) -> Result<f64> {
+    if decay == 1.0 {
+        return Ok(1.0);
     }
-}
-
-/// The layer-decay multiplier `decay^(D - d)` of `name` (1 when `decay` is 1 or the
-/// name has no depth).
-pub fn layer_decay_mult(model: &ModelConfig, name: &str, decay: f64) -> f64 {
-    match layer_depth(model, name) {
-        Some((d, top)) if decay != 1.0 => decay.powi(i32::try_from(top - d).unwrap_or(i32::MAX)),
-        _ => 1.0,
+    match model.depth(name) {
+        Some((d, top)) => Ok(decay.powi(i32::try_from(top - d).unwrap_or(i32::MAX))),
+        None => Err(invalid(
+            "optim.layer_decay",
+            decay,
+            &format!(
+                "model '{}' gives parameter '{name}' no depth",
+                model.kind().name()
+            ),
+        )),
     }
 }

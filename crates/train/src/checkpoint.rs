@@ -133,19 +133,29 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMet
     let mut buffers = Vec::with_capacity(names.len());
     for name in &names {
         let t = &tensors[*name];
-        let values: Vec<f32> = t
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .context(name)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        buffers.push((t.dims().to_vec(), bytes));
+        // f64 models keep their precision; everything else is stored as f32.
+        let (dtype, bytes) = if t.dtype() == DType::F64 {
+            let values: Vec<f64> = t.flatten_all().and_then(|t| t.to_vec1()).context(name)?;
+            (
+                Dtype::F64,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        } else {
+            let values: Vec<f32> = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .context(name)?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (Dtype::F32, bytes)
+        };
+        buffers.push((dtype, t.dims().to_vec(), bytes));
     }
     let views: Vec<(String, TensorView)> = names
         .iter()
         .zip(&buffers)
-        .map(|(name, (shape, bytes))| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent view");
+        .map(|(name, (dtype, shape, bytes))| {
+            let view = TensorView::new(*dtype, shape.clone(), bytes).expect("consistent view");
             ((*name).clone(), view)
         })
         .collect();
@@ -221,4 +231,50 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(e.to_string()))?;
     Ok(Checkpoint { tensors, meta })
+}
+
+/// Copies checkpoint tensors into the model's variables (converted to each variable's
+/// dtype and moved to its device).
+///
+/// # Errors
+/// [`TrainError::Checkpoint`] naming a missing or mis-shaped tensor.
+pub fn load_weights(
+    varmap: &candle_nn::VarMap,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("tensor '{name}' is missing")))?;
+        if t.dims() != var.dims() {
+            return Err(bad(format!(
+                "tensor '{name}' has shape {:?}, the model needs {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        let value = t
+            .to_dtype(var.dtype())
+            .and_then(|t| t.to_device(var.device()))
+            .context(name)?;
+        var.set(&value).context(name)?;
+    }
+    Ok(())
+}
+
+/// The current value of every variable of `varmap`, by name.
+pub fn weights(varmap: &candle_nn::VarMap) -> HashMap<String, Tensor> {
+    varmap
+        .data()
+        .lock()
+        .expect("VarMap lock poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
 }

@@ -20,39 +20,10 @@
 
 use std::path::{Path, PathBuf};
 
-use noether_equivariant::{FlowConfig, FlowKind, LorentzNetConfig, MlpConfig, PelicanConfig};
+use noether_equivariant::{DeviceSetting, ModelConfig, ModelKind, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result, TrainError};
-
-/// Which model a run trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// LorentzNet.
-    LorentzNet,
-    /// PELICAN.
-    Pelican,
-    /// Particle Flow Network.
-    Pfn,
-    /// Energy Flow Network.
-    Efn,
-    /// MLP on jet-level features.
-    Mlp,
-}
-
-/// A model's configuration, resolved from [`TrainConfig`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelConfig {
-    /// LorentzNet.
-    LorentzNet(LorentzNetConfig),
-    /// PELICAN.
-    Pelican(PelicanConfig),
-    /// PFN or EFN.
-    Flow(FlowConfig),
-    /// MLP.
-    Mlp(MlpConfig),
-}
 
 /// Data options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +58,19 @@ impl Default for DataConfig {
             n_max: 50,
             batch_size: 32,
             massless: false,
+        }
+    }
+}
+
+impl DataConfig {
+    /// Joins the relative file paths onto `root` (configs name the bundled files
+    /// relative to the repository root; the command line takes them relative to the
+    /// working directory).
+    pub fn relative_to(&mut self, root: &Path) {
+        for path in [&mut self.train, &mut self.val, &mut self.test] {
+            if path.is_relative() {
+                *path = root.join(&*path);
+            }
         }
     }
 }
@@ -270,6 +254,11 @@ pub struct LoopConfig {
     pub patience: usize,
     /// CPU threads for candle (0: all cores).
     pub threads: usize,
+    /// Where the model runs: `cpu`, `cuda:N` or `metal` (the GPUs need the cargo feature
+    /// of the same name).
+    pub device: DeviceSetting,
+    /// Float type of weights, inputs and activations: `f32` or `f64`.
+    pub dtype: Precision,
     /// Bootstrap resamples for the test-metric intervals (0: none).
     pub bootstrap: usize,
     /// Jets per batch at evaluation.
@@ -288,6 +277,8 @@ impl Default for LoopConfig {
             seed: 0,
             patience: 0,
             threads: 0,
+            device: DeviceSetting::Cpu,
+            dtype: Precision::F32,
             bootstrap: 100,
             eval_batch_size: 128,
             eval_on_start: false,
@@ -360,63 +351,127 @@ fn default_prune_targets() -> String {
     r"\.weight$".into()
 }
 
-/// A whole run's configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole run's configuration: `model = "<name>"` with the model's own section
+/// `[<name>]` (any registered [`ModelKind`]; its defaults when absent) and the tables
+/// below. Every table denies unknown keys; a section for a model other than the one
+/// trained is an error too.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
-    /// The model trained.
-    pub model: ModelKind,
-    /// LorentzNet settings (used when `model = "lorentznet"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lorentznet: Option<LorentzNetConfig>,
-    /// PELICAN settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pelican: Option<PelicanConfig>,
-    /// PFN settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pfn: Option<FlowConfig>,
-    /// EFN settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub efn: Option<FlowConfig>,
-    /// MLP settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mlp: Option<MlpConfig>,
+    /// The model trained, with its hyper-parameters.
+    pub model: ModelConfig,
     /// Data.
-    #[serde(default)]
     pub data: DataConfig,
     /// Optimizer.
-    #[serde(default)]
     pub optim: OptimConfig,
     /// Schedule.
-    #[serde(default)]
     pub schedule: ScheduleConfig,
     /// Loop.
-    #[serde(default)]
     pub train: LoopConfig,
     /// LoRA adapters (fine-tuning).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraSection>,
     /// Knowledge distillation from a teacher checkpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
     /// Magnitude pruning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneConfig>,
 }
 
+/// The tables of a run config besides the model's.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tables {
+    #[serde(default)]
+    data: DataConfig,
+    #[serde(default)]
+    optim: OptimConfig,
+    #[serde(default)]
+    schedule: ScheduleConfig,
+    #[serde(default)]
+    train: LoopConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lora: Option<LoraSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    distill: Option<DistillConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prune: Option<PruneConfig>,
+}
+
 impl TrainConfig {
+    /// The defaults of every table for `model` (its default hyper-parameters).
+    pub fn for_model(model: ModelKind) -> Self {
+        Self::assemble(ModelConfig::default_for(model), Tables::default())
+    }
+
+    fn assemble(model: ModelConfig, t: Tables) -> Self {
+        Self {
+            model,
+            data: t.data,
+            optim: t.optim,
+            schedule: t.schedule,
+            train: t.train,
+            lora: t.lora,
+            distill: t.distill,
+            prune: t.prune,
+        }
+    }
+
     /// Parses and validates a TOML string (`origin` names it in errors).
     ///
     /// # Errors
     /// [`TrainError::ConfigParse`] for syntax errors and unknown keys,
     /// [`TrainError::InvalidConfig`] for impossible values.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigParse {
+        let parse_error = |message: String| TrainError::ConfigParse {
             path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        let config = Self::from_table(table).map_err(parse_error)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The config of a parsed TOML table: the model's name and section through the
+    /// registry, the other tables by serde.
+    fn from_table(mut table: toml::Table) -> std::result::Result<Self, String> {
+        let registered = || {
+            ModelKind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let name = match table.remove("model") {
+            Some(toml::Value::String(name)) => name,
+            Some(other) => return Err(format!("key 'model' must be a string, found {other}")),
+            None => return Err(format!("missing key 'model' (one of {})", registered())),
+        };
+        let kind = ModelKind::from_name(&name).ok_or_else(|| {
+            format!(
+                "unknown model \"{name}\" for key 'model' (one of {})",
+                registered()
+            )
+        })?;
+        let mut section = None;
+        for other in ModelKind::ALL {
+            if let Some(value) = table.remove(other.name()) {
+                if *other != kind {
+                    return Err(format!(
+                        "section [{}] configures model \"{}\", but model = \"{name}\"",
+                        other.name(),
+                        other.name()
+                    ));
+                }
+                section = Some(value);
+            }
+        }
+        let model = ModelConfig::from_section(kind, section)
+            .map_err(|e| format!("in [{name}]: {}", e.message()))?;
+        let tables: Tables = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        Ok(Self::assemble(model, tables))
     }
 
     /// Reads, parses and validates a TOML file.
@@ -431,54 +486,32 @@ impl TrainConfig {
         Self::from_toml(&text, path)
     }
 
-    /// The resolved TOML (all defaults written out).
+    /// The resolved TOML (all defaults written out, the model's section included).
     ///
     /// # Panics
     /// Never: every field serialises.
     pub fn to_toml(&self) -> String {
-        let mut resolved = self.clone();
-        match self.model {
-            ModelKind::LorentzNet => {
-                resolved
-                    .lorentznet
-                    .get_or_insert_with(LorentzNetConfig::default);
-            }
-            ModelKind::Pelican => {
-                resolved.pelican.get_or_insert_with(PelicanConfig::default);
-            }
-            ModelKind::Pfn => {
-                resolved.pfn.get_or_insert_with(FlowConfig::default);
-            }
-            ModelKind::Efn => {
-                resolved.efn.get_or_insert_with(|| FlowConfig {
-                    kind: FlowKind::Efn,
-                    ..FlowConfig::default()
-                });
-            }
-            ModelKind::Mlp => {
-                resolved.mlp.get_or_insert_with(MlpConfig::default);
-            }
-        }
-        toml::to_string(&resolved).expect("config serialises")
+        toml::to_string(&self.to_table()).expect("config serialises")
     }
 
-    /// The model's configuration (its section, or the model's defaults).
-    pub fn model_config(&self) -> ModelConfig {
-        match self.model {
-            ModelKind::LorentzNet => {
-                ModelConfig::LorentzNet(self.lorentznet.clone().unwrap_or_default())
-            }
-            ModelKind::Pelican => ModelConfig::Pelican(self.pelican.clone().unwrap_or_default()),
-            ModelKind::Pfn => ModelConfig::Flow(FlowConfig {
-                kind: FlowKind::Pfn,
-                ..self.pfn.clone().unwrap_or_default()
-            }),
-            ModelKind::Efn => ModelConfig::Flow(FlowConfig {
-                kind: FlowKind::Efn,
-                ..self.efn.clone().unwrap_or_default()
-            }),
-            ModelKind::Mlp => ModelConfig::Mlp(self.mlp.clone().unwrap_or_default()),
-        }
+    fn to_table(&self) -> toml::Table {
+        let tables = Tables {
+            data: self.data.clone(),
+            optim: self.optim.clone(),
+            schedule: self.schedule.clone(),
+            train: self.train.clone(),
+            lora: self.lora.clone(),
+            distill: self.distill.clone(),
+            prune: self.prune.clone(),
+        };
+        let mut table = toml::Table::try_from(&tables).expect("tables serialise");
+        let name = self.model.kind().name();
+        table.insert("model".into(), toml::Value::String(name.into()));
+        table.insert(
+            name.into(),
+            toml::Value::try_from(&self.model).expect("model config serialises"),
+        );
+        table
     }
 
     /// Rejects impossible values, naming the key.
@@ -567,19 +600,16 @@ impl TrainConfig {
         }
         positive("schedule.step_epochs", s.step_epochs)?;
         positive("schedule.gamma", s.gamma)?;
-        let dropout = match self.model_config() {
-            ModelConfig::LorentzNet(c) => c.dropout,
-            ModelConfig::Pelican(c) => c.dropout,
-            ModelConfig::Flow(c) => c.dropout,
-            ModelConfig::Mlp(c) => c.dropout,
-        };
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(invalid(
-                &format!("{}.dropout", self.section()),
-                dropout,
-                "must be in [0, 1)",
-            ));
-        }
+        self.model.check().map_err(|e| match e {
+            noether_equivariant::ModelError::BadConfig { key, value, reason } => {
+                TrainError::InvalidConfig {
+                    key: format!("{}.{key}", self.section()),
+                    value,
+                    reason,
+                }
+            }
+            other => TrainError::from(other),
+        })?;
         Ok(())
     }
 
@@ -646,26 +676,43 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The head regex: `optim.head`, or the model's classification layer.
+    /// The head regex: `optim.head`, or the model's classification layer
+    /// ([`noether_equivariant::TaggerModel::head`]).
     pub fn head_pattern(&self) -> String {
-        if !self.optim.head.is_empty() {
-            return self.optim.head.clone();
-        }
-        match self.model {
-            ModelKind::LorentzNet => r"^graph_dec\.3\.".into(),
-            _ => r"^head\.".into(),
+        if self.optim.head.is_empty() {
+            self.model.head().to_owned()
+        } else {
+            self.optim.head.clone()
         }
     }
 
-    /// The TOML section name of the model.
+    /// The device and dtype of `train.device` / `train.dtype`, opened.
+    ///
+    /// # Errors
+    /// A device this build cannot use: the message names the cargo feature to enable.
+    pub fn placement(&self) -> Result<noether_equivariant::Placement> {
+        Ok(noether_equivariant::Placement::new(
+            self.train.device,
+            self.train.dtype,
+        )?)
+    }
+
+    /// The TOML section name of the model (its registry name).
     pub fn section(&self) -> &'static str {
-        match self.model {
-            ModelKind::LorentzNet => "lorentznet",
-            ModelKind::Pelican => "pelican",
-            ModelKind::Pfn => "pfn",
-            ModelKind::Efn => "efn",
-            ModelKind::Mlp => "mlp",
-        }
+        self.model.kind().name()
+    }
+}
+
+impl Serialize for TrainConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_table().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrainConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let table = toml::Table::deserialize(d)?;
+        Self::from_table(table).map_err(serde::de::Error::custom)
     }
 }
 

@@ -39,6 +39,14 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// A run-directory file (`metrics.json`, `history.csv`) is malformed.
+    #[error("run record {path}: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line where it applies.
+        message: String,
+    },
     /// The loss became NaN or infinite.
     #[error("loss became {value} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
     NonFiniteLoss {

@@ -28,29 +28,41 @@ mod adapt;
 pub mod checkpoint;
 mod config;
 mod error;
+mod evaluate;
+mod inputs;
+mod job;
+mod loss;
 mod metrics;
 mod model;
 mod optim;
 mod plots;
 mod profile;
 mod prune;
+mod record;
 mod schedule;
 mod trainer;
 
-pub use adapt::{attach_lora, is_adapter, layer_decay_mult, layer_depth, Freeze};
+pub use adapt::{attach_lora, is_adapter, layer_decay_mult, Freeze};
+pub use checkpoint::load_weights;
 pub use config::{
-    DataConfig, DistillConfig, LoopConfig, LoraSection, ModelConfig, ModelKind, OptimConfig,
-    OptimizerName, ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
+    DataConfig, DistillConfig, LoopConfig, LoraSection, OptimConfig, OptimizerName, ParamGroup,
+    PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
 };
 pub use error::{Result, TrainError};
+pub use evaluate::{logits, predict, predict_inputs};
+pub use inputs::{batch_input, beams_of, eval_batch_config, forward_batch, jet_inputs};
+pub use job::{default_run_dir, TrainJob};
+pub use loss::{cross_entropy, distillation_loss, signal_scores};
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
-pub use model::{cross_entropy, distillation_loss, signal_scores, Tagger};
+pub use model::{
+    build_model, inference_model, load_inference_model, load_inference_model_on, load_model,
+    load_model_on, seeded_model,
+};
+pub use noether_equivariant::{DeviceSetting, ModelConfig, ModelKind, Precision, Tagger};
 pub use optim::{parameters, AgreementFilter, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};
 pub use prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
+pub use record::{DataRecord, EpochRecord, RunDir, RunSummary};
 pub use schedule::lr_factor;
-pub use trainer::{
-    load_weights, logits, predict, train, write_outputs, EpochRecord, InitHook, RunData,
-    RunOptions, RunSummary,
-};
+pub use trainer::{train, write_outputs, InitHook, RunData, RunOptions};

@@ -180,7 +180,7 @@ impl TaggingMetrics {
 }
 
 /// A central value with a bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Interval {
     /// Value on the full sample.
     pub value: f64,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
+use noether_equivariant::is_buffer;
 use regex::Regex;
 
 use crate::adapt::{layer_decay_mult, Freeze};
@@ -33,7 +34,7 @@ pub struct Param {
 /// [`crate::TrainError::InvalidConfig`] for a pattern that is not a regex.
 pub fn parameters(varmap: &VarMap, train: &TrainConfig) -> Result<Vec<Param>> {
     let config = &train.optim;
-    let model = train.model_config();
+    let model = &train.model;
     let freeze = Freeze::new(train)?;
     let groups = config
         .groups
@@ -52,18 +53,20 @@ pub fn parameters(varmap: &VarMap, train: &TrainConfig) -> Result<Vec<Param>> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut params: Vec<Param> = data
         .iter()
-        .filter(|(name, _)| !name.contains("running_"))
+        .filter(|(name, _)| !is_buffer(name))
         .filter(|(name, _)| !freeze.is_frozen(name))
-        .map(|(name, var)| Param {
-            name: name.clone(),
-            var: var.clone(),
-            lr_mult: groups
+        .map(|(name, var)| {
+            let group = groups
                 .iter()
                 .find(|(r, _)| r.is_match(name))
-                .map_or(1.0, |(_, m)| *m)
-                * layer_decay_mult(&model, name, config.layer_decay),
+                .map_or(1.0, |(_, m)| *m);
+            Ok(Param {
+                name: name.clone(),
+                var: var.clone(),
+                lr_mult: group * layer_decay_mult(model, name, config.layer_decay)?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     params.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(params)
 }

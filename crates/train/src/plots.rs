@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use crate::error::{Result, TrainError};
 use crate::metrics::Roc;
-use crate::trainer::EpochRecord;
+use crate::record::EpochRecord;
 
 type Draw = std::result::Result<(), Box<dyn std::error::Error>>;
 

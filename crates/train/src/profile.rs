@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use candle_nn::VarMap;
 use noether_data::{batches, JetSet};
-use noether_equivariant::{parameter_count, Mode};
+use noether_equivariant::{parameter_count, Mode, Tagger};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::evaluate::predict;
+use crate::inputs::{batch_input, eval_batch_config};
 use crate::metrics::{Scored, TaggingMetrics};
-use crate::model::Tagger;
+use crate::model::load_inference_model;
 use crate::prune::nonzero_parameters;
-use crate::trainer::predict;
 
 /// Size, quality and speed of one model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,7 +68,7 @@ pub fn profile(
 /// # Errors
 /// Checkpoint and model errors naming the file.
 pub fn profile_checkpoint(path: &Path, test: &JetSet) -> Result<ModelProfile> {
-    let (model, varmap, config) = Tagger::inference_from_checkpoint(path)?;
+    let (model, varmap, config) = load_inference_model(path)?;
     profile(
         &model,
         &varmap,
@@ -83,16 +84,21 @@ pub fn profile_checkpoint(path: &Path, test: &JetSet) -> Result<ModelProfile> {
 /// # Errors
 /// Model errors.
 pub fn single_jet_latency_ms(model: &Tagger, test: &JetSet, n_max: usize) -> Result<f64> {
-    let config = model.eval_batch_config(1, n_max);
+    let config = eval_batch_config(model, 1, n_max)?;
     let jets: Vec<usize> = (0..test.len().min(LATENCY_JETS)).collect();
     let all: Vec<_> = batches(test, &jets, &config, 0)?.collect();
+    // A jet's latency includes computing its input from the momenta.
+    let run = |batch| -> Result<()> {
+        model.forward_t(&batch_input(model, batch)?, &mut Mode::Eval)?;
+        Ok(())
+    };
     for batch in all.iter().take(3) {
-        model.forward(batch, &mut Mode::Eval)?;
+        run(batch)?;
     }
     let mut times = Vec::with_capacity(all.len());
     for batch in &all {
         let start = Instant::now();
-        model.forward(batch, &mut Mode::Eval)?;
+        run(batch)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

@@ -5,6 +5,7 @@
 
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
+use noether_equivariant::is_buffer;
 use regex::Regex;
 
 use crate::adapt::{is_adapter, Freeze};
@@ -54,7 +55,7 @@ fn targets(varmap: &VarMap, config: &PruneConfig, freeze: &Freeze) -> Result<Vec
             pattern.is_match(name)
                 && var.rank() == 2
                 && !is_adapter(name)
-                && !name.contains("running_")
+                && !is_buffer(name)
                 && !freeze.is_frozen(name)
         })
         .map(|(name, var)| (name.clone(), var.clone()))
@@ -153,7 +154,7 @@ pub fn masks_from_zeros(
 pub fn nonzero_parameters(varmap: &VarMap) -> Result<usize> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut count = 0;
-    for (name, var) in data.iter().filter(|(n, _)| !n.contains("running_")) {
+    for (name, var) in data.iter().filter(|(n, _)| !is_buffer(n)) {
         count += values(var, name)?.iter().filter(|w| **w != 0.0).count();
     }
     Ok(count)

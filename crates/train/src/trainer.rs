@@ -5,7 +5,6 @@
 //! `best.safetensors`, `last.safetensors`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,41 +12,24 @@ use candle_core::Tensor;
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use noether_data::sampling::balanced_subset;
-use noether_data::{batches, BatchConfig, JetSet};
-use noether_equivariant::{parameter_count, Mode};
+use noether_data::{batches, BatchConfig, JetFile, JetSet};
+use noether_equivariant::{parameter_count, Mode, Tagger, TaggerInput};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::adapt::Freeze;
-use crate::checkpoint::{self, CheckpointMeta};
-use crate::config::DistillConfig;
-use crate::config::TrainConfig;
+use crate::checkpoint::{self, load_weights, weights, CheckpointMeta};
+use crate::config::{DistillConfig, TrainConfig};
 use crate::error::{invalid, Context, Result, TrainError};
-use crate::metrics::{bootstrap, Interval, Scored, TaggingMetrics};
-use crate::model::{cross_entropy, distillation_loss, signal_scores, Tagger};
+use crate::evaluate::{logits, predict_inputs};
+use crate::inputs::{beams_of, jet_inputs, select};
+use crate::loss::{cross_entropy, distillation_loss, scalar};
+use crate::metrics::{bootstrap, Scored, TaggingMetrics};
+use crate::model::{build_model, inference_model, load_inference_model};
 use crate::optim::{add_gradients, parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
+use crate::record::{DataRecord, EpochRecord, RunDir, RunSummary};
 use crate::schedule::lr_factor;
-
-/// One epoch's record (a row of `history.csv`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch, from 1.
-    pub epoch: usize,
-    /// Mean training loss.
-    pub train_loss: f64,
-    /// Validation loss.
-    pub val_loss: f64,
-    /// Validation accuracy.
-    pub val_acc: f64,
-    /// Validation AUC.
-    pub val_auc: f64,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-}
 
 /// The jets of a run.
 #[derive(Debug, Clone)]
@@ -58,9 +40,21 @@ pub struct RunData {
     pub val: JetSet,
     /// Test jets.
     pub test: JetSet,
+    /// What reading each file kept and dropped (recorded in `metrics.json`).
+    pub records: Vec<DataRecord>,
 }
 
 impl RunData {
+    /// Jets given directly (no file was read, so nothing is recorded).
+    pub fn new(train: JetSet, val: JetSet, test: JetSet) -> Self {
+        Self {
+            train,
+            val,
+            test,
+            records: Vec::new(),
+        }
+    }
+
     /// Loads the files named in `config.data` (`train_jets` and `val_jets` as seeded
     /// class-balanced subsets), made massless if asked.
     ///
@@ -70,8 +64,13 @@ impl RunData {
     pub fn load(config: &TrainConfig) -> Result<Self> {
         let d = &config.data;
         let seed = config.train.seed;
-        let subset = |path: &Path, n: usize, key: &str| -> Result<JetSet> {
-            let jets = noether_data::load(path)?;
+        let mut records = Vec::new();
+        let mut read = |path: &Path, role: &str| -> Result<JetSet> {
+            let (jets, report) = JetFile::open(path)?.read_all()?;
+            records.push(DataRecord::new(role, &report));
+            Ok(jets)
+        };
+        let subset = |jets: JetSet, path: &Path, n: usize, key: &str| -> Result<JetSet> {
             if n == 0 {
                 return Ok(jets);
             }
@@ -86,10 +85,19 @@ impl RunData {
                 .map_err(|e| invalid(key, n, &e.to_string()))?;
             Ok(jets.select(&indices))
         };
+        let train = subset(
+            read(&d.train, "train")?,
+            &d.train,
+            d.train_jets,
+            "data.train_jets",
+        )?;
+        let val = subset(read(&d.val, "val")?, &d.val, d.val_jets, "data.val_jets")?;
+        let test = read(&d.test, "test")?;
         let mut data = Self {
-            train: subset(&d.train, d.train_jets, "data.train_jets")?,
-            val: subset(&d.val, d.val_jets, "data.val_jets")?,
-            test: noether_data::load(&d.test)?,
+            train,
+            val,
+            test,
+            records,
         };
         if d.massless {
             data.train.make_massless();
@@ -97,6 +105,23 @@ impl RunData {
             data.test.make_massless();
         }
         Ok(data)
+    }
+}
+
+/// The model inputs of a run's jets, computed once.
+struct RunInputs {
+    train: TaggerInput,
+    val: TaggerInput,
+    test: TaggerInput,
+}
+
+impl RunInputs {
+    fn new(model: &Tagger, data: &RunData, n_max: usize) -> Result<Self> {
+        Ok(Self {
+            train: jet_inputs(model, &data.train, n_max)?,
+            val: jet_inputs(model, &data.val, n_max)?,
+            test: jet_inputs(model, &data.test, n_max)?,
+        })
     }
 }
 
@@ -133,136 +158,16 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// What a finished run reports (also `metrics.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    /// Model kind.
-    pub model: String,
-    /// Test accuracy.
-    pub acc: f64,
-    /// Test ROC AUC.
-    pub auc: f64,
-    /// Test 1/eps_B at eps_S = 0.3.
-    #[serde(rename = "rejection_at_0.3")]
-    pub rejection_at_0_3: f64,
-    /// Test 1/eps_B at eps_S = 0.5.
-    #[serde(rename = "rejection_at_0.5")]
-    pub rejection_at_0_5: f64,
-    /// Bootstrap 68% intervals of acc, auc, rejection_at_0.3, rejection_at_0.5.
-    pub intervals: HashMap<String, Interval>,
-    /// Training jets.
-    pub train_jets: usize,
-    /// Test jets.
-    pub test_jets: usize,
-    /// Parameters of the model (adapters included; BatchNorm running statistics not).
-    pub params: usize,
-    /// Parameters the optimizer updated (all but the frozen ones).
-    pub trainable_params: usize,
-    /// Parameters that are not zero (after pruning: `1 - nonzero_params / params` is the
-    /// model's sparsity).
-    pub nonzero_params: usize,
-    /// Wall-clock seconds of the whole run.
-    pub seconds: f64,
-    /// Epochs run.
-    pub epochs: usize,
-    /// Epoch of the best validation AUC (its weights were tested); 0 is the starting
-    /// weights (with `train.eval_on_start`).
-    pub best_epoch: usize,
-    /// Validation AUC of the starting weights (only with `train.eval_on_start`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_val_auc: Option<f64>,
-}
-
-/// Scores, labels and mean loss of `model` on all `jets` (evaluation mode).
-///
-/// # Errors
-/// Model errors.
-pub fn predict(
-    model: &Tagger,
-    jets: &JetSet,
-    n_max: usize,
-    batch_size: usize,
-) -> Result<(Vec<f64>, Vec<u8>, f64)> {
-    let config = model.eval_batch_config(batch_size, n_max);
-    let indices: Vec<usize> = (0..jets.len()).collect();
-    let (mut scores, mut labels, mut loss_sum) = (Vec::new(), Vec::new(), 0.0);
-    for batch in batches(jets, &indices, &config, 0)? {
-        let logits = model.forward(&batch, &mut Mode::Eval)?;
-        let loss = cross_entropy(&logits, &batch.labels, &batch.weights)?;
-        loss_sum += f64::from(loss.to_scalar::<f32>().context("loss")?) * batch.batch_size as f64;
-        scores.extend(signal_scores(&logits)?);
-        labels.extend_from_slice(&batch.labels);
-    }
-    Ok((scores, labels, loss_sum / jets.len().max(1) as f64))
-}
-
-/// Logits `[jets, n_class]` of `model` on all `jets`, in order (evaluation mode).
-///
-/// # Errors
-/// Model errors.
-pub fn logits(model: &Tagger, jets: &JetSet, n_max: usize, batch_size: usize) -> Result<Tensor> {
-    let config = model.eval_batch_config(batch_size, n_max);
-    let indices: Vec<usize> = (0..jets.len()).collect();
-    let parts = batches(jets, &indices, &config, 0)?
-        .map(|batch| model.forward(&batch, &mut Mode::Eval))
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&parts, 0).context("logits")
-}
-
 /// The teacher's logits on every training jet (indexed like the set), from a noether
 /// checkpoint whose metadata holds the teacher's config.
 fn teacher_logits(distill: &DistillConfig, jets: &JetSet) -> Result<Tensor> {
-    let (teacher, _, config) = Tagger::inference_from_checkpoint(&distill.teacher)?;
+    let (teacher, _, config) = load_inference_model(&distill.teacher)?;
     logits(
         &teacher,
         jets,
         config.data.n_max,
         config.train.eval_batch_size,
     )
-}
-
-/// Copies checkpoint tensors into the model's variables.
-///
-/// # Errors
-/// [`TrainError::Checkpoint`] naming a missing or mis-shaped tensor.
-pub fn load_weights(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let data = varmap.data().lock().expect("VarMap lock poisoned");
-    let bad = |message: String| TrainError::Checkpoint {
-        path: path.to_owned(),
-        message,
-    };
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| bad(format!("tensor '{name}' is missing")))?;
-        if t.dims() != var.dims() {
-            return Err(bad(format!(
-                "tensor '{name}' has shape {:?}, the model needs {:?}",
-                t.dims(),
-                var.dims()
-            )));
-        }
-        var.set(&t.to_dtype(var.dtype()).context(name)?)
-            .context(name)?;
-    }
-    Ok(())
-}
-
-fn weights(varmap: &VarMap) -> HashMap<String, Tensor> {
-    varmap
-        .data()
-        .lock()
-        .expect("VarMap lock poisoned")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect()
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// The state of a run between epochs.
@@ -284,6 +189,10 @@ struct Run<'a> {
     teacher: Option<Tensor>,
     /// Pruning masks, re-applied after every step.
     masks: Option<PruneMasks>,
+    /// The run directory.
+    dir: RunDir,
+    /// Model inputs of the training, validation and test jets.
+    inputs: RunInputs,
 }
 
 impl Run<'_> {
@@ -300,24 +209,20 @@ impl Run<'_> {
 
     /// Writes a checkpoint; a `resumable` one also holds the optimizer state and is
     /// accompanied by `history.json`, so that a resumed run can still plot all epochs.
-    fn save(&self, name: &str, resumable: bool) -> Result<()> {
+    fn save(&self, path: &Path, resumable: bool) -> Result<()> {
         let mut tensors = weights(&self.varmap);
         if resumable {
             tensors.extend(self.optimizer.state_tensors());
         }
-        checkpoint::save(&self.options.out.join(name), &tensors, &self.meta())?;
+        checkpoint::save(path, &tensors, &self.meta())?;
         if resumable {
-            let history = serde_json::to_string(&self.history).expect("history serialises");
-            checkpoint::write_atomically(
-                &self.options.out.join("history.json"),
-                history.as_bytes(),
-            )?;
+            self.dir.write_resume_history(&self.history)?;
         }
         Ok(())
     }
 
     fn resume(&mut self) -> Result<()> {
-        let path = self.options.out.join("last.safetensors");
+        let path = self.dir.last_checkpoint();
         let ckpt = checkpoint::load(&path)?;
         load_weights(&self.varmap, &ckpt.tensors, &path)?;
         self.optimizer.restore(&ckpt.tensors, ckpt.meta.step);
@@ -325,12 +230,7 @@ impl Run<'_> {
         self.epoch = ckpt.meta.epoch;
         self.best = ckpt.meta.best;
         self.start_val_auc = ckpt.meta.start_val_auc;
-        let history_path = self.options.out.join("history.json");
-        let text = std::fs::read_to_string(&history_path).map_err(io(&history_path))?;
-        self.history = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-            path: history_path.clone(),
-            message: e.to_string(),
-        })?;
+        self.history = self.dir.resume_history()?;
         self.history.truncate(self.epoch);
         Ok(())
     }
@@ -338,10 +238,10 @@ impl Run<'_> {
     /// Metrics and mean loss of the current weights on the validation set.
     fn validate(&self, data: &RunData) -> Result<(TaggingMetrics, f64)> {
         let c = self.config;
-        let (scores, labels, loss) = predict(
+        let (scores, labels, loss) = predict_inputs(
             &self.inference,
             &data.val,
-            c.data.n_max,
+            &self.inputs.val,
             c.train.eval_batch_size,
         )?;
         Ok((
@@ -356,7 +256,7 @@ impl Run<'_> {
         let (val, val_loss) = self.validate(data)?;
         self.start_val_auc = Some(val.auc);
         self.best = Some((val.auc, 0));
-        self.save("best.safetensors", false)?;
+        self.save(&self.dir.best_checkpoint(), false)?;
         if self.options.progress {
             eprintln!(
                 "epoch   0: val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4} (starting weights)",
@@ -370,7 +270,7 @@ impl Run<'_> {
     fn train_epoch(&mut self, data: &RunData) -> Result<(f64, f64)> {
         let c = self.config;
         let batch_config = BatchConfig {
-            beams: self.model.beams(),
+            beams: beams_of(&self.model)?,
             seed: c.train.seed,
             ..BatchConfig::new(c.data.batch_size, c.data.n_max)
         };
@@ -384,17 +284,18 @@ impl Run<'_> {
         for (k, batch) in
             batches(&data.train, &indices, &batch_config, self.epoch as u64)?.enumerate()
         {
+            let input = select(&self.model, &self.inputs.train, &batch)?;
             let logits = self
                 .model
-                .forward(&batch, &mut Mode::Train(&mut self.rng))?;
+                .forward_t(&input, &mut Mode::Train(&mut self.rng))?;
             let loss = self.loss(&logits, &batch)?;
-            let value = loss.to_scalar::<f32>().context("loss")?;
+            let value = scalar(&loss)?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(TrainError::NonFiniteLoss {
                     epoch: self.epoch + 1,
                     step: self.optimizer.steps(),
-                    value,
+                    value: value as f32,
                 });
             }
             let grads = self
@@ -428,7 +329,7 @@ impl Run<'_> {
                     self.apply_step(grads, lr)?;
                 }
             }
-            loss_sum += f64::from(value) * batch.batch_size as f64;
+            loss_sum += value * batch.batch_size as f64;
             seen += batch.batch_size;
             bar.inc(batch.batch_size as u64);
             bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
@@ -506,14 +407,12 @@ pub fn train(
 ) -> Result<Option<RunSummary>> {
     config.validate()?;
     let start = Instant::now();
-    std::fs::create_dir_all(&options.out).map_err(io(&options.out))?;
-    checkpoint::write_atomically(
-        &options.out.join("config.toml"),
-        config.to_toml().as_bytes(),
-    )?;
-    let (model, varmap) = Tagger::build(config, config.train.seed)?;
-    let inference = Tagger::for_inference(config, &varmap)?;
+    let dir = RunDir::new(&options.out);
+    dir.write_config(config)?;
+    let (model, varmap) = build_model(config, config.train.seed)?;
+    let inference = inference_model(config, &varmap)?;
     let optimizer = Optimizer::new(parameters(&varmap, config)?, &config.optim);
+    let inputs = RunInputs::new(&model, data, config.data.n_max)?;
     let mut run = Run {
         config,
         options,
@@ -530,6 +429,8 @@ pub fn train(
             .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?,
         teacher: None,
         masks: None,
+        dir,
+        inputs,
     };
     if options.resume {
         run.resume()?;
@@ -572,9 +473,9 @@ pub fn train(
         });
         if run.best.is_none_or(|(auc, _)| val.auc > auc) {
             run.best = Some((val.auc, run.epoch));
-            run.save("best.safetensors", false)?;
+            run.save(&run.dir.best_checkpoint(), false)?;
         }
-        run.save("last.safetensors", true)?;
+        run.save(&run.dir.last_checkpoint(), true)?;
         if options.progress {
             eprintln!(
                 "epoch {:>3}: train loss {train_loss:.4}, val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4}, lr {lr:.2e}",
@@ -592,14 +493,13 @@ pub fn train(
 /// Evaluates the best checkpoint on the test set and writes the run directory's files.
 fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
     let config = run.config;
-    let out = &run.options.out;
-    let best_path = out.join("best.safetensors");
+    let best_path = run.dir.best_checkpoint();
     let best = checkpoint::load(&best_path)?;
     load_weights(&run.varmap, &best.tensors, &best_path)?;
-    let (scores, labels, _) = predict(
+    let (scores, labels, test_loss) = predict_inputs(
         &run.inference,
         &data.test,
-        config.data.n_max,
+        &run.inputs.test,
         config.train.eval_batch_size,
     )?;
     let scored = Scored::new(&scores, &labels, None)?;
@@ -621,6 +521,7 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
         auc: m.auc,
         rejection_at_0_3: m.rejection_at_0_3,
         rejection_at_0_5: m.rejection_at_0_5,
+        test_loss,
         intervals,
         train_jets: data.train.len(),
         test_jets: data.test.len(),
@@ -636,8 +537,9 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
         epochs: run.epoch,
         best_epoch: run.best.map_or(0, |(_, e)| e),
         start_val_auc: run.start_val_auc,
+        data: data.records.clone(),
     };
-    write_outputs(out, &summary, &run.history, &scored)?;
+    write_outputs(&run.dir, &summary, &run.history, &scored)?;
     Ok(summary)
 }
 
@@ -646,25 +548,19 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
 /// # Errors
 /// I/O and plotting errors naming the file.
 pub fn write_outputs(
-    out: &Path,
+    dir: &RunDir,
     summary: &RunSummary,
     history: &[EpochRecord],
     scored: &Scored,
 ) -> Result<()> {
-    let json = serde_json::to_string_pretty(summary).expect("summary serialises");
-    checkpoint::write_atomically(&out.join("metrics.json"), json.as_bytes())?;
-    let mut csv = String::from("epoch,train_loss,val_loss,val_acc,val_auc,lr,seconds\n");
-    for r in history {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{}",
-            r.epoch, r.train_loss, r.val_loss, r.val_acc, r.val_auc, r.lr, r.seconds
-        );
-    }
-    checkpoint::write_atomically(&out.join("history.csv"), csv.as_bytes())?;
-    crate::plots::roc_svg(&out.join("roc.svg"), &[(&summary.model, &scored.roc())])?;
+    dir.write_metrics(summary)?;
+    dir.write_history(history)?;
+    crate::plots::roc_svg(
+        &dir.path().join("roc.svg"),
+        &[(&summary.model, &scored.roc())],
+    )?;
     if !history.is_empty() {
-        crate::plots::training_svg(&out.join("training.svg"), history)?;
+        crate::plots::training_svg(&dir.path().join("training.svg"), history)?;
     }
     Ok(())
 }

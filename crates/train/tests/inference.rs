@@ -8,14 +8,14 @@ mod common;
 use common::{bits, first_val_batch, tiny_lorentznet};
 
 use noether_equivariant::Mode;
-use noether_train::{Tagger, TrainConfig};
+use noether_train::{build_model, forward_batch, inference_model, TrainConfig};
 
 fn check(config: &TrainConfig) {
-    let (model, varmap) = Tagger::build(config, 3).unwrap();
-    let inference = Tagger::for_inference(config, &varmap).unwrap();
+    let (model, varmap) = build_model(config, 3).unwrap();
+    let inference = inference_model(config, &varmap).unwrap();
     let batch = first_val_batch(&model, config);
-    let trained = model.forward(&batch, &mut Mode::Eval).unwrap();
-    let detached = inference.forward(&batch, &mut Mode::Eval).unwrap();
+    let trained = forward_batch(&model, &batch, &mut Mode::Eval).unwrap();
+    let detached = forward_batch(&inference, &batch, &mut Mode::Eval).unwrap();
     assert!(
         trained.track_op(),
         "the trainable model must record a graph"
@@ -26,7 +26,7 @@ fn check(config: &TrainConfig) {
     // A training-mode pass updates the BatchNorm running statistics, and every
     // variable moves as an optimizer step would: the inference model follows both.
     let mut rng = rand::SeedableRng::seed_from_u64(1);
-    model.forward(&batch, &mut Mode::Train(&mut rng)).unwrap();
+    forward_batch(&model, &batch, &mut Mode::Train(&mut rng)).unwrap();
     for (name, var) in varmap.data().lock().unwrap().iter() {
         if name.ends_with("lora_B.weight") {
             // Fresh adapters are zero; give them a value so that they matter.
@@ -36,8 +36,8 @@ fn check(config: &TrainConfig) {
             var.set(&(var.as_tensor() * 1.01).unwrap()).unwrap();
         }
     }
-    let trained_after = model.forward(&batch, &mut Mode::Eval).unwrap();
-    let detached_after = inference.forward(&batch, &mut Mode::Eval).unwrap();
+    let trained_after = forward_batch(&model, &batch, &mut Mode::Eval).unwrap();
+    let detached_after = forward_batch(&inference, &batch, &mut Mode::Eval).unwrap();
     assert_ne!(bits(&trained), bits(&trained_after));
     assert_eq!(bits(&trained_after), bits(&detached_after));
 }

@@ -120,7 +120,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     // The resolved config round-trips.
     let text = std::fs::read_to_string(full.join("config.toml")).unwrap();
     let reread = TrainConfig::from_toml(&text, &full.join("config.toml")).unwrap();
-    assert_eq!(reread.model_config(), config.model_config());
+    assert_eq!(reread.model, config.model);
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn linear_probing_moves_only_the_head_first() {
     let after = checkpoint::load(&dir.path().join("last.safetensors"))
         .unwrap()
         .tensors;
-    let (_, init) = noether_train::Tagger::seeded(&lp.model_config(), lp.train.seed).unwrap();
+    let (_, init) = noether_train::seeded_model(&lp.model, lp.train.seed).unwrap();
     let init = init.data().lock().unwrap();
     let (mut moved, mut kept) = (0, 0);
     for (name, var) in init.iter().filter(|(n, _)| !n.contains("running_")) {

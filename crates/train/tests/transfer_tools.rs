@@ -15,13 +15,14 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use noether_equivariant::Mode;
 use noether_train::{
-    checkpoint, cross_entropy, distillation_loss, load_weights, magnitude_prune, parameters, train,
-    Freeze, InitHook, RunData, RunOptions, Tagger, TrainConfig, TrainError,
+    build_model, checkpoint, cross_entropy, distillation_loss, forward_batch, load_weights,
+    magnitude_prune, parameters, train, Freeze, InitHook, RunData, RunOptions, Tagger, TrainConfig,
+    TrainError,
 };
 use rand::{RngExt, SeedableRng};
 
 fn logits(model: &Tagger, batch: &noether_data::Batch) -> Tensor {
-    model.forward(batch, &mut Mode::Eval).unwrap()
+    forward_batch(model, batch, &mut Mode::Eval).unwrap()
 }
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -39,8 +40,8 @@ const LORA: &str = "[lora]\nr = 2\nalpha = 4.0";
 fn fresh_lora_adapters_change_nothing_and_merge_exactly() {
     let plain = tiny_lorentznet("");
     let lora = tiny_lorentznet(LORA);
-    let (base, _) = Tagger::build(&plain, 5).unwrap();
-    let (mut adapted, varmap) = Tagger::build(&lora, 5).unwrap();
+    let (base, _) = build_model(&plain, 5).unwrap();
+    let (mut adapted, varmap) = build_model(&lora, 5).unwrap();
     let batch = first_val_batch(&base, &plain);
     // B = 0: the adapted model is the base model, bit for bit.
     assert_eq!(
@@ -90,7 +91,7 @@ fn lora_training_moves_only_adapters_and_head() {
     let summary = train(&config, &data, &options(dir.path()))
         .unwrap()
         .unwrap();
-    let (_, init) = Tagger::build(&config, config.train.seed).unwrap();
+    let (_, init) = build_model(&config, config.train.seed).unwrap();
     let init = init.data().lock().unwrap();
     let after = checkpoint::load(&dir.path().join("last.safetensors"))
         .unwrap()
@@ -115,14 +116,14 @@ fn lora_training_moves_only_adapters_and_head() {
 fn frozen_parameters_get_no_gradient() {
     let mut config = tiny_lorentznet("");
     config.optim.freeze = vec![r"^LGEBs\.0\.".into()];
-    let (model, varmap) = Tagger::build(&config, 1).unwrap();
+    let (model, varmap) = build_model(&config, 1).unwrap();
     let batch = first_val_batch(&model, &config);
-    let out = model
-        .forward(
-            &batch,
-            &mut Mode::Train(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)),
-        )
-        .unwrap();
+    let out = forward_batch(
+        &model,
+        &batch,
+        &mut Mode::Train(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)),
+    )
+    .unwrap();
     let loss = cross_entropy(&out, &batch.labels, &batch.weights).unwrap();
     let grads = loss.backward().unwrap();
     let data = varmap.data().lock().unwrap();
@@ -152,7 +153,7 @@ fn layer_decay_scales_learning_rates_by_depth() {
         pattern: r"^graph_dec\.0\.".into(),
         lr_mult: 3.0,
     }];
-    let (_, varmap) = Tagger::build(&config, 0).unwrap();
+    let (_, varmap) = build_model(&config, 0).unwrap();
     let mults: HashMap<String, f64> = parameters(&varmap, &config)
         .unwrap()
         .into_iter()
@@ -226,6 +227,14 @@ fn distillation_loss_matches_a_hand_computation() {
     assert!(d < 1e-5, "{d}");
 }
 
+/// A PFN with two 16-wide Phi layers and one 16-wide F layer.
+fn small_pfn() -> noether_train::ModelConfig {
+    let text = "model = \"pfn\"\n[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]";
+    TrainConfig::from_toml(text, Path::new("inline"))
+        .unwrap()
+        .model
+}
+
 #[test]
 fn distilled_student_trains_and_alpha_zero_is_plain_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -239,8 +248,8 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
     .unwrap();
     let teacher = dir.path().join("teacher/best.safetensors");
     let student = |alpha: f64, out: &str| {
-        let mut c = tiny_lorentznet("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
-        c.model = noether_train::ModelKind::Pfn;
+        let mut c = tiny_lorentznet("");
+        c.model = small_pfn();
         c.distill = Some(noether_train::DistillConfig {
             teacher: teacher.clone(),
             temperature: 2.0,
@@ -254,8 +263,8 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
             .tensors;
         (s, bits(&w["head.weight"]))
     };
-    let mut plain = tiny_lorentznet("[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]");
-    plain.model = noether_train::ModelKind::Pfn;
+    let mut plain = tiny_lorentznet("");
+    plain.model = small_pfn();
     train(&plain, &data, &options(&dir.path().join("plain"))).unwrap();
     let plain_head = bits(
         &checkpoint::load(&dir.path().join("plain/last.safetensors"))
@@ -275,7 +284,7 @@ fn distilled_student_trains_and_alpha_zero_is_plain_training() {
 #[test]
 fn pruning_removes_the_smallest_weights_and_keeps_them_removed() {
     let config = tiny_lorentznet("[prune]\nsparsity = 0.5");
-    let (_, varmap) = Tagger::build(&config, 2).unwrap();
+    let (_, varmap) = build_model(&config, 2).unwrap();
     let freeze = Freeze::new(&config).unwrap();
     let masks = magnitude_prune(&varmap, config.prune.as_ref().unwrap(), &freeze).unwrap();
     assert_eq!(masks.pruned(), masks.targeted() / 2);
@@ -294,7 +303,7 @@ fn pruning_removes_the_smallest_weights_and_keeps_them_removed() {
         })
         .collect();
     // The pruned weights were the smallest: compare with a fresh, unpruned build.
-    let (_, fresh) = Tagger::build(&config, 2).unwrap();
+    let (_, fresh) = build_model(&config, 2).unwrap();
     let fresh = fresh.data().lock().unwrap();
     for (name, values) in &weights {
         let original: Vec<f32> = fresh[name]
@@ -325,7 +334,7 @@ fn pruning_removes_the_smallest_weights_and_keeps_them_removed() {
     let after = checkpoint::load(&dir.path().join("last.safetensors"))
         .unwrap()
         .tensors;
-    let (_, seeded) = Tagger::build(&config, config.train.seed).unwrap();
+    let (_, seeded) = build_model(&config, config.train.seed).unwrap();
     let pruned_run = magnitude_prune(
         &seeded,
         config.prune.as_ref().unwrap(),
@@ -363,7 +372,7 @@ fn bad_transfer_settings_name_the_key() {
     ] {
         let text = format!("model = \"pfn\"\n{extra}");
         let err = TrainConfig::from_toml(&text, Path::new("inline"))
-            .and_then(|c| Tagger::build(&c, 0).map(|_| ()));
+            .and_then(|c| build_model(&c, 0).map(|_| ()));
         match err {
             Err(TrainError::InvalidConfig { key: k, .. }) => assert_eq!(k, key, "{extra}"),
             other => panic!("{extra}: expected an error naming {key}, got {other:?}"),

@@ -6,7 +6,8 @@
 //! recognised), F16 / BF16 / F64 converted, shapes checked, and a [`LoadReport`] of
 //! applied, converted, missing, unexpected, shape-mismatched and (optional) new keys
 //! (`strict` turns missing keys into an error). LoRA follows PEFT's maths and file
-//! layout: [`LoraLinear`] is a standalone adapted layer, [`save_adapter_tensors`] /
+//! layout: the adapted layer is the models' own `noether_equivariant::Linear` with a
+//! [`LoraConfig::low_rank`] update attached, [`save_adapter_tensors`] /
 //! [`load_adapters`] read and write `adapter_model.safetensors` + `adapter_config.json`,
 //! and [`adapters_in`] extracts the adapters of a noether checkpoint. Adapters on the
 //! models' own layers, frozen parameters, layer-wise learning-rate decay, LP-FT,
@@ -30,7 +31,6 @@ mod remap;
 pub use error::{Result, TransferError};
 pub use load::{load_checkpoint, LoadOptions, LoadReport, Mismatch};
 pub use lora::{
-    adapters_in, load_adapters, peft_key, save_adapter_tensors, save_adapters, Adapters,
-    LoraConfig, LoraLinear,
+    adapters_in, load_adapters, peft_key, save_adapter_tensors, save_adapters, Adapters, LoraConfig,
 };
 pub use remap::{remap_key, Remap};

@@ -1,16 +1,15 @@
-//! LoRA (Hu et al., arXiv:2106.09685) on linear layers with HuggingFace PEFT's maths and
-//! file layout: `y = W x + b + (alpha / r) B A dropout(x)`, A `[r, in]` initialised
-//! Kaiming-uniform (PyTorch's `a = sqrt(5)`, i.e. U(+-1/sqrt(in))), B `[out, r]` zeros, so
-//! a fresh adapter changes nothing. Adapters are saved as `adapter_model.safetensors`
+//! LoRA (Hu et al., arXiv:2106.09685) with HuggingFace PEFT's file layout. The adapted
+//! layer is the models' own [`noether_equivariant::Linear`] with a [`LowRank`] attached
+//! (`y = W x + b + (alpha / r) B A x`; [`LoraConfig::low_rank`] builds one from PEFT's
+//! matrices), so the layer tested against PEFT is the layer that trains. Adapters are saved as `adapter_model.safetensors`
 //! with keys `base_model.model.<path>.lora_A.weight` / `.lora_B.weight` plus
 //! `adapter_config.json`, as `peft` writes them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use candle_core::{DType, Device, Tensor};
+use noether_equivariant::{Linear, LowRank};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TransferError};
@@ -88,127 +87,16 @@ impl LoraConfig {
     pub fn scaling(&self) -> f64 {
         self.lora_alpha / self.r as f64
     }
-}
 
-/// A linear layer with a LoRA adapter.
-#[derive(Debug, Clone)]
-pub struct LoraLinear {
-    weight: Var,
-    bias: Option<Tensor>,
-    a: Var,
-    b: Var,
-    scaling: f64,
-    merged: bool,
-}
-
-impl LoraLinear {
-    /// Wraps a base layer (`weight` `[out, in]`, as a variable so that merging can write
-    /// it) with a fresh adapter of rank `config.r` drawn from `seed`.
-    ///
-    /// # Errors
-    /// Only from the tensor backend.
-    pub fn new(weight: Var, bias: Option<Tensor>, config: &LoraConfig, seed: u64) -> Result<Self> {
-        let (out, input) = weight.dims2().map_err(candle("base weight"))?;
-        let bound = 1.0 / (input as f64).sqrt();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let a: Vec<f32> = (0..config.r * input)
-            .map(|_| rng.random_range(-bound..bound) as f32)
-            .collect();
-        let device = weight.device().clone();
-        let a = Var::from_tensor(
-            &Tensor::from_vec(a, (config.r, input), &device)
-                .and_then(|t| t.to_dtype(weight.dtype()))
-                .map_err(candle("lora_A"))?,
-        )
-        .map_err(candle("lora_A"))?;
-        let b = Var::zeros((out, config.r), weight.dtype(), &device).map_err(candle("lora_B"))?;
-        Ok(Self {
-            weight,
-            bias,
-            a,
-            b,
-            scaling: config.scaling(),
-            merged: false,
-        })
-    }
-
-    /// The adapter's variables (A, B): the only trainable ones.
-    pub fn adapter(&self) -> (&Var, &Var) {
-        (&self.a, &self.b)
-    }
-
-    /// `x` `[rows, in]` -> `[rows, out]`; `dropout_mask`, when given, multiplies the
-    /// adapter's input (training).
-    ///
-    /// # Errors
-    /// Shape mismatches.
-    pub fn forward(&self, x: &Tensor, dropout_mask: Option<&Tensor>) -> Result<Tensor> {
-        let run = || -> candle_core::Result<Tensor> {
-            let mut y = x.matmul(&self.weight.as_tensor().t()?)?;
-            if let Some(b) = &self.bias {
-                y = y.broadcast_add(b)?;
-            }
-            if self.merged {
-                return Ok(y);
-            }
-            let input = match dropout_mask {
-                Some(m) => (x * m)?,
-                None => x.clone(),
-            };
-            let update = input
-                .matmul(&self.a.as_tensor().t()?)?
-                .matmul(&self.b.as_tensor().t()?)?;
-            y + (update * self.scaling)?
-        };
-        run().map_err(candle("LoRA forward"))
-    }
-
-    /// The update `scaling * B A` `[out, in]`.
-    fn delta(&self) -> Result<Tensor> {
-        self.b
-            .as_tensor()
-            .matmul(self.a.as_tensor())
-            .and_then(|d| d * self.scaling)
-            .map_err(candle("LoRA delta"))
-    }
-
-    /// Folds the adapter into the base weight (inference without the extra matmuls).
-    ///
-    /// # Errors
-    /// Only from the tensor backend.
-    pub fn merge(&mut self) -> Result<()> {
-        if !self.merged {
-            let w = (self.weight.as_tensor() + self.delta()?).map_err(candle("merge"))?;
-            self.weight.set(&w).map_err(candle("merge"))?;
-            self.merged = true;
+    /// The adapter `(A, B)` as the low-rank update the models' layers run
+    /// ([`noether_equivariant::Linear::attach`]): one LoRA layer for fine-tuning and for
+    /// adapters read from PEFT files.
+    pub fn low_rank(&self, a: &Tensor, b: &Tensor) -> LowRank {
+        LowRank {
+            a: a.clone(),
+            b: b.clone(),
+            scaling: self.scaling(),
         }
-        Ok(())
-    }
-
-    /// Undoes [`LoraLinear::merge`].
-    ///
-    /// # Errors
-    /// Only from the tensor backend.
-    pub fn unmerge(&mut self) -> Result<()> {
-        if self.merged {
-            let w = (self.weight.as_tensor() - self.delta()?).map_err(candle("unmerge"))?;
-            self.weight.set(&w).map_err(candle("unmerge"))?;
-            self.merged = false;
-        }
-        Ok(())
-    }
-
-    /// Sets A and B (e.g. from a saved adapter).
-    ///
-    /// # Errors
-    /// Shape mismatches, naming the tensor.
-    pub fn set_adapter(&self, a: &Tensor, b: &Tensor) -> Result<()> {
-        self.a
-            .set(&a.to_dtype(self.a.dtype()).map_err(candle("lora_A"))?)
-            .map_err(candle("lora_A"))?;
-        self.b
-            .set(&b.to_dtype(self.b.dtype()).map_err(candle("lora_B"))?)
-            .map_err(candle("lora_B"))
     }
 }
 
@@ -229,18 +117,12 @@ pub fn peft_key(path: &str, matrix: char) -> String {
 ///
 /// # Errors
 /// I/O and tensor errors naming the file.
-pub fn save_adapters(
-    dir: &Path,
-    config: &LoraConfig,
-    adapters: &[(&str, &LoraLinear)],
-) -> Result<()> {
-    let adapters: Adapters = adapters
+pub fn save_adapters(dir: &Path, config: &LoraConfig, layers: &[(&str, &Linear)]) -> Result<()> {
+    let adapters: Adapters = layers
         .iter()
-        .map(|(path, layer)| {
-            (
-                (*path).to_owned(),
-                (layer.a.as_tensor().clone(), layer.b.as_tensor().clone()),
-            )
+        .filter_map(|(path, layer)| {
+            let adapter = layer.adapter()?;
+            Some(((*path).to_owned(), (adapter.a.clone(), adapter.b.clone())))
         })
         .collect();
     save_adapter_tensors(dir, config, &adapters)

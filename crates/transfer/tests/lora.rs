@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
-use noether_transfer::{load_adapters, save_adapters, LoraConfig, LoraLinear, TransferError};
+use candle_core::{Device, Module, Tensor};
+use noether_equivariant::Linear;
+use noether_transfer::{load_adapters, save_adapters, LoraConfig, TransferError};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -34,15 +35,16 @@ fn close(a: &Tensor, b: &Tensor, tol: f32) {
     }
 }
 
-fn peft_layer() -> (LoraLinear, LoraConfig, serde_json::Value) {
+/// PEFT's layer as noether runs it: the models' `Linear` with PEFT's adapter attached.
+fn peft_layer() -> (Linear, LoraConfig, serde_json::Value) {
     let e = expected();
-    let weight = Var::from_tensor(&matrix(&e["weight"])).unwrap();
+    let weight = matrix(&e["weight"]);
     let bias: Vec<f32> = serde_json::from_value(e["bias"].clone()).unwrap();
     let bias = Tensor::from_vec(bias, 5, &Device::Cpu).unwrap();
     let (config, adapters) = load_adapters(&fixtures().join("peft_lora")).unwrap();
-    let layer = LoraLinear::new(weight, Some(bias), &config, 0).unwrap();
+    let mut layer = Linear::from(candle_nn::Linear::new(weight, Some(bias)));
     let (a, b) = &adapters["proj"];
-    layer.set_adapter(a, b).unwrap();
+    layer.attach(config.low_rank(a, b)).unwrap();
     (layer, config, e)
 }
 
@@ -51,15 +53,13 @@ fn peft_adapter_reproduces_peft_outputs_merged_and_unmerged() {
     let (mut layer, config, e) = peft_layer();
     assert_eq!((config.r, config.lora_alpha), (4, 8.0));
     let x = matrix(&e["x"]);
-    close(&layer.forward(&x, None).unwrap(), &matrix(&e["y"]), 1e-6);
+    close(&layer.forward(&x).unwrap(), &matrix(&e["y"]), 1e-6);
+    // The row-wise form LorentzNet's edge layers use computes the same.
+    close(&layer.forward_rows(&x).unwrap(), &matrix(&e["y"]), 1e-6);
     layer.merge().unwrap();
-    close(
-        &layer.forward(&x, None).unwrap(),
-        &matrix(&e["y_merged"]),
-        1e-6,
-    );
+    close(&layer.forward(&x).unwrap(), &matrix(&e["y_merged"]), 1e-6);
     layer.unmerge().unwrap();
-    close(&layer.forward(&x, None).unwrap(), &matrix(&e["y"]), 1e-6);
+    close(&layer.forward(&x).unwrap(), &matrix(&e["y"]), 1e-6);
 }
 
 #[test]
@@ -85,42 +85,29 @@ fn adapters_round_trip_in_peft_layout() {
     }
     let (config2, adapters) = load_adapters(dir.path()).unwrap();
     assert_eq!(config2.target_modules, vec!["proj"]);
-    let fresh = LoraLinear::new(
-        Var::from_tensor(&matrix(&e["weight"])).unwrap(),
-        None,
-        &config2,
-        1,
-    )
-    .unwrap();
+    let mut fresh = Linear::from(candle_nn::Linear::new(matrix(&e["weight"]), None));
     let (a, b) = &adapters["proj"];
-    fresh.set_adapter(a, b).unwrap();
+    fresh.attach(config2.low_rank(a, b)).unwrap();
     close(
-        fresh.adapter().0.as_tensor(),
-        layer.adapter().0.as_tensor(),
+        &fresh.adapter().unwrap().a,
+        &layer.adapter().unwrap().a,
         0.0,
     );
 }
 
 #[test]
-fn a_fresh_adapter_changes_nothing_and_specs_are_checked() {
+fn a_zero_adapter_changes_nothing_and_specs_are_checked() {
     let e = expected();
-    let weight = Var::from_tensor(&matrix(&e["weight"])).unwrap();
+    let weight = matrix(&e["weight"]);
     let config = LoraConfig::parse("r=8,alpha=16").unwrap();
     assert_eq!((config.r, config.scaling()), (8, 2.0));
-    let layer = LoraLinear::new(weight.clone(), None, &config, 3).unwrap();
+    let mut layer = Linear::from(candle_nn::Linear::new(weight.clone(), None));
+    let a = Tensor::ones((8, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let b = Tensor::zeros((5, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+    layer.attach(config.low_rank(&a, &b)).unwrap();
     let x = matrix(&e["x"]);
-    let plain = x.matmul(&weight.as_tensor().t().unwrap()).unwrap();
-    close(&layer.forward(&x, None).unwrap(), &plain, 0.0);
-    // A is Kaiming-uniform with bound 1/sqrt(in), B is zero.
-    let a: Vec<f32> = layer
-        .adapter()
-        .0
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert!(a.iter().all(|v| v.abs() <= 1.0 / 6f32.sqrt()) && a.iter().any(|v| *v != 0.0));
+    let plain = x.matmul(&weight.t().unwrap()).unwrap();
+    close(&layer.forward(&x).unwrap(), &plain, 0.0);
     for bad in ["r=0", "alpha=-1", "r=2.5", "rank=4", "r"] {
         assert!(
             matches!(LoraConfig::parse(bad), Err(TransferError::BadLora { .. })),

@@ -5,8 +5,8 @@
 //! given when opening (default 0).
 
 use super::{massless_from_pt_eta_phi, require, require_rows, LayoutSource};
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 use crate::Layout;
 

@@ -3,8 +3,8 @@
 //! Each event becomes one "jet" of massless particles.
 
 use super::{massless_from_pt_eta_phi, require, LayoutSource};
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 use crate::Layout;
 

@@ -2,8 +2,8 @@
 //! (N,), optional `truth_Pmu` (N, 4).
 
 use super::{as_four_vectors, require, require_numeric, require_rows, LayoutSource};
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 use crate::Layout;
 

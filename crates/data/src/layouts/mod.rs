@@ -10,8 +10,8 @@ mod toptag;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 
 /// A file layout.

@@ -2,8 +2,8 @@
 //! compound dataset whose blocks' column names live in pickle-text attributes) and
 //! `format='fixed'` (`blockN_items` + `blockN_values` datasets).
 
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 
 /// Element types of pandas value blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

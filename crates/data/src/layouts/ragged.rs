@@ -17,9 +17,9 @@ use std::path::Path;
 use hdf5_pure::{AttrValue, FileBuilder};
 
 use super::{as_four_vectors, require, require_rows, LayoutSource};
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
 use crate::jets::JetSet;
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 use crate::Layout;
 

@@ -3,8 +3,8 @@
 
 use super::pandas::{Column, PandasFrame};
 use super::LayoutSource;
-use crate::backend::H5Reader;
 use crate::error::{DataError, Result};
+use crate::reader::H5Reader;
 use crate::validate::JetSink;
 
 pub(crate) struct TopTagSource {

@@ -1,0 +1,196 @@
+//! The default HDF5 backend: the pure-Rust `hdf5-pure` crate, opened in streaming mode
+//! (metadata and chunks are fetched on demand, so memory stays bounded by the row
+//! windows read). It does not decode Blosc, LZ4, Zstandard or bitshuffle filters; a
+//! dataset using one gives [`DataError::UnsupportedFilter`] naming the filter.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdf5_pure::{AttrValue, DType, File};
+
+use crate::error::{DataError, Result};
+use crate::reader::{DatasetInfo, H5Reader};
+
+/// Known HDF5 filters the pure-Rust backend cannot decode, with their names.
+const UNSUPPORTED_FILTERS: [(u16, &str); 5] = [
+    (307, "bzip2"),
+    (32001, "Blosc"),
+    (32004, "LZ4"),
+    (32008, "bitshuffle"),
+    (32015, "Zstandard"),
+];
+
+/// Filters the pure-Rust backend decodes: deflate, shuffle, fletcher32, scale-offset,
+/// LZF.
+pub(crate) const SUPPORTED_FILTERS: [u16; 5] = [1, 2, 3, 6, 32000];
+
+/// The default backend: `hdf5-pure` in streaming mode.
+pub struct PureBackend {
+    path: PathBuf,
+    file: File,
+}
+
+impl PureBackend {
+    /// Opens a file for streaming reads.
+    ///
+    /// # Errors
+    /// [`DataError::Io`] when the file cannot be read, [`DataError::NotHdf5`] when it is
+    /// not HDF5 or is truncated.
+    pub fn open(path: &Path) -> Result<Self> {
+        let io = |source| DataError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::other("is a directory, not a file")));
+        }
+        let file = File::open_streaming(path).map_err(|e| DataError::NotHdf5 {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    fn err(&self, dataset: &str, e: &impl std::fmt::Display) -> DataError {
+        DataError::Hdf5 {
+            path: self.path.clone(),
+            dataset: dataset.to_owned(),
+            detail: e.to_string(),
+        }
+    }
+
+    fn dataset(&self, name: &str) -> Result<hdf5_pure::Dataset> {
+        let ds = self.file.dataset(name).map_err(|e| self.err(name, &e))?;
+        for id in ds.filters() {
+            if let Some((_, filter_name)) = UNSUPPORTED_FILTERS.iter().find(|(f, _)| *f == id) {
+                return Err(DataError::UnsupportedFilter {
+                    path: self.path.clone(),
+                    dataset: name.to_owned(),
+                    filter_id: id,
+                    filter_name,
+                    feature: "libhdf5",
+                });
+            }
+            if !SUPPORTED_FILTERS.contains(&id) {
+                return Err(DataError::UnsupportedFilter {
+                    path: self.path.clone(),
+                    dataset: name.to_owned(),
+                    filter_id: id,
+                    filter_name: "unknown",
+                    feature: "libhdf5",
+                });
+            }
+        }
+        Ok(ds)
+    }
+
+    fn group(&self, name: &str) -> Result<hdf5_pure::Group> {
+        if name.is_empty() {
+            Ok(self.file.root())
+        } else {
+            self.file.group(name).map_err(|e| self.err(name, &e))
+        }
+    }
+}
+
+fn dtype_name(dtype: &DType) -> String {
+    match dtype {
+        DType::Compound(fields) => {
+            let inner: Vec<String> = fields
+                .iter()
+                .map(|(n, t)| format!("{n}: {}", dtype_name(t)))
+                .collect();
+            format!("compound{{{}}}", inner.join(", "))
+        }
+        DType::Array(base, dims) => format!("{}{dims:?}", dtype_name(base)),
+        other => other.to_string(),
+    }
+}
+
+fn attr_text(value: &AttrValue) -> String {
+    match value {
+        AttrValue::AsciiString(s) | AttrValue::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl H5Reader for PureBackend {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn datasets(&self, group: &str) -> Result<Vec<String>> {
+        self.group(group)?
+            .datasets()
+            .map_err(|e| self.err(group, &e))
+    }
+
+    fn groups(&self, group: &str) -> Result<Vec<String>> {
+        self.group(group)?.groups().map_err(|e| self.err(group, &e))
+    }
+
+    fn info(&self, dataset: &str) -> Result<DatasetInfo> {
+        let ds = self
+            .file
+            .dataset(dataset)
+            .map_err(|e| self.err(dataset, &e))?;
+        Ok(DatasetInfo {
+            shape: ds.shape().map_err(|e| self.err(dataset, &e))?,
+            dtype: ds
+                .dtype()
+                .map_or_else(|e| format!("unreadable ({e})"), |d| dtype_name(&d)),
+            filters: ds.filters(),
+            chunks: ds.chunk_shape().map_err(|e| self.err(dataset, &e))?,
+            element_size: ds.element_size().map_err(|e| self.err(dataset, &e))?,
+        })
+    }
+
+    fn read_f32_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f32>> {
+        self.dataset(dataset)?
+            .read_f32_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))
+    }
+
+    fn read_f64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f64>> {
+        self.dataset(dataset)?
+            .read_f64_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))
+    }
+
+    fn read_i64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<i64>> {
+        self.dataset(dataset)?
+            .read_i64_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))
+    }
+
+    fn read_raw_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<u8>> {
+        self.dataset(dataset)?
+            .read_raw_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))
+    }
+
+    fn read_strings(&self, dataset: &str) -> Result<Vec<String>> {
+        self.dataset(dataset)?
+            .read_string()
+            .map_err(|e| self.err(dataset, &e))
+    }
+
+    fn attributes(&self, object: &str) -> Result<BTreeMap<String, String>> {
+        let attrs = if object.is_empty() {
+            self.file.root().attrs()
+        } else if let Ok(ds) = self.file.dataset(object) {
+            ds.attrs()
+        } else {
+            self.group(object)?.attrs()
+        };
+        let attrs = attrs.map_err(|e| self.err(object, &e))?;
+        Ok(attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), attr_text(v)))
+            .collect())
+    }
+}

@@ -1,0 +1,116 @@
+//! Model inputs computed once per data set: the jets padded with the model's beams
+//! (noether-data's batching, so truncation and padding are the data crate's), widened
+//! to f64, turned into the model's input ([`Tagger::input`]: pair invariants and jet
+//! features in f64, cast to the model's dtype on its device once), and cut into batches
+//! by rows.
+
+use candle_core::Tensor;
+use noether_data::{batches, Batch, BatchConfig, Beams, JetSet};
+use noether_equivariant::{PaddedJets, Tagger, TaggerInput};
+
+use crate::error::{Context, Result, TrainError};
+
+/// Jets per chunk while computing inputs (bounds the f64 staging memory).
+const CHUNK: usize = 1024;
+
+/// The data crate's beams for `model`.
+///
+/// # Errors
+/// [`TrainError::Model`] for a model with beams other than none or two (the data crate
+/// prepends exactly two).
+pub fn beams_of(model: &Tagger) -> Result<Beams> {
+    match model.beams() {
+        [] => Ok(Beams::None),
+        [a, b] => Ok(Beams::Prepend([*a, *b])),
+        other => Err(TrainError::Model(Box::new(
+            noether_equivariant::ModelError::BadInput {
+                input: "beams",
+                expected: "none or two beam particles".into(),
+                found: vec![other.len()],
+            },
+        ))),
+    }
+}
+
+/// Batches of `jets` in order, unshuffled, with `model`'s beams.
+///
+/// # Errors
+/// As [`beams_of`].
+pub fn eval_batch_config(model: &Tagger, batch_size: usize, n_max: usize) -> Result<BatchConfig> {
+    Ok(BatchConfig {
+        beams: beams_of(model)?,
+        shuffle: false,
+        ..BatchConfig::new(batch_size, n_max)
+    })
+}
+
+/// The input of one padded batch.
+///
+/// # Errors
+/// Non-finite momenta; tensor errors.
+pub fn batch_input(model: &Tagger, batch: &Batch) -> Result<TaggerInput> {
+    let wide: Vec<f64> = batch.momenta.iter().map(|&x| f64::from(x)).collect();
+    let jets = PaddedJets {
+        momenta: &wide,
+        mask: &batch.mask,
+        jets: batch.batch_size,
+        nodes: batch.particles,
+        beams: model.beams().len(),
+    };
+    Ok(model.input(&jets)?)
+}
+
+/// The input of every jet of `jets` (in order) with `n_max` constituents.
+///
+/// # Errors
+/// Data errors; non-finite momenta; tensor errors.
+pub fn jet_inputs(model: &Tagger, jets: &JetSet, n_max: usize) -> Result<TaggerInput> {
+    let config = eval_batch_config(model, CHUNK, n_max)?;
+    let indices: Vec<usize> = (0..jets.len()).collect();
+    let parts = batches(jets, &indices, &config, 0)?
+        .map(|batch| batch_input(model, &batch))
+        .collect::<Result<Vec<_>>>()?;
+    if parts.is_empty() {
+        let nodes = config.particles();
+        let jets = PaddedJets {
+            momenta: &[],
+            mask: &[],
+            jets: 0,
+            nodes,
+            beams: model.beams().len(),
+        };
+        return Ok(model.input(&jets)?);
+    }
+    Ok(TaggerInput::cat(&parts)?)
+}
+
+/// The rows of a batch (its jets' positions in the set) as an index tensor on the
+/// input's device.
+///
+/// # Errors
+/// Tensor errors.
+pub fn rows(model: &Tagger, batch: &Batch) -> Result<Tensor> {
+    let rows: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
+    Tensor::new(rows.as_slice(), &model.placement().device).context("batch rows")
+}
+
+/// The precomputed input of `batch`'s jets.
+///
+/// # Errors
+/// Rows out of range.
+pub fn select(model: &Tagger, all: &TaggerInput, batch: &Batch) -> Result<TaggerInput> {
+    Ok(all.select(&rows(model, batch)?)?)
+}
+
+/// Logits of one padded batch, its input computed on the spot (for one-off passes; a
+/// training or evaluation loop computes its inputs once with [`jet_inputs`]).
+///
+/// # Errors
+/// Non-finite momenta; model errors.
+pub fn forward_batch(
+    model: &Tagger,
+    batch: &Batch,
+    mode: &mut noether_equivariant::Mode,
+) -> Result<Tensor> {
+    Ok(model.forward_t(&batch_input(model, batch)?, mode)?)
+}
