@@ -263,6 +263,79 @@ fn train_rejects_bad_values_naming_the_key() {
     );
 }
 
+/// A GPU device in a build without its cargo feature fails at once, naming the feature;
+/// a malformed device or dtype is refused by the argument parser.
+#[test]
+fn train_on_a_gpu_without_the_feature_names_the_feature() {
+    let out = std::env::temp_dir().join(format!("noether-cli-cuda-{}", std::process::id()));
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--device",
+        "cuda:0",
+        "--train-jets",
+        "100",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("cuda") && text.contains("feature"), "{text}");
+    assert!(!out.exists(), "nothing may be written before the device check");
+    let (ok, text) = noether(&["train", "--config", "configs/pfn-cpu.toml", "--device", "tpu"]);
+    assert!(!ok);
+    assert!(text.contains("'tpu'") && text.contains("cuda:N"), "{text}");
+    let (ok, text) = noether(&["train", "--config", "configs/pfn-cpu.toml", "--dtype", "f16"]);
+    assert!(!ok);
+    assert!(text.contains("f16"), "{text}");
+}
+
+/// `--device cpu --dtype f64` trains through the same code path and writes an f64
+/// checkpoint that `eval` reproduces.
+#[test]
+fn train_in_f64_then_eval_reproduces_the_auc() {
+    let out = std::env::temp_dir().join(format!("noether-cli-f64-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--device",
+        "cpu",
+        "--dtype",
+        "f64",
+        "--train-jets",
+        "200",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("dtype = \"f64\""), "{config}");
+    let bytes = std::fs::read(out.join("best.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let head = tensors.tensor("head.weight").unwrap();
+    assert_eq!(head.dtype(), safetensors::Dtype::F64);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let (ok, text) = noether(&[
+        "eval",
+        "--checkpoint",
+        out.join("best.safetensors").to_str().unwrap(),
+        "--data",
+        "data/test.h5",
+    ]);
+    assert!(ok, "{text}");
+    let auc = metrics["auc"].as_f64().unwrap();
+    assert!(text.contains(&format!("auc={auc:.4}")), "{auc}: {text}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// `noether finetune` starts from a checkpoint, writes the load report, and leaves
 /// frozen parameters bit-identical.
 #[test]

@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
 use clap::{Args, ValueEnum};
 use noether::data::{JetFile, JetSet};
-use noether::equivariant::{LorentzNet, LorentzNetConfig, LorentzNetInput};
+use noether::equivariant::{
+    inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput,
+};
+use noether::transfer::{load_checkpoint, LoadOptions};
 use noether::train::{
     load_inference_model_on, logits, predict, write_outputs, DeviceSetting, RunDir, RunSummary,
     Scored, TaggingMetrics,
@@ -153,13 +156,30 @@ fn lorentznet_scores(
     jets: &JetSet,
     logits: bool,
 ) -> Result<(Vec<f64>, Vec<u8>), Error> {
-    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let prefixed = tensors.keys().all(|k| k.starts_with("module."));
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    let vb = if prefixed { vb.pp("module") } else { vb };
-    let model = LorentzNet::new(&LorentzNetConfig::default(), &vb)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The one checkpoint loader: `module.` prefix stripped, every parameter required,
+    // shapes checked; the buffers' `num_batches_tracked` counters are not parameters.
+    let varmap = VarMap::new();
+    let config = LorentzNetConfig::default();
+    LorentzNet::new(&config, &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu))?;
+    let options = LoadOptions {
+        strict: true,
+        ..LoadOptions::lenient()
+    };
+    let report = load_checkpoint(path, &varmap, &options)?;
+    if let Some(m) = report.mismatched.first() {
+        return Err(format!(
+            "{}: tensor '{}' has shape {:?}, LorentzNet needs {:?}",
+            path.display(),
+            m.name,
+            m.found,
+            m.expected
+        )
+        .into());
+    }
+    let model = LorentzNet::new(
+        &config,
+        &inference_varbuilder(&varmap, DType::F32, &Device::Cpu),
+    )?;
     let mut all = Vec::with_capacity(jets.len());
     for i in 0..jets.len() {
         let input = LorentzNetInput::single_jet(jets.constituents(i))?;

@@ -68,7 +68,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         remaps,
         strip_module_prefix: true,
         strict: args.strict,
-        optional: Vec::new(),
+        ..LoadOptions::default()
     }
     // Fresh adapters are not expected in a pretrained checkpoint.
     .allow_new_adapters();

@@ -11,6 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, TensorView};
 
+use noether_transfer::{apply_tensors, LoadOptions, TransferError};
+
 use crate::error::{Context, Result, TrainError};
 
 /// What a checkpoint records besides tensors.
@@ -234,7 +236,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 }
 
 /// Copies checkpoint tensors into the model's variables (converted to each variable's
-/// dtype and moved to its device).
+/// dtype and moved to its device), through the one loader of `noether-transfer` with
+/// [`LoadOptions::exact`]: every variable must be present with its shape; optimizer
+/// state is skipped.
 ///
 /// # Errors
 /// [`TrainError::Checkpoint`] naming a missing or mis-shaped tensor.
@@ -243,27 +247,21 @@ pub fn load_weights(
     tensors: &HashMap<String, Tensor>,
     path: &Path,
 ) -> Result<()> {
-    let data = varmap.data().lock().expect("VarMap lock poisoned");
     let bad = |message: String| TrainError::Checkpoint {
         path: path.to_owned(),
         message,
     };
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| bad(format!("tensor '{name}' is missing")))?;
-        if t.dims() != var.dims() {
-            return Err(bad(format!(
-                "tensor '{name}' has shape {:?}, the model needs {:?}",
-                t.dims(),
-                var.dims()
-            )));
+    let report = apply_tensors(tensors, path, varmap, &LoadOptions::exact()).map_err(|e| match e {
+        TransferError::Missing { missing, .. } => {
+            bad(format!("tensor '{}' is missing", missing.join("', '")))
         }
-        let value = t
-            .to_dtype(var.dtype())
-            .and_then(|t| t.to_device(var.device()))
-            .context(name)?;
-        var.set(&value).context(name)?;
+        other => bad(other.to_string()),
+    })?;
+    if let Some(m) = report.mismatched.first() {
+        return Err(bad(format!(
+            "tensor '{}' has shape {:?}, the model needs {:?}",
+            m.name, m.found, m.expected
+        )));
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ mod lora;
 mod remap;
 
 pub use error::{Result, TransferError};
-pub use load::{load_checkpoint, LoadOptions, LoadReport, Mismatch};
+pub use load::{apply_tensors, load_checkpoint, LoadOptions, LoadReport, Mismatch};
 pub use lora::{
     adapters_in, load_adapters, peft_key, save_adapter_tensors, save_adapters, Adapters, LoraConfig,
 };

@@ -4,7 +4,7 @@
 //! burn-store's apply result). candle's own `VarMap::load` fails on the first missing key
 //! and silently ignores extra ones; this loads what matches and says what did not.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -28,6 +28,9 @@ pub struct LoadOptions {
     /// Model parameters the checkpoint need not hold (new LoRA adapters, a replaced
     /// head): loaded when present, otherwise listed as `new`, never as missing.
     pub optional: Vec<regex::Regex>,
+    /// Checkpoint keys that are not model tensors (optimizer state): skipped without
+    /// being reported as unexpected.
+    pub ignore: Vec<regex::Regex>,
 }
 
 impl LoadOptions {
@@ -38,6 +41,16 @@ impl LoadOptions {
         self.optional
             .push(regex::Regex::new(r"\.lora_[AB]\.weight$").expect("a valid regex"));
         self
+    }
+
+    /// noether's own checkpoints: every parameter must be there with its shape
+    /// (`strict`), optimizer state (`optimizer.*`) is skipped.
+    pub fn exact() -> Self {
+        Self {
+            strict: true,
+            ignore: vec![regex::Regex::new(r"^optimizer\.").expect("a valid regex")],
+            ..Self::default()
+        }
     }
 
     /// Lenient loading with the `module.` prefix recognised.
@@ -139,7 +152,8 @@ fn float_dtype(dtype: Dtype) -> Option<DType> {
     }
 }
 
-/// Loads the checkpoint at `path` into the variables of `varmap`.
+/// Loads the checkpoint at `path` into the variables of `varmap` (converted to each
+/// variable's dtype, moved to its device).
 ///
 /// # Errors
 /// [`TransferError::Io`], [`TransferError::Safetensors`] for malformed files (truncated,
@@ -155,26 +169,7 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    let names = file.names();
-    let mut rules = Vec::new();
-    if options.strip_module_prefix
-        && !names.is_empty()
-        && names.iter().all(|n| n.starts_with("module."))
-    {
-        rules.push(Remap::strip_prefix("module."));
-    }
-    rules.extend(options.remaps.iter().cloned());
-    let vars = varmap.data().lock().expect("VarMap lock poisoned");
-    let mut report = LoadReport::default();
-    let mut seen = BTreeSet::new();
-    let mut sorted: Vec<&str> = names.iter().map(|s| &**s).collect();
-    sorted.sort_unstable();
-    for original in sorted {
-        let name = remap_key(&rules, original);
-        let Some(var) = vars.get(&name) else {
-            report.unexpected.push(name);
-            continue;
-        };
+    let fetch = |original: &str| -> Result<(Tensor, String)> {
         let view = file
             .tensor(original)
             .map_err(|e| TransferError::Safetensors {
@@ -188,11 +183,81 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
                 dtype: format!("{:?}", view.dtype()),
             });
         };
-        if view.shape() != var.dims() {
+        let tensor = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+            .map_err(|e| TransferError::Candle {
+                context: format!("{}: tensor '{original}'", path.display()),
+                source: e,
+            })?;
+        Ok((tensor, format!("{:?}", view.dtype())))
+    };
+    apply(&file.names(), fetch, path, varmap, options)
+}
+
+/// Loads tensors already in memory (read from `source`, which errors name) into the
+/// variables of `varmap`, with the same matching, conversion and report as
+/// [`load_checkpoint`]: the one loader behind fine-tuning, resuming and evaluating.
+///
+/// # Errors
+/// [`TransferError::UnsupportedDtype`] for a non-float tensor that maps to a parameter,
+/// [`TransferError::Missing`] under `strict`.
+pub fn apply_tensors(
+    tensors: &HashMap<String, Tensor>,
+    source: &Path,
+    varmap: &VarMap,
+    options: &LoadOptions,
+) -> Result<LoadReport> {
+    let names: Vec<&String> = tensors.keys().collect();
+    let fetch = |original: &str| -> Result<(Tensor, String)> {
+        let tensor = &tensors[original];
+        if !tensor.dtype().is_float() {
+            return Err(TransferError::UnsupportedDtype {
+                path: source.to_owned(),
+                tensor: original.to_owned(),
+                dtype: format!("{:?}", tensor.dtype()),
+            });
+        }
+        Ok((tensor.clone(), format!("{:?}", tensor.dtype())))
+    };
+    apply(&names, fetch, source, varmap, options)
+}
+
+/// Matches the checkpoint's `names` (remapped) to the variables of `varmap`, setting
+/// each from `fetch` (the tensor and its stored dtype's name) and reporting the rest.
+fn apply<S: AsRef<str>>(
+    names: &[S],
+    fetch: impl Fn(&str) -> Result<(Tensor, String)>,
+    path: &Path,
+    varmap: &VarMap,
+    options: &LoadOptions,
+) -> Result<LoadReport> {
+    let mut rules = Vec::new();
+    if options.strip_module_prefix
+        && !names.is_empty()
+        && names.iter().all(|n| n.as_ref().starts_with("module."))
+    {
+        rules.push(Remap::strip_prefix("module."));
+    }
+    rules.extend(options.remaps.iter().cloned());
+    let vars = varmap.data().lock().expect("VarMap lock poisoned");
+    let mut report = LoadReport::default();
+    let mut seen = BTreeSet::new();
+    let mut sorted: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    sorted.sort_unstable();
+    for original in sorted {
+        if options.ignore.iter().any(|r| r.is_match(original)) {
+            continue;
+        }
+        let name = remap_key(&rules, original);
+        let Some(var) = vars.get(&name) else {
+            report.unexpected.push(name);
+            continue;
+        };
+        let (tensor, stored) = fetch(original)?;
+        if tensor.dims() != var.dims() {
             report.mismatched.push(Mismatch {
                 name,
                 expected: var.dims().to_vec(),
-                found: view.shape().to_vec(),
+                found: tensor.dims().to_vec(),
             });
             continue;
         }
@@ -200,14 +265,14 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
             context: format!("{}: tensor '{original}'", path.display()),
             source: e,
         };
-        let tensor = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
-            .and_then(|t| t.to_dtype(var.dtype()))
+        let converted = tensor.dtype() != var.dtype();
+        let tensor = tensor
+            .to_dtype(var.dtype())
+            .and_then(|t| t.to_device(var.device()))
             .map_err(candle)?;
         var.set(&tensor).map_err(candle)?;
-        if dtype != var.dtype() {
-            report
-                .converted
-                .push((name.clone(), format!("{:?}", view.dtype())));
+        if converted {
+            report.converted.push((name.clone(), stored));
         }
         seen.insert(name.clone());
         report.applied.push(name);
