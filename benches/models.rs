@@ -2,8 +2,9 @@
 //! constituents (+ 2 beams), and single-jet inference, for LorentzNet (paper size, 224k
 //! parameters) and PELICAN (default, ~190k, and small, ~12k). Jets from the bundled
 //! test set; seeded random weights; `BENCH_THREADS` threads (default 1). Forward-only
-//! figures use the weights detached (no autograd graph, as `Tagger::for_inference` and
-//! PyTorch's `no_grad`); forward + backward uses the trainable variables.
+//! figures use the weights detached (no autograd graph, as
+//! `noether_train::inference_model` and PyTorch's `no_grad`); forward + backward uses
+//! the trainable variables.
 //!
 //! Run: `cargo bench --bench models`. Criterion reports time per iteration and
 //! jets per second (elements). The side-by-side PyTorch comparison is

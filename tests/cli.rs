@@ -283,11 +283,26 @@ fn train_on_a_gpu_without_the_feature_names_the_feature() {
     ]);
     assert!(!ok, "{text}");
     assert!(text.contains("cuda") && text.contains("feature"), "{text}");
-    assert!(!out.exists(), "nothing may be written before the device check");
-    let (ok, text) = noether(&["train", "--config", "configs/pfn-cpu.toml", "--device", "tpu"]);
+    assert!(
+        !out.exists(),
+        "nothing may be written before the device check"
+    );
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--device",
+        "tpu",
+    ]);
     assert!(!ok);
     assert!(text.contains("'tpu'") && text.contains("cuda:N"), "{text}");
-    let (ok, text) = noether(&["train", "--config", "configs/pfn-cpu.toml", "--dtype", "f16"]);
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--dtype",
+        "f16",
+    ]);
     assert!(!ok);
     assert!(text.contains("f16"), "{text}");
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use noether_examples::{mean_std, seed_cells, workspace_root};
-use noether_train::{train, RunData, RunOptions, TrainConfig};
+use noether_train::{RunDir, TrainConfig, TrainJob};
 use plotters::prelude::*;
 
 // glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
@@ -67,12 +67,11 @@ fn run_one(
     size: usize,
     seed: u64,
 ) -> Result<Option<(f64, f64)>, Box<dyn std::error::Error>> {
-    let out = args.out.join(format!("{model}-n{size}-seed{seed}"));
-    let metrics_path = out.join("metrics.json");
-    if !metrics_path.exists() && args.report_only {
+    let dir = RunDir::new(args.out.join(format!("{model}-n{size}-seed{seed}")));
+    if !dir.is_finished() && args.report_only {
         return Ok(None);
     }
-    if !metrics_path.exists() {
+    if !dir.is_finished() {
         let mut config = TrainConfig::load(
             &workspace_root()
                 .join("configs")
@@ -87,22 +86,11 @@ fn run_one(
         if let Some(e) = args.epochs {
             config.train.epochs = e;
         }
-        let data = RunData::load(&config)?;
-        eprintln!("{model} n={size} seed={seed} -> {}", out.display());
-        let options = RunOptions {
-            out: out.clone(),
-            resume: false,
-            progress: true,
-            stop_after: None,
-            init: None,
-        };
-        train(&config, &data, &options)?;
+        eprintln!("{model} n={size} seed={seed} -> {}", dir.path().display());
+        TrainJob::new(config, dir.path()).run()?;
     }
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics_path)?)?;
-    Ok(Some((
-        m["auc"].as_f64().unwrap_or(f64::NAN),
-        m["rejection_at_0.3"].as_f64().unwrap_or(f64::NAN),
-    )))
+    let m = dir.metrics()?;
+    Ok(Some((m.auc, m.rejection_at_0_3)))
 }
 
 fn summary(results: &Results) -> String {
@@ -190,9 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("SKIPPED: {} is absent", args.data_dir.display());
         return Ok(());
     }
-    noether_equivariant::set_threads(
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-    );
+    noether_equivariant::set_threads(0);
     let mut results = Results::new();
     let mut csv = String::from("model,train_jets,seed,auc,rejection_at_0.3\n");
     for &size in &args.sizes {

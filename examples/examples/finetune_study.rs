@@ -25,8 +25,8 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 use noether_examples::{seed_cells, workspace_root};
 use noether_train::{
-    build_model, inference_model, predict, train, LoraSection, RunData, RunOptions, Scored,
-    TaggingMetrics, TrainConfig,
+    build_model, inference_model, predict, train, LoraSection, RunData, RunDir, RunOptions,
+    RunSummary, Scored, TaggingMetrics, TrainConfig,
 };
 use noether_transfer::{load_checkpoint, LoadOptions};
 
@@ -159,9 +159,8 @@ fn subset_test(data: &mut RunData, n: usize) {
 
 /// Evaluates the official weights without training (once: the result is kept).
 fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Error>> {
-    let out = args.out.join(format!("{}-zeroshot", name(&variant)));
-    let path = out.join("metrics.json");
-    if !path.exists() {
+    let dir = RunDir::new(args.out.join(format!("{}-zeroshot", name(&variant))));
+    if !dir.is_finished() {
         let mut c = config(args, variant, None, 2, 0)?;
         c.data.train_jets = 2;
         c.data.val_jets = 2;
@@ -171,22 +170,32 @@ fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Er
         let report = load_checkpoint(&args.checkpoint, &varmap, &load_options())?;
         eprint!("{report}");
         let model = inference_model(&c, &varmap)?;
-        let (scores, labels, _) = predict(&model, &data.test, c.data.n_max, 64)?;
+        let (scores, labels, test_loss) = predict(&model, &data.test, c.data.n_max, 64)?;
         let m = TaggingMetrics::of(&Scored::new(&scores, &labels, None)?);
-        std::fs::create_dir_all(&out)?;
-        let json = serde_json::json!({"auc": m.auc, "rejection_at_0.3": m.rejection_at_0_3,
-            "acc": m.acc, "test_jets": data.test.len()});
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+        let params = noether_equivariant::parameter_count(&varmap);
+        let summary = RunSummary {
+            model: c.section().to_owned(),
+            acc: m.acc,
+            auc: m.auc,
+            rejection_at_0_3: m.rejection_at_0_3,
+            rejection_at_0_5: m.rejection_at_0_5,
+            test_loss,
+            intervals: std::collections::HashMap::new(),
+            train_jets: 0,
+            test_jets: data.test.len(),
+            params,
+            trainable_params: 0,
+            nonzero_params: params,
+            seconds: 0.0,
+            epochs: 0,
+            best_epoch: 0,
+            start_val_auc: None,
+            data: data.records.clone(),
+        };
+        dir.write_config(&c)?;
+        dir.write_metrics(&summary)?;
     }
     Ok(())
-}
-
-fn read_metrics(path: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-    Ok((
-        m["auc"].as_f64().unwrap_or(f64::NAN),
-        m["rejection_at_0.3"].as_f64().unwrap_or(f64::NAN),
-    ))
 }
 
 /// Trains one arm of the study into its run directory unless it is already finished.
@@ -201,8 +210,7 @@ fn run_one(
     let out = args
         .out
         .join(format!("{}-{arm_name}-n{size}-seed{seed}", name(&variant)));
-    let path = out.join("metrics.json");
-    if !path.exists() {
+    if !RunDir::new(&out).is_finished() {
         let c = config(args, variant, Some(arm), size, seed)?;
         let mut data = RunData::load(&c)?;
         subset_test(&mut data, args.test_jets);
@@ -268,14 +276,11 @@ type GroupKey<'a> = (&'a str, &'a str, usize);
 /// seeds) from every run directory under `out`; returns the summary.
 fn report(out: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let mut runs = BTreeMap::new();
-    for entry in std::fs::read_dir(out)? {
-        let entry = entry?;
-        let metrics = entry.path().join("metrics.json");
-        if let (Some(key), true) = (
-            run_key(&entry.file_name().to_string_lossy()),
-            metrics.exists(),
-        ) {
-            runs.insert(key, read_metrics(&metrics)?);
+    for run in RunDir::list(out)? {
+        let name = run.path().file_name().unwrap_or_default().to_string_lossy();
+        if let (Some(key), true) = (run_key(&name), run.is_finished()) {
+            let m = run.metrics()?;
+            runs.insert(key, (m.auc, m.rejection_at_0_3));
         }
     }
     let mut csv = String::from("variant,arm,train_jets,seed,auc,rejection_at_0.3\n");
@@ -313,9 +318,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
-    noether_equivariant::set_threads(
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-    );
+    noether_equivariant::set_threads(0);
     std::fs::create_dir_all(&args.out)?;
     if !args.report_only {
         for &variant in &args.variants {

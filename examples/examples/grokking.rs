@@ -327,9 +327,7 @@ fn ratio_summary(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     args.validate()?;
-    noether_equivariant::set_threads(
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-    );
+    noether_equivariant::set_threads(0);
     println!(
         "| phase | optimizer | lr | wd | seed | steps to 99% train acc | steps to 95% val acc |"
     );

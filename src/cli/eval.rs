@@ -13,11 +13,11 @@ use noether::data::{JetFile, JetSet};
 use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput,
 };
-use noether::transfer::{load_checkpoint, LoadOptions};
 use noether::train::{
     load_inference_model_on, logits, predict, write_outputs, DeviceSetting, RunDir, RunSummary,
     Scored, TaggingMetrics,
 };
+use noether::transfer::{load_checkpoint, LoadOptions};
 
 /// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -160,7 +160,10 @@ fn lorentznet_scores(
     // shapes checked; the buffers' `num_batches_tracked` counters are not parameters.
     let varmap = VarMap::new();
     let config = LorentzNetConfig::default();
-    LorentzNet::new(&config, &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu))?;
+    LorentzNet::new(
+        &config,
+        &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu),
+    )?;
     let options = LoadOptions {
         strict: true,
         ..LoadOptions::lenient()

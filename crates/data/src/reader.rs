@@ -29,52 +29,52 @@ pub trait H5Reader: Send {
     /// The file's path (for error messages).
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn path(&self) -> &Path;
     /// Names of the datasets directly in `group` (`""` for the root).
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn datasets(&self, group: &str) -> Result<Vec<String>>;
     /// Names of the subgroups directly in `group`.
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn groups(&self, group: &str) -> Result<Vec<String>>;
     /// Shape, type and storage of a dataset.
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn info(&self, dataset: &str) -> Result<DatasetInfo>;
     /// Rows `[start, start + count)` as f32 (converted from any numeric type).
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn read_f32_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f32>>;
     /// Rows as f64.
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn read_f64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f64>>;
     /// Rows as i64 (converted from any integer type).
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn read_i64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<i64>>;
     /// Rows as raw element bytes (for compound datasets).
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn read_raw_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<u8>>;
     /// A whole string dataset.
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn read_strings(&self, dataset: &str) -> Result<Vec<String>>;
     /// The string attributes of an object (dataset or group; `""` for the root);
     /// non-string attributes are rendered as text.
     ///
     /// # Errors
-    /// A [`DataError`] naming the file and the object.
+    /// A [`DataError`](crate::DataError) naming the file and the object.
     fn attributes(&self, object: &str) -> Result<BTreeMap<String, String>>;
 }

@@ -12,37 +12,45 @@
 //! 3. Add one line to the registry in `registry.rs`.
 //!
 //! ```
-//! use candle_core::{Tensor, D};
+//! use candle_core::Tensor;
 //! use candle_nn::{Module, VarBuilder};
 //! use noether_equivariant::{
-//!     Linear, LinearLayers, Mode, ModelInput, PaddedJets, Placement, Result, TaggerModel,
+//!     Context, Linear, LinearLayers, Mode, ModelInput, PaddedJets, Placement, Result,
+//!     TaggerModel,
 //! };
 //!
-//! /// A toy tagger: a linear map of the jet's summed (E, px, py, pz) / 1 TeV.
+//! /// A toy tagger: a linear map of the jet's summed (E, px, py, pz) in TeV.
 //! #[derive(Debug, Clone)]
 //! struct SumTagger { head: Linear, config: () }
 //!
+//! /// Its input: `[jets, 4]`.
 //! #[derive(Debug, Clone)]
 //! struct SumInput(Tensor);
 //!
 //! impl ModelInput for SumInput {
 //!     fn compute(jets: &PaddedJets, place: &Placement) -> Result<Self> {
-//!         let sums: Vec<f64> = (0..jets.jets)
-//!             .flat_map(|b| (0..4).map(move |c| {
-//!                 (0..jets.nodes).map(|i| jets.momenta[(b * jets.nodes + i) * 4 + c]).sum::<f64>() / 1e3
-//!             }))
-//!             .collect();
-//!         let t = Tensor::from_vec(sums, (jets.jets, 4), &place.device).and_then(|t| t.to_dtype(place.dtype));
-//!         Ok(Self(t.map_err(|source| noether_equivariant::ModelError::Candle { context: "sums".into(), source })?))
+//!         let mut sums = vec![0.0; jets.jets * 4];
+//!         for b in 0..jets.jets {
+//!             for i in (0..jets.nodes).filter(|&i| jets.is_real(b, i)) {
+//!                 for (c, x) in jets.node(b, i).iter().enumerate() {
+//!                     sums[b * 4 + c] += x / 1e3;
+//!                 }
+//!             }
+//!         }
+//!         let t = Tensor::from_vec(sums, (jets.jets, 4), &place.device)
+//!             .and_then(|t| t.to_dtype(place.dtype));
+//!         Ok(Self(t.context("sums")?))
 //!     }
 //!     fn select(&self, rows: &Tensor) -> Result<Self> {
-//!         Ok(Self(self.0.index_select(rows, 0).map_err(|source| noether_equivariant::ModelError::Candle { context: "rows".into(), source })?))
+//!         Ok(Self(self.0.index_select(rows, 0).context("rows")?))
 //!     }
 //!     fn cat(parts: &[Self]) -> Result<Self> {
-//!         let t: Vec<Tensor> = parts.iter().map(|p| p.0.clone()).collect();
-//!         Ok(Self(Tensor::cat(&t, 0).map_err(|source| noether_equivariant::ModelError::Candle { context: "cat".into(), source })?))
+//!         let all: Vec<Tensor> = parts.iter().map(|p| p.0.clone()).collect();
+//!         Ok(Self(Tensor::cat(&all, 0).context("cat")?))
 //!     }
-//!     fn len(&self) -> usize { self.0.dims()[0] }
+//!     fn len(&self) -> usize {
+//!         self.0.dims()[0]
+//!     }
 //! }
 //!
 //! impl LinearLayers for SumTagger {
@@ -55,24 +63,34 @@
 //!     type Config = ();
 //!     type Input = SumInput;
 //!     const BEAMS: &'static [[f32; 4]] = &[];
-//!     fn check_config(_: &()) -> Result<()> { Ok(()) }
+//!
+//!     fn check_config(_: &()) -> Result<()> {
+//!         Ok(())
+//!     }
 //!     fn new(_: &(), vb: &VarBuilder) -> Result<Self> {
-//!         let head = Linear::new(4, 2, vb.pp("head"))
-//!             .map_err(|source| noether_equivariant::ModelError::Candle { context: "head".into(), source })?;
+//!         let head = Linear::new(4, 2, vb.pp("head")).context("building head")?;
 //!         Ok(Self { head, config: () })
 //!     }
-//!     fn config(&self) -> &() { &self.config }
-//!     fn forward_t(&self, input: &SumInput, _: &mut Mode) -> Result<Tensor> {
-//!         self.head.forward(&input.0)
-//!             .map_err(|source| noether_equivariant::ModelError::Candle { context: "forward".into(), source })
+//!     fn config(&self) -> &() {
+//!         &self.config
 //!     }
-//!     fn head(_: &()) -> &'static str { r"^head\." }
-//!     fn depth(_: &(), name: &str) -> Option<(usize, usize)> { name.starts_with("head.").then_some((0, 0)) }
+//!     fn forward_t(&self, input: &SumInput, _: &mut Mode) -> Result<Tensor> {
+//!         self.head.forward(&input.0).context("forward")
+//!     }
+//!     fn head(_: &()) -> &'static str {
+//!         r"^head\."
+//!     }
+//!     fn depth(_: &(), name: &str) -> Option<(usize, usize)> {
+//!         name.starts_with("head.").then_some((0, 0))
+//!     }
 //! }
 //!
+//! // Registered, it would be one line in `registry.rs`:
+//! //     Sum("sum"): SumTagger = Option::unwrap_or_default;
 //! let varmap = candle_nn::VarMap::new();
 //! let place = Placement::cpu();
-//! let model = SumTagger::new(&(), &VarBuilder::from_varmap(&varmap, place.dtype, &place.device))?;
+//! let vb = VarBuilder::from_varmap(&varmap, place.dtype, &place.device);
+//! let model = SumTagger::new(&(), &vb)?;
 //! let momenta = [100.0, 30.0, 40.0, 80.0, 50.0, -10.0, 20.0, 40.0];
 //! let jets = PaddedJets { momenta: &momenta, mask: &[1.0, 1.0], jets: 1, nodes: 2, beams: 0 };
 //! let logits = model.forward_t(&SumInput::compute(&jets, &place)?, &mut Mode::Eval)?;

@@ -365,7 +365,8 @@ fn jet_dots(jets: &PaddedJets, b: usize) -> Vec<f64> {
 }
 
 impl ModelInput for PelicanInput {
-    /// The products (in f64, [`jet_dots`]) and labels, cast to the model's dtype once.
+    /// The products (in f64, cancellation-free for constituent pairs) and labels, cast to
+    /// the model's dtype once.
     fn compute(jets: &PaddedJets, place: &Placement) -> Result<Self> {
         let (batch, nodes) = (jets.jets, jets.nodes);
         let mut dots = Vec::with_capacity(batch * nodes * nodes);

@@ -251,12 +251,13 @@ pub fn load_weights(
         path: path.to_owned(),
         message,
     };
-    let report = apply_tensors(tensors, path, varmap, &LoadOptions::exact()).map_err(|e| match e {
-        TransferError::Missing { missing, .. } => {
-            bad(format!("tensor '{}' is missing", missing.join("', '")))
-        }
-        other => bad(other.to_string()),
-    })?;
+    let report =
+        apply_tensors(tensors, path, varmap, &LoadOptions::exact()).map_err(|e| match e {
+            TransferError::Missing { missing, .. } => {
+                bad(format!("tensor '{}' is missing", missing.join("', '")))
+            }
+            other => bad(other.to_string()),
+        })?;
     if let Some(m) = report.mismatched.first() {
         return Err(bad(format!(
             "tensor '{}' has shape {:?}, the model needs {:?}",

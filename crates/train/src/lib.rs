@@ -6,12 +6,18 @@
 //! the tagging metrics ([`Scored`]: accuracy, ROC, AUC, 1/eps_B at eps_S = 0.3 and 0.5,
 //! weighted, with bootstrap intervals), atomic safetensors checkpoints with the config
 //! and RNG state in `__metadata__`, and the loop ([`train`]) that writes a run directory
-//! and resumes bit-identically. For fine-tuning and compression: frozen parameters
-//! detached from autograd ([`Freeze`]), LoRA adapters on the models' linear layers
-//! ([`attach_lora`], `[lora]`), layer-wise learning-rate decay ([`layer_depth`]),
-//! linear probing then fine-tuning, knowledge distillation ([`distillation_loss`],
-//! `[distill]`) and global magnitude pruning ([`magnitude_prune`], `[prune]`), with
-//! [`ModelProfile`] for before/after reports (parameters, sparsity, AUC, latency).
+//! and resumes bit-identically, into a typed run directory ([`RunDir`]: `config.toml`,
+//! `history.csv`, `metrics.json` as [`RunSummary`], checkpoints). Models come from the
+//! registry of `noether-equivariant` ([`build_model`]: the configured device and dtype,
+//! seeded weights); their inputs are computed once per data set ([`jet_inputs`]).
+//! For fine-tuning and compression: frozen parameters detached from autograd
+//! ([`Freeze`]), LoRA adapters on the models' linear layers ([`attach_lora`],
+//! `[lora]`), layer-wise learning-rate decay ([`layer_decay_mult`], from each model's
+//! `TaggerModel::depth`), linear probing then fine-tuning, knowledge distillation
+//! ([`distillation_loss`], `[distill]`) and global magnitude pruning
+//! ([`magnitude_prune`], `[prune]`), with [`ModelProfile`] for before/after reports
+//! (parameters, sparsity, AUC, latency). Checkpoints load through `noether-transfer`'s
+//! one loader ([`load_weights`]).
 //!
 //! ```
 //! use noether_train::Scored;

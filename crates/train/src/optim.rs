@@ -282,16 +282,30 @@ impl Optimizer {
         out
     }
 
-    /// Restores state saved by [`Optimizer::state_tensors`] and the step count.
-    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: usize) {
+    /// Restores state saved by [`Optimizer::state_tensors`] and the step count, on each
+    /// parameter's device and in its dtype (checkpoints are read onto the CPU).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: usize) -> Result<()> {
         for (p, s) in self.params.iter().zip(&mut self.state) {
-            s.first = tensors.get(&format!("optimizer.first.{}", p.name)).cloned();
-            s.second = tensors
-                .get(&format!("optimizer.second.{}", p.name))
-                .cloned();
-            s.third = tensors.get(&format!("optimizer.third.{}", p.name)).cloned();
+            let get = |kind: &str| -> Result<Option<Tensor>> {
+                let key = format!("optimizer.{kind}.{}", p.name);
+                tensors
+                    .get(&key)
+                    .map(|t| {
+                        t.to_dtype(p.var.dtype())
+                            .and_then(|t| t.to_device(p.var.device()))
+                            .context(&key)
+                    })
+                    .transpose()
+            };
+            s.first = get("first")?;
+            s.second = get("second")?;
+            s.third = get("third")?;
         }
         self.steps = steps;
+        Ok(())
     }
 }
 

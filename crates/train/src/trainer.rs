@@ -225,7 +225,7 @@ impl Run<'_> {
         let path = self.dir.last_checkpoint();
         let ckpt = checkpoint::load(&path)?;
         load_weights(&self.varmap, &ckpt.tensors, &path)?;
-        self.optimizer.restore(&ckpt.tensors, ckpt.meta.step);
+        self.optimizer.restore(&ckpt.tensors, ckpt.meta.step)?;
         self.rng = ckpt.meta.restore_rng();
         self.epoch = ckpt.meta.epoch;
         self.best = ckpt.meta.best;

@@ -1,5 +1,5 @@
-//! The inference model (`Tagger::for_inference`, PyTorch's `torch.no_grad()`): the same
-//! logits as the trainable model, no autograd graph, and it follows the trainable
+//! The inference model (`noether_train::inference_model`, PyTorch's `torch.no_grad()`):
+//! the same logits as the trainable model, no autograd graph, and it follows the trainable
 //! model's variables as they change (optimizer steps, checkpoint loads, BatchNorm
 //! statistics).
 
@@ -32,7 +32,7 @@ fn check(config: &TrainConfig) {
             // Fresh adapters are zero; give them a value so that they matter.
             var.set(&(var.as_tensor().ones_like().unwrap() * 0.05).unwrap())
                 .unwrap();
-        } else if !name.contains("running_") {
+        } else if !noether_equivariant::is_buffer(name) {
             var.set(&(var.as_tensor() * 1.01).unwrap()).unwrap();
         }
     }
