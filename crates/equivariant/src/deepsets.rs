@@ -73,16 +73,7 @@ impl FlowInput {
     /// # Errors
     /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
     pub fn from_flat(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Self> {
-        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
-        let jets = PaddedJets {
-            momenta: &wide,
-            mask,
-            jets: batch,
-            nodes,
-            beams: 0,
-        };
-        jets.check()?;
-        Self::compute(&jets, &Placement::cpu())
+        crate::model::cpu_input(momenta, mask, batch, nodes, 0)
     }
 }
 

@@ -91,16 +91,7 @@ impl LorentzNetInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
-        let jets = PaddedJets {
-            momenta: &wide,
-            mask,
-            jets: batch,
-            nodes,
-            beams,
-        };
-        jets.check()?;
-        Self::compute(&jets, &Placement::cpu())
+        crate::model::cpu_input(momenta, mask, batch, nodes, beams)
     }
 
     /// One jet alone (batch of one, no padding) with LorentzNet's beams

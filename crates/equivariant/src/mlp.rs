@@ -108,16 +108,7 @@ impl Mlp {
 /// # Errors
 /// [`ModelError::BadInput`] for wrong lengths, [`ModelError::NonFinite`] for NaN.
 pub fn jet_features(momenta: &[f32], mask: &[f32], batch: usize, nodes: usize) -> Result<Tensor> {
-    let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
-    let jets = PaddedJets {
-        momenta: &wide,
-        mask,
-        jets: batch,
-        nodes,
-        beams: 0,
-    };
-    jets.check()?;
-    Ok(JetFeatures::compute(&jets, &Placement::cpu())?.features)
+    Ok(crate::model::cpu_input::<JetFeatures>(momenta, mask, batch, nodes, 0)?.features)
 }
 
 /// The MLP's input: [`JET_FEATURES`] jet-level features per jet (see [`jet_features`]).

@@ -152,6 +152,38 @@ impl PaddedJets<'_> {
     }
 }
 
+/// The input of flat padded f64 momenta, checked, on the CPU in f32: the convenience
+/// path behind the models' `from_flat` constructors (tests, single jets).
+pub(crate) fn cpu_input_f64<I: ModelInput>(
+    momenta: &[f64],
+    mask: &[f32],
+    jets: usize,
+    nodes: usize,
+    beams: usize,
+) -> Result<I> {
+    let jets = PaddedJets {
+        momenta,
+        mask,
+        jets,
+        nodes,
+        beams,
+    };
+    jets.check()?;
+    I::compute(&jets, &Placement::cpu())
+}
+
+/// [`cpu_input_f64`] of f32 momenta (widened exactly).
+pub(crate) fn cpu_input<I: ModelInput>(
+    momenta: &[f32],
+    mask: &[f32],
+    jets: usize,
+    nodes: usize,
+    beams: usize,
+) -> Result<I> {
+    let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+    cpu_input_f64(&wide, mask, jets, nodes, beams)
+}
+
 /// A model's input for a set of jets, tensors with the jet index first. Computed once
 /// per data set ([`ModelInput::compute`], in f64, cast to the model's dtype once) and
 /// cut into batches by rows ([`ModelInput::select`]).

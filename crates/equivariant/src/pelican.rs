@@ -124,8 +124,7 @@ impl PelicanInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
-        Self::from_flat_f64(&wide, mask, batch, nodes, beams)
+        crate::model::cpu_input(momenta, mask, batch, nodes, beams)
     }
 
     /// From flat padded f64 momenta: the Lorentz-invariant path, since the products are
@@ -140,15 +139,7 @@ impl PelicanInput {
         nodes: usize,
         beams: usize,
     ) -> Result<Self> {
-        let jets = PaddedJets {
-            momenta,
-            mask,
-            jets: batch,
-            nodes,
-            beams,
-        };
-        jets.check()?;
-        Self::compute(&jets, &Placement::cpu())
+        crate::model::cpu_input_f64(momenta, mask, batch, nodes, beams)
     }
 
     /// One jet alone with PELICAN's beams prepended.

@@ -345,13 +345,7 @@ impl Tagger {
     /// # Errors
     /// Only from the tensor backend.
     pub fn merge_adapters(&mut self) -> Result<()> {
-        for (path, layer) in self.linear_layers_mut() {
-            layer.merge().map_err(|source| ModelError::Candle {
-                context: format!("merging {path}"),
-                source,
-            })?;
-        }
-        Ok(())
+        self.each_layer("merging", Linear::merge)
     }
 
     /// Restores the unmerged layers.
@@ -359,9 +353,18 @@ impl Tagger {
     /// # Errors
     /// Only from the tensor backend.
     pub fn unmerge_adapters(&mut self) -> Result<()> {
+        self.each_layer("unmerging", Linear::unmerge)
+    }
+
+    /// Applies `f` to every linear layer, naming the layer (and `doing`) in errors.
+    fn each_layer(
+        &mut self,
+        doing: &str,
+        f: impl Fn(&mut Linear) -> candle_core::Result<()>,
+    ) -> Result<()> {
         for (path, layer) in self.linear_layers_mut() {
-            layer.unmerge().map_err(|source| ModelError::Candle {
-                context: format!("unmerging {path}"),
+            f(layer).map_err(|source| ModelError::Candle {
+                context: format!("{doing} {path}"),
                 source,
             })?;
         }
