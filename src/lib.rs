@@ -17,6 +17,7 @@ pub use noether_dynamics as dynamics;
 pub use noether_equivariant as equivariant;
 pub use noether_kinematics as kinematics;
 pub use noether_scaling as scaling;
+pub use noether_sweep as sweep;
 pub use noether_train as train;
 pub use noether_transfer as transfer;
 

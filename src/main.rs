@@ -60,6 +60,9 @@ enum Command {
     /// Learning-dynamics diagnostics of a checkpoint (Hessian, LLC, paths, balance).
     #[command(subcommand)]
     Diagnose(cli::diagnose::DiagnoseCommand),
+    /// Sweeps of runs: plan once, run locally or as a Slurm job array, collect.
+    #[command(subcommand)]
+    Sweep(cli::sweep::SweepCommand),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Train(args) => cli::train::run(&args)?,
         Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Diagnose(command) => cli::diagnose::run(&command)?,
+        Command::Sweep(command) => cli::sweep::run(&command)?,
         Command::Convert {
             input,
             output,

@@ -5,4 +5,5 @@ pub mod diagnose;
 pub mod eval;
 pub mod finetune;
 pub mod scaling;
+pub mod sweep;
 pub mod train;

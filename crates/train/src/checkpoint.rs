@@ -166,7 +166,34 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMet
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &canonical_header(bytes))
+}
+
+/// The safetensors file `bytes` with its JSON header's keys in sorted order: the
+/// safetensors crate writes the metadata in the iteration order of a `HashMap`, which
+/// differs between processes, so the same weights and metadata gave different bytes.
+/// Reordering keys keeps the header's length, so no offset changes.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    // serde_json's maps are sorted (no `preserve_order`): parsing sorts the keys.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let mut sorted = serde_json::to_vec(&value).expect("a JSON value serialises");
+    if sorted.len() > len {
+        return bytes;
+    }
+    sorted.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&sorted);
+    bytes
 }
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`:

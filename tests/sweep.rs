@@ -1,0 +1,288 @@
+//! `noether sweep` with the local backend on the bundled jets: planning is stable, bad
+//! input is refused at `plan` naming the trial and key, trials run in parallel
+//! processes, a killed trial resumes to the same checkpoint bytes as an uninterrupted
+//! one, a second worker on a running trial is refused, and `collect` writes one row per
+//! trial.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn noether(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_noether"))
+        .args(args)
+        .output()
+        .expect("the noether binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A sweep file over the bundled jets (PFN, 200 validation jets) with `body` appended.
+fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let data = root().join("data");
+    let text = format!(
+        "base = \"{}\"\ndata = \"{}\"\nval_data = \"{}\"\ntest_data = \"{}\"\n{body}",
+        root().join("configs/pfn-cpu.toml").display(),
+        data.join("train.h5").display(),
+        data.join("val.h5").display(),
+        data.join("test.h5").display(),
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const GRID: &str = "[set]\n\"train.epochs\" = 1\n\"data.val_jets\" = 200\n\"train.bootstrap\" = 0\n[axes]\n\"data.train_jets\" = [200, 400]\n\"train.seed\" = [0, 1]\n";
+
+fn ids(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn planning_is_stable_and_adding_an_axis_value_keeps_the_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = sweep_file(tmp.path(), "a.toml", GRID);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (ok, text) = noether(&["sweep", "plan", s(&sweep), "--out", s(&a)]);
+    assert!(ok, "{text}");
+    assert!(text.contains("trials=4"), "{text}");
+    noether(&["sweep", "plan", s(&sweep), "--out", s(&b)]);
+    assert_eq!(ids(&a), ids(&b));
+    let wider = sweep_file(
+        tmp.path(),
+        "c.toml",
+        &GRID.replace("[200, 400]", "[200, 300, 400]"),
+    );
+    let c = tmp.path().join("c");
+    let (ok, text) = noether(&["sweep", "plan", s(&wider), "--out", s(&c)]);
+    assert!(ok && text.contains("trials=6"), "{text}");
+    let wide = ids(&c);
+    assert!(
+        ids(&a).iter().all(|id| wide.contains(id)),
+        "{:?} vs {wide:?}",
+        ids(&a)
+    );
+}
+
+#[test]
+fn bad_sweeps_fail_at_plan_naming_the_trial_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cases = [
+        (
+            "[axes]\n\"optim.lr\" = [1e-3, -1.0]\n",
+            "trial 1 (optim.lr=-1.0)",
+            "optim.lr",
+        ),
+        ("[axes]\n\"train.epoch\" = [1]\n", "trial 0", "epoch"),
+        (
+            "[axes]\n\"train.seed\" = []\n",
+            "axes.\"train.seed\"",
+            "non-empty",
+        ),
+        ("bogus = 1\n", "bogus", "unknown field"),
+        (
+            "[zip]\n\"train.seed\" = [0, 1]\n\"optim.lr\" = [1e-3]\n",
+            "zip.",
+            "values",
+        ),
+        (
+            "[set]\n\"data.test\" = \"missing.h5\"\n",
+            "data.test",
+            "no such file",
+        ),
+    ];
+    for (k, (body, who, what)) in cases.iter().enumerate() {
+        let sweep = sweep_file(tmp.path(), &format!("bad{k}.toml"), body);
+        let (ok, text) = noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
+        assert!(!ok, "{body}: {text}");
+        assert!(text.contains(who) && text.contains(what), "{body}: {text}");
+    }
+    assert!(
+        !out.join("manifest.jsonl").exists(),
+        "nothing planned from a bad sweep"
+    );
+}
+
+#[test]
+fn an_edited_manifest_a_missing_trial_and_a_missing_sbatch_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = sweep_file(tmp.path(), "a.toml", GRID);
+    let out = tmp.path().join("out");
+    assert!(noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]).0);
+    let (ok, text) = noether(&["sweep", "run", s(&out), "--trial", "9"]);
+    assert!(
+        !ok && text.contains("trial 9 does not exist") && text.contains("4 trials"),
+        "{text}"
+    );
+    // sbatch is looked up on the PATH; an empty PATH has none.
+    let empty = tmp.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_noether"))
+        .args(["sweep", "submit", s(&out), "--scheduler", "slurm"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && text.contains("sbatch") && text.contains("PATH"),
+        "{text}"
+    );
+    let manifest = out.join("manifest.jsonl");
+    let edited = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("train_jets = 200", "train_jets = 201");
+    std::fs::write(&manifest, edited).unwrap();
+    let (ok, text) = noether(&["sweep", "run", s(&out), "--trial", "0"]);
+    assert!(!ok && text.contains("edited after planning"), "{text}");
+}
+
+#[test]
+fn local_sweep_runs_in_parallel_and_collects_one_row_per_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = sweep_file(tmp.path(), "a.toml", GRID);
+    let out = tmp.path().join("out");
+    assert!(noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]).0);
+    let (ok, text) = noether(&[
+        "sweep",
+        "submit",
+        s(&out),
+        "--scheduler",
+        "local",
+        "--parallel",
+        "2",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("finished=4 failed=0"), "{text}");
+    let (ok, text) = noether(&["sweep", "status", s(&out)]);
+    assert!(ok && text.contains("done=4 running=0"), "{text}");
+    let (ok, text) = noether(&["sweep", "collect", s(&out)]);
+    assert!(ok && text.contains("rows=4"), "{text}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for column in [
+        "trial",
+        "data.train_jets",
+        "train.seed",
+        "auc",
+        "rejection_at_0.3",
+        "test_loss",
+        "train_seconds",
+    ] {
+        assert!(header.contains(&column), "{column} missing: {header:?}");
+    }
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4);
+    let jets = header.iter().position(|h| *h == "data.train_jets").unwrap();
+    let train_jets = header.iter().position(|h| *h == "train_jets").unwrap();
+    for row in &rows {
+        assert_eq!(row[jets], row[train_jets], "{row:?}");
+    }
+    // A second submission finds nothing to do.
+    let (ok, text) = noether(&["sweep", "submit", s(&out), "--scheduler", "local"]);
+    assert!(ok && text.contains("finished=0 failed=0"), "{text}");
+}
+
+/// Waits until `path` exists (bounded).
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_trial_resumes_to_the_bytes_of_an_uninterrupted_one_and_is_locked_while_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "[set]\n\"train.epochs\" = 30\n\"data.val_jets\" = 100\n\"data.train_jets\" = 200\n\"train.bootstrap\" = 0\n[axes]\n\"train.seed\" = [3]\n";
+    let sweep = sweep_file(tmp.path(), "long.toml", body);
+    let (killed, clean) = (tmp.path().join("killed"), tmp.path().join("clean"));
+    for dir in [&killed, &clean] {
+        assert!(noether(&["sweep", "plan", s(&sweep), "--out", s(dir)]).0);
+    }
+    let id = ids(&killed)[0].clone();
+    let run = killed.join("runs").join(&id);
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_noether"))
+        .args([
+            "sweep",
+            "run",
+            s(&killed),
+            "--trial",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&run.join("last.safetensors"));
+    let (ok, text) = noether(&["sweep", "run", s(&killed), "--trial", "0"]);
+    assert!(
+        !ok && text.contains("already running") && text.contains(".lock"),
+        "{text}"
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(
+        !run.join("metrics.json").exists(),
+        "the trial finished before it was killed"
+    );
+    let (ok, text) = noether(&["sweep", "status", s(&killed)]);
+    assert!(ok && text.contains("interrupted=1"), "{text}");
+    let (ok, text) = noether(&[
+        "sweep",
+        "run",
+        s(&killed),
+        "--trial",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    assert!(ok && text.contains("finished (resumed)"), "{text}");
+    let (ok, text) = noether(&[
+        "sweep",
+        "run",
+        s(&clean),
+        "--trial",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    assert!(ok && text.contains("trial 0: finished"), "{text}");
+    let best =
+        |dir: &Path| std::fs::read(dir.join("runs").join(&id).join("best.safetensors")).unwrap();
+    assert!(
+        best(&killed) == best(&clean),
+        "resumed and uninterrupted best checkpoints differ"
+    );
+    let (ok, text) = noether(&["sweep", "run", s(&killed), "--trial", "0"]);
+    assert!(ok && text.contains("skipped"), "{text}");
+}
