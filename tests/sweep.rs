@@ -286,3 +286,31 @@ fn a_killed_trial_resumes_to_the_bytes_of_an_uninterrupted_one_and_is_locked_whi
     let (ok, text) = noether(&["sweep", "run", s(&killed), "--trial", "0"]);
     assert!(ok && text.contains("skipped"), "{text}");
 }
+
+#[test]
+fn the_shipped_sweep_files_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, text) = noether(&[
+        "sweep",
+        "plan",
+        s(&root().join("sweeps/smoke.toml")),
+        "--out",
+        s(&tmp.path().join("smoke")),
+    ]);
+    assert!(ok && text.contains("trials=4"), "{text}");
+    if !root()
+        .join("../shared/data/toptag-pythia/train.h5")
+        .exists()
+    {
+        eprintln!("SKIPPED: ../shared/data/toptag-pythia is absent (sweeps/data_limited.toml)");
+        return;
+    }
+    let (ok, text) = noether(&[
+        "sweep",
+        "plan",
+        s(&root().join("sweeps/data_limited.toml")),
+        "--out",
+        s(&tmp.path().join("data_limited")),
+    ]);
+    assert!(ok && text.contains("trials=48"), "{text}");
+}

@@ -82,7 +82,27 @@ pub fn is_locked(run: &RunDir) -> bool {
     let Ok(file) = File::open(lock_path(run)) else {
         return false;
     };
-    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    // A shared lock: two `status` calls do not block each other.
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+/// Takes the trial's lock, retrying for a second: `status` holds it for an instant
+/// while it looks whether a worker runs the trial.
+fn take_lock(file: &File, lock: &Path, trial: usize) -> Result<()> {
+    for attempt in 0..10 {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if attempt < 9 => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(e)) => return Err(io(lock)(e)),
+        }
+    }
+    Err(SweepError::Locked {
+        trial,
+        lock: lock.to_owned(),
+    })
 }
 
 /// `a` and `b` up to the thread count, which a worker may choose.
@@ -108,11 +128,7 @@ pub fn run(dir: &Path, index: usize, threads: Option<usize>, progress: bool) -> 
     run.create()?;
     let lock = lock_path(&run);
     let file = File::create(&lock).map_err(io(&lock))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(SweepError::Locked { trial: index, lock }),
-        Err(TryLockError::Error(e)) => return Err(io(&lock)(e)),
-    }
+    take_lock(&file, &lock, index)?;
     if run.is_finished() {
         return Ok(Outcome::Skipped);
     }
