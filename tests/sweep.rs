@@ -305,12 +305,73 @@ fn the_shipped_sweep_files_plan() {
         eprintln!("SKIPPED: ../shared/data/toptag-pythia is absent (sweeps/data_limited.toml)");
         return;
     }
+    for (file, trials) in [
+        ("data_limited", 48),
+        ("finetune_study", 24),
+        ("finetune_study_masses", 6),
+    ] {
+        let (ok, text) = noether(&[
+            "sweep",
+            "plan",
+            s(&root().join(format!("sweeps/{file}.toml"))),
+            "--out",
+            s(&tmp.path().join(file)),
+        ]);
+        assert!(
+            ok && text.contains(&format!("trials={trials}")),
+            "{file}: {text}"
+        );
+    }
+}
+
+/// A fine-tuning trial: `[init]` loads a checkpoint before the first epoch and writes
+/// the load report; a missing checkpoint fails at `plan`, naming `init.from`.
+#[test]
+fn a_sweep_fine_tunes_from_a_checkpoint_through_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pretrain = sweep_file(
+        tmp.path(),
+        "pre.toml",
+        &GRID.replace("[200, 400]", "[200]").replace("[0, 1]", "[0]"),
+    );
+    let pre = tmp.path().join("pre");
+    assert!(noether(&["sweep", "plan", s(&pretrain), "--out", s(&pre)]).0);
+    let (ok, text) = noether(&["sweep", "run", s(&pre), "--trial", "0", "--quiet"]);
+    assert!(ok, "{text}");
+    let checkpoint = pre
+        .join("runs")
+        .join(&ids(&pre)[0])
+        .join("best.safetensors");
+    let body = format!(
+        "[set]\n\"train.epochs\" = 1\n\"data.val_jets\" = 200\n\"init.from\" = \"{}\"\n[axes]\n\"train.seed\" = [5]\n",
+        checkpoint.display()
+    );
+    let finetune = sweep_file(tmp.path(), "ft.toml", &body);
+    let ft = tmp.path().join("ft");
+    assert!(noether(&["sweep", "plan", s(&finetune), "--out", s(&ft)]).0);
+    let (ok, text) = noether(&["sweep", "run", s(&ft), "--trial", "0", "--quiet"]);
+    assert!(ok && text.contains("load report: "), "{text}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ft.join("runs").join(&ids(&ft)[0]).join("load_report.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(report["applied"].as_array().unwrap().len() >= 6, "{report}");
+    assert!(report["missing"].as_array().unwrap().is_empty(), "{report}");
+    let missing = sweep_file(
+        tmp.path(),
+        "bad.toml",
+        &body.replace("best.safetensors", "nope.safetensors"),
+    );
     let (ok, text) = noether(&[
         "sweep",
         "plan",
-        s(&root().join("sweeps/data_limited.toml")),
+        s(&missing),
         "--out",
-        s(&tmp.path().join("data_limited")),
+        s(&tmp.path().join("bad")),
     ]);
-    assert!(ok && text.contains("trials=48"), "{text}");
+    assert!(
+        !ok && text.contains("init.from") && text.contains("no such file"),
+        "{text}"
+    );
 }

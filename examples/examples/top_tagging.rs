@@ -23,7 +23,7 @@ fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error:
     let root = workspace_root();
     let path = root.join("configs").join(config_file);
     let mut config = TrainConfig::load(&path)?;
-    config.data.relative_to(&root);
+    config.relative_to(&root);
     if quick {
         config.train.epochs = 1;
     }

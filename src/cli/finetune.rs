@@ -2,12 +2,11 @@
 //! PyTorch state dict), with key remapping, a load report and frozen parameters.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use clap::Args;
-use noether::train::{checkpoint, train, LoraSection, RunData, RunOptions, TrainConfig};
+use noether::train::{checkpoint, InitConfig, LoraSection, RunData, TrainConfig, TrainJob};
 use noether_transfer::{
-    adapters_in, load_checkpoint, save_adapter_tensors, LoadOptions, LoadReport, LoraConfig, Remap,
+    adapters_in, load_checkpoint, save_adapter_tensors, LoadOptions, LoraConfig, Remap,
 };
 
 use super::train::TrainArgs;
@@ -58,50 +57,28 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(spec) => Some(lora_section(spec, &mut config)?),
         None => None,
     };
-    config.validate()?;
-    let remaps = args
-        .remaps
-        .iter()
-        .map(|r| Remap::parse(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let options = LoadOptions {
-        remaps,
-        strip_module_prefix: true,
+    config.init = Some(InitConfig {
+        from: args.from.clone(),
+        remaps: args.remaps.clone(),
         strict: args.strict,
-        ..LoadOptions::default()
-    }
-    // Fresh adapters are not expected in a pretrained checkpoint.
-    .allow_new_adapters();
+    });
+    config.validate()?;
     noether::equivariant::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.common.out_dir(&config);
-    let profile_options = options.clone();
-    let report: Arc<Mutex<Option<LoadReport>>> = Arc::default();
-    let (from, sink) = (args.from.clone(), Arc::clone(&report));
-    let init = Arc::new(move |varmap: &candle_nn::VarMap| {
-        let r = load_checkpoint(&from, varmap, &options).map_err(|e| e.to_string())?;
-        eprint!("{r}");
-        *sink.lock().expect("report lock") = Some(r);
-        Ok(())
-    });
-    let options = RunOptions {
-        out: out.clone(),
+    let job = TrainJob {
         resume: args.common.resume,
         progress: !args.common.quiet,
-        stop_after: None,
-        init: Some(init),
+        ..TrainJob::new(config.clone(), &out)
     };
-    let summary = train(&config, &data, &options)?.ok_or("run stopped early")?;
-    if let Some(r) = report.lock().expect("report lock").as_ref() {
-        std::fs::write(out.join("load_report.json"), r.to_json())?;
-    }
+    let summary = job.run_on(&data)?;
     if let Some(lora) = lora {
         export_adapters(&out, &lora)?;
     }
     if config.prune.is_some() || config.distill.is_some() {
         let before = match &config.distill {
             Some(d) => noether::train::profile_checkpoint(&d.teacher, &data.test)?,
-            None => pretrained_profile(&config, &args.from, &profile_options, &data)?,
+            None => pretrained_profile(&config, &data)?,
         };
         super::compress::report(&out, &summary, &data.test, Some(&before))?;
     }
@@ -146,11 +123,9 @@ fn export_adapters(
     Ok(())
 }
 
-/// The pretrained model as loaded, before pruning and fine-tuning.
+/// The pretrained model as loaded (`[init]`), before pruning and fine-tuning.
 fn pretrained_profile(
     config: &TrainConfig,
-    from: &std::path::Path,
-    options: &LoadOptions,
     data: &RunData,
 ) -> Result<noether::train::ModelProfile, Box<dyn std::error::Error>> {
     let base = TrainConfig {
@@ -159,8 +134,24 @@ fn pretrained_profile(
         distill: None,
         ..config.clone()
     };
+    let init = base
+        .init
+        .as_ref()
+        .ok_or("no [init] checkpoint to profile")?;
     let (_, varmap) = noether::train::build_model(&base, base.train.seed)?;
-    load_checkpoint(from, &varmap, options)?;
+    let remaps = init
+        .remaps
+        .iter()
+        .map(|r| Remap::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = LoadOptions {
+        remaps,
+        strip_module_prefix: true,
+        strict: init.strict,
+        ..LoadOptions::default()
+    }
+    .allow_new_adapters();
+    load_checkpoint(&init.from, &varmap, &options)?;
     let model = noether::train::inference_model(&base, &varmap)?;
     Ok(noether::train::profile(
         &model,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{io, Result, SweepError};
-use crate::manifest::Trial;
+use crate::manifest::{fnv1a, Trial};
 
 /// A sweep file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -149,14 +149,6 @@ fn trial_id(resolved: &str) -> String {
     format!("{:016x}", fnv1a(resolved.as_bytes()))
 }
 
-/// FNV-1a, 64 bit: a hash fixed by definition (the manifest's check and trial ids must
-/// not change with the toolchain).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// `key=value` pairs, joined by commas.
 pub fn describe(settings: &BTreeMap<String, toml::Value>) -> String {
     settings
@@ -164,6 +156,23 @@ pub fn describe(settings: &BTreeMap<String, toml::Value>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The first file the config names that does not exist, with its key.
+fn missing_file(config: &noether_train::TrainConfig) -> Option<(&'static str, PathBuf)> {
+    let mut files = vec![
+        ("data.train", config.data.train.clone()),
+        ("data.val", config.data.val.clone()),
+        ("data.test", config.data.test.clone()),
+    ];
+    files.extend(config.init.as_ref().map(|i| ("init.from", i.from.clone())));
+    files.extend(
+        config
+            .distill
+            .as_ref()
+            .map(|d| ("distill.teacher", d.teacher.clone())),
+    );
+    files.into_iter().find(|(_, f)| !f.is_file())
 }
 
 /// Plans the sweep in `sweep_file`: every trial resolved and validated, in order.
@@ -234,24 +243,14 @@ pub fn plan(sweep_file: &Path) -> Result<Vec<Trial>> {
         };
         let mut config =
             noether_train::TrainConfig::from_toml(&as_written, &path).map_err(trial_error)?;
-        config.data.relative_to(&root);
-        for (key, file) in [
-            ("data.train", &config.data.train),
-            ("data.val", &config.data.val),
-            ("data.test", &config.data.test),
-        ] {
-            if !file.is_file() {
-                return Err(SweepError::Trial {
-                    trial: index,
-                    settings: describe(&settings),
-                    source: Box::new(noether_train::TrainError::InvalidConfig {
-                        key: key.to_owned(),
-                        value: file.display().to_string(),
-                        reason: "no such file".into(),
-                    }),
-                });
-            }
-        }
+        config.relative_to(&root);
+        missing_file(&config).map_or(Ok(()), |(key, file)| {
+            Err(trial_error(noether_train::TrainError::InvalidConfig {
+                key: key.to_owned(),
+                value: file.display().to_string(),
+                reason: "no such file".into(),
+            }))
+        })?;
         let id = trial_id(&as_written);
         trials.push(Trial {
             trial: index,
@@ -306,12 +305,5 @@ mod tests {
         assert!(t["pfn"]["phi_sizes"].is_array());
         let e = set_dotted(&mut t, "model.x", toml::Value::Integer(1)).unwrap_err();
         assert!(e.contains("'model' is not a table"), "{e}");
-    }
-
-    #[test]
-    fn fnv1a_matches_its_published_test_vectors() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

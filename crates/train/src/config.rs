@@ -68,10 +68,15 @@ impl DataConfig {
     /// working directory).
     pub fn relative_to(&mut self, root: &Path) {
         for path in [&mut self.train, &mut self.val, &mut self.test] {
-            if path.is_relative() {
-                *path = root.join(&*path);
-            }
+            rebase(path, root);
         }
+    }
+}
+
+/// `root.join(path)` for a relative `path`.
+fn rebase(path: &mut PathBuf, root: &Path) {
+    if path.is_relative() {
+        *path = root.join(&*path);
     }
 }
 
@@ -351,6 +356,23 @@ fn default_prune_targets() -> String {
     r"\.weight$".into()
 }
 
+/// Initial weights from a pretrained checkpoint (`noether finetune --from`): any
+/// safetensors file, loaded through `noether-transfer`'s loader before the first epoch
+/// (not when resuming), its report written to `load_report.json`. New LoRA adapters are
+/// never expected in it; a `module.` prefix is recognised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// The checkpoint.
+    pub from: PathBuf,
+    /// Key renames `FROM=TO` (FROM a regex), applied in order.
+    #[serde(default)]
+    pub remaps: Vec<String>,
+    /// Fail when a model parameter is missing from the checkpoint.
+    #[serde(default)]
+    pub strict: bool,
+}
+
 /// A whole run's configuration: `model = "<name>"` with the model's own section
 /// `[<name>]` (any registered [`ModelKind`]; its defaults when absent) and the tables
 /// below. Every table denies unknown keys; a section for a model other than the one
@@ -373,6 +395,8 @@ pub struct TrainConfig {
     pub distill: Option<DistillConfig>,
     /// Magnitude pruning.
     pub prune: Option<PruneConfig>,
+    /// Initial weights from a pretrained checkpoint (fine-tuning).
+    pub init: Option<InitConfig>,
 }
 
 /// The tables of a run config besides the model's.
@@ -393,6 +417,8 @@ struct Tables {
     distill: Option<DistillConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prune: Option<PruneConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init: Option<InitConfig>,
 }
 
 impl TrainConfig {
@@ -411,6 +437,7 @@ impl TrainConfig {
             lora: t.lora,
             distill: t.distill,
             prune: t.prune,
+            init: t.init,
         }
     }
 
@@ -503,6 +530,7 @@ impl TrainConfig {
             lora: self.lora.clone(),
             distill: self.distill.clone(),
             prune: self.prune.clone(),
+            init: self.init.clone(),
         };
         let mut table = toml::Table::try_from(&tables).expect("tables serialise");
         let name = self.model.kind().name();
@@ -615,6 +643,12 @@ impl TrainConfig {
 
     /// Checks the fine-tuning and compression settings.
     fn validate_transfer(&self) -> Result<()> {
+        if let Some(init) = &self.init {
+            for (k, r) in init.remaps.iter().enumerate() {
+                noether_transfer::Remap::parse(r)
+                    .map_err(|e| invalid(&format!("init.remaps[{k}]"), r, &e.to_string()))?;
+            }
+        }
         let o = &self.optim;
         if !(o.snr_alpha.is_finite() && o.snr_alpha >= 0.0) {
             return Err(invalid(
@@ -695,6 +729,18 @@ impl TrainConfig {
             self.train.device,
             self.train.dtype,
         )?)
+    }
+
+    /// Joins every relative file path of the config (data files, the initial
+    /// checkpoint, the teacher) onto `root`.
+    pub fn relative_to(&mut self, root: &Path) {
+        self.data.relative_to(root);
+        if let Some(init) = &mut self.init {
+            rebase(&mut init.from, root);
+        }
+        if let Some(distill) = &mut self.distill {
+            rebase(&mut distill.teacher, root);
+        }
     }
 
     /// The TOML section name of the model (its registry name).

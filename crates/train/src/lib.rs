@@ -51,8 +51,8 @@ mod trainer;
 pub use adapt::{attach_lora, is_adapter, layer_decay_mult, Freeze};
 pub use checkpoint::load_weights;
 pub use config::{
-    DataConfig, DistillConfig, LoopConfig, LoraSection, OptimConfig, OptimizerName, ParamGroup,
-    PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
+    DataConfig, DistillConfig, InitConfig, LoopConfig, LoraSection, OptimConfig, OptimizerName,
+    ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
 };
 pub use error::{Result, TrainError};
 pub use evaluate::{logits, predict, predict_inputs};

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adapt::Freeze;
 use crate::checkpoint::{self, load_weights, weights, CheckpointMeta};
-use crate::config::{DistillConfig, TrainConfig};
+use crate::config::{DistillConfig, InitConfig, TrainConfig};
 use crate::error::{invalid, Context, Result, TrainError};
 use crate::evaluate::{logits, predict_inputs};
 use crate::inputs::{beams_of, jet_inputs, select};
@@ -30,6 +30,7 @@ use crate::optim::{add_gradients, parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 use crate::record::{DataRecord, EpochRecord, RunDir, RunSummary};
 use crate::schedule::lr_factor;
+use noether_transfer::{load_checkpoint, LoadOptions, Remap};
 
 /// The jets of a run.
 #[derive(Debug, Clone)]
@@ -156,6 +157,35 @@ impl std::fmt::Debug for RunOptions {
             .field("init", &self.init.as_ref().map(|_| "hook"))
             .finish()
     }
+}
+
+/// Loads the initial weights of `[init]` into `varmap` and writes the load report
+/// (`load_report.json`; also printed, as it says what did not load).
+fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
+    let remaps = init
+        .remaps
+        .iter()
+        .map(|r| Remap::parse(r))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| invalid("init.remaps", init.remaps.join(" "), &e.to_string()))?;
+    let options = LoadOptions {
+        remaps,
+        strip_module_prefix: true,
+        strict: init.strict,
+        ..LoadOptions::default()
+    }
+    // Fresh adapters are not expected in a pretrained checkpoint.
+    .allow_new_adapters();
+    let report =
+        load_checkpoint(&init.from, varmap, &options).map_err(|e| TrainError::Checkpoint {
+            path: init.from.clone(),
+            message: e.to_string(),
+        })?;
+    eprint!("{report}");
+    checkpoint::write_atomically(
+        &dir.path().join("load_report.json"),
+        report.to_json().as_bytes(),
+    )
 }
 
 /// The teacher's logits on every training jet (indexed like the set), from a noether
@@ -434,6 +464,8 @@ pub fn train(
     };
     if options.resume {
         run.resume()?;
+    } else if let Some(init) = &config.init {
+        load_init(init, &run.varmap, &run.dir)?;
     } else if let Some(init) = &options.init {
         init(&run.varmap).map_err(|message| TrainError::Checkpoint {
             path: options.out.clone(),
