@@ -71,6 +71,25 @@ fn wait_done(dir: &Path, done: usize, limit: Duration) -> String {
     }
 }
 
+/// Waits (bounded) until `squeue` no longer lists `job`.
+fn wait_gone(job: &str) {
+    let start = Instant::now();
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", job])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "job {job} did not end"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn job_id(submit_output: &str) -> String {
     submit_output
         .split_whitespace()
@@ -158,21 +177,7 @@ fn a_cancelled_task_resumes_after_resubmission_to_an_uninterrupted_runs_bytes() 
         .status()
         .unwrap()
         .success());
-    let start = Instant::now();
-    loop {
-        let q = Command::new("squeue")
-            .args(["-h", "-j", &job])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the job did not end after scancel"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_gone(&job);
     assert!(
         !run.join("metrics.json").exists(),
         "the trial finished before it was cancelled"
@@ -190,6 +195,8 @@ fn a_cancelled_task_resumes_after_resubmission_to_an_uninterrupted_runs_bytes() 
     ]);
     assert!(ok, "{text}");
     wait_done(&cancelled, 1, Duration::from_secs(600));
+    // The worker prints its last line after metrics.json exists: wait for the task to end.
+    wait_gone(&job_id(&text));
     let log = std::fs::read_dir(cancelled.join("logs"))
         .unwrap()
         .flatten()
