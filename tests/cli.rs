@@ -643,3 +643,102 @@ fn diagnose_writes_hessian_path_balance_and_llc() {
     assert!(!ok && text.contains("/no/such.safetensors"), "{text}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `noether train` into `out` with `extra` flags (PFN, 200 jets, quiet).
+fn train_into(out: &std::path::Path, epochs: &str, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--train-jets",
+        "200",
+        "--epochs",
+        epochs,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    noether(&args)
+}
+
+/// A run directory is never silently clobbered: a second run into it is refused unless
+/// `--force`; `--resume` with another learning rate is refused naming the key and leaves
+/// `config.toml` as it was; temporary files a killed writer left are removed.
+#[test]
+fn a_run_directory_is_not_clobbered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, text) = train_into(&out, "1", &[]);
+    assert!(ok, "{text}");
+    let (ok, text) = train_into(&out, "1", &["--lr", "0.01"]);
+    assert!(
+        !ok && text.contains("holds a run") && text.contains("--force"),
+        "{text}"
+    );
+    let config = std::fs::read(out.join("config.toml")).unwrap();
+    let (ok, text) = train_into(&out, "2", &["--resume", "--lr", "0.01"]);
+    assert!(!ok && text.contains("optim.lr 0.002 -> 0.01"), "{text}");
+    assert_eq!(
+        std::fs::read(out.join("config.toml")).unwrap(),
+        config,
+        "a refused --resume rewrote config.toml"
+    );
+    // More epochs and other threads are fine on --resume.
+    let stale = out.join(".metrics.json.tmp-999999");
+    std::fs::write(&stale, b"partial").unwrap();
+    let (ok, text) = train_into(&out, "2", &["--resume", "--threads", "1"]);
+    assert!(ok, "{text}");
+    assert!(
+        !stale.exists(),
+        "the stale temporary file survived the next start"
+    );
+    let (ok, text) = train_into(&out, "1", &["--lr", "0.01", "--force"]);
+    assert!(ok, "{text}");
+    assert!(
+        String::from_utf8(std::fs::read(out.join("config.toml")).unwrap())
+            .unwrap()
+            .contains("lr = 0.01")
+    );
+}
+
+/// Two processes on the same `--out`: the second refuses, naming the lock.
+#[test]
+fn a_second_process_on_the_same_run_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_noether"))
+        .args([
+            "train",
+            "--config",
+            "configs/pfn-cpu.toml",
+            "--train-jets",
+            "200",
+            "--epochs",
+            "200",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !out.join("config.toml").exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, text) = train_into(&out, "1", &["--force"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        !ok && text.contains("another process is running") && text.contains(".lock"),
+        "{text}"
+    );
+}

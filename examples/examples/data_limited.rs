@@ -87,7 +87,12 @@ fn run_one(
             config.train.epochs = e;
         }
         eprintln!("{model} n={size} seed={seed} -> {}", dir.path().display());
-        TrainJob::new(config, dir.path()).run()?;
+        // An unfinished trial starts again from scratch.
+        let job = TrainJob {
+            force: true,
+            ..TrainJob::new(config, dir.path())
+        };
+        job.run()?;
     }
     let m = dir.metrics()?;
     Ok(Some((m.auc, m.rejection_at_0_3)))

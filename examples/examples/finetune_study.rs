@@ -234,6 +234,8 @@ fn run_one(
             progress: true,
             stop_after: None,
             init,
+            // An unfinished arm starts again from scratch.
+            force: true,
         };
         train(&c, &data, &options)?;
     }

@@ -29,7 +29,12 @@ fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error:
     }
     let out = root.join(default_run_dir(Path::new(config_file), config.train.seed));
     eprintln!("training {config_file} -> {}", out.display());
-    Ok(TrainJob::new(config, out).run()?)
+    // Running the main job again replaces its own run directories.
+    let job = TrainJob {
+        force: true,
+        ..TrainJob::new(config, out)
+    };
+    Ok(job.run()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

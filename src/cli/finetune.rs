@@ -69,6 +69,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     let job = TrainJob {
         resume: args.common.resume,
         progress: !args.common.quiet,
+        force: args.common.force,
         ..TrainJob::new(config.clone(), &out)
     };
     let summary = job.run_on(&data)?;

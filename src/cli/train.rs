@@ -18,6 +18,8 @@ pub fn parse_precision(text: &str) -> Result<Precision, String> {
 }
 
 /// Arguments of `train` (flags override the config file).
+// Command-line switches are bools by nature.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// The run configuration (see `configs/`).
@@ -68,6 +70,10 @@ pub struct TrainArgs {
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Overwrite the run in `--out`, or resume it with changed settings (refused
+    /// otherwise, naming what would change).
+    #[arg(long)]
+    pub force: bool,
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
@@ -149,6 +155,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let job = TrainJob {
         resume: args.resume,
         progress: !args.quiet,
+        force: args.force,
         ..TrainJob::new(config.clone(), &out)
     };
     let summary = job.run_on(&data)?;

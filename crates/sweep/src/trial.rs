@@ -56,7 +56,8 @@ pub fn run_dir(dir: &Path, trial: &Trial) -> RunDir {
 }
 
 fn lock_path(run: &RunDir) -> PathBuf {
-    run.path().join(".lock")
+    // Not the run directory's own `.lock`, which the training loop takes inside.
+    run.path().join("trial.lock")
 }
 
 fn record_path(run: &RunDir) -> PathBuf {

@@ -39,6 +39,14 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// A run directory cannot take this run without losing or misdescribing another.
+    #[error("run directory {path}: {message}")]
+    RunDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        message: String,
+    },
     /// A run-directory file (`metrics.json`, `history.csv`) is malformed.
     #[error("run record {path}: {message}")]
     Record {

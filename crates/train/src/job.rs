@@ -19,6 +19,8 @@ pub struct TrainJob {
     pub resume: bool,
     /// Progress bar and per-epoch lines on stderr.
     pub progress: bool,
+    /// Overwrite a run directory that holds another run, or resume with changed settings.
+    pub force: bool,
 }
 
 impl TrainJob {
@@ -29,6 +31,7 @@ impl TrainJob {
             out: out.into(),
             resume: false,
             progress: true,
+            force: false,
         }
     }
 
@@ -53,6 +56,7 @@ impl TrainJob {
             progress: self.progress,
             stop_after: None,
             init: None,
+            force: self.force,
         };
         train(&self.config, data, &options)?.ok_or_else(|| TrainError::Checkpoint {
             path: self.out.clone(),

@@ -124,6 +124,60 @@ pub struct RunSummary {
     pub data: Vec<DataRecord>,
 }
 
+/// The settings a resumed run may change: where and how fast it runs, how long, and how
+/// its test metrics are bootstrapped. Anything else would make `config.toml` claim the
+/// whole run used settings it did not.
+const RESUMABLE_CHANGES: [&str; 5] = [
+    "train.threads",
+    "train.device",
+    "train.epochs",
+    "train.bootstrap",
+    "train.eval_batch_size",
+];
+
+/// The dotted keys whose values differ between two configs, with both values.
+fn differences(old: &TrainConfig, new: &TrainConfig) -> Vec<String> {
+    fn flatten(
+        prefix: &str,
+        value: &toml::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.to_string());
+            }
+        }
+    }
+    let table = |c: &TrainConfig| {
+        let mut out = std::collections::BTreeMap::new();
+        let value: toml::Value = c
+            .to_toml()
+            .parse::<toml::Table>()
+            .map_or(toml::Value::Boolean(false), toml::Value::Table);
+        flatten("", &value, &mut out);
+        out
+    };
+    let (a, b) = (table(old), table(new));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k) && !RESUMABLE_CHANGES.contains(&k.as_str()))
+        .map(|k| {
+            let show = |v: Option<&String>| v.map_or_else(|| "(absent)".to_owned(), Clone::clone);
+            format!("{k} {} -> {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
 /// A run directory: where its files are and how each is written and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -169,6 +223,107 @@ impl RunDir {
     /// `history.json`: the epochs so far, beside `last.safetensors` for resuming.
     pub fn resume_history_path(&self) -> PathBuf {
         self.path.join("history.json")
+    }
+
+    /// Whether the directory holds (part of) a run: a checkpoint or metrics.
+    pub fn holds_run(&self) -> bool {
+        self.best_checkpoint().is_file()
+            || self.last_checkpoint().is_file()
+            || self.metrics_path().is_file()
+    }
+
+    /// Makes the directory ready for a run of `config`, refusing to clobber another:
+    /// removes temporary files that killed writers left (`.<name>.tmp-<pid>`; the run's
+    /// lock guarantees no writer is alive); without `resume`, a directory holding a run is
+    /// refused unless `force` (which then removes that run's files); with `resume`, a run
+    /// made with other settings (beyond threads, device, epochs, bootstrap, evaluation
+    /// batch) is refused unless `force`, naming every changed key. Nothing is written.
+    ///
+    /// # Errors
+    /// [`TrainError::RunDirectory`]; I/O errors.
+    pub fn prepare(&self, config: &TrainConfig, resume: bool, force: bool) -> Result<()> {
+        self.create()?;
+        self.remove_temporaries()?;
+        let refuse = |message: String| TrainError::RunDirectory {
+            path: self.path.clone(),
+            message,
+        };
+        if resume {
+            if !self.last_checkpoint().is_file() {
+                return Err(refuse("there is no last.safetensors to resume from".into()));
+            }
+            if self.config_path().is_file() && !force {
+                let changed = differences(&self.config()?, config);
+                if !changed.is_empty() {
+                    return Err(refuse(format!(
+                        "--resume with settings this run was not made with: {}; resume with the run's own config.toml, or pass --force",
+                        changed.join(", ")
+                    )));
+                }
+            }
+        } else if self.holds_run() {
+            if !force {
+                return Err(refuse(
+                    "holds a run (checkpoints or metrics.json): continue it with --resume, choose another --out, or pass --force to overwrite it".into(),
+                ));
+            }
+            for file in [
+                self.best_checkpoint(),
+                self.last_checkpoint(),
+                self.metrics_path(),
+                self.history_path(),
+                self.resume_history_path(),
+            ] {
+                if file.is_file() {
+                    std::fs::remove_file(&file).map_err(|source| TrainError::Io {
+                        path: file.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `.<name>.tmp-<pid>` files (atomic writes that a killed process left).
+    fn remove_temporaries(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.path).map_err(|source| TrainError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|source| TrainError::Io { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the run's lock (`.lock`, an OS file lock released when the process ends):
+    /// one process per run directory.
+    ///
+    /// # Errors
+    /// [`TrainError::RunDirectory`] naming the lock when another process holds it.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        self.create()?;
+        let path = self.path.join(".lock");
+        let file = std::fs::File::create(&path).map_err(|source| TrainError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::RunDirectory {
+                path: self.path.clone(),
+                message: format!(
+                    "another process is running in it ({} is locked)",
+                    path.display()
+                ),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(TrainError::Io { path, source }),
+        }
     }
 
     /// Whether the run finished (its `metrics.json` exists).

@@ -145,6 +145,9 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// Initial weights (fine-tuning); ignored when resuming.
     pub init: Option<InitHook>,
+    /// Overwrite a directory that holds another run, or resume with changed settings
+    /// (`--force`); refused otherwise ([`RunDir::prepare`]).
+    pub force: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -155,6 +158,7 @@ impl std::fmt::Debug for RunOptions {
             .field("progress", &self.progress)
             .field("stop_after", &self.stop_after)
             .field("init", &self.init.as_ref().map(|_| "hook"))
+            .field("force", &self.force)
             .finish()
     }
 }
@@ -438,7 +442,8 @@ pub fn train(
     config.validate()?;
     let start = Instant::now();
     let dir = RunDir::new(&options.out);
-    dir.write_config(config)?;
+    let _lock = dir.lock()?;
+    dir.prepare(config, options.resume, options.force)?;
     let (model, varmap) = build_model(config, config.train.seed)?;
     let inference = inference_model(config, &varmap)?;
     let optimizer = Optimizer::new(parameters(&varmap, config)?, &config.optim);
@@ -472,6 +477,8 @@ pub fn train(
             message: format!("initialising the model: {message}"),
         })?;
     }
+    // Only once the run can start: a failed --resume leaves config.toml as it was.
+    run.dir.write_config(config)?;
     if let Some(prune) = &config.prune {
         let freeze = Freeze::new(config)?;
         run.masks = Some(if options.resume {

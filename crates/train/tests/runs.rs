@@ -142,11 +142,13 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     diverging.optim.lr = 1e30;
     diverging.optim.grad_clip = 0.0;
     diverging.optim.name = noether_train::OptimizerName::Sgd;
+    // A changed learning rate on --resume needs --force (it would misdescribe the run).
     let err = train(
         &diverging,
         &data,
         &RunOptions {
             resume: true,
+            force: true,
             ..options(dir.path())
         },
     )
