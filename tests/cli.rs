@@ -1,16 +1,10 @@
 //! The `noether` binary's command-line contract.
 
-use std::process::Command;
+mod common;
 
-fn noether(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_noether"))
-        .args(args)
-        .output()
-        .expect("the noether binary runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
+use common::noether;
+
+use std::process::Command;
 
 #[test]
 fn help_lists_subcommands() {

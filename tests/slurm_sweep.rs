@@ -6,6 +6,10 @@
 //! `slurm-wlm` and `munge`) and `NOETHER_SLURM_TESTS=1`, which `.ci/run` sets after
 //! starting it. Without the variable the tests say so and pass.
 
+mod common;
+
+use common::{noether, s, sweep_file};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,36 +24,9 @@ fn enabled() -> bool {
     on
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn noether(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_noether"))
-        .args(args)
-        .output()
-        .expect("the noether binary runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Plans a PFN sweep over the bundled jets with `body` into `dir/out`.
 fn plan(dir: &Path, body: &str) -> PathBuf {
-    let data = root().join("data");
-    let text = format!(
-        "base = \"{}\"\ndata = \"{}\"\nval_data = \"{}\"\ntest_data = \"{}\"\n{body}",
-        root().join("configs/pfn-cpu.toml").display(),
-        data.join("train.h5").display(),
-        data.join("val.h5").display(),
-        data.join("test.h5").display(),
-    );
-    let sweep = dir.join("sweep.toml");
-    std::fs::write(&sweep, text).unwrap();
+    let sweep = sweep_file(dir, "sweep.toml", body);
     let out = dir.join("out");
     let (ok, text) = noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
     assert!(ok, "{text}");

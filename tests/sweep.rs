@@ -4,38 +4,13 @@
 //! one, a second worker on a running trial is refused, and `collect` writes one row per
 //! trial.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{noether, root, s, sweep_file};
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn noether(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_noether"))
-        .args(args)
-        .output()
-        .expect("the noether binary runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-/// A sweep file over the bundled jets (PFN, 200 validation jets) with `body` appended.
-fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let data = root().join("data");
-    let text = format!(
-        "base = \"{}\"\ndata = \"{}\"\nval_data = \"{}\"\ntest_data = \"{}\"\n{body}",
-        root().join("configs/pfn-cpu.toml").display(),
-        data.join("train.h5").display(),
-        data.join("val.h5").display(),
-        data.join("test.h5").display(),
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 const GRID: &str = "[set]\n\"train.epochs\" = 1\n\"data.val_jets\" = 200\n\"train.bootstrap\" = 0\n[axes]\n\"data.train_jets\" = [200, 400]\n\"train.seed\" = [0, 1]\n";
 
@@ -50,10 +25,6 @@ fn ids(dir: &Path) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use noether::train::{checkpoint, InitConfig, LoraSection, RunData, TrainConfig, TrainJob};
-use noether_transfer::{
-    adapters_in, load_checkpoint, save_adapter_tensors, LoadOptions, LoraConfig, Remap,
-};
+use noether_transfer::{adapters_in, load_checkpoint, save_adapter_tensors, LoraConfig};
 
 use super::train::TrainArgs;
 
@@ -140,18 +138,7 @@ fn pretrained_profile(
         .as_ref()
         .ok_or("no [init] checkpoint to profile")?;
     let (_, varmap) = noether::train::build_model(&base, base.train.seed)?;
-    let remaps = init
-        .remaps
-        .iter()
-        .map(|r| Remap::parse(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let options = LoadOptions {
-        remaps,
-        strip_module_prefix: true,
-        strict: init.strict,
-        ..LoadOptions::default()
-    }
-    .allow_new_adapters();
+    let options = init.load_options()?;
     load_checkpoint(&init.from, &varmap, &options)?;
     let model = noether::train::inference_model(&base, &varmap)?;
     Ok(noether::train::profile(

@@ -373,6 +373,32 @@ pub struct InitConfig {
     pub strict: bool,
 }
 
+impl InitConfig {
+    /// How the checkpoint is loaded: the remaps, `strict`, a `module.` prefix recognised,
+    /// new LoRA adapters allowed (a pretrained checkpoint has none).
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming a remap that does not parse.
+    pub fn load_options(&self) -> Result<noether_transfer::LoadOptions> {
+        let remaps = self
+            .remaps
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                noether_transfer::Remap::parse(r)
+                    .map_err(|e| invalid(&format!("init.remaps[{k}]"), r, &e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(noether_transfer::LoadOptions {
+            remaps,
+            strip_module_prefix: true,
+            strict: self.strict,
+            ..noether_transfer::LoadOptions::default()
+        }
+        .allow_new_adapters())
+    }
+}
+
 /// A whole run's configuration: `model = "<name>"` with the model's own section
 /// `[<name>]` (any registered [`ModelKind`]; its defaults when absent) and the tables
 /// below. Every table denies unknown keys; a section for a model other than the one
@@ -644,10 +670,7 @@ impl TrainConfig {
     /// Checks the fine-tuning and compression settings.
     fn validate_transfer(&self) -> Result<()> {
         if let Some(init) = &self.init {
-            for (k, r) in init.remaps.iter().enumerate() {
-                noether_transfer::Remap::parse(r)
-                    .map_err(|e| invalid(&format!("init.remaps[{k}]"), r, &e.to_string()))?;
-            }
+            init.load_options()?;
         }
         let o = &self.optim;
         if !(o.snr_alpha.is_finite() && o.snr_alpha >= 0.0) {

@@ -30,7 +30,7 @@ use crate::optim::{add_gradients, parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
 use crate::record::{DataRecord, EpochRecord, RunDir, RunSummary};
 use crate::schedule::lr_factor;
-use noether_transfer::{load_checkpoint, LoadOptions, Remap};
+use noether_transfer::load_checkpoint;
 
 /// The jets of a run.
 #[derive(Debug, Clone)]
@@ -166,20 +166,7 @@ impl std::fmt::Debug for RunOptions {
 /// Loads the initial weights of `[init]` into `varmap` and writes the load report
 /// (`load_report.json`; also printed, as it says what did not load).
 fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
-    let remaps = init
-        .remaps
-        .iter()
-        .map(|r| Remap::parse(r))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| invalid("init.remaps", init.remaps.join(" "), &e.to_string()))?;
-    let options = LoadOptions {
-        remaps,
-        strip_module_prefix: true,
-        strict: init.strict,
-        ..LoadOptions::default()
-    }
-    // Fresh adapters are not expected in a pretrained checkpoint.
-    .allow_new_adapters();
+    let options = init.load_options()?;
     let report =
         load_checkpoint(&init.from, varmap, &options).map_err(|e| TrainError::Checkpoint {
             path: init.from.clone(),
