@@ -11,8 +11,8 @@ use candle_core::{Tensor, Var};
 use noether_data::{batches, JetSet};
 use noether_equivariant::{Mode, TaggerInput};
 use noether_train::{
-    cross_entropy, eval_batch_config, jet_inputs, load_model_on, parameters, DeviceSetting, Result,
-    Tagger, TrainError,
+    cross_entropy, eval_batch_config, jet_inputs, load_model_on, parameters, select, DeviceSetting,
+    Result, Tagger, TrainError,
 };
 
 use crate::objective::Objective;
@@ -131,10 +131,7 @@ impl TaggerObjective {
         let layout = self.layout();
         let mut total = 0.0;
         for b in batches(&self.jets, indices, &config, 0)? {
-            let rows: Vec<u32> = b.indices.iter().map(|&i| i as u32).collect();
-            let rows = Tensor::new(rows.as_slice(), &self.model.placement().device)
-                .map_err(context("rows"))?;
-            let input = self.inputs.select(&rows)?;
+            let input = select(&self.model, &self.inputs, &b)?;
             let logits = self.model.forward_t(&input, &mut Mode::Eval)?;
             let loss = cross_entropy(&logits, &b.labels, &b.weights)?;
             let share = b.batch_size as f64 / indices.len().max(1) as f64;

@@ -6,7 +6,7 @@ use noether_data::JetSet;
 use noether_equivariant::{Mode, Tagger, TaggerInput};
 
 use crate::error::{Context, Result};
-use crate::inputs::jet_inputs;
+use crate::inputs::{jet_inputs, row_indices};
 use crate::loss::{cross_entropy, scalar, signal_scores};
 
 /// The logits of consecutive slices of `batch_size` jets, with their row range.
@@ -18,8 +18,7 @@ fn slices<'a>(
     let n = inputs.len();
     (0..n).step_by(batch_size.max(1)).map(move |start| {
         let range = start..(start + batch_size).min(n);
-        let rows: Vec<u32> = range.clone().map(|i| i as u32).collect();
-        let rows = Tensor::new(rows.as_slice(), &model.placement().device).context("batch rows")?;
+        let rows = row_indices(range.clone(), &model.placement().device)?;
         let logits = model.forward_t(&inputs.select(&rows)?, &mut Mode::Eval)?;
         Ok((range, logits))
     })

@@ -84,14 +84,16 @@ pub fn jet_inputs(model: &Tagger, jets: &JetSet, n_max: usize) -> Result<TaggerI
     Ok(TaggerInput::cat(&parts)?)
 }
 
-/// The rows of a batch (its jets' positions in the set) as an index tensor on the
-/// input's device.
+/// Jet positions as the `u32` index tensor `index_select` takes, on `device`.
 ///
 /// # Errors
 /// Tensor errors.
-pub fn rows(model: &Tagger, batch: &Batch) -> Result<Tensor> {
-    let rows: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
-    Tensor::new(rows.as_slice(), &model.placement().device).context("batch rows")
+pub fn row_indices(
+    rows: impl IntoIterator<Item = usize>,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let rows: Vec<u32> = rows.into_iter().map(|i| i as u32).collect();
+    Tensor::new(rows.as_slice(), device).context("batch rows")
 }
 
 /// The precomputed input of `batch`'s jets.
@@ -99,7 +101,8 @@ pub fn rows(model: &Tagger, batch: &Batch) -> Result<Tensor> {
 /// # Errors
 /// Rows out of range.
 pub fn select(model: &Tagger, all: &TaggerInput, batch: &Batch) -> Result<TaggerInput> {
-    Ok(all.select(&rows(model, batch)?)?)
+    let rows = row_indices(batch.indices.iter().copied(), &model.placement().device)?;
+    Ok(all.select(&rows)?)
 }
 
 /// Logits of one padded batch, its input computed on the spot (for one-off passes; a

@@ -56,7 +56,9 @@ pub use config::{
 };
 pub use error::{Result, TrainError};
 pub use evaluate::{logits, predict, predict_inputs};
-pub use inputs::{batch_input, beams_of, eval_batch_config, forward_batch, jet_inputs};
+pub use inputs::{
+    batch_input, beams_of, eval_batch_config, forward_batch, jet_inputs, row_indices, select,
+};
 pub use job::{default_run_dir, TrainJob};
 pub use loss::{cross_entropy, distillation_loss, signal_scores};
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};

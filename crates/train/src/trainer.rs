@@ -22,7 +22,7 @@ use crate::checkpoint::{self, load_weights, weights, CheckpointMeta};
 use crate::config::{DistillConfig, InitConfig, TrainConfig};
 use crate::error::{invalid, Context, Result, TrainError};
 use crate::evaluate::{logits, predict_inputs};
-use crate::inputs::{beams_of, jet_inputs, select};
+use crate::inputs::{beams_of, jet_inputs, row_indices, select};
 use crate::loss::{cross_entropy, distillation_loss, scalar};
 use crate::metrics::{bootstrap, Scored, TaggingMetrics};
 use crate::model::{build_model, inference_model, load_inference_model};
@@ -382,8 +382,7 @@ impl Run<'_> {
     fn loss(&self, logits: &Tensor, batch: &noether_data::Batch) -> Result<Tensor> {
         match (&self.teacher, &self.config.distill) {
             (Some(all), Some(d)) => {
-                let rows: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
-                let rows = Tensor::new(rows.as_slice(), all.device()).context("indices")?;
+                let rows = row_indices(batch.indices.iter().copied(), all.device())?;
                 let teacher = all.index_select(&rows, 0).context("teacher logits")?;
                 distillation_loss(
                     logits,
