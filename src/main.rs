@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+use cli::output::{note, say, StdoutError};
+
 /// A caching allocator: candle allocates a fresh buffer per tensor operation, and glibc
 /// serves multi-megabyte edge tensors with mmap, paying page faults and zeroing each time
 /// (LorentzNet batch forward measured 2.09 s -> 0.50 s without that churn).
@@ -71,13 +73,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`noether ... | head`) is not an error.
         Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+            if e.downcast_ref::<StdoutError>()
+                .is_some_and(StdoutError::is_closed_pipe) =>
         {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -85,8 +87,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Version => println!("noether {}", noether::VERSION),
-        Command::Inspect { file } => println!("{}", data::inspect(&file)?),
+        Command::Version => say!("noether {}", noether::VERSION)?,
+        Command::Inspect { file } => say!("{}", data::inspect(&file)?)?,
         Command::Scaling(command) => cli::scaling::run(command)?,
         Command::Eval(args) => cli::eval::run(&args)?,
         Command::Train(args) => cli::train::run(&args)?,
@@ -114,8 +116,8 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 input.display()
             );
             data::write_ragged(&output, &jets, &source)?;
-            println!("{report}");
-            println!("wrote {} jets to {}", jets.len(), output.display());
+            say!("{report}")?;
+            say!("wrote {} jets to {}", jets.len(), output.display())?;
         }
     }
     Ok(())

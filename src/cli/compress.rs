@@ -5,6 +5,7 @@ use std::path::Path;
 
 use noether::data::JetSet;
 use noether::train::{load_inference_model, single_jet_latency_ms, ModelProfile, RunSummary};
+use crate::cli::output::say;
 
 /// The profile of a finished run's best checkpoint: counts and metrics from `summary`
 /// (measured on the best weights), the latency measured here.
@@ -41,14 +42,14 @@ pub fn report(
         serde_json::to_string_pretty(&json)?,
     )?;
     let line = |name: &str, p: &ModelProfile| {
-        println!(
+        say!(
             "{name}: params={} nonzero={} sparsity={:.3} auc={:.4} rejection_at_0.3={:.1} latency_ms={:.2}",
             p.params, p.nonzero_params, p.sparsity, p.auc, p.rejection_at_0_3, p.latency_ms
-        );
+        )
     };
     if let Some(b) = before {
-        line("before", b);
+        line("before", b)?;
     }
-    line("after", &after);
+    line("after", &after)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use noether::dynamics::path::{
 use noether::dynamics::{Objective, TaggerObjective};
 use plotters::prelude::*;
 use serde_json::json;
+use crate::cli::output::say;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -135,7 +136,7 @@ fn out_dir(common: &Common, kind: &str) -> Result<PathBuf, Error> {
 fn write_json(out: &Path, name: &str, value: &serde_json::Value) -> Result<(), Error> {
     let path = out.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(value)?)?;
-    println!("wrote {}", path.display());
+    say!("wrote {}", path.display())?;
     Ok(())
 }
 
@@ -215,13 +216,13 @@ fn hessian(
     let trace = hutchinson_trace(&obj, &w, trace_samples, common.seed)?;
     let density = slq_density(&obj, &w, steps, probes, common.seed)?;
     let eigenvalues: Vec<f64> = top.iter().map(|p| p.value).collect();
-    println!(
+    say!(
         "params={} jets={} top_eigenvalues={eigenvalues:?} trace={:.4} +- {:.4}",
         obj.dim(),
         obj.n_samples(),
         trace.trace,
         trace.std_error
-    );
+    )?;
     let out = out_dir(common, "hessian")?;
     write_json(
         &out,
@@ -272,7 +273,7 @@ fn density_svg(path: &Path, nodes: &[f64], weights: &[f64]) -> Result<(), Error>
         BLUE.stroke_width(2),
     ))?;
     root.present()?;
-    println!("wrote {}", path.display());
+    say!("wrote {}", path.display())?;
     Ok(())
 }
 
@@ -281,13 +282,13 @@ fn llc(common: &Common, config: &SgldConfig) -> Result<(), Error> {
         TaggerObjective::from_checkpoint_on(&common.checkpoint, jets(common)?, common.device)?;
     let w = obj.parameters()?;
     let est = estimate_llc(&obj, &w, config)?;
-    println!(
+    say!(
         "lambda_hat={:.3} std={:.3} n_beta={:.1} chains={}",
         est.lambda_hat,
         est.std,
         est.n_beta,
         est.per_chain.len()
-    );
+    )?;
     let out = out_dir(common, "llc")?;
     write_json(
         &out,
@@ -332,7 +333,7 @@ fn path(
         "linear": straight.iter().map(|p| json!({"t": p.t, "loss": p.loss, "lambda_max": p.lambda_max})).collect::<Vec<_>>(),
         "linear_barrier": barrier(&straight),
     });
-    println!("linear_barrier={:.5}", barrier(&straight));
+    say!("linear_barrier={:.5}", barrier(&straight))?;
     let mut curves = vec![("linear", straight)];
     if bezier_steps > 0 {
         let curve = train_bezier(
@@ -347,7 +348,7 @@ fn path(
             },
         )?;
         let bent = profile(&obj, &|t| curve.point(t), points, what)?;
-        println!("bezier_barrier={:.5}", barrier(&bent));
+        say!("bezier_barrier={:.5}", barrier(&bent))?;
         result["bezier"] = json!(bent
             .iter()
             .map(|p| json!({"t": p.t, "loss": p.loss, "lambda_max": p.lambda_max}))
@@ -410,7 +411,7 @@ fn line_plot(
     }
     chart.configure_series_labels().border_style(BLACK).draw()?;
     root.present()?;
-    println!("wrote {}", svg.display());
+    say!("wrote {}", svg.display())?;
     Ok(())
 }
 
@@ -428,7 +429,7 @@ fn balance(common: &Common) -> Result<(), Error> {
             |(name, r)| json!({"name": name, "weight_sq": sq(&w[r.clone()]), "grad_sq": sq(&g[r])}),
         )
         .collect();
-    println!("loss={loss:.5} tensors={}", layers.len());
+    say!("loss={loss:.5} tensors={}", layers.len())?;
     let out = out_dir(common, "balance")?;
     write_json(
         &out,

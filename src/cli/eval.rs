@@ -3,7 +3,6 @@
 //! prefix recognised) are evaluated one jet at a time, as the reference code does.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -18,6 +17,7 @@ use noether::train::{
     Scored, TaggingMetrics,
 };
 use noether::transfer::{load_checkpoint, LoadOptions};
+use crate::cli::output::{note, say};
 
 /// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,7 +63,16 @@ type Error = Box<dyn std::error::Error>;
 /// rejection_at_0.5=..`, or the logits with `--print-logits`.
 pub fn run(args: &EvalArgs) -> Result<(), Error> {
     noether::equivariant::set_threads(args.threads);
-    let (mut jets, _) = JetFile::open(&args.data)?.read_all()?;
+    let (mut jets, report) = JetFile::open(&args.data)?.read_all()?;
+    if !report.skipped_empty.is_empty() {
+        note!(
+            "{}: skipped {} jets without constituents (rows {})",
+            args.data.display(),
+            report.skipped_empty.len(),
+            noether::data::row_list(&report.skipped_empty)
+        );
+    }
+    let rows = report.kept_rows();
     if args.massless {
         jets.make_massless();
     }
@@ -73,24 +82,25 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         .ok()
         .and_then(|(_, h)| h.metadata().as_ref().map(|m| m.contains_key("config")))
         .unwrap_or(false);
+    let print = args.print_logits;
     let (scores, labels) = if is_noether {
-        noether_scores(&args.checkpoint, &jets, args.print_logits, args.device)?
+        noether_scores(&args.checkpoint, &jets, print.then_some(&rows[..]), args.device)?
     } else {
-        lorentznet_scores(&args.checkpoint, &jets, args.print_logits)?
+        lorentznet_scores(&args.checkpoint, &jets, print.then_some(&rows[..]))?
     };
     if args.print_logits {
         return Ok(());
     }
     let scored = Scored::new(&scores, &labels, None)?;
     let m = TaggingMetrics::of(&scored);
-    println!(
+    say!(
         "jets={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1}",
         jets.len(),
         m.acc,
         m.auc,
         m.rejection_at_0_3,
         m.rejection_at_0_5
-    );
+    )?;
     if let Some(out) = &args.out {
         let summary = RunSummary {
             model: "checkpoint".into(),
@@ -116,29 +126,29 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn print_logits(logits: &[Vec<f32>]) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    for (i, l) in logits.iter().enumerate() {
+/// One line per jet, named by its row in the input file (`rows`, one per jet).
+fn print_logits(logits: &[Vec<f32>], rows: &[usize]) -> Result<(), Error> {
+    for (row, l) in rows.iter().zip(logits) {
         let text: Vec<String> = l.iter().map(ToString::to_string).collect();
-        writeln!(out, "jet {i} logits {}", text.join(" "))?;
+        say!("jet {row} logits {}", text.join(" "))?;
     }
     Ok(())
 }
 
 /// A noether checkpoint: config from the metadata, batched evaluation (one jet per
-/// batch for `--print-logits`).
+/// batch when printing the logits of the jets of file rows `print`).
 fn noether_scores(
     path: &Path,
     jets: &JetSet,
-    print: bool,
+    print: Option<&[usize]>,
     device: Option<DeviceSetting>,
 ) -> Result<(Vec<f64>, Vec<u8>), Error> {
     let (model, _, config) = load_inference_model_on(path, device)?;
-    if print {
+    if let Some(rows) = print {
         let all = logits(&model, jets, config.data.n_max, 1)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()?;
-        print_logits(&all)?;
+        print_logits(&all, rows)?;
         return Ok((Vec::new(), Vec::new()));
     }
     let (scores, labels, _) = predict(
@@ -154,7 +164,7 @@ fn noether_scores(
 fn lorentznet_scores(
     path: &Path,
     jets: &JetSet,
-    logits: bool,
+    print: Option<&[usize]>,
 ) -> Result<(Vec<f64>, Vec<u8>), Error> {
     // The one checkpoint loader: `module.` prefix stripped, every parameter required,
     // shapes checked; the buffers' `num_batches_tracked` counters are not parameters.
@@ -188,8 +198,8 @@ fn lorentznet_scores(
         let input = LorentzNetInput::single_jet(jets.constituents(i))?;
         all.push(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?);
     }
-    if logits {
-        print_logits(&all)?;
+    if let Some(rows) = print {
+        print_logits(&all, rows)?;
         return Ok((Vec::new(), Vec::new()));
     }
     let scores = all

@@ -8,6 +8,7 @@ use noether::train::{checkpoint, InitConfig, LoraSection, RunData, TrainConfig, 
 use noether_transfer::{adapters_in, load_checkpoint, save_adapter_tensors, LoraConfig};
 
 use super::train::TrainArgs;
+use crate::cli::output::note;
 
 /// Arguments of `finetune`: those of `train`, plus where the weights come from.
 #[derive(Debug, Args)]
@@ -81,7 +82,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         super::compress::report(&out, &summary, &data.test, Some(&before))?;
     }
-    super::train::print_summary(&summary, &out);
+    super::train::print_summary(&summary, &out)?;
     Ok(())
 }
 
@@ -114,7 +115,7 @@ fn export_adapters(
     let adapters = adapters_in(&best.tensors);
     let dir = out.join("adapter");
     save_adapter_tensors(&dir, lora, &adapters)?;
-    eprintln!(
+    note!(
         "wrote {} LoRA adapters to {}",
         adapters.len(),
         dir.display()

@@ -8,6 +8,7 @@ use noether::scaling::{
     ColumnMap, DataConstrained, FitConfig, FitResult, Kaplan, Loss, PowerLaw, Runs, ScalingLaw,
 };
 use serde_json::{json, Map, Value};
+use crate::cli::output::say;
 
 /// Scaling-law subcommands.
 #[derive(Debug, Subcommand)]
@@ -125,7 +126,7 @@ pub fn run(command: ScalingCommand) -> Result<(), Box<dyn std::error::Error>> {
         ScalingCommand::Fit(args) => run_fit(&args)?,
         ScalingCommand::Allocate(args) => run_allocate(&args)?,
     };
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    say!("{}", serde_json::to_string_pretty(&value)?)?;
     Ok(())
 }
 
@@ -140,9 +141,9 @@ fn load_runs(args: &FitArgs) -> Result<Runs, Box<dyn std::error::Error>> {
     let mut runs = Runs::from_csv(&args.runs, &map)?;
     if args.scale != 1.0 {
         runs = runs
-            .scaled("N", args.scale)
-            .scaled("D", args.scale)
-            .scaled("U", args.scale);
+            .scaled("N", args.scale)?
+            .scaled("D", args.scale)?
+            .scaled("U", args.scale)?;
     }
     Ok(runs.drop_highest_loss(args.drop_highest))
 }

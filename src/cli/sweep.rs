@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use noether::sweep::scheduler::{self, SlurmOptions};
 use noether::sweep::{self as sweeps, trial, Status};
+use crate::cli::output::say;
 
 /// Where `submit` runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,11 +124,11 @@ pub fn run(command: &SweepCommand) -> Result<(), Error> {
         SweepCommand::Plan { sweep, out } => {
             let trials = sweeps::plan(sweep)?;
             sweeps::manifest::write(out, sweep, &trials)?;
-            println!(
+            say!(
                 "trials={} manifest={}",
                 trials.len(),
                 sweeps::manifest::manifest_path(out).display()
-            );
+            )?;
         }
         SweepCommand::Run {
             dir,
@@ -137,18 +138,18 @@ pub fn run(command: &SweepCommand) -> Result<(), Error> {
         } => {
             let index = trial_number(*trial)?;
             match trial::run(dir, index, *threads, !quiet)? {
-                trial::Outcome::Skipped => println!("trial {index}: finished before, skipped"),
-                trial::Outcome::Finished { resumed } => println!(
+                trial::Outcome::Skipped => say!("trial {index}: finished before, skipped")?,
+                trial::Outcome::Finished { resumed } => say!(
                     "trial {index}: finished{}",
                     if resumed { " (resumed)" } else { "" }
-                ),
+                )?,
             }
         }
         SweepCommand::Submit(args) => submit(args)?,
         SweepCommand::Status { dir } => print_status(dir)?,
         SweepCommand::Collect { dir } => {
             let (path, rows) = sweeps::collect(dir)?;
-            println!("rows={rows} results={}", path.display());
+            say!("rows={rows} results={}", path.display())?;
         }
     }
     Ok(())
@@ -161,11 +162,11 @@ fn submit(args: &SubmitArgs) -> Result<(), Error> {
     match args.scheduler {
         Scheduler::Local => {
             let report = scheduler::run_local(dir, &worker, args.parallel, args.threads)?;
-            println!(
+            say!(
                 "finished={} failed={}",
                 report.finished.len(),
                 report.failed.len()
-            );
+            )?;
             if !report.failed.is_empty() {
                 return Err(format!(
                     "trials {:?} failed; their logs are in {}",
@@ -190,11 +191,11 @@ fn submit(args: &SubmitArgs) -> Result<(), Error> {
             let trials = scheduler::unfinished(dir)?;
             let script = scheduler::write_sbatch(dir, &worker, &trials, &options)?;
             let job = scheduler::submit_slurm(dir, &script)?;
-            println!(
+            say!(
                 "job={job} tasks={} script={}",
                 trials.len(),
                 script.display()
-            );
+            )?;
         }
     }
     Ok(())
@@ -205,13 +206,13 @@ fn print_status(dir: &std::path::Path) -> Result<(), Error> {
     let states = sweeps::status(dir, &scheduler::slurm_queued(dir))?;
     let mut counts = std::collections::BTreeMap::new();
     for (t, state) in &states {
-        println!(
+        say!(
             "trial {} {} {} {}",
             t.trial,
             t.id,
             state.name(),
             sweeps::plan::describe(&t.settings)
-        );
+        )?;
         *counts.entry(*state).or_insert(0) += 1;
     }
     let summary: Vec<String> = [
@@ -225,7 +226,7 @@ fn print_status(dir: &std::path::Path) -> Result<(), Error> {
     .iter()
     .map(|s| format!("{}={}", s.name(), counts.get(s).unwrap_or(&0)))
     .collect();
-    println!("{}", summary.join(" "));
+    say!("{}", summary.join(" "))?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use noether_train::{
     default_run_dir, profile_checkpoint, DeviceSetting, DistillConfig, Precision, PruneConfig,
     RunData, RunSummary, TrainConfig, TrainJob,
 };
+use crate::cli::output::say;
 
 /// `--dtype f32|f64`.
 pub fn parse_precision(text: &str) -> Result<Precision, String> {
@@ -159,7 +160,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..TrainJob::new(config.clone(), &out)
     };
     let summary = job.run_on(&data)?;
-    print_summary(&summary, &out);
+    print_summary(&summary, &out)?;
     if config.prune.is_some() || config.distill.is_some() {
         let before = match &config.distill {
             Some(d) => Some(profile_checkpoint(&d.teacher, &data.test)?),
@@ -171,8 +172,14 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Prints the contract lines of `train` and `finetune`.
-pub fn print_summary(summary: &RunSummary, out: &std::path::Path) {
-    println!(
+///
+/// # Errors
+/// Standard output cannot be written.
+pub fn print_summary(
+    summary: &RunSummary,
+    out: &std::path::Path,
+) -> Result<(), crate::cli::output::StdoutError> {
+    say!(
         "model={} train_jets={} params={} acc={:.4} auc={:.4} rejection_at_0.3={:.1} rejection_at_0.5={:.1} seconds={:.1}",
         summary.model,
         summary.train_jets,
@@ -182,6 +189,6 @@ pub fn print_summary(summary: &RunSummary, out: &std::path::Path) {
         summary.rejection_at_0_3,
         summary.rejection_at_0_5,
         summary.seconds
-    );
-    println!("run directory: {}", out.display());
+    )?;
+    say!("run directory: {}", out.display())
 }

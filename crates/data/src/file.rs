@@ -113,6 +113,7 @@ impl JetFile {
             self.layout,
             self.source.datasets(),
             self.policy,
+            start,
         );
         if count > 0 {
             self.source.read(start, count, &mut sink)?;

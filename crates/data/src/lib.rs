@@ -53,4 +53,6 @@ pub use jets::{JetSet, JetSetBuilder};
 pub use layouts::ragged::write_ragged;
 pub use layouts::Layout;
 pub use reader::{DatasetInfo, H5Reader};
-pub use validate::{EmptyJetPolicy, LoadReport, ValidationPolicy, DEFAULT_MASS_SHELL_TOLERANCE};
+pub use validate::{
+    row_list, EmptyJetPolicy, LoadReport, ValidationPolicy, DEFAULT_MASS_SHELL_TOLERANCE,
+};

@@ -39,27 +39,44 @@ impl Default for ValidationPolicy {
     }
 }
 
-/// What a read did: how many jets were in the window, kept and skipped.
+/// What a read did: which rows of the file were examined, kept and skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadReport {
     /// The file read.
     pub file: PathBuf,
     /// Its layout.
     pub layout: Layout,
-    /// Jets examined.
+    /// The file row of the first jet examined.
+    pub first_row: usize,
+    /// Jets examined: rows `first_row..first_row + jets_read`.
     pub jets_read: usize,
     /// Jets kept.
     pub jets_kept: usize,
-    /// Jets dropped because they had no constituents.
-    pub skipped_empty: usize,
+    /// The file rows dropped because they had no constituents, ascending.
+    pub skipped_empty: Vec<usize>,
 }
 
 impl LoadReport {
-    /// Adds the counts of another report (of the same file).
+    /// Adds another report of the same file, of the rows that follow this one's.
     pub fn merge(&mut self, other: &Self) {
         self.jets_read += other.jets_read;
         self.jets_kept += other.jets_kept;
-        self.skipped_empty += other.skipped_empty;
+        self.skipped_empty.extend_from_slice(&other.skipped_empty);
+    }
+
+    /// The file row of each kept jet, in the order of the jet set read: per-jet outputs
+    /// name jets by these, so that they line up with the file when rows were skipped.
+    pub fn kept_rows(&self) -> Vec<usize> {
+        let mut skipped = self.skipped_empty.iter().peekable();
+        (self.first_row..self.first_row + self.jets_read)
+            .filter(|row| {
+                let skip = skipped.peek() == Some(&row);
+                if skip {
+                    skipped.next();
+                }
+                !skip
+            })
+            .collect()
     }
 }
 
@@ -72,9 +89,23 @@ impl fmt::Display for LoadReport {
             self.layout,
             self.jets_read,
             self.jets_kept,
-            self.skipped_empty
-        )
+            self.skipped_empty.len()
+        )?;
+        if !self.skipped_empty.is_empty() {
+            write!(f, " (rows {})", row_list(&self.skipped_empty))?;
+        }
+        Ok(())
     }
+}
+
+/// Up to ten rows, then how many more.
+pub fn row_list(rows: &[usize]) -> String {
+    const SHOWN: usize = 10;
+    let mut text: Vec<String> = rows.iter().take(SHOWN).map(ToString::to_string).collect();
+    if rows.len() > SHOWN {
+        text.push(format!("and {} more", rows.len() - SHOWN));
+    }
+    text.join(", ")
 }
 
 /// Receives jets from a layout reader, validates them and builds the [`JetSet`].
@@ -93,14 +124,16 @@ impl JetSink {
         layout: Layout,
         datasets: (&str, &str),
         policy: ValidationPolicy,
+        first_row: usize,
     ) -> Self {
         Self {
             report: LoadReport {
                 file: file.clone(),
                 layout,
+                first_row,
                 jets_read: 0,
                 jets_kept: 0,
-                skipped_empty: 0,
+                skipped_empty: Vec::new(),
             },
             file,
             momenta_dataset: datasets.0.to_owned(),
@@ -145,7 +178,7 @@ impl JetSink {
         if constituents.is_empty() {
             match self.policy.empty_jets {
                 EmptyJetPolicy::Skip => {
-                    self.report.skipped_empty += 1;
+                    self.report.skipped_empty.push(row);
                     return Ok(());
                 }
                 EmptyJetPolicy::Error => {

@@ -120,7 +120,10 @@ fn labels_outside_zero_one_are_rejected() {
 fn empty_jets_are_skipped_and_counted_or_rejected_by_policy() {
     let p = lorentznet_file("empty.h5", &[2, 0, 2], &GOOD, &[1, 0, 1]);
     let (jets, report) = JetFile::open(&p).unwrap().read_all().unwrap();
-    assert_eq!((jets.len(), report.skipped_empty), (2, 1));
+    assert_eq!((jets.len(), report.skipped_empty.as_slice()), (2, &[1][..]));
+    // Per-jet outputs name jets by file row: the second kept jet is row 2.
+    assert_eq!(report.kept_rows(), vec![0, 2]);
+    assert!(report.to_string().contains("skipped 1 empty (rows 1)"), "{report}");
     let strict = ValidationPolicy {
         empty_jets: EmptyJetPolicy::Error,
         ..ValidationPolicy::default()

@@ -86,6 +86,7 @@ pub(crate) struct Problem<'a> {
 
 impl<'a> Problem<'a> {
     pub(crate) fn new(law: &'a dyn ScalingLaw, runs: &Runs, config: &FitConfig) -> Result<Self> {
+        config.loss.check()?;
         let params = law.param_names().len() + config.loss.extra_params();
         if runs.len() < params {
             return Err(ScalingError::TooFewRows {

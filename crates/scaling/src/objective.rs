@@ -36,6 +36,24 @@ impl Loss {
     pub fn extra_params(&self) -> usize {
         usize::from(matches!(self, Self::HuberLikelihood { .. }))
     }
+
+    /// Checks the loss's threshold.
+    ///
+    /// # Errors
+    /// A Huber `delta` that is not a positive finite number.
+    pub fn check(&self) -> crate::Result<()> {
+        match *self {
+            Self::Huber { delta } | Self::HuberLikelihood { delta }
+                if !(delta.is_finite() && delta > 0.0) =>
+            {
+                Err(crate::ScalingError::InvalidArgument {
+                    name: "delta",
+                    detail: format!("{delta} is not a positive finite number"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Huber value and derivative.
@@ -111,7 +129,7 @@ impl CostFunction for Objective<'_> {
     type Output = f64;
 
     fn cost(&self, theta: &Self::Param) -> Result<f64, Error> {
-        Ok(self.value_grad(theta, None))
+        finite("objective", self.value_grad(theta, None))
     }
 }
 
@@ -122,7 +140,24 @@ impl Gradient for Objective<'_> {
     fn gradient(&self, theta: &Self::Param) -> Result<Vec<f64>, Error> {
         let mut g = vec![0.0; theta.len()];
         self.value_grad(theta, Some(&mut g));
+        if let Some(bad) = g.iter().find(|v| !v.is_finite()) {
+            finite("gradient", *bad)?;
+        }
         Ok(g)
+    }
+}
+
+/// `value`, or an error when it is not finite: argmin's line search never ends on a NaN
+/// cost (it keeps bisecting an interval it cannot order), so a non-finite objective must
+/// end the local optimisation, not feed it.
+fn finite(what: &str, value: f64) -> Result<f64, Error> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(argmin::core::ArgminError::InvalidParameter {
+            text: format!("the {what} is {value}"),
+        }
+        .into())
     }
 }
 

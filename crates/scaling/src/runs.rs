@@ -200,14 +200,29 @@ impl Runs {
     }
 
     /// Multiplies a column by a factor (e.g. billions to units).
-    #[must_use]
-    pub fn scaled(mut self, column: &str, factor: f64) -> Self {
+    ///
+    /// # Errors
+    /// A factor that is not a positive finite number, or one that takes a value out of
+    /// the finite positive numbers.
+    pub fn scaled(mut self, column: &str, factor: f64) -> Result<Self> {
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(ScalingError::InvalidArgument {
+                name: "scale",
+                detail: format!("{factor} is not a positive finite number"),
+            });
+        }
         if let Some(v) = self.columns.get_mut(column) {
             for x in v.iter_mut() {
                 *x *= factor;
             }
+            if let Some(x) = v.iter().find(|x| !x.is_finite() || **x <= 0.0) {
+                return Err(ScalingError::InvalidArgument {
+                    name: "scale",
+                    detail: format!("column '{column}' scaled by {factor} holds {x}"),
+                });
+            }
         }
-        self
+        Ok(self)
     }
 }
 

@@ -114,8 +114,9 @@ fn muennighoff_runs() -> Option<Runs> {
         Runs::from_csv(path, &map)
             .unwrap()
             .scaled("N", 1e9)
-            .scaled("D", 1e9)
-            .scaled("U", 1e9),
+            .and_then(|r| r.scaled("D", 1e9))
+            .and_then(|r| r.scaled("U", 1e9))
+            .unwrap(),
     )
 }
 

@@ -60,8 +60,8 @@ pub struct DataRecord {
     pub jets_read: usize,
     /// Jets kept (before any subset).
     pub jets_kept: usize,
-    /// Jets dropped because they had no constituents.
-    pub skipped_empty: usize,
+    /// The file rows dropped because they had no constituents.
+    pub skipped_empty: Vec<usize>,
 }
 
 impl DataRecord {
@@ -73,7 +73,7 @@ impl DataRecord {
             layout: report.layout.name().to_owned(),
             jets_read: report.jets_read,
             jets_kept: report.jets_kept,
-            skipped_empty: report.skipped_empty,
+            skipped_empty: report.skipped_empty.clone(),
         }
     }
 }

@@ -172,7 +172,7 @@ fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
             path: init.from.clone(),
             message: e.to_string(),
         })?;
-    eprint!("{report}");
+    note(format_args!("{}", report.to_string().trim_end()));
     checkpoint::write_atomically(
         &dir.path().join("load_report.json"),
         report.to_json().as_bytes(),
@@ -279,10 +279,10 @@ impl Run<'_> {
         self.best = Some((val.auc, 0));
         self.save(&self.dir.best_checkpoint(), false)?;
         if self.options.progress {
-            eprintln!(
+            note(format_args!(
                 "epoch   0: val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4} (starting weights)",
                 val.acc, val.auc
-            );
+            ));
         }
         Ok(())
     }
@@ -502,10 +502,10 @@ pub fn train(
         }
         run.save(&run.dir.last_checkpoint(), true)?;
         if options.progress {
-            eprintln!(
+            note(format_args!(
                 "epoch {:>3}: train loss {train_loss:.4}, val loss {val_loss:.4}, val acc {:.4}, val AUC {:.4}, lr {lr:.2e}",
                 run.epoch, val.acc, val.auc
-            );
+            ));
         }
         let patience = config.train.patience;
         if patience > 0 && run.best.is_some_and(|(_, e)| run.epoch - e >= patience) {
@@ -588,4 +588,11 @@ pub fn write_outputs(
         crate::plots::training_svg(&dir.path().join("training.svg"), history)?;
     }
     Ok(())
+}
+
+/// A progress line on standard error; a failed write (a full or closed stderr) must not
+/// stop, nor panic, a training run.
+fn note(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
