@@ -151,7 +151,7 @@ pub fn run(command: &DiagnoseCommand) -> Result<(), Error> {
         | DiagnoseCommand::Path { common, .. }
         | DiagnoseCommand::Balance { common } => common,
     };
-    noether::equivariant::set_threads(common.threads);
+    crate::cli::set_threads(common.threads);
     match command {
         DiagnoseCommand::Hessian {
             common,

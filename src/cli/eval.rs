@@ -62,7 +62,7 @@ type Error = Box<dyn std::error::Error>;
 /// Runs `noether eval`: prints `jets=N acc=.. auc=.. rejection_at_0.3=..
 /// rejection_at_0.5=..`, or the logits with `--print-logits`.
 pub fn run(args: &EvalArgs) -> Result<(), Error> {
-    noether::equivariant::set_threads(args.threads);
+    crate::cli::set_threads(args.threads);
     let (mut jets, report) = JetFile::open(&args.data)?.read_all()?;
     if !report.skipped_empty.is_empty() {
         note!(

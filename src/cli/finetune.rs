@@ -62,7 +62,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         strict: args.strict,
     });
     config.validate()?;
-    noether::equivariant::set_threads(config.train.threads);
+    crate::cli::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.common.out_dir(&config);
     let job = TrainJob {

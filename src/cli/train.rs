@@ -150,7 +150,7 @@ impl TrainArgs {
 /// Runs `noether train`: prints the test metrics and the run directory.
 pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.resolve()?;
-    noether::equivariant::set_threads(config.train.threads);
+    crate::cli::set_threads(config.train.threads);
     let data = RunData::load(&config)?;
     let out = args.out_dir(&config);
     let job = TrainJob {

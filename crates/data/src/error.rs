@@ -84,6 +84,26 @@ pub enum DataError {
         /// The shape found.
         found: Vec<u64>,
     },
+    /// A dataset declares more data than the file can hold: a corrupt or hostile header,
+    /// caught before anything is allocated for it.
+    #[error(
+        "{path}: dataset '{dataset}' declares shape {shape:?} ({declared} bytes), more than \
+         the file's {file_len} bytes can hold{compressed}"
+    )]
+    ExtentBeyondFile {
+        /// The file.
+        path: PathBuf,
+        /// The dataset.
+        dataset: String,
+        /// Its declared shape.
+        shape: Vec<u64>,
+        /// The bytes that shape needs.
+        declared: u128,
+        /// The file's length.
+        file_len: u64,
+        /// `" even compressed"` for filtered datasets.
+        compressed: &'static str,
+    },
     /// A dataset has the wrong element type.
     #[error("{path}: dataset '{dataset}' has element type {found}, expected {expected}")]
     BadDtype {

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
-use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::model::{
+    block_index, check_dropout, check_width, check_widths, elements, ModelInput, PaddedJets,
+    TaggerModel,
+};
 use crate::placement::Placement;
 
 /// Which flow network.
@@ -242,19 +245,9 @@ impl TaggerModel for FlowNetwork {
     const BEAMS: &'static [[f32; 4]] = &[];
 
     fn check_config(c: &FlowConfig) -> Result<()> {
-        for (name, sizes) in [("phi_sizes", &c.phi_sizes), ("f_sizes", &c.f_sizes)] {
-            if sizes.is_empty() {
-                return Err(ModelError::BadConfig {
-                    key: name.into(),
-                    value: "[]".into(),
-                    reason: "needs at least one layer".into(),
-                });
-            }
-            for (k, &width) in sizes.iter().enumerate() {
-                at_least_one(&format!("{name}[{k}]"), width)?;
-            }
-        }
-        at_least_one("n_class", c.n_class)?;
+        check_widths("phi_sizes", &c.phi_sizes)?;
+        check_widths("f_sizes", &c.f_sizes)?;
+        check_width("n_class", c.n_class)?;
         check_dropout("dropout", c.dropout)
     }
 
@@ -284,5 +277,15 @@ impl TaggerModel for FlowNetwork {
         } else {
             name.starts_with("head.").then_some((top, top))
         }
+    }
+
+    fn classes(c: &FlowConfig) -> usize {
+        c.n_class
+    }
+
+    /// The per-particle map's widest layer.
+    fn activation_elements(c: &FlowConfig, jets: usize, nodes: usize) -> u128 {
+        let width = c.phi_sizes.iter().chain(&c.f_sizes).max().copied().unwrap_or(1);
+        elements(jets, nodes, 1, width)
     }
 }

@@ -68,9 +68,14 @@ pub use lorentznet::{
 };
 pub use mlp::{jet_features, raw_momenta, JetFeatures, Mlp, MlpConfig, JET_FEATURES};
 pub use mode::{dropout, Mode};
-pub use model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+pub use model::{
+    block_index, check_dropout, check_layers, check_positive, check_width, check_widths, elements,
+    ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,
+};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
-pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision};
+pub use placement::{
+    resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads,
+};
 pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and

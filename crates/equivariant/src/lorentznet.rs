@@ -18,7 +18,10 @@ use crate::dense::PairRows;
 use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
-use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::model::{
+    block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
+    TaggerModel,
+};
 use crate::placement::Placement;
 
 /// LorentzNet hyper-parameters (defaults: the paper's top-tagging model).
@@ -473,9 +476,25 @@ impl TaggerModel for LorentzNet {
     const BEAMS: &'static [[f32; 4]] = LORENTZNET_BEAMS;
 
     fn check_config(c: &LorentzNetConfig) -> Result<()> {
-        at_least_one("n_scalar", c.n_scalar)?;
-        at_least_one("n_hidden", c.n_hidden)?;
-        at_least_one("n_class", c.n_class)?;
+        check_width("n_scalar", c.n_scalar)?;
+        check_width("n_hidden", c.n_hidden)?;
+        check_width("n_class", c.n_class)?;
+        check_layers("n_layers", c.n_layers)?;
+        if !(c.c_weight.is_finite() && c.c_weight >= 0.0) {
+            return Err(ModelError::BadConfig {
+                key: "c_weight".into(),
+                value: c.c_weight.to_string(),
+                reason: "must be finite and >= 0".into(),
+            });
+        }
+        // inf turns the clamp off; NaN would clamp every coordinate to NaN.
+        if c.coord_clamp.is_nan() || c.coord_clamp <= 0.0 {
+            return Err(ModelError::BadConfig {
+                key: "coord_clamp".into(),
+                value: c.coord_clamp.to_string(),
+                reason: "must be positive (inf: no clamp)".into(),
+            });
+        }
         check_dropout("dropout", c.dropout)
     }
 
@@ -504,5 +523,14 @@ impl TaggerModel for LorentzNet {
         } else {
             name.starts_with("graph_dec.").then_some((top, top))
         }
+    }
+
+    fn classes(c: &LorentzNetConfig) -> usize {
+        c.n_class
+    }
+
+    /// The edge MLP's input: `[h_i, h_j, psi(x_i - x_j)^2, psi(x_i . x_j)]` per pair.
+    fn activation_elements(c: &LorentzNetConfig, jets: usize, nodes: usize) -> u128 {
+        elements(jets, nodes, 2, 2 * c.n_hidden + 2)
     }
 }

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
-use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::model::{
+    block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
+    TaggerModel,
+};
 use crate::placement::Placement;
 
 /// Number of features from [`jet_features`].
@@ -187,11 +190,12 @@ impl TaggerModel for Mlp {
     const BEAMS: &'static [[f32; 4]] = &[];
 
     fn check_config(c: &MlpConfig) -> Result<()> {
-        at_least_one("n_input", c.n_input)?;
+        check_width("n_input", c.n_input)?;
+        check_layers("sizes (layers)", c.sizes.len())?;
         for (k, &width) in c.sizes.iter().enumerate() {
-            at_least_one(&format!("sizes[{k}]"), width)?;
+            check_width(&format!("sizes[{k}]"), width)?;
         }
-        at_least_one("n_class", c.n_class)?;
+        check_width("n_class", c.n_class)?;
         check_dropout("dropout", c.dropout)
     }
 
@@ -218,6 +222,16 @@ impl TaggerModel for Mlp {
         } else {
             name.starts_with("head.").then_some((top, top))
         }
+    }
+
+    fn classes(c: &MlpConfig) -> usize {
+        c.n_class
+    }
+
+    /// The widest layer, per jet.
+    fn activation_elements(c: &MlpConfig, jets: usize, _: usize) -> u128 {
+        let width = c.sizes.iter().copied().fold(c.n_input, usize::max);
+        elements(jets, 1, 0, width)
     }
 }
 

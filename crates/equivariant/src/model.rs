@@ -83,6 +83,12 @@
 //!     fn depth(_: &(), name: &str) -> Option<(usize, usize)> {
 //!         name.starts_with("head.").then_some((0, 0))
 //!     }
+//!     fn classes(_: &()) -> usize {
+//!         2
+//!     }
+//!     fn activation_elements(_: &(), jets: usize, nodes: usize) -> u128 {
+//!         noether_equivariant::elements(jets, nodes, 1, 4)
+//!     }
 //! }
 //!
 //! // Registered, it would be one line in `registry.rs`:
@@ -229,8 +235,9 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// Beam four-vectors placed before every jet's constituents (empty: none).
     const BEAMS: &'static [[f32; 4]];
 
-    /// Rejects configurations that cannot build a model (zero widths, dropout outside
-    /// [0, 1)), naming the key relative to the model's section.
+    /// Rejects configurations that cannot build a model (zero or absurd widths, dropout
+    /// outside [0, 1), non-finite numbers), naming the key relative to the model's
+    /// section.
     ///
     /// # Errors
     /// [`crate::ModelError::BadConfig`].
@@ -260,6 +267,20 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// embedding at 0, block `i` at `i + 1`, the readout and head at `D`; `None` for a
     /// name the model does not have.
     fn depth(config: &Self::Config, name: &str) -> Option<(usize, usize)>;
+
+    /// The logits per jet (`n_class`).
+    fn classes(config: &Self::Config) -> usize;
+
+    /// Elements of the largest tensor a forward pass over `jets` jets of `nodes` nodes
+    /// (beams included) makes, such as LorentzNet's and PELICAN's `jets x nodes^2 x
+    /// width` pair tensors: checked against the machine's memory before a run allocates
+    /// anything.
+    fn activation_elements(config: &Self::Config, jets: usize, nodes: usize) -> u128;
+}
+
+/// `jets x nodes^k x width` in u128 (no overflow for any config that passes its checks).
+pub fn elements(jets: usize, nodes: usize, k: u32, width: usize) -> u128 {
+    jets as u128 * (nodes as u128).pow(k) * width as u128
 }
 
 /// The block index of `name` under `prefix` (`"LGEBs."`, `"LGEBs.3.phi_e.0.weight"` ->
@@ -268,19 +289,70 @@ pub fn block_index(name: &str, prefix: &str) -> Option<usize> {
     name.strip_prefix(prefix)?.split('.').next()?.parse().ok()
 }
 
-/// A [`crate::ModelError::BadConfig`] unless `value >= 1`.
+/// The widest layer a config may ask for: beyond it a typo (`n_hidden = 720000`) would
+/// abort on a failed allocation instead of being named.
+pub const MAX_WIDTH: usize = 1 << 16;
+
+/// The most layers (or blocks) a config may ask for.
+pub const MAX_LAYERS: usize = 256;
+
+fn bad(key: &str, value: impl ToString, reason: String) -> crate::ModelError {
+    crate::ModelError::BadConfig {
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason,
+    }
+}
+
+/// A [`crate::ModelError::BadConfig`] unless `1 <= value <=` [`MAX_WIDTH`]: a layer
+/// width, a class count.
 ///
 /// # Errors
 /// As described.
-pub fn at_least_one(key: &str, value: usize) -> Result<()> {
-    if value >= 1 {
+pub fn check_width(key: &str, value: usize) -> Result<()> {
+    if (1..=MAX_WIDTH).contains(&value) {
         Ok(())
     } else {
-        Err(crate::ModelError::BadConfig {
-            key: key.to_owned(),
-            value: value.to_string(),
-            reason: "must be at least 1".into(),
-        })
+        Err(bad(key, value, format!("must be between 1 and {MAX_WIDTH}")))
+    }
+}
+
+/// A [`crate::ModelError::BadConfig`] unless `value <=` [`MAX_LAYERS`].
+///
+/// # Errors
+/// As described.
+pub fn check_layers(key: &str, value: usize) -> Result<()> {
+    if value <= MAX_LAYERS {
+        Ok(())
+    } else {
+        Err(bad(key, value, format!("must be at most {MAX_LAYERS}")))
+    }
+}
+
+/// The widths of a list of layers ([`check_width`] each, 1 to [`MAX_LAYERS`] of them).
+///
+/// # Errors
+/// As described.
+pub fn check_widths(key: &str, widths: &[usize]) -> Result<()> {
+    if widths.is_empty() {
+        return Err(bad(key, "[]", "needs at least one layer".into()));
+    }
+    check_layers(&format!("{key} (layers)"), widths.len())?;
+    for (k, &width) in widths.iter().enumerate() {
+        check_width(&format!("{key}[{k}]"), width)?;
+    }
+    Ok(())
+}
+
+/// A [`crate::ModelError::BadConfig`] unless `value` is a positive finite number.
+///
+/// # Errors
+/// As described.
+pub fn check_positive(key: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(bad(key, value, "must be a positive number".into()))
     }
 }
 
@@ -292,10 +364,6 @@ pub fn check_dropout(key: &str, p: f64) -> Result<()> {
     if (0.0..1.0).contains(&p) {
         Ok(())
     } else {
-        Err(crate::ModelError::BadConfig {
-            key: key.to_owned(),
-            value: p.to_string(),
-            reason: "must be in [0, 1)".into(),
-        })
+        Err(bad(key, p, "must be in [0, 1)".into()))
     }
 }

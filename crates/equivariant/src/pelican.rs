@@ -22,7 +22,10 @@ use crate::batch_norm::MaskedBatchNorm;
 use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
-use crate::model::{at_least_one, block_index, check_dropout, ModelInput, PaddedJets, TaggerModel};
+use crate::model::{
+    block_index, check_dropout, check_layers, check_positive, check_width, elements, ModelInput,
+    PaddedJets, TaggerModel,
+};
 use crate::placement::Placement;
 
 /// PELICAN hyper-parameters. Shapes: input dots `[B, N, N]`, mask `[B, N]`, labels
@@ -416,15 +419,10 @@ impl TaggerModel for Pelican {
             ("n_readout", c.n_readout),
             ("n_class", c.n_class),
         ] {
-            at_least_one(key, value)?;
+            check_width(key, value)?;
         }
-        if !(c.n_avg.is_finite() && c.n_avg > 0.0) {
-            return Err(ModelError::BadConfig {
-                key: "n_avg".into(),
-                value: c.n_avg.to_string(),
-                reason: "must be a positive number".into(),
-            });
-        }
+        check_layers("n_layers", c.n_layers)?;
+        check_positive("n_avg", c.n_avg)?;
         check_dropout("dropout", c.dropout)
     }
 
@@ -453,5 +451,16 @@ impl TaggerModel for Pelican {
         } else {
             (name.starts_with("readout.") || name.starts_with("head.")).then_some((top, top))
         }
+    }
+
+    fn classes(c: &PelicanConfig) -> usize {
+        c.n_class
+    }
+
+    /// The 15 permutation-equivariant aggregations of a 2 -> 2 layer, concatenated per
+    /// pair at the widest channel count.
+    fn activation_elements(c: &PelicanConfig, jets: usize, nodes: usize) -> u128 {
+        let width = c.n_embed.max(c.n_hidden).max(c.n_msg);
+        elements(jets, nodes, 2, 15 * width)
     }
 }

@@ -178,26 +178,48 @@ impl Default for Placement {
     }
 }
 
+/// The CPU threads a command runs on: what it asked for, and what it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads {
+    /// The setting (`--threads`, `train.threads`); 0 means all cores.
+    pub requested: usize,
+    /// The threads used: all cores for 0, otherwise the request bounded by the cores
+    /// (more threads than cores only adds contention: `--threads 1000` crawled).
+    pub used: usize,
+}
+
+impl Threads {
+    /// The message to show when the request was cut down to the machine.
+    pub fn capped(&self) -> Option<String> {
+        (self.requested > self.used).then(|| {
+            format!(
+                "threads = {} exceeds the {} cores of this machine; using {}",
+                self.requested, self.used, self.used
+            )
+        })
+    }
+}
+
 /// The CPU threads that `threads` asks for: 0 means all cores (as `torch`'s default and
-/// every noether command's `--threads 0`), otherwise `threads` itself.
-pub fn resolve_threads(threads: usize) -> usize {
-    if threads == 0 {
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    } else {
-        threads
+/// every noether command's `--threads 0`), otherwise `threads` bounded by the cores.
+pub fn resolve_threads(threads: usize) -> Threads {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    Threads {
+        requested: threads,
+        used: if threads == 0 { cores } else { threads.min(cores) },
     }
 }
 
 /// Sets the number of CPU threads candle uses (`CANDLE_NUM_THREADS`, and
 /// `RAYON_NUM_THREADS`, which candle's matmul otherwise derives by reading
-/// `/proc/cpuinfo` on every call: measured 21 -> 15 ms per LorentzNet jet); 0 means all
-/// cores ([`resolve_threads`]). Call it before the first tensor operation: candle sizes
-/// its pool once. Returns the number set.
-pub fn set_threads(threads: usize) -> usize {
-    let n = resolve_threads(threads);
-    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    n
+/// `/proc/cpuinfo` on every call: measured 21 -> 15 ms per LorentzNet jet), as
+/// [`resolve_threads`] bounds them. Call it before the first tensor operation: candle
+/// sizes its pool once. Returns what was set.
+pub fn set_threads(threads: usize) -> Threads {
+    let threads = resolve_threads(threads);
+    std::env::set_var("CANDLE_NUM_THREADS", threads.used.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", threads.used.to_string());
+    threads
 }
 
 #[cfg(test)]
@@ -228,9 +250,14 @@ mod tests {
     }
 
     #[test]
-    fn zero_threads_means_every_core() {
+    fn zero_threads_means_every_core_and_requests_are_bounded_by_them() {
         let cores = std::thread::available_parallelism().unwrap().get();
-        assert_eq!(resolve_threads(0), cores);
-        assert_eq!(resolve_threads(3), 3);
+        assert_eq!(resolve_threads(0).used, cores);
+        assert_eq!(resolve_threads(0).capped(), None);
+        assert_eq!(resolve_threads(1).used, 1);
+        let many = resolve_threads(1000);
+        assert_eq!((many.requested, many.used), (1000, cores.min(1000)));
+        let message = many.capped().unwrap();
+        assert!(message.contains("1000") && message.contains(&format!("{cores} cores")), "{message}");
     }
 }

@@ -118,6 +118,20 @@ macro_rules! registry {
             pub fn depth(&self, name: &str) -> Option<(usize, usize)> {
                 match self { $(Self::$variant(c) => <$model as TaggerModel>::depth(c, name)),+ }
             }
+
+            /// [`TaggerModel::classes`].
+            pub fn classes(&self) -> usize {
+                match self { $(Self::$variant(c) => <$model as TaggerModel>::classes(c)),+ }
+            }
+
+            /// [`TaggerModel::activation_elements`] for `jets` jets of up to `n_max`
+            /// constituents (the model's beams added).
+            pub fn activation_elements(&self, jets: usize, n_max: usize) -> u128 {
+                match self {
+                    $(Self::$variant(c) => <$model as TaggerModel>::activation_elements(
+                        c, jets, n_max + <$model as TaggerModel>::BEAMS.len())),+
+                }
+            }
         }
 
         impl Serialize for ModelConfig {

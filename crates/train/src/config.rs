@@ -588,13 +588,6 @@ impl TrainConfig {
                 Err(invalid(key, v, "must be finite and >= 0"))
             }
         };
-        let at_least_one = |key: &str, v: usize| {
-            if v >= 1 {
-                Ok(())
-            } else {
-                Err(invalid(key, v, "must be at least 1"))
-            }
-        };
         positive("optim.lr", o.lr)?;
         non_negative("optim.weight_decay", o.weight_decay)?;
         positive("optim.eps", o.eps)?;
@@ -611,7 +604,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&o.momentum) {
             return Err(invalid("optim.momentum", o.momentum, "must be in [0, 1)"));
         }
-        at_least_one("optim.accumulate", o.accumulate)?;
+        within("optim.accumulate", o.accumulate, MAX_BATCH)?;
         for (k, g) in o.groups.iter().enumerate() {
             if let Err(e) = regex::Regex::new(&g.pattern) {
                 return Err(invalid(
@@ -631,10 +624,10 @@ impl TrainConfig {
             return Err(invalid("optim.head", &o.head, &e.to_string()));
         }
         self.validate_transfer()?;
-        at_least_one("data.n_max", self.data.n_max)?;
-        at_least_one("data.batch_size", self.data.batch_size)?;
-        at_least_one("train.epochs", self.train.epochs)?;
-        at_least_one("train.eval_batch_size", self.train.eval_batch_size)?;
+        within("data.n_max", self.data.n_max, MAX_N_MAX)?;
+        within("data.batch_size", self.data.batch_size, MAX_BATCH)?;
+        within("train.epochs", self.train.epochs, MAX_EPOCHS)?;
+        within("train.eval_batch_size", self.train.eval_batch_size, MAX_BATCH)?;
         let s = &self.schedule;
         non_negative("schedule.warmup_epochs", s.warmup_epochs)?;
         if !(0.0..=1.0).contains(&s.min_lr_ratio) {
@@ -664,6 +657,13 @@ impl TrainConfig {
             }
             other => TrainError::from(other),
         })?;
+        if self.model.classes() != 2 {
+            return Err(invalid(
+                &format!("{}.n_class", self.section()),
+                self.model.classes(),
+                "must be 2: jet files hold labels 0 (background) and 1 (signal)",
+            ));
+        }
         Ok(())
     }
 
@@ -702,7 +702,7 @@ impl TrainConfig {
             return Err(invalid("optim.layer_decay", decay, "must be in (0, 1]"));
         }
         if let Some(l) = &self.lora {
-            at_least("lora.r", l.r)?;
+            within("lora.r", l.r, noether_equivariant::MAX_WIDTH)?;
             if !(l.alpha.is_finite() && l.alpha > 0.0) {
                 return Err(invalid("lora.alpha", l.alpha, "must be a positive number"));
             }
@@ -785,10 +785,22 @@ impl<'de> Deserialize<'de> for TrainConfig {
     }
 }
 
-fn at_least(key: &str, v: usize) -> Result<()> {
-    if v >= 1 {
+/// The most constituents per jet a config may pad to (real jets have fewer than 1000).
+pub const MAX_N_MAX: usize = 4096;
+
+/// The largest training or evaluation batch (and gradient accumulation) a config may ask
+/// for.
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// The most epochs a config may ask for.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// `1 <= v <= max`, or an error naming `key`: every count a config holds is bounded, so
+/// that a typo is named instead of aborting on a failed allocation.
+fn within(key: &str, v: usize, max: usize) -> Result<()> {
+    if (1..=max).contains(&v) {
         Ok(())
     } else {
-        Err(invalid(key, v, "must be at least 1"))
+        Err(invalid(key, v, &format!("must be between 1 and {max}")))
     }
 }

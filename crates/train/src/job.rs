@@ -40,7 +40,9 @@ impl TrainJob {
     /// # Errors
     /// As [`train`] and [`RunData::load`].
     pub fn run(&self) -> Result<RunSummary> {
-        noether_equivariant::set_threads(self.config.train.threads);
+        if let Some(message) = noether_equivariant::set_threads(self.config.train.threads).capped() {
+            crate::trainer::note(format_args!("{message}"));
+        }
         let data = RunData::load(&self.config)?;
         self.run_on(&data)
     }

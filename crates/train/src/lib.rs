@@ -38,6 +38,7 @@ mod evaluate;
 mod inputs;
 mod job;
 mod loss;
+mod memory;
 mod metrics;
 mod model;
 mod optim;
@@ -52,7 +53,8 @@ pub use adapt::{attach_lora, is_adapter, layer_decay_mult, Freeze};
 pub use checkpoint::load_weights;
 pub use config::{
     DataConfig, DistillConfig, InitConfig, LoopConfig, LoraSection, OptimConfig, OptimizerName,
-    ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig,
+    ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig, MAX_BATCH,
+    MAX_EPOCHS, MAX_N_MAX,
 };
 pub use error::{Result, TrainError};
 pub use evaluate::{logits, predict, predict_inputs};
@@ -61,6 +63,7 @@ pub use inputs::{
 };
 pub use job::{default_run_dir, TrainJob};
 pub use loss::{cross_entropy, distillation_loss, signal_scores};
+pub use memory::check_memory;
 pub use metrics::{bootstrap, Interval, Roc, Scored, TaggingMetrics};
 pub use model::{
     build_model, inference_model, load_inference_model, load_inference_model_on, load_model,

@@ -426,6 +426,11 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<Option<RunSummary>> {
     config.validate()?;
+    crate::memory::check_memory(
+        config,
+        data.train.len(),
+        data.val.len().max(data.test.len()),
+    )?;
     let start = Instant::now();
     let dir = RunDir::new(&options.out);
     let _lock = dir.lock()?;
@@ -592,7 +597,7 @@ pub fn write_outputs(
 
 /// A progress line on standard error; a failed write (a full or closed stderr) must not
 /// stop, nor panic, a training run.
-fn note(args: std::fmt::Arguments<'_>) {
+pub(crate) fn note(args: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{DataError, Result};
-use crate::reader::H5Reader;
+use crate::reader::{DatasetInfo, H5Reader};
 use crate::validate::JetSink;
 
 /// A file layout.
@@ -171,7 +171,9 @@ pub(crate) fn require(
             layout: layout.to_string(),
         });
     }
-    let shape = file.info(dataset)?.shape;
+    let info = file.info(dataset)?;
+    check_extent(file, dataset, &info)?;
+    let shape = info.shape;
     let tail_ok = tail
         .iter()
         .zip(shape.iter().skip(1))
@@ -191,6 +193,37 @@ pub(crate) fn require(
 }
 
 /// Checks that a dataset's leading dimension equals `n`.
+/// The most a filtered dataset's bytes may exceed the file's: deflate, the strongest
+/// codec the readers decode, compresses at most about 1032:1.
+const MAX_COMPRESSION: u128 = 1100;
+
+/// Checks that `dataset`'s declared extent fits in the file (uncompressed) or could
+/// (compressed), so that a header declaring 10^8 jets in a small file is refused before
+/// anything is read or allocated. HDF5 lets unwritten chunks read as the fill value; a
+/// jet file whose rows were never written is corrupt, not empty.
+pub(crate) fn check_extent(file: &dyn H5Reader, dataset: &str, info: &DatasetInfo) -> Result<()> {
+    let file_len = std::fs::metadata(file.path()).map_or(u64::MAX, |m| m.len());
+    let declared = info
+        .shape
+        .iter()
+        .fold(u128::from(info.element_size), |n, &d| {
+            n.saturating_mul(u128::from(d))
+        });
+    let filtered = !info.filters.is_empty();
+    let capacity = u128::from(file_len) * if filtered { MAX_COMPRESSION } else { 1 };
+    if declared <= capacity {
+        return Ok(());
+    }
+    Err(DataError::ExtentBeyondFile {
+        path: file.path().to_owned(),
+        dataset: dataset.to_owned(),
+        shape: info.shape.clone(),
+        declared,
+        file_len,
+        compressed: if filtered { " even compressed" } else { "" },
+    })
+}
+
 pub(crate) fn require_rows(
     file: &dyn H5Reader,
     dataset: &str,

@@ -103,6 +103,7 @@ impl PandasFrame {
         let dataset = format!("{group}/table");
         let attrs = file.attributes(&dataset)?;
         let info = file.info(&dataset)?;
+        super::check_extent(file, &dataset, &info)?;
         let mut offset = 0;
         let mut blocks = Vec::new();
         for k in 0.. {
@@ -164,15 +165,22 @@ impl PandasFrame {
             let values = format!("{group}/{values}");
             let columns = file.read_strings(&format!("{group}/{items}"))?;
             let info = file.info(&values)?;
-            if info.shape.len() != 2 || info.shape[1] as usize != columns.len() {
+            super::check_extent(file, &values, &info)?;
+            let first_rows = *rows.get_or_insert(info.shape.first().copied().unwrap_or(0));
+            if info.shape.len() != 2
+                || info.shape[1] as usize != columns.len()
+                || info.shape[0] != first_rows
+            {
                 return Err(DataError::BadShape {
                     path: file.path().to_owned(),
                     dataset: values,
-                    expected: format!("(N, {}) like its items", columns.len()),
+                    expected: format!(
+                        "({first_rows}, {}): rows like block0, columns like its items",
+                        columns.len()
+                    ),
                     found: info.shape,
                 });
             }
-            rows.get_or_insert(info.shape[0] as usize);
             blocks.push(Block {
                 columns,
                 element: Element::F64,
@@ -190,7 +198,7 @@ impl PandasFrame {
         Ok(Self {
             table: None,
             blocks,
-            rows,
+            rows: rows as usize,
         })
     }
 
