@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use crate::cli::output::say;
 use noether::data::JetSet;
 use noether::train::{load_inference_model, single_jet_latency_ms, ModelProfile, RunSummary};
-use crate::cli::output::say;
 
 /// The profile of a finished run's best checkpoint: counts and metrics from `summary`
 /// (measured on the best weights), the latency measured here.

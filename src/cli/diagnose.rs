@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::output::say;
 use clap::{Args, Subcommand};
 use noether::data::JetSet;
 use noether::dynamics::hessian::{hutchinson_trace, slq_density, top_eigenvalues, PowerConfig};
@@ -14,7 +15,6 @@ use noether::dynamics::path::{
 use noether::dynamics::{Objective, TaggerObjective};
 use plotters::prelude::*;
 use serde_json::json;
-use crate::cli::output::say;
 
 type Error = Box<dyn std::error::Error>;
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::cli::output::{note, say};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use clap::{Args, ValueEnum};
@@ -17,7 +18,6 @@ use noether::train::{
     Scored, TaggingMetrics,
 };
 use noether::transfer::{load_checkpoint, LoadOptions};
-use crate::cli::output::{note, say};
 
 /// Architectures of foreign (non-noether) checkpoints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,7 +84,12 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         .unwrap_or(false);
     let print = args.print_logits;
     let (scores, labels) = if is_noether {
-        noether_scores(&args.checkpoint, &jets, print.then_some(&rows[..]), args.device)?
+        noether_scores(
+            &args.checkpoint,
+            &jets,
+            print.then_some(&rows[..]),
+            args.device,
+        )?
     } else {
         lorentznet_scores(&args.checkpoint, &jets, print.then_some(&rows[..]))?
     };

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
+use crate::cli::output::say;
 use clap::{Args, Subcommand, ValueEnum};
 use noether::scaling::{
     allocate, bootstrap, fit, plot_fit, profile, BrokenPowerLaw, Chinchilla, ChinchillaParams,
     ColumnMap, DataConstrained, FitConfig, FitResult, Kaplan, Loss, PowerLaw, Runs, ScalingLaw,
 };
 use serde_json::{json, Map, Value};
-use crate::cli::output::say;
 
 /// Scaling-law subcommands.
 #[derive(Debug, Subcommand)]

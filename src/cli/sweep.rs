@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use crate::cli::output::say;
 use clap::{Args, Subcommand, ValueEnum};
 use noether::sweep::scheduler::{self, SlurmOptions};
 use noether::sweep::{self as sweeps, trial, Status};
-use crate::cli::output::say;
 
 /// Where `submit` runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

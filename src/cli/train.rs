@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::cli::output::say;
 use clap::Args;
 use noether_train::{
     default_run_dir, profile_checkpoint, DeviceSetting, DistillConfig, Precision, PruneConfig,
     RunData, RunSummary, TrainConfig, TrainJob,
 };
-use crate::cli::output::say;
 
 /// `--dtype f32|f64`.
 pub fn parse_precision(text: &str) -> Result<Precision, String> {

@@ -302,9 +302,13 @@ impl H5Reader for LibHdf5Backend {
                     .read_scalar::<h5::types::VarLenUnicode>()
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
-                _ => attr
-                    .read_raw::<f64>()
-                    .map_or_else(|_| "<unreadable>".into(), |v| format!("{v:?}")),
+                _ => attr.read_raw::<f64>().map_or_else(
+                    |_| "<unreadable>".into(),
+                    |v| match v.as_slice() {
+                        [one] => one.to_string(),
+                        many => format!("{many:?}"),
+                    },
+                ),
             };
             out.insert(name, text);
         }

@@ -111,9 +111,21 @@ fn dtype_name(dtype: &DType) -> String {
     }
 }
 
+/// An attribute as text: strings as they are, numeric scalars as plain numbers (as the
+/// libhdf5 backend gives them), anything else in debug form.
 fn attr_text(value: &AttrValue) -> String {
     match value {
         AttrValue::AsciiString(s) | AttrValue::String(s) => s.clone(),
+        AttrValue::I8(v) => v.to_string(),
+        AttrValue::I16(v) => v.to_string(),
+        AttrValue::I32(v) => v.to_string(),
+        AttrValue::I64(v) => v.to_string(),
+        AttrValue::U8(v) => v.to_string(),
+        AttrValue::U16(v) => v.to_string(),
+        AttrValue::U32(v) => v.to_string(),
+        AttrValue::U64(v) => v.to_string(),
+        AttrValue::F32(v) => v.to_string(),
+        AttrValue::F64(v) => v.to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -24,11 +24,11 @@ pub enum DataError {
     },
     /// The HDF5 reader failed on a dataset (corrupt or truncated data, unsupported
     /// feature).
-    #[error("{path}: dataset '{dataset}': {detail}")]
+    #[error("{path}: {}: {detail}", object_name(.dataset))]
     Hdf5 {
         /// The file.
         path: PathBuf,
-        /// The dataset (or group) being read.
+        /// The dataset (or group) being read; empty for the root group.
         dataset: String,
         /// What the HDF5 reader said.
         detail: String,
@@ -104,6 +104,20 @@ pub enum DataError {
         /// `" even compressed"` for filtered datasets.
         compressed: &'static str,
     },
+    /// A file of a versioned layout written by a version this reader does not know.
+    #[error(
+        "{path}: attribute '{attribute}' = {found}, but this noether reads version {supported}"
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version attribute.
+        attribute: &'static str,
+        /// Its value.
+        found: String,
+        /// The version read.
+        supported: u32,
+    },
     /// A dataset has the wrong element type.
     #[error("{path}: dataset '{dataset}' has element type {found}, expected {expected}")]
     BadDtype {
@@ -148,3 +162,13 @@ pub enum DataError {
 
 /// The crate-wide result type.
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// How an error names an HDF5 object: the root group (whose path is empty) is named as
+/// such, never as a dataset `''`.
+fn object_name(object: &str) -> String {
+    if object.is_empty() || object == "/" {
+        "the root group (file header or index)".into()
+    } else {
+        format!("'{object}'")
+    }
+}

@@ -123,7 +123,10 @@ fn empty_jets_are_skipped_and_counted_or_rejected_by_policy() {
     assert_eq!((jets.len(), report.skipped_empty.as_slice()), (2, &[1][..]));
     // Per-jet outputs name jets by file row: the second kept jet is row 2.
     assert_eq!(report.kept_rows(), vec![0, 2]);
-    assert!(report.to_string().contains("skipped 1 empty (rows 1)"), "{report}");
+    assert!(
+        report.to_string().contains("skipped 1 empty (rows 1)"),
+        "{report}"
+    );
     let strict = ValidationPolicy {
         empty_jets: EmptyJetPolicy::Error,
         ..ValidationPolicy::default()

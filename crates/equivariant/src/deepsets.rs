@@ -285,7 +285,13 @@ impl TaggerModel for FlowNetwork {
 
     /// The per-particle map's widest layer.
     fn activation_elements(c: &FlowConfig, jets: usize, nodes: usize) -> u128 {
-        let width = c.phi_sizes.iter().chain(&c.f_sizes).max().copied().unwrap_or(1);
+        let width = c
+            .phi_sizes
+            .iter()
+            .chain(&c.f_sizes)
+            .max()
+            .copied()
+            .unwrap_or(1);
         elements(jets, nodes, 1, width)
     }
 }

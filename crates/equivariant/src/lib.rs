@@ -73,9 +73,7 @@ pub use model::{
     ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,
 };
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
-pub use placement::{
-    resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads,
-};
+pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
 pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and

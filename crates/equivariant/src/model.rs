@@ -313,7 +313,11 @@ pub fn check_width(key: &str, value: usize) -> Result<()> {
     if (1..=MAX_WIDTH).contains(&value) {
         Ok(())
     } else {
-        Err(bad(key, value, format!("must be between 1 and {MAX_WIDTH}")))
+        Err(bad(
+            key,
+            value,
+            format!("must be between 1 and {MAX_WIDTH}"),
+        ))
     }
 }
 

@@ -206,7 +206,11 @@ pub fn resolve_threads(threads: usize) -> Threads {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     Threads {
         requested: threads,
-        used: if threads == 0 { cores } else { threads.min(cores) },
+        used: if threads == 0 {
+            cores
+        } else {
+            threads.min(cores)
+        },
     }
 }
 
@@ -258,6 +262,9 @@ mod tests {
         let many = resolve_threads(1000);
         assert_eq!((many.requested, many.used), (1000, cores.min(1000)));
         let message = many.capped().unwrap();
-        assert!(message.contains("1000") && message.contains(&format!("{cores} cores")), "{message}");
+        assert!(
+            message.contains("1000") && message.contains(&format!("{cores} cores")),
+            "{message}"
+        );
     }
 }

@@ -627,7 +627,11 @@ impl TrainConfig {
         within("data.n_max", self.data.n_max, MAX_N_MAX)?;
         within("data.batch_size", self.data.batch_size, MAX_BATCH)?;
         within("train.epochs", self.train.epochs, MAX_EPOCHS)?;
-        within("train.eval_batch_size", self.train.eval_batch_size, MAX_BATCH)?;
+        within(
+            "train.eval_batch_size",
+            self.train.eval_batch_size,
+            MAX_BATCH,
+        )?;
         let s = &self.schedule;
         non_negative("schedule.warmup_epochs", s.warmup_epochs)?;
         if !(0.0..=1.0).contains(&s.min_lr_ratio) {

@@ -55,6 +55,14 @@ pub enum TrainError {
         /// What is wrong, with the line where it applies.
         message: String,
     },
+    /// Jets a run cannot use (no jets, one class), found before the first epoch.
+    #[error("{what}: {problem}")]
+    UnusableData {
+        /// The jets: the file and its role (`validation file data/val.h5`).
+        what: String,
+        /// What is wrong with them.
+        problem: String,
+    },
     /// The loss became NaN or infinite.
     #[error("loss became {value} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
     NonFiniteLoss {

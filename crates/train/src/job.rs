@@ -40,7 +40,8 @@ impl TrainJob {
     /// # Errors
     /// As [`train`] and [`RunData::load`].
     pub fn run(&self) -> Result<RunSummary> {
-        if let Some(message) = noether_equivariant::set_threads(self.config.train.threads).capped() {
+        if let Some(message) = noether_equivariant::set_threads(self.config.train.threads).capped()
+        {
             crate::trainer::note(format_args!("{message}"));
         }
         let data = RunData::load(&self.config)?;

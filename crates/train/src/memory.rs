@@ -28,7 +28,11 @@ pub fn check_memory(config: &TrainConfig, train_jets: usize, eval_jets: usize) -
     };
     for (key, batch, jets) in [
         ("data.batch_size", config.data.batch_size, train_jets),
-        ("train.eval_batch_size", config.train.eval_batch_size, eval_jets),
+        (
+            "train.eval_batch_size",
+            config.train.eval_batch_size,
+            eval_jets,
+        ),
     ] {
         let needed = config
             .model

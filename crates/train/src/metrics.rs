@@ -191,14 +191,18 @@ pub struct Interval {
 }
 
 /// Bootstrap 68% intervals of the four metrics from `resamples` seeded resamples of the
-/// jets (with replacement). Resamples that lose a class are redrawn.
+/// jets (with replacement). Resamples that lose a class are redrawn, at most
+/// `100 x resamples` draws in all (a set whose rare class is lost by nearly every
+/// resample ends with the intervals of the resamples kept, possibly none: NaN).
 pub fn bootstrap(scored: &Scored, resamples: usize, seed: u64) -> [Interval; 4] {
     let central = TaggingMetrics::of(scored);
     let n = scored.scores.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut draws: [Vec<f64>; 4] = Default::default();
     let (mut s, mut l, mut w) = (vec![0.0; n], vec![0u8; n], vec![0.0; n]);
-    while draws[0].len() < resamples {
+    let mut attempts = resamples.saturating_mul(100);
+    while draws[0].len() < resamples && attempts > 0 && n > 0 {
+        attempts -= 1;
         for k in 0..n {
             let i = rng.random_range(0..n);
             s[k] = scored.scores[i];
@@ -225,7 +229,11 @@ pub fn bootstrap(scored: &Scored, resamples: usize, seed: u64) -> [Interval; 4] 
     std::array::from_fn(|k| {
         let d = &mut draws[k];
         d.sort_by(f64::total_cmp);
-        let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| {
+            d.get(((d.len().max(1) - 1) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
         Interval {
             value: values[k],
             low: at(0.16),

@@ -21,14 +21,39 @@ pub fn lr_factor(config: &ScheduleConfig, epoch: f64, epochs: usize) -> f64 {
             }
         }
         ScheduleKind::CosineRestarts => {
-            // SGDR: cycles of length T_0, T_0 T_mult, T_0 T_mult^2, ...
-            let (mut start, mut length) = (0.0, config.restart_epochs);
-            while epoch >= start + length {
-                start += length;
-                length *= config.restart_mult;
-            }
+            let (start, length) = sgdr_cycle(epoch, config.restart_epochs, config.restart_mult);
             cosine((epoch - start) / length)
         }
         ScheduleKind::Step => config.gamma.powf((epoch / config.step_epochs).floor()),
     }
+}
+
+/// The SGDR cycle holding `epoch`: cycles of length `T_0`, `T_0 T_mult`, `T_0 T_mult^2`,
+/// ... start at `T_0 (T_mult^k - 1) / (T_mult - 1)` (`k T_0` for `T_mult = 1`). Computed
+/// in closed form, then corrected by at most a few steps for rounding: walking the cycles
+/// one by one would take 10^300 steps for `restart_epochs = 1e-300`.
+fn sgdr_cycle(epoch: f64, t0: f64, mult: f64) -> (f64, f64) {
+    let start_of = |k: f64| {
+        if mult == 1.0 {
+            k * t0
+        } else {
+            t0 * (mult.powf(k) - 1.0) / (mult - 1.0)
+        }
+    };
+    let mut k = if mult == 1.0 {
+        (epoch / t0).floor()
+    } else {
+        (1.0 + epoch * (mult - 1.0) / t0).log(mult).floor()
+    };
+    if !k.is_finite() || k < 0.0 {
+        k = 0.0;
+    }
+    for _ in 0..4 {
+        if start_of(k) > epoch && k > 0.0 {
+            k -= 1.0;
+        } else if start_of(k + 1.0) <= epoch {
+            k += 1.0;
+        }
+    }
+    (start_of(k), t0 * mult.powf(k))
 }

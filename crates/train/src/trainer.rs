@@ -107,6 +107,39 @@ impl RunData {
         }
         Ok(data)
     }
+
+    /// Checks, before anything is trained or written, that every set holds jets of both
+    /// classes: a one-class validation set cannot pick a best epoch by AUC, nor a
+    /// one-class test set give one, and finding out after training wastes the run.
+    ///
+    /// # Errors
+    /// [`TrainError::UnusableData`] naming the set and its file.
+    pub fn check(&self) -> Result<()> {
+        for (role, name, jets) in [
+            ("train", "training", &self.train),
+            ("val", "validation", &self.val),
+            ("test", "test", &self.test),
+        ] {
+            let what = match self.records.iter().find(|r| r.role == role) {
+                Some(r) => format!("{name} file {}", r.file.display()),
+                None => format!("{name} jets"),
+            };
+            let signal = jets.signal_count();
+            let problem = if jets.is_empty() {
+                "no jets (after skipping empty ones and taking the subset)".to_owned()
+            } else if signal == 0 || signal == jets.len() {
+                format!(
+                    "all {} jets are {}: tagging needs both signal (1) and background (0) jets",
+                    jets.len(),
+                    if signal == 0 { "background" } else { "signal" }
+                )
+            } else {
+                continue;
+            };
+            return Err(TrainError::UnusableData { what, problem });
+        }
+        Ok(())
+    }
 }
 
 /// The model inputs of a run's jets, computed once.
@@ -176,7 +209,21 @@ fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
     checkpoint::write_atomically(
         &dir.path().join("load_report.json"),
         report.to_json().as_bytes(),
-    )
+    )?;
+    if report.applied.is_empty() {
+        // Fine-tuning from nothing is training from scratch under another name.
+        let example = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>();
+        return Err(TrainError::Checkpoint {
+            path: init.from.clone(),
+            message: format!(
+                "no tensor of the checkpoint matches a model parameter (checkpoint: {:?}, \
+                 model: {:?}); map the names with --remap FROM=TO (init.remaps)",
+                example(&report.unexpected),
+                example(&report.missing)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The teacher's logits on every training jet (indexed like the set), from a noether
@@ -426,6 +473,7 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<Option<RunSummary>> {
     config.validate()?;
+    data.check()?;
     crate::memory::check_memory(
         config,
         data.train.len(),

@@ -141,6 +141,27 @@ fn schedules_match_their_closed_forms() {
             "epoch {epoch}"
         );
     }
+    // T_mult = 1: equal cycles [0, 4), [4, 8), ...; a tiny T_0 ends at once (walking the
+    // cycles one by one took 10^300 steps) and stays a factor of the cosine.
+    let equal = ScheduleConfig {
+        restart_mult: 1.0,
+        ..sgdr.clone()
+    };
+    for (epoch, expected) in [(0.0, 1.0), (2.0, 0.5), (4.0, 1.0), (6.0, 0.5), (8.0, 1.0)] {
+        assert!(
+            (lr_factor(&equal, epoch, 35) - expected).abs() < 1e-12,
+            "epoch {epoch}"
+        );
+    }
+    for mult in [1.0, 2.0] {
+        let tiny = ScheduleConfig {
+            restart_epochs: 1e-300,
+            restart_mult: mult,
+            ..sgdr.clone()
+        };
+        let f = lr_factor(&tiny, 7.5, 10);
+        assert!((0.0..=1.0).contains(&f), "T_mult {mult}: {f}");
+    }
     let step = ScheduleConfig {
         kind: ScheduleKind::Step,
         step_epochs: 3.0,

@@ -40,6 +40,18 @@ pub enum TransferError {
         /// The parameters without a tensor.
         missing: Vec<String>,
     },
+    /// A tensor holding NaN or infinite values.
+    #[error("{path}: tensor '{tensor}' holds {count} non-finite value(s) (NaN or infinity), first at flat index {first}: a diverged or corrupt checkpoint")]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor (its name in the checkpoint).
+        tensor: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// The flat index of the first.
+        first: usize,
+    },
     /// A `--remap FROM=TO` rule is malformed.
     #[error("remap rule '{rule}': {reason}")]
     BadRemap {

@@ -141,6 +141,29 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// Refuses a tensor holding NaN or infinity: evaluated, such weights give plausible
+/// numbers (a ReLU maps NaN to 0) or hang iterative diagnostics, never a clear failure.
+fn check_finite(tensor: &Tensor, name: &str, path: &Path) -> Result<()> {
+    let values = tensor
+        .flatten_all()
+        .and_then(|t| t.to_dtype(DType::F64))
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(|e| TransferError::Candle {
+            context: format!("{}: tensor '{name}'", path.display()),
+            source: e,
+        })?;
+    let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+    if let Some((first, _)) = bad.next() {
+        return Err(TransferError::NonFinite {
+            path: path.to_owned(),
+            tensor: name.to_owned(),
+            count: 1 + bad.count(),
+            first,
+        });
+    }
+    Ok(())
+}
+
 /// The candle dtype of a float safetensors dtype (`None` for integers, bools, ...).
 fn float_dtype(dtype: Dtype) -> Option<DType> {
     match dtype {
@@ -158,7 +181,8 @@ fn float_dtype(dtype: Dtype) -> Option<DType> {
 /// # Errors
 /// [`TransferError::Io`], [`TransferError::Safetensors`] for malformed files (truncated,
 /// header sizes beyond the file), [`TransferError::UnsupportedDtype`] for a non-float
-/// tensor that maps to a parameter, [`TransferError::Missing`] under `strict`.
+/// tensor that maps to a parameter, [`TransferError::NonFinite`] for one holding NaN or
+/// infinity, [`TransferError::Missing`] under `strict`.
 pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> Result<LoadReport> {
     let bytes = std::fs::read(path).map_err(|source| TransferError::Io {
         path: path.to_owned(),
@@ -199,6 +223,7 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
 ///
 /// # Errors
 /// [`TransferError::UnsupportedDtype`] for a non-float tensor that maps to a parameter,
+/// [`TransferError::NonFinite`] for one holding NaN or infinity,
 /// [`TransferError::Missing`] under `strict`.
 pub fn apply_tensors(
     tensors: &HashMap<String, Tensor>,
@@ -265,6 +290,7 @@ fn apply<S: AsRef<str>>(
             context: format!("{}: tensor '{original}'", path.display()),
             source: e,
         };
+        check_finite(&tensor, original, path)?;
         let converted = tensor.dtype() != var.dtype();
         let tensor = tensor
             .to_dtype(var.dtype())

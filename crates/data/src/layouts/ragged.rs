@@ -35,6 +35,7 @@ pub(crate) struct RaggedSource {
 impl RaggedSource {
     pub(crate) fn open(file: Box<dyn H5Reader>) -> Result<Self> {
         let l = Layout::Ragged;
+        check_version(file.as_ref())?;
         let constituents = require(file.as_ref(), l, "constituents", 2, &[Some(4)])?;
         let offsets_shape = require(file.as_ref(), l, "offsets", 1, &[])?;
         let jets = offsets_shape[0]
@@ -59,6 +60,27 @@ impl RaggedSource {
             offsets,
             has_truth,
         })
+    }
+}
+
+/// The layout version noether writes and reads.
+const VERSION: u32 = 1;
+
+/// Refuses a file that says it was written in another version of the layout (a file
+/// without the attribute, written by another tool, is read as version 1).
+fn check_version(file: &dyn H5Reader) -> Result<()> {
+    const ATTRIBUTE: &str = "noether_layout_version";
+    let attrs = file.attributes("")?;
+    match attrs.get(ATTRIBUTE) {
+        Some(v) if v.trim().parse::<f64>() != Ok(f64::from(VERSION)) => {
+            Err(DataError::UnsupportedVersion {
+                path: file.path().to_owned(),
+                attribute: ATTRIBUTE,
+                found: v.clone(),
+                supported: VERSION,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -183,7 +205,7 @@ pub fn write_ragged(path: &Path, jets: &JetSet, source: &str) -> Result<()> {
             .with_shape(&[jets.len() as u64, 4]);
     }
     builder.set_attr("noether_layout", AttrValue::AsciiString("ragged".into()));
-    builder.set_attr("noether_layout_version", AttrValue::I64(1));
+    builder.set_attr("noether_layout_version", AttrValue::I64(i64::from(VERSION)));
     builder.set_attr("units", AttrValue::AsciiString("GeV".into()));
     builder.set_attr("components", AttrValue::AsciiString("E,px,py,pz".into()));
     builder.set_attr("source", AttrValue::AsciiString(source.into()));
