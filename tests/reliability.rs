@@ -295,11 +295,7 @@ fn absurd_config_sizes_and_numbers_are_named_before_anything_is_allocated() {
             "n_hidden = 32\nn_class = 3",
             "lorentznet.n_class",
         ),
-        (
-            "batch_size = 32",
-            "batch_size = 32\nn_max = 0",
-            "data.n_max",
-        ),
+        ("n_max = 30", "n_max = 0", "data.n_max"),
     ] {
         assert!(base.contains(from));
         let config = dir.path().join("bad.toml");
