@@ -130,6 +130,37 @@ fn attr_text(value: &AttrValue) -> String {
     }
 }
 
+impl PureBackend {
+    /// `values` if they are the rows asked for (`count` rows from `start`, clamped to
+    /// the extent, each `unit` values per element): a corrupt file can make `hdf5-pure`
+    /// return fewer, and every layout indexes rows by the count it asked for.
+    fn whole_rows<T>(
+        &self,
+        dataset: &str,
+        ds: &hdf5_pure::Dataset,
+        start: u64,
+        count: u64,
+        unit: u64,
+        values: Vec<T>,
+    ) -> Result<Vec<T>> {
+        let shape = ds.shape().map_err(|e| self.err(dataset, &e))?;
+        let rows = count.min(shape.first().map_or(0, |&n| n.saturating_sub(start)));
+        let per_row = shape.iter().skip(1).fold(unit, |n, &d| n.saturating_mul(d));
+        let expected = rows.saturating_mul(per_row);
+        if values.len() as u64 == expected {
+            return Ok(values);
+        }
+        Err(self.err(
+            dataset,
+            &format!(
+                "rows {start}..{} gave {} values, {expected} expected (corrupt data)",
+                start + rows,
+                values.len()
+            ),
+        ))
+    }
+}
+
 impl H5Reader for PureBackend {
     fn path(&self) -> &Path {
         &self.path
@@ -162,27 +193,28 @@ impl H5Reader for PureBackend {
     }
 
     fn read_f32_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f32>> {
-        self.dataset(dataset)?
-            .read_f32_rows(start, count)
-            .map_err(|e| self.err(dataset, &e))
+        let ds = self.dataset(dataset)?;
+        let values = ds.read_f32_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_f64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f64>> {
-        self.dataset(dataset)?
-            .read_f64_rows(start, count)
-            .map_err(|e| self.err(dataset, &e))
+        let ds = self.dataset(dataset)?;
+        let values = ds.read_f64_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_i64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<i64>> {
-        self.dataset(dataset)?
-            .read_i64_rows(start, count)
-            .map_err(|e| self.err(dataset, &e))
+        let ds = self.dataset(dataset)?;
+        let values = ds.read_i64_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_raw_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<u8>> {
-        self.dataset(dataset)?
-            .read_raw_rows(start, count)
-            .map_err(|e| self.err(dataset, &e))
+        let ds = self.dataset(dataset)?;
+        let bytes = ds.read_raw_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        let unit = ds.element_size().map_err(|e| self.err(dataset, &e))?;
+        self.whole_rows(dataset, &ds, start, count, unit, bytes)
     }
 
     fn read_strings(&self, dataset: &str) -> Result<Vec<String>> {

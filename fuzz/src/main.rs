@@ -1,0 +1,130 @@
+//! `noether-fuzz`: run a fuzzing campaign against one of noether's readers.
+//!
+//! ```sh
+//! cargo run --release -p noether-fuzz -- run hdf5 --inputs 1000000 --out fuzz/out/hdf5
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use noether_fuzz::engine::{self, Limits};
+use noether_fuzz::targets;
+
+/// Structure-aware mutational fuzzing of noether's readers of untrusted bytes.
+#[derive(Debug, Parser)]
+#[command(name = "noether-fuzz")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a campaign in supervised worker processes; prints the figures.
+    Run {
+        /// The target: hdf5, safetensors, toml or csv.
+        target: String,
+        /// Inputs to run.
+        #[arg(long, default_value_t = 1_000_000)]
+        inputs: u64,
+        /// The campaign's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The campaign directory (findings/, corpus/, stats.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// The longest one input may run, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        time_limit_ms: u64,
+        /// A worker's address-space limit in bytes (0: none).
+        #[arg(long, default_value_t = 4 << 30)]
+        memory_limit: u64,
+    },
+    /// Run one file through a target, as a regression test does.
+    Replay {
+        /// The target.
+        target: String,
+        /// The input file.
+        file: PathBuf,
+    },
+    /// One worker of a campaign (started by `run`).
+    #[command(hide = true)]
+    Worker {
+        target: String,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        time_limit_ms: u64,
+        #[arg(long)]
+        memory_limit: u64,
+    },
+}
+
+fn target(name: &str) -> Result<Box<dyn noether_fuzz::Target>, String> {
+    targets::by_name(name).ok_or_else(|| {
+        let names: Vec<_> = targets::all().iter().map(|t| t.name()).collect();
+        format!("unknown target '{name}' (one of {})", names.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Run { target: name, inputs, seed, out, time_limit_ms, memory_limit } => {
+            let target = target(&name)?;
+            let limits = Limits {
+                time: Duration::from_millis(time_limit_ms),
+                memory: memory_limit,
+            };
+            let exe = std::env::current_exe()?;
+            let stats = engine::supervise(&exe, target.as_ref(), inputs, seed, &out, limits, |line| {
+                eprintln!("{line}");
+            })?;
+            println!(
+                "target={name} executions={} per_second={:.0} accepted={} rejected={} distinct_errors={} findings={} slowest_ms={:.1} seconds={:.0}",
+                stats.executions,
+                stats.rate(),
+                stats.accepted,
+                stats.rejected,
+                stats.error_kinds.len(),
+                stats.findings,
+                stats.slowest_ms,
+                stats.seconds
+            );
+        }
+        Command::Replay { target: name, file } => {
+            let target = target(&name)?;
+            let scratch = std::env::temp_dir().join(format!("noether-fuzz-replay-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch)?;
+            let outcome = target.execute(&std::fs::read(&file)?, &scratch);
+            let _ = std::fs::remove_dir_all(&scratch);
+            println!("{}: {outcome:?}", file.display());
+        }
+        Command::Worker { target: name, from, to, seed, dir, time_limit_ms, memory_limit } => {
+            let target = target(&name)?;
+            let limits = Limits {
+                time: Duration::from_millis(time_limit_ms),
+                memory: memory_limit,
+            };
+            engine::worker(target.as_ref(), from, to, seed, &dir, limits)?;
+        }
+    }
+    Ok(())
+}
