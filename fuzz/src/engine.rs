@@ -107,8 +107,9 @@ fn fuzz_loop(
         let input = target.mutate(&parent, corpus, &mut rng);
         let begin = Instant::now();
         started.store(clock.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.execute(&input, scratch)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            target.execute(&input, scratch)
+        }));
         started.store(0, Ordering::SeqCst);
         stats.slowest_ms = stats.slowest_ms.max(begin.elapsed().as_secs_f64() * 1e3);
         stats.executions += 1;
@@ -187,7 +188,13 @@ impl Campaign {
     }
 
     /// Saves a finding: its input and why (`<target>-<index>.bin` and `.txt`).
-    fn save_finding(&self, target: &str, index: u64, why: &str, input: &[u8]) -> std::io::Result<()> {
+    fn save_finding(
+        &self,
+        target: &str,
+        index: u64,
+        why: &str,
+        input: &[u8],
+    ) -> std::io::Result<()> {
         std::fs::create_dir_all(self.findings())?;
         let stem = self.findings().join(format!("{target}-{index}"));
         std::fs::write(stem.with_extension("bin"), input)?;
@@ -217,7 +224,9 @@ pub fn worker(
     dir: &Path,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let campaign = Campaign { dir: dir.to_owned() };
+    let campaign = Campaign {
+        dir: dir.to_owned(),
+    };
     if limits.memory > 0 {
         let limit = rustix::process::Rlimit {
             current: Some(limits.memory),
@@ -254,7 +263,13 @@ pub fn worker(
             }
         },
         |next, stats| {
-            let _ = write_progress(&campaign.progress(), &Progress { next, stats: stats.clone() });
+            let _ = write_progress(
+                &campaign.progress(),
+                &Progress {
+                    next,
+                    stats: stats.clone(),
+                },
+            );
         },
         &started,
     );
@@ -268,7 +283,10 @@ pub fn worker(
 
 fn write_progress(path: &Path, progress: &Progress) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(progress).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(progress).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, path)
 }
 
@@ -300,7 +318,9 @@ pub fn supervise(
     limits: Limits,
     mut log: impl FnMut(&str),
 ) -> std::io::Result<Stats> {
-    let campaign = Campaign { dir: dir.to_owned() };
+    let campaign = Campaign {
+        dir: dir.to_owned(),
+    };
     std::fs::create_dir_all(dir)?;
     let clock = Instant::now();
     let mut total = Stats::default();
@@ -309,7 +329,14 @@ pub fn supervise(
         let _ = std::fs::remove_file(campaign.progress());
         let _ = std::fs::remove_file(campaign.hang());
         let status = Command::new(exe)
-            .args(["worker", target.name(), "--from", &next.to_string(), "--to", &inputs.to_string()])
+            .args([
+                "worker",
+                target.name(),
+                "--from",
+                &next.to_string(),
+                "--to",
+                &inputs.to_string(),
+            ])
             .args(["--seed", &seed.to_string(), "--dir"])
             .arg(dir)
             .args(["--time-limit-ms", &limits.time.as_millis().to_string()])
@@ -321,7 +348,10 @@ pub fn supervise(
         let progress: Progress = std::fs::read(campaign.progress())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Progress { next, stats: Stats::default() });
+            .unwrap_or(Progress {
+                next,
+                stats: Stats::default(),
+            });
         total.add(&progress.stats);
         if status.success() {
             next = progress.next.max(next + 1);

@@ -87,16 +87,24 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Run { target: name, inputs, seed, out, time_limit_ms, memory_limit } => {
+        Command::Run {
+            target: name,
+            inputs,
+            seed,
+            out,
+            time_limit_ms,
+            memory_limit,
+        } => {
             let target = target(&name)?;
             let limits = Limits {
                 time: Duration::from_millis(time_limit_ms),
                 memory: memory_limit,
             };
             let exe = std::env::current_exe()?;
-            let stats = engine::supervise(&exe, target.as_ref(), inputs, seed, &out, limits, |line| {
-                eprintln!("{line}");
-            })?;
+            let stats =
+                engine::supervise(&exe, target.as_ref(), inputs, seed, &out, limits, |line| {
+                    eprintln!("{line}");
+                })?;
             println!(
                 "target={name} executions={} per_second={:.0} accepted={} rejected={} distinct_errors={} findings={} slowest_ms={:.1} seconds={:.0}",
                 stats.executions,
@@ -111,13 +119,22 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Replay { target: name, file } => {
             let target = target(&name)?;
-            let scratch = std::env::temp_dir().join(format!("noether-fuzz-replay-{}", std::process::id()));
+            let scratch =
+                std::env::temp_dir().join(format!("noether-fuzz-replay-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
             let outcome = target.execute(&std::fs::read(&file)?, &scratch);
             let _ = std::fs::remove_dir_all(&scratch);
             println!("{}: {outcome:?}", file.display());
         }
-        Command::Worker { target: name, from, to, seed, dir, time_limit_ms, memory_limit } => {
+        Command::Worker {
+            target: name,
+            from,
+            to,
+            seed,
+            dir,
+            time_limit_ms,
+            memory_limit,
+        } => {
             let target = target(&name)?;
             let limits = Limits {
                 time: Duration::from_millis(time_limit_ms),

@@ -122,7 +122,10 @@ pub fn pick<'a, T>(items: &'a [T], rng: &mut ChaCha8Rng) -> Option<&'a T> {
 pub fn interesting_number_text(rng: &mut ChaCha8Rng) -> String {
     match rng.random_range(0..4) {
         0 => INTERESTING_U64[rng.random_range(0..INTERESTING_U64.len())].to_string(),
-        1 => format!("-{}", INTERESTING_U64[rng.random_range(0..INTERESTING_U64.len())]),
+        1 => format!(
+            "-{}",
+            INTERESTING_U64[rng.random_range(0..INTERESTING_U64.len())]
+        ),
         2 => {
             let v = INTERESTING_F64[rng.random_range(0..INTERESTING_F64.len())];
             if v.is_nan() {
@@ -133,8 +136,18 @@ pub fn interesting_number_text(rng: &mut ChaCha8Rng) -> String {
                 format!("{v:e}")
             }
         }
-        _ => ["", "1e400", "-1e400", "0x10", "1_000", "NaN", "+inf", "1.5.2", "--1", "9".repeat(40).as_str()]
-            [rng.random_range(0..10)]
+        _ => [
+            "",
+            "1e400",
+            "-1e400",
+            "0x10",
+            "1_000",
+            "NaN",
+            "+inf",
+            "1.5.2",
+            "--1",
+            "9".repeat(40).as_str(),
+        ][rng.random_range(0..10)]
         .to_owned(),
     }
 }

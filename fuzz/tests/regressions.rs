@@ -11,7 +11,9 @@ fn every_past_finding_now_gives_a_result() {
     let scratch = tempfile::tempdir().unwrap();
     let mut replayed = 0;
     for target in targets::all() {
-        let dir = repository_root().join("fuzz/regressions").join(target.name());
+        let dir = repository_root()
+            .join("fuzz/regressions")
+            .join(target.name());
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -59,6 +61,10 @@ fn a_short_campaign_of_every_target_finds_nothing() {
         let stats = engine::run_in_process(target.as_ref(), 400, 2026, scratch.path()).unwrap();
         assert_eq!(stats.executions, 400);
         assert_eq!(stats.findings, 0, "{}: {stats:?}", target.name());
-        assert!(stats.rejected > 0, "{}: no mutant was rejected", target.name());
+        assert!(
+            stats.rejected > 0,
+            "{}: no mutant was rejected",
+            target.name()
+        );
     }
 }

@@ -194,25 +194,33 @@ impl H5Reader for PureBackend {
 
     fn read_f32_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f32>> {
         let ds = self.dataset(dataset)?;
-        let values = ds.read_f32_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        let values = ds
+            .read_f32_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))?;
         self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_f64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<f64>> {
         let ds = self.dataset(dataset)?;
-        let values = ds.read_f64_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        let values = ds
+            .read_f64_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))?;
         self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_i64_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<i64>> {
         let ds = self.dataset(dataset)?;
-        let values = ds.read_i64_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        let values = ds
+            .read_i64_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))?;
         self.whole_rows(dataset, &ds, start, count, 1, values)
     }
 
     fn read_raw_rows(&self, dataset: &str, start: u64, count: u64) -> Result<Vec<u8>> {
         let ds = self.dataset(dataset)?;
-        let bytes = ds.read_raw_rows(start, count).map_err(|e| self.err(dataset, &e))?;
+        let bytes = ds
+            .read_raw_rows(start, count)
+            .map_err(|e| self.err(dataset, &e))?;
         let unit = ds.element_size().map_err(|e| self.err(dataset, &e))?;
         self.whole_rows(dataset, &ds, start, count, unit, bytes)
     }

@@ -196,12 +196,23 @@ fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`:
-/// a crash leaves either the old file or the new one, never a truncated one.
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, renames it over `path` and
+/// syncs the directory: a crash leaves either the old file or the new one, never a
+/// truncated one; a failed write (a full disk) removes the temporary file and leaves the
+/// old file as it was.
 ///
 /// # Errors
 /// [`TrainError::Io`] naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, bytes, |file, bytes| file.write_all(bytes))
+}
+
+/// [`write_atomically`] with the write itself injected (tests make it fail).
+fn write_atomically_with(
+    path: &Path,
+    bytes: &[u8],
+    write: impl FnOnce(&mut std::fs::File, &[u8]) -> std::io::Result<()>,
+) -> Result<()> {
     let io = |source| TrainError::Io {
         path: path.to_owned(),
         source,
@@ -217,14 +228,44 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file, bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result.map_err(io)?;
+    // The rename is durable only once the directory entry is on disk.
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod atomic_write_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_the_previous_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        write_atomically(&path, b"epoch 1").unwrap();
+        let err = write_atomically_with(&path, b"epoch 2", |file, bytes| {
+            file.write_all(&bytes[..3])?;
+            Err(std::io::Error::from_raw_os_error(28))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("last.safetensors") && err.contains("No space left"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"epoch 1");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "a temporary file survived: {left:?}");
+    }
 }
 
 /// A loaded checkpoint.

@@ -41,7 +41,9 @@ impl Target for ConfigTarget {
                 // What noether writes (config.toml, checkpoint metadata) it must read back.
                 let again = TrainConfig::from_toml(&config.to_toml(), &path);
                 assert!(
-                    again.as_ref().is_ok_and(|c| c.to_toml() == config.to_toml()),
+                    again
+                        .as_ref()
+                        .is_ok_and(|c| c.to_toml() == config.to_toml()),
                     "a config does not round-trip through config.toml: {again:?}"
                 );
                 Outcome::Accepted
@@ -68,15 +70,18 @@ pub(crate) fn mutate_toml(text: &str, rng: &mut ChaCha8Rng) -> String {
         }
         1 => {
             let mut key = path.clone();
-            *key.last_mut().expect("a leaf has a key") = ["n_max", "model", "extra", "lr", "from", "n_hidden"]
-                [rng.random_range(0..6)]
-            .to_owned();
+            *key.last_mut().expect("a leaf has a key") =
+                ["n_max", "model", "extra", "lr", "from", "n_hidden"][rng.random_range(0..6)]
+                    .to_owned();
             set(&mut table, &key, interesting_value(rng));
         }
         2 => set(
             &mut table,
             &["model".to_owned()],
-            toml::Value::String(["lorentznet", "pelican", "pfn", "efn", "mlp", "lgatr", ""][rng.random_range(0..7)].into()),
+            toml::Value::String(
+                ["lorentznet", "pelican", "pfn", "efn", "mlp", "lgatr", ""][rng.random_range(0..7)]
+                    .into(),
+            ),
         ),
         _ => set(&mut table, &path, interesting_value(rng)),
     }
@@ -143,8 +148,18 @@ fn interesting_value(rng: &mut ChaCha8Rng) -> toml::Value {
 /// TOML syntax dropped into the text at a random place.
 fn insert_token(text: &str, rng: &mut ChaCha8Rng) -> String {
     const TOKENS: [&str; 12] = [
-        "\n[data]\n", "\n[lorentznet]\n", "=", "\"", "'''", "[[", "]]", "\nmodel = \"pfn\"\n",
-        "\n[init]\nfrom = \"\"\n", "\u{feff}", "\0", "# \n",
+        "\n[data]\n",
+        "\n[lorentznet]\n",
+        "=",
+        "\"",
+        "'''",
+        "[[",
+        "]]",
+        "\nmodel = \"pfn\"\n",
+        "\n[init]\nfrom = \"\"\n",
+        "\u{feff}",
+        "\0",
+        "# \n",
     ];
     let mut at = rng.random_range(0..=text.len());
     while !text.is_char_boundary(at) {

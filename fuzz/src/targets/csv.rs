@@ -55,7 +55,9 @@ fn read_and_evaluate(path: &Path) -> noether_scaling::Result<f64> {
         unique: Some("U".into()),
         ..ColumnMap::default()
     };
-    let runs = Runs::from_csv(path, &map)?.scaled("N", 1e-3)?.drop_highest_loss(1);
+    let runs = Runs::from_csv(path, &map)?
+        .scaled("N", 1e-3)?
+        .drop_highest_loss(1);
     let theta = [6.0, 6.0, 0.5, 0.34, 0.28];
     objective_at(&Chinchilla, &runs, &theta, Loss::default())
 }

@@ -69,7 +69,11 @@ fn split(input: &[u8]) -> Option<(serde_json::Map<String, serde_json::Value>, &[
     Some((map, &input[8 + n..]))
 }
 
-fn join(header: &serde_json::Map<String, serde_json::Value>, data: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+fn join(
+    header: &serde_json::Map<String, serde_json::Value>,
+    data: &[u8],
+    rng: &mut ChaCha8Rng,
+) -> Vec<u8> {
     let text = serde_json::to_vec(header).expect("a JSON map serialises");
     let mut length = text.len() as u64;
     if rng.random_range(0..20) == 0 {
@@ -114,8 +118,13 @@ fn mutate_header(
     };
     match rng.random_range(0..5) {
         0 => {
-            let dtypes = ["F16", "BF16", "F32", "F64", "I64", "I32", "I8", "U8", "BOOL", "F8_E4M3", "XX"];
-            tensor.insert("dtype".into(), (*pick(&dtypes, rng).expect("not empty")).into());
+            let dtypes = [
+                "F16", "BF16", "F32", "F64", "I64", "I32", "I8", "U8", "BOOL", "F8_E4M3", "XX",
+            ];
+            tensor.insert(
+                "dtype".into(),
+                (*pick(&dtypes, rng).expect("not empty")).into(),
+            );
         }
         1 => {
             if let Some(serde_json::Value::Array(shape)) = tensor.get_mut("shape") {
