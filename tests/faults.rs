@@ -95,7 +95,10 @@ fn a_run_killed_at_20_moments_resumes_to_the_uninterrupted_result() {
         let _ = child.wait();
         kills += 1;
     }
-    assert!(resumed >= 5, "only {resumed} of the 20 killed starts resumed a checkpoint");
+    assert!(
+        resumed >= 5,
+        "only {resumed} of the 20 killed starts resumed a checkpoint"
+    );
     let child = start(&out, epochs);
     let output = child.wait_with_output().unwrap();
     assert!(

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -74,12 +75,15 @@ fn trained_checkpoint() -> &'static Path {
     })
 }
 
+/// A tensor as stored: dtype, shape and bytes.
+type Stored = (Dtype, Vec<usize>, Vec<u8>);
+
 /// A copy of `source` at `dest` with each tensor passed through `tensor` (name, dtype,
 /// shape, bytes) and the metadata through `meta`.
 fn rewrite(
     source: &Path,
     dest: &Path,
-    tensor: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> (Dtype, Vec<usize>, Vec<u8>),
+    tensor: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Stored,
     meta: impl Fn(&mut HashMap<String, String>),
 ) {
     let bytes = std::fs::read(source).unwrap();
@@ -87,7 +91,7 @@ fn rewrite(
     let mut metadata = header.metadata().clone().unwrap_or_default();
     meta(&mut metadata);
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let tensors: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> = file
+    let tensors: Vec<(String, Stored)> = file
         .tensors()
         .into_iter()
         .map(|(name, view)| {
@@ -171,7 +175,7 @@ fn scaling_fits_end_on_bad_scales_and_deltas() {
         let n = 1e6 * 2f64.powi(k);
         let d = 20.0 * n;
         let loss = 1.7 + 400.0 / n.powf(0.34) + 410.0 / d.powf(0.28);
-        csv.push_str(&format!("{n},{d},{loss}\n"));
+        writeln!(csv, "{n},{d},{loss}").unwrap();
     }
     std::fs::write(&runs, csv).unwrap();
     for (flag, key) in [

@@ -87,18 +87,31 @@ fn input_rng(seed: u64, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-/// The fuzzing loop over inputs `from..to`, growing `corpus`; `on_finding` is told of
-/// each panic (its message and the input) and `report` of progress.
-fn fuzz_loop(
-    target: &dyn Target,
-    range: std::ops::Range<u64>,
+/// What the fuzzing loop runs: a target, the campaign's seed, a scratch directory, and
+/// the clock the watchdog reads (milliseconds since the loop began, plus one, while an
+/// input runs; 0 between inputs).
+struct Loop<'a> {
+    target: &'a dyn Target,
     seed: u64,
-    scratch: &Path,
+    scratch: &'a Path,
+    started: &'a AtomicU64,
+}
+
+/// The fuzzing loop over inputs `range`, growing `corpus`; `on_finding` is told of each
+/// panic (its message and the input) and `report` of progress.
+fn fuzz_loop(
+    run: &Loop<'_>,
+    range: std::ops::Range<u64>,
     corpus: &mut Vec<Vec<u8>>,
     mut on_finding: impl FnMut(u64, &str, &[u8]),
     mut report: impl FnMut(u64, &Stats),
-    started: &AtomicU64,
 ) -> Stats {
+    let Loop {
+        target,
+        seed,
+        scratch,
+        started,
+    } = *run;
     let clock = Instant::now();
     let mut stats = Stats::default();
     for index in range {
@@ -153,15 +166,18 @@ pub fn run_in_process(
 ) -> std::io::Result<Stats> {
     let mut corpus = target.seeds()?;
     let started = AtomicU64::new(0);
-    Ok(fuzz_loop(
+    let run = Loop {
         target,
-        0..inputs,
         seed,
         scratch,
+        started: &started,
+    };
+    Ok(fuzz_loop(
+        &run,
+        0..inputs,
         &mut corpus,
         |_, _, _| {},
         |_, _| {},
-        &started,
     ))
 }
 
@@ -251,11 +267,16 @@ pub fn worker(
     let started = Arc::new(AtomicU64::new(0));
     watchdog(Arc::clone(&started), limits.time, campaign.hang());
     let saved = Mutex::new(Ok(()));
-    let mut stats = fuzz_loop(
+    let scratch = campaign.scratch();
+    let run = Loop {
         target,
-        from..to,
         seed,
-        &campaign.scratch(),
+        scratch: &scratch,
+        started: &started,
+    };
+    let mut stats = fuzz_loop(
+        &run,
+        from..to,
         &mut corpus,
         |index, why, input| {
             if let Err(e) = campaign.save_finding(target.name(), index, why, input) {
@@ -271,7 +292,6 @@ pub fn worker(
                 },
             );
         },
-        &started,
     );
     saved.into_inner().expect("not poisoned")?;
     for (k, input) in corpus.iter().enumerate().skip(seeds) {

@@ -88,7 +88,7 @@ pub enum DataError {
     /// caught before anything is allocated for it.
     #[error(
         "{path}: dataset '{dataset}' declares shape {shape:?} ({declared} bytes), more than \
-         the file's {file_len} bytes can hold{compressed}"
+         the file's {file_len} bytes can hold{}", if *.compressed {" even compressed"} else {""}
     )]
     ExtentBeyondFile {
         /// The file.
@@ -97,12 +97,12 @@ pub enum DataError {
         dataset: String,
         /// Its declared shape.
         shape: Vec<u64>,
-        /// The bytes that shape needs.
-        declared: u128,
+        /// The bytes that shape needs (saturated at `u64::MAX`).
+        declared: u64,
         /// The file's length.
         file_len: u64,
-        /// `" even compressed"` for filtered datasets.
-        compressed: &'static str,
+        /// Whether the dataset is filtered (compressed).
+        compressed: bool,
     },
     /// A file of a versioned layout written by a version this reader does not know.
     #[error(

@@ -296,7 +296,7 @@ pub const MAX_WIDTH: usize = 1 << 16;
 /// The most layers (or blocks) a config may ask for.
 pub const MAX_LAYERS: usize = 256;
 
-fn bad(key: &str, value: impl ToString, reason: String) -> crate::ModelError {
+fn bad(key: &str, value: &impl ToString, reason: String) -> crate::ModelError {
     crate::ModelError::BadConfig {
         key: key.to_owned(),
         value: value.to_string(),
@@ -315,7 +315,7 @@ pub fn check_width(key: &str, value: usize) -> Result<()> {
     } else {
         Err(bad(
             key,
-            value,
+            &value,
             format!("must be between 1 and {MAX_WIDTH}"),
         ))
     }
@@ -329,7 +329,7 @@ pub fn check_layers(key: &str, value: usize) -> Result<()> {
     if value <= MAX_LAYERS {
         Ok(())
     } else {
-        Err(bad(key, value, format!("must be at most {MAX_LAYERS}")))
+        Err(bad(key, &value, format!("must be at most {MAX_LAYERS}")))
     }
 }
 
@@ -339,7 +339,7 @@ pub fn check_layers(key: &str, value: usize) -> Result<()> {
 /// As described.
 pub fn check_widths(key: &str, widths: &[usize]) -> Result<()> {
     if widths.is_empty() {
-        return Err(bad(key, "[]", "needs at least one layer".into()));
+        return Err(bad(key, &"[]", "needs at least one layer".into()));
     }
     check_layers(&format!("{key} (layers)"), widths.len())?;
     for (k, &width) in widths.iter().enumerate() {
@@ -356,7 +356,7 @@ pub fn check_positive(key: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(bad(key, value, "must be a positive number".into()))
+        Err(bad(key, &value, "must be a positive number".into()))
     }
 }
 
@@ -368,6 +368,6 @@ pub fn check_dropout(key: &str, p: f64) -> Result<()> {
     if (0.0..1.0).contains(&p) {
         Ok(())
     } else {
-        Err(bad(key, p, "must be in [0, 1)".into()))
+        Err(bad(key, &p, "must be in [0, 1)".into()))
     }
 }

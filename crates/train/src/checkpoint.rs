@@ -4,7 +4,6 @@
 //! file in the same directory, flushed to disk, then renamed over the target.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -204,7 +203,7 @@ fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
 /// # Errors
 /// [`TrainError::Io`] naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_with(path, bytes, |file, bytes| file.write_all(bytes))
+    write_atomically_with(path, bytes, std::io::Write::write_all)
 }
 
 /// [`write_atomically`] with the write itself injected (tests make it fail).
@@ -246,6 +245,7 @@ fn write_atomically_with(
 #[cfg(test)]
 mod atomic_write_tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn a_failed_write_leaves_the_previous_file_and_no_temporary() {

@@ -70,9 +70,9 @@ pub(crate) fn mutate_toml(text: &str, rng: &mut ChaCha8Rng) -> String {
         }
         1 => {
             let mut key = path.clone();
-            *key.last_mut().expect("a leaf has a key") =
-                ["n_max", "model", "extra", "lr", "from", "n_hidden"][rng.random_range(0..6)]
-                    .to_owned();
+            let name =
+                ["n_max", "model", "extra", "lr", "from", "n_hidden"][rng.random_range(0..6)];
+            name.clone_into(key.last_mut().expect("a leaf has a key"));
             set(&mut table, &key, interesting_value(rng));
         }
         2 => set(

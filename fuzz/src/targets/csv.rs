@@ -93,7 +93,7 @@ fn mutate_cells(text: &str, rng: &mut ChaCha8Rng) -> String {
             let junk = ["N", "D", "loss", "U", "", "\"", "\"a,b\"", "loss\r", "é"];
             let c = rng.random_range(0..rows[0].len().max(1));
             if let Some(cell) = rows[0].get_mut(c) {
-                *cell = (*pick(&junk, rng).expect("not empty")).to_owned();
+                (*pick(&junk, rng).expect("not empty")).clone_into(cell);
             }
         }
         _ => {

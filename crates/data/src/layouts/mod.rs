@@ -218,9 +218,9 @@ pub(crate) fn check_extent(file: &dyn H5Reader, dataset: &str, info: &DatasetInf
         path: file.path().to_owned(),
         dataset: dataset.to_owned(),
         shape: info.shape.clone(),
-        declared,
+        declared: u64::try_from(declared).unwrap_or(u64::MAX),
         file_len,
-        compressed: if filtered { " even compressed" } else { "" },
+        compressed: filtered,
     })
 }
 
