@@ -512,3 +512,59 @@ fn more_threads_than_cores_are_bounded_and_said() {
         "{text}"
     );
 }
+
+#[test]
+fn a_sweep_of_ten_billion_trials_is_named_before_it_is_expanded() {
+    let dir = tempfile::tempdir().unwrap();
+    let axes: String = [
+        "train.seed",
+        "optim.lr",
+        "optim.weight_decay",
+        "data.batch_size",
+        "train.epochs",
+        "data.n_max",
+        "optim.grad_clip",
+        "data.train_jets",
+        "train.patience",
+        "optim.eps",
+    ]
+    .iter()
+    .map(|k| format!("\"{k}\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"))
+    .collect();
+    let sweep = common::sweep_file(dir.path(), "huge.toml", &format!("[axes]\n{axes}"));
+    let (done, ok, text) = noether_within(
+        &[
+            "sweep",
+            "plan",
+            s(&sweep),
+            "--out",
+            s(&dir.path().join("plan")),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(done && !ok, "{text}");
+    assert!(
+        text.contains("10000000000 trials, more than 100000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_path_needs_both_of_its_ends() {
+    let (ok, text) = noether(&[
+        "diagnose",
+        "path",
+        "--checkpoint",
+        "a",
+        "--to",
+        "b",
+        "--data",
+        "c",
+        "--points",
+        "1",
+    ]);
+    assert!(
+        !ok && text.contains("--points") && text.contains("2..="),
+        "{text}"
+    );
+}

@@ -55,8 +55,9 @@ pub trait Target: Sync {
     fn execute(&self, input: &[u8], scratch: &Path) -> Outcome;
 }
 
-/// The kind of an error message: its first line with digits blanked and quoted text
-/// (file contents a parser echoes, names taken from the input) elided, so that "row 17"
+/// The kind of an error message: its first line with digits blanked and quoted or
+/// parenthesised text (file contents a parser echoes, names and lists taken from the
+/// input) elided, so that "row 17"
 /// and "row 18" count as one kind and the corpus grows by new behaviour, not new bytes.
 pub fn error_kind(message: &str) -> String {
     let line = message.lines().next().unwrap_or_default();
@@ -65,12 +66,12 @@ pub fn error_kind(message: &str) -> String {
     let mut last_digit = false;
     for c in line.chars().take(160) {
         match quote {
-            Some(q) if c == q => {
+            Some(q) if c == q || (q == '(' && c == ')') => {
                 quote = None;
                 kind.push(c);
             }
             Some(_) => {}
-            None if matches!(c, '\'' | '"' | '`') => {
+            None if matches!(c, '\'' | '"' | '`' | '(') => {
                 quote = Some(c);
                 kind.push(c);
                 kind.push('…');
@@ -108,6 +109,10 @@ mod tests {
         assert_eq!(
             error_kind("no column 'lss' in x.csv\nline 2"),
             error_kind("no column 'N2' in x.csv")
+        );
+        assert_eq!(
+            error_kind("no column 'D' (columns are: N, a,b)"),
+            error_kind("no column 'D' (columns are: loss)")
         );
     }
 }

@@ -95,9 +95,9 @@ pub enum DiagnoseCommand {
         /// The other end.
         #[arg(long)]
         to: PathBuf,
-        /// Points along each path.
-        #[arg(long, default_value_t = 10)]
-        points: usize,
+        /// Points along each path (both ends included, so at least 2).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+        points: u64,
         /// SGD steps of the Bezier control point (0: straight line only).
         #[arg(long, default_value_t = 0)]
         bezier_steps: usize,
@@ -188,7 +188,14 @@ pub fn run(command: &DiagnoseCommand) -> Result<(), Error> {
             bezier_steps,
             bezier_lr,
             curvature,
-        } => path(common, to, *points, *bezier_steps, *bezier_lr, *curvature),
+        } => path(
+            common,
+            to,
+            *points as usize,
+            *bezier_steps,
+            *bezier_lr,
+            *curvature,
+        ),
         DiagnoseCommand::Balance { common } => balance(common),
     }
 }

@@ -39,5 +39,5 @@ pub mod trial;
 
 pub use error::{Result, SweepError};
 pub use manifest::Trial;
-pub use plan::plan;
+pub use plan::{plan, MAX_TRIALS};
 pub use report::{collect, status, Status};

@@ -70,6 +70,21 @@ fn set_dotted(
     Ok(())
 }
 
+/// The most trials a sweep may have (a Slurm array of 100,000 tasks is already far past
+/// most clusters' `MaxArraySize`): counted before the product is built, so that ten axes
+/// of ten values are named instead of filling memory.
+pub const MAX_TRIALS: u64 = 100_000;
+
+/// The number of trials the product would have, saturating.
+fn trial_count(configs: &[PathBuf], axes: &toml::Table, zip: &toml::Table) -> u64 {
+    let len = |v: &toml::Value| v.as_array().map_or(1, |a| a.len().max(1) as u64);
+    let zipped = zip.values().map(len).max().unwrap_or(1);
+    axes.values().map(len).fold(
+        (configs.len().max(1) as u64).saturating_mul(zipped),
+        u64::saturating_mul,
+    )
+}
+
 /// The assignments of every trial: the product of `configs` (outermost), the axes (in key
 /// order, the last varying fastest) and the zipped rows.
 fn assignments(
@@ -77,6 +92,12 @@ fn assignments(
     axes: &toml::Table,
     zip: &toml::Table,
 ) -> std::result::Result<Vec<BTreeMap<String, toml::Value>>, String> {
+    let count = trial_count(configs, axes, zip);
+    if count > MAX_TRIALS {
+        return Err(format!(
+            "the sweep would have {count} trials, more than {MAX_TRIALS}: split it into several sweeps"
+        ));
+    }
     let mut out: Vec<BTreeMap<String, toml::Value>> = vec![BTreeMap::new()];
     if !configs.is_empty() {
         out = configs
