@@ -301,6 +301,22 @@ pub fn worker(
     write_progress(&campaign.progress(), &Progress { next: to, stats })
 }
 
+/// Limits this process's address space to `bytes` (0: no limit), so that an allocation
+/// a hostile input provokes fails (and aborts the process) instead of taking the machine.
+///
+/// # Errors
+/// The limit cannot be set.
+pub fn limit_memory(bytes: u64) -> std::io::Result<()> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    let limit = rustix::process::Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::As, limit).map_err(std::io::Error::from)
+}
+
 fn write_progress(path: &Path, progress: &Progress) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(

@@ -42,12 +42,16 @@ enum Command {
         #[arg(long, default_value_t = 4 << 30)]
         memory_limit: u64,
     },
-    /// Run one file through a target, as a regression test does.
+    /// Run one file through a target under the worker's memory limit, as a regression
+    /// test does.
     Replay {
         /// The target.
         target: String,
         /// The input file.
         file: PathBuf,
+        /// The address-space limit in bytes (0: none).
+        #[arg(long, default_value_t = 4 << 30)]
+        memory_limit: u64,
     },
     /// One worker of a campaign (started by `run`).
     #[command(hide = true)]
@@ -117,8 +121,13 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 stats.seconds
             );
         }
-        Command::Replay { target: name, file } => {
+        Command::Replay {
+            target: name,
+            file,
+            memory_limit,
+        } => {
             let target = target(&name)?;
+            engine::limit_memory(memory_limit)?;
             let scratch =
                 std::env::temp_dir().join(format!("noether-fuzz-replay-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;

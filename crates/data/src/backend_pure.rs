@@ -3,8 +3,9 @@
 //! windows read). It does not decode Blosc, LZ4, Zstandard or bitshuffle filters; a
 //! dataset using one gives [`DataError::UnsupportedFilter`] naming the filter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use hdf5_pure::{AttrValue, DType, File};
 
@@ -28,6 +29,10 @@ pub(crate) const SUPPORTED_FILTERS: [u16; 5] = [1, 2, 3, 6, 32000];
 pub struct PureBackend {
     path: PathBuf,
     file: File,
+    /// The file's length in bytes.
+    len: u64,
+    /// Datasets whose chunk index was checked against the file length.
+    checked: Mutex<HashSet<String>>,
 }
 
 impl PureBackend {
@@ -52,7 +57,41 @@ impl PureBackend {
         Ok(Self {
             path: path.to_owned(),
             file,
+            len: meta.len(),
+            checked: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Checks once per dataset that every chunk its index lists lies inside the file:
+    /// `hdf5-pure` sizes its read buffer from the index before it reads (a fuzzed
+    /// chunk size of 2^32 - 1 bytes in a 12 kB file allocated 4 GB), so a chunk that
+    /// claims bytes beyond the end of the file is refused before it is read.
+    fn check_chunks(&self, name: &str, ds: &hdf5_pure::Dataset) -> Result<()> {
+        let mut checked = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if checked.contains(name) || !ds.is_chunked() {
+            return Ok(());
+        }
+        // A B-tree v2 chunk index has no enumerator in hdf5-pure: left to the reader.
+        if let Ok(chunks) = ds.chunks() {
+            if let Some(c) = chunks.iter().find(|c| {
+                c.address
+                    .checked_add(c.storage_size)
+                    .is_none_or(|end| end > self.len)
+            }) {
+                return Err(self.err(
+                    name,
+                    &format!(
+                        "a chunk at byte {} claims {} bytes, beyond the file's {} (corrupt chunk index)",
+                        c.address, c.storage_size, self.len
+                    ),
+                ));
+            }
+        }
+        checked.insert(name.to_owned());
+        Ok(())
     }
 
     fn err(&self, dataset: &str, e: &impl std::fmt::Display) -> DataError {
@@ -85,6 +124,7 @@ impl PureBackend {
                 });
             }
         }
+        self.check_chunks(name, &ds)?;
         Ok(ds)
     }
 

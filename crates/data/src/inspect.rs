@@ -33,7 +33,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
     let path = path.as_ref();
     let reader = open_reader(path)?;
     let mut datasets = Vec::new();
-    walk(reader.as_ref(), "", &mut datasets)?;
+    walk(reader.as_ref(), "", 0, &mut datasets)?;
     let file = JetFile::open(path)?;
     let labels = file.labels()?;
     Ok(Inspection {
@@ -45,7 +45,24 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
     })
 }
 
-fn walk(file: &dyn H5Reader, group: &str, out: &mut Vec<(String, DatasetInfo)>) -> Result<()> {
+/// How deep `inspect` follows groups: HDF5 allows hard links that make a group its own
+/// ancestor, which an unbounded walk follows until the stack overflows (found by the
+/// fuzzer); jet files nest two levels at most.
+const MAX_DEPTH: usize = 32;
+
+fn walk(
+    file: &dyn H5Reader,
+    group: &str,
+    depth: usize,
+    out: &mut Vec<(String, DatasetInfo)>,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(crate::DataError::Hdf5 {
+            path: file.path().to_owned(),
+            dataset: group.to_owned(),
+            detail: format!("groups nested deeper than {MAX_DEPTH} (a cycle of links?)"),
+        });
+    }
     let join = |name: &str| {
         if group.is_empty() {
             name.to_owned()
@@ -59,7 +76,7 @@ fn walk(file: &dyn H5Reader, group: &str, out: &mut Vec<(String, DatasetInfo)>) 
         out.push((full, info));
     }
     for name in file.groups(group)? {
-        walk(file, &join(&name), out)?;
+        walk(file, &join(&name), depth + 1, out)?;
     }
     Ok(())
 }
