@@ -324,7 +324,7 @@ pub fn load_weights(
             TransferError::Missing { missing, .. } => {
                 bad(format!("tensor '{}' is missing", missing.join("', '")))
             }
-            other => bad(other.to_string()),
+            other => bad(crate::error::without_path(path, &other)),
         })?;
     if let Some(m) = report.mismatched.first() {
         return Err(bad(format!(

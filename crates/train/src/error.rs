@@ -137,3 +137,11 @@ pub(crate) fn invalid(key: &str, value: impl std::fmt::Display, reason: &str) ->
         reason: reason.to_owned(),
     }
 }
+
+/// `error`'s message without the leading `path: ` that the data and transfer crates'
+/// messages start with, for an error variant that names the path itself.
+pub(crate) fn without_path(path: &std::path::Path, error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let prefix = format!("{}: ", path.display());
+    text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
+}

@@ -203,7 +203,7 @@ fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
     let report =
         load_checkpoint(&init.from, varmap, &options).map_err(|e| TrainError::Checkpoint {
             path: init.from.clone(),
-            message: e.to_string(),
+            message: crate::error::without_path(&init.from, &e),
         })?;
     note(format_args!("{}", report.to_string().trim_end()));
     checkpoint::write_atomically(
