@@ -64,8 +64,12 @@ pub fn error_kind(message: &str) -> String {
     let mut kind = String::with_capacity(line.len().min(160));
     let mut quote = None;
     let mut last_digit = false;
+    let mut escaped = false;
     for c in line.chars().take(160) {
         match quote {
+            // Inside quotes, `\"` does not close them.
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
             Some(q) if c == q || (q == '(' && c == ')') => {
                 quote = None;
                 kind.push(c);
@@ -109,6 +113,10 @@ mod tests {
         assert_eq!(
             error_kind("no column 'lss' in x.csv\nline 2"),
             error_kind("no column 'N2' in x.csv")
+        );
+        assert_eq!(
+            error_kind(r#"invalid type: string "a\"b" at x"#),
+            error_kind(r#"invalid type: string "c" at x"#)
         );
         assert_eq!(
             error_kind("no column 'D' (columns are: N, a,b)"),
