@@ -55,23 +55,34 @@ pub trait Target: Sync {
     fn execute(&self, input: &[u8], scratch: &Path) -> Outcome;
 }
 
-/// The kind of an error message: its first line up to the first quoted or parenthesised
-/// text, digits blanked. What follows a quote is, in these readers' messages, what the
-/// input said (a cell, a header, a config echoed by a parser) or depends on it, so
-/// counting it would count inputs, not behaviours: "row 17, column 'N'" and "row 18,
-/// column 'D'" are one kind, "no column '..." another. The count undercounts rather
-/// than overcounts.
+/// The kind of an error message: its first line with digits blanked and quoted or
+/// parenthesised text elided (escapes inside quotes respected). Quoted text in these
+/// readers' messages is what the input said (a cell, a header, a dataset name, a config
+/// echoed by a parser), so "row 17, column 'N'" and "row 18, column 'D'" are one kind:
+/// the corpus grows by new behaviour, not new bytes.
 pub fn error_kind(message: &str) -> String {
     let line = message.lines().next().unwrap_or_default();
     let mut kind = String::with_capacity(line.len().min(160));
+    let mut open: Option<char> = None;
+    let mut escaped = false;
     let mut last_digit = false;
-    for c in line.chars().take(160) {
+    for c in line.chars().take(400) {
+        if let Some(q) = open {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q || (q == '(' && c == ')') {
+                open = None;
+                kind.push(c);
+            }
+            continue;
+        }
         if matches!(c, '\'' | '"' | '`' | '(') {
+            open = Some(c);
             kind.push(c);
             kind.push('…');
-            break;
-        }
-        if c.is_ascii_digit() {
+        } else if c.is_ascii_digit() {
             if !last_digit {
                 kind.push('#');
             }
@@ -105,9 +116,15 @@ mod tests {
             error_kind("no column 'lss' (columns are: a)\nline 2"),
             error_kind("no column 'N2' (columns are: b, c)")
         );
+        assert_ne!(
+            error_kind("f: 'Pmu' declares shape"),
+            error_kind("f: 'Pmu' has shape")
+        );
+        let serde = format!("invalid type: string {:?}, expected a map", "a\"b\n[data]");
+        assert_eq!(error_kind(&serde), error_kind("invalid type: string \"x\", expected a map"));
         assert_eq!(
             error_kind(r#"invalid type: string "a\"b" at x"#),
-            error_kind(r#"invalid type: string "c""#)
+            error_kind(r#"invalid type: string "c" at x"#)
         );
     }
 }
