@@ -56,7 +56,7 @@ pub trait Target: Sync {
 }
 
 /// The kind of an error message: its first line with digits blanked and quoted or
-/// parenthesised text elided (escapes inside quotes respected). Quoted text in these
+/// bracketed text elided (escapes inside quotes respected). Quoted text in these
 /// readers' messages is what the input said (a cell, a header, a dataset name, a config
 /// echoed by a parser), so "row 17, column 'N'" and "row 18, column 'D'" are one kind:
 /// the corpus grows by new behaviour, not new bytes.
@@ -72,14 +72,14 @@ pub fn error_kind(message: &str) -> String {
                 escaped = false;
             } else if c == '\\' {
                 escaped = true;
-            } else if c == q || (q == '(' && c == ')') {
+            } else if c == q {
                 open = None;
                 kind.push(c);
             }
             continue;
         }
-        if matches!(c, '\'' | '"' | '`' | '(') {
-            open = Some(c);
+        if let Some(close) = closer(c) {
+            open = Some(close);
             kind.push(c);
             kind.push('…');
         } else if c.is_ascii_digit() {
@@ -92,6 +92,18 @@ pub fn error_kind(message: &str) -> String {
         last_digit = c.is_ascii_digit();
     }
     kind
+}
+
+/// The character that ends text opened by `c`, for the quotes and brackets whose
+/// content error messages take from the input.
+fn closer(c: char) -> Option<char> {
+    match c {
+        '\'' | '"' | '`' => Some(c),
+        '(' => Some(')'),
+        '[' => Some(']'),
+        '{' => Some('}'),
+        _ => None,
+    }
 }
 
 /// The repository root (seeds are found from it).
@@ -119,6 +131,14 @@ mod tests {
         assert_ne!(
             error_kind("f: 'Pmu' declares shape"),
             error_kind("f: 'Pmu' has shape")
+        );
+        assert_eq!(
+            error_kind("no column 'D' (columns are: ((loss, x)"),
+            error_kind("no column 'D' (columns are: N)")
+        );
+        assert_eq!(
+            error_kind("key 'model' must be a string, found { model = 1 }"),
+            error_kind("key 'x' must be a string, found { x = [2] }")
         );
         let serde = format!("invalid type: string {:?}, expected a map", "a\"b\n[data]");
         assert_eq!(error_kind(&serde), error_kind("invalid type: string \"x\", expected a map"));
