@@ -63,25 +63,28 @@ pub trait Target: Sync {
 pub fn error_kind(message: &str) -> String {
     let line = message.lines().next().unwrap_or_default();
     let mut kind = String::with_capacity(line.len().min(160));
-    let mut open: Option<char> = None;
+    // The closers of the quotes and brackets open at this point, innermost last.
+    let mut open: Vec<char> = Vec::new();
     let mut escaped = false;
     let mut last_digit = false;
     for c in line.chars().take(400) {
-        if let Some(q) = open {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                open = None;
+        let in_quote = open.last().is_some_and(|&q| matches!(q, '\'' | '"' | '`'));
+        if in_quote && escaped {
+            escaped = false;
+        } else if in_quote && c == '\\' {
+            escaped = true;
+        } else if open.last() == Some(&c) {
+            open.pop();
+            if open.is_empty() {
                 kind.push(c);
             }
-            continue;
-        }
-        if let Some(close) = closer(c) {
-            open = Some(close);
-            kind.push(c);
-            kind.push('…');
+        } else if let Some(close) = closer(c).filter(|_| !in_quote) {
+            if open.is_empty() {
+                kind.push(c);
+                kind.push('…');
+            }
+            open.push(close);
+        } else if !open.is_empty() {
         } else if c.is_ascii_digit() {
             if !last_digit {
                 kind.push('#');
@@ -133,15 +136,18 @@ mod tests {
             error_kind("f: 'Pmu' has shape")
         );
         assert_eq!(
-            error_kind("no column 'D' (columns are: ((loss, x)"),
-            error_kind("no column 'D' (columns are: N)")
+            error_kind(r#"no column 'D' (columns are: "N)", "lo'ss")"#),
+            error_kind(r#"no column 'D' (columns are: "N")"#)
         );
         assert_eq!(
             error_kind("key 'model' must be a string, found { model = 1 }"),
             error_kind("key 'x' must be a string, found { x = [2] }")
         );
         let serde = format!("invalid type: string {:?}, expected a map", "a\"b\n[data]");
-        assert_eq!(error_kind(&serde), error_kind("invalid type: string \"x\", expected a map"));
+        assert_eq!(
+            error_kind(&serde),
+            error_kind("invalid type: string \"x\", expected a map")
+        );
         assert_eq!(
             error_kind(r#"invalid type: string "a\"b" at x"#),
             error_kind(r#"invalid type: string "c" at x"#)

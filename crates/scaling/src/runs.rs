@@ -96,7 +96,7 @@ impl Runs {
                 .ok_or_else(|| ScalingError::MissingColumn {
                     path: path.to_owned(),
                     column: column.to_owned(),
-                    available: header.join(", "),
+                    available: quoted(&header),
                 })
         };
         let positions = wanted
@@ -224,6 +224,16 @@ impl Runs {
         }
         Ok(self)
     }
+}
+
+/// Column names as a list of quoted strings (escapes shown): a header's stray spaces,
+/// quotes and control characters are what makes a column "missing".
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_positive(path: &Path, column: &str, values: &[f64]) -> Result<()> {

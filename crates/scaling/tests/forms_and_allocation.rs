@@ -251,7 +251,7 @@ fn bad_csv_input_names_row_and_column() {
         .unwrap_err()
         .to_string();
     assert!(
-        missing.contains("no column 'D'") && missing.contains("N, tokens, loss"),
+        missing.contains("no column 'D'") && missing.contains(r#""N", "tokens", "loss""#),
         "{missing}"
     );
     let negative = Runs::from_csv(write("neg.csv", "N,D,loss\n1,2,3\n5,-2,3\n"), &map)
