@@ -112,7 +112,7 @@ impl Runs {
                     path: path.to_owned(),
                     row: row + 1,
                     column: (*column).to_owned(),
-                    detail: format!("'{text}' is not a number"),
+                    detail: format!("{text:?} is not a number"),
                 })?;
                 out.push(value);
             }

@@ -268,7 +268,7 @@ fn bad_csv_input_names_row_and_column() {
     let text = Runs::from_csv(write("text.csv", "N,D,loss\n1,two,3\n"), &map)
         .unwrap_err()
         .to_string();
-    assert!(text.contains("'two' is not a number"), "{text}");
+    assert!(text.contains(r#""two" is not a number"#), "{text}");
     let few = Runs::from_csv(
         write("few.csv", "N,D,loss\n1e9,2e10,3\n2e9,3e10,2.9\n"),
         &map,
