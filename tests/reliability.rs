@@ -529,8 +529,10 @@ fn a_sweep_of_ten_billion_trials_is_named_before_it_is_expanded() {
         "optim.eps",
     ]
     .iter()
-    .map(|k| format!("\"{k}\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"))
-    .collect();
+    .fold(String::new(), |mut text, k| {
+        writeln!(text, "\"{k}\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]").unwrap();
+        text
+    });
     let sweep = common::sweep_file(dir.path(), "huge.toml", &format!("[axes]\n{axes}"));
     let (done, ok, text) = noether_within(
         &[
