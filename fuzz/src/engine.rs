@@ -11,7 +11,6 @@
 //! finding and starts a new worker after it.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -274,7 +273,7 @@ pub fn worker(
         scratch: &scratch,
         started: &started,
     };
-    let mut stats = fuzz_loop(
+    let stats = fuzz_loop(
         &run,
         from..to,
         &mut corpus,
@@ -297,7 +296,6 @@ pub fn worker(
     for (k, input) in corpus.iter().enumerate().skip(seeds) {
         std::fs::write(campaign.corpus().join(format!("{from:012}-{k:04}")), input)?;
     }
-    stats.seconds = stats.seconds.max(1e-9);
     write_progress(&campaign.progress(), &Progress { next: to, stats })
 }
 
@@ -404,8 +402,8 @@ pub fn supervise(
         next = (at + REPORT_EVERY).min(inputs).max(next + 1);
     }
     total.seconds = clock.elapsed().as_secs_f64();
-    let mut summary = std::fs::File::create(dir.join("stats.json"))?;
-    summary.write_all(&serde_json::to_vec_pretty(&total).map_err(std::io::Error::other)?)?;
+    let summary = serde_json::to_vec_pretty(&total).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("stats.json"), summary)?;
     Ok(total)
 }
 

@@ -35,12 +35,8 @@ enum Command {
         /// The campaign directory (findings/, corpus/, stats.json).
         #[arg(long)]
         out: PathBuf,
-        /// The longest one input may run, in milliseconds.
-        #[arg(long, default_value_t = 10_000)]
-        time_limit_ms: u64,
-        /// A worker's address-space limit in bytes (0: none).
-        #[arg(long, default_value_t = 4 << 30)]
-        memory_limit: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Run one file through a target under the worker's memory limit, as a regression
     /// test does.
@@ -65,11 +61,29 @@ enum Command {
         seed: u64,
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long)]
-        time_limit_ms: u64,
-        #[arg(long)]
-        memory_limit: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+}
+
+/// The limits a worker runs under, as `run` takes them and hands them to its workers.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// The longest one input may run, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    time_limit_ms: u64,
+    /// A worker's address-space limit in bytes (0: none).
+    #[arg(long, default_value_t = 4 << 30)]
+    memory_limit: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            time: Duration::from_millis(self.time_limit_ms),
+            memory: self.memory_limit,
+        }
+    }
 }
 
 fn target(name: &str) -> Result<Box<dyn noether_fuzz::Target>, String> {
@@ -96,14 +110,10 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             inputs,
             seed,
             out,
-            time_limit_ms,
-            memory_limit,
+            limits,
         } => {
             let target = target(&name)?;
-            let limits = Limits {
-                time: Duration::from_millis(time_limit_ms),
-                memory: memory_limit,
-            };
+            let limits = limits.limits();
             let exe = std::env::current_exe()?;
             let stats =
                 engine::supervise(&exe, target.as_ref(), inputs, seed, &out, limits, |line| {
@@ -141,15 +151,10 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             to,
             seed,
             dir,
-            time_limit_ms,
-            memory_limit,
+            limits,
         } => {
             let target = target(&name)?;
-            let limits = Limits {
-                time: Duration::from_millis(time_limit_ms),
-                memory: memory_limit,
-            };
-            engine::worker(target.as_ref(), from, to, seed, &dir, limits)?;
+            engine::worker(target.as_ref(), from, to, seed, &dir, limits.limits())?;
         }
     }
     Ok(())

@@ -33,10 +33,7 @@ impl Target for ConfigTarget {
 
     fn execute(&self, input: &[u8], scratch: &Path) -> Outcome {
         let path = input_file(scratch, "input.toml", input);
-        let Ok(text) = std::str::from_utf8(input) else {
-            return outcome(std::fs::read_to_string(&path));
-        };
-        match TrainConfig::from_toml(text, &path) {
+        match TrainConfig::load(&path) {
             Ok(config) => {
                 // What noether writes (config.toml, checkpoint metadata) it must read back.
                 let again = TrainConfig::from_toml(&config.to_toml(), &path);

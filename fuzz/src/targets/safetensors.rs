@@ -52,8 +52,9 @@ fn jets() -> &'static JetSet {
     })
 }
 
+/// The checkpoint read (`load_inference_model` parses header, metadata and tensors
+/// through `checkpoint::load`), its model built and run on four jets.
 fn load_and_evaluate(path: &Path) -> noether_train::Result<()> {
-    noether_train::checkpoint::load(path)?;
     let (model, _, config) = noether_train::load_inference_model(path)?;
     noether_train::predict(&model, jets(), config.data.n_max.min(64), 4)?;
     Ok(())
