@@ -70,7 +70,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct LimitArgs {
     /// The longest one input may run, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     time_limit_ms: u64,
     /// A worker's address-space limit in bytes (0: none).
     #[arg(long, default_value_t = 4 << 30)]
@@ -138,10 +138,11 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let target = target(&name)?;
             engine::limit_memory(memory_limit)?;
+            let input = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let scratch =
                 std::env::temp_dir().join(format!("noether-fuzz-replay-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
-            let outcome = target.execute(&std::fs::read(&file)?, &scratch);
+            let outcome = target.execute(&input, &scratch);
             let _ = std::fs::remove_dir_all(&scratch);
             println!("{}: {outcome:?}", file.display());
         }
