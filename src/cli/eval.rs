@@ -72,7 +72,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             noether::data::row_list(&report.skipped_empty)
         );
     }
-    let rows = report.kept_rows();
+    // Printed logits name each jet by its file row.
+    let rows = args.print_logits.then(|| report.kept_rows());
     if args.massless {
         jets.make_massless();
     }
@@ -82,16 +83,10 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         .ok()
         .and_then(|(_, h)| h.metadata().as_ref().map(|m| m.contains_key("config")))
         .unwrap_or(false);
-    let print = args.print_logits;
     let (scores, labels) = if is_noether {
-        noether_scores(
-            &args.checkpoint,
-            &jets,
-            print.then_some(&rows[..]),
-            args.device,
-        )?
+        noether_scores(&args.checkpoint, &jets, rows.as_deref(), args.device)?
     } else {
-        lorentznet_scores(&args.checkpoint, &jets, print.then_some(&rows[..]))?
+        lorentznet_scores(&args.checkpoint, &jets, rows.as_deref())?
     };
     if args.print_logits {
         return Ok(());

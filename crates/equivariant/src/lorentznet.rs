@@ -19,7 +19,7 @@ use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
+    bad, block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
     TaggerModel,
 };
 use crate::placement::Placement;
@@ -481,19 +481,19 @@ impl TaggerModel for LorentzNet {
         check_width("n_class", c.n_class)?;
         check_layers("n_layers", c.n_layers)?;
         if !(c.c_weight.is_finite() && c.c_weight >= 0.0) {
-            return Err(ModelError::BadConfig {
-                key: "c_weight".into(),
-                value: c.c_weight.to_string(),
-                reason: "must be finite and >= 0".into(),
-            });
+            return Err(bad(
+                "c_weight",
+                &c.c_weight,
+                "must be finite and >= 0".into(),
+            ));
         }
         // inf turns the clamp off; NaN would clamp every coordinate to NaN.
         if c.coord_clamp.is_nan() || c.coord_clamp <= 0.0 {
-            return Err(ModelError::BadConfig {
-                key: "coord_clamp".into(),
-                value: c.coord_clamp.to_string(),
-                reason: "must be positive (inf: no clamp)".into(),
-            });
+            return Err(bad(
+                "coord_clamp",
+                &c.coord_clamp,
+                "must be positive (inf: no clamp)".into(),
+            ));
         }
         check_dropout("dropout", c.dropout)
     }

@@ -296,7 +296,8 @@ pub const MAX_WIDTH: usize = 1 << 16;
 /// The most layers (or blocks) a config may ask for.
 pub const MAX_LAYERS: usize = 256;
 
-fn bad(key: &str, value: &impl ToString, reason: String) -> crate::ModelError {
+/// A [`crate::ModelError::BadConfig`] for `key`.
+pub(crate) fn bad(key: &str, value: &impl ToString, reason: String) -> crate::ModelError {
     crate::ModelError::BadConfig {
         key: key.to_owned(),
         value: value.to_string(),
