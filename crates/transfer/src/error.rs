@@ -22,6 +22,50 @@ pub enum TransferError {
         /// What the validation found.
         message: String,
     },
+    /// The file is not a PyTorch zip checkpoint (legacy format, wrong magic, truncated
+    /// or malformed archive).
+    #[error("{path}: not a readable PyTorch checkpoint: {reason}")]
+    NotTorch {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The pickle names a class or function other than tensors and containers: refused,
+    /// as `torch.load(weights_only=True)` refuses it, before anything could run.
+    #[error("{path}: refusing to load: the pickle refers to '{object}', which is not a tensor or container (only state dicts are read, as torch.load(weights_only=True) reads them)")]
+    ForbiddenObject {
+        /// The file.
+        path: PathBuf,
+        /// `module.name` of the object.
+        object: String,
+    },
+    /// The pickle inside a PyTorch checkpoint is malformed or uses unsupported opcodes.
+    #[error("{path}: malformed pickle in data.pkl {reason}")]
+    Pickle {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        reason: String,
+    },
+    /// The checkpoint holds no state dict (a bare tensor, a list, a dict without tensors).
+    #[error("{path}: not a state dict: {found}")]
+    NotStateDict {
+        /// The file.
+        path: PathBuf,
+        /// What it holds instead.
+        found: String,
+    },
+    /// A tensor of a PyTorch checkpoint whose view or storage is inconsistent.
+    #[error("{path}: tensor '{tensor}': {reason}")]
+    BadTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tensor has a dtype that cannot become a float parameter.
     #[error("{path}: tensor '{tensor}' has dtype {dtype}, which cannot be loaded into a float parameter")]
     UnsupportedDtype {

@@ -27,6 +27,7 @@ mod error;
 mod load;
 mod lora;
 mod remap;
+mod torch;
 
 pub use error::{Result, TransferError};
 pub use load::{apply_tensors, load_checkpoint, LoadOptions, LoadReport, Mismatch};
@@ -34,3 +35,4 @@ pub use lora::{
     adapters_in, load_adapters, peft_key, save_adapter_tensors, save_adapters, Adapters, LoraConfig,
 };
 pub use remap::{remap_key, Remap};
+pub use torch::{read_torch, read_torch_bytes, TorchCheckpoint};

@@ -21,7 +21,9 @@ use crate::remap::{remap_key, Remap};
 pub struct LoadOptions {
     /// Renaming rules applied in order to the checkpoint's keys.
     pub remaps: Vec<Remap>,
-    /// Strip a `module.` prefix when every key has one (DistributedDataParallel).
+    /// Strip the prefixes wrappers add, `module.` (DistributedDataParallel) and then
+    /// `mod.` (weaver-core's and Particle Transformer's model wrappers), each when every
+    /// key has it.
     pub strip_module_prefix: bool,
     /// Fail when any model parameter is missing from the checkpoint.
     pub strict: bool,
@@ -62,6 +64,9 @@ impl LoadOptions {
     }
 }
 
+/// The prefixes model wrappers add to every key, stripped in this order.
+const WRAPPER_PREFIXES: [&str; 2] = ["module.", "mod."];
+
 /// A tensor whose shape does not match the parameter it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -87,6 +92,9 @@ pub struct LoadReport {
     pub new: Vec<String>,
     /// Checkpoint tensors (remapped names) that match no parameter.
     pub unexpected: Vec<String>,
+    /// PyTorch BatchNorm `num_batches_tracked` counters, not loaded: noether's BatchNorm
+    /// uses a fixed momentum (0.1), and PyTorch reads the counter only without one.
+    pub ignored: Vec<String>,
     /// Tensors whose shape differs from their parameter (not applied).
     pub mismatched: Vec<Mismatch>,
 }
@@ -117,6 +125,13 @@ impl fmt::Display for LoadReport {
             self.unexpected.len(),
             self.mismatched.len()
         )?;
+        if !self.ignored.is_empty() {
+            writeln!(
+                f,
+                "  {} ignored (BatchNorm num_batches_tracked counters)",
+                self.ignored.len()
+            )?;
+        }
         if !self.new.is_empty() {
             writeln!(
                 f,
@@ -175,12 +190,13 @@ fn float_dtype(dtype: Dtype) -> Option<DType> {
     }
 }
 
-/// Loads the checkpoint at `path` into the variables of `varmap` (converted to each
-/// variable's dtype, moved to its device).
+/// Loads the checkpoint at `path`, safetensors or a PyTorch `.pt` file (recognised by its
+/// zip magic, read by [`crate::read_torch`]), into the variables of `varmap` (converted to
+/// each variable's dtype, moved to its device).
 ///
 /// # Errors
 /// [`TransferError::Io`], [`TransferError::Safetensors`] for malformed files (truncated,
-/// header sizes beyond the file), [`TransferError::UnsupportedDtype`] for a non-float
+/// header sizes beyond the file), the errors of [`crate::read_torch`] for `.pt` files, [`TransferError::UnsupportedDtype`] for a non-float
 /// tensor that maps to a parameter, [`TransferError::NonFinite`] for one holding NaN or
 /// infinity, [`TransferError::Missing`] under `strict`.
 pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> Result<LoadReport> {
@@ -188,6 +204,10 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, options: &LoadOptions) -> R
         path: path.to_owned(),
         source,
     })?;
+    if bytes.starts_with(crate::torch::ZIP_MAGIC) || crate::torch::is_legacy(&bytes) {
+        let checkpoint = crate::torch::read_torch_bytes(&bytes, path)?;
+        return apply_tensors(&checkpoint.by_name(), path, varmap, options);
+    }
     let file =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| TransferError::Safetensors {
             path: path.to_owned(),
@@ -256,11 +276,14 @@ fn apply<S: AsRef<str>>(
     options: &LoadOptions,
 ) -> Result<LoadReport> {
     let mut rules = Vec::new();
-    if options.strip_module_prefix
-        && !names.is_empty()
-        && names.iter().all(|n| n.as_ref().starts_with("module."))
-    {
-        rules.push(Remap::strip_prefix("module."));
+    if options.strip_module_prefix {
+        let mut stripped: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        for prefix in WRAPPER_PREFIXES {
+            if !stripped.is_empty() && stripped.iter().all(|n| n.starts_with(prefix)) {
+                rules.push(Remap::strip_prefix(prefix));
+                stripped = stripped.iter().map(|n| &n[prefix.len()..]).collect();
+            }
+        }
     }
     rules.extend(options.remaps.iter().cloned());
     let vars = varmap.data().lock().expect("VarMap lock poisoned");
@@ -274,7 +297,11 @@ fn apply<S: AsRef<str>>(
         }
         let name = remap_key(&rules, original);
         let Some(var) = vars.get(&name) else {
-            report.unexpected.push(name);
+            if name.rsplit('.').next() == Some("num_batches_tracked") {
+                report.ignored.push(name);
+            } else {
+                report.unexpected.push(name);
+            }
             continue;
         };
         let (tensor, stored) = fetch(original)?;
