@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         max_jets: Option<usize>,
     },
+    /// Convert a PyTorch checkpoint (`torch.save` of a state dict) into safetensors.
+    ConvertCheckpoint {
+        /// The `.pt` file (read without Python; only tensors and containers are loaded).
+        input: PathBuf,
+        /// The safetensors file to write (atomically).
+        output: PathBuf,
+    },
     /// Evaluate a checkpoint on a jet file.
     Eval(cli::eval::EvalArgs),
     /// Train a tagger from a TOML config; writes a run directory.
@@ -95,6 +102,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Diagnose(command) => cli::diagnose::run(&command)?,
         Command::Sweep(command) => cli::sweep::run(&command)?,
+        Command::ConvertCheckpoint { input, output } => cli::checkpoint::convert(&input, &output)?,
         Command::Convert {
             input,
             output,

@@ -1,5 +1,6 @@
 //! Subcommand implementations of the `noether` binary.
 
+pub mod checkpoint;
 pub mod compress;
 pub mod diagnose;
 pub mod eval;

@@ -40,6 +40,16 @@ pub enum ModelError {
         /// What it must be.
         reason: String,
     },
+    /// A weaver-core data config (YAML) that noether cannot use.
+    #[error("{path}: data config key '{key}': {reason}")]
+    DataConfig {
+        /// The YAML file (`<built-in>` for the embedded default).
+        path: std::path::PathBuf,
+        /// The key (`inputs.pf_features.vars[2]`, `new_variables.part_pt`).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An input was computed for another model than the one it is fed to.
     #[error("input for model '{found}' fed to model '{expected}'")]
     WrongInput {

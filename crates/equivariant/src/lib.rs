@@ -54,6 +54,7 @@ mod model;
 mod pelican;
 mod placement;
 mod registry;
+pub mod weaver;
 
 pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
 pub use batch_norm::{is_buffer, MaskedBatchNorm};

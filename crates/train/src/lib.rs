@@ -50,7 +50,7 @@ mod schedule;
 mod trainer;
 
 pub use adapt::{attach_lora, is_adapter, layer_decay_mult, Freeze};
-pub use checkpoint::load_weights;
+pub use checkpoint::{load_weights, write_atomically};
 pub use config::{
     DataConfig, DistillConfig, InitConfig, LoopConfig, LoraSection, OptimConfig, OptimizerName,
     ParamGroup, PruneConfig, ScheduleConfig, ScheduleKind, SnrGate, TrainConfig, MAX_BATCH,

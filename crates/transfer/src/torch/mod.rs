@@ -38,6 +38,19 @@ impl TorchCheckpoint {
     pub fn by_name(&self) -> HashMap<String, Tensor> {
         self.tensors.iter().cloned().collect()
     }
+
+    /// The tensors as a safetensors file (keys and dtypes as read: F16, BF16, F32, F64,
+    /// I64 for every integer type, U8 for bools), with `metadata` in its header.
+    ///
+    /// # Errors
+    /// [`TransferError::Safetensors`] naming `path` (the output) if serialisation fails.
+    pub fn to_safetensors(&self, metadata: HashMap<String, String>, path: &Path) -> Result<Vec<u8>> {
+        let views = self.tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
+        safetensors::serialize(views, Some(metadata)).map_err(|e| TransferError::Safetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// Whether `bytes` start like a legacy (pre-1.6, not zip) `torch.save` file: a pickle.
