@@ -51,6 +51,7 @@ pub mod minkowski;
 mod mlp;
 mod mode;
 mod model;
+mod particlenet;
 mod pelican;
 mod placement;
 mod registry;
@@ -73,6 +74,7 @@ pub use model::{
     block_index, check_dropout, check_layers, check_positive, check_width, check_widths, elements,
     ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,
 };
+pub use particlenet::{ParticleNet, ParticleNetConfig, ParticleNetInput};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
 pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};

@@ -252,6 +252,15 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// The configuration it was built with.
     fn config(&self) -> &Self::Config;
 
+    /// The input of `jets` on `place`: [`ModelInput::compute`] unless the input depends on
+    /// the configuration (ParticleNet builds the inputs its weaver data config defines).
+    ///
+    /// # Errors
+    /// As [`ModelInput::compute`].
+    fn input(&self, jets: &PaddedJets, place: &Placement) -> Result<Self::Input> {
+        Self::Input::compute(jets, place)
+    }
+
     /// Logits `[batch, n_class]`, in training (batch statistics, dropout) or evaluation
     /// mode.
     ///

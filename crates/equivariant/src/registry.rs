@@ -15,6 +15,7 @@ use crate::lorentznet::LorentzNet;
 use crate::mlp::Mlp;
 use crate::mode::Mode;
 use crate::model::{ModelInput, PaddedJets, TaggerModel};
+use crate::particlenet::ParticleNet;
 use crate::pelican::Pelican;
 use crate::placement::Placement;
 
@@ -176,9 +177,7 @@ macro_rules! registry {
             pub fn input(&self, jets: &PaddedJets, place: &Placement) -> Result<TaggerInput> {
                 jets.check()?;
                 Ok(match self {
-                    $(Self::$variant(_) => TaggerInput::$variant(
-                        <<$model as TaggerModel>::Input as ModelInput>::compute(jets, place)?,
-                    )),+
+                    $(Self::$variant(m) => TaggerInput::$variant(m.input(jets, place)?)),+
                 })
             }
 
@@ -276,6 +275,8 @@ registry! {
     Efn("efn"): FlowNetwork = as_efn;
     /// MLP on jet-level features.
     Mlp("mlp"): Mlp = Option::unwrap_or_default;
+    /// ParticleNet (Qu and Gouskos, arXiv:1902.08570), as weaver-core defines it.
+    ParticleNet("particlenet"): ParticleNet = Option::unwrap_or_default;
 }
 
 /// A tagger of any registered architecture, with the device and dtype it was built on:

@@ -155,7 +155,9 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
     let expr = parser.sum()?;
     match parser.peek() {
         None => Ok(expr),
-        Some(t) => Err(ParseError(format!("unexpected '{t}' after a complete expression"))),
+        Some(t) => Err(ParseError(format!(
+            "unexpected '{t}' after a complete expression"
+        ))),
     }
 }
 
@@ -184,7 +186,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
         let c = chars[i];
         if c.is_whitespace() {
             i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             while i < chars.len()
                 && (chars[i].is_ascii_digit()
@@ -281,7 +285,11 @@ impl Parser {
         if self.eat("**") {
             // Right-associative and binding tighter than unary minus on its left, as in
             // Python (`-x**2` is `-(x**2)`).
-            return Ok(Expr::Binary(Op::Pow, Box::new(base), Box::new(self.unary()?)));
+            return Ok(Expr::Binary(
+                Op::Pow,
+                Box::new(base),
+                Box::new(self.unary()?),
+            ));
         }
         Ok(base)
     }
@@ -309,7 +317,9 @@ impl Parser {
 
     fn call(&mut self, name: &str) -> Result<Expr, ParseError> {
         let Some((function, arity)) = Function::from_name(name) else {
-            return Err(ParseError(format!("the function '{name}' is not one noether evaluates")));
+            return Err(ParseError(format!(
+                "the function '{name}' is not one noether evaluates"
+            )));
         };
         let mut args = vec![self.sum()?];
         while self.eat(",") {
@@ -348,8 +358,12 @@ impl Column {
     fn zip(self, other: Self, f: impl Fn(f64, f64) -> f64) -> Self {
         match (self, other) {
             (Self::Jet(a), Self::Jet(b)) => Self::Jet(f(a, b)),
-            (Self::Particles(a), Self::Jet(b)) => Self::Particles(a.into_iter().map(|a| f(a, b)).collect()),
-            (Self::Jet(a), Self::Particles(b)) => Self::Particles(b.into_iter().map(|b| f(a, b)).collect()),
+            (Self::Particles(a), Self::Jet(b)) => {
+                Self::Particles(a.into_iter().map(|a| f(a, b)).collect())
+            }
+            (Self::Jet(a), Self::Particles(b)) => {
+                Self::Particles(b.into_iter().map(|b| f(a, b)).collect())
+            }
             (Self::Particles(a), Self::Particles(b)) => {
                 Self::Particles(a.into_iter().zip(b).map(|(a, b)| f(a, b)).collect())
             }
@@ -388,7 +402,9 @@ impl Expr {
             }
             Self::Call(function, args) => match &args[..] {
                 [x] => x.eval(lookup).map(|v| function.apply1(v)),
-                [a, b] => a.eval(lookup).zip(b.eval(lookup), |a, b| function.apply2(a, b)),
+                [a, b] => a
+                    .eval(lookup)
+                    .zip(b.eval(lookup), |a, b| function.apply2(a, b)),
                 _ => Column::Jet(f64::NAN),
             },
         }
@@ -411,12 +427,18 @@ mod tests {
 
     #[test]
     fn formulas_of_the_jetclass_configs_evaluate() {
-        assert_eq!(eval("np.hypot(part_px, part_py)"), Column::Particles(vec![5.0, 1.0]));
+        assert_eq!(
+            eval("np.hypot(part_px, part_py)"),
+            Column::Particles(vec![5.0, 1.0])
+        );
         assert_eq!(
             eval("np.log(np.hypot(part_px, part_py)/jet_pt)"),
             Column::Particles(vec![0.5f64.ln(), 0.1f64.ln()])
         );
-        assert_eq!(eval("ak.ones_like(part_px)"), Column::Particles(vec![1.0, 1.0]));
+        assert_eq!(
+            eval("ak.ones_like(part_px)"),
+            Column::Particles(vec![1.0, 1.0])
+        );
         assert_eq!(eval("1-jet_pt"), Column::Jet(-9.0));
     }
 
@@ -434,7 +456,13 @@ mod tests {
         assert!(err.0.contains("np.arccosh"), "{err}");
         assert!(parse("part_px[0]").unwrap_err().0.contains('['));
         assert!(parse("np.log(part_px").is_err());
-        assert!(parse("np.hypot(part_px)").unwrap_err().0.contains("2 argument"));
-        assert_eq!(parse("np.log(part_pt / jet_pt)").unwrap().names(), ["part_pt", "jet_pt"]);
+        assert!(parse("np.hypot(part_px)")
+            .unwrap_err()
+            .0
+            .contains("2 argument"));
+        assert_eq!(
+            parse("np.log(part_pt / jet_pt)").unwrap().names(),
+            ["part_pt", "jet_pt"]
+        );
     }
 }

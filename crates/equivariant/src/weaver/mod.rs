@@ -286,10 +286,12 @@ impl DataConfig {
             }
         }
         let take = |name: &str| {
-            groups
-                .get(name)
-                .cloned()
-                .ok_or_else(|| bad(&format!("inputs.{name}"), "missing: ParticleNet reads pf_points, pf_features and pf_mask".into()))
+            groups.get(name).cloned().ok_or_else(|| {
+                bad(
+                    &format!("inputs.{name}"),
+                    "missing: ParticleNet reads pf_points, pf_features and pf_mask".into(),
+                )
+            })
         };
         let inputs = WeaverInputs {
             variables: formulas
@@ -349,7 +351,14 @@ fn require(
     }
     if let Some((_, parsed)) = formulas.get(name) {
         for dep in parsed.names() {
-            require(dep, formulas, needed, &format!("new_variables.{name}"), depth + 1, bad)?;
+            require(
+                dep,
+                formulas,
+                needed,
+                &format!("new_variables.{name}"),
+                depth + 1,
+                bad,
+            )?;
         }
         if !needed.iter().any(|n| n == name) {
             needed.push(name.to_owned());
@@ -374,7 +383,12 @@ fn input_group(
     raw: &RawGroup,
     bad: &dyn Fn(&str, String) -> ModelError,
 ) -> Result<InputGroup> {
-    let pad_mode = match raw.pad_mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let pad_mode = match raw
+        .pad_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("constant") => PadMode::Constant,
         Some("wrap") => PadMode::Wrap,
         Some(other) => {
@@ -393,14 +407,20 @@ fn input_group(
     if !(1..=crate::model::MAX_WIDTH).contains(&raw.length) {
         return Err(bad(
             &format!("inputs.{name}.length"),
-            format!("{} must be between 1 and {}", raw.length, crate::model::MAX_WIDTH),
+            format!(
+                "{} must be between 1 and {}",
+                raw.length,
+                crate::model::MAX_WIDTH
+            ),
         ));
     }
     let vars = raw
         .vars
         .iter()
         .enumerate()
-        .map(|(k, v)| var_spec(v).map_err(|reason| bad(&format!("inputs.{name}.vars[{k}]"), reason)))
+        .map(|(k, v)| {
+            var_spec(v).map_err(|reason| bad(&format!("inputs.{name}.vars[{k}]"), reason))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(InputGroup {
         length: raw.length,
@@ -427,7 +447,10 @@ fn var_spec(raw: &RawVar) -> std::result::Result<VarSpec, String> {
         match rest.get(k) {
             None | Some(None) => Ok(default),
             Some(Some(RawScalar::Number(x))) if x.is_finite() => Ok(*x),
-            Some(Some(other)) => Err(format!("entry {} must be a finite number, not {other:?}", k + 1)),
+            Some(Some(other)) => Err(format!(
+                "entry {} must be a finite number, not {other:?}",
+                k + 1
+            )),
         }
     };
     let subtract = match rest.first() {
@@ -453,11 +476,17 @@ fn var_spec(raw: &RawVar) -> std::result::Result<VarSpec, String> {
 
 /// ParticleNet's groups: 2-D points, at least one feature, one mask variable, one
 /// length for all.
-fn check_group_shapes(inputs: &WeaverInputs, bad: &dyn Fn(&str, String) -> ModelError) -> Result<()> {
+fn check_group_shapes(
+    inputs: &WeaverInputs,
+    bad: &dyn Fn(&str, String) -> ModelError,
+) -> Result<()> {
     if inputs.points.vars.len() != 2 {
         return Err(bad(
             "inputs.pf_points.vars",
-            format!("{} variables; the kNN coordinates are 2 (deta, dphi)", inputs.points.vars.len()),
+            format!(
+                "{} variables; the kNN coordinates are 2 (deta, dphi)",
+                inputs.points.vars.len()
+            ),
         ));
     }
     if inputs.features.vars.is_empty() {
@@ -537,15 +566,27 @@ impl WeaverInputs {
             })
             .collect::<Result<_>>()?;
         for b in 0..jets.jets {
-            let mut particles: Vec<FourMomentum> =
-                crate::jet_particles(jets, b).into_iter().map(|(_, p)| p).collect();
+            let mut particles: Vec<FourMomentum> = crate::jet_particles(jets, b)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
             particles.truncate(length);
             let columns = JetColumns::new(&particles, &parsed);
             let rows = particles.len();
-            fill(&self.points, &columns, rows, &mut out.points[b * length * 2..(b + 1) * length * 2]);
+            fill(
+                &self.points,
+                &columns,
+                rows,
+                &mut out.points[b * length * 2..(b + 1) * length * 2],
+            );
             let span = b * length * features..(b + 1) * length * features;
             fill(&self.features, &columns, rows, &mut out.features[span]);
-            fill(&self.mask, &columns, rows, &mut out.mask[b * length..(b + 1) * length]);
+            fill(
+                &self.mask,
+                &columns,
+                rows,
+                &mut out.mask[b * length..(b + 1) * length],
+            );
         }
         Ok(out)
     }
@@ -580,9 +621,12 @@ impl JetColumns {
     fn new(particles: &[FourMomentum], formulas: &[(String, Expr)]) -> Self {
         let jet = particles
             .iter()
-            .fold(FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0), |s, p| s + *p);
+            .fold(FourMomentum::new_unchecked(0.0, 0.0, 0.0, 0.0), |s, p| {
+                s + *p
+            });
         let (jet_eta, jet_phi) = (jet.eta(), jet.phi());
-        let per = |f: &dyn Fn(&FourMomentum) -> f64| Column::Particles(particles.iter().map(f).collect());
+        let per =
+            |f: &dyn Fn(&FourMomentum) -> f64| Column::Particles(particles.iter().map(f).collect());
         let mut columns = vec![
             ("part_px".to_owned(), per(&|p| p.px())),
             ("part_py".to_owned(), per(&|p| p.py())),
@@ -606,8 +650,14 @@ impl JetColumns {
             ("jet_eta".to_owned(), Column::Jet(jet_eta)),
             ("jet_phi".to_owned(), Column::Jet(jet_phi)),
             ("jet_energy".to_owned(), Column::Jet(jet.e())),
-            ("jet_mass".to_owned(), Column::Jet(jet.mass2().max(0.0).sqrt())),
-            ("jet_nparticles".to_owned(), Column::Jet(particles.len() as f64)),
+            (
+                "jet_mass".to_owned(),
+                Column::Jet(jet.mass2().max(0.0).sqrt()),
+            ),
+            (
+                "jet_nparticles".to_owned(),
+                Column::Jet(particles.len() as f64),
+            ),
         ];
         for (name, formula) in formulas {
             let value = {
@@ -648,19 +698,35 @@ mod tests {
         assert_eq!(inputs.mask.pad_mode, PadMode::Constant);
         let pt_log = &inputs.features.vars[0];
         assert_eq!(
-            (pt_log.name.as_str(), pt_log.subtract, pt_log.multiply, pt_log.clip_min, pt_log.clip_max),
+            (
+                pt_log.name.as_str(),
+                pt_log.subtract,
+                pt_log.multiply,
+                pt_log.clip_min,
+                pt_log.clip_max
+            ),
             ("part_pt_log", Some(1.7), 0.7, -5.0, 5.0)
         );
         assert_eq!(inputs.features.vars[5].subtract, None);
         let names: Vec<&str> = inputs.variables.iter().map(|[n, _]| n.as_str()).collect();
         assert_eq!(
             names,
-            ["part_mask", "part_pt", "part_pt_log", "part_e_log", "part_logptrel", "part_logerel", "part_deltaR"]
+            [
+                "part_mask",
+                "part_pt",
+                "part_pt_log",
+                "part_e_log",
+                "part_logptrel",
+                "part_logerel",
+                "part_deltaR"
+            ]
         );
     }
 
     fn refusal(yaml: &str) -> String {
-        DataConfig::parse(yaml, Path::new("t.yaml")).unwrap_err().to_string()
+        DataConfig::parse(yaml, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string()
     }
 
     const GROUPS: &str = "inputs:\n  pf_points:\n    length: 8\n    vars: [[part_deta, null], [part_dphi, null]]\n  pf_features:\n    length: 8\n    vars: [part_pt]\n  pf_mask:\n    length: 8\n    vars: [[part_mask, null]]\nlabels:\n  type: simple\n  value: [a, b]\n";
@@ -669,14 +735,29 @@ mod tests {
     fn unknown_keys_variables_and_functions_are_named() {
         let ok = format!("new_variables:\n  part_mask: ak.ones_like(part_pt)\n{GROUPS}");
         DataConfig::parse(&ok, Path::new("t.yaml")).unwrap();
-        let message = refusal(&format!("new_variables:\n  part_mask: ak.ones_like(part_pt)\nfoo: 1\n{GROUPS}"));
-        assert!(message.contains("t.yaml") && message.contains("foo"), "{message}");
-        let message = refusal(&format!("new_variables:\n  part_mask: ak.ones_like(part_d0val)\n{GROUPS}"));
-        assert!(message.contains("part_d0val") && message.contains("new_variables.part_mask"), "{message}");
-        let message = refusal(&format!("new_variables:\n  part_mask: np.erf(part_pt)\n{GROUPS}"));
+        let message = refusal(&format!(
+            "new_variables:\n  part_mask: ak.ones_like(part_pt)\nfoo: 1\n{GROUPS}"
+        ));
+        assert!(
+            message.contains("t.yaml") && message.contains("foo"),
+            "{message}"
+        );
+        let message = refusal(&format!(
+            "new_variables:\n  part_mask: ak.ones_like(part_d0val)\n{GROUPS}"
+        ));
+        assert!(
+            message.contains("part_d0val") && message.contains("new_variables.part_mask"),
+            "{message}"
+        );
+        let message = refusal(&format!(
+            "new_variables:\n  part_mask: np.erf(part_pt)\n{GROUPS}"
+        ));
         assert!(message.contains("np.erf"), "{message}");
         let message = refusal(GROUPS);
-        assert!(message.contains("part_mask") && message.contains("inputs.pf_mask.vars[0]"), "{message}");
+        assert!(
+            message.contains("part_mask") && message.contains("inputs.pf_mask.vars[0]"),
+            "{message}"
+        );
         let message = refusal(&format!("selection: (jet_pt > 500)\nnew_variables:\n  part_mask: ak.ones_like(part_pt)\n{GROUPS}"));
         assert!(message.contains("'selection'"), "{message}");
     }
@@ -695,7 +776,10 @@ mod tests {
         assert_eq!(spec.transform(100.0), 5.0);
         assert_eq!(spec.transform(f64::NEG_INFINITY), -5.0);
         assert_eq!(spec.transform(f64::NAN), 0.0);
-        let raw = VarSpec { subtract: None, ..spec };
+        let raw = VarSpec {
+            subtract: None,
+            ..spec
+        };
         assert_eq!(raw.transform(100.0), 100.0);
     }
 }

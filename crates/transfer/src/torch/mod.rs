@@ -44,8 +44,15 @@ impl TorchCheckpoint {
     ///
     /// # Errors
     /// [`TransferError::Safetensors`] naming `path` (the output) if serialisation fails.
-    pub fn to_safetensors(&self, metadata: HashMap<String, String>, path: &Path) -> Result<Vec<u8>> {
-        let views = self.tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
+    pub fn to_safetensors(
+        &self,
+        metadata: HashMap<String, String>,
+        path: &Path,
+    ) -> Result<Vec<u8>> {
+        let views = self
+            .tensors
+            .iter()
+            .map(|(name, tensor)| (name.as_str(), tensor));
         safetensors::serialize(views, Some(metadata)).map_err(|e| TransferError::Safetensors {
             path: path.to_owned(),
             message: e.to_string(),
