@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// Set E = |p| for every constituent.
     #[arg(long)]
     pub massless: bool,
+    /// A weaver-core data config (YAML) defining ParticleNet's inputs (`data.config`):
+    /// its `inputs` and `new_variables` are read, its length becomes `data.n_max`.
+    #[arg(long)]
+    pub data_config: Option<PathBuf>,
     /// Run directory (default: runs/<config name>-seed<S>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -114,6 +118,10 @@ impl TrainArgs {
         c.train.device = self.device.unwrap_or(c.train.device);
         c.train.dtype = self.dtype.unwrap_or(c.train.dtype);
         c.data.massless |= self.massless;
+        if let Some(path) = &self.data_config {
+            c.data.config = Some(path.clone());
+        }
+        c.apply_data_config()?;
         if let Some(teacher) = &self.teacher {
             c.distill = Some(DistillConfig {
                 teacher: teacher.clone(),

@@ -45,6 +45,10 @@ pub struct DataConfig {
     pub batch_size: usize,
     /// Set E = |p| for every constituent.
     pub massless: bool,
+    /// A weaver-core data config (YAML) defining ParticleNet's inputs (`--data-config`);
+    /// applied by [`TrainConfig::apply_data_config`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
 }
 
 impl Default for DataConfig {
@@ -58,6 +62,7 @@ impl Default for DataConfig {
             n_max: 50,
             batch_size: 32,
             massless: false,
+            config: None,
         }
     }
 }
@@ -566,6 +571,45 @@ impl TrainConfig {
             toml::Value::try_from(&self.model).expect("model config serialises"),
         );
         table
+    }
+
+    /// Reads `data.config` (a weaver-core data config) into the model's inputs: for
+    /// ParticleNet, `inputs` becomes the config's and `data.n_max` its length; its
+    /// labels must number the model's classes.
+    ///
+    /// # Errors
+    /// [`TrainError::Model`] for an unreadable or unusable YAML (naming file and key),
+    /// [`TrainError::InvalidConfig`] for a model that takes no data config or a label
+    /// count that differs from `n_class`.
+    pub fn apply_data_config(&mut self) -> Result<()> {
+        let Some(path) = self.data.config.clone() else {
+            return Ok(());
+        };
+        let weaver = noether_equivariant::weaver::DataConfig::load(&path)?;
+        let noether_equivariant::ModelConfig::ParticleNet(model) = &mut self.model else {
+            return Err(invalid(
+                "data.config",
+                path.display(),
+                &format!(
+                    "a weaver data config defines ParticleNet's inputs; model = \"{}\" takes none",
+                    self.model.kind()
+                ),
+            ));
+        };
+        if weaver.labels.len() != model.n_class {
+            return Err(invalid(
+                "data.config",
+                path.display(),
+                &format!(
+                    "its labels.value names {} classes, the model's n_class is {}",
+                    weaver.labels.len(),
+                    model.n_class
+                ),
+            ));
+        }
+        self.data.n_max = weaver.inputs.length();
+        model.inputs = weaver.inputs;
+        Ok(())
     }
 
     /// Rejects impossible values, naming the key.
