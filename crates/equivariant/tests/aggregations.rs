@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use noether_equivariant::{
+    PaddedJets, ParticleNet, ParticleNetConfig, ParticleNetInput, Placement,
     seeded_varbuilder, Eq1to2, Eq2to0, Eq2to2, FlowConfig, FlowInput, FlowKind, FlowNetwork,
     LorentzNet, LorentzNetConfig, LorentzNetInput, MaskedBatchNorm, Mlp, MlpConfig, Mode, PairMask,
     Pelican, PelicanConfig, PelicanInput,
@@ -403,5 +404,32 @@ fn flow_networks_and_mlp_have_correct_gradients() {
     let mlp = Mlp::new(&MlpConfig::default(), &vb).unwrap();
     let x = Tensor::from_vec(random(&mut rng, B * 7), (B, 7), &Device::Cpu).unwrap();
     let loss = || weighted_sum(&mlp.forward(&x, &mut Mode::Eval).unwrap(), 11);
+    check_gradients(&varmap, &[], 5, &loss);
+}
+
+#[test]
+fn particlenet_has_correct_gradients() {
+    // Jet 1 has fewer particles than k + 1, so it takes a padded neighbour; training mode
+    // (masked batch statistics) without dropout.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (momenta, mask) = jet_batch(&mut rng, 0);
+    let config = ParticleNetConfig {
+        n_class: 2,
+        conv_params: vec![(3, vec![4, 4]), (3, vec![5])],
+        fc_params: vec![(4, 0.0)],
+        use_fusion: true,
+        ..ParticleNetConfig::default()
+    };
+    let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+    let jets = PaddedJets { momenta: &wide, mask: &mask, jets: B, nodes: N, beams: 0 };
+    let place = Placement { device: Device::Cpu, dtype: DType::F64 };
+    let input = ParticleNetInput::build(&config.inputs, &jets, &place).unwrap();
+    let varmap = VarMap::new();
+    let model =
+        ParticleNet::new(&config, &seeded_varbuilder(&varmap, 8, DType::F64, &Device::Cpu)).unwrap();
+    let loss = || {
+        let mut r = ChaCha8Rng::seed_from_u64(0);
+        weighted_sum(&model.forward(&input, &mut Mode::Train(&mut r)).unwrap(), 12)
+    };
     check_gradients(&varmap, &[], 5, &loss);
 }

@@ -197,19 +197,36 @@ impl std::fmt::Debug for RunOptions {
 }
 
 /// Loads the initial weights of `[init]` into `varmap` and writes the load report
-/// (`load_report.json`; also printed, as it says what did not load).
-fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
-    let options = init.load_options()?;
+/// (`load_report.json`; also printed, as it says what did not load). The head (`head`)
+/// is replaced when its shape differs (other classes); any other tensor that does not
+/// fit, or a checkpoint of which nothing loads, is an error, before the report is
+/// written.
+fn load_init(init: &InitConfig, head: &regex::Regex, varmap: &VarMap, dir: &RunDir) -> Result<()> {
+    let options = noether_transfer::LoadOptions {
+        replace: Some(head.clone()),
+        ..init.load_options()?
+    };
     let report =
         load_checkpoint(&init.from, varmap, &options).map_err(|e| TrainError::Checkpoint {
             path: init.from.clone(),
             message: crate::error::without_path(&init.from, &e),
         })?;
     note(format_args!("{}", report.to_string().trim_end()));
-    checkpoint::write_atomically(
-        &dir.path().join("load_report.json"),
-        report.to_json().as_bytes(),
-    )?;
+    if let Some(m) = report.mismatched.first() {
+        // Only the head may change shape (new classes); any other tensor that does not
+        // fit means another architecture or configuration.
+        return Err(TrainError::Checkpoint {
+            path: init.from.clone(),
+            message: format!(
+                "tensor '{}' has shape {:?}, the model's parameter is {:?} ({} tensor(s) do \
+                 not fit: the config describes another architecture)",
+                m.name,
+                m.found,
+                m.expected,
+                report.mismatched.len()
+            ),
+        });
+    }
     if report.applied.is_empty() {
         // Fine-tuning from nothing is training from scratch under another name.
         let example = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>();
@@ -223,7 +240,10 @@ fn load_init(init: &InitConfig, varmap: &VarMap, dir: &RunDir) -> Result<()> {
             ),
         });
     }
-    Ok(())
+    checkpoint::write_atomically(
+        &dir.path().join("load_report.json"),
+        report.to_json().as_bytes(),
+    )
 }
 
 /// The teacher's logits on every training jet (indexed like the set), from a noether
@@ -509,7 +529,7 @@ pub fn train(
     if options.resume {
         run.resume()?;
     } else if let Some(init) = &config.init {
-        load_init(init, &run.varmap, &run.dir)?;
+        load_init(init, &run.head, &run.varmap, &run.dir)?;
     } else if let Some(init) = &options.init {
         init(&run.varmap).map_err(|message| TrainError::Checkpoint {
             path: options.out.clone(),

@@ -33,6 +33,10 @@ pub struct LoadOptions {
     /// Checkpoint keys that are not model tensors (optimizer state): skipped without
     /// being reported as unexpected.
     pub ignore: Vec<regex::Regex>,
+    /// Parameters that a checkpoint tensor of another shape leaves newly initialised
+    /// rather than mismatched: the head, when the config's classes differ from the
+    /// checkpoint's (a 2-class head on a 10-class JetClass model).
+    pub replace: Option<regex::Regex>,
 }
 
 impl LoadOptions {
@@ -97,6 +101,9 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
     /// Tensors whose shape differs from their parameter (not applied).
     pub mismatched: Vec<Mismatch>,
+    /// Parameters of [`LoadOptions::replace`] whose checkpoint tensor has another shape:
+    /// newly initialised (a new head), as intended.
+    pub replaced: Vec<Mismatch>,
 }
 
 impl LoadReport {
@@ -130,6 +137,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "  {} ignored (BatchNorm num_batches_tracked counters)",
                 self.ignored.len()
+            )?;
+        }
+        for m in &self.replaced {
+            writeln!(
+                f,
+                "  replaced    {}: a new head {:?} (the checkpoint's is {:?}: the config's classes differ)",
+                m.name, m.expected, m.found
             )?;
         }
         if !self.new.is_empty() {
@@ -306,11 +320,16 @@ fn apply<S: AsRef<str>>(
         };
         let (tensor, stored) = fetch(original)?;
         if tensor.dims() != var.dims() {
-            report.mismatched.push(Mismatch {
-                name,
+            let mismatch = Mismatch {
                 expected: var.dims().to_vec(),
                 found: tensor.dims().to_vec(),
-            });
+                name,
+            };
+            if options.replace.as_ref().is_some_and(|r| r.is_match(&mismatch.name)) {
+                report.replaced.push(mismatch);
+            } else {
+                report.mismatched.push(mismatch);
+            }
             continue;
         }
         let candle = |e: candle_core::Error| TransferError::Candle {
@@ -332,7 +351,14 @@ fn apply<S: AsRef<str>>(
     }
     let mut missing: Vec<String> = vars
         .keys()
-        .filter(|k| !seen.contains(*k) && !report.mismatched.iter().any(|m| &m.name == *k))
+        .filter(|k| {
+            !seen.contains(*k)
+                && !report
+                    .mismatched
+                    .iter()
+                    .chain(&report.replaced)
+                    .any(|m| &m.name == *k)
+        })
         .cloned()
         .collect();
     missing.sort();
