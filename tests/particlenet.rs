@@ -136,3 +136,105 @@ fn a_data_config_with_an_unknown_variable_is_refused_by_name() {
     assert!(text.contains(s(&bad)), "{text}");
     let _ = std::fs::remove_file(&bad);
 }
+
+/// A paper-size ParticleNet config that fine-tunes in seconds (64 validation jets).
+fn small_finetune_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string("configs/particlenet.toml")
+        .unwrap()
+        .replace("batch_size = 512", "batch_size = 32\nval_jets = 64");
+    let path = dir.join("particlenet-small.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
+    let Some(dir) = reference() else { return };
+    let work = std::env::temp_dir().join(format!("noether-pn-ft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let config = small_finetune_config(&work);
+    let out = work.join("run");
+    let (ok, text) = noether(&[
+        "finetune",
+        "--from",
+        s(&dir.join("ParticleNet_kin.pt")),
+        "--config",
+        s(&config),
+        "--data-config",
+        s(&dir.join("top_kin.yaml")),
+        "--data",
+        "data/train.h5",
+        "--test-data",
+        s(&dir.join("parity_jets.h5")),
+        "--train-jets",
+        "64",
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("66 applied") && text.contains("13 ignored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("replaced    fc.1.weight: a new head [2, 256]"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("load_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["replaced"].as_array().unwrap().len(), 2);
+    assert!(report["missing"].as_array().unwrap().is_empty());
+    assert!(out.join("metrics.json").exists() && out.join("best.safetensors").exists());
+    let resolved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("n_max = 128") && resolved.contains("part_logptrel"),
+        "{resolved}"
+    );
+
+    // A checkpoint of another architecture is refused naming a tensor; a data config
+    // whose classes differ from the model's is refused before any run directory exists.
+    let (ok, text) = noether(&[
+        "finetune",
+        "--from",
+        s(&dir.join("ParticleNet_kin.pt")),
+        "--config",
+        "configs/particlenet-cpu.toml",
+        "--train-jets",
+        "64",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&work.join("lite")),
+    ]);
+    assert!(
+        !ok && text.contains("tensor 'edge_convs.0.bns.0.bias' has shape [64]"),
+        "{text}"
+    );
+    assert!(!work.join("lite/load_report.json").exists());
+    let (ok, text) = noether(&[
+        "finetune",
+        "--from",
+        s(&dir.join("ParticleNet_kin.pt")),
+        "--config",
+        s(&config),
+        "--data-config",
+        s(&dir.join("JetClass_kin.yaml")),
+        "--quiet",
+        "--out",
+        s(&work.join("classes")),
+    ]);
+    assert!(
+        !ok && text.contains("names 10 classes, the model's n_class is 2"),
+        "{text}"
+    );
+    assert!(!work.join("classes").exists());
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -5,10 +5,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use noether_equivariant::{
-    PaddedJets, ParticleNet, ParticleNetConfig, ParticleNetInput, Placement,
     seeded_varbuilder, Eq1to2, Eq2to0, Eq2to2, FlowConfig, FlowInput, FlowKind, FlowNetwork,
-    LorentzNet, LorentzNetConfig, LorentzNetInput, MaskedBatchNorm, Mlp, MlpConfig, Mode, PairMask,
-    Pelican, PelicanConfig, PelicanInput,
+    LorentzNet, LorentzNetConfig, LorentzNetInput, MaskedBatchNorm, Mlp, MlpConfig, Mode,
+    PaddedJets, PairMask, ParticleNet, ParticleNetConfig, ParticleNetInput, Pelican, PelicanConfig,
+    PelicanInput, Placement,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -421,15 +421,30 @@ fn particlenet_has_correct_gradients() {
         ..ParticleNetConfig::default()
     };
     let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
-    let jets = PaddedJets { momenta: &wide, mask: &mask, jets: B, nodes: N, beams: 0 };
-    let place = Placement { device: Device::Cpu, dtype: DType::F64 };
+    let jets = PaddedJets {
+        momenta: &wide,
+        mask: &mask,
+        jets: B,
+        nodes: N,
+        beams: 0,
+    };
+    let place = Placement {
+        device: Device::Cpu,
+        dtype: DType::F64,
+    };
     let input = ParticleNetInput::build(&config.inputs, &jets, &place).unwrap();
     let varmap = VarMap::new();
-    let model =
-        ParticleNet::new(&config, &seeded_varbuilder(&varmap, 8, DType::F64, &Device::Cpu)).unwrap();
+    let model = ParticleNet::new(
+        &config,
+        &seeded_varbuilder(&varmap, 8, DType::F64, &Device::Cpu),
+    )
+    .unwrap();
     let loss = || {
         let mut r = ChaCha8Rng::seed_from_u64(0);
-        weighted_sum(&model.forward(&input, &mut Mode::Train(&mut r)).unwrap(), 12)
+        weighted_sum(
+            &model.forward(&input, &mut Mode::Train(&mut r)).unwrap(),
+            12,
+        )
     };
     check_gradients(&varmap, &[], 5, &loss);
 }

@@ -325,7 +325,11 @@ fn apply<S: AsRef<str>>(
                 found: tensor.dims().to_vec(),
                 name,
             };
-            if options.replace.as_ref().is_some_and(|r| r.is_match(&mismatch.name)) {
+            if options
+                .replace
+                .as_ref()
+                .is_some_and(|r| r.is_match(&mismatch.name))
+            {
                 report.replaced.push(mismatch);
             } else {
                 report.mismatched.push(mismatch);
