@@ -24,7 +24,9 @@ fn small(kind: ModelKind) -> TrainConfig {
         }
         ModelKind::Pfn | ModelKind::Efn => "phi_sizes = [8, 8]\nf_sizes = [8]",
         ModelKind::Mlp => "sizes = [8, 8]",
-        ModelKind::ParticleNet => "n_class = 2\nconv_params = [[3, [8, 8]], [3, [8]]]\nfc_params = [[8, 0.0]]",
+        ModelKind::ParticleNet => {
+            "n_class = 2\nconv_params = [[3, [8, 8]], [3, [8]]]\nfc_params = [[8, 0.0]]"
+        }
     };
     let name = kind.name();
     bundled(&format!(

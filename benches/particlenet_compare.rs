@@ -1,0 +1,215 @@
+//! ParticleNet (the JetClass checkpoint's architecture, 366k parameters) against
+//! weaver-core's ParticleNet on PyTorch (`benches/compare/particlenet_torch.py`) in the
+//! same invocation, on the same inputs (32 jets of the bundled test set with the
+//! JetClass_kin inputs, 128 positions) and threads (`BENCH_THREADS`, default 1): seconds
+//! per training step (forward + backward + AdamW) and per single-jet inference, the
+//! ratios, and the logit agreement on the batch. Ends with
+//! `particlenet_train_speedup_vs_torch=X` and `particlenet_single_jet_speedup_vs_torch=X`.
+//!
+//! `cargo bench --bench particlenet_compare`. Needs ../shared (the checkpoint) and
+//! python3 with torch and weaver-core for the comparison; without them only our figures
+//! print.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use noether::equivariant::{
+    inference_varbuilder, seeded_varbuilder, Mode, PaddedJets, ParticleNet, ParticleNetConfig,
+    ParticleNetInput, Placement,
+};
+use noether::transfer::{load_checkpoint, LoadOptions};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{root, BATCH};
+
+/// The first 32 bundled test jets, all constituents (up to 128), with their labels.
+fn jets() -> (Vec<f64>, Vec<f32>, Vec<u8>, usize) {
+    let set = noether::data::load(root().join("data/test.h5")).expect("bundled test set");
+    let nodes = 128;
+    let mut momenta = vec![0.0; BATCH * nodes * 4];
+    let mut mask = vec![0.0; BATCH * nodes];
+    for b in 0..BATCH {
+        for (i, p) in set.constituents(b).iter().take(nodes).enumerate() {
+            for c in 0..4 {
+                momenta[(b * nodes + i) * 4 + c] = f64::from(p[c]);
+            }
+            mask[b * nodes + i] = 1.0;
+        }
+    }
+    (momenta, mask, set.labels()[..BATCH].to_vec(), nodes)
+}
+
+fn per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() / reps as f64
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .expect("host")
+}
+
+fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
+    let (b, length, features) = input.features.dims3().expect("features");
+    let mut raw = Vec::new();
+    for v in [b, length, features] {
+        raw.extend((v as u32).to_le_bytes());
+    }
+    let labels: Vec<f32> = labels.iter().map(|&l| f32::from(l)).collect();
+    for x in host(&input.points)
+        .iter()
+        .chain(&host(&input.features))
+        .chain(&host(&input.mask))
+        .chain(&labels)
+    {
+        raw.extend(x.to_le_bytes());
+    }
+    std::fs::write(path, raw).expect("write inputs");
+}
+
+fn main() {
+    let threads: usize = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    noether::equivariant::set_threads(threads);
+    let (momenta, mask, labels, nodes) = jets();
+    let config = ParticleNetConfig::default();
+    let padded = PaddedJets {
+        momenta: &momenta,
+        mask: &mask,
+        jets: BATCH,
+        nodes,
+        beams: 0,
+    };
+    let input =
+        ParticleNetInput::build(&config.inputs, &padded, &Placement::cpu()).expect("inputs");
+    let single = {
+        let one = PaddedJets {
+            momenta: &momenta[..nodes * 4],
+            mask: &mask[..nodes],
+            jets: 1,
+            nodes,
+            beams: 0,
+        };
+        ParticleNetInput::build(&config.inputs, &one, &Placement::cpu()).expect("single input")
+    };
+    let varmap = VarMap::new();
+    let model = ParticleNet::new(
+        &config,
+        &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu),
+    )
+    .expect("model");
+    let checkpoint = root().join("../shared/reference/particlenet/ParticleNet_kin.pt");
+    let official = checkpoint.exists()
+        && load_checkpoint(
+            &checkpoint,
+            &varmap,
+            &LoadOptions {
+                strict: true,
+                ..LoadOptions::lenient()
+            },
+        )
+        .is_ok();
+    let inference = ParticleNet::new(
+        &config,
+        &inference_varbuilder(&varmap, DType::F32, &Device::Cpu),
+    )
+    .expect("inference model");
+    let logits = host(&inference.forward(&input, &mut Mode::Eval).expect("forward"));
+    let single_s = per_rep(20, || {
+        inference
+            .forward(&single, &mut Mode::Eval)
+            .expect("forward");
+    });
+    let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+    let targets = Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels");
+    let mut opt = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: 1e-3,
+            ..ParamsAdamW::default()
+        },
+    )
+    .expect("AdamW");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let train_s = per_rep(5, || {
+        let out = model
+            .forward(&input, &mut Mode::Train(&mut rng))
+            .expect("forward");
+        let loss = candle_nn::loss::cross_entropy(&out, &targets).expect("loss");
+        opt.backward_step(&loss).expect("step");
+    });
+    let longest = mask
+        .chunks(nodes)
+        .map(|m| m.iter().filter(|&&v| v > 0.0).count())
+        .max()
+        .unwrap_or(0);
+    println!("ParticleNet (JetClass size, 366k parameters), {BATCH} jets of up to {longest} constituents (128 positions), {threads} thread(s)");
+    println!(
+        "noether: training step {:.1} ms ({:.1} jets/s); single-jet {:.2} ms",
+        train_s * 1e3,
+        BATCH as f64 / train_s,
+        single_s * 1e3
+    );
+    if !official {
+        println!("the JetClass checkpoint is absent: weaver-core comparison skipped");
+        return;
+    }
+    let inputs = std::env::temp_dir().join("noether_particlenet_compare.bin");
+    write_inputs(&inputs, &input, &labels);
+    let torch = Command::new("python3")
+        .arg(root().join("benches/compare/particlenet_torch.py"))
+        .arg(&checkpoint)
+        .arg(&inputs)
+        .arg(threads.to_string())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(torch) = torch else {
+        println!("weaver-core on PyTorch unavailable (python3 with torch and weaver-core needed)");
+        return;
+    };
+    let get = |key: &str| torch[key].as_f64().expect(key);
+    let worst = logits
+        .iter()
+        .zip(torch["logits"].as_array().expect("logits"))
+        .map(|(a, b)| {
+            let b = b.as_f64().expect("logit");
+            (f64::from(*a) - b).abs() / b.abs().max(1e-2)
+        })
+        .fold(0.0, f64::max);
+    let (t_train, t_single) = (get("train_s"), get("single_s"));
+    println!(
+        "weaver-core {} (torch {}): training step {:.1} ms; single-jet {:.2} ms",
+        "ParticleNet",
+        torch["torch"].as_str().unwrap_or("?"),
+        t_train * 1e3,
+        t_single * 1e3
+    );
+    println!("agreement on the batch (eval logits): worst relative difference {worst:.1e}");
+    println!(
+        "particlenet_train_speedup_vs_torch={:.2}",
+        t_train / train_s
+    );
+    println!(
+        "particlenet_single_jet_speedup_vs_torch={:.2}",
+        t_single / single_s
+    );
+}
