@@ -1,6 +1,8 @@
 //! Inputs shared by the model benchmarks: 32 jets of the bundled test set (50 leading
 //! constituents + beams) and one jet of exactly 50 constituents.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 use noether::data::{batches, load, Batch, BatchConfig, Beams};

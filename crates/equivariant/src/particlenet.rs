@@ -256,13 +256,11 @@ impl EdgeConv {
         let (w1, w2) = (w.narrow(1, 0, c)?, w.narrow(1, c, c)?);
         let centre = rows.matmul(&(&w1 - &w2)?.t()?)?;
         let other = rows.matmul(&w2.t()?)?;
-        let out0 = w.dim(0)?;
-        let gathered = other
-            .index_select(neighbours, 0)?
-            .reshape((b * p, k, out0))?;
-        let mut x = gathered
-            .broadcast_add(&centre.unsqueeze(1)?)?
-            .reshape((b * p * k, out0))?;
+        // Every edge row (i, n) also reads row i: as gathers, whose backward is a
+        // contiguous index_add (a broadcast over k would reduce over a non-trailing
+        // dimension in backward, which candle does element by element).
+        let own = own_rows(b * p, k, features.device())?;
+        let mut x = (other.index_select(neighbours, 0)? + centre.index_select(&own, 0)?)?;
         let edge_mask = mask
             .reshape((b * p, 1))?
             .broadcast_as((b * p, k))?
@@ -274,7 +272,9 @@ impl EdgeConv {
             x = bn.forward(&x, &edge_mask, train)?.relu()?;
         }
         let width = x.dim(1)?;
-        let pooled = x.reshape((b * p, k, width))?.mean(1)?;
+        // The mean over the k neighbours as a scatter-add of each row into its point.
+        let zeros = Tensor::zeros((b * p, width), x.dtype(), x.device())?;
+        let pooled = (zeros.index_add(&own, &x, 0)? * (1.0 / k as f64))?;
         let shortcut = match &self.shortcut {
             Some((conv, bn)) => {
                 bn.forward(&conv.forward_rows(&rows)?, &mask.reshape(b * p)?, train)?
@@ -283,6 +283,14 @@ impl EdgeConv {
         };
         (shortcut + pooled)?.relu()?.reshape((b, p, width))
     }
+}
+
+/// `[0 x k, 1 x k, ...]`: the point of every edge row.
+fn own_rows(points: usize, k: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let rows: Vec<u32> = (0..points as u32)
+        .flat_map(|i| std::iter::repeat_n(i, k))
+        .collect();
+    Tensor::from_vec(rows, points * k, device)
 }
 
 /// The k nearest real neighbours of every real point of `coords` `[B, P, D]` (flat row
