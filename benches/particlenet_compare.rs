@@ -82,6 +82,76 @@ fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
     std::fs::write(path, raw).expect("write inputs");
 }
 
+/// Our figures: eval logits of the batch, seconds per training step and per single jet.
+struct Ours {
+    logits: Vec<f32>,
+    train_s: f64,
+    single_s: f64,
+}
+
+fn measure(
+    config: &ParticleNetConfig,
+    varmap: &VarMap,
+    input: &ParticleNetInput,
+    single: &ParticleNetInput,
+    labels: &[u8],
+) -> Ours {
+    let model = ParticleNet::new(
+        config,
+        &seeded_varbuilder(varmap, 0, DType::F32, &Device::Cpu),
+    )
+    .expect("model");
+    let inference = ParticleNet::new(
+        config,
+        &inference_varbuilder(varmap, DType::F32, &Device::Cpu),
+    )
+    .expect("inference model");
+    let logits = host(&inference.forward(input, &mut Mode::Eval).expect("forward"));
+    let single_s = per_rep(20, || {
+        inference.forward(single, &mut Mode::Eval).expect("forward");
+    });
+    let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+    let targets = Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels");
+    let params = ParamsAdamW {
+        lr: 1e-3,
+        ..ParamsAdamW::default()
+    };
+    let mut opt = AdamW::new(varmap.all_vars(), params).expect("AdamW");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let train_s = per_rep(5, || {
+        let out = model
+            .forward(input, &mut Mode::Train(&mut rng))
+            .expect("forward");
+        let loss = candle_nn::loss::cross_entropy(&out, &targets).expect("loss");
+        opt.backward_step(&loss).expect("step");
+    });
+    Ours {
+        logits,
+        train_s,
+        single_s,
+    }
+}
+
+/// weaver-core on PyTorch on the same batch; `None` when it cannot run.
+fn run_torch(
+    checkpoint: &Path,
+    input: &ParticleNetInput,
+    labels: &[u8],
+    threads: usize,
+) -> Option<serde_json::Value> {
+    let inputs = std::env::temp_dir().join("noether_particlenet_compare.bin");
+    write_inputs(&inputs, input, labels);
+    Command::new("python3")
+        .arg(root().join("benches/compare/particlenet_torch.py"))
+        .arg(checkpoint)
+        .arg(&inputs)
+        .arg(threads.to_string())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+}
+
 fn main() {
     let threads: usize = std::env::var("BENCH_THREADS")
         .ok()
@@ -90,71 +160,31 @@ fn main() {
     noether::equivariant::set_threads(threads);
     let (momenta, mask, labels, nodes) = jets();
     let config = ParticleNetConfig::default();
-    let padded = PaddedJets {
-        momenta: &momenta,
-        mask: &mask,
-        jets: BATCH,
-        nodes,
-        beams: 0,
-    };
-    let input =
-        ParticleNetInput::build(&config.inputs, &padded, &Placement::cpu()).expect("inputs");
-    let single = {
-        let one = PaddedJets {
-            momenta: &momenta[..nodes * 4],
-            mask: &mask[..nodes],
-            jets: 1,
+    let build = |jets: usize| {
+        let padded = PaddedJets {
+            momenta: &momenta[..jets * nodes * 4],
+            mask: &mask[..jets * nodes],
+            jets,
             nodes,
             beams: 0,
         };
-        ParticleNetInput::build(&config.inputs, &one, &Placement::cpu()).expect("single input")
+        ParticleNetInput::build(&config.inputs, &padded, &Placement::cpu()).expect("inputs")
     };
+    let (input, single) = (build(BATCH), build(1));
     let varmap = VarMap::new();
-    let model = ParticleNet::new(
+    // Built once so that the variables exist, then loaded.
+    ParticleNet::new(
         &config,
         &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu),
     )
     .expect("model");
     let checkpoint = root().join("../shared/reference/particlenet/ParticleNet_kin.pt");
-    let official = checkpoint.exists()
-        && load_checkpoint(
-            &checkpoint,
-            &varmap,
-            &LoadOptions {
-                strict: true,
-                ..LoadOptions::lenient()
-            },
-        )
-        .is_ok();
-    let inference = ParticleNet::new(
-        &config,
-        &inference_varbuilder(&varmap, DType::F32, &Device::Cpu),
-    )
-    .expect("inference model");
-    let logits = host(&inference.forward(&input, &mut Mode::Eval).expect("forward"));
-    let single_s = per_rep(20, || {
-        inference
-            .forward(&single, &mut Mode::Eval)
-            .expect("forward");
-    });
-    let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
-    let targets = Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels");
-    let mut opt = AdamW::new(
-        varmap.all_vars(),
-        ParamsAdamW {
-            lr: 1e-3,
-            ..ParamsAdamW::default()
-        },
-    )
-    .expect("AdamW");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = per_rep(5, || {
-        let out = model
-            .forward(&input, &mut Mode::Train(&mut rng))
-            .expect("forward");
-        let loss = candle_nn::loss::cross_entropy(&out, &targets).expect("loss");
-        opt.backward_step(&loss).expect("step");
-    });
+    let strict = LoadOptions {
+        strict: true,
+        ..LoadOptions::lenient()
+    };
+    let official = checkpoint.exists() && load_checkpoint(&checkpoint, &varmap, &strict).is_ok();
+    let ours = measure(&config, &varmap, &input, &single, &labels);
     let longest = mask
         .chunks(nodes)
         .map(|m| m.iter().filter(|&&v| v > 0.0).count())
@@ -163,31 +193,21 @@ fn main() {
     println!("ParticleNet (JetClass size, 366k parameters), {BATCH} jets of up to {longest} constituents (128 positions), {threads} thread(s)");
     println!(
         "noether: training step {:.1} ms ({:.1} jets/s); single-jet {:.2} ms",
-        train_s * 1e3,
-        BATCH as f64 / train_s,
-        single_s * 1e3
+        ours.train_s * 1e3,
+        BATCH as f64 / ours.train_s,
+        ours.single_s * 1e3
     );
     if !official {
         println!("the JetClass checkpoint is absent: weaver-core comparison skipped");
         return;
     }
-    let inputs = std::env::temp_dir().join("noether_particlenet_compare.bin");
-    write_inputs(&inputs, &input, &labels);
-    let torch = Command::new("python3")
-        .arg(root().join("benches/compare/particlenet_torch.py"))
-        .arg(&checkpoint)
-        .arg(&inputs)
-        .arg(threads.to_string())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
-    let Some(torch) = torch else {
+    let Some(torch) = run_torch(&checkpoint, &input, &labels, threads) else {
         println!("weaver-core on PyTorch unavailable (python3 with torch and weaver-core needed)");
         return;
     };
     let get = |key: &str| torch[key].as_f64().expect(key);
-    let worst = logits
+    let worst = ours
+        .logits
         .iter()
         .zip(torch["logits"].as_array().expect("logits"))
         .map(|(a, b)| {
@@ -197,8 +217,7 @@ fn main() {
         .fold(0.0, f64::max);
     let (t_train, t_single) = (get("train_s"), get("single_s"));
     println!(
-        "weaver-core {} (torch {}): training step {:.1} ms; single-jet {:.2} ms",
-        "ParticleNet",
+        "weaver-core ParticleNet (torch {}): training step {:.1} ms; single-jet {:.2} ms",
         torch["torch"].as_str().unwrap_or("?"),
         t_train * 1e3,
         t_single * 1e3
@@ -206,10 +225,10 @@ fn main() {
     println!("agreement on the batch (eval logits): worst relative difference {worst:.1e}");
     println!(
         "particlenet_train_speedup_vs_torch={:.2}",
-        t_train / train_s
+        t_train / ours.train_s
     );
     println!(
         "particlenet_single_jet_speedup_vs_torch={:.2}",
-        t_single / single_s
+        t_single / ours.single_s
     );
 }

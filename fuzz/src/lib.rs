@@ -38,7 +38,7 @@ pub enum Outcome {
 
 /// A reader of untrusted bytes, with its seeds and format-aware mutations.
 pub trait Target: Sync {
-    /// Its name on the command line (`hdf5`, `safetensors`, `toml`, `csv`).
+    /// Its name on the command line (`hdf5`, `safetensors`, `pt`, `toml`, `csv`).
     fn name(&self) -> &'static str;
 
     /// Valid inputs to start from.

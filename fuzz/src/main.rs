@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run a campaign in supervised worker processes; prints the figures.
     Run {
-        /// The target: hdf5, safetensors, toml or csv.
+        /// The target: hdf5, safetensors, pt, toml or csv.
         target: String,
         /// Inputs to run.
         #[arg(long, default_value_t = 1_000_000)]

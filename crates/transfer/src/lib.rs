@@ -1,9 +1,11 @@
 //! # noether-transfer
 //!
 //! Transfer learning from checkpoints trained elsewhere. This release loads any
-//! safetensors checkpoint into a noether model built from a `VarMap`
+//! safetensors checkpoint or PyTorch `.pt` state dict (the zip `torch.save` format, read
+//! without Python by [`read_torch`] through a restricted unpickler with
+//! `torch.load(weights_only=True)` semantics) into a noether model built from a `VarMap`
 //! ([`load_checkpoint`]): keys remapped by regex rules ([`Remap`], `module.` prefixes
-//! recognised), F16 / BF16 / F64 converted, shapes checked, and a [`LoadReport`] of
+//! recognised, and weaver's `mod.`), F16 / BF16 / F64 converted, shapes checked, and a [`LoadReport`] of
 //! applied, converted, missing, unexpected, shape-mismatched and (optional) new keys
 //! (`strict` turns missing keys into an error). LoRA follows PEFT's maths and file
 //! layout: the adapted layer is the models' own `noether_equivariant::Linear` with a

@@ -4,6 +4,7 @@ mod config;
 mod csv;
 mod hdf5;
 mod safetensors;
+mod torch;
 
 use std::path::Path;
 
@@ -13,12 +14,14 @@ pub use self::config::ConfigTarget;
 pub use self::csv::CsvTarget;
 pub use self::hdf5::Hdf5Target;
 pub use self::safetensors::SafetensorsTarget;
+pub use self::torch::TorchTarget;
 
 /// Every target, by name.
 pub fn all() -> Vec<Box<dyn Target>> {
     vec![
         Box::new(Hdf5Target),
         Box::new(SafetensorsTarget),
+        Box::new(TorchTarget),
         Box::new(ConfigTarget),
         Box::new(CsvTarget),
     ]
