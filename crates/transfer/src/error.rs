@@ -33,7 +33,7 @@ pub enum TransferError {
     },
     /// The pickle names a class or function other than tensors and containers: refused,
     /// as `torch.load(weights_only=True)` refuses it, before anything could run.
-    #[error("{path}: refusing to load: the pickle refers to '{object}', which is not a tensor or container (only state dicts are read, as torch.load(weights_only=True) reads them)")]
+    #[error("{path}: refusing to load: the pickle refers to {object:?}, which is not a tensor or container (only state dicts are read, as torch.load(weights_only=True) reads them)")]
     ForbiddenObject {
         /// The file.
         path: PathBuf,
@@ -56,8 +56,9 @@ pub enum TransferError {
         /// What it holds instead.
         found: String,
     },
-    /// A tensor of a PyTorch checkpoint whose view or storage is inconsistent.
-    #[error("{path}: tensor '{tensor}': {reason}")]
+    /// A tensor of a PyTorch checkpoint whose view or storage is inconsistent (its key,
+    /// taken from the file, is quoted with escapes).
+    #[error("{path}: tensor {tensor:?}: {reason}")]
     BadTensor {
         /// The file.
         path: PathBuf,

@@ -110,7 +110,7 @@ pub fn read_torch_bytes(bytes: &[u8], path: &Path) -> Result<TorchCheckpoint> {
     {
         if order.as_slice() != b"little" {
             return Err(not_torch(format!(
-                "byte order '{}' (only little-endian files are read)",
+                "byte order {:?} (only little-endian files are read)",
                 String::from_utf8_lossy(&order)
             )));
         }
@@ -158,7 +158,7 @@ pub fn read_torch_bytes(bytes: &[u8], path: &Path) -> Result<TorchCheckpoint> {
             let record = format!("{prefix}data/{}", view.key);
             let data = read_record(&mut archive, &record, bytes.len())
                 .map_err(&bad)?
-                .ok_or_else(|| bad(format!("its storage record '{record}' is missing")))?;
+                .ok_or_else(|| bad(format!("its storage record {record:?} is missing")))?;
             storages.insert(view.key.clone(), data);
         }
         let tensor = materialise(&view, &storages[&view.key]).map_err(bad)?;
@@ -194,18 +194,18 @@ fn read_record<R: Read + std::io::Seek>(
     let mut entry = match archive.by_name(name) {
         Ok(entry) => entry,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-        Err(e) => return Err(format!("record '{name}': {e}")),
+        Err(e) => return Err(format!("record {name:?}: {e}")),
     };
     let size = entry.size();
     if size > file_len as u64 {
         return Err(format!(
-            "record '{name}' declares {size} bytes, more than the file's {file_len}"
+            "record {name:?} declares {size} bytes, more than the file's {file_len}"
         ));
     }
     let mut data = Vec::with_capacity(size as usize);
     entry
         .read_to_end(&mut data)
-        .map_err(|e| format!("record '{name}': {e}"))?;
+        .map_err(|e| format!("record {name:?}: {e}"))?;
     Ok(Some(data))
 }
 
@@ -224,7 +224,7 @@ fn flatten(
     if depth > MAX_DEPTH {
         return Err(TransferError::NotStateDict {
             path: path.to_owned(),
-            found: format!("dicts nested more than {MAX_DEPTH} deep at '{prefix}'"),
+            found: format!("dicts nested more than {MAX_DEPTH} deep at {prefix:?}"),
         });
     }
     for (key, item) in dict.borrow().iter() {
@@ -267,7 +267,7 @@ fn materialise(view: &TensorView, storage: &[u8]) -> std::result::Result<Tensor,
     let declared = view.storage_len.checked_mul(width as u64);
     if declared != Some(storage.len() as u64) {
         return Err(format!(
-            "its storage '{}' holds {} bytes, not the {} {} elements the pickle declares",
+            "its storage {:?} holds {} bytes, not the {} {} elements the pickle declares",
             view.key,
             storage.len(),
             view.storage_len,

@@ -211,7 +211,7 @@ pub enum PickleError {
 impl fmt::Display for PickleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Forbidden { object } => write!(f, "refers to '{object}'"),
+            Self::Forbidden { object } => write!(f, "refers to {object:?}"),
             Self::Malformed { offset, reason } => write!(f, "at byte {offset}: {reason}"),
         }
     }
@@ -363,7 +363,7 @@ impl<'a> Machine<'a> {
                 Ok(())
             }
             None => Err(PickleError::Forbidden {
-                object: format!("{module}.{name}"),
+                object: shortened(&format!("{module}.{name}")),
             }),
         }
     }
@@ -700,6 +700,15 @@ impl<'a> Machine<'a> {
             size,
             stride,
         })))
+    }
+}
+
+/// At most 200 characters of a name taken from the file (a hostile one may be as long as
+/// the file).
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_owned(),
     }
 }
 
