@@ -238,3 +238,23 @@ fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
     assert!(!work.join("classes").exists());
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[test]
+fn a_data_config_for_a_model_that_takes_none_is_refused() {
+    let Some(dir) = reference() else { return };
+    let (ok, text) = noether(&[
+        "train",
+        "--config",
+        "configs/pfn-cpu.toml",
+        "--data-config",
+        s(&dir.join("top_kin.yaml")),
+        "--quiet",
+        "--out",
+        s(&std::env::temp_dir().join(format!("noether-pfn-yaml-{}", std::process::id()))),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("data.config") && text.contains("model = \"pfn\" takes none"),
+        "{text}"
+    );
+}
