@@ -155,10 +155,12 @@ struct RawConfig {
     preprocess: Option<RawPreprocess>,
     inputs: IndexMap<String, RawGroup>,
     labels: RawLabels,
-    #[serde(default)]
-    observers: Option<Vec<String>>,
-    #[serde(default)]
-    monitor_variables: Option<Vec<String>>,
+    /// Written by weaver to prediction files; not evaluated here.
+    #[serde(default, rename = "observers")]
+    _observers: Option<serde::de::IgnoredAny>,
+    /// As `observers`.
+    #[serde(default, rename = "monitor_variables")]
+    _monitor_variables: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     weights: Option<serde::de::IgnoredAny>,
 }
@@ -167,8 +169,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawPreprocess {
     method: String,
-    #[serde(default)]
-    data_fraction: Option<f64>,
+    /// The fraction of events auto standardisation samples: irrelevant to manual.
+    #[serde(default, rename = "data_fraction")]
+    _data_fraction: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     params: Option<serde::de::IgnoredAny>,
 }
@@ -244,7 +247,6 @@ impl DataConfig {
         };
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|e| bad("(document)", e.to_string()))?;
-        let _ = (&raw.observers, &raw.monitor_variables);
         for (key, value) in [
             ("selection", &raw.selection),
             ("test_time_selection", &raw.test_time_selection),
@@ -261,7 +263,6 @@ impl DataConfig {
             return Err(bad("weights", "reweighting is not supported".into()));
         }
         if let Some(pre) = &raw.preprocess {
-            let _ = pre.data_fraction;
             if !pre.method.eq_ignore_ascii_case("manual") || pre.params.is_some() {
                 return Err(bad(
                     "preprocess.method",
