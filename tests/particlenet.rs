@@ -141,7 +141,7 @@ fn a_data_config_with_an_unknown_variable_is_refused_by_name() {
 fn small_finetune_config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string("configs/particlenet.toml")
         .unwrap()
-        .replace("batch_size = 512", "batch_size = 32\nval_jets = 64");
+        .replace("batch_size = 64", "batch_size = 32\nval_jets = 64");
     let path = dir.join("particlenet-small.toml");
     std::fs::write(&path, text).unwrap();
     path

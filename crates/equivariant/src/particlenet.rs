@@ -600,12 +600,19 @@ impl TaggerModel for ParticleNet {
         c.n_class
     }
 
-    /// The edge tensors `[jets, points, k, width]` of the widest block.
+    /// The edge tensors `[jets, points, k, width]` of the widest block, times what a
+    /// training forward keeps of them for backward: about eight per 1x1 convolution (its
+    /// output, BatchNorm's intermediates, the ReLU). A 512-jet batch of the paper-size
+    /// model at 128 positions is ~26 GB, more than a 24 GB machine has; the OOM killer
+    /// would otherwise end the run.
     fn activation_elements(c: &ParticleNetConfig, jets: usize, nodes: usize) -> u128 {
         let points = nodes.min(c.inputs.length());
         c.conv_params
             .iter()
-            .map(|(k, w)| elements(jets, points, 1, k * w.iter().max().copied().unwrap_or(1)))
+            .map(|(k, w)| {
+                let widest = w.iter().max().copied().unwrap_or(1);
+                elements(jets, points, 1, k * widest) * 8 * w.len() as u128
+            })
             .max()
             .unwrap_or(0)
     }
