@@ -29,24 +29,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{root, BATCH};
-
-/// The first 32 bundled test jets, all constituents (up to 128), with their labels.
-fn jets() -> (Vec<f64>, Vec<f32>, Vec<u8>, usize) {
-    let set = noether::data::load(root().join("data/test.h5")).expect("bundled test set");
-    let nodes = 128;
-    let mut momenta = vec![0.0; BATCH * nodes * 4];
-    let mut mask = vec![0.0; BATCH * nodes];
-    for b in 0..BATCH {
-        for (i, p) in set.constituents(b).iter().take(nodes).enumerate() {
-            for c in 0..4 {
-                momenta[(b * nodes + i) * 4 + c] = f64::from(p[c]);
-            }
-            mask[b * nodes + i] = 1.0;
-        }
-    }
-    (momenta, mask, set.labels()[..BATCH].to_vec(), nodes)
-}
+use common::{bundled_batch, root, BATCH};
 
 fn per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -158,7 +141,18 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     noether::equivariant::set_threads(threads);
-    let (momenta, mask, labels, nodes) = jets();
+    // The first 32 bundled test jets with all their constituents (up to 128).
+    let (batch, _) = bundled_batch(noether::data::Beams::None, 128);
+    let (momenta, mask, labels, nodes) = (
+        batch
+            .momenta
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect::<Vec<f64>>(),
+        batch.mask,
+        batch.labels,
+        batch.particles,
+    );
     let config = ParticleNetConfig::default();
     let build = |jets: usize| {
         let padded = PaddedJets {

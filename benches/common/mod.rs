@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use noether::data::{batches, load, Batch, BatchConfig, Beams};
+use noether::data::{batches, load, Batch, BatchConfig, Beams, JetSet};
 
 /// Jets per batch.
 pub const BATCH: usize = 32;
@@ -17,20 +17,27 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The first 32 bundled test jets with `beams`, and the first jet with at least 50
-/// constituents, truncated to 50.
-pub fn bundled_inputs(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
+/// The first 32 bundled test jets with `beams`, padded or truncated to `n_max`
+/// constituents, and the test set they come from.
+pub fn bundled_batch(beams: Beams, n_max: usize) -> (Batch, JetSet) {
     let jets = load(root().join("data/test.h5")).expect("bundled test set");
     let config = BatchConfig {
         beams,
         shuffle: false,
-        ..BatchConfig::new(BATCH, N_MAX)
+        ..BatchConfig::new(BATCH, n_max)
     };
     let indices: Vec<usize> = (0..BATCH).collect();
     let batch = batches(&jets, &indices, &config, 0)
         .expect("batch")
         .next()
         .expect("one batch");
+    (batch, jets)
+}
+
+/// The first 32 bundled test jets with `beams`, and the first jet with at least 50
+/// constituents, truncated to 50.
+pub fn bundled_inputs(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
+    let (batch, jets) = bundled_batch(beams, N_MAX);
     let k = (0..jets.len())
         .find(|&i| jets.multiplicity(i) >= N_MAX)
         .expect("a 50-constituent jet");

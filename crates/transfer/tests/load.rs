@@ -6,31 +6,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use noether_equivariant::{seeded_varbuilder, FlowConfig, FlowNetwork};
 use noether_transfer::{load_checkpoint, LoadOptions, Remap, TransferError};
+
+mod common;
+use common::pfn;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-/// The PFN the fixture was written for: Phi = (4, 3), F = (5,).
-fn pfn() -> VarMap {
-    let varmap = VarMap::new();
-    let config = FlowConfig {
-        phi_sizes: vec![4, 3],
-        f_sizes: vec![5],
-        ..FlowConfig::default()
-    };
-    FlowNetwork::new(
-        &config,
-        &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    varmap
 }
 
 fn values(varmap: &VarMap, name: &str) -> Vec<f32> {

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
-use noether_equivariant::{seeded_varbuilder, FlowConfig, FlowNetwork};
+use candle_core::DType;
 use noether_transfer::{load_checkpoint, read_torch, LoadOptions, TransferError};
+
+mod common;
+use common::pfn;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -111,17 +112,7 @@ fn nested_training_checkpoints_flatten_with_dotted_keys() {
 
 #[test]
 fn a_pt_state_dict_loads_into_a_model_with_the_wrapper_prefix_stripped() {
-    let varmap = VarMap::new();
-    let config = FlowConfig {
-        phi_sizes: vec![4, 3],
-        f_sizes: vec![5],
-        ..FlowConfig::default()
-    };
-    FlowNetwork::new(
-        &config,
-        &seeded_varbuilder(&varmap, 0, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
+    let varmap = pfn();
     let report =
         load_checkpoint(&fixture("pfn_module.pt"), &varmap, &LoadOptions::lenient()).unwrap();
     assert!(report.is_complete(), "{report}");
