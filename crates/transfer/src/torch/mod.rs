@@ -302,6 +302,36 @@ fn materialise(view: &TensorView, storage: &[u8]) -> std::result::Result<Tensor,
             ));
         }
     }
+    let bytes = if elements == 0 {
+        // An empty tensor reads nothing (its offset is not checked against the storage).
+        Vec::new()
+    } else if is_contiguous(view) {
+        // The common case (every parameter of a state dict): one slice.
+        let start = view.offset as usize * width;
+        storage[start..start + elements as usize * width].to_vec()
+    } else {
+        gather(view, storage, elements, width)
+    };
+    let widened = widen(view.dtype, bytes);
+    let shape: Vec<usize> = view.size.iter().map(|&d| d as usize).collect();
+    Tensor::from_raw_buffer(&widened, candle_dtype(view.dtype), &shape, &Device::Cpu)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the view's strides are row-major over its shape (dimensions of size 1 aside).
+fn is_contiguous(view: &TensorView) -> bool {
+    let mut expected = 1u64;
+    for (&d, &s) in view.size.iter().zip(&view.stride).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(d);
+    }
+    true
+}
+
+/// The `elements` of a strided view, element by element, in row-major order.
+fn gather(view: &TensorView, storage: &[u8], elements: u64, width: usize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(elements as usize * width);
     let mut index = vec![0u64; view.size.len()];
     for _ in 0..elements {
@@ -321,10 +351,7 @@ fn materialise(view: &TensorView, storage: &[u8]) -> std::result::Result<Tensor,
             index[axis] = 0;
         }
     }
-    let widened = widen(view.dtype, bytes);
-    let shape: Vec<usize> = view.size.iter().map(|&d| d as usize).collect();
-    Tensor::from_raw_buffer(&widened, candle_dtype(view.dtype), &shape, &Device::Cpu)
-        .map_err(|e| e.to_string())
+    bytes
 }
 
 /// Little-endian elements of `dtype` as the bytes of [`candle_dtype`]`(dtype)`.
