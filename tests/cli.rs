@@ -150,6 +150,120 @@ fn scaling_fit_names_missing_columns_and_bad_rows() {
 }
 
 #[test]
+fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
+    let csv = "crates/scaling/tests/fixtures/synthetic_bounded.csv";
+    let svg = std::env::temp_dir().join(format!("noether-cli-groups-{}.svg", std::process::id()));
+    let (ok, text) = noether(&[
+        "scaling",
+        "fit",
+        csv,
+        "--form",
+        "power",
+        "--x-col",
+        "train_jets",
+        "--loss-col",
+        "test_loss",
+        "--group-col",
+        "model",
+        "--bound",
+        "E=0.01:1",
+        "--bound",
+        "A=:1000",
+        "--bound",
+        "alpha=0.01:2",
+        "--bootstrap",
+        "20",
+        "--ci",
+        "0.8",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["group"], "floor_below_bound");
+    assert_eq!(lines[0]["at_bound"], serde_json::json!(["E"]));
+    assert!((lines[0]["E"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+    assert_eq!(lines[1]["group"], "steep");
+    assert_eq!(lines[1]["at_bound"], serde_json::json!(["A"]));
+    assert!(lines[1]["bootstrap"]["alpha"]["ci80"].is_array(), "{text}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("steep"),
+        "the legend names the groups"
+    );
+    // --n-col keeps naming the power form's variable.
+    let (ok, text) = noether(&[
+        "scaling",
+        "fit",
+        csv,
+        "--form",
+        "power",
+        "--n-col",
+        "train_jets",
+        "--loss-col",
+        "test_loss",
+        "--group-col",
+        "model",
+    ]);
+    assert!(ok && text.lines().count() == 2, "{text}");
+}
+
+#[test]
+fn scaling_fit_per_group_names_the_group_and_row_of_bad_input() {
+    let dir = std::env::temp_dir();
+    let write = |name: &str, body: &str| {
+        let p = dir.join(format!("noether-cli-{}-{name}", std::process::id()));
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let power = |csv: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["scaling", "fit", csv.to_str().unwrap(), "--form", "power"];
+        args.extend(["--x-col", "D", "--group-col", "model"]);
+        args.extend(extra);
+        noether(&args)
+    };
+    let few = write(
+        "few.csv",
+        "model,D,loss\na,1000,0.5\na,2000,0.4\na,4000,0.35\nb,1000,0.6\nb,2000,0.5\n",
+    );
+    let (ok, text) = power(&few, &[]);
+    assert!(
+        !ok && text.contains("group 'b'") && text.contains("2 runs"),
+        "{text}"
+    );
+    let nan = write("nan.csv", "model,D,loss\na,1000,0.5\nb,2000,NaN\n");
+    let (ok, text) = power(&nan, &[]);
+    assert!(
+        !ok && text.contains("group 'b'") && text.contains("row 2") && text.contains("'loss'"),
+        "{text}"
+    );
+    let zero = write("zero.csv", "model,D,loss\na,0,0.5\n");
+    let (ok, text) = power(&zero, &[]);
+    assert!(
+        !ok && text.contains("group 'a'") && text.contains("row 1") && text.contains("'D'"),
+        "{text}"
+    );
+    let (ok, text) = power(&few, &["--bound", "L_inf=0.01:1"]);
+    assert!(
+        !ok && text.contains("no parameter 'L_inf'") && text.contains("E, A, alpha"),
+        "{text}"
+    );
+    let (ok, text) = power(&few, &["--bound", "E=1:0.5"]);
+    assert!(!ok && text.contains("lower bound exceeds"), "{text}");
+    let (ok, text) = noether(&["scaling", "fit", few.to_str().unwrap(), "--x-col", "D"]);
+    assert!(
+        !ok && text.contains("--x-col names the variable of a single-variable form"),
+        "{text}"
+    );
+    let (ok, text) = power(&few, &["--ci", "1.5"]);
+    assert!(!ok && text.contains("--ci 1.5"), "{text}");
+}
+
+#[test]
 fn eval_prints_the_official_lorentznet_logits() {
     let dir = std::path::Path::new("../shared/reference/lorentznet");
     if !dir.join("parity_jets.h5").exists() {

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use crate::cli::output::say;
 use clap::{Args, Subcommand, ValueEnum};
 use noether::scaling::{
-    allocate, bootstrap, fit, plot_fit, profile, BrokenPowerLaw, Chinchilla, ChinchillaParams,
-    ColumnMap, DataConstrained, FitConfig, FitResult, Kaplan, Loss, PowerLaw, Runs, ScalingLaw,
+    allocate, bootstrap, fit, plot_fit, plot_groups, profile, resolve_bounds, Bound,
+    BrokenPowerLaw, Chinchilla, ChinchillaParams, ColumnMap, DataConstrained, FitConfig, FitResult,
+    GroupFit, Kaplan, Loss, PowerLaw, Runs, ScalingError, ScalingLaw,
 };
 use serde_json::{json, Map, Value};
 
@@ -15,7 +16,7 @@ use serde_json::{json, Map, Value};
 pub enum ScalingCommand {
     /// Fit a scaling law to a CSV of runs; prints the parameters (with bootstrap intervals)
     /// as JSON.
-    Fit(FitArgs),
+    Fit(Box<FitArgs>),
     /// Allocate a compute budget with a fitted Chinchilla law (C = 6 N D).
     Allocate(AllocateArgs),
 }
@@ -27,14 +28,21 @@ pub enum Form {
     Chinchilla,
     /// L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D.
     Kaplan,
-    /// L = E + A x^-alpha in the N column.
+    /// L = E + A x^-alpha in the --x-col (or --n-col) column.
     Power,
     /// Muennighoff et al.'s data-constrained law (fits R_D*, R_N*; needs --u-col).
     DataConstrained,
-    /// Broken power law with one break in the N column.
+    /// Broken power law with one break in the --x-col (or --n-col) column.
     Bnsl1,
-    /// Broken power law with two breaks in the N column.
+    /// Broken power law with two breaks in the --x-col (or --n-col) column.
     Bnsl2,
+}
+
+impl Form {
+    /// Whether the form reads one variable (x) rather than N and D.
+    fn single_variable(self) -> bool {
+        matches!(self, Self::Power | Self::Bnsl1 | Self::Bnsl2)
+    }
 }
 
 /// The robust losses.
@@ -56,9 +64,13 @@ pub struct FitArgs {
     /// The form to fit.
     #[arg(long, value_enum, default_value = "chinchilla")]
     form: Form,
-    /// Parameters column.
+    /// Parameters column (the variable of the power and broken forms unless --x-col).
     #[arg(long, default_value = "N")]
     n_col: String,
+    /// The variable of a single-variable form (power, bnsl1, bnsl2): e.g. the training
+    /// jets D of a data-scaling fit.
+    #[arg(long, conflicts_with = "n_col")]
+    x_col: Option<String>,
     /// Data column.
     #[arg(long, default_value = "D", conflicts_with = "flops_col")]
     d_col: String,
@@ -92,9 +104,22 @@ pub struct FitArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write an SVG plot of the fit here.
+    /// Write an SVG plot of the fit here (with --group-col: one panel, a colour per
+    /// group).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Fit one law per value of this column (e.g. model) and print one JSON object per
+    /// line, each with a `group` key.
+    #[arg(long)]
+    group_col: Option<String>,
+    /// Bound a natural parameter, NAME=LO:HI with either side open (E=0.01:1, A=:1000);
+    /// repeatable. A fit that ends on a bound lists it in `at_bound`.
+    #[arg(long = "bound", value_name = "NAME=LO:HI")]
+    bounds: Vec<Bound>,
+    /// Central probability of the bootstrap intervals (`ci95` at 0.95, `ci80`, the 10 and
+    /// 90 percentiles, at 0.8).
+    #[arg(long, default_value_t = 0.95)]
+    ci: f64,
 }
 
 /// Arguments of `scaling allocate`.
@@ -126,26 +151,73 @@ pub fn run(command: ScalingCommand) -> Result<(), Box<dyn std::error::Error>> {
         ScalingCommand::Fit(args) => run_fit(&args)?,
         ScalingCommand::Allocate(args) => run_allocate(&args)?,
     };
-    say!("{}", serde_json::to_string_pretty(&value)?)?;
+    match value {
+        // One group per line (JSON Lines), as a script reading per-model fits expects.
+        Value::Array(lines) => {
+            for line in lines {
+                say!("{}", serde_json::to_string(&line)?)?;
+            }
+        }
+        value => say!("{}", serde_json::to_string_pretty(&value)?)?,
+    }
     Ok(())
 }
 
-fn load_runs(args: &FitArgs) -> Result<Runs, Box<dyn std::error::Error>> {
-    let map = ColumnMap {
-        n: args.n_col.clone(),
-        d: args.d_col.clone(),
+fn column_map(args: &FitArgs) -> Result<ColumnMap, Box<dyn std::error::Error>> {
+    let single = args.form.single_variable();
+    if args.x_col.is_some() && !single {
+        return Err(
+            "--x-col names the variable of a single-variable form (power, bnsl1, bnsl2); \
+             use --n-col and --d-col for this form"
+                .into(),
+        );
+    }
+    Ok(ColumnMap {
+        n: args.x_col.clone().unwrap_or_else(|| args.n_col.clone()),
+        d: (!single).then(|| args.d_col.clone()),
         flops: args.flops_col.clone(),
         loss: args.loss_col.clone(),
         unique: args.u_col.clone(),
+    })
+}
+
+/// The CLI's error type: typed errors of the crates, or a message.
+type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The runs of the file, one entry per group (one group named "" without --group-col).
+fn load_runs(args: &FitArgs) -> CliResult<Vec<(String, Runs)>> {
+    let map = column_map(args)?;
+    let groups = match &args.group_col {
+        Some(col) => Runs::from_csv_grouped(&args.runs, &map, col)?,
+        None => vec![(String::new(), Runs::from_csv(&args.runs, &map)?)],
     };
-    let mut runs = Runs::from_csv(&args.runs, &map)?;
-    if args.scale != 1.0 {
-        runs = runs
-            .scaled("N", args.scale)?
-            .scaled("D", args.scale)?
-            .scaled("U", args.scale)?;
+    let grouped = args.group_col.is_some();
+    let prepare = |runs: Runs| -> Result<Runs, ScalingError> {
+        let mut runs = runs;
+        if args.scale != 1.0 {
+            runs = runs
+                .scaled("N", args.scale)?
+                .scaled("D", args.scale)?
+                .scaled("U", args.scale)?;
+        }
+        Ok(runs.drop_highest_loss(args.drop_highest))
+    };
+    groups
+        .into_iter()
+        .map(|(g, runs)| match prepare(runs) {
+            Ok(r) => Ok((g, r)),
+            Err(e) if grouped => Err(in_group(&g, e).into()),
+            Err(e) => Err(e.into()),
+        })
+        .collect()
+}
+
+/// `e`, naming the group it happened in.
+fn in_group(group: &str, e: ScalingError) -> ScalingError {
+    ScalingError::InGroup {
+        group: group.to_owned(),
+        source: Box::new(e),
     }
-    Ok(runs.drop_highest_loss(args.drop_highest))
 }
 
 fn build_law(
@@ -172,6 +244,7 @@ fn build_law(
 fn result_json(result: &FitResult) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("form".into(), json!(result.form));
+    out.insert("at_bound".into(), json!(result.at_bound));
     for (name, value) in &result.natural {
         out.insert(name.clone(), json!(value));
     }
@@ -190,13 +263,80 @@ fn result_json(result: &FitResult) -> Map<String, Value> {
 }
 
 fn run_fit(args: &FitArgs) -> Result<Value, Box<dyn std::error::Error>> {
-    let runs = load_runs(args)?;
-    let law = build_law(args, &runs)?;
+    if !(args.ci > 0.0 && args.ci < 1.0) {
+        return Err(format!("--ci {} is not a probability in (0, 1)", args.ci).into());
+    }
+    let mut groups = load_runs(args)?;
+    if args.group_col.is_none() {
+        let (_, runs) = groups.remove(0);
+        let (law, mut one) = fit_runs(args, &runs)?;
+        if let Some(path) = &args.plot {
+            plot_fit(path, law.as_ref(), &runs, &one.result, &one.band)?;
+            one.json
+                .insert("plot".into(), json!(path.display().to_string()));
+        }
+        return Ok(Value::Object(one.json));
+    }
+    if groups.is_empty() {
+        return Err(format!("{}: no runs", args.runs.display()).into());
+    }
+    let mut fits = Vec::new();
+    let mut lines = Vec::new();
+    for (group, runs) in groups {
+        let (law, mut one) = fit_runs(args, &runs).map_err(|e| boxed_in_group(&group, e))?;
+        let mut line = Map::new();
+        line.insert("group".into(), json!(group));
+        line.append(&mut one.json);
+        lines.push(Value::Object(line));
+        fits.push(GroupFit {
+            group,
+            law,
+            runs,
+            result: one.result,
+            band: one.band,
+        });
+    }
+    if let Some(path) = &args.plot {
+        let x = args.x_col.as_deref().unwrap_or(&args.n_col);
+        plot_groups(path, &fits, x, args.ci)?;
+    }
+    Ok(Value::Array(lines))
+}
+
+/// An error of one group's fit, naming the group.
+fn boxed_in_group(group: &str, e: Box<dyn std::error::Error>) -> Box<dyn std::error::Error> {
+    match e.downcast::<ScalingError>() {
+        Ok(e) => Box::new(in_group(group, *e)),
+        Err(e) => format!("group '{group}': {e}").into(),
+    }
+}
+
+/// The fit of one set of runs.
+struct OneFit {
+    /// What `scaling fit` prints.
+    json: Map<String, Value>,
+    /// The bootstrap's fit parameters (empty without --bootstrap).
+    band: Vec<Vec<f64>>,
+    /// The fit.
+    result: FitResult,
+}
+
+/// The form built for `runs` and its fit.
+fn fit_runs(args: &FitArgs, runs: &Runs) -> CliResult<(Box<dyn ScalingLaw>, OneFit)> {
+    let law = build_law(args, runs)?;
+    let one = fit_one(args, law.as_ref(), runs)?;
+    Ok((law, one))
+}
+
+/// The fit of one set of runs: its JSON, the bootstrap's fit parameters, the result.
+fn fit_one(args: &FitArgs, law: &dyn ScalingLaw, runs: &Runs) -> CliResult<OneFit> {
+    let bounds = resolve_bounds(law, &args.bounds)?;
     let huber = FitConfig {
         loss: Loss::Huber { delta: args.delta },
+        bounds,
         ..FitConfig::default()
     };
-    let mut result = fit(law.as_ref(), &runs, &huber)?;
+    let mut result = fit(law, runs, &huber)?;
     let loss = match args.loss {
         LossKind::Huber => Loss::Huber { delta: args.delta },
         LossKind::L1 => Loss::L1,
@@ -209,39 +349,34 @@ fn run_fit(args: &FitArgs) -> Result<Value, Box<dyn std::error::Error>> {
             start: Some(result.theta.clone()),
             ..config.clone()
         };
-        result = fit(law.as_ref(), &runs, &refined)?;
+        result = fit(law, runs, &refined)?;
     }
     let mut out = result_json(&result);
     let mut band = Vec::new();
     if args.bootstrap > 0 {
-        let boot = bootstrap(
-            law.as_ref(),
-            &runs,
-            &result,
-            &config,
-            args.bootstrap,
-            args.seed,
-        )?;
+        let boot = bootstrap(law, runs, &result, &config, args.bootstrap, args.seed)?;
+        let ci_key = format!("ci{}", (100.0 * args.ci).round());
         let mut b = Map::new();
         b.insert("resamples".into(), json!(boot.resamples));
         b.insert("failed".into(), json!(boot.failed));
         for p in &boot.params {
-            b.insert(p.name.clone(), json!({ "se": p.se, "ci95": [p.lo, p.hi] }));
+            let (lo, hi) = p.interval(args.ci);
+            b.insert(
+                p.name.clone(),
+                json!({ "se": p.se, ci_key.as_str(): [lo, hi] }),
+            );
         }
         out.insert("bootstrap".into(), Value::Object(b));
         band = boot.thetas;
     }
     if args.profile {
-        out.insert(
-            "profile".into(),
-            profile_json(law.as_ref(), &runs, &result, &config)?,
-        );
+        out.insert("profile".into(), profile_json(law, runs, &result, &config)?);
     }
-    if let Some(path) = &args.plot {
-        plot_fit(path, law.as_ref(), &runs, &result, &band)?;
-        out.insert("plot".into(), json!(path.display().to_string()));
-    }
-    Ok(Value::Object(out))
+    Ok(OneFit {
+        json: out,
+        band,
+        result,
+    })
 }
 
 /// Profiles every form parameter: log parameters over +-5 (a factor e^5 each way),

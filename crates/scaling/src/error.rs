@@ -55,6 +55,14 @@ pub enum ScalingError {
         /// Why.
         detail: String,
     },
+    /// An error in the runs of one group (`--group-col`).
+    #[error("group '{group}': {source}")]
+    InGroup {
+        /// The group's value.
+        group: String,
+        /// The error.
+        source: Box<ScalingError>,
+    },
     /// An impossible setting.
     #[error("invalid {name}: {detail}")]
     InvalidArgument {

@@ -1,10 +1,11 @@
 //! Multi-start L-BFGS fits (argmin), starts in parallel with rayon.
 
-use argmin::core::{Executor, State, TerminationReason, TerminationStatus};
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 
+use crate::bounds::{self, ParamBound, Reduced};
 use crate::error::{Result, ScalingError};
 use crate::forms::ScalingLaw;
 use crate::objective::{Loss, Objective};
@@ -24,6 +25,8 @@ pub struct FitConfig {
     /// Start from these fit parameters only, instead of the form's grid (e.g. refine a
     /// Huber optimum under the L1 loss).
     pub start: Option<Vec<f64>>,
+    /// Box bounds on fit parameters (from [`crate::resolve_bounds`]); empty: none.
+    pub bounds: Vec<ParamBound>,
 }
 
 impl Default for FitConfig {
@@ -34,6 +37,7 @@ impl Default for FitConfig {
             tol_grad: 1e-10,
             tol_cost: 1e-14,
             start: None,
+            bounds: Vec::new(),
         }
     }
 }
@@ -57,6 +61,9 @@ pub struct FitResult {
     pub converged_starts: usize,
     /// Number of runs fitted.
     pub runs: usize,
+    /// The natural parameters held at a bound at the optimum (the fit ran into them:
+    /// their values are the bounds', not estimates).
+    pub at_bound: Vec<String>,
 }
 
 impl FitResult {
@@ -69,12 +76,44 @@ impl FitResult {
     }
 }
 
-/// One local optimisation: the end point, its objective, and whether it converged.
+/// One local optimisation: the end point, its objective, whether it converged, and the
+/// fit parameters held at a bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Local {
     pub theta: Vec<f64>,
     pub objective: f64,
     pub converged: bool,
+    pub at_bound: Vec<usize>,
+}
+
+/// L-BFGS on `problem` from `start`: the best point, its cost, and whether the solver
+/// converged (a line-search failure at the optimum, where no descent is possible, ends
+/// as not converged).
+fn lbfgs<P>(problem: P, start: Vec<f64>, config: &FitConfig) -> Option<(Vec<f64>, f64, bool)>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64>
+        + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
+{
+    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+        .with_tolerance_grad(config.tol_grad)
+        .and_then(|s| s.with_tolerance_cost(config.tol_cost))
+        .ok()?;
+    let result = Executor::new(problem, solver)
+        .configure(|state| state.param(start.clone()).max_iters(config.max_iters))
+        .timer(false)
+        .ctrlc(false)
+        .run()
+        .ok()?;
+    let state = result.state();
+    let converged = matches!(
+        state.get_termination_status(),
+        TerminationStatus::Terminated(
+            TerminationReason::SolverConverged | TerminationReason::TargetCostReached
+        )
+    );
+    let theta = state.get_best_param().cloned().unwrap_or(start);
+    let cost = state.get_best_cost();
+    (cost.is_finite() && theta.iter().all(|t| t.is_finite())).then_some((theta, cost, converged))
 }
 
 /// Prepared data of a fit: features and ln L per run.
@@ -111,51 +150,76 @@ impl<'a> Problem<'a> {
         }
     }
 
-    /// L-BFGS from one start.
+    /// L-BFGS from one start, without bounds.
     pub(crate) fn local(&self, start: Vec<f64>, config: &FitConfig) -> Local {
         let objective = self.objective(config.loss);
-        let fallback = objective.value_grad(&start, None);
-        let failed = |theta: Vec<f64>| Local {
-            theta,
-            objective: fallback,
-            converged: false,
-        };
-        let Ok(solver) = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-            .with_tolerance_grad(config.tol_grad)
-            .and_then(|s| s.with_tolerance_cost(config.tol_cost))
-        else {
-            return failed(start);
-        };
-        let run = Executor::new(objective, solver)
-            .configure(|state| state.param(start.clone()).max_iters(config.max_iters))
-            .timer(false)
-            .ctrlc(false)
-            .run();
-        match run {
-            Ok(result) => {
-                let state = result.state();
-                let converged = matches!(
-                    state.get_termination_status(),
-                    TerminationStatus::Terminated(
-                        TerminationReason::SolverConverged | TerminationReason::TargetCostReached
-                    )
-                );
-                let theta = state.get_best_param().cloned().unwrap_or(start);
-                let objective = state.get_best_cost();
-                if objective.is_finite() && theta.iter().all(|t| t.is_finite()) {
-                    Local {
-                        theta,
-                        objective,
-                        converged,
-                    }
-                } else {
-                    failed(theta)
-                }
-            }
-            // Line-search failures at the optimum (no descent possible) end here; the
-            // start is then simply not counted as converged.
-            Err(_) => failed(start),
+        match lbfgs(objective, start.clone(), config) {
+            Some((theta, objective, converged)) => Local {
+                theta,
+                objective,
+                converged,
+                at_bound: Vec::new(),
+            },
+            None => Local {
+                objective: self.evaluate(&start, config.loss),
+                theta: start,
+                converged: false,
+                at_bound: Vec::new(),
+            },
         }
+    }
+
+    /// L-BFGS from one start on one face of the box (the parameters of `face` held):
+    /// `None` unless it converged inside the box.
+    fn local_on_face(
+        &self,
+        start: &[f64],
+        face: &[(usize, f64)],
+        config: &FitConfig,
+    ) -> Option<Local> {
+        let reduced = Reduced {
+            problem: self,
+            fixed: face,
+            loss: config.loss,
+        };
+        let free = reduced.free(start);
+        let (theta, converged) = if free.is_empty() {
+            (reduced.expand(&[]), true)
+        } else {
+            let (free, _, converged) = lbfgs(reduced, free, config)?;
+            (reduced.expand(&free), converged)
+        };
+        (converged && bounds::admits(&config.bounds, &theta)).then(|| Local {
+            objective: self.evaluate(&theta, config.loss),
+            theta,
+            converged,
+            at_bound: face.iter().map(|(i, _)| *i).collect(),
+        })
+    }
+
+    /// The best minimum from one start within the bounds (every face of the box tried);
+    /// without bounds, plain [`Problem::local`].
+    pub(crate) fn solve(&self, start: &[f64], config: &FitConfig) -> Local {
+        if config.bounds.is_empty() {
+            return self.local(start.to_vec(), config);
+        }
+        let start = bounds::clamp(&config.bounds, start);
+        let best = bounds::faces(&config.bounds)
+            .iter()
+            .filter_map(|face| {
+                let mut s = start.clone();
+                for (i, v) in face {
+                    s[*i] = *v;
+                }
+                self.local_on_face(&s, face, config)
+            })
+            .min_by(|a, b| a.objective.total_cmp(&b.objective));
+        best.unwrap_or_else(|| Local {
+            objective: self.evaluate(&start, config.loss),
+            theta: start,
+            converged: false,
+            at_bound: Vec::new(),
+        })
     }
 
     /// All starts in parallel; the best converged one.
@@ -167,7 +231,7 @@ impl<'a> Problem<'a> {
         let n = starts.len();
         let results: Vec<Local> = starts
             .into_par_iter()
-            .map(|s| self.local(s, config))
+            .map(|s| self.solve(&s, config))
             .collect();
         let converged = results.iter().filter(|r| r.converged).count();
         let best = results
@@ -178,8 +242,13 @@ impl<'a> Problem<'a> {
                 form: self.law.name(),
                 starts: n,
                 detail: format!(
-                    "no start reached the gradient tolerance {:e}",
-                    config.tol_grad
+                    "no start reached the gradient tolerance {:e}{}",
+                    config.tol_grad,
+                    if config.bounds.is_empty() {
+                        ""
+                    } else {
+                        " inside the bounds"
+                    }
                 ),
             })?;
         Ok((best, converged, n))
@@ -195,6 +264,17 @@ impl<'a> Problem<'a> {
         let n_form = self.law.param_names().len();
         let mut names = self.law.param_names();
         let mut natural = self.law.natural(&local.theta[..n_form]);
+        let naturals = self.law.natural_params();
+        let at_bound = local
+            .at_bound
+            .iter()
+            .map(|&i| {
+                naturals
+                    .iter()
+                    .find(|p| p.index == i)
+                    .map_or_else(|| names[i].clone(), |p| p.name.clone())
+            })
+            .collect();
         if config.loss.extra_params() == 1 {
             names.push("ln_sigma".into());
             natural.push(("sigma".into(), local.theta[n_form].exp()));
@@ -208,6 +288,7 @@ impl<'a> Problem<'a> {
             starts,
             converged_starts: converged,
             runs: self.log_loss.len(),
+            at_bound,
         }
     }
 

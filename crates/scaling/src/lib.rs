@@ -26,6 +26,7 @@
 //! ```
 
 mod allocate;
+mod bounds;
 pub mod double_descent;
 mod error;
 mod fit;
@@ -37,13 +38,15 @@ mod uncertainty;
 mod varpro;
 
 pub use allocate::{allocate, isoflop, Allocation, IsoFlop};
+pub use bounds::{resolve_bounds, Bound, ParamBound};
 pub use error::{Result, ScalingError};
 pub use fit::{fit, objective_at, FitConfig, FitResult};
 pub use forms::{
-    BrokenPowerLaw, Chinchilla, ChinchillaParams, DataConstrained, Kaplan, PowerLaw, ScalingLaw,
+    BrokenPowerLaw, Chinchilla, ChinchillaParams, DataConstrained, Kaplan, NaturalParam, PowerLaw,
+    ScalingLaw,
 };
 pub use objective::Loss;
-pub use plot::plot_fit;
+pub use plot::{plot_fit, plot_groups, GroupFit};
 pub use runs::{ColumnMap, Runs};
 pub use uncertainty::{bootstrap, profile, Bootstrap, ParamSpread, Profile};
 pub use varpro::{fit_varpro, VarProFit};

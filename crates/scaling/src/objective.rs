@@ -150,7 +150,7 @@ impl Gradient for Objective<'_> {
 /// `value`, or an error when it is not finite: argmin's line search never ends on a NaN
 /// cost (it keeps bisecting an interval it cannot order), so a non-finite objective must
 /// end the local optimisation, not feed it.
-fn finite(what: &str, value: f64) -> Result<f64, Error> {
+pub(crate) fn finite(what: &str, value: f64) -> Result<f64, Error> {
     if value.is_finite() {
         Ok(value)
     } else {

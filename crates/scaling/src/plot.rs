@@ -63,7 +63,7 @@ fn predictions(
     runs: &Runs,
     xs: &[f64],
     x_col: &str,
-    slice: (&str, f64),
+    slice: Option<(&str, f64)>,
     theta: &[f64],
 ) -> Option<Vec<f64>> {
     let mut columns = BTreeMap::new();
@@ -73,8 +73,8 @@ fn predictions(
         }
     }
     columns.insert(x_col.to_owned(), xs.to_vec());
-    if columns.contains_key(slice.0) {
-        columns.insert(slice.0.to_owned(), vec![slice.1; xs.len()]);
+    if let Some((name, value)) = slice.filter(|(name, _)| columns.contains_key(*name)) {
+        columns.insert(name.to_owned(), vec![value; xs.len()]);
     }
     let grid = Runs::from_columns(columns).ok()?;
     let features = law.features(&grid).ok()?;
@@ -133,13 +133,14 @@ fn draw_panel(
         vec![quantile(v, 0.1), quantile(v, 0.5), quantile(v, 0.9)]
     });
     for (color, &s) in COLORS.iter().zip(&slices) {
-        let Some(curve) = predictions(law, runs, &xs, x_col, (slice_col, s), &fit.theta) else {
+        let Some(curve) = predictions(law, runs, &xs, x_col, Some((slice_col, s)), &fit.theta)
+        else {
             continue;
         };
         if !band.is_empty() {
             let draws: Vec<Vec<f64>> = band
                 .iter()
-                .filter_map(|t| predictions(law, runs, &xs, x_col, (slice_col, s), t))
+                .filter_map(|t| predictions(law, runs, &xs, x_col, Some((slice_col, s)), t))
                 .collect();
             if !draws.is_empty() {
                 let at =
@@ -159,6 +160,127 @@ fn draw_panel(
             .legend(move |(a, b)| {
                 PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
             });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// One group's fit, for [`plot_groups`].
+pub struct GroupFit {
+    /// The group's value (a model's name).
+    pub group: String,
+    /// The form fitted.
+    pub law: Box<dyn ScalingLaw>,
+    /// The group's runs (x in column `N`).
+    pub runs: Runs,
+    /// The fit.
+    pub result: FitResult,
+    /// Bootstrap fit parameters (may be empty: no band).
+    pub band: Vec<Vec<f64>>,
+}
+
+/// Ten distinguishable colours (matplotlib's tab10).
+const GROUP_COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Writes one panel with every group's runs (loss against the single variable, log x),
+/// its fitted curve and, where bootstrapped, the central `level` band of the resampled
+/// curves, one colour per group.
+///
+/// # Errors
+/// [`ScalingError::Io`] when the file cannot be written.
+pub fn plot_groups(path: &Path, fits: &[GroupFit], x_label: &str, level: f64) -> Result<()> {
+    let draw_err = |e: &dyn std::fmt::Display| ScalingError::Io {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+    draw_groups(&root, fits, x_label, level).map_err(|e| draw_err(&e))?;
+    root.present().map_err(|e| draw_err(&e))?;
+    Ok(())
+}
+
+fn draw_groups(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    fits: &[GroupFit],
+    x_label: &str,
+    level: f64,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let all = |col: &str| -> Vec<f64> {
+        fits.iter()
+            .filter_map(|f| f.runs.column(col))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let ((x_lo, x_hi), (y_lo, y_hi)) = (range(&all("N")), range(&all("loss")));
+    if !(x_lo.is_finite() && y_lo.is_finite()) {
+        return Ok(());
+    }
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("loss vs {x_label}"), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_lo / 1.5..x_hi * 1.5).log_scale(),
+            y_lo * 0.95..y_hi * 1.05,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc("loss")
+        .y_labels(10)
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .draw()?;
+    let xs: Vec<f64> = (0..=80)
+        .map(|k| (x_lo / 1.5) * (2.25 * x_hi / x_lo).powf(f64::from(k) / 80.0))
+        .collect();
+    let tail = 0.5 * (1.0 - level);
+    for (fit, color) in fits.iter().zip(GROUP_COLORS.iter().cycle()) {
+        let curve = |theta: &[f64]| predictions(fit.law.as_ref(), &fit.runs, &xs, "N", None, theta);
+        let draws: Vec<Vec<f64>> = fit.band.iter().filter_map(|t| curve(t)).collect();
+        if !draws.is_empty() {
+            let at =
+                |k: usize, q: f64| quantile(&draws.iter().map(|d| d[k]).collect::<Vec<_>>(), q);
+            let mut poly: Vec<(f64, f64)> = (0..xs.len()).map(|k| (xs[k], at(k, tail))).collect();
+            poly.extend((0..xs.len()).rev().map(|k| (xs[k], at(k, 1.0 - tail))));
+            chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
+        }
+        if let (Some(x), Some(loss)) = (fit.runs.column("N"), fit.runs.column("loss")) {
+            chart.draw_series(
+                x.iter()
+                    .zip(loss)
+                    .map(|(a, b)| Circle::new((*a, *b), 3, color.filled())),
+            )?;
+        }
+        if let Some(line) = curve(&fit.result.theta) {
+            chart
+                .draw_series(LineSeries::new(
+                    xs.iter().copied().zip(line),
+                    color.stroke_width(2),
+                ))?
+                .label(fit.group.clone())
+                .legend(move |(a, b)| {
+                    PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
+                });
+        }
     }
     chart
         .configure_series_labels()

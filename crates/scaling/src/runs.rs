@@ -16,10 +16,12 @@ pub struct Runs {
 /// How to turn CSV columns into the inputs of a fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnMap {
-    /// Parameters column (default `N`).
+    /// Parameters column (default `N`; the x of a single-variable form, such as the
+    /// training-set size of a data-scaling fit).
     pub n: String,
-    /// Tokens / training-examples column (default `D`); ignored when `flops` is set.
-    pub d: String,
+    /// Tokens / training-examples column (default `D`; none for a single-variable form);
+    /// ignored when `flops` is set.
+    pub d: Option<String>,
     /// Training-compute column: D is derived as FLOP / (6 N).
     pub flops: Option<String>,
     /// Loss column (default `loss`).
@@ -32,11 +34,28 @@ impl Default for ColumnMap {
     fn default() -> Self {
         Self {
             n: "N".into(),
-            d: "D".into(),
+            d: Some("D".into()),
             flops: None,
             loss: "loss".into(),
             unique: None,
         }
+    }
+}
+
+impl ColumnMap {
+    /// The columns read from the file, each with the name it takes in [`Runs`]
+    /// (`N`, `loss`, then `D` or the compute column, then `U`).
+    fn wanted(&self) -> Vec<(&str, &'static str)> {
+        let mut wanted = vec![(self.n.as_str(), "N"), (self.loss.as_str(), "loss")];
+        if let Some(flops) = &self.flops {
+            wanted.push((flops, "FLOP"));
+        } else if let Some(d) = &self.d {
+            wanted.push((d, "D"));
+        }
+        if let Some(u) = &self.unique {
+            wanted.push((u, "U"));
+        }
+        wanted
     }
 }
 
@@ -55,7 +74,9 @@ impl Runs {
                     detail: format!("column '{name}' has {} rows, expected {rows}", values.len()),
                 });
             }
-            check_positive(&source, name, values)?;
+            if let Some((row, v)) = values.iter().enumerate().find(|(_, v)| !positive(**v)) {
+                return Err(bad_value(&source, row + 1, name, *v));
+            }
         }
         Ok(Self {
             columns,
@@ -73,75 +94,28 @@ impl Runs {
     /// non-positive values.
     pub fn from_csv(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Self> {
         let path = path.as_ref();
-        let io = |detail: String| ScalingError::Io {
-            path: path.to_owned(),
-            detail,
-        };
-        let mut reader = csv::Reader::from_path(path).map_err(|e| io(e.to_string()))?;
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| io(e.to_string()))?
-            .iter()
-            .map(str::to_owned)
-            .collect();
-        let mut wanted: Vec<&str> = vec![&map.n, &map.loss];
-        wanted.push(map.flops.as_deref().unwrap_or(&map.d));
-        if let Some(u) = &map.unique {
-            wanted.push(u);
-        }
-        let index = |column: &str| {
-            header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| ScalingError::MissingColumn {
-                    path: path.to_owned(),
-                    column: column.to_owned(),
-                    available: quoted(&header),
-                })
-        };
-        let positions = wanted
-            .iter()
-            .map(|c| index(c))
-            .collect::<Result<Vec<_>>>()?;
-        let mut values: Vec<Vec<f64>> = vec![Vec::new(); wanted.len()];
-        for (row, record) in reader.records().enumerate() {
-            let record = record.map_err(|e| io(e.to_string()))?;
-            for ((column, &pos), out) in wanted.iter().zip(&positions).zip(&mut values) {
-                let text = record.get(pos).unwrap_or("").trim();
-                let value: f64 = text.parse().map_err(|_| ScalingError::BadValue {
-                    path: path.to_owned(),
-                    row: row + 1,
-                    column: (*column).to_owned(),
-                    detail: format!("{text:?} is not a number"),
-                })?;
-                out.push(value);
-            }
-        }
-        for (column, v) in wanted.iter().zip(&values) {
-            check_positive(path, column, v)?;
-        }
-        let mut columns = BTreeMap::new();
-        let n = values[0].clone();
-        columns.insert("N".to_owned(), n.clone());
-        columns.insert("loss".to_owned(), values[1].clone());
-        let d = if map.flops.is_some() {
-            values[2]
-                .iter()
-                .zip(&n)
-                .map(|(c, n)| c / (6.0 * n))
-                .collect()
-        } else {
-            values[2].clone()
-        };
-        columns.insert("D".to_owned(), d);
-        if map.unique.is_some() {
-            columns.insert("U".to_owned(), values[3].clone());
-        }
-        Ok(Self {
-            rows: n.len(),
-            columns,
-            source: path.to_owned(),
-        })
+        let mut groups = read_csv(path, map, None)?;
+        Ok(groups.pop().map_or_else(
+            || Self {
+                source: path.to_owned(),
+                ..Self::default()
+            },
+            |(_, runs)| runs,
+        ))
+    }
+
+    /// Loads the runs of a CSV file split by the values of column `group` (a model, a
+    /// dataset), in the order the groups first appear.
+    ///
+    /// # Errors
+    /// As [`Runs::from_csv`], a missing group column; a bad value is wrapped in
+    /// [`ScalingError::InGroup`] naming its row's group.
+    pub fn from_csv_grouped(
+        path: impl AsRef<Path>,
+        map: &ColumnMap,
+        group: &str,
+    ) -> Result<Vec<(String, Self)>> {
+        read_csv(path.as_ref(), map, Some(group))
     }
 
     /// Number of runs.
@@ -236,18 +210,114 @@ fn quoted(names: &[String]) -> String {
         .join(", ")
 }
 
-fn check_positive(path: &Path, column: &str, values: &[f64]) -> Result<()> {
-    if let Some((row, v)) = values
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-    {
-        return Err(ScalingError::BadValue {
-            path: path.to_owned(),
-            row: row + 1,
-            column: column.to_owned(),
-            detail: format!("{v} is not a positive finite number"),
-        });
+fn positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+fn bad_value(path: &Path, row: usize, column: &str, v: f64) -> ScalingError {
+    ScalingError::BadValue {
+        path: path.to_owned(),
+        row,
+        column: column.to_owned(),
+        detail: format!("{v} is not a positive finite number"),
     }
-    Ok(())
+}
+
+/// The values of one group: per wanted column, in file order.
+type GroupColumns = (String, Vec<Vec<f64>>);
+
+/// Reads the wanted columns of `path`, split by the `group` column if given (one group
+/// named "" otherwise); each value checked as it is read, so that an error names its
+/// row, column and group.
+fn read_csv(path: &Path, map: &ColumnMap, group: Option<&str>) -> Result<Vec<(String, Runs)>> {
+    let io = |detail: String| ScalingError::Io {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| io(e.to_string()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| io(e.to_string()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let index = |column: &str| {
+        header
+            .iter()
+            .position(|h| h == column)
+            .ok_or_else(|| ScalingError::MissingColumn {
+                path: path.to_owned(),
+                column: column.to_owned(),
+                available: quoted(&header),
+            })
+    };
+    let wanted = map.wanted();
+    let positions = wanted
+        .iter()
+        .map(|(c, _)| index(c))
+        .collect::<Result<Vec<_>>>()?;
+    let group_pos = group.map(index).transpose()?;
+    let mut groups: Vec<GroupColumns> = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| io(e.to_string()))?;
+        let name = group_pos.map_or("", |p| record.get(p).unwrap_or("").trim());
+        let in_group = |e: ScalingError| match group {
+            Some(_) => ScalingError::InGroup {
+                group: name.to_owned(),
+                source: Box::new(e),
+            },
+            None => e,
+        };
+        let mut values = Vec::with_capacity(wanted.len());
+        for ((column, _), &pos) in wanted.iter().zip(&positions) {
+            let text = record.get(pos).unwrap_or("").trim();
+            let value: f64 = text.parse().map_err(|_| {
+                in_group(ScalingError::BadValue {
+                    path: path.to_owned(),
+                    row: row + 1,
+                    column: (*column).to_owned(),
+                    detail: format!("{text:?} is not a number"),
+                })
+            })?;
+            if !positive(value) {
+                return Err(in_group(bad_value(path, row + 1, column, value)));
+            }
+            values.push(value);
+        }
+        let slot = if let Some(k) = groups.iter().position(|(g, _)| g == name) {
+            k
+        } else {
+            groups.push((name.to_owned(), vec![Vec::new(); wanted.len()]));
+            groups.len() - 1
+        };
+        for (column, v) in groups[slot].1.iter_mut().zip(values) {
+            column.push(v);
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(name, values)| (name, runs_of(path, &wanted, values)))
+        .collect())
+}
+
+/// Runs from the wanted columns' values (D derived from the compute column).
+fn runs_of(path: &Path, wanted: &[(&str, &'static str)], values: Vec<Vec<f64>>) -> Runs {
+    let mut columns: BTreeMap<String, Vec<f64>> = wanted
+        .iter()
+        .map(|(_, name)| (*name).to_owned())
+        .zip(values)
+        .collect();
+    if let Some(flops) = columns.remove("FLOP") {
+        let d = flops
+            .iter()
+            .zip(&columns["N"])
+            .map(|(c, n)| c / (6.0 * n))
+            .collect();
+        columns.insert("D".to_owned(), d);
+    }
+    Runs {
+        rows: columns["N"].len(),
+        columns,
+        source: path.to_owned(),
+    }
 }

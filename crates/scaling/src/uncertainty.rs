@@ -5,6 +5,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::bounds::Reduced;
 use crate::error::{Result, ScalingError};
 use crate::fit::{FitConfig, FitResult, Problem};
 use crate::forms::ScalingLaw;
@@ -23,6 +24,22 @@ pub struct ParamSpread {
     pub lo: f64,
     /// 97.5% percentile.
     pub hi: f64,
+    /// The converged resamples' values, sorted (for other intervals).
+    #[serde(skip)]
+    pub samples: Vec<f64>,
+}
+
+impl ParamSpread {
+    /// The central interval holding `level` of the resamples (0.8: the 10% and 90%
+    /// percentiles), interpolated linearly between order statistics as numpy's
+    /// `percentile` does.
+    pub fn interval(&self, level: f64) -> (f64, f64) {
+        let tail = 0.5 * (1.0 - level.clamp(0.0, 1.0));
+        (
+            percentile(&self.samples, tail),
+            percentile(&self.samples, 1.0 - tail),
+        )
+    }
 }
 
 /// Bootstrap results.
@@ -74,7 +91,7 @@ pub fn bootstrap(
             let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
             let sample = runs.select(&rows);
             let problem = Problem::new(law, &sample, config).ok()?;
-            let local = problem.local(full.theta.clone(), config);
+            let local = problem.solve(&full.theta, config);
             local.converged.then_some(local.theta)
         })
         .collect();
@@ -113,6 +130,7 @@ pub fn bootstrap(
                 se: var.sqrt(),
                 lo: percentile(&values, 0.025),
                 hi: percentile(&values, 0.975),
+                samples: values,
             }
         })
         .collect();
@@ -219,79 +237,40 @@ struct FixedParam {
 
 impl FixedParam {
     fn refit(&self, problem: &Problem<'_>, theta: &[f64], config: &FitConfig) -> (Vec<f64>, f64) {
-        if theta.len() == 1 {
-            return (theta.to_vec(), problem.evaluate(theta, config.loss));
-        }
+        let fixed = [(self.index, theta[self.index])];
         let reduced = Reduced {
             problem,
-            index: self.index,
-            value: theta[self.index],
+            fixed: &fixed,
             loss: config.loss,
         };
-        let start: Vec<f64> = theta
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != self.index)
-            .map(|(_, v)| *v)
-            .collect();
-        let best = reduced.minimise(start, config);
-        let full = reduced.expand(&best);
+        let full = if theta.len() == 1 {
+            theta.to_vec()
+        } else {
+            let best = minimise(reduced, reduced.free(theta), config);
+            reduced.expand(&best)
+        };
         let obj = problem.evaluate(&full, config.loss);
         (full, obj)
     }
 }
 
-/// The objective with one parameter held fixed, for argmin.
-struct Reduced<'a, 'b> {
-    problem: &'a Problem<'b>,
-    index: usize,
-    value: f64,
-    loss: crate::Loss,
-}
-
-impl Reduced<'_, '_> {
-    fn expand(&self, reduced: &[f64]) -> Vec<f64> {
-        let mut full = reduced.to_vec();
-        full.insert(self.index, self.value);
-        full
-    }
-
-    fn minimise(&self, start: Vec<f64>, config: &FitConfig) -> Vec<f64> {
-        use argmin::core::{Executor, State};
-        use argmin::solver::linesearch::MoreThuenteLineSearch;
-        use argmin::solver::quasinewton::LBFGS;
-        let Ok(solver) =
-            LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(config.tol_grad)
-        else {
-            return start;
-        };
-        Executor::new(self, solver)
-            .configure(|s| s.param(start.clone()).max_iters(config.max_iters))
-            .timer(false)
-            .ctrlc(false)
-            .run()
-            .ok()
-            .and_then(|r| r.state().get_best_param().cloned())
-            .unwrap_or(start)
-    }
-}
-
-impl argmin::core::CostFunction for &Reduced<'_, '_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
-        Ok(self.problem.evaluate(&self.expand(p), self.loss))
-    }
-}
-
-impl argmin::core::Gradient for &Reduced<'_, '_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        let full = self.expand(p);
-        let mut g = vec![0.0; full.len()];
-        self.problem.value_grad(&full, self.loss, &mut g);
-        g.remove(self.index);
-        Ok(g)
-    }
+/// L-BFGS on a profile point (no cost tolerance: a profile wants the minimum, and a
+/// failed line search keeps the best point reached).
+fn minimise(reduced: Reduced<'_, '_>, start: Vec<f64>, config: &FitConfig) -> Vec<f64> {
+    use argmin::core::{Executor, State};
+    use argmin::solver::linesearch::MoreThuenteLineSearch;
+    use argmin::solver::quasinewton::LBFGS;
+    let Ok(solver) =
+        LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(config.tol_grad)
+    else {
+        return start;
+    };
+    Executor::new(reduced, solver)
+        .configure(|s| s.param(start.clone()).max_iters(config.max_iters))
+        .timer(false)
+        .ctrlc(false)
+        .run()
+        .ok()
+        .and_then(|r| r.state().get_best_param().cloned())
+        .unwrap_or(start)
 }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use noether_scaling::{
-    fit, objective_at, Chinchilla, ChinchillaParams, ColumnMap, FitConfig, Loss, Runs,
+    bootstrap, fit, objective_at, resolve_bounds, Bound, Chinchilla, ChinchillaParams, ColumnMap,
+    FitConfig, Loss, PowerLaw, Runs,
 };
 
 fn reference(name: &str) -> Option<PathBuf> {
@@ -105,7 +106,7 @@ fn muennighoff_runs() -> Option<Runs> {
     let path = reference("muennighoff_datablations_fitset182.csv")?;
     let map = ColumnMap {
         n: "params_N_billions".into(),
-        d: "tokens_D_billions".into(),
+        d: Some("tokens_D_billions".into()),
         loss: "val_loss".into(),
         unique: Some("unique_tokens_U_D_billions".into()),
         flops: None,
@@ -183,4 +184,118 @@ fn varpro_on_besiroglu_lands_near_the_huber_fit() {
     // objectives differ, the exponents must still agree closely on these data.
     assert!((vp.params.alpha - huber.get("alpha").unwrap()).abs() < 0.05);
     assert!((vp.params.beta - huber.get("beta").unwrap()).abs() < 0.05);
+}
+
+/// The tagging-guide study's box (arXiv:2608.02735): L_inf in [0.01, 1], B <= 1000,
+/// beta in [0.01, 2], on the power form's natural parameters E, A, alpha.
+fn tagging_guide_config() -> FitConfig {
+    let bounds: Vec<Bound> = ["E=0.01:1", "A=:1000", "alpha=0.01:2"]
+        .iter()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    FitConfig {
+        bounds: resolve_bounds(&PowerLaw::default(), &bounds).unwrap(),
+        ..FitConfig::default()
+    }
+}
+
+fn scipy_fits() -> serde_json::Value {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tagging_guide_fits.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn data_scaling_map(x: &str, loss: &str) -> ColumnMap {
+    ColumnMap {
+        n: x.into(),
+        d: None,
+        loss: loss.into(),
+        ..ColumnMap::default()
+    }
+}
+
+/// Our fit against scipy's L-BFGS-B on one group: objective equal or lower, parameters to
+/// 1e-3 (relative), the same parameters on a bound.
+fn assert_matches_scipy(
+    group: &str,
+    result: &noether_scaling::FitResult,
+    scipy: &serde_json::Value,
+) {
+    let objective = scipy["objective"].as_f64().unwrap();
+    assert!(
+        result.objective <= objective * (1.0 + 1e-9),
+        "{group}: objective {} above scipy's {objective}",
+        result.objective
+    );
+    for (ours, theirs) in [("E", "L_inf"), ("A", "B"), ("alpha", "beta")] {
+        let (a, b) = (result.get(ours).unwrap(), scipy[theirs].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-3 * b.abs(),
+            "{group} {theirs}: {a} vs scipy {b}"
+        );
+    }
+    let scipy_at: Vec<&str> = scipy["at_bound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| match v.as_str().unwrap() {
+            "L_inf" => "E",
+            "B" => "A",
+            _ => "alpha",
+        })
+        .collect();
+    assert_eq!(result.at_bound, scipy_at, "{group}: parameters at a bound");
+}
+
+#[test]
+fn tagging_guide_data_scaling_fits_match_scipy() {
+    let Some(path) = reference("tagging_guide/jetclass_data_scaling.csv") else {
+        return;
+    };
+    let groups =
+        Runs::from_csv_grouped(path, &data_scaling_map("D", "best_val_loss"), "model").unwrap();
+    let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
+    assert_eq!(names, ["gn3", "lloca", "part", "slim", "tr"]);
+    let reference = scipy_fits();
+    let config = tagging_guide_config();
+    for (group, runs) in &groups {
+        assert_eq!(runs.len(), 13);
+        let result = fit(&PowerLaw::default(), runs, &config).unwrap();
+        let scipy = &reference["fits"][group];
+        assert_matches_scipy(group, &result, scipy);
+        // The bootstrap's 10-90% interval against scipy's with tight tolerances (other
+        // resamples, so within a factor 1.6 in width rather than equal).
+        let boot = bootstrap(&PowerLaw::default(), runs, &result, &config, 100, 42).unwrap();
+        let tight = &scipy["bootstrap_tight_tolerances"];
+        for (ours, theirs) in [("E", "L_inf"), ("A", "B"), ("alpha", "beta")] {
+            let (lo, hi) = boot.get(ours).unwrap().interval(0.8);
+            let width =
+                tight["p90"][theirs].as_f64().unwrap() - tight["p10"][theirs].as_f64().unwrap();
+            let ratio = (hi - lo) / width;
+            assert!(
+                (1.0 / 1.6..1.6).contains(&ratio),
+                "{group} {theirs}: width ratio {ratio}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bounded_fits_end_on_the_bound_scipy_ends_on() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthetic_bounded.csv");
+    let groups =
+        Runs::from_csv_grouped(path, &data_scaling_map("train_jets", "test_loss"), "model")
+            .unwrap();
+    let reference = scipy_fits();
+    let config = tagging_guide_config();
+    for (group, runs) in &groups {
+        let result = fit(&PowerLaw::default(), runs, &config).unwrap();
+        assert!(!result.at_bound.is_empty(), "{group}");
+        assert_matches_scipy(group, &result, &reference["synthetic_bounded"][group]);
+        // Without bounds the same data leave the box: the bound is what holds them.
+        let free = fit(&PowerLaw::default(), runs, &FitConfig::default()).unwrap();
+        assert!(free.objective < result.objective, "{group}");
+        assert!(free.at_bound.is_empty());
+    }
 }

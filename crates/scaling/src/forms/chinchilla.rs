@@ -1,7 +1,7 @@
 //! Chinchilla (Hoffmann et al. 2022): L(N, D) = E + A / N^alpha + B / D^beta, fitted as
 //! ln L = LSE(a - alpha ln N, b - beta ln D, e) with a = ln A, b = ln B, e = ln E.
 
-use super::{grid, log_column, log_sum_exp, steps, ScalingLaw};
+use super::{grid, log_column, log_sum_exp, steps, NaturalParam, ScalingLaw};
 use crate::error::Result;
 use crate::Runs;
 
@@ -105,14 +105,14 @@ impl ScalingLaw for Chinchilla {
         grid(&[ab.clone(), ab, steps(-1.0, 1.0, 0.5), exps.clone(), exps])
     }
 
-    fn natural(&self, t: &[f64]) -> Vec<(String, f64)> {
-        let p = ChinchillaParams::from_theta(t);
+    fn natural_params(&self) -> Vec<NaturalParam> {
+        // The order of ChinchillaParams::from_theta.
         vec![
-            ("E".into(), p.E),
-            ("A".into(), p.A),
-            ("B".into(), p.B),
-            ("alpha".into(), p.alpha),
-            ("beta".into(), p.beta),
+            NaturalParam::exp("E", 2),
+            NaturalParam::exp("A", 0),
+            NaturalParam::exp("B", 1),
+            NaturalParam::linear("alpha", 3),
+            NaturalParam::linear("beta", 4),
         ]
     }
 }

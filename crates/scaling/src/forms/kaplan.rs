@@ -1,7 +1,7 @@
 //! Kaplan et al. 2020: L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D (no
 //! floor), fitted as ln L = alpha_D LSE((alpha_N / alpha_D)(ln N_c - ln N), ln D_c - ln D).
 
-use super::{grid, log_column, log_sum_exp, ScalingLaw};
+use super::{grid, log_column, log_sum_exp, NaturalParam, ScalingLaw};
 use crate::error::Result;
 use crate::Runs;
 
@@ -47,12 +47,12 @@ impl ScalingLaw for Kaplan {
         grid(&[logs.clone(), logs, exps.clone(), exps])
     }
 
-    fn natural(&self, t: &[f64]) -> Vec<(String, f64)> {
+    fn natural_params(&self) -> Vec<NaturalParam> {
         vec![
-            ("N_c".into(), t[0].exp()),
-            ("D_c".into(), t[1].exp()),
-            ("alpha_N".into(), t[2]),
-            ("alpha_D".into(), t[3]),
+            NaturalParam::exp("N_c", 0),
+            NaturalParam::exp("D_c", 1),
+            NaturalParam::linear("alpha_N", 2),
+            NaturalParam::linear("alpha_D", 3),
         ]
     }
 }

@@ -47,8 +47,55 @@ pub trait ScalingLaw: Send + Sync {
     }
     /// Starting points of the multi-start optimisation.
     fn starts(&self) -> Vec<Vec<f64>>;
-    /// The natural parameters (name, value) for fit parameters `theta`.
-    fn natural(&self, theta: &[f64]) -> Vec<(String, f64)>;
+    /// The natural parameters that are each one fit parameter or its exponential (what
+    /// bounds can be put on). Forms whose natural parameters are all of this kind list
+    /// them here and need not implement [`ScalingLaw::natural`].
+    fn natural_params(&self) -> Vec<NaturalParam> {
+        Vec::new()
+    }
+    /// The natural parameters (name, value) for fit parameters `theta`; by default those
+    /// of [`ScalingLaw::natural_params`].
+    fn natural(&self, theta: &[f64]) -> Vec<(String, f64)> {
+        self.natural_params()
+            .into_iter()
+            .map(|p| {
+                let t = theta[p.index];
+                (p.name, if p.log { t.exp() } else { t })
+            })
+            .collect()
+    }
+}
+
+/// A natural parameter that is one fit parameter (`alpha`) or its exponential
+/// (`E = exp(e)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NaturalParam {
+    /// Its name (`E`, `A`, `alpha`, ...).
+    pub name: String,
+    /// The fit parameter it comes from.
+    pub index: usize,
+    /// Whether it is the exponential of that fit parameter (so positive).
+    pub log: bool,
+}
+
+impl NaturalParam {
+    /// The natural parameter `name` = exp(fit parameter `index`).
+    pub fn exp(name: &str, index: usize) -> Self {
+        Self {
+            name: name.into(),
+            index,
+            log: true,
+        }
+    }
+
+    /// The natural parameter `name` = fit parameter `index`.
+    pub fn linear(name: &str, index: usize) -> Self {
+        Self {
+            name: name.into(),
+            index,
+            log: false,
+        }
+    }
 }
 
 /// ln(e^x1 + ... + e^xn) and the softmax weights, without overflow.

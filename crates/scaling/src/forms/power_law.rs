@@ -1,7 +1,7 @@
 //! Single-variable power law with floor: L(x) = E + A x^-alpha, fitted as
 //! ln L = LSE(a - alpha ln x, e).
 
-use super::{grid, log_column, log_sum_exp, steps, ScalingLaw};
+use super::{grid, log_column, log_sum_exp, steps, NaturalParam, ScalingLaw};
 use crate::error::Result;
 use crate::Runs;
 
@@ -56,11 +56,11 @@ impl ScalingLaw for PowerLaw {
         ])
     }
 
-    fn natural(&self, t: &[f64]) -> Vec<(String, f64)> {
+    fn natural_params(&self) -> Vec<NaturalParam> {
         vec![
-            ("E".into(), t[1].exp()),
-            ("A".into(), t[0].exp()),
-            ("alpha".into(), t[2]),
+            NaturalParam::exp("E", 1),
+            NaturalParam::exp("A", 0),
+            NaturalParam::linear("alpha", 2),
         ]
     }
 }
