@@ -210,6 +210,48 @@ fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
         "model",
     ]);
     assert!(ok && text.lines().count() == 2, "{text}");
+    // Exchange rates against one group: itself at the identity, the other with an
+    // interval, an unknown group refused by name.
+    let exchange = |reference: &str| {
+        noether(&[
+            "scaling",
+            "fit",
+            csv,
+            "--form",
+            "power",
+            "--x-col",
+            "train_jets",
+            "--loss-col",
+            "test_loss",
+            "--group-col",
+            "model",
+            "--bootstrap",
+            "20",
+            "--ci",
+            "0.8",
+            "--exchange-reference",
+            reference,
+            "--exchange-at",
+            "3000,30000",
+        ])
+    };
+    let (ok, text) = exchange("floor_below_bound");
+    assert!(ok, "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rates = lines[0]["exchange"].as_array().unwrap();
+    assert_eq!(rates.len(), 2);
+    let x = rates[1]["reference_x"].as_f64().unwrap();
+    assert!((x / 30000.0 - 1.0).abs() < 1e-9, "{text}");
+    assert!(lines[1]["exchange"][0]["ci80"].is_array(), "{text}");
+    assert_eq!(lines[1]["exchange_reference"], "floor_below_bound");
+    let (ok, text) = exchange("pfn");
+    assert!(
+        !ok && text.contains("\"pfn\" is not a group") && text.contains("steep"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use crate::cli::output::say;
 use clap::{Args, Subcommand, ValueEnum};
 use noether::scaling::{
-    allocate, bootstrap, fit, plot_fit, plot_groups, profile, resolve_bounds, Bound,
-    BrokenPowerLaw, Chinchilla, ChinchillaParams, ColumnMap, DataConstrained, FitConfig, FitResult,
-    GroupFit, Kaplan, Loss, PowerLaw, Runs, ScalingError, ScalingLaw,
+    allocate, bootstrap, exchange_rates, fit, plot_fit, plot_groups, profile, resolve_bounds,
+    Bound, BrokenPowerLaw, Chinchilla, ChinchillaParams, ColumnMap, DataConstrained, FitConfig,
+    FitResult, GroupFit, Kaplan, Loss, PowerLaw, Runs, ScalingError, ScalingLaw,
 };
 use serde_json::{json, Map, Value};
 
@@ -120,6 +120,13 @@ pub struct FitArgs {
     /// 90 percentiles, at 0.8).
     #[arg(long, default_value_t = 0.95)]
     ci: f64,
+    /// With --group-col and the power form: the group whose training-set size every
+    /// other group is converted into ("LorentzNet at 2k jets = PFN at N jets").
+    #[arg(long, requires = "group_col", requires = "exchange_at")]
+    exchange_reference: Option<String>,
+    /// The sizes at which to state the exchange rates (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "exchange_reference")]
+    exchange_at: Vec<f64>,
 }
 
 /// Arguments of `scaling allocate`.
@@ -296,11 +303,60 @@ fn run_fit(args: &FitArgs) -> Result<Value, Box<dyn std::error::Error>> {
             band: one.band,
         });
     }
+    if let Some(reference) = &args.exchange_reference {
+        add_exchange_rates(args, reference, &fits, &mut lines)?;
+    }
     if let Some(path) = &args.plot {
         let x = args.x_col.as_deref().unwrap_or(&args.n_col);
         plot_groups(path, &fits, x, args.ci)?;
     }
     Ok(Value::Array(lines))
+}
+
+/// Adds to every group's line its exchange rates against group `reference`.
+fn add_exchange_rates(
+    args: &FitArgs,
+    reference: &str,
+    fits: &[GroupFit],
+    lines: &mut [Value],
+) -> CliResult<()> {
+    let Some(refit) = fits.iter().find(|f| f.group == reference) else {
+        let groups: Vec<&str> = fits.iter().map(|f| f.group.as_str()).collect();
+        return Err(format!(
+            "--exchange-reference {reference:?} is not a group (groups: {})",
+            groups.join(", ")
+        )
+        .into());
+    };
+    if let Some(bad) = args
+        .exchange_at
+        .iter()
+        .find(|x| !(x.is_finite() && **x > 0.0))
+    {
+        return Err(format!("--exchange-at {bad} is not a positive size").into());
+    }
+    let ci_key = format!("ci{}", (100.0 * args.ci).round());
+    for (fit, line) in fits.iter().zip(lines.iter_mut()) {
+        let rates = exchange_rates(
+            (&fit.result, &fit.band),
+            (&refit.result, &refit.band),
+            &args.exchange_at,
+            args.ci,
+        )?;
+        let rows: Vec<Value> = rates
+            .iter()
+            .map(|r| {
+                let mut row = json!({ "x": r.x, "loss": r.loss, "reference_x": r.reference_x });
+                if let Some((lo, hi)) = r.interval {
+                    row[ci_key.as_str()] = json!([lo, hi]);
+                }
+                row
+            })
+            .collect();
+        line["exchange_reference"] = json!(reference);
+        line["exchange"] = Value::Array(rows);
+    }
+    Ok(())
 }
 
 /// An error of one group's fit, naming the group.

@@ -29,6 +29,7 @@ mod allocate;
 mod bounds;
 pub mod double_descent;
 mod error;
+mod exchange;
 mod fit;
 pub mod forms;
 mod objective;
@@ -40,6 +41,7 @@ mod varpro;
 pub use allocate::{allocate, isoflop, Allocation, IsoFlop};
 pub use bounds::{resolve_bounds, Bound, ParamBound};
 pub use error::{Result, ScalingError};
+pub use exchange::{exchange_rates, Exchange};
 pub use fit::{fit, objective_at, FitConfig, FitResult};
 pub use forms::{
     BrokenPowerLaw, Chinchilla, ChinchillaParams, DataConstrained, Kaplan, NaturalParam, PowerLaw,

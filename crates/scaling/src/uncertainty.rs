@@ -142,7 +142,8 @@ pub fn bootstrap(
     })
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of sorted values, interpolated linearly (numpy's default).
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let (i, frac) = (pos.floor() as usize, pos.fract());
     let next = sorted[(i + 1).min(sorted.len() - 1)];

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use noether_scaling::double_descent::{expected_test_error, simulate_test_error};
 use noether_scaling::{
-    allocate, fit, fit_varpro, isoflop, BrokenPowerLaw, Chinchilla, ChinchillaParams, ColumnMap,
-    DataConstrained, FitConfig, Kaplan, Loss, PowerLaw, Runs, ScalingError,
+    allocate, exchange_rates, fit, fit_varpro, isoflop, BrokenPowerLaw, Chinchilla,
+    ChinchillaParams, ColumnMap, DataConstrained, FitConfig, Kaplan, Loss, PowerLaw, Runs,
+    ScalingError,
 };
 
 const TRUTH: ChinchillaParams = ChinchillaParams {
@@ -287,4 +288,39 @@ fn bad_csv_input_names_row_and_column() {
         "{err}"
     );
     assert!(Runs::from_csv(dir.join("absent.csv"), &map).is_err());
+}
+
+/// Exact power-law runs L = e + a x^-alpha at 1k to 512k examples.
+fn power_runs(e: f64, a: f64, alpha: f64) -> Runs {
+    let x: Vec<f64> = (0..10).map(|k| 1e3 * 2f64.powi(k)).collect();
+    let loss: Vec<f64> = x.iter().map(|x| e + a * x.powf(-alpha)).collect();
+    Runs::from_columns(BTreeMap::from([("N".into(), x), ("loss".into(), loss)])).unwrap()
+}
+
+#[test]
+fn exchange_rates_invert_the_reference_law() {
+    let config = FitConfig::default();
+    let reference = fit(&PowerLaw::default(), &power_runs(0.3, 5.0, 0.25), &config).unwrap();
+    let model = fit(&PowerLaw::default(), &power_runs(0.2, 3.0, 0.3), &config).unwrap();
+    let rates = exchange_rates((&model, &[]), (&reference, &[]), &[2000.0, 1e6], 0.8).unwrap();
+    // At 2k examples the model's loss is 0.2 + 3 * 2000^-0.3; the reference reaches it
+    // at (5 / (L - 0.3))^(1/0.25).
+    let loss = 0.2 + 3.0 * 2000f64.powf(-0.3);
+    assert!((rates[0].loss - loss).abs() < 1e-6);
+    let expected = (5.0 / (loss - 0.3)).powf(4.0);
+    let got = rates[0].reference_x.unwrap();
+    assert!((got / expected - 1.0).abs() < 1e-3, "{got} vs {expected}");
+    assert!(rates[0].interval.is_none(), "no bootstrap, no interval");
+    // At 1M examples the model is below the reference's floor 0.3: never reached.
+    assert!(rates[1].loss < 0.3 && rates[1].reference_x.is_none());
+    // Against itself the rate is the identity, and a bootstrap band of identical draws
+    // gives a zero-width interval.
+    let band = vec![model.theta.clone(); 5];
+    let same = exchange_rates((&model, &band), (&model, &band), &[5000.0], 0.8).unwrap();
+    let (lo, hi) = same[0].interval.unwrap();
+    for v in [same[0].reference_x.unwrap(), lo.unwrap(), hi.unwrap()] {
+        assert!((v / 5000.0 - 1.0).abs() < 1e-9, "{v}");
+    }
+    let chinchilla = fit(&Chinchilla, &synthetic(|n, d| TRUTH.loss(n, d)), &config).unwrap();
+    assert!(exchange_rates((&chinchilla, &[]), (&reference, &[]), &[1e3], 0.8).is_err());
 }
