@@ -186,6 +186,8 @@ fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Er
             params,
             trainable_params: 0,
             nonzero_params: params,
+            forward_flops_per_jet: 0.0,
+            train_flops: 0.0,
             seconds: 0.0,
             epochs: 0,
             best_epoch: 0,

@@ -151,6 +151,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             params: 0,
             trainable_params: 0,
             nonzero_params: 0,
+            forward_flops_per_jet: 0.0,
+            train_flops: 0.0,
             seconds: 0.0,
             epochs: 0,
             best_epoch: 0,

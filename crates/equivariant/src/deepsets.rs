@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    block_index, check_dropout, check_width, check_widths, elements, ModelInput, PaddedJets,
-    TaggerModel,
+    block_index, check_dropout, check_width, check_widths, elements, stack_macs, ModelInput,
+    PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
 
@@ -293,5 +293,17 @@ impl TaggerModel for FlowNetwork {
             .copied()
             .unwrap_or(1);
         elements(jets, nodes, 1, width)
+    }
+
+    /// Phi on every padded particle, F and the head once per jet.
+    fn forward_flops(c: &FlowConfig, nodes: usize) -> u128 {
+        let phi_in = match c.kind {
+            FlowKind::Pfn => 3,
+            FlowKind::Efn => 2,
+        };
+        let latent = c.phi_sizes.last().copied().unwrap_or(1);
+        let last = c.f_sizes.last().copied().unwrap_or(latent);
+        let per_jet = stack_macs(latent, &c.f_sizes) + stack_macs(last, &[c.n_class]);
+        2 * (nodes as u128 * stack_macs(phi_in, &c.phi_sizes) + per_jet)
     }
 }

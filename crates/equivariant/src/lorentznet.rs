@@ -19,8 +19,8 @@ use crate::error::{Context, ModelError, Result};
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    bad, block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
-    TaggerModel,
+    bad, block_index, check_dropout, check_layers, check_width, elements, stack_macs, ModelInput,
+    PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
 
@@ -532,5 +532,23 @@ impl TaggerModel for LorentzNet {
     /// The edge MLP's input: `[h_i, h_j, psi(x_i - x_j)^2, psi(x_i . x_j)]` per pair.
     fn activation_elements(c: &LorentzNetConfig, jets: usize, nodes: usize) -> u128 {
         elements(jets, nodes, 2, 2 * c.n_hidden + 2)
+    }
+
+    /// The authors' code runs the edge MLP on the n (n - 1) ordered pairs of distinct
+    /// nodes (its first layer on the full concatenation, not factorised), and the last
+    /// block has no coordinate update.
+    fn forward_flops(c: &LorentzNetConfig, nodes: usize) -> u128 {
+        let (n, h, s) = (nodes as u128, c.n_hidden, c.n_scalar);
+        let pairs = n * n.saturating_sub(1);
+        let edge = stack_macs(2 * h + 2, &[h, h]) + stack_macs(h, &[1]);
+        let coord = stack_macs(h, &[h, 1]);
+        let node = stack_macs(2 * h + s, &[h, h]);
+        let blocks: u128 = (0..c.n_layers)
+            .map(|i| {
+                let last = i + 1 == c.n_layers;
+                pairs * (edge + if last { 0 } else { coord }) + n * node
+            })
+            .sum();
+        2 * (n * stack_macs(s, &[h]) + blocks + stack_macs(h, &[h, c.n_class]))
     }
 }

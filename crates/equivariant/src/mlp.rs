@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
-    TaggerModel,
+    block_index, check_dropout, check_layers, check_width, elements, stack_macs, ModelInput,
+    PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
 
@@ -232,6 +232,11 @@ impl TaggerModel for Mlp {
     fn activation_elements(c: &MlpConfig, jets: usize, _: usize) -> u128 {
         let width = c.sizes.iter().copied().fold(c.n_input, usize::max);
         elements(jets, 1, 0, width)
+    }
+
+    fn forward_flops(c: &MlpConfig, _: usize) -> u128 {
+        let last = c.sizes.last().copied().unwrap_or(c.n_input);
+        2 * (stack_macs(c.n_input, &c.sizes) + stack_macs(last, &[c.n_class]))
     }
 }
 

@@ -89,6 +89,9 @@
 //!     fn activation_elements(_: &(), jets: usize, nodes: usize) -> u128 {
 //!         noether_equivariant::elements(jets, nodes, 1, 4)
 //!     }
+//!     fn forward_flops(_: &(), _: usize) -> u128 {
+//!         0
+//!     }
 //! }
 //!
 //! // Registered, it would be one line in `registry.rs`:
@@ -285,6 +288,28 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// width` pair tensors: checked against the machine's memory before a run allocates
     /// anything.
     fn activation_elements(config: &Self::Config, jets: usize, nodes: usize) -> u128;
+
+    /// FLOPs of one jet's forward pass at `nodes` padded nodes (beams included), counted
+    /// as PyTorch's `FlopCounterMode` counts the architecture's reference implementation:
+    /// 2 per multiply-add of every matrix product (linear layers, 1x1 convolutions, the
+    /// pair MLPs on every pair the reference forms, kNN distance products), nothing for
+    /// element-wise maps, normalisation or sums. The convention of the published FLOP
+    /// figures (tagging-guide), and the unit of a run's `train_flops` (3 x forward per
+    /// training jet and epoch); noether's own kernels may need fewer.
+    fn forward_flops(config: &Self::Config, nodes: usize) -> u128;
+}
+
+/// Multiply-adds of a stack of dense layers of widths `input -> sizes[0] -> ...`.
+pub fn stack_macs(input: usize, sizes: &[usize]) -> u128 {
+    let mut width = input as u128;
+    sizes
+        .iter()
+        .map(|&s| {
+            let macs = width * s as u128;
+            width = s as u128;
+            macs
+        })
+        .sum()
 }
 
 /// `jets x nodes^k x width` in u128 (no overflow for any config that passes its checks).

@@ -39,8 +39,8 @@ use crate::error::{Context, ModelError, Result};
 use crate::linear::{Linear, LinearLayers};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    bad, block_index, check_dropout, check_layers, check_width, elements, ModelInput, PaddedJets,
-    TaggerModel,
+    bad, block_index, check_dropout, check_layers, check_width, elements, stack_macs, ModelInput,
+    PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
 use crate::weaver::WeaverInputs;
@@ -615,5 +615,33 @@ impl TaggerModel for ParticleNet {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// As weaver-core computes it on `min(nodes, length)` points: per block the kNN
+    /// distances' product (`-2 x^T x`, on the 2 coordinates for the first block and on
+    /// the block's input features after), the 1x1 convolutions on all `points x k` edges
+    /// (the first on `[x_i, x_j - x_i]`, not factorised), the shortcut convolution where
+    /// widths differ; the fusion convolution; the fully connected layers and head.
+    fn forward_flops(c: &ParticleNetConfig, nodes: usize) -> u128 {
+        let p = nodes.min(c.inputs.length()) as u128;
+        let mut input = c.inputs.feature_dims();
+        let mut macs = 0;
+        for (block, (k, widths)) in c.conv_params.iter().enumerate() {
+            let knn_dims = if block == 0 { 2 } else { input };
+            let out = widths.last().copied().unwrap_or(input);
+            macs += p * p * knn_dims as u128 + p * (*k as u128) * stack_macs(2 * input, widths);
+            if input != out {
+                macs += p * stack_macs(input, &[out]);
+            }
+            input = out;
+        }
+        if c.use_fusion {
+            let total: usize = c.conv_params.iter().filter_map(|(_, w)| w.last()).sum();
+            macs += p * stack_macs(total, &[fusion_width(c)]);
+        }
+        let fc: Vec<usize> = c.fc_params.iter().map(|(w, _)| *w).collect();
+        let last = fc.last().copied().unwrap_or_else(|| c.pooled_width());
+        macs += stack_macs(c.pooled_width(), &fc) + stack_macs(last, &[c.n_class]);
+        2 * macs
     }
 }

@@ -23,8 +23,8 @@ use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    block_index, check_dropout, check_layers, check_positive, check_width, elements, ModelInput,
-    PaddedJets, TaggerModel,
+    block_index, check_dropout, check_layers, check_positive, check_width, elements, stack_macs,
+    ModelInput, PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
 
@@ -462,5 +462,24 @@ impl TaggerModel for Pelican {
     fn activation_elements(c: &PelicanConfig, jets: usize, nodes: usize) -> u128 {
         let width = c.n_embed.max(c.n_hidden).max(c.n_msg);
         elements(jets, nodes, 2, 15 * width)
+    }
+
+    /// As the PELICAN authors' code computes it: every message layer on all n^2 pairs,
+    /// each equivariant layer as one product of its basis (15 pair maps for 2->2, 5 for
+    /// the labels' 1->2, 2 for the 2->0 readout) with its coefficients.
+    fn forward_flops(c: &PelicanConfig, nodes: usize) -> u128 {
+        let pairs = (nodes as u128).pow(2);
+        let c_in = c.n_embed + c.n_label;
+        let blocks: u128 = (0..c.n_layers)
+            .map(|i| {
+                let width = if i == 0 { c_in } else { c.n_hidden };
+                pairs * (stack_macs(width, &[c.n_msg]) + 15 * stack_macs(c.n_msg, &[c.n_hidden]))
+            })
+            .sum();
+        let last = if c.n_layers == 0 { c_in } else { c.n_hidden };
+        let labels = pairs * 5 * stack_macs(2, &[c.n_label]);
+        let readout =
+            pairs * stack_macs(last, &[c.n_msg]) + 2 * stack_macs(c.n_msg, &[c.n_readout]);
+        2 * (labels + blocks + readout + stack_macs(c.n_readout, &[c.n_class]))
     }
 }

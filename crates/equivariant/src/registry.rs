@@ -125,6 +125,15 @@ macro_rules! registry {
                 match self { $(Self::$variant(c) => <$model as TaggerModel>::classes(c)),+ }
             }
 
+            /// FLOPs of one jet's forward pass with up to `n_max` constituents (beams
+            /// added): [`TaggerModel::forward_flops`].
+            pub fn forward_flops(&self, n_max: usize) -> u128 {
+                match self {
+                    $(Self::$variant(c) => <$model as TaggerModel>::forward_flops(
+                        c, n_max + <$model as TaggerModel>::BEAMS.len())),+
+                }
+            }
+
             /// [`TaggerModel::activation_elements`] for `jets` jets of up to `n_max`
             /// constituents (the model's beams added).
             pub fn activation_elements(&self, jets: usize, n_max: usize) -> u128 {

@@ -109,6 +109,13 @@ pub struct RunSummary {
     /// Parameters that are not zero (after pruning: `1 - nonzero_params / params` is the
     /// model's sparsity).
     pub nonzero_params: usize,
+    /// Forward FLOPs of one jet at `data.n_max` constituents
+    /// (`TaggerModel::forward_flops`: the reference implementation's matrix products).
+    #[serde(default)]
+    pub forward_flops_per_jet: f64,
+    /// Training FLOPs: 3 x forward (forward + backward) per training jet and epoch run.
+    #[serde(default)]
+    pub train_flops: f64,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
     /// Epochs run.

@@ -613,6 +613,8 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
             intervals.insert((*name).to_owned(), i);
         }
     }
+    #[allow(clippy::cast_precision_loss)] // FLOP counts far below 2^53 relative error
+    let forward_flops = config.model.forward_flops(config.data.n_max) as f64;
     let summary = RunSummary {
         model: config.section().to_owned(),
         acc: m.acc,
@@ -631,6 +633,8 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
             .iter()
             .map(|p| p.var.elem_count())
             .sum(),
+        forward_flops_per_jet: forward_flops,
+        train_flops: 3.0 * forward_flops * (data.train.len() * run.epoch) as f64,
         seconds: start.elapsed().as_secs_f64(),
         epochs: run.epoch,
         best_epoch: run.best.map_or(0, |(_, e)| e),

@@ -115,6 +115,14 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
         assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
     }
     assert_eq!(metrics["train_jets"], 120);
+    // Training FLOPs: 3 x the model's forward count per jet, jets and epochs (3 here).
+    let forward = config.model.forward_flops(config.data.n_max) as f64;
+    assert!(forward > 0.0);
+    assert_eq!(metrics["forward_flops_per_jet"].as_f64(), Some(forward));
+    assert_eq!(
+        metrics["train_flops"].as_f64(),
+        Some(3.0 * forward * 120.0 * 3.0)
+    );
     let history = std::fs::read_to_string(full.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
     // The resolved config round-trips.
