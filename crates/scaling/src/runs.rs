@@ -24,7 +24,9 @@ pub struct ColumnMap {
     pub d: Option<String>,
     /// Training-compute column: D is derived as FLOP / (6 N).
     pub flops: Option<String>,
-    /// Loss column (default `loss`).
+    /// Loss column (default `loss`), or `1-COL` (`1-auc`: the distance to a perfect
+    /// AUC) or `1/COL` (`1/rejection_at_0.3`: the background efficiency eps_B), so that
+    /// metrics that improve upwards are fitted as losses.
     pub loss: String,
     /// Unique-data column for the data-constrained form (e.g. `U`).
     pub unique: Option<String>,
@@ -45,17 +47,67 @@ impl Default for ColumnMap {
 impl ColumnMap {
     /// The columns read from the file, each with the name it takes in [`Runs`]
     /// (`N`, `loss`, then `D` or the compute column, then `U`).
-    fn wanted(&self) -> Vec<(&str, &'static str)> {
-        let mut wanted = vec![(self.n.as_str(), "N"), (self.loss.as_str(), "loss")];
+    fn wanted(&self) -> Vec<Wanted> {
+        let plain = |column: &str, name| Wanted {
+            column: column.to_owned(),
+            label: column.to_owned(),
+            name,
+            map: ValueMap::Identity,
+        };
+        let (column, map) = if let Some(c) = self.loss.strip_prefix("1-") {
+            (c, ValueMap::OneMinus)
+        } else if let Some(c) = self.loss.strip_prefix("1/") {
+            (c, ValueMap::Reciprocal)
+        } else {
+            (self.loss.as_str(), ValueMap::Identity)
+        };
+        let mut wanted = vec![
+            plain(&self.n, "N"),
+            Wanted {
+                column: column.to_owned(),
+                label: self.loss.clone(),
+                name: "loss",
+                map,
+            },
+        ];
         if let Some(flops) = &self.flops {
-            wanted.push((flops, "FLOP"));
+            wanted.push(plain(flops, "FLOP"));
         } else if let Some(d) = &self.d {
-            wanted.push((d, "D"));
+            wanted.push(plain(d, "D"));
         }
         if let Some(u) = &self.unique {
-            wanted.push((u, "U"));
+            wanted.push(plain(u, "U"));
         }
         wanted
+    }
+}
+
+/// A column to read: its header name, how errors name it (`1-auc`), the name it takes in
+/// [`Runs`] and the map applied to its values.
+struct Wanted {
+    column: String,
+    label: String,
+    name: &'static str,
+    map: ValueMap,
+}
+
+/// What a loss column's values become.
+#[derive(Debug, Clone, Copy)]
+enum ValueMap {
+    Identity,
+    /// `1 - v` (`1-auc`).
+    OneMinus,
+    /// `1 / v` (`1/rejection_at_0.3`).
+    Reciprocal,
+}
+
+impl ValueMap {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Self::Identity => v,
+            Self::OneMinus => 1.0 - v,
+            Self::Reciprocal => 1.0 / v,
+        }
     }
 }
 
@@ -254,7 +306,7 @@ fn read_csv(path: &Path, map: &ColumnMap, group: Option<&str>) -> Result<Vec<(St
     let wanted = map.wanted();
     let positions = wanted
         .iter()
-        .map(|(c, _)| index(c))
+        .map(|w| index(&w.column))
         .collect::<Result<Vec<_>>>()?;
     let group_pos = group.map(index).transpose()?;
     let mut groups: Vec<GroupColumns> = Vec::new();
@@ -269,18 +321,19 @@ fn read_csv(path: &Path, map: &ColumnMap, group: Option<&str>) -> Result<Vec<(St
             None => e,
         };
         let mut values = Vec::with_capacity(wanted.len());
-        for ((column, _), &pos) in wanted.iter().zip(&positions) {
+        for (w, &pos) in wanted.iter().zip(&positions) {
             let text = record.get(pos).unwrap_or("").trim();
             let value: f64 = text.parse().map_err(|_| {
                 in_group(ScalingError::BadValue {
                     path: path.to_owned(),
                     row: row + 1,
-                    column: (*column).to_owned(),
+                    column: w.column.clone(),
                     detail: format!("{text:?} is not a number"),
                 })
             })?;
+            let value = w.map.apply(value);
             if !positive(value) {
-                return Err(in_group(bad_value(path, row + 1, column, value)));
+                return Err(in_group(bad_value(path, row + 1, &w.label, value)));
             }
             values.push(value);
         }
@@ -301,10 +354,10 @@ fn read_csv(path: &Path, map: &ColumnMap, group: Option<&str>) -> Result<Vec<(St
 }
 
 /// Runs from the wanted columns' values (D derived from the compute column).
-fn runs_of(path: &Path, wanted: &[(&str, &'static str)], values: Vec<Vec<f64>>) -> Runs {
+fn runs_of(path: &Path, wanted: &[Wanted], values: Vec<Vec<f64>>) -> Runs {
     let mut columns: BTreeMap<String, Vec<f64>> = wanted
         .iter()
-        .map(|(_, name)| (*name).to_owned())
+        .map(|w| w.name.to_owned())
         .zip(values)
         .collect();
     if let Some(flops) = columns.remove("FLOP") {

@@ -324,3 +324,38 @@ fn exchange_rates_invert_the_reference_law() {
     let chinchilla = fit(&Chinchilla, &synthetic(|n, d| TRUTH.loss(n, d)), &config).unwrap();
     assert!(exchange_rates((&chinchilla, &[]), (&reference, &[]), &[1e3], 0.8).is_err());
 }
+
+#[test]
+fn metrics_that_improve_upwards_are_read_as_losses() {
+    let dir = std::env::temp_dir().join(format!("noether-scaling-maps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("runs.csv");
+    std::fs::write(
+        &path,
+        "train_jets,auc,rejection_at_0.3\n1000,0.95,40\n3000,0.97,125\n",
+    )
+    .unwrap();
+    let read = |loss: &str| {
+        let map = ColumnMap {
+            n: "train_jets".into(),
+            d: None,
+            loss: loss.into(),
+            ..ColumnMap::default()
+        };
+        Runs::from_csv(&path, &map)
+    };
+    let one_minus = read("1-auc").unwrap();
+    let got = one_minus.column("loss").unwrap();
+    assert!(
+        (got[0] - 0.05).abs() < 1e-12 && (got[1] - 0.03).abs() < 1e-12,
+        "{got:?}"
+    );
+    let eps_b = read("1/rejection_at_0.3").unwrap();
+    assert_eq!(eps_b.column("loss").unwrap(), [0.025, 0.008]);
+    // A perfect AUC has no distance to fit: the error names the row and the expression.
+    std::fs::write(&path, "train_jets,auc,rejection_at_0.3\n1000,1.0,40\n").unwrap();
+    let err = read("1-auc").unwrap_err().to_string();
+    assert!(err.contains("row 1") && err.contains("'1-auc'"), "{err}");
+    let err = read("1-accuracy").unwrap_err().to_string();
+    assert!(err.contains("no column 'accuracy'"), "{err}");
+}
