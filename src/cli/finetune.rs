@@ -112,7 +112,7 @@ fn export_adapters(
     lora: &LoraConfig,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let best = checkpoint::load(&out.join("best.safetensors"))?;
-    let adapters = adapters_in(&best.tensors);
+    let adapters = adapters_in(&best.tensors)?;
     let dir = out.join("adapter");
     save_adapter_tensors(&dir, lora, &adapters)?;
     note!(

@@ -129,16 +129,51 @@ pub fn save_adapters(dir: &Path, config: &LoraConfig, layers: &[(&str, &Linear)]
 }
 
 /// The adapters held in a noether checkpoint's tensors (`<path>.lora_A.weight`,
-/// `<path>.lora_B.weight`), by module path.
-pub fn adapters_in(tensors: &HashMap<String, Tensor>) -> Adapters {
-    tensors
-        .iter()
-        .filter_map(|(name, a)| {
-            let path = name.strip_suffix(".lora_A.weight")?;
-            let b = tensors.get(&format!("{path}.lora_B.weight"))?;
-            Some((path.to_owned(), (a.clone(), b.clone())))
-        })
-        .collect()
+/// `<path>.lora_B.weight`), by module path. An adapter on a 1x1 convolution (its base
+/// `<path>.weight` is `[out, in, 1, ...]`, as ParticleNet's are) gets PEFT's layout for
+/// convolutions: A `[r, in, 1, ...]`, B `[out, r, 1, ...]`.
+///
+/// # Errors
+/// [`TransferError::Candle`] when an adapter does not fit its base weight.
+pub fn adapters_in(tensors: &HashMap<String, Tensor>) -> Result<Adapters> {
+    let mut out = Adapters::new();
+    for (name, a) in tensors {
+        let Some(path) = name.strip_suffix(".lora_A.weight") else {
+            continue;
+        };
+        let Some(b) = tensors.get(&format!("{path}.lora_B.weight")) else {
+            continue;
+        };
+        let kernel: Vec<usize> = tensors
+            .get(&format!("{path}.weight"))
+            .map_or(&[][..], |w| w.dims().get(2..).unwrap_or(&[]))
+            .to_vec();
+        let conv = |t: &Tensor, what: &'static str| -> Result<Tensor> {
+            let shape: Vec<usize> = t.dims().iter().chain(&kernel).copied().collect();
+            t.reshape(shape).map_err(candle(what))
+        };
+        out.insert(path.to_owned(), (conv(a, "lora_A")?, conv(b, "lora_B")?));
+    }
+    Ok(out)
+}
+
+/// A PEFT adapter matrix as noether's layers hold it: `[rows, cols]`; a 1x1
+/// convolution's `[rows, cols, 1, ...]` flattened.
+fn as_matrix(t: Tensor, key: &str, file: &Path) -> Result<Tensor> {
+    let dims = t.dims().to_vec();
+    if dims.len() == 2 {
+        return Ok(t);
+    }
+    if dims.len() < 2 || dims[2..].iter().any(|&d| d != 1) {
+        return Err(TransferError::Safetensors {
+            path: file.to_owned(),
+            message: format!(
+                "tensor '{key}' has shape {dims:?}: adapters of linear layers or 1x1 convolutions only"
+            ),
+        });
+    }
+    t.reshape((dims[0], dims[1]))
+        .map_err(candle("flattening a convolution adapter"))
 }
 
 /// Writes `adapter_model.safetensors` (F32, PEFT's keys) and `adapter_config.json` (its
@@ -204,13 +239,15 @@ pub fn load_adapters(dir: &Path) -> Result<(LoraConfig, Adapters)> {
     let mut out = HashMap::new();
     for module in &config.target_modules {
         let get = |m: char| {
-            tensors
-                .get(&peft_key(module, m))
+            let key = peft_key(module, m);
+            let t = tensors
+                .get(&key)
                 .cloned()
                 .ok_or_else(|| TransferError::Safetensors {
                     path: file.clone(),
-                    message: format!("tensor '{}' is missing", peft_key(module, m)),
-                })
+                    message: format!("tensor '{key}' is missing"),
+                })?;
+            as_matrix(t, &key, &file)
         };
         out.insert(module.clone(), (get('A')?, get('B')?));
     }

@@ -115,3 +115,56 @@ fn a_zero_adapter_changes_nothing_and_specs_are_checked() {
         );
     }
 }
+
+/// Adapters on 1x1 convolutions (ParticleNet's edge convolutions, base weight
+/// `[out, in, 1, 1]`) are written in PEFT's Conv2d layout (A `[r, in, 1, 1]`, B
+/// `[out, r, 1, 1]`) and read back as the matrices the layer holds; a kernel larger than
+/// 1x1 is refused naming the tensor.
+#[test]
+fn convolution_adapters_take_peft_conv_shapes() {
+    use noether_transfer::{adapters_in, save_adapter_tensors};
+    use std::collections::HashMap;
+    let cpu = Device::Cpu;
+    let t = |shape: &[usize], seed: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| seed + i as f32 * 0.25).collect();
+        Tensor::from_vec(v, shape, &cpu).unwrap()
+    };
+    let tensors = HashMap::from([
+        ("edge.weight".to_owned(), t(&[4, 3, 1, 1], 0.0)),
+        ("edge.lora_A.weight".to_owned(), t(&[2, 3], 1.0)),
+        ("edge.lora_B.weight".to_owned(), t(&[4, 2], 2.0)),
+        ("fc.weight".to_owned(), t(&[4, 4], 0.0)),
+        ("fc.lora_A.weight".to_owned(), t(&[2, 4], 3.0)),
+        ("fc.lora_B.weight".to_owned(), t(&[4, 2], 4.0)),
+    ]);
+    let adapters = adapters_in(&tensors).unwrap();
+    assert_eq!(adapters["edge"].0.dims(), [2, 3, 1, 1]);
+    assert_eq!(adapters["edge"].1.dims(), [4, 2, 1, 1]);
+    assert_eq!(adapters["fc"].0.dims(), [2, 4]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = LoraConfig::parse("r=2,alpha=4").unwrap();
+    save_adapter_tensors(dir.path(), &config, &adapters).unwrap();
+    let (_, read) = load_adapters(dir.path()).unwrap();
+    for (path, (a, b)) in &read {
+        let want_a = &tensors[&format!("{path}.lora_A.weight")];
+        let want_b = &tensors[&format!("{path}.lora_B.weight")];
+        assert_eq!(a.dims(), want_a.dims(), "{path}");
+        let same = |x: &Tensor, y: &Tensor| {
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                == y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        assert!(same(a, want_a) && same(b, want_b), "{path}");
+    }
+    let mut wide = adapters.clone();
+    wide.insert(
+        "edge".into(),
+        (t(&[2, 3, 3, 3], 0.0), t(&[4, 2, 1, 1], 0.0)),
+    );
+    save_adapter_tensors(dir.path(), &config, &wide).unwrap();
+    let err = load_adapters(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("base_model.model.edge.lora_A.weight") && err.contains("1x1"),
+        "{err}"
+    );
+}
