@@ -9,11 +9,8 @@
 
 use std::str::FromStr;
 
-use argmin::core::{CostFunction, Error, Gradient};
-
 use crate::error::{Result, ScalingError};
 use crate::forms::ScalingLaw;
-use crate::objective::Loss;
 
 /// A bound on one natural parameter of a form (`E`, `A`, `alpha`, ...), as a user writes
 /// it: `NAME=LO:HI`, either side may be empty (`B=:1000`).
@@ -172,76 +169,6 @@ pub(crate) fn clamp(bounds: &[ParamBound], theta: &[f64]) -> Vec<f64> {
         out[b.index] = b.clamp(out[b.index]);
     }
     out
-}
-
-/// The objective of a fit with some parameters held fixed: what L-BFGS minimises on a
-/// face of the box, and along a profile.
-#[derive(Clone, Copy)]
-pub(crate) struct Reduced<'a, 'b> {
-    /// The full problem.
-    pub problem: &'a crate::fit::Problem<'b>,
-    /// The held parameters and their values, by fit-parameter index.
-    pub fixed: &'a [(usize, f64)],
-    /// The robust loss.
-    pub loss: Loss,
-}
-
-impl Reduced<'_, '_> {
-    fn is_fixed(&self, index: usize) -> bool {
-        self.fixed.iter().any(|(i, _)| *i == index)
-    }
-
-    /// The free parameters of a full parameter vector.
-    pub(crate) fn free(&self, theta: &[f64]) -> Vec<f64> {
-        theta
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| !self.is_fixed(*k))
-            .map(|(_, v)| *v)
-            .collect()
-    }
-
-    /// The full parameter vector of free parameters `free`.
-    pub(crate) fn expand(&self, free: &[f64]) -> Vec<f64> {
-        let n = free.len() + self.fixed.len();
-        let mut rest = free.iter();
-        (0..n)
-            .map(|k| {
-                self.fixed
-                    .iter()
-                    .find(|(i, _)| *i == k)
-                    .map_or_else(|| *rest.next().unwrap_or(&f64::NAN), |(_, v)| *v)
-            })
-            .collect()
-    }
-}
-
-impl CostFunction for Reduced<'_, '_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-
-    fn cost(&self, free: &Vec<f64>) -> std::result::Result<f64, Error> {
-        crate::objective::finite(
-            "objective",
-            self.problem.evaluate(&self.expand(free), self.loss),
-        )
-    }
-}
-
-impl Gradient for Reduced<'_, '_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-
-    fn gradient(&self, free: &Vec<f64>) -> std::result::Result<Vec<f64>, Error> {
-        let full = self.expand(free);
-        let mut g = vec![0.0; full.len()];
-        self.problem.value_grad(&full, self.loss, &mut g);
-        let g = self.free(&g);
-        if let Some(bad) = g.iter().find(|v| !v.is_finite()) {
-            crate::objective::finite("gradient", *bad)?;
-        }
-        Ok(g)
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 
-use crate::bounds::{self, ParamBound, Reduced};
+use crate::bounds::{self, ParamBound};
 use crate::error::{Result, ScalingError};
 use crate::forms::ScalingLaw;
 use crate::objective::{Loss, Objective};
@@ -316,6 +316,76 @@ impl<'a> Problem<'a> {
     /// Objective and gradient at given fit parameters.
     pub(crate) fn value_grad(&self, theta: &[f64], loss: Loss, grad: &mut [f64]) -> f64 {
         self.objective(loss).value_grad(theta, Some(grad))
+    }
+}
+
+/// The objective of a fit with some parameters held fixed: what L-BFGS minimises on a
+/// face of the box, and along a profile.
+#[derive(Clone, Copy)]
+pub(crate) struct Reduced<'a, 'b> {
+    /// The full problem.
+    pub problem: &'a Problem<'b>,
+    /// The held parameters and their values, by fit-parameter index.
+    pub fixed: &'a [(usize, f64)],
+    /// The robust loss.
+    pub loss: Loss,
+}
+
+impl Reduced<'_, '_> {
+    fn is_fixed(&self, index: usize) -> bool {
+        self.fixed.iter().any(|(i, _)| *i == index)
+    }
+
+    /// The free parameters of a full parameter vector.
+    pub(crate) fn free(&self, theta: &[f64]) -> Vec<f64> {
+        theta
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !self.is_fixed(*k))
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// The full parameter vector of free parameters `free`.
+    pub(crate) fn expand(&self, free: &[f64]) -> Vec<f64> {
+        let n = free.len() + self.fixed.len();
+        let mut rest = free.iter();
+        (0..n)
+            .map(|k| {
+                self.fixed
+                    .iter()
+                    .find(|(i, _)| *i == k)
+                    .map_or_else(|| *rest.next().unwrap_or(&f64::NAN), |(_, v)| *v)
+            })
+            .collect()
+    }
+}
+
+impl CostFunction for Reduced<'_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, free: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        crate::objective::finite(
+            "objective",
+            self.problem.evaluate(&self.expand(free), self.loss),
+        )
+    }
+}
+
+impl Gradient for Reduced<'_, '_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, free: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        let full = self.expand(free);
+        let mut g = vec![0.0; full.len()];
+        self.problem.value_grad(&full, self.loss, &mut g);
+        let g = self.free(&g);
+        if let Some(bad) = g.iter().find(|v| !v.is_finite()) {
+            crate::objective::finite("gradient", *bad)?;
+        }
+        Ok(g)
     }
 }
 

@@ -5,9 +5,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::bounds::Reduced;
 use crate::error::{Result, ScalingError};
-use crate::fit::{FitConfig, FitResult, Problem};
+use crate::fit::{FitConfig, FitResult, Problem, Reduced};
 use crate::forms::ScalingLaw;
 use crate::Runs;
 
