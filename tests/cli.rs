@@ -149,22 +149,35 @@ fn scaling_fit_names_missing_columns_and_bad_rows() {
     assert!(!ok && text.contains("no column 'val_loss'"), "{text}");
 }
 
-#[test]
-fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
-    let csv = "crates/scaling/tests/fixtures/synthetic_bounded.csv";
-    let svg = std::env::temp_dir().join(format!("noether-cli-groups-{}.svg", std::process::id()));
-    let (ok, text) = noether(&[
+/// `noether scaling fit CSV --form power --group-col model EXTRA...`.
+fn grouped_power_fit(csv: &str, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
         "scaling",
         "fit",
         csv,
         "--form",
         "power",
-        "--x-col",
-        "train_jets",
-        "--loss-col",
-        "test_loss",
         "--group-col",
         "model",
+    ];
+    args.extend(extra);
+    noether(&args)
+}
+
+/// One JSON object per line of `text`.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
+    let csv = "crates/scaling/tests/fixtures/synthetic_bounded.csv";
+    let jets_and_loss = ["--x-col", "train_jets", "--loss-col", "test_loss"];
+    let svg = std::env::temp_dir().join(format!("noether-cli-groups-{}.svg", std::process::id()));
+    let mut bounded = jets_and_loss.to_vec();
+    bounded.extend([
         "--bound",
         "E=0.01:1",
         "--bound",
@@ -178,11 +191,9 @@ fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
         "--plot",
         svg.to_str().unwrap(),
     ]);
+    let (ok, text) = grouped_power_fit(csv, &bounded);
     assert!(ok, "{text}");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let lines = json_lines(&text);
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["group"], "floor_below_bound");
     assert_eq!(lines[0]["at_bound"], serde_json::json!(["E"]));
@@ -196,51 +207,26 @@ fn scaling_fit_per_group_prints_one_json_line_per_group_with_bounds() {
         "the legend names the groups"
     );
     // --n-col keeps naming the power form's variable.
-    let (ok, text) = noether(&[
-        "scaling",
-        "fit",
-        csv,
-        "--form",
-        "power",
-        "--n-col",
-        "train_jets",
-        "--loss-col",
-        "test_loss",
-        "--group-col",
-        "model",
-    ]);
+    let (ok, text) = grouped_power_fit(csv, &["--n-col", "train_jets", "--loss-col", "test_loss"]);
     assert!(ok && text.lines().count() == 2, "{text}");
     // Exchange rates against one group: itself at the identity, the other with an
     // interval, an unknown group refused by name.
     let exchange = |reference: &str| {
-        noether(&[
-            "scaling",
-            "fit",
-            csv,
-            "--form",
-            "power",
-            "--x-col",
-            "train_jets",
-            "--loss-col",
-            "test_loss",
-            "--group-col",
-            "model",
+        let mut args = jets_and_loss.to_vec();
+        args.extend([
             "--bootstrap",
             "20",
             "--ci",
             "0.8",
             "--exchange-reference",
             reference,
-            "--exchange-at",
-            "3000,30000",
-        ])
+        ]);
+        args.extend(["--exchange-at", "3000,30000"]);
+        grouped_power_fit(csv, &args)
     };
     let (ok, text) = exchange("floor_below_bound");
     assert!(ok, "{text}");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&text);
     let rates = lines[0]["exchange"].as_array().unwrap();
     assert_eq!(rates.len(), 2);
     let x = rates[1]["reference_x"].as_f64().unwrap();
@@ -263,10 +249,9 @@ fn scaling_fit_per_group_names_the_group_and_row_of_bad_input() {
         p
     };
     let power = |csv: &std::path::Path, extra: &[&str]| {
-        let mut args = vec!["scaling", "fit", csv.to_str().unwrap(), "--form", "power"];
-        args.extend(["--x-col", "D", "--group-col", "model"]);
+        let mut args = vec!["--x-col", "D"];
         args.extend(extra);
-        noether(&args)
+        grouped_power_fit(csv.to_str().unwrap(), &args)
     };
     let few = write(
         "few.csv",

@@ -335,7 +335,7 @@ fn add_exchange_rates(
     {
         return Err(format!("--exchange-at {bad} is not a positive size").into());
     }
-    let ci_key = format!("ci{}", (100.0 * args.ci).round());
+    let interval_key = ci_key(args.ci);
     for (fit, line) in fits.iter().zip(lines.iter_mut()) {
         let rates = exchange_rates(
             (&fit.result, &fit.band),
@@ -348,7 +348,7 @@ fn add_exchange_rates(
             .map(|r| {
                 let mut row = json!({ "x": r.x, "loss": r.loss, "reference_x": r.reference_x });
                 if let Some((lo, hi)) = r.interval {
-                    row[ci_key.as_str()] = json!([lo, hi]);
+                    row[interval_key.as_str()] = json!([lo, hi]);
                 }
                 row
             })
@@ -357,6 +357,11 @@ fn add_exchange_rates(
         line["exchange"] = Value::Array(rows);
     }
     Ok(())
+}
+
+/// The JSON key of a central interval of probability `level` (`ci95`, `ci80`).
+fn ci_key(level: f64) -> String {
+    format!("ci{}", (100.0 * level).round())
 }
 
 /// An error of one group's fit, naming the group.
@@ -411,7 +416,7 @@ fn fit_one(args: &FitArgs, law: &dyn ScalingLaw, runs: &Runs) -> CliResult<OneFi
     let mut band = Vec::new();
     if args.bootstrap > 0 {
         let boot = bootstrap(law, runs, &result, &config, args.bootstrap, args.seed)?;
-        let ci_key = format!("ci{}", (100.0 * args.ci).round());
+        let interval_key = ci_key(args.ci);
         let mut b = Map::new();
         b.insert("resamples".into(), json!(boot.resamples));
         b.insert("failed".into(), json!(boot.failed));
@@ -419,7 +424,7 @@ fn fit_one(args: &FitArgs, law: &dyn ScalingLaw, runs: &Runs) -> CliResult<OneFi
             let (lo, hi) = p.interval(args.ci);
             b.insert(
                 p.name.clone(),
-                json!({ "se": p.se, ci_key.as_str(): [lo, hi] }),
+                json!({ "se": p.se, interval_key.as_str(): [lo, hi] }),
             );
         }
         out.insert("bootstrap".into(), Value::Object(b));

@@ -4,7 +4,7 @@
 
 use crate::error::{Result, ScalingError};
 use crate::fit::FitResult;
-use crate::forms::PowerLaw;
+use crate::forms::{PowerLaw, ScalingLaw};
 
 /// The exchange rate at one training-set size.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -23,17 +23,6 @@ pub struct Exchange {
     pub interval: Option<(Option<f64>, Option<f64>)>,
 }
 
-/// The x at which the power law `theta` (fit parameters a, e, alpha) predicts `loss`:
-/// x = (A / (loss - E))^(1/alpha); `None` when `loss <= E`.
-fn solve_x(theta: &[f64], loss: f64) -> Option<f64> {
-    let (a, e, alpha) = (theta[0].exp(), theta[1].exp(), theta[2]);
-    (loss > e && alpha > 0.0).then(|| (a / (loss - e)).powf(1.0 / alpha))
-}
-
-fn power_loss(theta: &[f64], x: f64) -> f64 {
-    theta[1].exp() + theta[0].exp() * x.powf(-theta[2])
-}
-
 /// Exchange rates of `model` against `reference` (both power-law fits, `L = E + A
 /// x^-alpha`) at sizes `at`, with the central `level` interval over the paired bootstrap
 /// fit parameters `model_band` / `reference_band` (may be empty).
@@ -48,22 +37,23 @@ pub fn exchange_rates(
 ) -> Result<Vec<Exchange>> {
     let power = PowerLaw::default();
     for fit in [model.0, reference.0] {
-        if fit.form != crate::forms::ScalingLaw::name(&power) {
+        if fit.form != power.name() {
             return Err(ScalingError::InvalidArgument {
                 name: "exchange",
                 detail: format!("exchange rates need power-law fits, not {}", fit.form),
             });
         }
     }
+    let loss_at = |theta: &[f64], x: f64| power.log_loss(theta, &[x.ln()]).exp();
     let pairs = model.1.len().min(reference.1.len());
     Ok(at
         .iter()
         .map(|&x| {
-            let loss = power_loss(&model.0.theta, x);
+            let loss = loss_at(&model.0.theta, x);
             let interval = (pairs >= 2).then(|| {
                 let mut draws: Vec<f64> = (0..pairs)
                     .map(|k| {
-                        solve_x(&reference.1[k], power_loss(&model.1[k], x))
+                        PowerLaw::x_at_loss(&reference.1[k], loss_at(&model.1[k], x))
                             .unwrap_or(f64::INFINITY)
                     })
                     .collect();
@@ -78,7 +68,7 @@ pub fn exchange_rates(
             Exchange {
                 x,
                 loss,
-                reference_x: solve_x(&reference.0.theta, loss),
+                reference_x: PowerLaw::x_at_loss(&reference.0.theta, loss),
                 interval,
             }
         })

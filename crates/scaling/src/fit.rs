@@ -89,7 +89,11 @@ pub(crate) struct Local {
 /// L-BFGS on `problem` from `start`: the best point, its cost, and whether the solver
 /// converged (a line-search failure at the optimum, where no descent is possible, ends
 /// as not converged).
-fn lbfgs<P>(problem: P, start: Vec<f64>, config: &FitConfig) -> Option<(Vec<f64>, f64, bool)>
+pub(crate) fn lbfgs<P>(
+    problem: P,
+    start: Vec<f64>,
+    config: &FitConfig,
+) -> Option<(Vec<f64>, f64, bool)>
 where
     P: CostFunction<Param = Vec<f64>, Output = f64>
         + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,

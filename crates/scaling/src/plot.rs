@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{Result, ScalingError};
@@ -99,36 +100,15 @@ fn draw_panel(
     let (Some(x), Some(loss)) = (runs.column(x_col), runs.column("loss")) else {
         return Ok(());
     };
-    let (x_lo, x_hi) = range(x);
-    let (y_lo, y_hi) = range(loss);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{} fit: loss vs {x_col}", fit.form),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (x_lo / 1.5..x_hi * 1.5).log_scale(),
-            y_lo * 0.95..y_hi * 1.05,
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc(x_col)
-        .y_desc("loss")
-        .y_labels(10)
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.2}"))
-        .draw()?;
+    let caption = format!("{} fit: loss vs {x_col}", fit.form);
+    let x_range = range(x);
+    let mut chart = log_x_chart(area, &caption, x_col, x_range, range(loss), 2)?;
     chart.draw_series(
         x.iter()
             .zip(loss)
             .map(|(a, b)| Circle::new((*a, *b), 2, BLACK.mix(0.5).filled())),
     )?;
-    let xs: Vec<f64> = (0..=80)
-        .map(|k| (x_lo / 1.5) * (2.25 * x_hi / x_lo).powf(f64::from(k) / 80.0))
-        .collect();
+    let xs = log_grid(x_range);
     let slices = runs.column(slice_col).map_or_else(Vec::new, |v| {
         vec![quantile(v, 0.1), quantile(v, 0.5), quantile(v, 0.9)]
     });
@@ -142,25 +122,101 @@ fn draw_panel(
                 .iter()
                 .filter_map(|t| predictions(law, runs, &xs, x_col, Some((slice_col, s)), t))
                 .collect();
-            if !draws.is_empty() {
-                let at =
-                    |k: usize, q: f64| quantile(&draws.iter().map(|d| d[k]).collect::<Vec<_>>(), q);
-                let mut poly: Vec<(f64, f64)> =
-                    (0..xs.len()).map(|k| (xs[k], at(k, 0.025))).collect();
-                poly.extend((0..xs.len()).rev().map(|k| (xs[k], at(k, 0.975))));
-                chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
-            }
+            draw_band(&mut chart, &xs, &draws, 0.95, *color)?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                xs.iter().copied().zip(curve),
-                color.stroke_width(2),
-            ))?
-            .label(format!("{slice_col} = {s:.3e}"))
-            .legend(move |(a, b)| {
-                PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
-            });
+        draw_curve(
+            &mut chart,
+            &xs,
+            curve,
+            *color,
+            format!("{slice_col} = {s:.3e}"),
+        )?;
     }
+    draw_legend(&mut chart)
+}
+
+/// A chart's coordinates: log x, linear loss.
+type LogXChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, RangedCoordf64>>;
+
+/// A chart of loss against a log x axis spanning the data's ranges (with a margin), its
+/// mesh drawn, loss labels with `decimals` digits.
+fn log_x_chart<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x_label: &str,
+    (x_lo, x_hi): (f64, f64),
+    (y_lo, y_hi): (f64, f64),
+    decimals: usize,
+) -> std::result::Result<LogXChart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_lo / 1.5..x_hi * 1.5).log_scale(),
+            y_lo * 0.95..y_hi * 1.05,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc("loss")
+        .y_labels(10)
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
+        .draw()?;
+    Ok(chart)
+}
+
+/// 81 log-spaced points across the chart of [`log_x_chart`] for data in `x_lo..x_hi`.
+fn log_grid((x_lo, x_hi): (f64, f64)) -> Vec<f64> {
+    (0..=80)
+        .map(|k| (x_lo / 1.5) * (2.25 * x_hi / x_lo).powf(f64::from(k) / 80.0))
+        .collect()
+}
+
+/// The central `level` band of the curves `draws` (each over `xs`), if there are any.
+fn draw_band(
+    chart: &mut LogXChart<'_, '_>,
+    xs: &[f64],
+    draws: &[Vec<f64>],
+    level: f64,
+    color: RGBColor,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    if draws.is_empty() {
+        return Ok(());
+    }
+    let tail = 0.5 * (1.0 - level);
+    let at = |k: usize, q: f64| quantile(&draws.iter().map(|d| d[k]).collect::<Vec<_>>(), q);
+    let mut poly: Vec<(f64, f64)> = (0..xs.len()).map(|k| (xs[k], at(k, tail))).collect();
+    poly.extend((0..xs.len()).rev().map(|k| (xs[k], at(k, 1.0 - tail))));
+    chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
+    Ok(())
+}
+
+/// A fitted curve over `xs`, with its legend entry.
+fn draw_curve(
+    chart: &mut LogXChart<'_, '_>,
+    xs: &[f64],
+    curve: Vec<f64>,
+    color: RGBColor,
+    label: String,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    chart
+        .draw_series(LineSeries::new(
+            xs.iter().copied().zip(curve),
+            color.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend of the curves drawn with [`draw_curve`].
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut LogXChart<'a, 'b>,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -228,41 +284,17 @@ fn draw_groups(
             .copied()
             .collect()
     };
-    let ((x_lo, x_hi), (y_lo, y_hi)) = (range(&all("N")), range(&all("loss")));
-    if !(x_lo.is_finite() && y_lo.is_finite()) {
+    let (x_range, y_range) = (range(&all("N")), range(&all("loss")));
+    if !(x_range.0.is_finite() && y_range.0.is_finite()) {
         return Ok(());
     }
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("loss vs {x_label}"), ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (x_lo / 1.5..x_hi * 1.5).log_scale(),
-            y_lo * 0.95..y_hi * 1.05,
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc("loss")
-        .y_labels(10)
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.3}"))
-        .draw()?;
-    let xs: Vec<f64> = (0..=80)
-        .map(|k| (x_lo / 1.5) * (2.25 * x_hi / x_lo).powf(f64::from(k) / 80.0))
-        .collect();
-    let tail = 0.5 * (1.0 - level);
+    let caption = format!("loss vs {x_label}");
+    let mut chart = log_x_chart(area, &caption, x_label, x_range, y_range, 3)?;
+    let xs = log_grid(x_range);
     for (fit, color) in fits.iter().zip(GROUP_COLORS.iter().cycle()) {
         let curve = |theta: &[f64]| predictions(fit.law.as_ref(), &fit.runs, &xs, "N", None, theta);
         let draws: Vec<Vec<f64>> = fit.band.iter().filter_map(|t| curve(t)).collect();
-        if !draws.is_empty() {
-            let at =
-                |k: usize, q: f64| quantile(&draws.iter().map(|d| d[k]).collect::<Vec<_>>(), q);
-            let mut poly: Vec<(f64, f64)> = (0..xs.len()).map(|k| (xs[k], at(k, tail))).collect();
-            poly.extend((0..xs.len()).rev().map(|k| (xs[k], at(k, 1.0 - tail))));
-            chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
-        }
+        draw_band(&mut chart, &xs, &draws, level, *color)?;
         if let (Some(x), Some(loss)) = (fit.runs.column("N"), fit.runs.column("loss")) {
             chart.draw_series(
                 x.iter()
@@ -271,21 +303,8 @@ fn draw_groups(
             )?;
         }
         if let Some(line) = curve(&fit.result.theta) {
-            chart
-                .draw_series(LineSeries::new(
-                    xs.iter().copied().zip(line),
-                    color.stroke_width(2),
-                ))?
-                .label(fit.group.clone())
-                .legend(move |(a, b)| {
-                    PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
-                });
+            draw_curve(&mut chart, &xs, line, *color, fit.group.clone())?;
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart)
 }

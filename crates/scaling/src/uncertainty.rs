@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Result, ScalingError};
-use crate::fit::{FitConfig, FitResult, Problem, Reduced};
+use crate::fit::{lbfgs, FitConfig, FitResult, Problem, Reduced};
 use crate::forms::ScalingLaw;
 use crate::Runs;
 
@@ -254,23 +254,13 @@ impl FixedParam {
     }
 }
 
-/// L-BFGS on a profile point (no cost tolerance: a profile wants the minimum, and a
-/// failed line search keeps the best point reached).
+/// L-BFGS on a profile point, with argmin's default cost tolerance (machine epsilon)
+/// rather than the fit's: a profile wants the minimum. A run that fails (a line search
+/// with no descent left, a non-finite objective) keeps the start, the neighbour's optimum.
 fn minimise(reduced: Reduced<'_, '_>, start: Vec<f64>, config: &FitConfig) -> Vec<f64> {
-    use argmin::core::{Executor, State};
-    use argmin::solver::linesearch::MoreThuenteLineSearch;
-    use argmin::solver::quasinewton::LBFGS;
-    let Ok(solver) =
-        LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(config.tol_grad)
-    else {
-        return start;
+    let profile = FitConfig {
+        tol_cost: f64::EPSILON,
+        ..config.clone()
     };
-    Executor::new(reduced, solver)
-        .configure(|s| s.param(start.clone()).max_iters(config.max_iters))
-        .timer(false)
-        .ctrlc(false)
-        .run()
-        .ok()
-        .and_then(|r| r.state().get_best_param().cloned())
-        .unwrap_or(start)
+    lbfgs(reduced, start.clone(), &profile).map_or(start, |(theta, _, _)| theta)
 }

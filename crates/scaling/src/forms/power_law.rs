@@ -18,6 +18,15 @@ impl Default for PowerLaw {
     }
 }
 
+impl PowerLaw {
+    /// The x at which the law with fit parameters `theta` (a, e, alpha) predicts `loss`:
+    /// x = (A / (loss - E))^(1/alpha); `None` when `loss <= E` (the floor is above it).
+    pub fn x_at_loss(theta: &[f64], loss: f64) -> Option<f64> {
+        let (a, e, alpha) = (theta[0].exp(), theta[1].exp(), theta[2]);
+        (loss > e && alpha > 0.0).then(|| (a / (loss - e)).powf(1.0 / alpha))
+    }
+}
+
 impl ScalingLaw for PowerLaw {
     fn name(&self) -> String {
         "power".into()
