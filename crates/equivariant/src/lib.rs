@@ -43,11 +43,13 @@
 //! ```
 
 pub mod aggregate;
+pub mod attention;
 mod batch_norm;
 mod deepsets;
 pub mod dense;
 mod error;
 mod init;
+mod lgatr_slim;
 mod linear;
 mod lorentznet;
 pub mod minkowski;
@@ -58,6 +60,8 @@ mod particlenet;
 mod pelican;
 mod placement;
 mod registry;
+pub mod slim_layers;
+pub mod tokens;
 pub mod weaver;
 
 pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
@@ -67,6 +71,7 @@ pub use error::{Context, ModelError, Result};
 pub use init::{
     inference_varbuilder, parameter_count, seeded_varbuilder, seeded_varbuilder_frozen,
 };
+pub use lgatr_slim::{LGatrSlim, LGatrSlimConfig, LGatrSlimNet, LGATR_SPURIONS};
 pub use linear::{Linear, LinearLayers, LowRank};
 pub use lorentznet::{
     Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput, LORENTZNET_BEAMS,
@@ -81,6 +86,7 @@ pub use particlenet::{ParticleNet, ParticleNetConfig, ParticleNetInput};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
 pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
+pub use tokens::{Canonicalize, TokenInput, TokenRecipe};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and
 /// finite momenta.

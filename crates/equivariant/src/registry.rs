@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deepsets::{FlowConfig, FlowKind, FlowNetwork};
 use crate::error::{ModelError, Result};
+use crate::lgatr_slim::LGatrSlim;
 use crate::linear::{Linear, LinearLayers};
 use crate::lorentznet::LorentzNet;
 use crate::mlp::Mlp;
@@ -286,6 +287,8 @@ registry! {
     Mlp("mlp"): Mlp = Option::unwrap_or_default;
     /// ParticleNet (Qu and Gouskos, arXiv:1902.08570), as weaver-core defines it.
     ParticleNet("particlenet"): ParticleNet = Option::unwrap_or_default;
+    /// L-GATr-slim (arXiv:2512.17011), as the `lgatr` 2.0 package defines it.
+    LGatrSlim("lgatr_slim"): LGatrSlim = Option::unwrap_or_default;
 }
 
 /// A tagger of any registered architecture, with the device and dtype it was built on:

@@ -1,0 +1,371 @@
+//! L-GATr-slim (arXiv:2512.17011), the Lorentz-equivariant transformer on vectors and
+//! scalars, exactly as `lgatr.nets.LGATrSlim` of the `lgatr` 2.0 package builds it
+//! (`linear_in`, `blocks.{i}` of [`SlimBlock`], `linear_out`, with the package's
+//! state-dict keys), and the top tagger around it as the tagging-guide's
+//! `LGATrSlimWrapper` builds one: four-momenta as one vector channel, the beam and time
+//! spurions `(1, 0, 0, +-1)`, `(1, 0, 0, 0)` as extra tokens, the seven tagging features as
+//! scalars, a global class token (or a masked mean) read out as the logits
+//! ([`crate::tokens`]).
+//!
+//! Where the package's repository has moved on since the 2.0 release (or the paper
+//! differs), the 2.0 release is followed: tanh-approximated GELU scalar gates, sigmoid
+//! vector gates, `max(v / heads, 1)` vector and `max(s / heads, 4)` scalar channels per
+//! head, q, k and v all normalised before attention.
+
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::key_bias;
+use crate::error::{Context, ModelError, Result};
+use crate::linear::{Linear, LinearLayers};
+use crate::mode::Mode;
+use crate::model::{
+    bad, block_index, check_dropout, check_layers, check_positive, check_width, elements,
+    PaddedJets, TaggerModel,
+};
+use crate::placement::Placement;
+use crate::slim_layers::{Nonlinearity, SlimBlock, SlimBlockShape, SlimLinear, SlimSelfAttention};
+use crate::tokens::{Canonicalize, TokenInput, TokenRecipe};
+
+/// The beam spurions `(1, 0, 0, +-1)` and the time reference `(1, 0, 0, 0)` (the
+/// tagging-guide's `beam_reference: lightlike`, `two_beams`, `add_time_reference`).
+pub const LGATR_SPURIONS: [[f32; 4]; 3] = [
+    [1.0, 0.0, 0.0, 1.0],
+    [1.0, 0.0, 0.0, -1.0],
+    [1.0, 0.0, 0.0, 0.0],
+];
+
+/// The shape of an `LGATrSlim` network: its constructor's arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LGatrSlimConfig {
+    /// Hidden vector channels.
+    pub hidden_v_channels: usize,
+    /// Hidden scalar channels.
+    pub hidden_s_channels: usize,
+    /// Transformer blocks.
+    pub num_blocks: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// Scalar-gate nonlinearity.
+    pub nonlinearity: Nonlinearity,
+    /// Vector-gate nonlinearity.
+    pub nonlinearity_v: Nonlinearity,
+    /// MLP widening.
+    pub mlp_ratio: usize,
+    /// Attention widening.
+    pub attn_ratio: usize,
+    /// Layers per MLP (>= 2).
+    pub num_layers_mlp: usize,
+    /// Dropout probability; absent: no dropout layers (the package's `None`).
+    pub dropout_prob: Option<f64>,
+    /// Whether the block norms learn gains.
+    pub norm_elementwise_affine: bool,
+    /// Output classes (the scalar outputs of the class token).
+    pub n_class: usize,
+    /// GeV per unit of the constituents' four-momenta.
+    pub units: f64,
+    /// Read out a masked mean over tokens instead of a global class token.
+    pub mean_aggregation: bool,
+    /// Canonicalisation of the jets (see [`crate::tokens`]).
+    pub canonicalize: Canonicalize,
+}
+
+impl Default for LGatrSlimConfig {
+    /// The paper's size 0 (tagging-guide `slim.yaml` at `size: 0`).
+    fn default() -> Self {
+        Self {
+            hidden_v_channels: 32,
+            hidden_s_channels: 128,
+            num_blocks: 8,
+            num_heads: 8,
+            nonlinearity: Nonlinearity::Gelu,
+            nonlinearity_v: Nonlinearity::Sigmoid,
+            mlp_ratio: 2,
+            attn_ratio: 1,
+            num_layers_mlp: 2,
+            dropout_prob: None,
+            norm_elementwise_affine: true,
+            n_class: 2,
+            units: 20.0,
+            mean_aggregation: false,
+            canonicalize: Canonicalize::BeamY,
+        }
+    }
+}
+
+impl LGatrSlimConfig {
+    /// The token recipe of the tagger.
+    pub fn recipe(&self) -> TokenRecipe {
+        TokenRecipe {
+            units: self.units,
+            global_token: !self.mean_aggregation,
+            canonicalize: self.canonicalize,
+        }
+    }
+
+    fn block_shape(&self) -> SlimBlockShape {
+        SlimBlockShape {
+            channels: (self.hidden_v_channels, self.hidden_s_channels),
+            heads: self.num_heads,
+            acts: (self.nonlinearity, self.nonlinearity_v),
+            mlp_ratio: self.mlp_ratio,
+            attn_ratio: self.attn_ratio,
+            num_layers_mlp: self.num_layers_mlp,
+            dropout: self.dropout_prob,
+            affine: self.norm_elementwise_affine,
+        }
+    }
+}
+
+/// `LGATrSlim`: input [`SlimLinear`], [`SlimBlock`]s, output [`SlimLinear`].
+#[derive(Debug, Clone)]
+pub struct LGatrSlimNet {
+    linear_in: SlimLinear,
+    blocks: Vec<SlimBlock>,
+    linear_out: SlimLinear,
+}
+
+impl LGatrSlimNet {
+    /// The network for `in_v`, `in_s` input and `out_v`, `out_s` output channels, under
+    /// `vb` with the package's names.
+    ///
+    /// # Errors
+    /// Missing or mis-shaped tensors.
+    pub fn new(
+        config: &LGatrSlimConfig,
+        (in_v, in_s): (usize, usize),
+        (out_v, out_s): (usize, usize),
+        vb: &VarBuilder,
+    ) -> Result<Self> {
+        let (v, s) = (config.hidden_v_channels, config.hidden_s_channels);
+        let shape = config.block_shape();
+        let blocks = (0..config.num_blocks)
+            .map(|i| SlimBlock::new(&shape, &vb.pp(format!("blocks.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .context("building blocks")?;
+        Ok(Self {
+            linear_in: SlimLinear::new((in_v, v), (in_s, s), true, false, &vb.pp("linear_in"))
+                .context("building linear_in")?,
+            blocks,
+            linear_out: SlimLinear::new((v, out_v), (s, out_s), true, false, &vb.pp("linear_out"))
+                .context("building linear_out")?,
+        })
+    }
+
+    /// Outputs `([B, N, 4, out_v], [B, N, out_s])` of vectors `[B, N, 4, in_v]`
+    /// (channel-last; the package's public `forward` takes `[..., in_v, 4]` and transposes)
+    /// and scalars `[B, N, in_s]`, attending only to items whose `mask` `[B, N]` is 1.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward(
+        &self,
+        vectors: &Tensor,
+        scalars: &Tensor,
+        mask: &Tensor,
+        mode: &mut Mode,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let bias = key_bias(mask)?;
+        let (mut v, mut s) = self.linear_in.forward(vectors, scalars)?;
+        for block in &self.blocks {
+            (v, s) = block.forward(&v, &s, &bias, mode)?;
+        }
+        self.linear_out.forward(&v, &s)
+    }
+
+    /// Every scalar linear layer (the ones PEFT can adapt) with its state-dict path.
+    pub fn scalar_linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut all: Vec<(String, &mut SlimLinear)> =
+            vec![("linear_in".into(), &mut self.linear_in)];
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            all.extend(
+                block
+                    .linears_mut()
+                    .into_iter()
+                    .map(|(name, l)| (format!("blocks.{i}.{name}"), l)),
+            );
+        }
+        all.push(("linear_out".into(), &mut self.linear_out));
+        all.into_iter()
+            .filter_map(|(name, l)| l.linear_s_mut().map(|s| (format!("{name}.linear_s"), s)))
+            .collect()
+    }
+}
+
+/// The L-GATr-slim top tagger: the network at the state dict's root (a checkpoint of
+/// `LGATrSlim` loads without remaps), one vector input channel, the tagging features (and
+/// the class-token flag) as scalar inputs, no vector outputs and `n_class` scalar outputs.
+#[derive(Debug, Clone)]
+pub struct LGatrSlim {
+    net: LGatrSlimNet,
+    config: LGatrSlimConfig,
+}
+
+impl LGatrSlim {
+    /// The network.
+    pub fn net(&self) -> &LGatrSlimNet {
+        &self.net
+    }
+
+    fn logits(&self, input: &TokenInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        let vectors = input.vectors.unsqueeze(D::Minus1)?;
+        let (_, out) = self
+            .net
+            .forward(&vectors, &input.scalars, &input.mask, mode)?;
+        if self.config.mean_aggregation {
+            let mask = input.mask.unsqueeze(D::Minus1)?;
+            out.broadcast_mul(&mask)?
+                .sum(1)?
+                .broadcast_div(&mask.sum(1)?)
+        } else {
+            out.narrow(1, 0, 1)?.squeeze(1)
+        }
+    }
+}
+
+impl LinearLayers for LGatrSlim {
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        self.net.scalar_linears_mut()
+    }
+}
+
+impl TaggerModel for LGatrSlim {
+    type Config = LGatrSlimConfig;
+    type Input = TokenInput;
+    const BEAMS: &'static [[f32; 4]] = &LGATR_SPURIONS;
+
+    fn check_config(c: &LGatrSlimConfig) -> Result<()> {
+        check_width("hidden_v_channels", c.hidden_v_channels)?;
+        check_width("hidden_s_channels", c.hidden_s_channels)?;
+        check_width("num_heads", c.num_heads)?;
+        check_width("mlp_ratio", c.mlp_ratio)?;
+        check_width("attn_ratio", c.attn_ratio)?;
+        check_width("n_class", c.n_class)?;
+        check_layers("num_blocks", c.num_blocks)?;
+        check_layers("num_layers_mlp", c.num_layers_mlp)?;
+        if c.num_layers_mlp < 2 {
+            return Err(bad(
+                "num_layers_mlp",
+                &c.num_layers_mlp,
+                "must be at least 2 (SlimMLP: GLUs then a linear layer)".into(),
+            ));
+        }
+        if c.num_heads > c.hidden_s_channels {
+            return Err(bad(
+                "num_heads",
+                &c.num_heads,
+                format!(
+                    "exceeds hidden_s_channels = {}: heads would not split the channels",
+                    c.hidden_s_channels
+                ),
+            ));
+        }
+        if let Some(p) = c.dropout_prob {
+            check_dropout("dropout_prob", p)?;
+        }
+        check_positive("units", c.units)
+    }
+
+    fn new(config: &LGatrSlimConfig, vb: &VarBuilder) -> Result<Self> {
+        let in_s = config.recipe().scalar_channels();
+        let net = LGatrSlimNet::new(config, (1, in_s), (0, config.n_class), vb)?;
+        Ok(Self {
+            net,
+            config: config.clone(),
+        })
+    }
+
+    fn config(&self) -> &LGatrSlimConfig {
+        &self.config
+    }
+
+    fn input(&self, jets: &PaddedJets, place: &Placement) -> Result<TokenInput> {
+        if jets.beams != Self::BEAMS.len() {
+            return Err(ModelError::BadInput {
+                input: "beams",
+                expected: format!("the {} L-GATr spurions", Self::BEAMS.len()),
+                found: vec![jets.beams],
+            });
+        }
+        self.config.recipe().compute(jets, place)
+    }
+
+    fn forward_t(&self, input: &TokenInput, mode: &mut Mode) -> Result<Tensor> {
+        let (b, t) = input.mask.dims2().context("token mask")?;
+        let s = self.config.recipe().scalar_channels();
+        if input.vectors.dims() != [b, t, 4] || input.scalars.dims() != [b, t, s] {
+            return Err(ModelError::BadInput {
+                input: "tokens",
+                expected: format!("vectors [{b}, {t}, 4] and scalars [{b}, {t}, {s}]"),
+                found: input.scalars.dims().to_vec(),
+            });
+        }
+        self.logits(input, mode).context("L-GATr-slim forward")
+    }
+
+    fn head(_: &LGatrSlimConfig) -> &'static str {
+        r"^linear_out\."
+    }
+
+    fn depth(c: &LGatrSlimConfig, name: &str) -> Option<(usize, usize)> {
+        let top = c.num_blocks + 1;
+        if name.starts_with("linear_in.") {
+            Some((0, top))
+        } else if name.starts_with("linear_out.") {
+            Some((top, top))
+        } else {
+            block_index(name, "blocks.")
+                .filter(|&i| i < c.num_blocks)
+                .map(|i| (i + 1, top))
+        }
+    }
+
+    fn classes(c: &LGatrSlimConfig) -> usize {
+        c.n_class
+    }
+
+    /// The larger of the attention logits `[B, H, T, T]` and the MLP's widest vector
+    /// tensor `[B, T, 4, 3 ratio v]`.
+    fn activation_elements(c: &LGatrSlimConfig, jets: usize, nodes: usize) -> u128 {
+        let tokens = c.recipe().tokens(nodes);
+        let logits = elements(jets, tokens, 2, c.num_heads);
+        let mlp = elements(jets, tokens, 1, 12 * c.mlp_ratio * c.hidden_v_channels);
+        logits.max(mlp)
+    }
+
+    /// As FlopCounterMode counts the package's forward: every matrix product of the
+    /// linear layers on every token, and the two attention products per head.
+    fn forward_flops(c: &LGatrSlimConfig, nodes: usize) -> u128 {
+        let tokens = c.recipe().tokens(nodes);
+        2 * slim_macs(c, c.recipe().scalar_channels(), tokens)
+    }
+}
+
+/// Multiply-adds of the tagger's network on one jet of `n` tokens.
+fn slim_macs(c: &LGatrSlimConfig, in_s: usize, n: usize) -> u128 {
+    let m = |a: usize, b: usize| (a * b) as u128;
+    let (v, s, r, heads) = (
+        c.hidden_v_channels,
+        c.hidden_s_channels,
+        c.mlp_ratio,
+        c.num_heads,
+    );
+    let (hv, hs) = SlimSelfAttention::head_channels(v, s, heads, c.attn_ratio);
+    let linear = |(iv, ov): (usize, usize), (is, os): (usize, usize)| 4 * m(iv, ov) + m(is, os);
+    let attention =
+        linear((v, 3 * hv * heads), (s, 3 * hs * heads)) + linear((hv * heads, v), (hs * heads, s));
+    let glus: u128 = (0..c.num_layers_mlp - 1)
+        .map(|k| {
+            let (iv, is) = if k == 0 { (v, s) } else { (r * v, r * s) };
+            linear((iv, 3 * r * v), (is, 2 * r * s))
+        })
+        .sum();
+    let mlp = glus + linear((r * v, v), (r * s, s));
+    let per_token = linear((1, v), (in_s, s))
+        + c.num_blocks as u128 * (attention + mlp)
+        + linear((v, 0), (s, c.n_class));
+    let logits = 2 * c.num_blocks as u128 * m(heads, n * n) * (4 * hv + hs) as u128;
+    n as u128 * per_token + logits
+}
