@@ -24,24 +24,25 @@ pub enum Beams {
     /// No beams.
     #[default]
     None,
-    /// Two beam four-vectors placed before the constituents (mask 1).
-    Prepend([[f32; 4]; 2]),
+    /// Beam (or other reference) four-vectors placed before the constituents (mask 1):
+    /// two for LorentzNet and PELICAN, the two beams and a time reference for L-GATr.
+    Prepend(&'static [[f32; 4]]),
 }
 
 impl Beams {
     /// LorentzNet's beams (sqrt(2), 0, 0, +-1), as its reference code builds them.
-    pub const LORENTZNET: Self = Self::Prepend([
+    pub const LORENTZNET: Self = Self::Prepend(&[
         [std::f32::consts::SQRT_2, 0.0, 0.0, 1.0],
         [std::f32::consts::SQRT_2, 0.0, 0.0, -1.0],
     ]);
     /// PELICAN's light-like beams (1, 0, 0, +-1).
-    pub const PELICAN: Self = Self::Prepend([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, -1.0]]);
+    pub const PELICAN: Self = Self::Prepend(&[[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, -1.0]]);
 
     /// Number of beam particles.
     pub const fn count(&self) -> usize {
         match self {
             Self::None => 0,
-            Self::Prepend(_) => 2,
+            Self::Prepend(beams) => beams.len(),
         }
     }
 }
@@ -136,7 +137,7 @@ impl Batch {
     fn push(&mut self, constituents: &[[f32; 4]], label: u8, index: usize, config: &BatchConfig) {
         if let Beams::Prepend(beams) = config.beams {
             for b in beams {
-                self.momenta.extend_from_slice(&b);
+                self.momenta.extend_from_slice(b);
                 self.mask.push(1.0);
             }
         }

@@ -126,7 +126,7 @@ impl TaggerObjective {
             all = (0..self.jets.len()).collect();
             &all
         };
-        let config = eval_batch_config(&self.model, self.batch_size, self.n_max)?;
+        let config = eval_batch_config(&self.model, self.batch_size, self.n_max);
         grad.fill(0.0);
         let layout = self.layout();
         let mut total = 0.0;

@@ -62,6 +62,7 @@ mod placement;
 mod registry;
 pub mod slim_layers;
 pub mod tokens;
+mod transformer;
 pub mod weaver;
 
 pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
@@ -87,6 +88,7 @@ pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
 pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
 pub use tokens::{Canonicalize, TokenInput, TokenRecipe};
+pub use transformer::{Transformer, TransformerConfig};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and
 /// finite momenta.

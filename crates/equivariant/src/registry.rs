@@ -19,6 +19,7 @@ use crate::model::{ModelInput, PaddedJets, TaggerModel};
 use crate::particlenet::ParticleNet;
 use crate::pelican::Pelican;
 use crate::placement::Placement;
+use crate::transformer::Transformer;
 
 /// The PFN section resolved: always a PFN, whatever `kind` says.
 fn as_pfn(config: Option<FlowConfig>) -> FlowConfig {
@@ -289,6 +290,8 @@ registry! {
     ParticleNet("particlenet"): ParticleNet = Option::unwrap_or_default;
     /// L-GATr-slim (arXiv:2512.17011), as the `lgatr` 2.0 package defines it.
     LGatrSlim("lgatr_slim"): LGatrSlim = Option::unwrap_or_default;
+    /// A plain Transformer on the same tokens (the tagging-guide's "tr" baseline).
+    Transformer("transformer"): Transformer = Option::unwrap_or_default;
 }
 
 /// A tagger of any registered architecture, with the device and dtype it was built on:

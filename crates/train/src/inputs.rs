@@ -8,40 +8,26 @@ use candle_core::Tensor;
 use noether_data::{batches, Batch, BatchConfig, Beams, JetSet};
 use noether_equivariant::{PaddedJets, Tagger, TaggerInput};
 
-use crate::error::{Context, Result, TrainError};
+use crate::error::{Context, Result};
 
 /// Jets per chunk while computing inputs (bounds the f64 staging memory).
 const CHUNK: usize = 1024;
 
 /// The data crate's beams for `model`.
-///
-/// # Errors
-/// [`TrainError::Model`] for a model with beams other than none or two (the data crate
-/// prepends exactly two).
-pub fn beams_of(model: &Tagger) -> Result<Beams> {
+pub fn beams_of(model: &Tagger) -> Beams {
     match model.beams() {
-        [] => Ok(Beams::None),
-        [a, b] => Ok(Beams::Prepend([*a, *b])),
-        other => Err(TrainError::Model(Box::new(
-            noether_equivariant::ModelError::BadInput {
-                input: "beams",
-                expected: "none or two beam particles".into(),
-                found: vec![other.len()],
-            },
-        ))),
+        [] => Beams::None,
+        beams => Beams::Prepend(beams),
     }
 }
 
 /// Batches of `jets` in order, unshuffled, with `model`'s beams.
-///
-/// # Errors
-/// As [`beams_of`].
-pub fn eval_batch_config(model: &Tagger, batch_size: usize, n_max: usize) -> Result<BatchConfig> {
-    Ok(BatchConfig {
-        beams: beams_of(model)?,
+pub fn eval_batch_config(model: &Tagger, batch_size: usize, n_max: usize) -> BatchConfig {
+    BatchConfig {
+        beams: beams_of(model),
         shuffle: false,
         ..BatchConfig::new(batch_size, n_max)
-    })
+    }
 }
 
 /// The input of one padded batch.
@@ -65,7 +51,7 @@ pub fn batch_input(model: &Tagger, batch: &Batch) -> Result<TaggerInput> {
 /// # Errors
 /// Data errors; non-finite momenta; tensor errors.
 pub fn jet_inputs(model: &Tagger, jets: &JetSet, n_max: usize) -> Result<TaggerInput> {
-    let config = eval_batch_config(model, CHUNK, n_max)?;
+    let config = eval_batch_config(model, CHUNK, n_max);
     let indices: Vec<usize> = (0..jets.len()).collect();
     let parts = batches(jets, &indices, &config, 0)?
         .map(|batch| batch_input(model, &batch))

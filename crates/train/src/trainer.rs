@@ -358,7 +358,7 @@ impl Run<'_> {
     fn train_epoch(&mut self, data: &RunData) -> Result<(f64, f64)> {
         let c = self.config;
         let batch_config = BatchConfig {
-            beams: beams_of(&self.model)?,
+            beams: beams_of(&self.model),
             seed: c.train.seed,
             ..BatchConfig::new(c.data.batch_size, c.data.n_max)
         };

@@ -27,6 +27,12 @@ fn small(kind: ModelKind) -> TrainConfig {
         ModelKind::ParticleNet => {
             "n_class = 2\nconv_params = [[3, [8, 8]], [3, [8]]]\nfc_params = [[8, 0.0]]"
         }
+        ModelKind::LGatrSlim => {
+            "hidden_v_channels = 2\nhidden_s_channels = 8\nnum_blocks = 2\nnum_heads = 2\ndropout_prob = 0.1"
+        }
+        ModelKind::Transformer => {
+            "hidden_channels = 8\nnum_heads = 2\nnum_blocks = 2\nmlp_factor = 2\ndropout_prob = 0.1"
+        }
     };
     let name = kind.name();
     bundled(&format!(

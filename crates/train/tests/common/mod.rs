@@ -72,7 +72,7 @@ bootstrap = 0
 pub fn first_val_batch(model: &Tagger, config: &TrainConfig) -> Batch {
     let data = RunData::load(config).unwrap();
     let bc = BatchConfig {
-        beams: noether_train::beams_of(model).unwrap(),
+        beams: noether_train::beams_of(model),
         shuffle: false,
         ..BatchConfig::new(16, config.data.n_max)
     };
