@@ -1,8 +1,8 @@
 //! L-GATr-slim at the paper's size 0 against the `lgatr` 2.0 package's `LGATrSlim` on
 //! PyTorch (`benches/compare/lgatr_slim_torch.py`) in the same invocation, with the same
 //! weights (noether's seeded ones, loaded by the package with its own state-dict keys),
-//! the same tokens (32 jets of the bundled test set, 50 leading constituents + 3 spurions
-//! + the class token) and the same threads (`BENCH_THREADS`, default 1): seconds per
+//! the same tokens (32 jets of the bundled test set, 50 leading constituents, 3 spurions
+//! and the class token) and the same threads (`BENCH_THREADS`, default 1): seconds per
 //! training step (forward + backward + AdamW) and per single-jet inference, the ratios,
 //! and the logit agreement on the batch. Ends with `lgatr_slim_train_speedup_vs_torch=X`
 //! and `lgatr_slim_single_jet_speedup_vs_torch=X`.

@@ -68,10 +68,12 @@ fn softmax_rows<T: WithDType + num_traits::Float>(src: &[T], dim: usize) -> Vec<
         let mut sum = T::zero();
         for (d, &s) in dst.iter_mut().zip(row) {
             *d = (s - max).exp();
-            sum = sum + *d;
+            sum += *d;
         }
         let inv = T::one() / sum;
-        dst.iter_mut().for_each(|d| *d = *d * inv);
+        for d in dst.iter_mut() {
+            *d *= inv;
+        }
     }
     out
 }

@@ -141,13 +141,12 @@ impl SlimLinear {
             let w = Linear::from(candle_nn::Linear::new(self.weight_v.clone(), None));
             rows(v, &w)?
         };
-        let s_out = match &self.linear_s {
-            Some(layer) => rows(s, layer)?,
-            None => {
-                let mut shape = s.dims().to_vec();
-                *shape.last_mut().unwrap_or(&mut 0) = self.out_s;
-                Tensor::zeros(shape, s.dtype(), s.device())?
-            }
+        let s_out = if let Some(layer) = &self.linear_s {
+            rows(s, layer)?
+        } else {
+            let mut shape = s.dims().to_vec();
+            *shape.last_mut().unwrap_or(&mut 0) = self.out_s;
+            Tensor::zeros(shape, s.dtype(), s.device())?
         };
         Ok((v_out, s_out))
     }

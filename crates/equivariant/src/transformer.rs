@@ -193,7 +193,7 @@ impl TaggerModel for Transformer {
         check_width("attention_factor", c.attention_factor)?;
         check_width("n_class", c.n_class)?;
         check_layers("num_blocks", c.num_blocks)?;
-        if (c.hidden_channels * c.attention_factor) % c.num_heads != 0 {
+        if !(c.hidden_channels * c.attention_factor).is_multiple_of(c.num_heads) {
             return Err(bad(
                 "num_heads",
                 &c.num_heads,

@@ -342,7 +342,8 @@ fn gradients_match_central_finite_differences_in_f64() {
         if var.elem_count() == 0 {
             continue;
         }
-        let analytic = tensor_to_vec(&grads.get(var).unwrap_or(&var.zeros_like().unwrap()));
+        let zero = var.zeros_like().unwrap();
+        let analytic = tensor_to_vec(grads.get(var).unwrap_or(&zero));
         let values = tensor_to_vec(var.as_tensor());
         for k in [0, values.len() / 2, values.len() - 1] {
             let h = 1e-6;
@@ -351,8 +352,7 @@ fn gradients_match_central_finite_differences_in_f64() {
                 moved[k] = x;
                 var.set(&Tensor::from_vec(moved, var.shape(), &Device::Cpu).unwrap())
                     .unwrap();
-                let l = loss(&net).to_scalar::<f64>().unwrap();
-                l
+                loss(&net).to_scalar::<f64>().unwrap()
             };
             let numeric = (at(values[k] + h) - at(values[k] - h)) / (2.0 * h);
             at(values[k]);
