@@ -424,3 +424,22 @@ fn the_tagger_is_invariant_under_rotations_about_and_boosts_along_the_beam() {
     }
     assert!(worst_relative(&logits(&moved), &before, 1.0) > 1e-6);
 }
+
+#[test]
+fn forward_flops_equal_flop_counter_mode_on_the_package() {
+    let fixture = json("lgatr_slim.json");
+    let config = LGatrSlimConfig {
+        hidden_v_channels: 8,
+        hidden_s_channels: 32,
+        num_blocks: 2,
+        num_heads: 4,
+        ..LGatrSlimConfig::default()
+    };
+    // The fixture's tokens: class token + 3 spurions + constituents; nodes exclude the
+    // class token.
+    let nodes = fixture["tokens"].as_u64().unwrap() as usize - 1;
+    assert_eq!(
+        LGatrSlim::forward_flops(&config, nodes),
+        u128::from(fixture["flops_per_jet"].as_u64().unwrap())
+    );
+}

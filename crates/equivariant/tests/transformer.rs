@@ -102,3 +102,13 @@ fn heads_that_do_not_divide_the_channels_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn forward_flops_equal_flop_counter_mode_on_lloca() {
+    let fixture = json("transformer.json");
+    let nodes = fixture["tokens"].as_u64().unwrap() as usize;
+    assert_eq!(
+        Transformer::forward_flops(&fixture_config(), nodes),
+        u128::from(fixture["flops_per_jet"].as_u64().unwrap())
+    );
+}
