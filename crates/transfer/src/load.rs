@@ -33,9 +33,10 @@ pub struct LoadOptions {
     /// Checkpoint keys that are not model tensors (optimizer state): skipped without
     /// being reported as unexpected.
     pub ignore: Vec<regex::Regex>,
-    /// Parameters that a checkpoint tensor of another shape leaves newly initialised
-    /// rather than mismatched: the head, when the config's classes differ from the
-    /// checkpoint's (a 2-class head on a 10-class JetClass model).
+    /// Parameters that a checkpoint tensor differing in its first (output) dimension only
+    /// leaves newly initialised rather than mismatched: the head, when the config's
+    /// classes differ from the checkpoint's (a 2-class head on a 10-class JetClass model).
+    /// A head tensor of another input width is a mismatch like any other.
     pub replace: Option<regex::Regex>,
 }
 
@@ -325,10 +326,16 @@ fn apply<S: AsRef<str>>(
                 found: tensor.dims().to_vec(),
                 name,
             };
-            if options
-                .replace
-                .as_ref()
-                .is_some_and(|r| r.is_match(&mismatch.name))
+            // A head of other classes differs in its output dimension only; a head whose
+            // input width differs sits on another backbone, which is a mismatch.
+            let other_classes = mismatch.expected.len() == mismatch.found.len()
+                && mismatch.expected.first() != mismatch.found.first()
+                && mismatch.expected[1..] == mismatch.found[1..];
+            if other_classes
+                && options
+                    .replace
+                    .as_ref()
+                    .is_some_and(|r| r.is_match(&mismatch.name))
             {
                 report.replaced.push(mismatch);
             } else {
