@@ -443,3 +443,77 @@ fn forward_flops_equal_flop_counter_mode_on_the_package() {
         u128::from(fixture["flops_per_jet"].as_u64().unwrap())
     );
 }
+
+/// The network (1 vector and 1 scalar channel in and out, no spurions) on one jet in `dtype`,
+/// momenta in units of 100 GeV: per-particle scalar outputs and output vectors.
+fn per_particle(
+    net: &LGatrSlimNet,
+    dtype: DType,
+    jet: &[noether_kinematics::FourMomentum],
+) -> (Vec<f64>, Vec<noether_kinematics::FourMomentum>) {
+    let dev = Device::Cpu;
+    let n = jet.len();
+    let flat: Vec<f64> = jet
+        .iter()
+        .flat_map(|p| p.to_array().map(|x| x / 100.0))
+        .collect();
+    let v = Tensor::from_vec(flat, (1, n, 4, 1), &dev)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let s = Tensor::ones((1, n, 1), dtype, &dev).unwrap();
+    let mask = Tensor::ones((1, n), dtype, &dev).unwrap();
+    let (ov, os) = net.forward(&v, &s, &mask, &mut Mode::Eval).unwrap();
+    let vectors = tensor_to_vec(&ov)
+        .chunks_exact(4)
+        .map(|c| noether_kinematics::FourMomentum::new_unchecked(c[0], c[1], c[2], c[3]))
+        .collect();
+    (tensor_to_vec(&os), vectors)
+}
+
+fn kit_net(dtype: DType) -> LGatrSlimNet {
+    let varmap = VarMap::new();
+    let config = LGatrSlimConfig {
+        hidden_v_channels: 4,
+        hidden_s_channels: 8,
+        num_blocks: 2,
+        num_heads: 2,
+        ..LGatrSlimConfig::default()
+    };
+    let vb = seeded_varbuilder(&varmap, 9, dtype, &Device::Cpu);
+    LGatrSlimNet::new(&config, (1, 1), (1, 1), &vb).unwrap()
+}
+
+/// In f32 the whole network stays within the `f32-network` tier (1e-3 relative) up to
+/// rapidity 2: the tier that f32 runs are held to.
+#[test]
+fn in_f32_the_network_is_equivariant_to_the_network_tier_up_to_rapidity_2() {
+    use noether_testkit::{SymmetryKit, Tolerance};
+    let net = kit_net(DType::F32);
+    let kit = SymmetryKit::new(18)
+        .with_max_rapidity(2.0)
+        .with_constituents(2..=20);
+    kit.assert_lorentz_invariant(
+        |jet| per_particle(&net, DType::F32, jet).0,
+        Tolerance::F32_NETWORK,
+    );
+    kit.assert_lorentz_equivariant(
+        |jet| per_particle(&net, DType::F32, jet).1,
+        Tolerance::F32_NETWORK,
+    );
+}
+
+#[test]
+fn the_symmetry_kit_finds_the_network_lorentz_and_permutation_equivariant() {
+    use noether_testkit::{SymmetryKit, Tolerance};
+    let net = kit_net(DType::F64);
+    let kit = SymmetryKit::new(17)
+        .with_max_rapidity(4.0)
+        .with_constituents(2..=20);
+    kit.assert_lorentz_invariant(|jet| per_particle(&net, DType::F64, jet).0, Tolerance::F64);
+    kit.assert_lorentz_equivariant(|jet| per_particle(&net, DType::F64, jet).1, Tolerance::F64);
+    kit.assert_permutation_equivariant(
+        |jet| per_particle(&net, DType::F64, jet).0,
+        Tolerance::F64_STRICT,
+    );
+}
