@@ -278,7 +278,7 @@ fn the_shipped_sweep_files_plan() {
     }
     for (file, trials) in [
         ("data_limited", 48),
-        ("data_scaling", 90),
+        ("data_scaling", 126),
         ("finetune_study", 24),
         ("finetune_study_masses", 6),
     ] {
