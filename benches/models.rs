@@ -1,6 +1,7 @@
 //! Model throughput: forward and forward + backward on a batch of 32 jets x 50
-//! constituents (+ 2 beams), and single-jet inference, for LorentzNet (paper size, 224k
-//! parameters) and PELICAN (default, ~190k, and small, ~12k). Jets from the bundled
+//! constituents (+ the model's beams), and single-jet inference, for LorentzNet (paper
+//! size, 224k parameters), PELICAN (default, ~190k, and small, ~12k), L-GATr-slim (size 0,
+//! 1.42M) and the Transformer baseline (tagging-guide size, 1.98M). Jets from the bundled
 //! test set; seeded random weights; `BENCH_THREADS` threads (default 1). Forward-only
 //! figures use the weights detached (no autograd graph, as
 //! `noether_train::inference_model` and PyTorch's `no_grad`); forward + backward uses
@@ -15,8 +16,9 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use noether::data::{Batch, Beams};
 use noether::equivariant::{
-    inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
-    Pelican, PelicanConfig, PelicanInput,
+    inference_varbuilder, seeded_varbuilder, LGatrSlim, LGatrSlimConfig, LorentzNet,
+    LorentzNetConfig, LorentzNetInput, Mode, PaddedJets, Pelican, PelicanConfig, PelicanInput,
+    Placement, TaggerModel, Transformer, TransformerConfig, LGATR_SPURIONS,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -126,5 +128,82 @@ fn models(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, models);
+/// The batch and the single jet of a token model with `beams`, as its inputs.
+fn token_inputs<M: TaggerModel>(
+    model: &M,
+    beams: &'static [[f32; 4]],
+) -> (M::Input, M::Input, Tensor) {
+    let data_beams = if beams.is_empty() {
+        Beams::None
+    } else {
+        Beams::Prepend(beams)
+    };
+    let (batch, jet) = bundled_inputs(data_beams);
+    let input = |momenta: &[f32], mask: &[f32], jets: usize| {
+        let wide: Vec<f64> = momenta.iter().map(|&x| f64::from(x)).collect();
+        let padded = PaddedJets {
+            momenta: &wide,
+            mask,
+            jets,
+            nodes: mask.len() / jets,
+            beams: beams.len(),
+        };
+        model.input(&padded, &Placement::cpu()).expect("input")
+    };
+    let mut one: Vec<f32> = beams.iter().flatten().copied().collect();
+    one.extend(jet.iter().flatten());
+    let single = input(&one, &vec![1.0; beams.len() + jet.len()], 1);
+    (
+        input(&batch.momenta, &batch.mask, BATCH),
+        single,
+        labels(&batch),
+    )
+}
+
+fn token_models(c: &mut Criterion) {
+    let config = LGatrSlimConfig::default();
+    let (trainable, detached) = varbuilders(2);
+    let model = LGatrSlim::new(&config, &trainable).expect("L-GATr-slim");
+    let inference = LGatrSlim::new(&config, &detached).expect("L-GATr-slim");
+    let (input, single, targets) = token_inputs(&model, &LGATR_SPURIONS);
+    bench_model(
+        c,
+        "lgatr_slim",
+        &|| {
+            inference
+                .forward_t(&input, &mut Mode::Eval)
+                .expect("forward")
+        },
+        &|mode| model.forward_t(&input, mode).expect("forward"),
+        &|| {
+            inference
+                .forward_t(&single, &mut Mode::Eval)
+                .expect("forward")
+        },
+        &targets,
+    );
+    let config = TransformerConfig::default();
+    let (trainable, detached) = varbuilders(3);
+    let model = Transformer::new(&config, &trainable).expect("Transformer");
+    let inference = Transformer::new(&config, &detached).expect("Transformer");
+    let (input, single, targets) = token_inputs(&model, &[]);
+    bench_model(
+        c,
+        "transformer",
+        &|| {
+            inference
+                .forward_t(&input, &mut Mode::Eval)
+                .expect("forward")
+        },
+        &|mode| model.forward_t(&input, mode).expect("forward"),
+        &|| {
+            inference
+                .forward_t(&single, &mut Mode::Eval)
+                .expect("forward")
+        },
+        &targets,
+    );
+}
+
+criterion_group!(benches, models, token_models);
 criterion_main!(benches);
