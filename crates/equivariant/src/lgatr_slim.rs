@@ -7,10 +7,14 @@
 //! scalars, a global class token (or a masked mean) read out as the logits
 //! ([`crate::tokens`]).
 //!
-//! Where the package's repository has moved on since the 2.0 release (or the paper
-//! differs), the 2.0 release is followed: tanh-approximated GELU scalar gates, sigmoid
-//! vector gates, `max(v / heads, 1)` vector and `max(s / heads, 4)` scalar channels per
-//! head, q, k and v all normalised before attention.
+//! The 2.0 release is the definition: the package's repository has moved on since (its
+//! `SlimRMSNorm` gained a `split_norm` option, separate factors for vectors and scalars,
+//! and a `slim_pseudo_layers.py` module appeared); neither is in 2.0 and
+//! neither is offered here. Facts of 2.0 that are easy to get wrong and are followed:
+//! GELU in its tanh approximation, sigmoid vector gates with the factor 1/2,
+//! `max(v / heads, 1)` vector and `max(s / heads, 4)` scalar channels per head, q, k *and*
+//! v normalised before attention, heads interleaved fastest in the projection's output
+//! channels but merged head-major, and the RMS norm's epsilon 0.01 added to the mean.
 
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;

@@ -12,6 +12,11 @@
 //! - [`ParticleNet`] (Qu and Gouskos, arXiv:1902.08570) as weaver-core defines it, with
 //!   its inputs built from weaver-core YAML data configs ([`weaver`]): the JetClass
 //!   checkpoint reproduces weaver-core's logits to 2e-5;
+//! - [`LGatrSlim`] (arXiv:2512.17011) exactly as the `lgatr` 2.0 package builds
+//!   `LGATrSlim` ([`slim_layers`], the package's state-dict keys), as a top tagger with
+//!   the tagging-guide's spurions, class token and tagging features ([`tokens`]): the
+//!   package's outputs to 4e-7, Lorentz equivariant in f64 to 2e-13 at rapidity 4;
+//! - [`Transformer`], the tagging-guide's plain "tr" baseline on the same tokens;
 //! - [`FlowNetwork`] (Particle / Energy Flow Networks) and [`Mlp`] baselines.
 //!
 //! Every model has a serde config documenting its shapes, is built from a `VarBuilder`
