@@ -441,6 +441,26 @@ mod tests {
     }
 
     #[test]
+    fn any_number_of_beams_is_prepended_in_order() {
+        const THREE: [[f32; 4]; 3] = [
+            [1.0, 0.0, 0.0, 1.0],
+            [1.0, 0.0, 0.0, -1.0],
+            [1.0, 0.0, 0.0, 0.0],
+        ];
+        let mut config = BatchConfig::new(1, 1);
+        config.shuffle = false;
+        config.beams = Beams::Prepend(&THREE);
+        assert_eq!(config.beams.count(), 3);
+        let set = jets();
+        let b = batches(&set, &[1], &config, 0).unwrap().next().unwrap();
+        assert_eq!(b.particles, 4);
+        assert_eq!(b.mask, vec![1.0; 4]);
+        let flat: Vec<f32> = THREE.iter().flatten().copied().collect();
+        assert_eq!(&b.momenta[..12], &flat[..]);
+        assert_eq!(&b.momenta[12..], &[5.0, 0.0, 5.0, 0.0]);
+    }
+
+    #[test]
     fn zero_sizes_are_rejected() {
         let set = jets();
         let config = BatchConfig::new(0, 10);
