@@ -240,6 +240,8 @@ impl TaggerModel for LGatrSlim {
     type Input = TokenInput;
     const BEAMS: &'static [[f32; 4]] = &LGATR_SPURIONS;
 
+    /// Any head count works (the package gives each head `max(v / heads, 1)` vector and
+    /// `max(s / heads, 4)` scalar channels), so heads need not divide the channels.
     fn check_config(c: &LGatrSlimConfig) -> Result<()> {
         check_width("hidden_v_channels", c.hidden_v_channels)?;
         check_width("hidden_s_channels", c.hidden_s_channels)?;
@@ -254,16 +256,6 @@ impl TaggerModel for LGatrSlim {
                 "num_layers_mlp",
                 &c.num_layers_mlp,
                 "must be at least 2 (SlimMLP: GLUs then a linear layer)".into(),
-            ));
-        }
-        if c.num_heads > c.hidden_s_channels {
-            return Err(bad(
-                "num_heads",
-                &c.num_heads,
-                format!(
-                    "exceeds hidden_s_channels = {}: heads would not split the channels",
-                    c.hidden_s_channels
-                ),
             ));
         }
         if let Some(p) = c.dropout_prob {

@@ -135,13 +135,6 @@ fn configs_the_architecture_cannot_use_are_refused_by_key() {
         ),
         (
             LGatrSlimConfig {
-                num_heads: 256,
-                ..LGatrSlimConfig::default()
-            },
-            "num_heads",
-        ),
-        (
-            LGatrSlimConfig {
                 num_layers_mlp: 1,
                 ..LGatrSlimConfig::default()
             },
