@@ -188,8 +188,8 @@ fn bad_configs_name_the_key() {
     assert!(negative.contains("optim.lr"), "{negative}");
     let zero = parse("model = \"pfn\"\n[data]\nn_max = 0\n");
     assert!(zero.contains("data.n_max"), "{zero}");
-    let model = parse("model = \"transformer\"\n");
-    assert!(model.contains("transformer"), "{model}");
+    let model = parse("model = \"gatr\"\n");
+    assert!(model.contains("gatr"), "{model}");
     let regex = parse("model = \"pfn\"\n[[optim.groups]]\npattern = \"(\"\nlr_mult = 2.0\n");
     assert!(regex.contains("optim.groups[0].pattern"), "{regex}");
     let dropout = parse("model = \"pelican\"\n[pelican]\ndropout = 1.5\n");
