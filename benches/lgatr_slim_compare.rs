@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -29,23 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_inputs, root, BATCH, N_MAX};
-
-fn per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..reps {
-        f();
-    }
-    start.elapsed().as_secs_f64() / reps as f64
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1())
-        .expect("host")
-}
+use common::{bundled_inputs, host, per_rep, root, BATCH, N_MAX};
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
 fn write_tokens(raw: &mut Vec<u8>, input: &TokenInput, labels: Option<&[u8]>) {

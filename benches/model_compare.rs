@@ -11,7 +11,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -31,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_inputs, root, BATCH, N_MAX};
+use common::{bundled_inputs, per_rep, root, BATCH, N_MAX};
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
 /// N(N-1) edges, the first edge layer factorised per node.
@@ -70,15 +69,6 @@ fn load_official(varmap: &VarMap, checkpoint: &Path) -> bool {
             false
         }
     }
-}
-
-fn time_per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..reps {
-        f();
-    }
-    start.elapsed().as_secs_f64() / reps as f64
 }
 
 fn write_inputs(path: &Path, batch: &Batch, jet: &[f32]) {
@@ -124,10 +114,10 @@ fn measure(
         .and_then(|t| t.to_vec1())
         .expect("logits");
     let single_input = LorentzNetInput::single_jet(single).expect("single");
-    let single_s = time_per_rep(20, || {
+    let single_s = per_rep(20, || {
         inference.forward(&single_input).expect("forward");
     });
-    let single_graph_s = time_per_rep(20, || {
+    let single_graph_s = per_rep(20, || {
         model.forward(&single_input).expect("forward");
     });
     let labels: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
@@ -138,7 +128,7 @@ fn measure(
     };
     let mut opt = AdamW::new(varmap.all_vars(), params).expect("AdamW");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = time_per_rep(5, || {
+    let train_s = per_rep(5, || {
         let logits = model
             .forward_t(&x, &mut Mode::Train(&mut rng))
             .expect("forward");

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
 
 use noether::data::{batches, load, Batch, BatchConfig, Beams, JetSet};
 
@@ -42,4 +45,22 @@ pub fn bundled_inputs(beams: Beams) -> (Batch, Vec<[f32; 4]>) {
         .find(|&i| jets.multiplicity(i) >= N_MAX)
         .expect("a 50-constituent jet");
     (batch, jets.constituents(k)[..N_MAX].to_vec())
+}
+
+/// Seconds per call of `f`, averaged over `reps` calls after one warm-up call.
+pub fn per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() / reps as f64
+}
+
+/// A tensor's values as flat f32 on the host.
+pub fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .expect("host")
 }

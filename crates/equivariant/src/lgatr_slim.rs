@@ -25,7 +25,7 @@ use crate::error::{Context, ModelError, Result};
 use crate::linear::{Linear, LinearLayers};
 use crate::mode::Mode;
 use crate::model::{
-    bad, block_index, check_dropout, check_layers, check_positive, check_width, elements,
+    bad, check_dropout, check_layers, check_positive, check_width, elements, stack_depth,
     PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
@@ -306,16 +306,7 @@ impl TaggerModel for LGatrSlim {
     }
 
     fn depth(c: &LGatrSlimConfig, name: &str) -> Option<(usize, usize)> {
-        let top = c.num_blocks + 1;
-        if name.starts_with("linear_in.") {
-            Some((0, top))
-        } else if name.starts_with("linear_out.") {
-            Some((top, top))
-        } else {
-            block_index(name, "blocks.")
-                .filter(|&i| i < c.num_blocks)
-                .map(|i| (i + 1, top))
-        }
+        stack_depth(name, c.num_blocks)
     }
 
     fn classes(c: &LGatrSlimConfig) -> usize {

@@ -86,7 +86,7 @@ pub use mlp::{jet_features, raw_momenta, JetFeatures, Mlp, MlpConfig, JET_FEATUR
 pub use mode::{dropout, Mode};
 pub use model::{
     block_index, check_dropout, check_layers, check_positive, check_width, check_widths, elements,
-    stack_macs, ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,
+    stack_depth, stack_macs, ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,
 };
 pub use particlenet::{ParticleNet, ParticleNetConfig, ParticleNetInput};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};

@@ -323,6 +323,22 @@ pub fn block_index(name: &str, prefix: &str) -> Option<usize> {
     name.strip_prefix(prefix)?.split('.').next()?.parse().ok()
 }
 
+/// [`TaggerModel::depth`] of a model laid out as `linear_in`, `blocks.{i}` (`i <
+/// blocks`) and `linear_out` (the transformers): the input layer at 0, block `i` at
+/// `i + 1`, the output layer at the top, `blocks + 1`.
+pub fn stack_depth(name: &str, blocks: usize) -> Option<(usize, usize)> {
+    let top = blocks + 1;
+    if name.starts_with("linear_in.") {
+        Some((0, top))
+    } else if name.starts_with("linear_out.") {
+        Some((top, top))
+    } else {
+        block_index(name, "blocks.")
+            .filter(|&i| i < blocks)
+            .map(|i| (i + 1, top))
+    }
+}
+
 /// The widest layer a config may ask for: beyond it a typo (`n_hidden = 720000`) would
 /// abort on a failed allocation instead of being named.
 pub const MAX_WIDTH: usize = 1 << 16;

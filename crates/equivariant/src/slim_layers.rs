@@ -44,6 +44,16 @@ fn rows(x: &Tensor, layer: &Linear) -> CResult<Tensor> {
     out.reshape(shape)
 }
 
+/// Zeros shaped like `x` with `channels` in the last dimension: the output of a map from
+/// or to no channels.
+fn zeros_with_channels(x: &Tensor, channels: usize) -> CResult<Tensor> {
+    let mut shape = x.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = channels;
+    }
+    Tensor::zeros(shape, x.dtype(), x.device())
+}
+
 /// An element-wise nonlinearity of the package's `get_nonlinearity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +92,8 @@ impl Nonlinearity {
 /// an ordinary linear layer `linear_s` (absent when either side has no scalars).
 #[derive(Debug, Clone)]
 pub struct SlimLinear {
-    weight_v: Tensor,
+    /// `weight_v` as a bias-free layer acting on the channel axis of every component.
+    linear_v: Linear,
     linear_s: Option<Linear>,
     out_s: usize,
 }
@@ -121,7 +132,7 @@ impl SlimLinear {
             None
         };
         Ok(Self {
-            weight_v,
+            linear_v: Linear::from(candle_nn::Linear::new(weight_v, None)),
             linear_s,
             out_s,
         })
@@ -132,21 +143,15 @@ impl SlimLinear {
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, v: &Tensor, s: &Tensor) -> CResult<(Tensor, Tensor)> {
-        let (out_v, in_v) = self.weight_v.dims2()?;
+        let (in_v, out_v) = self.linear_v.dims();
         let v_out = if out_v == 0 || in_v == 0 {
-            let mut shape = v.dims().to_vec();
-            *shape.last_mut().unwrap_or(&mut 0) = out_v;
-            Tensor::zeros(shape, v.dtype(), v.device())?
+            zeros_with_channels(v, out_v)?
         } else {
-            let w = Linear::from(candle_nn::Linear::new(self.weight_v.clone(), None));
-            rows(v, &w)?
+            rows(v, &self.linear_v)?
         };
-        let s_out = if let Some(layer) = &self.linear_s {
-            rows(s, layer)?
-        } else {
-            let mut shape = s.dims().to_vec();
-            *shape.last_mut().unwrap_or(&mut 0) = self.out_s;
-            Tensor::zeros(shape, s.dtype(), s.device())?
+        let s_out = match &self.linear_s {
+            Some(layer) => rows(s, layer)?,
+            None => zeros_with_channels(s, self.out_s)?,
         };
         Ok((v_out, s_out))
     }
