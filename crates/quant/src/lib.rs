@@ -1,20 +1,49 @@
 //! # noether-quant
 //!
 //! The time-limited regime: trigger taggers in the fixed-point arithmetic of the FPGA
-//! firmware hls4ml generates. [`FixedType`] has `ap_fixed<W, I, Q, O>`'s semantics
-//! (checked against the C++ headers hls4ml ships).
+//! firmware hls4ml generates.
+//!
+//! - [`FixedType`]: `ap_fixed<W, I, Q, O>` / `ap_ufixed` semantics, checked against the
+//!   C++ headers hls4ml ships.
+//! - [`QuantConfig`]: the `[quant]` section of a run config (per-tensor, per-layer
+//!   precisions), [`fake_quantize`]: the op quantisation-aware training inserts.
+//! - [`QuantGraph`]: a quantised model in hardware terms; [`Engine`]: runs it in integer
+//!   arithmetic, bit-exactly as the fake-quantised forward computes it.
 //!
 //! ```
-//! use noether_quant::FixedType;
+//! use noether_quant::{Dense, Engine, FixedType, QuantConfig, QuantGraph};
 //!
 //! let t: FixedType = "ap_fixed<8,3,AP_RND,AP_SAT>".parse()?;
 //! assert_eq!(t.quantize(0.1), 0.09375); // 3 / 32: the nearest multiple of 2^-5
 //! assert_eq!(t.quantize(100.0), 3.96875); // saturates at (2^7 - 1) / 32
+//!
+//! // A one-layer tagger on two jet features, in the default ap_fixed<16,6> types.
+//! let q = QuantConfig::default();
+//! let head = Dense {
+//!     name: "head".into(),
+//!     inputs: 2,
+//!     outputs: 1,
+//!     weight: vec![0.5, -0.25],
+//!     bias: vec![0.125],
+//!     precision: q.layer("head"),
+//!     relu: false,
+//! };
+//! let graph = QuantGraph { model: "mlp".into(), input: q.input, particles: None, jet_features: 2, jet: vec![head] };
+//! let mut engine = Engine::new(&graph)?;
+//! assert_eq!(engine.run(&[1.0, 2.0], &[])?, &[0.125]);
 //! # Ok::<(), noether_quant::QuantError>(())
 //! ```
 
+mod config;
+mod engine;
 mod error;
+mod fake;
 mod fixed;
+mod graph;
 
+pub use config::{LayerOverride, LayerPrecision, QuantConfig};
+pub use engine::Engine;
 pub use error::{QuantError, Result};
+pub use fake::fake_quantize;
 pub use fixed::{FixedType, Overflow, Rounding, MAX_WIDTH};
+pub use graph::{sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS};

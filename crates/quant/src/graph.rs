@@ -1,0 +1,202 @@
+//! A quantised model as the hardware sees it: fixed-point dense layers, an optional
+//! per-particle stage pooled by a sum (Deep Sets: PFN, EFN), and a per-jet stage (the
+//! MLP on jet features is a graph without particles). The integer [`crate::Engine`]
+//! runs it and [`crate::export_qonnx`] writes it; models build it from their weights
+//! (`Tagger::quant_graph` in noether-equivariant).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LayerPrecision;
+use crate::error::{QuantError, Result};
+use crate::fixed::FixedType;
+
+/// The most bits any sum may need: the quantised float forward runs in f64 and is exact
+/// only within its 53-bit mantissa (the engine's 64-bit registers would allow more).
+pub const EXACT_BITS: u32 = 53;
+
+/// One fixed-point dense layer, `y = relu?(result(accum(W x + b)))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Its checkpoint path (`phi.0`).
+    pub name: String,
+    /// Input features.
+    pub inputs: usize,
+    /// Output features.
+    pub outputs: usize,
+    /// Quantised weights `[outputs][inputs]`, row-major (values of `precision.weight`).
+    pub weight: Vec<f64>,
+    /// Quantised biases `[outputs]` (values of `precision.bias`).
+    pub bias: Vec<f64>,
+    /// Its precisions.
+    pub precision: LayerPrecision,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// How particles are summed into the jet latent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pooling {
+    /// The sum over real particles (PFN).
+    Sum,
+    /// The sum weighted by input feature `k`, which the per-particle layers do not see
+    /// (EFN: the momentum fraction z).
+    Weighted(usize),
+}
+
+/// The per-particle stage of a Deep Sets model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticleStage {
+    /// Features per particle (before removing a weighting feature).
+    pub features: usize,
+    /// The layers applied to every particle.
+    pub layers: Vec<Dense>,
+    /// The pooling.
+    pub pooling: Pooling,
+    /// The type of the pooled sum.
+    pub pool: FixedType,
+}
+
+/// A quantised model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantGraph {
+    /// The model's registry name (`pfn`).
+    pub model: String,
+    /// The type of the input features.
+    pub input: FixedType,
+    /// Per-particle layers and pooling; `None` for models of jet-level features.
+    pub particles: Option<ParticleStage>,
+    /// Features per jet when there is no particle stage.
+    pub jet_features: usize,
+    /// The layers applied once per jet, the last giving the logits.
+    pub jet: Vec<Dense>,
+}
+
+impl QuantGraph {
+    /// Every layer, particle stage first, each with the type of its input.
+    pub fn layers(&self) -> Vec<(&Dense, FixedType)> {
+        let mut out = Vec::new();
+        let mut ty = self.input;
+        if let Some(p) = &self.particles {
+            for layer in &p.layers {
+                out.push((layer, ty));
+                ty = layer.precision.result;
+            }
+            ty = p.pool;
+        }
+        for layer in &self.jet {
+            out.push((layer, ty));
+            ty = layer.precision.result;
+        }
+        out
+    }
+
+    /// Logits per jet.
+    pub fn classes(&self) -> usize {
+        self.jet.last().map_or(0, |l| l.outputs)
+    }
+
+    /// Checks shapes, that every weight and bias is a value of its type, and that every
+    /// sum is exact in [`EXACT_BITS`].
+    ///
+    /// # Errors
+    /// [`QuantError::Layer`] naming the layer and what does not fit.
+    pub fn validate(&self) -> Result<()> {
+        let mut width = match &self.particles {
+            Some(p) => p.features - usize::from(matches!(p.pooling, Pooling::Weighted(_))),
+            None => self.jet_features,
+        };
+        if let Some(p) = &self.particles {
+            if let Pooling::Weighted(k) = p.pooling {
+                if k >= p.features {
+                    return Err(layer_error(
+                        "pool",
+                        format!("weighting feature {k} of {}", p.features),
+                    ));
+                }
+            }
+            for layer in &p.layers {
+                width = check_dense(layer, width)?;
+            }
+        }
+        for layer in &self.jet {
+            width = check_dense(layer, width)?;
+        }
+        if self.jet.is_empty() {
+            return Err(layer_error(
+                "head",
+                "the graph has no per-jet layers".into(),
+            ));
+        }
+        for (layer, input) in self.layers() {
+            let bits = sum_bits(layer, input);
+            if bits > EXACT_BITS {
+                return Err(layer_error(
+                    &layer.name,
+                    format!(
+                        "its sums need {bits} bits ({} weights x {} inputs over {} terms), \
+                         more than the {EXACT_BITS} the quantised forward holds exactly: \
+                         narrow the weight or input types",
+                        layer.precision.weight, input, layer.inputs
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn layer_error(layer: &str, detail: String) -> QuantError {
+    QuantError::Layer {
+        layer: layer.to_owned(),
+        detail,
+    }
+}
+
+/// Checks one layer against the width feeding it; returns its output width.
+fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
+    if layer.inputs != width
+        || layer.weight.len() != layer.inputs * layer.outputs
+        || layer.bias.len() != layer.outputs
+    {
+        return Err(layer_error(
+            &layer.name,
+            format!(
+                "{} inputs (fed {width}), {} weights, {} biases for {} outputs",
+                layer.inputs,
+                layer.weight.len(),
+                layer.bias.len(),
+                layer.outputs
+            ),
+        ));
+    }
+    let p = &layer.precision;
+    for (what, values, ty) in [
+        ("weight", &layer.weight, p.weight),
+        ("bias", &layer.bias, p.bias),
+    ] {
+        if let Some((k, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| ty.quantize(**v) != **v)
+        {
+            return Err(layer_error(
+                &layer.name,
+                format!("{what}[{k}] = {v} is not a value of {ty}"),
+            ));
+        }
+    }
+    Ok(layer.outputs)
+}
+
+/// The bits a layer's sums span: from the lowest fraction bit of a product or the bias
+/// to the highest integer bit of `inputs` products plus the bias.
+pub fn sum_bits(layer: &Dense, input: FixedType) -> u32 {
+    let w = layer.precision.weight;
+    let b = layer.precision.bias;
+    let fraction = (w.fraction() + input.fraction()).max(b.fraction());
+    let terms = (layer.inputs as u64 + 1)
+        .next_power_of_two()
+        .trailing_zeros() as i32;
+    let integer = (w.integer() + input.integer() + terms).max(b.integer() + 1) + 1;
+    (integer + fraction).max(1) as u32
+}
