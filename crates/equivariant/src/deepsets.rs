@@ -19,6 +19,8 @@ use crate::model::{
     PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
+use crate::quantized::{dense, quantized_input, set_precisions};
+use noether_quant::{FixedType, ParticleStage, Pooling, QuantConfig, QuantGraph};
 
 /// Which flow network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +158,8 @@ pub struct FlowNetwork {
     f: Vec<Linear>,
     head: Linear,
     config: FlowConfig,
+    /// Input and pooled-sum types when quantised.
+    quant: Option<(FixedType, FixedType)>,
 }
 
 impl FlowNetwork {
@@ -181,6 +185,7 @@ impl FlowNetwork {
             f: stack(latent, &config.f_sizes, "f", vb)?,
             head: Linear::new(last, config.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
+            quant: None,
         })
     }
 
@@ -205,26 +210,35 @@ impl FlowNetwork {
         self.run(input, mode).context("flow network forward")
     }
 
+    /// In fixed point the features are rounded to the input type and everything runs
+    /// in f64 (exact sums), the pooled sum rounded to its type, the logits cast back.
     fn run(&self, input: &FlowInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
-        let mask = input.mask.unsqueeze(D::Minus1)?;
+        let (features, mask) = match self.quant {
+            Some((ty, _)) => (
+                quantized_input(&input.features, ty)?,
+                input.mask.to_dtype(candle_core::DType::F64)?,
+            ),
+            None => (input.features.clone(), input.mask.clone()),
+        };
+        let mask = mask.unsqueeze(D::Minus1)?;
         let (mut x, weight) = match self.config.kind {
-            FlowKind::Pfn => (input.features.clone(), mask),
+            FlowKind::Pfn => (features, mask),
             FlowKind::Efn => (
-                input.features.narrow(D::Minus1, 1, 2)?,
-                input
-                    .features
-                    .narrow(D::Minus1, 0, 1)?
-                    .broadcast_mul(&mask)?,
+                features.narrow(D::Minus1, 1, 2)?,
+                features.narrow(D::Minus1, 0, 1)?.broadcast_mul(&mask)?,
             ),
         };
         for layer in &self.phi {
             x = layer.forward(&x)?.relu()?;
         }
         let mut latent = x.broadcast_mul(&weight)?.sum(1)?;
+        if let Some((_, pool)) = self.quant {
+            latent = noether_quant::fake_quantize(&latent, pool)?;
+        }
         for layer in &self.f {
             latent = dropout(&layer.forward(&latent)?.relu()?, self.config.dropout, mode)?;
         }
-        self.head.forward(&latent)
+        self.head.forward(&latent)?.to_dtype(input.features.dtype())
     }
 }
 
@@ -305,5 +319,50 @@ impl TaggerModel for FlowNetwork {
         let last = c.f_sizes.last().copied().unwrap_or(latent);
         let per_jet = stack_macs(latent, &c.f_sizes) + stack_macs(last, &[c.n_class]);
         2 * (nodes as u128 * stack_macs(phi_in, &c.phi_sizes) + per_jet)
+    }
+
+    fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+        Some((|| {
+            set_precisions(self, quant)?;
+            self.quant = Some((quant.input, quant.pool()));
+            let graph = self.quant_graph().expect("quantised")?;
+            Ok(graph.validate()?)
+        })())
+    }
+
+    /// Phi on every real particle, the (z-weighted) sum, F and the head.
+    fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+        let (input, pool) = self.quant?;
+        let stack = |name: &str, layers: &[Linear]| -> Result<Vec<noether_quant::Dense>> {
+            let path = |k| format!("{name}.{k}");
+            layers
+                .iter()
+                .enumerate()
+                .map(|(k, l)| dense(&path(k), l, true))
+                .collect()
+        };
+        Some((|| {
+            let mut jet = stack("f", &self.f)?;
+            jet.push(dense("head", &self.head, false)?);
+            Ok(QuantGraph {
+                model: match self.config.kind {
+                    FlowKind::Pfn => "pfn",
+                    FlowKind::Efn => "efn",
+                }
+                .into(),
+                input,
+                particles: Some(ParticleStage {
+                    features: 3,
+                    layers: stack("phi", &self.phi)?,
+                    pooling: match self.config.kind {
+                        FlowKind::Pfn => Pooling::Sum,
+                        FlowKind::Efn => Pooling::Weighted(0),
+                    },
+                    pool,
+                }),
+                jet_features: 0,
+                jet,
+            })
+        })())
     }
 }

@@ -58,6 +58,9 @@ pub enum ModelError {
         /// The model the input was computed for.
         found: &'static str,
     },
+    /// Fixed-point settings the model cannot use, or a model without a fixed-point form.
+    #[error(transparent)]
+    Quant(#[from] noether_quant::QuantError),
     /// An input holds NaN or infinite values.
     #[error("input '{input}' contains non-finite values")]
     NonFinite {

@@ -64,6 +64,7 @@ mod model;
 mod particlenet;
 mod pelican;
 mod placement;
+mod quantized;
 mod registry;
 pub mod slim_layers;
 pub mod tokens;
@@ -91,7 +92,8 @@ pub use model::{
 pub use particlenet::{ParticleNet, ParticleNetConfig, ParticleNetInput};
 pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
-pub use registry::{ModelConfig, ModelKind, Network, Tagger, TaggerInput};
+pub use quantized::FixedPointInput;
+pub use registry::{quantizable, ModelConfig, ModelKind, Network, Tagger, TaggerInput};
 pub use tokens::{Canonicalize, TokenInput, TokenRecipe};
 pub use transformer::{Transformer, TransformerConfig};
 

@@ -2,9 +2,12 @@
 //! arXiv:2106.09685) in HuggingFace PEFT's form `y += (alpha / r) (x A^T) B^T`, A `[r, in]`,
 //! B `[out, r]`. Every model exposes its layers by their checkpoint path
 //! (`LGEBs.0.phi_e.0`) so that adapters can be attached after the model is built.
+//! Quantisation-aware training sets a layer's fixed-point precisions the same way
+//! ([`Linear::set_precision`]).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use noether_quant::{fake_quantize, LayerPrecision};
 
 /// A LoRA adapter: the low-rank update `scaling * B A`.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct Linear {
     adapter: Option<LowRank>,
     /// The base weights before [`Linear::merge`] (restored by [`Linear::unmerge`]).
     unmerged: Option<Tensor>,
+    /// Fixed-point precisions (quantisation-aware training).
+    precision: Option<LayerPrecision>,
 }
 
 impl Linear {
@@ -137,12 +142,56 @@ impl Linear {
         self.unmerged.is_some()
     }
 
+    /// Makes the layer compute in fixed point (`None`: in floating point again): its
+    /// forward then runs in f64 on the quantised weight and bias, casts the sum to the
+    /// accumulator and result types, and returns f64 values of the result type.
+    pub fn set_precision(&mut self, precision: Option<LayerPrecision>) {
+        self.precision = precision;
+    }
+
+    /// The fixed-point precisions, when quantised.
+    pub fn precision(&self) -> Option<&LayerPrecision> {
+        self.precision.as_ref()
+    }
+
+    /// The quantised weight `[out, in]` and bias `[out]` in f64 (differentiable through
+    /// the straight-through estimator), or `None` for a float layer.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn quantized_parameters(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        let Some(p) = self.precision else {
+            return Ok(None);
+        };
+        let weight = fake_quantize(&self.effective_weight()?.to_dtype(DType::F64)?, p.weight)?;
+        let bias = match self.base.bias() {
+            Some(b) => Some(fake_quantize(&b.to_dtype(DType::F64)?, p.bias)?),
+            None => None,
+        };
+        Ok(Some((weight, bias)))
+    }
+
+    /// The fixed-point forward: `x` is cast to f64 (its values are those of the previous
+    /// layer's type), the products summed exactly (the graph checks that the sums fit
+    /// f64's mantissa), then cast to the accumulator and result types.
+    fn forward_quantized(&self, x: &Tensor, p: LayerPrecision) -> Result<Tensor> {
+        let (weight, bias) = self.quantized_parameters()?.expect("a quantised layer");
+        let mut y = candle_nn::Linear::new(weight, bias).forward(&x.to_dtype(DType::F64)?)?;
+        if let Some(accum) = p.accum {
+            y = fake_quantize(&y, accum)?;
+        }
+        fake_quantize(&y, p.result)
+    }
+
     /// `x` `[rows, in]` -> `[rows, out]` with the bias added by broadcasting rows (faster
     /// than candle's batched broadcast for tall inputs).
     ///
     /// # Errors
     /// Shape mismatches.
     pub fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(p) = self.precision {
+            return self.forward_quantized(x, p);
+        }
         let y = x.matmul(&self.effective_weight()?.t()?)?;
         match self.base.bias() {
             Some(b) => crate::dense::add_rows(&y, b),
@@ -157,6 +206,7 @@ impl From<candle_nn::Linear> for Linear {
             base,
             adapter: None,
             unmerged: None,
+            precision: None,
         }
     }
 }
@@ -170,6 +220,9 @@ impl From<candle_nn::Linear> for Linear {
 /// A and B when the base weight is frozen.
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(p) = self.precision {
+            return self.forward_quantized(x, p);
+        }
         match (&self.adapter, self.is_merged()) {
             (Some(_), false) => {
                 candle_nn::Linear::new(self.effective_weight()?, self.base.bias().cloned())

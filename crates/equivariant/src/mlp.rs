@@ -16,6 +16,8 @@ use crate::model::{
     PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
+use crate::quantized::{dense, quantized_input, set_precisions};
+use noether_quant::{FixedType, QuantConfig, QuantGraph};
 
 /// Number of features from [`jet_features`].
 pub const JET_FEATURES: usize = 7;
@@ -51,6 +53,8 @@ pub struct Mlp {
     hidden: Vec<Linear>,
     head: Linear,
     config: MlpConfig,
+    /// The input type when quantised.
+    quant: Option<FixedType>,
 }
 
 impl Mlp {
@@ -72,6 +76,7 @@ impl Mlp {
             hidden,
             head: Linear::new(width, config.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
+            quant: None,
         })
     }
 
@@ -93,12 +98,16 @@ impl Mlp {
                 found: dims.to_vec(),
             });
         }
+        // In fixed point: inputs rounded to their type, f64 throughout, logits cast back.
         let run = |mode: &mut Mode| -> candle_core::Result<Tensor> {
-            let mut x = features.clone();
+            let mut x = match self.quant {
+                Some(ty) => quantized_input(features, ty)?,
+                None => features.clone(),
+            };
             for layer in &self.hidden {
                 x = dropout(&layer.forward(&x)?.relu()?, self.config.dropout, mode)?;
             }
-            self.head.forward(&x)
+            self.head.forward(&x)?.to_dtype(features.dtype())
         };
         run(mode).context("MLP forward")
     }
@@ -237,6 +246,35 @@ impl TaggerModel for Mlp {
     fn forward_flops(c: &MlpConfig, _: usize) -> u128 {
         let last = c.sizes.last().copied().unwrap_or(c.n_input);
         2 * (stack_macs(c.n_input, &c.sizes) + stack_macs(last, &[c.n_class]))
+    }
+
+    fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+        Some((|| {
+            set_precisions(self, quant)?;
+            self.quant = Some(quant.input);
+            let graph = self.quant_graph().expect("quantised")?;
+            Ok(graph.validate()?)
+        })())
+    }
+
+    fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+        let input = self.quant?;
+        Some((|| {
+            let mut jet = self
+                .hidden
+                .iter()
+                .enumerate()
+                .map(|(k, l)| dense(&format!("hidden.{k}"), l, true))
+                .collect::<Result<Vec<_>>>()?;
+            jet.push(dense("head", &self.head, false)?);
+            Ok(QuantGraph {
+                model: "mlp".into(),
+                input,
+                particles: None,
+                jet_features: self.config.n_input,
+                jet,
+            })
+        })())
     }
 }
 

@@ -118,6 +118,7 @@ use crate::error::Result;
 use crate::linear::LinearLayers;
 use crate::mode::Mode;
 use crate::placement::Placement;
+use noether_quant::{QuantConfig, QuantGraph};
 
 /// Jets as every model input is computed from them: padded four-momenta in f64 with
 /// the model's beams first, and the node mask.
@@ -297,6 +298,27 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// figures (tagging-guide), and the unit of a run's `train_flops` (3 x forward per
     /// training jet and epoch); noether's own kernels may need fewer.
     fn forward_flops(config: &Self::Config, nodes: usize) -> u128;
+
+    /// Makes the model compute in the fixed-point arithmetic `quant` describes
+    /// (quantisation-aware training: fake-quantised inputs, weights, sums and outputs
+    /// with straight-through gradients). `None`: the model has no fixed-point form (only
+    /// the models a trigger FPGA can hold implement one).
+    ///
+    /// # Errors
+    /// (inside the `Some`) [`crate::ModelError::Quant`] for settings the model cannot use.
+    fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+        let _ = quant;
+        None
+    }
+
+    /// The quantised model in hardware terms, for the integer engine and export; `None`
+    /// for a model without a fixed-point form or one not quantised.
+    ///
+    /// # Errors
+    /// (inside the `Some`) Tensor errors reading the weights; graph checks.
+    fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+        None
+    }
 }
 
 /// Multiply-adds of a stack of dense layers of widths `input -> sizes[0] -> ...`.

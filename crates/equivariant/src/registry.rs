@@ -20,6 +20,7 @@ use crate::particlenet::ParticleNet;
 use crate::pelican::Pelican;
 use crate::placement::Placement;
 use crate::transformer::Transformer;
+use noether_quant::{QuantConfig, QuantError, QuantGraph};
 
 /// The PFN section resolved: always a PFN, whatever `kind` says.
 fn as_pfn(config: Option<FlowConfig>) -> FlowConfig {
@@ -207,6 +208,19 @@ macro_rules! registry {
             }
         }
 
+        impl Network {
+            /// [`TaggerModel::quantize`], with `None` for a model without a fixed-point
+            /// form.
+            fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+                match self { $(Self::$variant(m) => m.quantize(quant)),+ }
+            }
+
+            /// [`TaggerModel::quant_graph`].
+            fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+                match self { $(Self::$variant(m) => m.quant_graph()),+ }
+            }
+        }
+
         impl LinearLayers for Network {
             fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
                 match self { $(Self::$variant(m) => m.linear_layers_mut()),+ }
@@ -378,6 +392,41 @@ impl Tagger {
         self.each_layer("merging", Linear::merge)
     }
 
+    /// Makes the model compute in the fixed-point arithmetic of `quant`
+    /// (quantisation-aware training; [`TaggerModel::quantize`]).
+    ///
+    /// # Errors
+    /// [`ModelError::Quant`]: a model without a fixed-point form (naming the ones with
+    /// one), an override for a layer it does not have, sums too wide to be exact.
+    pub fn quantize(&mut self, quant: &QuantConfig) -> Result<()> {
+        let kind = self.kind();
+        self.network.quantize(quant).unwrap_or_else(|| {
+            Err(QuantError::BadSetting {
+                setting: "model".into(),
+                detail: format!(
+                    "model \"{kind}\" has no fixed-point form (quantisation-aware training \
+                     supports {})",
+                    quantizable().join(", ")
+                ),
+            }
+            .into())
+        })
+    }
+
+    /// The quantised model in hardware terms, for the integer engine and QONNX export.
+    ///
+    /// # Errors
+    /// [`ModelError::Quant`] when the model was not quantised; tensor errors.
+    pub fn quant_graph(&self) -> Result<QuantGraph> {
+        self.network.quant_graph().unwrap_or_else(|| {
+            Err(QuantError::Export(format!(
+                "model \"{}\" was not trained with quantisation (no [quant] section)",
+                self.kind()
+            ))
+            .into())
+        })
+    }
+
     /// Restores the unmerged layers.
     ///
     /// # Errors
@@ -406,6 +455,22 @@ impl LinearLayers for Tagger {
     fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
         self.network.linear_layers_mut()
     }
+}
+
+/// The models with a fixed-point form, by name: those whose default configuration
+/// accepts the default `[quant]` section.
+pub fn quantizable() -> Vec<&'static str> {
+    let place = Placement::cpu();
+    ModelKind::ALL
+        .iter()
+        .filter(|kind| {
+            let varmap = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, place.dtype, &place.device);
+            Network::new(&ModelConfig::default_for(**kind), &vb)
+                .is_ok_and(|mut n| n.quantize(&QuantConfig::default()).is_some())
+        })
+        .map(|kind| kind.name())
+        .collect()
 }
 
 impl std::fmt::Display for ModelKind {

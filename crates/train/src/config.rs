@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use noether_equivariant::{DeviceSetting, ModelConfig, ModelKind, Precision};
+use noether_quant::QuantConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result, TrainError};
@@ -428,6 +429,8 @@ pub struct TrainConfig {
     pub prune: Option<PruneConfig>,
     /// Initial weights from a pretrained checkpoint (fine-tuning).
     pub init: Option<InitConfig>,
+    /// Fixed-point precisions (quantisation-aware training, `[quant]`).
+    pub quant: Option<QuantConfig>,
 }
 
 /// The tables of a run config besides the model's.
@@ -450,6 +453,8 @@ struct Tables {
     prune: Option<PruneConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     init: Option<InitConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quant: Option<QuantConfig>,
 }
 
 impl TrainConfig {
@@ -469,6 +474,7 @@ impl TrainConfig {
             distill: t.distill,
             prune: t.prune,
             init: t.init,
+            quant: t.quant,
         }
     }
 
@@ -562,6 +568,7 @@ impl TrainConfig {
             distill: self.distill.clone(),
             prune: self.prune.clone(),
             init: self.init.clone(),
+            quant: self.quant.clone(),
         };
         let mut table = toml::Table::try_from(&tables).expect("tables serialise");
         let name = self.model.kind().name();

@@ -35,6 +35,7 @@ pub mod checkpoint;
 mod config;
 mod error;
 mod evaluate;
+mod fixed_point;
 mod inputs;
 mod job;
 mod loss;
@@ -58,6 +59,7 @@ pub use config::{
 };
 pub use error::{Result, TrainError};
 pub use evaluate::{logits, predict, predict_inputs};
+pub use fixed_point::fixed_point_logits;
 pub use inputs::{
     batch_input, beams_of, eval_batch_config, forward_batch, jet_inputs, row_indices, select,
 };

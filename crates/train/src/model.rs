@@ -65,13 +65,17 @@ pub fn inference_model(config: &TrainConfig, varmap: &VarMap) -> Result<Tagger> 
     )
 }
 
-/// The architecture of `config` under `vb`, with LoRA adapters when configured.
+/// The architecture of `config` under `vb`, with LoRA adapters when configured, in
+/// fixed point when `[quant]` is set.
 fn assemble(config: &TrainConfig, vb: &VarBuilder) -> Result<Tagger> {
     let mut model = Tagger::new(&config.model, vb)?;
     if let Some(section) = &config.lora {
         let head = regex::Regex::new(&config.head_pattern())
             .map_err(|e| invalid("optim.head", config.head_pattern(), &e.to_string()))?;
         attach_lora(&mut model, section, &head, vb)?;
+    }
+    if let Some(quant) = &config.quant {
+        model.quantize(quant)?;
     }
     Ok(model)
 }
