@@ -16,6 +16,7 @@ pub use noether_data as data;
 pub use noether_dynamics as dynamics;
 pub use noether_equivariant as equivariant;
 pub use noether_kinematics as kinematics;
+pub use noether_quant as quant;
 pub use noether_scaling as scaling;
 pub use noether_sweep as sweep;
 pub use noether_train as train;

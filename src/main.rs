@@ -59,6 +59,9 @@ enum Command {
     },
     /// Evaluate a checkpoint on a jet file.
     Eval(cli::eval::EvalArgs),
+    /// Time one jet through a checkpoint (batch of one, one core), in the integer
+    /// engine with `--fixed-point`.
+    Latency(cli::latency::LatencyArgs),
     /// Train a tagger from a TOML config; writes a run directory.
     Train(cli::train::TrainArgs),
     /// Fine-tune from a pretrained safetensors checkpoint; writes a run directory.
@@ -99,6 +102,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Scaling(command) => cli::scaling::run(command)?,
         Command::Eval(args) => cli::eval::run(&args)?,
         Command::Train(args) => cli::train::run(&args)?,
+        Command::Latency(args) => cli::latency::run(&args)?,
         Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Diagnose(command) => cli::diagnose::run(&command)?,
         Command::Sweep(command) => cli::sweep::run(&command)?,

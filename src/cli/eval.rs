@@ -18,8 +18,8 @@ use noether::equivariant::{
     ModelConfig, ParticleNetConfig, Tagger,
 };
 use noether::train::{
-    load_inference_model_on, logits, write_outputs, DeviceSetting, RunDir, RunSummary, Scored,
-    TaggingMetrics,
+    fixed_point_logits, load_inference_model_on, logits, write_outputs, DeviceSetting, RunDir,
+    RunSummary, Scored, TaggingMetrics,
 };
 use noether::transfer::{load_checkpoint, LoadOptions};
 
@@ -75,6 +75,10 @@ pub struct EvalArgs {
     /// cuda:N or metal.
     #[arg(long)]
     device: Option<DeviceSetting>,
+    /// Run a quantised checkpoint (trained with `[quant]`) in the integer engine: the
+    /// fixed-point arithmetic of the firmware, bit-exact with the training forward.
+    #[arg(long)]
+    fixed_point: bool,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -113,7 +117,13 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         .into());
     }
     let all = if is_noether {
-        noether_logits(&args.checkpoint, &jets, args.device)?
+        noether_logits(&args.checkpoint, &jets, args.device, args.fixed_point)?
+    } else if args.fixed_point {
+        return Err(format!(
+            "{}: --fixed-point needs a noether checkpoint trained with a [quant] section",
+            args.checkpoint.display()
+        )
+        .into());
     } else {
         match args.model {
             ModelKind::Lorentznet => lorentznet_logits(&args.checkpoint, &jets)?,
@@ -246,8 +256,13 @@ fn noether_logits(
     path: &Path,
     jets: &JetSet,
     device: Option<DeviceSetting>,
+    fixed_point: bool,
 ) -> Result<Vec<Vec<f32>>, Error> {
     let (model, _, config) = load_inference_model_on(path, device)?;
+    if fixed_point {
+        return fixed_point_logits(&model, jets, config.data.n_max)
+            .map_err(|e| format!("{}: {e}", path.display()).into());
+    }
     Ok(logits(
         &model,
         jets,

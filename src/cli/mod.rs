@@ -5,6 +5,7 @@ pub mod compress;
 pub mod diagnose;
 pub mod eval;
 pub mod finetune;
+pub mod latency;
 pub mod output;
 pub mod scaling;
 pub mod sweep;

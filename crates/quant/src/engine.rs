@@ -5,7 +5,7 @@
 //! allocates nothing per jet.
 
 use crate::error::{QuantError, Result};
-use crate::fixed::FixedType;
+use crate::fixed::{Cast, FixedType};
 use crate::graph::{Dense, Pooling, QuantGraph};
 
 /// A dense layer in raw integers.
@@ -13,58 +13,71 @@ use crate::graph::{Dense, Pooling, QuantGraph};
 struct IntDense {
     inputs: usize,
     outputs: usize,
-    /// Raw weights `[outputs][inputs]`.
+    /// Raw weights transposed, `[inputs][outputs]`, shifted left to the sum's fraction
+    /// bits (so that a sum needs no shift).
     weight: Vec<i64>,
-    /// Raw biases already aligned to `sum_fraction`.
+    /// Raw biases aligned to `sum_fraction`.
     bias: Vec<i64>,
-    /// Left shift of a product sum to `sum_fraction`.
-    product_shift: u32,
-    /// Fraction bits of the exact sum.
-    sum_fraction: i32,
-    accum: Option<FixedType>,
-    result: FixedType,
+    /// The cast of a sum to the accumulator type, if any.
+    accum: Option<Cast>,
+    /// The cast to the result type (from the accumulator's or the sum's fraction bits).
+    result: Cast,
     relu: bool,
 }
 
 impl IntDense {
     fn new(layer: &Dense, input: FixedType) -> Self {
         let p = layer.precision;
-        let raw = |ty: FixedType, v: &f64| ty.quantize_raw(*v);
         let product_fraction = p.weight.fraction() + input.fraction();
         let sum_fraction = product_fraction.max(p.bias.fraction());
-        let bias_shift = (sum_fraction - p.bias.fraction()) as u32;
+        let (product_shift, bias_shift) = (
+            (sum_fraction - product_fraction) as u32,
+            (sum_fraction - p.bias.fraction()) as u32,
+        );
+        let mut weight = vec![0; layer.inputs * layer.outputs];
+        for o in 0..layer.outputs {
+            for k in 0..layer.inputs {
+                let raw = p.weight.quantize_raw(layer.weight[o * layer.inputs + k]);
+                weight[k * layer.outputs + o] = raw << product_shift;
+            }
+        }
         Self {
             inputs: layer.inputs,
             outputs: layer.outputs,
-            weight: layer.weight.iter().map(|v| raw(p.weight, v)).collect(),
+            weight,
             bias: layer
                 .bias
                 .iter()
-                .map(|v| raw(p.bias, v) << bias_shift)
+                .map(|v| p.bias.quantize_raw(*v) << bias_shift)
                 .collect(),
-            product_shift: (sum_fraction - product_fraction) as u32,
-            sum_fraction,
-            accum: p.accum,
-            result: p.result,
+            accum: p.accum.map(|a| Cast::new(sum_fraction, a)),
+            result: Cast::new(p.accum.map_or(sum_fraction, |a| a.fraction()), p.result),
             relu: layer.relu,
         }
     }
 
-    /// `y = relu?(result(accum(W x + b)))` in raw integers.
+    /// `y = relu?(result(accum(W x + b)))` in raw integers: the sums accumulate input by
+    /// input over all outputs (contiguous weights, and the zeros a ReLU leaves skipped),
+    /// exactly in 64 bits (the graph checks the width).
     fn run(&self, x: &[i64], y: &mut [i64]) {
-        for (o, out) in y.iter_mut().enumerate().take(self.outputs) {
-            let row = &self.weight[o * self.inputs..(o + 1) * self.inputs];
-            let products: i64 = row.iter().zip(x).map(|(w, x)| w * x).sum();
-            let (mut raw, mut fraction) = (
-                (products << self.product_shift) + self.bias[o],
-                self.sum_fraction,
-            );
-            if let Some(accum) = self.accum {
-                raw = accum.requantize(raw, fraction);
-                fraction = accum.fraction();
+        let y = &mut y[..self.outputs];
+        y.copy_from_slice(&self.bias);
+        for (&xk, column) in x[..self.inputs]
+            .iter()
+            .zip(self.weight.chunks_exact(self.outputs))
+        {
+            if xk != 0 {
+                for (acc, &w) in y.iter_mut().zip(column) {
+                    *acc += w * xk;
+                }
             }
-            raw = self.result.requantize(raw, fraction);
-            *out = if self.relu { raw.max(0) } else { raw };
+        }
+        if let Some(accum) = &self.accum {
+            y.iter_mut().for_each(|acc| *acc = accum.apply(*acc));
+        }
+        let floor = if self.relu { 0 } else { i64::MIN };
+        for acc in y.iter_mut() {
+            *acc = self.result.apply(*acc).max(floor);
         }
     }
 }

@@ -184,32 +184,16 @@ impl FixedType {
     }
 
     /// The raw integer of this type for `raw` with `from_fraction` fraction bits: the
-    /// exact integer form of [`FixedType::quantize_raw`], used by the engine to cast
-    /// accumulators.
+    /// exact integer form of [`FixedType::quantize_raw`] ([`Cast`] once per call).
     pub fn requantize(&self, raw: i64, from_fraction: i32) -> i64 {
-        let shift = from_fraction - self.fraction();
-        let rounded = if shift <= 0 {
-            raw << (-shift).min(63)
-        } else {
-            shift_right_rounded(raw, shift.min(63) as u32, self.rounding)
-        };
-        self.fit(rounded)
+        Cast::new(from_fraction, *self).apply(raw)
     }
 
     /// Brings an already rounded integer into range.
     fn fit(&self, raw: i64) -> i64 {
         match self.overflow {
             Overflow::Sat => raw.clamp(self.min_raw(), self.max_raw()),
-            Overflow::Wrap => {
-                let modulus = 1i128 << self.width;
-                let wrapped = i128::from(raw).rem_euclid(modulus);
-                let top = i128::from(self.max_raw());
-                (if wrapped > top {
-                    wrapped - modulus
-                } else {
-                    wrapped
-                }) as i64
-            }
+            Overflow::Wrap => wrap(raw, self.width, self.signed),
         }
     }
 
@@ -225,15 +209,61 @@ pub(crate) fn pow2(e: i32) -> f64 {
     2f64.powi(e)
 }
 
-/// `raw / 2^shift` rounded by `mode`, in integers.
-fn shift_right_rounded(raw: i64, shift: u32, mode: Rounding) -> i64 {
-    let floor = raw >> shift;
-    let rest = raw - (floor << shift);
-    let half = 1i64 << (shift - 1);
-    match mode {
-        Rounding::Trn => floor,
-        Rounding::Rnd => floor + i64::from(rest >= half),
-        Rounding::RndConv => floor + i64::from(rest > half || (rest == half && floor & 1 == 1)),
+/// Two's complement wrap of `raw` to `width` bits.
+#[inline]
+fn wrap(raw: i64, width: u32, signed: bool) -> i64 {
+    let unused = 64 - width;
+    if signed {
+        (raw << unused) >> unused
+    } else {
+        ((raw as u64) << unused >> unused) as i64
+    }
+}
+
+/// A cast of raw integers with `from` fraction bits to a [`FixedType`], its shifts and
+/// bounds worked out once: what the engine applies to every sum.
+#[derive(Debug, Clone, Copy)]
+pub struct Cast {
+    /// Right shift (negative: left shift) from the source to the target fraction bits.
+    shift: i32,
+    to: FixedType,
+    min: i64,
+    max: i64,
+}
+
+impl Cast {
+    /// The cast from `from_fraction` fraction bits to `to`.
+    pub fn new(from_fraction: i32, to: FixedType) -> Self {
+        Self {
+            shift: (from_fraction - to.fraction()).clamp(-63, 63),
+            to,
+            min: to.min_raw(),
+            max: to.max_raw(),
+        }
+    }
+
+    /// `raw` rounded by the target's mode and brought into range by its overflow mode.
+    #[inline]
+    pub fn apply(&self, raw: i64) -> i64 {
+        let rounded = if self.shift <= 0 {
+            raw << -self.shift
+        } else {
+            let s = self.shift as u32;
+            let half = 1i64 << (s - 1);
+            match self.to.rounding {
+                Rounding::Trn => raw >> s,
+                Rounding::Rnd => (raw + half) >> s,
+                Rounding::RndConv => {
+                    let floor = raw >> s;
+                    let rest = raw - (floor << s);
+                    floor + i64::from(rest > half || (rest == half && floor & 1 == 1))
+                }
+            }
+        };
+        match self.to.overflow {
+            Overflow::Sat => rounded.clamp(self.min, self.max),
+            Overflow::Wrap => wrap(rounded, self.to.width, self.to.signed),
+        }
     }
 }
 

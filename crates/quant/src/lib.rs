@@ -45,5 +45,5 @@ pub use config::{LayerOverride, LayerPrecision, QuantConfig};
 pub use engine::Engine;
 pub use error::{QuantError, Result};
 pub use fake::fake_quantize;
-pub use fixed::{FixedType, Overflow, Rounding, MAX_WIDTH};
+pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
 pub use graph::{sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS};
