@@ -59,6 +59,8 @@ enum Command {
     },
     /// Evaluate a checkpoint on a jet file.
     Eval(cli::eval::EvalArgs),
+    /// Export a quantised checkpoint (QONNX, for hls4ml and FINN).
+    Export(cli::export::ExportArgs),
     /// Time one jet through a checkpoint (batch of one, one core), in the integer
     /// engine with `--fixed-point`.
     Latency(cli::latency::LatencyArgs),
@@ -103,6 +105,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Eval(args) => cli::eval::run(&args)?,
         Command::Train(args) => cli::train::run(&args)?,
         Command::Latency(args) => cli::latency::run(&args)?,
+        Command::Export(args) => cli::export::run(&args)?,
         Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Diagnose(command) => cli::diagnose::run(&command)?,
         Command::Sweep(command) => cli::sweep::run(&command)?,

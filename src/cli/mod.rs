@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod compress;
 pub mod diagnose;
 pub mod eval;
+pub mod export;
 pub mod finetune;
 pub mod latency;
 pub mod output;

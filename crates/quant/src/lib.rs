@@ -8,7 +8,8 @@
 //! - [`QuantConfig`]: the `[quant]` section of a run config (per-tensor, per-layer
 //!   precisions), [`fake_quantize`]: the op quantisation-aware training inserts.
 //! - [`QuantGraph`]: a quantised model in hardware terms; [`Engine`]: runs it in integer
-//!   arithmetic, bit-exactly as the fake-quantised forward computes it.
+//!   arithmetic, bit-exactly as the fake-quantised forward computes it;
+//!   [`export_qonnx`]: writes it as QONNX for hls4ml and FINN.
 //!
 //! ```
 //! use noether_quant::{Dense, Engine, FixedType, QuantConfig, QuantGraph};
@@ -40,6 +41,8 @@ mod error;
 mod fake;
 mod fixed;
 mod graph;
+pub mod onnx;
+mod qonnx;
 
 pub use config::{LayerOverride, LayerPrecision, QuantConfig};
 pub use engine::Engine;
@@ -47,3 +50,4 @@ pub use error::{QuantError, Result};
 pub use fake::fake_quantize;
 pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
 pub use graph::{sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS};
+pub use qonnx::{export_qonnx, qonnx_model, QonnxReport};

@@ -1,0 +1,309 @@
+//! Export of a [`QuantGraph`] to QONNX: ONNX with `Quant` nodes (domain
+//! `qonnx.custom_op.general`), the format hls4ml (`convert_from_onnx_model`) and FINN
+//! read. Every tensor the engine rounds gets a `Quant` node with its type's scale
+//! `2^-F`, zero point 0, bit width `W`, signedness and rounding (`AP_RND_CONV` is
+//! QONNX's `ROUND`, `AP_TRN` its `FLOOR`, which is also how hls4ml maps them back);
+//! weights and biases are stored already quantised, each followed by its `Quant`.
+//!
+//! QONNX's `Quant` clamps, so only saturating types export; `AP_RND` (halves up) has no
+//! QONNX rounding mode. Both are refused naming the tensor. QONNX executors compute in
+//! float32: the export is exact where every sum fits float32's 24-bit mantissa, and
+//! [`QonnxReport::inexact`] names the layers where it may not.
+
+use std::path::Path;
+
+use prost::Message;
+
+use crate::error::{QuantError, Result};
+use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::graph::{sum_bits, Dense, Pooling, QuantGraph};
+use crate::onnx::{
+    attribute_type, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
+    FLOAT, INT64,
+};
+
+/// The domain of QONNX's custom ops.
+const QONNX_DOMAIN: &str = "qonnx.custom_op.general";
+/// Bits of float32's significand.
+const FLOAT32_BITS: u32 = 24;
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QonnxReport {
+    /// Graph nodes.
+    pub nodes: usize,
+    /// `Quant` nodes among them.
+    pub quant_nodes: usize,
+    /// Layers whose sums may need more than float32's 24 bits, with the bits: a float32
+    /// executor may round them where the engine does not.
+    pub inexact: Vec<(String, u32)>,
+}
+
+/// Builds the graph node by node.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    quant_nodes: usize,
+}
+
+fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        r#type: attribute_type::INT,
+        ..AttributeProto::default()
+    }
+}
+
+impl Builder {
+    fn constant(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            float_data: data,
+            name: name.into(),
+            ..TensorProto::default()
+        });
+        name.into()
+    }
+
+    fn indices(&mut self, name: &str, data: Vec<i64>) -> String {
+        self.initializers.push(TensorProto {
+            dims: vec![data.len() as i64],
+            data_type: INT64,
+            int64_data: data,
+            name: name.into(),
+            ..TensorProto::default()
+        });
+        name.into()
+    }
+
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attribute: Vec<AttributeProto>,
+    ) -> String {
+        let output = format!("{name}_out");
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output: vec![output.clone()],
+            name: name.into(),
+            op_type: op.into(),
+            attribute,
+            domain: String::new(),
+        });
+        output
+    }
+
+    /// A `Quant` node rounding `input` to `ty`; `what` names the tensor in errors.
+    fn quant(&mut self, input: &str, ty: FixedType, what: &str) -> Result<String> {
+        if ty.overflow() != Overflow::Sat {
+            return Err(QuantError::Export(format!(
+                "{what} is {ty}: QONNX's Quant saturates, so only AP_SAT types export"
+            )));
+        }
+        let rounding = match ty.rounding() {
+            Rounding::RndConv => "ROUND",
+            Rounding::Trn => "FLOOR",
+            Rounding::Rnd => {
+                return Err(QuantError::Export(format!(
+                    "{what} is {ty}: QONNX has no rounding of halves upwards; use AP_RND_CONV \
+                     (QONNX ROUND) or AP_TRN (FLOOR)"
+                )))
+            }
+        };
+        let name = format!("{what}_quant");
+        let scale = self.constant(&format!("{name}_scale"), &[], vec![ty.lsb() as f32]);
+        let zero = self.constant(&format!("{name}_zeropt"), &[], vec![0.0]);
+        let bits = self.constant(&format!("{name}_bitwidth"), &[], vec![ty.width() as f32]);
+        self.quant_nodes += 1;
+        let output = self.node(
+            "Quant",
+            &name,
+            &[input, &scale, &zero, &bits],
+            vec![
+                int_attr("signed", i64::from(ty.is_signed())),
+                int_attr("narrow", 0),
+                AttributeProto {
+                    name: "rounding_mode".into(),
+                    s: rounding.as_bytes().to_vec(),
+                    r#type: attribute_type::STRING,
+                    ..AttributeProto::default()
+                },
+            ],
+        );
+        self.nodes.last_mut().expect("just pushed").domain = QONNX_DOMAIN.into();
+        Ok(output)
+    }
+
+    /// `relu?(result(accum(x W^T + b)))`.
+    fn dense(&mut self, x: &str, layer: &Dense) -> Result<String> {
+        let name = layer.name.replace('.', "_");
+        let p = &layer.precision;
+        let mut transposed = vec![0f32; layer.inputs * layer.outputs];
+        for o in 0..layer.outputs {
+            for k in 0..layer.inputs {
+                transposed[k * layer.outputs + o] = layer.weight[o * layer.inputs + k] as f32;
+            }
+        }
+        let w = self.constant(
+            &format!("{name}_weight"),
+            &[layer.inputs, layer.outputs],
+            transposed,
+        );
+        let w = self.quant(&w, p.weight, &format!("{name}_weight"))?;
+        let b = self.constant(
+            &format!("{name}_bias"),
+            &[layer.outputs],
+            layer.bias.iter().map(|&v| v as f32).collect(),
+        );
+        let b = self.quant(&b, p.bias, &format!("{name}_bias"))?;
+        let product = self.node("MatMul", &format!("{name}_matmul"), &[x, &w], vec![]);
+        let mut y = self.node("Add", &format!("{name}_add"), &[&product, &b], vec![]);
+        if let Some(accum) = p.accum {
+            y = self.quant(&y, accum, &format!("{name}_accum"))?;
+        }
+        y = self.quant(&y, p.result, &format!("{name}_result"))?;
+        if layer.relu {
+            y = self.node("Relu", &format!("{name}_relu"), &[&y], vec![]);
+        }
+        Ok(y)
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Some(n) => Dimension {
+                dim_value: Some(*n as i64),
+                dim_param: None,
+            },
+            None => Dimension {
+                dim_value: None,
+                dim_param: Some("batch".into()),
+            },
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
+    }
+}
+
+/// The QONNX model of `graph` for jets of `nodes` particles: inputs `features`
+/// `[batch, nodes, features]` and `mask` `[batch, nodes, 1]` (1 for real particles) for
+/// Deep Sets graphs, `features` `[batch, features]` otherwise; output `logits`.
+///
+/// # Errors
+/// [`QuantError::Export`] naming a tensor whose type QONNX cannot express; graph checks.
+pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, QonnxReport)> {
+    graph.validate()?;
+    let mut b = Builder::default();
+    let x = b.quant("features", graph.input, "input")?;
+    let mut inputs = vec![];
+    let mut y = match &graph.particles {
+        Some(stage) => {
+            inputs.push(value_info(
+                "features",
+                &[None, Some(nodes), Some(stage.features)],
+            ));
+            inputs.push(value_info("mask", &[None, Some(nodes), Some(1)]));
+            let (mut h, weight) = match stage.pooling {
+                Pooling::Sum => (x, "mask".to_owned()),
+                Pooling::Weighted(k) => {
+                    let keep: Vec<i64> = (0..stage.features as i64)
+                        .filter(|&f| f != k as i64)
+                        .collect();
+                    let keep = b.indices("phi_features", keep);
+                    let z = b.indices("weight_feature", vec![k as i64]);
+                    let axis = || vec![int_attr("axis", 2)];
+                    let h = b.node("Gather", "phi_inputs", &[&x, &keep], axis());
+                    let z = b.node("Gather", "weights", &[&x, &z], axis());
+                    (h, b.node("Mul", "masked_weights", &[&z, "mask"], vec![]))
+                }
+            };
+            for layer in &stage.layers {
+                h = b.dense(&h, layer)?;
+            }
+            let weighted = b.node("Mul", "pool_weighted", &[&h, &weight], vec![]);
+            let axes = b.indices("pool_axes", vec![1]);
+            let sum = b.node(
+                "ReduceSum",
+                "pool_sum",
+                &[&weighted, &axes],
+                vec![int_attr("keepdims", 0)],
+            );
+            b.quant(&sum, stage.pool, "pool")?
+        }
+        None => {
+            inputs.push(value_info("features", &[None, Some(graph.jet_features)]));
+            x
+        }
+    };
+    for layer in &graph.jet {
+        y = b.dense(&y, layer)?;
+    }
+    b.node("Identity", "logits", &[&y], vec![]);
+    b.nodes.last_mut().expect("just pushed").output = vec!["logits".into()];
+    let inexact = graph
+        .layers()
+        .into_iter()
+        .map(|(layer, input)| (layer.name.clone(), sum_bits(layer, input)))
+        .filter(|(_, bits)| *bits > FLOAT32_BITS)
+        .collect();
+    let report = QonnxReport {
+        nodes: b.nodes.len(),
+        quant_nodes: b.quant_nodes,
+        inexact,
+    };
+    let model = ModelProto {
+        ir_version: 8,
+        producer_name: "noether".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc_string: format!("{} exported by noether-quant", graph.model),
+        graph: Some(GraphProto {
+            node: b.nodes,
+            name: graph.model.clone(),
+            initializer: b.initializers,
+            input: inputs,
+            output: vec![value_info("logits", &[None, Some(graph.classes())])],
+        }),
+        opset_import: vec![
+            OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            },
+            OperatorSetIdProto {
+                domain: QONNX_DOMAIN.into(),
+                version: 1,
+            },
+        ],
+    };
+    Ok((model, report))
+}
+
+/// Writes [`qonnx_model`] to `path` (atomically: a temporary file renamed into place).
+///
+/// # Errors
+/// As [`qonnx_model`]; [`QuantError::Io`] naming the file.
+pub fn export_qonnx(graph: &QuantGraph, nodes: usize, path: &Path) -> Result<QonnxReport> {
+    let (model, report) = qonnx_model(graph, nodes)?;
+    let io = |source| QuantError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("onnx.partial");
+    std::fs::write(&tmp, model.encode_to_vec()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(report)
+}

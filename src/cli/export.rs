@@ -1,0 +1,62 @@
+//! `noether export`: a quantised checkpoint as QONNX, the ONNX dialect hls4ml and FINN
+//! read.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use noether::quant::export_qonnx;
+use noether::train::load_inference_model;
+
+use crate::cli::output::{note, say};
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// ONNX with QONNX `Quant` nodes.
+    Qonnx,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// A noether checkpoint trained with a `[quant]` section.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The file to write (atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Particles per jet of the exported input (default: the run's `data.n_max`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    constituents: Option<u16>,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+/// Runs `noether export`.
+pub fn run(args: &ExportArgs) -> Result<(), Error> {
+    let Format::Qonnx = args.format;
+    let (model, _, config) = load_inference_model(&args.checkpoint)?;
+    let graph = model
+        .quant_graph()
+        .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
+    let nodes = args.constituents.map_or(config.data.n_max, usize::from);
+    let report = export_qonnx(&graph, nodes, &args.out)
+        .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
+    for (layer, bits) in &report.inexact {
+        note!(
+            "note: layer {layer}: sums of up to {bits} bits; QONNX executors compute in \
+             float32 (24 bits) and may round them where noether's engine does not"
+        );
+    }
+    say!(
+        "wrote {} ({} nodes, {} Quant nodes, {} constituents)",
+        args.out.display(),
+        report.nodes,
+        report.quant_nodes,
+        nodes
+    )?;
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The time-limited regime from the command line: QONNX export checked against the
+//! `qonnx` package's executor (fixtures by `tests/fixtures/make_qonnx_fixtures.py`: PFN,
+//! EFN and MLP checkpoints trained with `[quant]`, their exports and qonnx's logits on
+//! 300 seeded inputs, saturating ones included), `eval --fixed-point`, `latency`, and
+//! the errors of models and types QONNX cannot express.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{noether, root, s};
+use noether::quant::Engine;
+use noether::train::load_inference_model;
+
+/// qonnx's inputs and logits for one model.
+struct QonnxRun {
+    features: Vec<f32>,
+    mask: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl QonnxRun {
+    fn load(path: &Path) -> Self {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let floats = |key: &str| -> Vec<f32> {
+            doc[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        };
+        Self {
+            features: floats("features"),
+            mask: floats("mask"),
+            logits: floats("logits"),
+        }
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/qonnx").join(name)
+}
+
+#[test]
+fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["pfn", "efn", "mlp"] {
+        let ckpt = fixture(&format!("{model}.safetensors"));
+        let out = dir.path().join(format!("{model}.onnx"));
+        let (ok, text) = noether(&[
+            "export",
+            "--format",
+            "qonnx",
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&out),
+        ]);
+        assert!(ok, "{text}");
+        assert!(text.contains("Quant nodes"), "{text}");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(fixture(&format!("{model}.onnx"))).unwrap(),
+            "{model}: the export changed; rerun tests/fixtures/make_qonnx_fixtures.py"
+        );
+        let run = QonnxRun::load(&fixture(&format!("{model}.json")));
+        let (tagger, _, _) = load_inference_model(&ckpt).unwrap();
+        let mut engine = Engine::new(&tagger.quant_graph().unwrap()).unwrap();
+        let jets = run.logits.len() / 2;
+        let per_jet = run.features.len() / jets;
+        let nodes = run.mask.len() / jets;
+        let mut distinct = std::collections::BTreeSet::new();
+        for b in 0..jets {
+            let mask = &run.mask[b * nodes..(b + 1) * nodes];
+            let logits = engine
+                .run(&run.features[b * per_jet..(b + 1) * per_jet], mask)
+                .unwrap();
+            let want = &run.logits[2 * b..2 * b + 2];
+            let got: Vec<f32> = logits.iter().map(|&l| l as f32).collect();
+            // Equal values are equal raw integers (qonnx may write -0.0 for 0).
+            assert_eq!(got, want, "{model} jet {b}: engine {got:?}, qonnx {want:?}");
+            distinct.extend(got.iter().map(|x| x.to_bits()));
+        }
+        assert_eq!(jets, 300);
+        assert!(
+            distinct.len() > 100,
+            "{model}: {} distinct logits",
+            distinct.len()
+        );
+    }
+}
+
+fn pfn_config(dir: &Path, quant: &str) -> PathBuf {
+    let path = dir.join("pfn.toml");
+    let data = root().join("data");
+    std::fs::write(
+        &path,
+        format!(
+            "model = \"pfn\"\n[pfn]\nphi_sizes = [8]\nf_sizes = [8]\n\
+             [data]\ntrain = \"{}\"\nval = \"{}\"\ntest = \"{}\"\ntrain_jets = 200\n\
+             val_jets = 100\nn_max = 16\nbatch_size = 50\n[train]\nepochs = 1\n{quant}",
+            data.join("train.h5").display(),
+            data.join("val.h5").display(),
+            data.join("val.h5").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn fixed_point_eval_equals_the_float_eval_and_latency_prints_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pfn_config(
+        dir.path(),
+        "[quant]\nweight = \"ap_fixed<8,2,AP_RND_CONV,AP_SAT>\"\n",
+    );
+    let run = dir.path().join("run");
+    let (ok, text) = noether(&["train", "--config", s(&config), "--out", s(&run)]);
+    assert!(ok, "{text}");
+    let ckpt = run.join("best.safetensors");
+    let test = root().join("data/test.h5");
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", s(&ckpt), "--data", s(&test)];
+        args.extend_from_slice(extra);
+        let (ok, text) = noether(&args);
+        assert!(ok, "{text}");
+        text
+    };
+    let float = eval(&[]);
+    assert!(float.starts_with("jets=5000 acc="), "{float}");
+    assert_eq!(eval(&["--fixed-point"]), float);
+    let (ok, text) = noether(&[
+        "latency",
+        "--checkpoint",
+        s(&ckpt),
+        "--fixed-point",
+        "--constituents",
+        "32",
+        "--calls",
+        "2000",
+        "--data",
+        s(&test),
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("model=pfn constituents=32 mode=fixed-point"),
+        "{text}"
+    );
+    let ns: f64 = lines[1]
+        .strip_prefix("latency_ns_per_jet=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rate: f64 = lines[2]
+        .strip_prefix("throughput_jets_per_s=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ns > 0.0 && rate > 0.0, "{text}");
+}
+
+#[test]
+fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.onnx");
+    let export = |ckpt: &Path| {
+        noether(&[
+            "export",
+            "--format",
+            "qonnx",
+            "--checkpoint",
+            s(ckpt),
+            "--out",
+            s(&out),
+        ])
+    };
+    // Trained without [quant].
+    let plain = pfn_config(dir.path(), "");
+    let run = dir.path().join("plain");
+    assert!(noether(&["train", "--config", s(&plain), "--out", s(&run)]).0);
+    let (ok, text) = export(&run.join("best.safetensors"));
+    assert!(
+        !ok && text.contains("was not trained with quantisation"),
+        "{text}"
+    );
+    let (ok, text) = noether(&[
+        "eval",
+        "--checkpoint",
+        s(&run.join("best.safetensors")),
+        "--data",
+        s(&root().join("data/val.h5")),
+        "--fixed-point",
+    ]);
+    assert!(
+        !ok && text.contains("was not trained with quantisation"),
+        "{text}"
+    );
+    // Rounding of halves upwards and wrap-around have no QONNX form.
+    for (quant, tensor, why) in [
+        (
+            "result = \"ap_fixed<8,4,AP_RND,AP_SAT>\"",
+            "phi_0_result",
+            "AP_RND_CONV",
+        ),
+        (
+            "bias = \"ap_fixed<8,3,AP_TRN,AP_WRAP>\"",
+            "phi_0_bias",
+            "only AP_SAT types export",
+        ),
+    ] {
+        let config = pfn_config(dir.path(), &format!("[quant]\n{quant}\n"));
+        let run = dir.path().join("odd");
+        let _ = std::fs::remove_dir_all(&run);
+        assert!(noether(&["train", "--config", s(&config), "--out", s(&run)]).0);
+        let (ok, text) = export(&run.join("best.safetensors"));
+        assert!(!ok && text.contains(tensor) && text.contains(why), "{text}");
+        assert!(!out.exists());
+    }
+    // A model without a fixed-point form, and a layer the model does not have.
+    for (model, quant, why) in [
+        ("lorentznet", "[quant]\n", "has no fixed-point form"),
+        (
+            "pfn",
+            "[quant.layers.\"phi.5\"]\nweight = \"ap_fixed<4,1>\"\n",
+            "no layer phi.5",
+        ),
+        ("pfn", "[quant]\nweight = \"ap_fixed<40,4>\"\n", "32-bit"),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, format!("model = \"{model}\"\n{quant}")).unwrap();
+        let (ok, text) = noether(&[
+            "train",
+            "--config",
+            s(&config),
+            "--out",
+            s(&dir.path().join("bad")),
+        ]);
+        assert!(!ok && text.contains(why), "{model} {quant}: {text}");
+    }
+}
