@@ -10,7 +10,7 @@ use clap::Args;
 use noether::data::JetFile;
 use noether::equivariant::{FixedPointInput, Mode};
 use noether::quant::Engine;
-use noether::train::{jet_inputs, load_inference_model, row_indices};
+use noether::train::{jet_inputs, load_inference_model};
 
 use crate::cli::output::say;
 
@@ -75,9 +75,8 @@ pub fn run(args: &LatencyArgs) -> Result<(), Error> {
         let device = &model.placement().device;
         let singles = (0..jets.len())
             .map(|b| {
-                input
-                    .select(&row_indices(b..b + 1, device)?)
-                    .map_err(Into::into)
+                let row = candle_core::Tensor::new(&[b as u32], device)?;
+                input.select(&row).map_err(Into::into)
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let call = |k: usize| -> Result<Duration, Error> {

@@ -73,7 +73,9 @@ impl IntDense {
             }
         }
         if let Some(accum) = &self.accum {
-            y.iter_mut().for_each(|acc| *acc = accum.apply(*acc));
+            for acc in y.iter_mut() {
+                *acc = accum.apply(*acc);
+            }
         }
         let floor = if self.relu { 0 } else { i64::MIN };
         for acc in y.iter_mut() {
@@ -91,6 +93,53 @@ struct IntStage {
     /// Fraction bits of the pooled sum before its cast.
     sum_fraction: i32,
     pool: FixedType,
+}
+
+impl IntStage {
+    /// Widths of the pooled latent.
+    fn outputs(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// Runs the per-particle layers on every real particle and sums their outputs
+    /// (weighted for EFN) into `pooled`, exactly.
+    fn pool(
+        &self,
+        input: FixedType,
+        features: &[f32],
+        mask: &[f32],
+        x: &mut Vec<i64>,
+        fresh: &mut Vec<i64>,
+        pooled: &mut [i64],
+    ) {
+        let n = self.outputs();
+        pooled[..n].fill(0);
+        for (row, _) in features
+            .chunks_exact(self.features)
+            .zip(mask)
+            .filter(|(_, m)| **m > 0.0)
+        {
+            let mut weight = 1;
+            let mut width = 0;
+            for (k, &v) in row.iter().enumerate() {
+                let raw = input.quantize_raw(f64::from(v));
+                if self.pooling == Pooling::Weighted(k) {
+                    weight = raw;
+                } else {
+                    x[width] = raw;
+                    width += 1;
+                }
+            }
+            for layer in &self.layers {
+                layer.run(&x[..width], fresh);
+                width = layer.outputs;
+                std::mem::swap(x, fresh);
+            }
+            for (p, &v) in pooled[..n].iter_mut().zip(x.iter()) {
+                *p += weight * v;
+            }
+        }
+    }
 }
 
 /// Runs a [`QuantGraph`] jet by jet.
@@ -190,30 +239,25 @@ impl Engine {
             });
         }
         let (mut x, mut fresh) = (std::mem::take(&mut self.a), std::mem::take(&mut self.b));
-        let mut pooled = std::mem::take(&mut self.pooled);
-        let mut width = match &self.particles {
-            Some(stage) => {
-                Self::pool(
-                    stage,
-                    self.input,
-                    features,
-                    mask,
-                    &mut x,
-                    &mut fresh,
-                    &mut pooled,
-                );
-                let n = stage.layers.last().map_or(0, |l| l.outputs);
-                for (dst, &sum) in x.iter_mut().zip(&pooled[..n]) {
-                    *dst = stage.pool.requantize(sum, stage.sum_fraction);
-                }
-                n
+        let mut width = if let Some(stage) = &self.particles {
+            stage.pool(
+                self.input,
+                features,
+                mask,
+                &mut x,
+                &mut fresh,
+                &mut self.pooled,
+            );
+            let n = stage.outputs();
+            for (dst, &sum) in x.iter_mut().zip(&self.pooled[..n]) {
+                *dst = stage.pool.requantize(sum, stage.sum_fraction);
             }
-            None => {
-                for (dst, &v) in x.iter_mut().zip(features) {
-                    *dst = self.input.quantize_raw(f64::from(v));
-                }
-                width
+            n
+        } else {
+            for (dst, &v) in x.iter_mut().zip(features) {
+                *dst = self.input.quantize_raw(f64::from(v));
             }
+            width
         };
         for layer in &self.jet {
             layer.run(&x[..width], &mut fresh);
@@ -224,47 +268,7 @@ impl Engine {
         for (l, &raw) in self.logits.iter_mut().zip(&x) {
             *l = raw as f64 * lsb;
         }
-        (self.a, self.b, self.pooled) = (x, fresh, pooled);
+        (self.a, self.b) = (x, fresh);
         Ok(&self.logits)
-    }
-
-    /// Runs the per-particle layers on every real particle and sums their outputs
-    /// (weighted for EFN) into `pooled`, exactly.
-    fn pool(
-        stage: &IntStage,
-        input: FixedType,
-        features: &[f32],
-        mask: &[f32],
-        x: &mut Vec<i64>,
-        fresh: &mut Vec<i64>,
-        pooled: &mut [i64],
-    ) {
-        let n = stage.layers.last().map_or(0, |l| l.outputs);
-        pooled[..n].iter_mut().for_each(|p| *p = 0);
-        for (row, _) in features
-            .chunks_exact(stage.features)
-            .zip(mask)
-            .filter(|(_, m)| **m > 0.0)
-        {
-            let mut weight = 1;
-            let mut width = 0;
-            for (k, &v) in row.iter().enumerate() {
-                let raw = input.quantize_raw(f64::from(v));
-                if stage.pooling == Pooling::Weighted(k) {
-                    weight = raw;
-                } else {
-                    x[width] = raw;
-                    width += 1;
-                }
-            }
-            for layer in &stage.layers {
-                layer.run(&x[..width], fresh);
-                width = layer.outputs;
-                std::mem::swap(x, fresh);
-            }
-            for (p, &v) in pooled[..n].iter_mut().zip(x.iter()) {
-                *p += weight * v;
-            }
-        }
     }
 }

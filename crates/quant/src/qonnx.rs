@@ -211,8 +211,8 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
     let mut b = Builder::default();
     let x = b.quant("features", graph.input, "input")?;
     let mut inputs = vec![];
-    let mut y = match &graph.particles {
-        Some(stage) => {
+    let mut y = if let Some(stage) = &graph.particles {
+        {
             inputs.push(value_info(
                 "features",
                 &[None, Some(nodes), Some(stage.features)],
@@ -245,10 +245,9 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
             );
             b.quant(&sum, stage.pool, "pool")?
         }
-        None => {
-            inputs.push(value_info("features", &[None, Some(graph.jet_features)]));
-            x
-        }
+    } else {
+        inputs.push(value_info("features", &[None, Some(graph.jet_features)]));
+        x
     };
     for layer in &graph.jet {
         y = b.dense(&y, layer)?;
