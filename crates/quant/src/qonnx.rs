@@ -252,8 +252,11 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
     for layer in &graph.jet {
         y = b.dense(&y, layer)?;
     }
-    b.node("Identity", "logits", &[&y], vec![]);
-    b.nodes.last_mut().expect("just pushed").output = vec!["logits".into()];
+    // The last node writes the graph output itself: hls4ml drops an Identity and with it
+    // the output.
+    let last = b.nodes.last_mut().expect("a graph has nodes");
+    debug_assert_eq!(last.output, [y]);
+    last.output = vec!["logits".into()];
     let inexact = graph
         .layers()
         .into_iter()

@@ -1,0 +1,116 @@
+"""noether's fixed-point models through hls4ml: converts each QONNX export with
+`hls4ml.converters.convert_from_onnx_model` (Vitis backend), builds its C simulation
+(g++ only, no Vivado/Vitis) and compares its predictions with noether's integer engine
+on the same inputs, reporting mismatches by layer (hls4ml's trace against qonnx's
+per-tensor execution of the export).
+
+    cargo build --release
+    pip install hls4ml==1.3.0 qonnx==1.0.0 onnxruntime
+    python3 tests/fixtures/make_qonnx_fixtures.py   # or use the committed fixtures
+    python3 benches/compare/hls4ml_csim.py [MODEL ...]   # default: mlp pfn efn
+
+Inputs come from tests/fixtures/qonnx/MODEL.json (noether's engine logits there equal
+qonnx's, checked by tests/qonnx.rs). They are fed to hls4ml already in the export's
+input type, as a trigger's inputs arrive: hls4ml would otherwise truncate them to its
+default input precision first and round twice. Prints one line per model:
+`hls4ml_csim model=M jets=N mismatched_jets=K` (or `unsupported=OP`).
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "qonnx")
+
+
+def input_type(onnx_model):
+    """The ap_fixed of the export's first Quant node (the input's)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx_model.graph.initializer}
+    node = next(n for n in onnx_model.graph.node if n.op_type == "Quant" and n.input[0] == "features")
+    attrs = {a.name: a for a in node.attribute}
+    scale = float(inits[node.input[1]])
+    width = int(inits[node.input[3]])
+    fraction = int(round(-np.log2(scale)))
+    signed = attrs["signed"].i == 1
+    rounding = attrs["rounding_mode"].s.decode()
+    return width, width - fraction, signed, rounding
+
+
+def quantize(x, width, integer, signed, rounding):
+    """x rounded to ap_(u)fixed<width, integer> the way the export's Quant does."""
+    f = width - integer
+    scaled = x * 2.0**f
+    scaled = np.round(scaled) if rounding == "ROUND" else np.floor(scaled)
+    lo, hi = (-(2 ** (width - 1)), 2 ** (width - 1) - 1) if signed else (0, 2**width - 1)
+    return np.clip(scaled, lo, hi) / 2.0**f
+
+
+def compare(model_name, workdir):
+    import hls4ml
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    path = os.path.join(FIXTURES, f"{model_name}.onnx")
+    doc = json.load(open(os.path.join(FIXTURES, f"{model_name}.json")))
+    raw = onnx.load(path)
+    width, integer, signed, rounding = input_type(raw)
+    jets = len(doc["logits"]) // 2
+    x = np.array(doc["features"], dtype=np.float64).reshape(jets, -1)
+    if doc["mask"]:
+        x = x.reshape(jets, len(doc["mask"]) // jets, -1)
+    x = quantize(x, width, integer, signed, rounding)
+    want = np.array(doc["logits"]).reshape(jets, 2)
+
+    model = cleanup_model(ModelWrapper(path))
+    model = model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul())
+    model = cleanup_model(model)
+    try:
+        config = hls4ml.utils.config.config_from_onnx_model(
+            model, granularity="name", backend="Vitis", default_precision="fixed<16,6>"
+        )
+    except Exception as e:  # hls4ml's ONNX frontend names the op it cannot read
+        print(f"hls4ml_csim model={model_name} jets={jets} unsupported={str(e).split(':')[-1].strip()}")
+        return
+    spec = f"{'fixed' if signed else 'ufixed'}<{width},{integer},{'RND_CONV' if rounding == 'ROUND' else 'TRN'},SAT>"
+    for layer in config["LayerName"].values():
+        layer["Trace"] = True
+    config["LayerName"]["global_in"]["Precision"] = spec
+    try:
+        hls_model = hls4ml.converters.convert_from_onnx_model(
+            model, output_dir=os.path.join(workdir, model_name), backend="Vitis", hls_config=config
+        )
+    except Exception as e:  # hls4ml's ONNX frontend names the op it cannot read
+        op = str(e).split(":")[-1].strip()
+        print(f"hls4ml_csim model={model_name} jets={jets} unsupported={op}")
+        return
+    hls_model.compile()
+    got = hls_model.predict(np.ascontiguousarray(x)).reshape(jets, 2)
+    bad = np.where(np.any(got != want, axis=1))[0]
+    print(f"hls4ml_csim model={model_name} jets={jets} mismatched_jets={len(bad)}")
+    if len(bad):
+        _, trace = hls_model.trace(np.ascontiguousarray(x[bad]))
+        from qonnx.core.onnx_exec import execute_onnx
+
+        for name, values in trace.items():
+            print(f"  layer {name}: hls4ml {np.asarray(values)[0].reshape(-1)[:6]}")
+        print(f"  first mismatched jet {bad[0]}: hls4ml {got[bad[0]]}, noether {want[bad[0]]}")
+
+
+def main():
+    names = sys.argv[1:] or ["mlp", "pfn", "efn"]
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            compare(name, workdir)
+
+
+if __name__ == "__main__":
+    main()
