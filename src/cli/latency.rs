@@ -4,13 +4,10 @@
 //! arrive as inputs); the figure is the median of many single-jet calls after a warm-up.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use noether::data::JetFile;
-use noether::equivariant::{FixedPointInput, Mode};
-use noether::quant::Engine;
-use noether::train::{jet_inputs, load_inference_model};
+use noether::train::{engine_latency, float_latency, jet_inputs, load_inference_model};
 
 use crate::cli::output::say;
 
@@ -53,60 +50,23 @@ pub fn run(args: &LatencyArgs) -> Result<(), Error> {
         return Err(format!("{}: no jets", args.data.display()).into());
     }
     let input = jet_inputs(&model, &jets, nodes)?;
-    let calls = args.calls.max(1);
-    let mut times = Vec::with_capacity(calls);
-    let started = Instant::now();
-    if args.fixed_point {
-        let mut engine = Engine::new(&model.quant_graph()?)?;
-        let features = FixedPointInput::new(&input)?;
-        let mut call = |k: usize| -> Result<Duration, Error> {
-            let (x, mask) = features.jet(k % features.len());
-            let t = Instant::now();
-            std::hint::black_box(engine.run(std::hint::black_box(x), mask)?);
-            Ok(t.elapsed())
-        };
-        for k in 0..calls.min(1000) {
-            call(k)?;
-        }
-        for k in 0..calls {
-            times.push(call(k)?);
-        }
+    let latency = if args.fixed_point {
+        engine_latency(&model, &input, args.calls)
+            .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?
     } else {
-        let device = &model.placement().device;
-        let singles = (0..jets.len())
-            .map(|b| {
-                let row = candle_core::Tensor::new(&[b as u32], device)?;
-                input.select(&row).map_err(Into::into)
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let call = |k: usize| -> Result<Duration, Error> {
-            let t = Instant::now();
-            std::hint::black_box(model.forward_t(&singles[k % singles.len()], &mut Mode::Eval)?);
-            Ok(t.elapsed())
-        };
-        for k in 0..calls.min(20) {
-            call(k)?;
-        }
-        for k in 0..calls {
-            times.push(call(k)?);
-        }
-    }
-    let total = started.elapsed();
-    times.sort_unstable();
-    let median = times[times.len() / 2];
+        float_latency(&model, &input, args.calls)?
+    };
     say!(
-        "model={} constituents={nodes} mode={} calls={calls}",
+        "model={} constituents={nodes} mode={} calls={}",
         model.kind(),
         if args.fixed_point {
             "fixed-point"
         } else {
             "float"
-        }
+        },
+        latency.calls
     )?;
-    say!("latency_ns_per_jet={}", median.as_nanos())?;
-    say!(
-        "throughput_jets_per_s={:.0}",
-        calls as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE)
-    )?;
+    say!("latency_ns_per_jet={}", latency.median.as_nanos())?;
+    say!("throughput_jets_per_s={:.0}", latency.jets_per_second)?;
     Ok(())
 }

@@ -59,7 +59,7 @@ pub use config::{
 };
 pub use error::{Result, TrainError};
 pub use evaluate::{logits, predict, predict_inputs};
-pub use fixed_point::fixed_point_logits;
+pub use fixed_point::{engine_latency, fixed_point_logits, float_latency, Latency};
 pub use inputs::{
     batch_input, beams_of, eval_batch_config, forward_batch, jet_inputs, row_indices, select,
 };

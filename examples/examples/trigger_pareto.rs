@@ -1,0 +1,313 @@
+//! The time-limited regime's Pareto study: trigger-sized taggers trained with
+//! quantisation-aware training at several bit widths and constituent counts, each
+//! evaluated in the integer engine on the full test set, with its parameters, total
+//! weight bits and single-jet latency (one core, median of 20,000 calls). Float runs
+//! of the same models are the reference rows. Writes one run directory per point under
+//! `--out` (finished runs are skipped), `pareto.csv`, `pareto.md` and `pareto.svg`.
+//!
+//! At `N` bits the weights are `ap_fixed<N,2>`, the biases `ap_fixed<N,3>` and every
+//! hidden output `ap_ufixed<N,3>` (ReLU's range); the inputs keep their configs' types,
+//! the pooled sum is `ap_fixed<N+6,9>`, the logits `ap_fixed<16,6>`; round half to
+//! even, saturation, exact accumulators.
+//!
+//! ```sh
+//! cargo run --release -p noether-examples --example trigger_pareto -- \
+//!     [--data-dir ../shared/data/toptag-pythia] [--models pfn-trigger,efn-trigger,mlp-trigger] \
+//!     [--bits 16,8,6,4] [--constituents 16,32] [--train-jets 20000] [--out runs/trigger_pareto]
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use noether_data::JetFile;
+use noether_examples::workspace_root;
+use noether_quant::{FixedType, LayerOverride, Overflow, QuantConfig, Rounding};
+use noether_train::{
+    engine_latency, float_latency, jet_inputs, load_inference_model, RunDir, TrainConfig, TrainJob,
+};
+use plotters::prelude::*;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The Pareto study (see the module documentation).
+#[derive(Parser)]
+struct Args {
+    /// Directory holding train.h5, val.h5 and test.h5
+    #[arg(long, default_value_os_t = workspace_root().join("../shared/data/toptag-pythia"))]
+    data_dir: PathBuf,
+    /// Models: names of the files in configs/ (without .toml)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pfn-trigger,efn-trigger,mlp-trigger"
+    )]
+    models: Vec<String>,
+    /// Bit widths of weights, biases and activations (0: the float reference)
+    #[arg(long, value_delimiter = ',', default_value = "0,16,8,6,4")]
+    bits: Vec<u32>,
+    /// Constituents per jet
+    #[arg(long, value_delimiter = ',', default_value = "16,32")]
+    constituents: Vec<usize>,
+    /// Training jets
+    #[arg(long, default_value_t = 20_000)]
+    train_jets: usize,
+    /// Validation jets (best-epoch selection)
+    #[arg(long, default_value_t = 5_000)]
+    val_jets: usize,
+    /// Timed single-jet calls per latency figure
+    #[arg(long, default_value_t = 20_000)]
+    calls: usize,
+    /// Directory of the run directories and the summaries
+    #[arg(long, default_value_os_t = workspace_root().join("runs/trigger_pareto"))]
+    out: PathBuf,
+}
+
+/// One point of the study.
+struct Point {
+    model: String,
+    constituents: usize,
+    /// 0 for float.
+    bits: u32,
+    params: usize,
+    auc: f64,
+    rejection: f64,
+    latency_ns: u128,
+}
+
+fn fixed(width: u32, integer: i32, signed: bool) -> Result<FixedType, Box<dyn std::error::Error>> {
+    Ok(FixedType::new(
+        width,
+        integer,
+        signed,
+        Rounding::RndConv,
+        Overflow::Sat,
+    )?)
+}
+
+/// The study's precisions at `bits`, keeping the config's input type.
+fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::error::Error>> {
+    let head = LayerOverride {
+        result: Some(fixed(16, 6, true)?),
+        ..LayerOverride::default()
+    };
+    Ok(QuantConfig {
+        input: base.input,
+        weight: fixed(bits, 2, true)?,
+        bias: fixed(bits, 3, true)?,
+        result: fixed(bits, 3, false)?,
+        accum: None,
+        pool: Some(fixed(bits + 6, 9, true)?),
+        layers: [("head".to_owned(), head)].into(),
+    })
+}
+
+fn run_point(
+    args: &Args,
+    model: &str,
+    constituents: usize,
+    bits: u32,
+) -> Result<Point, Box<dyn std::error::Error>> {
+    let name = if bits == 0 {
+        "float".to_owned()
+    } else {
+        format!("b{bits}")
+    };
+    let dir = RunDir::new(args.out.join(format!("{model}-c{constituents}-{name}")));
+    if !dir.is_finished() {
+        let mut config = TrainConfig::load(
+            &workspace_root()
+                .join("configs")
+                .join(format!("{model}.toml")),
+        )?;
+        config.data.train = args.data_dir.join("train.h5");
+        config.data.val = args.data_dir.join("val.h5");
+        config.data.test = args.data_dir.join("test.h5");
+        config.data.train_jets = args.train_jets;
+        config.data.val_jets = args.val_jets;
+        config.data.n_max = constituents;
+        config.train.bootstrap = 0;
+        let base = config.quant.take().unwrap_or_default();
+        if bits > 0 {
+            config.quant = Some(quant_at(&base, bits)?);
+        }
+        eprintln!(
+            "{model} constituents={constituents} bits={name} -> {}",
+            dir.path().display()
+        );
+        noether_equivariant::set_threads(0);
+        let job = TrainJob {
+            force: true,
+            progress: false,
+            ..TrainJob::new(config, dir.path())
+        };
+        job.run()?;
+    }
+    let metrics = dir.metrics()?;
+    let (tagger, _, config) = load_inference_model(&dir.path().join("best.safetensors"))?;
+    // Evaluation in the engine: the figures of the hardware, not the float forward's.
+    let (auc, rejection) = if bits > 0 {
+        let test = JetFile::open(args.data_dir.join("test.h5"))?.read_all()?.0;
+        let logits = noether_train::fixed_point_logits(&tagger, &test, config.data.n_max)?;
+        let scores: Vec<f64> = logits
+            .iter()
+            .map(|l| 1.0 / (1.0 + f64::from(l[0] - l[1]).exp()))
+            .collect();
+        let scored = noether_train::Scored::new(&scores, test.labels(), None)?;
+        let m = noether_train::TaggingMetrics::of(&scored);
+        (m.auc, m.rejection_at_0_3)
+    } else {
+        (metrics.auc, metrics.rejection_at_0_3)
+    };
+    noether_equivariant::set_threads(1);
+    let jets = JetFile::open(args.data_dir.join("test.h5"))?
+        .read(0, 512)?
+        .0;
+    let input = jet_inputs(&tagger, &jets, constituents)?;
+    let latency = if bits > 0 {
+        engine_latency(&tagger, &input, args.calls)?
+    } else {
+        float_latency(&tagger, &input, args.calls.min(2000))?
+    };
+    Ok(Point {
+        model: model.to_owned(),
+        constituents,
+        bits,
+        params: metrics.params,
+        auc,
+        rejection,
+        latency_ns: latency.median.as_nanos(),
+    })
+}
+
+fn bits_label(bits: u32) -> String {
+    if bits == 0 {
+        "float".into()
+    } else {
+        bits.to_string()
+    }
+}
+
+fn table(points: &[Point]) -> String {
+    let mut md = String::from(
+        "| model | constituents | bits | params | weight bits | AUC | 1/eps_B(0.3) | latency (ns/jet) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        let weight_bits = if p.bits == 0 {
+            32 * p.params
+        } else {
+            p.bits as usize * p.params
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.4} | {:.1} | {} |",
+            p.model,
+            p.constituents,
+            bits_label(p.bits),
+            p.params,
+            weight_bits,
+            p.auc,
+            p.rejection,
+            p.latency_ns
+        );
+    }
+    md
+}
+
+fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (700, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let fixed: Vec<&Point> = points.iter().filter(|p| p.bits > 0).collect();
+    let (lo, hi) = fixed.iter().fold((f64::MAX, 0f64), |(l, h), p| {
+        let b = (p.bits as usize * p.params) as f64;
+        (l.min(b), h.max(b))
+    });
+    let (alo, ahi) = fixed
+        .iter()
+        .fold((1f64, 0f64), |(l, h), p| (l.min(p.auc), h.max(p.auc)));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "AUC against total weight bits (integer engine)",
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d((lo / 1.3..hi * 1.3).log_scale(), alo - 0.01..ahi + 0.01)?;
+    chart
+        .configure_mesh()
+        .x_desc("weight bits (parameters x bits)")
+        .y_desc("AUC")
+        .draw()?;
+    let series: std::collections::BTreeSet<(String, usize)> = fixed
+        .iter()
+        .map(|p| (p.model.clone(), p.constituents))
+        .collect();
+    for (k, (model, n)) in series.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let mut line: Vec<(f64, f64)> = fixed
+            .iter()
+            .filter(|p| &p.model == model && p.constituents == *n)
+            .map(|p| ((p.bits as usize * p.params) as f64, p.auc))
+            .collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+            .label(format!("{model}, {n} constituents"))
+            .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 20, b)], color));
+        chart.draw_series(line.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if !args.data_dir.join("train.h5").exists() {
+        eprintln!("SKIPPED: {} is absent", args.data_dir.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let mut points = Vec::new();
+    let mut csv = String::from(
+        "model,constituents,bits,params,weight_bits,auc,rejection_at_0.3,latency_ns_per_jet\n",
+    );
+    for model in &args.models {
+        for &n in &args.constituents {
+            for &bits in &args.bits {
+                let p = run_point(&args, model, n, bits)?;
+                let weight_bits = if bits == 0 { 32 } else { bits } as usize * p.params;
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{},{weight_bits},{},{},{}",
+                    p.model,
+                    p.constituents,
+                    bits_label(p.bits),
+                    p.params,
+                    p.auc,
+                    p.rejection,
+                    p.latency_ns
+                );
+                eprintln!(
+                    "  auc {:.4}, 1/eps_B {:.1}, {} ns/jet",
+                    p.auc, p.rejection, p.latency_ns
+                );
+                points.push(p);
+                std::fs::write(args.out.join("pareto.csv"), &csv)?;
+            }
+        }
+    }
+    let md = table(&points);
+    std::fs::write(args.out.join("pareto.md"), &md)?;
+    plot(&args.out.join("pareto.svg"), &points)?;
+    println!("{md}");
+    Ok(())
+}
