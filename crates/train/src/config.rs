@@ -719,6 +719,14 @@ impl TrainConfig {
                 "must be 2: jet files hold labels 0 (background) and 1 (signal)",
             ));
         }
+        if self.quant.is_some() && self.train.device != DeviceSetting::Cpu {
+            return Err(invalid(
+                "train.device",
+                &self.train.device,
+                "quantisation-aware training ([quant]) runs on the CPU: its fake-quantisation \
+                 op has only a CPU kernel",
+            ));
+        }
         Ok(())
     }
 
