@@ -16,7 +16,7 @@ struct IntDense {
     /// Raw weights transposed, `[inputs][outputs]`, shifted left to the sum's fraction
     /// bits (so that a sum needs no shift).
     weight: Vec<i64>,
-    /// Raw biases aligned to `sum_fraction`.
+    /// Raw biases aligned to the sum's fraction bits.
     bias: Vec<i64>,
     /// The cast of a sum to the accumulator type, if any.
     accum: Option<Cast>,
@@ -34,16 +34,14 @@ impl IntDense {
             (sum_fraction - product_fraction) as u32,
             (sum_fraction - p.bias.fraction()) as u32,
         );
-        let mut weight = vec![0; layer.inputs * layer.outputs];
-        for o in 0..layer.outputs {
-            for k in 0..layer.inputs {
-                let raw = p.weight.quantize_raw(layer.weight[o * layer.inputs + k]);
-                weight[k * layer.outputs + o] = raw << product_shift;
-            }
-        }
+        let raw = |o: usize, k: usize| p.weight.quantize_raw(layer.weight[o * layer.inputs + k]);
+        let (n_in, n_out) = (layer.inputs, layer.outputs);
+        let weight = (0..n_in * n_out)
+            .map(|j| raw(j % n_out, j / n_out) << product_shift)
+            .collect();
         Self {
-            inputs: layer.inputs,
-            outputs: layer.outputs,
+            inputs: n_in,
+            outputs: n_out,
             weight,
             bias: layer
                 .bias
@@ -102,18 +100,10 @@ impl IntStage {
     }
 
     /// Runs the per-particle layers on every real particle and sums their outputs
-    /// (weighted for EFN) into `pooled`, exactly.
-    fn pool(
-        &self,
-        input: FixedType,
-        features: &[f32],
-        mask: &[f32],
-        x: &mut Vec<i64>,
-        fresh: &mut Vec<i64>,
-        pooled: &mut [i64],
-    ) {
+    /// (weighted for EFN) into `scratch.pooled`, exactly.
+    fn pool(&self, input: FixedType, features: &[f32], mask: &[f32], scratch: &mut Scratch) {
         let n = self.outputs();
-        pooled[..n].fill(0);
+        scratch.pooled[..n].fill(0);
         for (row, _) in features
             .chunks_exact(self.features)
             .zip(mask)
@@ -126,19 +116,45 @@ impl IntStage {
                 if self.pooling == Pooling::Weighted(k) {
                     weight = raw;
                 } else {
-                    x[width] = raw;
+                    scratch.x[width] = raw;
                     width += 1;
                 }
             }
             for layer in &self.layers {
-                layer.run(&x[..width], fresh);
-                width = layer.outputs;
-                std::mem::swap(x, fresh);
+                width = scratch.apply(layer, width);
             }
-            for (p, &v) in pooled[..n].iter_mut().zip(x.iter()) {
+            for (p, &v) in scratch.pooled[..n].iter_mut().zip(&scratch.x) {
                 *p += weight * v;
             }
         }
+    }
+}
+
+/// The engine's buffers, sized once for the widest layer.
+#[derive(Debug, Clone)]
+struct Scratch {
+    /// The current activations.
+    x: Vec<i64>,
+    /// The next layer's output.
+    fresh: Vec<i64>,
+    /// The pooled sum.
+    pooled: Vec<i64>,
+}
+
+impl Scratch {
+    fn new(width: usize) -> Self {
+        Self {
+            x: vec![0; width],
+            fresh: vec![0; width],
+            pooled: vec![0; width],
+        }
+    }
+
+    /// Applies `layer` to the first `width` activations; returns the new width.
+    fn apply(&mut self, layer: &IntDense, width: usize) -> usize {
+        layer.run(&self.x[..width], &mut self.fresh);
+        std::mem::swap(&mut self.x, &mut self.fresh);
+        layer.outputs
     }
 }
 
@@ -150,10 +166,7 @@ pub struct Engine {
     jet_features: usize,
     jet: Vec<IntDense>,
     out_fraction: i32,
-    /// Scratch: two activation buffers, the pooled sum, the logits.
-    a: Vec<i64>,
-    b: Vec<i64>,
-    pooled: Vec<i64>,
+    scratch: Scratch,
     logits: Vec<f64>,
 }
 
@@ -200,9 +213,7 @@ impl Engine {
             logits: vec![0.0; graph.classes()],
             jet,
             out_fraction,
-            a: vec![0; widest],
-            b: vec![0; widest],
-            pooled: vec![0; widest],
+            scratch: Scratch::new(widest),
         })
     }
 
@@ -238,37 +249,27 @@ impl Engine {
                 detail: format!("value {k} is {}", features[k]),
             });
         }
-        let (mut x, mut fresh) = (std::mem::take(&mut self.a), std::mem::take(&mut self.b));
+        let scratch = &mut self.scratch;
         let mut width = if let Some(stage) = &self.particles {
-            stage.pool(
-                self.input,
-                features,
-                mask,
-                &mut x,
-                &mut fresh,
-                &mut self.pooled,
-            );
+            stage.pool(self.input, features, mask, scratch);
             let n = stage.outputs();
-            for (dst, &sum) in x.iter_mut().zip(&self.pooled[..n]) {
+            for (dst, &sum) in scratch.x.iter_mut().zip(&scratch.pooled[..n]) {
                 *dst = stage.pool.requantize(sum, stage.sum_fraction);
             }
             n
         } else {
-            for (dst, &v) in x.iter_mut().zip(features) {
+            for (dst, &v) in scratch.x.iter_mut().zip(features) {
                 *dst = self.input.quantize_raw(f64::from(v));
             }
             width
         };
         for layer in &self.jet {
-            layer.run(&x[..width], &mut fresh);
-            width = layer.outputs;
-            std::mem::swap(&mut x, &mut fresh);
+            width = scratch.apply(layer, width);
         }
         let lsb = crate::fixed::pow2(-self.out_fraction);
-        for (l, &raw) in self.logits.iter_mut().zip(&x) {
+        for (l, &raw) in self.logits.iter_mut().zip(&scratch.x) {
             *l = raw as f64 * lsb;
         }
-        (self.a, self.b) = (x, fresh);
         Ok(&self.logits)
     }
 }
