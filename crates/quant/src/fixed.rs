@@ -245,24 +245,41 @@ impl Cast {
     /// `raw` rounded by the target's mode and brought into range by its overflow mode.
     #[inline]
     pub fn apply(&self, raw: i64) -> i64 {
-        let rounded = if self.shift <= 0 {
-            raw << -self.shift
-        } else {
-            let s = self.shift as u32;
-            let half = 1i64 << (s - 1);
-            match self.to.rounding {
-                Rounding::Trn => raw >> s,
-                Rounding::Rnd => (raw + half) >> s,
-                Rounding::RndConv => {
-                    let floor = raw >> s;
-                    let rest = raw - (floor << s);
-                    floor + i64::from(rest > half || (rest == half && floor & 1 == 1))
-                }
+        let mut one = [raw];
+        self.apply_all(&mut one, i64::MIN);
+        one[0]
+    }
+
+    /// [`Cast::apply`] to every value, then `max(floor)` (a ReLU with `floor = 0`): the
+    /// modes are matched once per slice, so the loops are branch-free.
+    #[inline]
+    pub fn apply_all(&self, values: &mut [i64], floor: i64) {
+        let (min, max) = (self.min.max(floor), self.max.max(floor));
+        let sat = self.to.overflow == Overflow::Sat;
+        let (width, signed) = (self.to.width, self.to.signed);
+        let fit = |v: i64| {
+            if sat {
+                v.clamp(min, max)
+            } else {
+                wrap(v, width, signed).max(floor)
             }
         };
-        match self.to.overflow {
-            Overflow::Sat => rounded.clamp(self.min, self.max),
-            Overflow::Wrap => wrap(rounded, self.to.width, self.to.signed),
+        if self.shift <= 0 {
+            let s = -self.shift;
+            values.iter_mut().for_each(|v| *v = fit(*v << s));
+            return;
+        }
+        let s = self.shift as u32;
+        let half = 1i64 << (s - 1);
+        match self.to.rounding {
+            Rounding::Trn => values.iter_mut().for_each(|v| *v = fit(*v >> s)),
+            Rounding::Rnd => values.iter_mut().for_each(|v| *v = fit((*v + half) >> s)),
+            Rounding::RndConv => values.iter_mut().for_each(|v| {
+                let floor = *v >> s;
+                let rest = *v - (floor << s);
+                let up = (rest > half) | ((rest == half) & (floor & 1 == 1));
+                *v = fit(floor + i64::from(up));
+            }),
         }
     }
 }
