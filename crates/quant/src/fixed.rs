@@ -266,19 +266,24 @@ impl Cast {
         };
         if self.shift <= 0 {
             let s = -self.shift;
-            values.iter_mut().for_each(|v| *v = fit(*v << s));
+            for v in values.iter_mut() {
+                *v = fit(*v << s);
+            }
             return;
         }
         let s = self.shift as u32;
         let half = 1i64 << (s - 1);
+        #[allow(clippy::needless_for_each)]
         match self.to.rounding {
             Rounding::Trn => values.iter_mut().for_each(|v| *v = fit(*v >> s)),
             Rounding::Rnd => values.iter_mut().for_each(|v| *v = fit((*v + half) >> s)),
             Rounding::RndConv => values.iter_mut().for_each(|v| {
                 let floor = *v >> s;
                 let rest = *v - (floor << s);
-                let up = (rest > half) | ((rest == half) & (floor & 1 == 1));
-                *v = fit(floor + i64::from(up));
+                // Branch-free on purpose (the loop vectorises): up when above the half,
+                // or at it with an odd floor.
+                let up = i64::from(rest > half) | (i64::from(rest == half) & floor & 1);
+                *v = fit(floor + up);
             }),
         }
     }
