@@ -719,10 +719,16 @@ impl TrainConfig {
                 "must be 2: jet files hold labels 0 (background) and 1 (signal)",
             ));
         }
+        self.check_quant()
+    }
+
+    /// Quantisation-aware training runs on the CPU: its fake-quantisation op has only a
+    /// CPU kernel.
+    fn check_quant(&self) -> Result<()> {
         if self.quant.is_some() && self.train.device != DeviceSetting::Cpu {
             return Err(invalid(
                 "train.device",
-                &self.train.device,
+                self.train.device,
                 "quantisation-aware training ([quant]) runs on the CPU: its fake-quantisation \
                  op has only a CPU kernel",
             ));
