@@ -154,9 +154,10 @@ fn reference(graph: &QuantGraph, features: &[f32], mask: &[f32]) -> Vec<f64> {
     let dense = |layer: &Dense, x: &[f64]| -> Vec<f64> {
         (0..layer.outputs)
             .map(|o| {
+                let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
                 let mut sum = layer.bias[o];
-                for k in 0..layer.inputs {
-                    sum += layer.weight[o * layer.inputs + k] * x[k];
+                for (w, v) in row.iter().zip(x) {
+                    sum += w * v;
                 }
                 if let Some(a) = layer.precision.accum {
                     sum = a.quantize(sum);
