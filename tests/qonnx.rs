@@ -227,7 +227,11 @@ fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
             "[quant.layers.\"phi.5\"]\nweight = \"ap_fixed<4,1>\"\n",
             "no layer phi.5",
         ),
-        ("pfn", "[quant]\nweight = \"ap_fixed<40,4>\"\n", "32-bit"),
+        (
+            "pfn",
+            "[quant]\nweight = \"ap_fixed<40,4>\"\n",
+            "[quant] weight: fixed-point type ap_fixed<40,4>: W = 40 > 32",
+        ),
     ] {
         let config = dir.path().join("bad.toml");
         std::fs::write(&config, format!("model = \"{model}\"\n{quant}")).unwrap();

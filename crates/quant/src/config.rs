@@ -26,9 +26,10 @@ fn default_type() -> FixedType {
     FixedType::new(16, 6, true, Rounding::RndConv, Overflow::Sat).expect("a valid type")
 }
 
-/// The `[quant]` section.
+/// The `[quant]` section. Read through [`RawQuant`], so that a type that cannot be
+/// represented is refused naming its setting (`layers."phi.0".weight`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "RawQuant")]
 pub struct QuantConfig {
     /// The features entering the network.
     pub input: FixedType,
@@ -64,9 +65,79 @@ impl Default for QuantConfig {
     }
 }
 
-/// Per-layer overrides of the section's precisions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The section as written: every type a string, parsed with its setting's name.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawQuant {
+    input: Option<String>,
+    weight: Option<String>,
+    bias: Option<String>,
+    result: Option<String>,
+    accum: Option<String>,
+    pool: Option<String>,
+    #[serde(default)]
+    layers: BTreeMap<String, RawLayer>,
+}
+
+/// A layer's overrides as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    weight: Option<String>,
+    bias: Option<String>,
+    result: Option<String>,
+    accum: Option<String>,
+}
+
+/// The type `spec` of `setting`, if given.
+fn parse(setting: &str, spec: Option<&String>) -> Result<Option<FixedType>> {
+    spec.map(|s| {
+        s.parse().map_err(|e: QuantError| QuantError::BadSetting {
+            setting: setting.to_owned(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+impl TryFrom<RawQuant> for QuantConfig {
+    type Error = QuantError;
+
+    fn try_from(raw: RawQuant) -> Result<Self> {
+        let defaults = Self::default();
+        let or = |setting: &str, spec: Option<&String>, default: FixedType| {
+            parse(setting, spec).map(|t| t.unwrap_or(default))
+        };
+        let layers = raw
+            .layers
+            .iter()
+            .map(|(path, l)| {
+                let setting = |key: &str| format!("layers.\"{path}\".{key}");
+                Ok((
+                    path.clone(),
+                    LayerOverride {
+                        weight: parse(&setting("weight"), l.weight.as_ref())?,
+                        bias: parse(&setting("bias"), l.bias.as_ref())?,
+                        result: parse(&setting("result"), l.result.as_ref())?,
+                        accum: parse(&setting("accum"), l.accum.as_ref())?,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            input: or("input", raw.input.as_ref(), defaults.input)?,
+            weight: or("weight", raw.weight.as_ref(), defaults.weight)?,
+            bias: or("bias", raw.bias.as_ref(), defaults.bias)?,
+            result: or("result", raw.result.as_ref(), defaults.result)?,
+            accum: parse("accum", raw.accum.as_ref())?,
+            pool: parse("pool", raw.pool.as_ref())?,
+            layers,
+        })
+    }
+}
+
+/// Per-layer overrides of the section's precisions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LayerOverride {
     /// The layer's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +227,21 @@ mod tests {
     #[test]
     fn bad_types_unknown_keys_and_layers_are_named() {
         let err = toml::from_str::<QuantConfig>(r#"weight = "ap_fixed<8,9>""#).unwrap_err();
-        assert!(err.to_string().contains("I = 9 > W = 8"), "{err}");
+        assert!(
+            err.message()
+                .starts_with("[quant] weight: fixed-point type ap_fixed<8,9>: I = 9 > W = 8"),
+            "{err}"
+        );
+        let err = toml::from_str::<QuantConfig>(
+            r#"[layers."phi.0"]
+            accum = "ap_fixed<40,9>""#,
+        )
+        .unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("[quant] layers.\"phi.0\".accum: fixed-point type ap_fixed<40,9>"),
+            "{err}"
+        );
         let err = toml::from_str::<QuantConfig>(
             r#"[layers."phi.0"]
             wieght = "ap_fixed<8,3>""#,
