@@ -1,8 +1,9 @@
 //! The time-limited regime from the command line: QONNX export checked against the
 //! `qonnx` package's executor (fixtures by `tests/fixtures/make_qonnx_fixtures.py`: PFN,
 //! EFN and MLP checkpoints trained with `[quant]`, their exports and qonnx's logits on
-//! 300 seeded inputs, saturating ones included), `eval --fixed-point`, `latency`, and
-//! the errors of models and types QONNX cannot express.
+//! 300 seeded inputs, saturating ones included, and for PFN and EFN also the first 300
+//! bundled test jets), `eval --fixed-point`, `latency`, and the errors of models and
+//! types QONNX cannot express.
 
 mod common;
 
@@ -82,13 +83,43 @@ fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
             assert_eq!(got, want, "{model} jet {b}: engine {got:?}, qonnx {want:?}");
             distinct.extend(got.iter().map(|x| x.to_bits()));
         }
-        assert_eq!(jets, 300);
+        assert_eq!(jets, if model == "mlp" { 300 } else { 600 });
         assert!(
             distinct.len() > 100,
             "{model}: {} distinct logits",
             distinct.len()
         );
     }
+}
+
+#[test]
+fn the_fixture_jet_features_are_noethers() {
+    // numpy's (z, y - y_J, phi - phi_J) of the first 300 bundled test jets, as the fixture
+    // script computes them independently, against noether's input of the same jets.
+    let run = QonnxRun::load(&fixture("pfn.json"));
+    let (tagger, _, config) = load_inference_model(&fixture("pfn.safetensors")).unwrap();
+    let jets = noether::data::JetFile::open(root().join("data/test.h5"))
+        .unwrap()
+        .read(0, 300)
+        .unwrap()
+        .0;
+    let input = noether::train::jet_inputs(&tagger, &jets, config.data.n_max).unwrap();
+    let ours = noether::equivariant::FixedPointInput::new(&input).unwrap();
+    let per_jet = run.features.len() / 600;
+    let mut worst = 0f32;
+    for b in 0..300 {
+        let theirs = &run.features[(300 + b) * per_jet..(301 + b) * per_jet];
+        let (x, mask) = ours.jet(b);
+        assert_eq!(
+            mask,
+            &run.mask[(300 + b) * 16..(301 + b) * 16],
+            "jet {b} mask"
+        );
+        for (a, c) in x.iter().zip(theirs) {
+            worst = worst.max((a - c).abs());
+        }
+    }
+    assert!(worst < 1e-6, "features differ by {worst}");
 }
 
 fn pfn_config(dir: &Path, quant: &str) -> PathBuf {
