@@ -1,12 +1,13 @@
 //! The integer inference engine: a [`QuantGraph`] run in integer arithmetic, every
-//! tensor held as the raw integers of its fixed-point type, sums carried exactly in 64
-//! bits and cast with the types' rounding and overflow. It defines the same numbers as
+//! tensor held as the raw integers of its fixed-point type, sums carried exactly (in
+//! 32-bit lanes where weights and inputs fit 16 bits and the sums 31, else in 64 bits)
+//! and cast with the types' rounding and overflow. It defines the same numbers as
 //! the fake-quantised float forward (checked bit for bit on thousands of jets) and
 //! allocates nothing per jet.
 
 use crate::error::{QuantError, Result};
 use crate::fixed::{Cast, FixedType};
-use crate::graph::{Dense, Pooling, QuantGraph};
+use crate::graph::{product_bits, Dense, Pooling, QuantGraph};
 
 /// A dense layer in raw integers.
 #[derive(Debug, Clone)]
@@ -43,14 +44,10 @@ impl IntDense {
             .map(|j| raw(j % n_out, j / n_out) << product_shift)
             .collect();
         let fits = |ty: FixedType| ty.width() <= if ty.is_signed() { 16 } else { 15 };
-        let products = Dense {
-            bias: vec![0.0; n_out],
-            ..layer.clone()
-        };
         let narrow = (fits(p.weight)
             && fits(input)
             && product_shift == 0
-            && crate::graph::sum_bits(&products, input) <= 31)
+            && product_bits(n_in, p.weight, input) <= 31)
             .then(|| weight.iter().map(|&w: &i64| w as i16).collect());
         Self {
             inputs: n_in,
@@ -70,7 +67,7 @@ impl IntDense {
 
     /// `y = relu?(result(accum(W x + b)))` in raw integers: the sums accumulate input by
     /// input over all outputs (contiguous weights, and the zeros a ReLU leaves skipped),
-    /// exactly in 64 bits (the graph checks the width).
+    /// exactly (the graph checks the widths); `narrow` is scratch for the 32-bit sums.
     fn run(&self, x: &[i64], y: &mut [i64], narrow: &mut [i32]) {
         let y = &mut y[..self.outputs];
         if let Some(weight) = &self.narrow {

@@ -191,12 +191,20 @@ fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
 /// The bits a layer's sums span: from the lowest fraction bit of a product or the bias
 /// to the highest integer bit of `inputs` products plus the bias.
 pub fn sum_bits(layer: &Dense, input: FixedType) -> u32 {
-    let w = layer.precision.weight;
-    let b = layer.precision.bias;
+    let (w, b) = (layer.precision.weight, layer.precision.bias);
     let fraction = (w.fraction() + input.fraction()).max(b.fraction());
-    let terms = (layer.inputs as u64 + 1)
-        .next_power_of_two()
-        .trailing_zeros() as i32;
-    let integer = (w.integer() + input.integer() + terms).max(b.integer() + 1) + 1;
+    let integer = (product_integer_bits(layer.inputs + 1, w, input)).max(b.integer() + 1) + 1;
     (integer + fraction).max(1) as u32
+}
+
+/// The bits a sum of `terms` products of `weight` and `input` values spans, bias aside.
+pub fn product_bits(terms: usize, weight: FixedType, input: FixedType) -> u32 {
+    let fraction = weight.fraction() + input.fraction();
+    (product_integer_bits(terms, weight, input) + 1 + fraction).max(1) as u32
+}
+
+/// The integer bits of a sum of `terms` products, sign excluded.
+fn product_integer_bits(terms: usize, weight: FixedType, input: FixedType) -> i32 {
+    let growth = (terms as u64).next_power_of_two().trailing_zeros() as i32;
+    weight.integer() + input.integer() + growth
 }
