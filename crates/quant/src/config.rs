@@ -26,7 +26,7 @@ fn default_type() -> FixedType {
     FixedType::new(16, 6, true, Rounding::RndConv, Overflow::Sat).expect("a valid type")
 }
 
-/// The `[quant]` section. Read through [`RawQuant`], so that a type that cannot be
+/// The `[quant]` section. Read through a raw form of strings, so that a type that cannot be
 /// represented is refused naming its setting (`layers."phi.0".weight`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawQuant")]
