@@ -131,3 +131,24 @@ fn pelican_flow_and_mlp_inputs_are_checked() {
     .unwrap_err();
     assert!(err.to_string().contains("phi_sizes"), "{err}");
 }
+
+#[test]
+fn only_models_with_a_fixed_point_form_accept_quantisation() {
+    assert_eq!(noether_equivariant::quantizable(), ["pfn", "efn", "mlp"]);
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let config =
+        noether_equivariant::ModelConfig::Pelican(noether_equivariant::PelicanConfig::tiny());
+    let mut model = noether_equivariant::Tagger::new(&config, &vb).unwrap();
+    let err = model
+        .quantize(&noether_quant::QuantConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model \"pelican\" has no fixed-point form")
+            && err.contains("supports pfn, efn, mlp"),
+        "{err}"
+    );
+    let err = model.quant_graph().unwrap_err().to_string();
+    assert!(err.contains("was not trained with quantisation"), "{err}");
+}
