@@ -7,7 +7,7 @@
 
 use crate::error::{QuantError, Result};
 use crate::fixed::{Cast, FixedType};
-use crate::graph::{product_bits, Dense, Pooling, QuantGraph};
+use crate::graph::{product_bits, Dense, Pooling, QuantGraph, MAX_PARTICLES};
 
 /// A dense layer in raw integers.
 #[derive(Debug, Clone)]
@@ -114,9 +114,8 @@ struct IntStage {
     features: usize,
     layers: Vec<IntDense>,
     pooling: Pooling,
-    /// Fraction bits of the pooled sum before its cast.
-    sum_fraction: i32,
-    pool: FixedType,
+    /// The cast of the pooled sum to the pool type.
+    pool: Cast,
 }
 
 impl IntStage {
@@ -194,7 +193,8 @@ pub struct Engine {
     particles: Option<IntStage>,
     jet_features: usize,
     jet: Vec<IntDense>,
-    out_fraction: i32,
+    /// The logits' type.
+    out: FixedType,
     scratch: Scratch,
     logits: Vec<f64>,
 }
@@ -219,8 +219,7 @@ impl Engine {
                 features: p.features,
                 layers,
                 pooling: p.pooling,
-                sum_fraction,
-                pool: p.pool,
+                pool: Cast::new(sum_fraction, p.pool),
             }
         });
         let jet: Vec<IntDense> = ints.collect();
@@ -231,17 +230,13 @@ impl Engine {
             .chain([graph.jet_features])
             .max()
             .unwrap_or(1);
-        let out_fraction = graph
-            .jet
-            .last()
-            .map_or(0, |l| l.precision.result.fraction());
         Ok(Self {
             input: graph.input,
             particles,
             jet_features: graph.jet_features,
             logits: vec![0.0; graph.classes()],
             jet,
-            out_fraction,
+            out: graph.jet.last().map_or(graph.input, |l| l.precision.result),
             scratch: Scratch::new(widest),
         })
     }
@@ -266,6 +261,14 @@ impl Engine {
         } else {
             1
         };
+        if nodes > MAX_PARTICLES {
+            return Err(QuantError::BadInput {
+                input: "mask".into(),
+                detail: format!(
+                    "{nodes} particles, more than the {MAX_PARTICLES} the engine takes"
+                ),
+            });
+        }
         if features.len() != nodes * width {
             return Err(QuantError::BadInput {
                 input: "features".into(),
@@ -282,9 +285,8 @@ impl Engine {
         let mut width = if let Some(stage) = &self.particles {
             stage.pool(self.input, features, mask, scratch);
             let n = stage.outputs();
-            for (dst, &sum) in scratch.x.iter_mut().zip(&scratch.pooled[..n]) {
-                *dst = stage.pool.requantize(sum, stage.sum_fraction);
-            }
+            scratch.x[..n].copy_from_slice(&scratch.pooled[..n]);
+            stage.pool.apply_all(&mut scratch.x[..n], i64::MIN);
             n
         } else {
             for (dst, &v) in scratch.x.iter_mut().zip(features) {
@@ -295,9 +297,8 @@ impl Engine {
         for layer in &self.jet {
             width = scratch.apply(layer, width);
         }
-        let lsb = crate::fixed::pow2(-self.out_fraction);
         for (l, &raw) in self.logits.iter_mut().zip(&scratch.x) {
-            *l = raw as f64 * lsb;
+            *l = self.out.value(raw);
         }
         Ok(&self.logits)
     }

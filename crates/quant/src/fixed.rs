@@ -92,16 +92,6 @@ impl FixedType {
         }
     }
 
-    /// `ap_fixed<W, I>` with rounding towards minus infinity and saturation: the
-    /// convenient default for trained layers (the C++ default `AP_WRAP` is one argument
-    /// away, see [`FixedType::new`]).
-    ///
-    /// # Errors
-    /// As [`FixedType::new`].
-    pub fn signed(width: u32, integer: i32) -> Result<Self> {
-        Self::new(width, integer, true, Rounding::Trn, Overflow::Sat)
-    }
-
     /// Total bits `W`.
     pub fn width(&self) -> u32 {
         self.width
@@ -112,8 +102,7 @@ impl FixedType {
         self.integer
     }
 
-    /// Fraction bits `F = W - I` (negative when `I > W` is not allowed, so `F >= 0`
-    /// only when `I <= W`, which [`FixedType::new`] enforces).
+    /// Fraction bits `F = W - I` (never negative: [`FixedType::new`] refuses `I > W`).
     pub fn fraction(&self) -> i32 {
         self.width as i32 - self.integer
     }
@@ -205,7 +194,7 @@ impl FixedType {
 }
 
 /// `2^e` for the exponents the types use.
-pub(crate) fn pow2(e: i32) -> f64 {
+fn pow2(e: i32) -> f64 {
     2f64.powi(e)
 }
 

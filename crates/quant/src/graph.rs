@@ -14,6 +14,10 @@ use crate::fixed::FixedType;
 /// only within its 53-bit mantissa (the engine's 64-bit registers would allow more).
 pub const EXACT_BITS: u32 = 53;
 
+/// The most particles a jet may hold: the bound under which the pooled sums are checked
+/// to stay exact.
+pub const MAX_PARTICLES: usize = 1024;
+
 /// One fixed-point dense layer, `y = relu?(result(accum(W x + b)))`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dense {
@@ -101,19 +105,10 @@ impl QuantGraph {
     /// # Errors
     /// [`QuantError::Layer`] naming the layer and what does not fit.
     pub fn validate(&self) -> Result<()> {
-        let mut width = match &self.particles {
-            Some(p) => p.features - usize::from(matches!(p.pooling, Pooling::Weighted(_))),
-            None => self.jet_features,
-        };
+        let mut width = self.jet_features;
         if let Some(p) = &self.particles {
-            if let Pooling::Weighted(k) = p.pooling {
-                if k >= p.features {
-                    return Err(layer_error(
-                        "pool",
-                        format!("weighting feature {k} of {}", p.features),
-                    ));
-                }
-            }
+            self.check_pool(p)?;
+            width = p.features - usize::from(matches!(p.pooling, Pooling::Weighted(_)));
             for layer in &p.layers {
                 width = check_dense(layer, width)?;
             }
@@ -140,6 +135,38 @@ impl QuantGraph {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl QuantGraph {
+    /// Checks the weighting feature and that the pooled sums of up to [`MAX_PARTICLES`]
+    /// particles are exact.
+    fn check_pool(&self, p: &ParticleStage) -> Result<()> {
+        let last = p.layers.last().map_or(self.input, |l| l.precision.result);
+        let (weight_bits, what) = match p.pooling {
+            Pooling::Sum => (0, String::new()),
+            Pooling::Weighted(k) if k < p.features => (
+                self.input.width(),
+                format!(" weighted by {} values", self.input),
+            ),
+            Pooling::Weighted(k) => {
+                return Err(layer_error(
+                    "pool",
+                    format!("weighting feature {k} of {}", p.features),
+                ))
+            }
+        };
+        let bits = last.width() + weight_bits + MAX_PARTICLES.trailing_zeros();
+        if bits > EXACT_BITS {
+            return Err(layer_error(
+                "pool",
+                format!(
+                    "its sums of up to {MAX_PARTICLES} {last} values{what} need {bits} bits, \
+                     more than the {EXACT_BITS} the quantised forward holds exactly"
+                ),
+            ));
         }
         Ok(())
     }

@@ -49,5 +49,7 @@ pub use engine::Engine;
 pub use error::{QuantError, Result};
 pub use fake::fake_quantize;
 pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
-pub use graph::{product_bits, sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS};
+pub use graph::{
+    product_bits, sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS, MAX_PARTICLES,
+};
 pub use qonnx::{export_qonnx, qonnx_model, QonnxReport};

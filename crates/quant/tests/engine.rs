@@ -256,3 +256,53 @@ proptest! {
         prop_assert_eq!(got, reference(&graph, &features, &mask));
     }
 }
+
+#[test]
+fn pooled_sums_that_could_lose_bits_and_oversized_jets_are_refused() {
+    let phi = |result: &str| Dense {
+        name: "phi.0".into(),
+        inputs: 2,
+        outputs: 1,
+        weight: vec![0.5, 0.25],
+        bias: vec![0.0],
+        precision: precision("ap_fixed<8,3>", result, None),
+        relu: true,
+    };
+    let head = Dense {
+        name: "head".into(),
+        inputs: 1,
+        outputs: 1,
+        weight: vec![1.0],
+        bias: vec![0.0],
+        precision: precision("ap_fixed<8,3>", "ap_fixed<8,4>", None),
+        relu: false,
+    };
+    let graph = |input: &str, result: &str| QuantGraph {
+        model: "efn".into(),
+        input: t(input),
+        particles: Some(ParticleStage {
+            features: 3,
+            layers: vec![phi(result)],
+            pooling: Pooling::Weighted(0),
+            pool: t("ap_fixed<16,8>"),
+        }),
+        jet_features: 0,
+        jet: vec![head.clone()],
+    };
+    // z (24 bits) times outputs (24 bits) summed over 1,024 particles: 58 bits.
+    let err = Engine::new(&graph("ap_fixed<24,2>", "ap_fixed<24,8>"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("layer pool: ") && err.contains("58 bits"),
+        "{err}"
+    );
+    let mut engine = Engine::new(&graph("ap_fixed<10,2>", "ap_fixed<8,4>")).unwrap();
+    let n = noether_quant::MAX_PARTICLES + 1;
+    let err = engine
+        .run(&vec![0.5; 3 * n], &vec![1.0; n])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("input mask: 1025 particles"), "{err}");
+    assert!(engine.run(&[0.5; 6], &[1.0, 0.0]).is_ok());
+}
