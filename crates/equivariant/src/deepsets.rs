@@ -322,12 +322,11 @@ impl TaggerModel for FlowNetwork {
     }
 
     fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
-        Some((|| {
-            set_precisions(self, quant)?;
+        let set = set_precisions(self, quant);
+        if set.is_ok() {
             self.quant = Some((quant.input, quant.pool()));
-            let graph = self.quant_graph().expect("quantised")?;
-            Ok(graph.validate()?)
-        })())
+        }
+        Some(set)
     }
 
     /// Phi on every real particle, the (z-weighted) sum, F and the head.

@@ -249,12 +249,11 @@ impl TaggerModel for Mlp {
     }
 
     fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
-        Some((|| {
-            set_precisions(self, quant)?;
+        let set = set_precisions(self, quant);
+        if set.is_ok() {
             self.quant = Some(quant.input);
-            let graph = self.quant_graph().expect("quantised")?;
-            Ok(graph.validate()?)
-        })())
+        }
+        Some(set)
     }
 
     fn quant_graph(&self) -> Option<Result<QuantGraph>> {

@@ -302,7 +302,8 @@ pub trait TaggerModel: LinearLayers + Clone + Debug + Send + Sync + Sized {
     /// Makes the model compute in the fixed-point arithmetic `quant` describes
     /// (quantisation-aware training: fake-quantised inputs, weights, sums and outputs
     /// with straight-through gradients). `None`: the model has no fixed-point form (only
-    /// the models a trigger FPGA can hold implement one).
+    /// the models a trigger FPGA can hold implement one). The registry then checks the
+    /// model's [`TaggerModel::quant_graph`] ([`noether_quant::QuantGraph::validate`]).
     ///
     /// # Errors
     /// (inside the `Some`) [`crate::ModelError::Quant`] for settings the model cannot use.

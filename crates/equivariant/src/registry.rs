@@ -410,7 +410,9 @@ impl Tagger {
                 ),
             }
             .into())
-        })
+        })?;
+        // Every model's graph gets the same checks: exact sums, representable weights.
+        Ok(self.quant_graph()?.validate()?)
     }
 
     /// The quantised model in hardware terms, for the integer engine and QONNX export.
