@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use noether_data::JetFile;
+use noether_data::{JetFile, JetSet};
 use noether_examples::workspace_root;
 use noether_quant::{FixedType, LayerOverride, Overflow, QuantConfig, Rounding};
 use noether_train::{
@@ -76,6 +76,18 @@ struct Point {
     latency_ns: u128,
 }
 
+impl Point {
+    /// Parameters times their bits (32 for float).
+    fn weight_bits(&self) -> usize {
+        self.params
+            * if self.bits == 0 {
+                32
+            } else {
+                self.bits as usize
+            }
+    }
+}
+
 fn fixed(width: u32, integer: i32, signed: bool) -> Result<FixedType, Box<dyn std::error::Error>> {
     Ok(FixedType::new(
         width,
@@ -103,8 +115,12 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
     })
 }
 
+/// Jets the latency calls cycle through.
+const LATENCY_JETS: usize = 512;
+
 fn run_point(
     args: &Args,
+    test: &JetSet,
     model: &str,
     constituents: usize,
     bits: u32,
@@ -148,8 +164,7 @@ fn run_point(
     let (tagger, _, config) = load_inference_model(&dir.path().join("best.safetensors"))?;
     // Evaluation in the engine: the figures of the hardware, not the float forward's.
     let (auc, rejection) = if bits > 0 {
-        let test = JetFile::open(args.data_dir.join("test.h5"))?.read_all()?.0;
-        let logits = noether_train::fixed_point_logits(&tagger, &test, config.data.n_max)?;
+        let logits = noether_train::fixed_point_logits(&tagger, test, config.data.n_max)?;
         let scores: Vec<f64> = logits
             .iter()
             .map(|l| 1.0 / (1.0 + f64::from(l[0] - l[1]).exp()))
@@ -161,10 +176,8 @@ fn run_point(
         (metrics.auc, metrics.rejection_at_0_3)
     };
     noether_equivariant::set_threads(1);
-    let jets = JetFile::open(args.data_dir.join("test.h5"))?
-        .read(0, 512)?
-        .0;
-    let input = jet_inputs(&tagger, &jets, constituents)?;
+    let first: Vec<usize> = (0..LATENCY_JETS.min(test.len())).collect();
+    let input = jet_inputs(&tagger, &test.select(&first), constituents)?;
     let latency = if bits > 0 {
         engine_latency(&tagger, &input, args.calls)?
     } else {
@@ -195,11 +208,6 @@ fn table(points: &[Point]) -> String {
          |---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
-        let weight_bits = if p.bits == 0 {
-            32 * p.params
-        } else {
-            p.bits as usize * p.params
-        };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {:.4} | {:.1} | {} |",
@@ -207,7 +215,7 @@ fn table(points: &[Point]) -> String {
             p.constituents,
             bits_label(p.bits),
             p.params,
-            weight_bits,
+            p.weight_bits(),
             p.auc,
             p.rejection,
             p.latency_ns
@@ -221,7 +229,7 @@ fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>>
     root.fill(&WHITE)?;
     let fixed: Vec<&Point> = points.iter().filter(|p| p.bits > 0).collect();
     let (lo, hi) = fixed.iter().fold((f64::MAX, 0f64), |(l, h), p| {
-        let b = (p.bits as usize * p.params) as f64;
+        let b = p.weight_bits() as f64;
         (l.min(b), h.max(b))
     });
     let (alo, ahi) = fixed
@@ -250,7 +258,7 @@ fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>>
         let mut line: Vec<(f64, f64)> = fixed
             .iter()
             .filter(|p| &p.model == model && p.constituents == *n)
-            .map(|p| ((p.bits as usize * p.params) as f64, p.auc))
+            .map(|p| (p.weight_bits() as f64, p.auc))
             .collect();
         line.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
@@ -276,6 +284,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     std::fs::create_dir_all(&args.out)?;
+    let test = JetFile::open(args.data_dir.join("test.h5"))?.read_all()?.0;
     let mut points = Vec::new();
     let mut csv = String::from(
         "model,constituents,bits,params,weight_bits,auc,rejection_at_0.3,latency_ns_per_jet\n",
@@ -283,15 +292,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for model in &args.models {
         for &n in &args.constituents {
             for &bits in &args.bits {
-                let p = run_point(&args, model, n, bits)?;
-                let weight_bits = if bits == 0 { 32 } else { bits } as usize * p.params;
+                let p = run_point(&args, &test, model, n, bits)?;
                 let _ = writeln!(
                     csv,
-                    "{},{},{},{},{weight_bits},{},{},{}",
+                    "{},{},{},{},{},{},{},{}",
                     p.model,
                     p.constituents,
                     bits_label(p.bits),
                     p.params,
+                    p.weight_bits(),
                     p.auc,
                     p.rejection,
                     p.latency_ns

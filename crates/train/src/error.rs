@@ -112,6 +112,13 @@ impl From<noether_equivariant::ModelError> for TrainError {
     }
 }
 
+/// Errors of the integer engine, as the model errors that carry them.
+impl From<noether_quant::QuantError> for TrainError {
+    fn from(e: noether_quant::QuantError) -> Self {
+        Self::Model(Box::new(e.into()))
+    }
+}
+
 /// The crate-wide result type.
 pub type Result<T> = std::result::Result<T, TrainError>;
 

@@ -7,7 +7,7 @@ use noether_equivariant::{FixedPointInput, Tagger};
 use noether_quant::Engine;
 
 use crate::error::Result;
-use crate::inputs::jet_inputs;
+use crate::inputs::{jet_inputs, row_indices};
 
 /// Logits per jet of the quantised `model` on all `jets` (`n_max` constituents), from the
 /// integer engine.
@@ -15,16 +15,16 @@ use crate::inputs::jet_inputs;
 /// # Errors
 /// A model that was not trained with `[quant]`; data and input errors.
 pub fn fixed_point_logits(model: &Tagger, jets: &JetSet, n_max: usize) -> Result<Vec<Vec<f32>>> {
-    let mut engine =
-        Engine::new(&model.quant_graph()?).map_err(noether_equivariant::ModelError::from)?;
+    let mut engine = Engine::new(&model.quant_graph()?)?;
     let input = FixedPointInput::new(&jet_inputs(model, jets, n_max)?)?;
     (0..input.len())
         .map(|b| {
             let (features, mask) = input.jet(b);
-            let logits = engine
-                .run(features, mask)
-                .map_err(noether_equivariant::ModelError::from)?;
-            Ok(logits.iter().map(|&l| l as f32).collect())
+            Ok(engine
+                .run(features, mask)?
+                .iter()
+                .map(|&l| l as f32)
+                .collect())
         })
         .collect()
 }
@@ -78,16 +78,11 @@ pub fn engine_latency(
     input: &noether_equivariant::TaggerInput,
     calls: usize,
 ) -> Result<Latency> {
-    let mut engine =
-        Engine::new(&model.quant_graph()?).map_err(noether_equivariant::ModelError::from)?;
+    let mut engine = Engine::new(&model.quant_graph()?)?;
     let features = FixedPointInput::new(input)?;
     time_calls(calls, calls.min(1000), |k| {
         let (x, mask) = features.jet(k % features.len());
-        std::hint::black_box(
-            engine
-                .run(std::hint::black_box(x), mask)
-                .map_err(noether_equivariant::ModelError::from)?,
-        );
+        std::hint::black_box(engine.run(std::hint::black_box(x), mask)?);
         Ok(())
     })
 }
@@ -104,15 +99,7 @@ pub fn float_latency(
 ) -> Result<Latency> {
     let device = &model.placement().device;
     let singles = (0..input.len())
-        .map(|b| {
-            let row = candle_core::Tensor::new(&[b as u32], device).map_err(|e| {
-                noether_equivariant::ModelError::Candle {
-                    context: "jet row".into(),
-                    source: e,
-                }
-            })?;
-            Ok(input.select(&row)?)
-        })
+        .map(|b| Ok(input.select(&row_indices([b], device)?)?))
         .collect::<Result<Vec<_>>>()?;
     time_calls(calls, calls.min(20), |k| {
         let out = model.forward_t(
