@@ -9,8 +9,9 @@
 //! zero. Everything is dense masked arithmetic (no `scatter_add`, whose backward is broken
 //! in candle 0.11), and the gradients are checked against finite differences in the tests.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use noether_quant::{fake_quantize, FixedType, LayerPrecision};
 
 use crate::dense::{add_rows, PairRows};
 
@@ -149,19 +150,32 @@ impl PairAggregates {
     /// The aggregates of a pair tensor given as rows `[B N N, C]` (node tensors come out
     /// as `[B N, C]`).
     fn of_rows(t: &Tensor, mask: &PairMask, batch: usize) -> Result<Self> {
+        let sums = Self::sums_of_rows(t, mask, batch)?;
+        Ok(Self {
+            row: sums.row.broadcast_div(&mask.node_count)?,
+            col: sums.col.broadcast_div(&mask.node_count)?,
+            trace: sums.trace.broadcast_div(&mask.count)?,
+            total: sums.total.broadcast_div(&mask.count.sqr()?)?,
+            diag: sums.diag,
+        })
+    }
+
+    /// The same with sums in place of means (what the fixed-point form scales).
+    fn sums_of_rows(t: &Tensor, mask: &PairMask, batch: usize) -> Result<Self> {
         let nodes = mask.node_count.dim(0)?;
         let diag = t.index_select(&mask.diagonal, 0)?;
-        let row = mask
-            .rows
-            .sum_over_second(t, nodes)?
-            .broadcast_div(&mask.node_count)?;
-        let col = Tensor::zeros((nodes, t.dim(1)?), t.dtype(), t.device())?
-            .index_add(&mask.rows.second, t, 0)?
-            .broadcast_div(&mask.node_count)?;
-        let trace = Tensor::zeros((batch, t.dim(1)?), t.dtype(), t.device())?
-            .index_add(&mask.node_jet, &diag, 0)?
-            .broadcast_div(&mask.count)?;
-        let total = mask.jet_sum(t, batch)?.broadcast_div(&mask.count.sqr()?)?;
+        let row = mask.rows.sum_over_second(t, nodes)?;
+        let col = Tensor::zeros((nodes, t.dim(1)?), t.dtype(), t.device())?.index_add(
+            &mask.rows.second,
+            t,
+            0,
+        )?;
+        let trace = Tensor::zeros((batch, t.dim(1)?), t.dtype(), t.device())?.index_add(
+            &mask.node_jet,
+            &diag,
+            0,
+        )?;
+        let total = mask.jet_sum(t, batch)?;
         Ok(Self {
             diag,
             row,
@@ -170,6 +184,68 @@ impl PairAggregates {
             total,
         })
     }
+
+    /// The fixed-point aggregates: sums times `2^-shift` (the total `2^-2 shift`), each
+    /// cast to the pool type; the diagonal as it is.
+    fn quantized(t: &Tensor, mask: &PairMask, batch: usize, q: &PairQuant) -> Result<Self> {
+        let sums = Self::sums_of_rows(t, mask, batch)?;
+        let scale = (-f64::from(q.shift)).exp2();
+        let cast = |x: Tensor, s: f64| fake_quantize(&(x * s)?, q.pool);
+        Ok(Self {
+            row: cast(sums.row, scale)?,
+            col: cast(sums.col, scale)?,
+            trace: cast(sums.trace, scale)?,
+            total: cast(sums.total, scale * scale)?,
+            diag: sums.diag,
+        })
+    }
+}
+
+/// The fixed-point arithmetic of an equivariant layer under quantisation: its
+/// precisions, the aggregates' type and scale, and whether a ReLU follows (see
+/// `noether_quant::PairStage` for the semantics, which the integer engine shares).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairQuant {
+    /// Weights, biases, accumulator and result types.
+    pub precision: LayerPrecision,
+    /// The type every aggregate is cast to.
+    pub pool: FixedType,
+    /// Aggregates are sums times `2^-shift` (the total `2^-2 shift`).
+    pub shift: u32,
+    /// Whether a ReLU follows the result cast.
+    pub relu: bool,
+}
+
+impl PairQuant {
+    /// The accumulator and result casts of a finished sum, then the ReLU.
+    fn finish(&self, y: &Tensor) -> Result<Tensor> {
+        let mut y = y.clone();
+        if let Some(accum) = self.precision.accum {
+            y = fake_quantize(&y, accum)?;
+        }
+        y = fake_quantize(&y, self.precision.result)?;
+        if self.relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
+
+    /// `x` in f64 rounded to `ty` (a layer's parameters under quantisation).
+    fn cast(x: &Tensor, ty: FixedType) -> Result<Tensor> {
+        fake_quantize(&x.to_dtype(DType::F64)?, ty)
+    }
+}
+
+/// A layer's parameters rounded to their types, in f64: weight, bias and (2 -> 2 only)
+/// diagonal bias.
+#[derive(Debug, Clone)]
+pub struct QuantizedParameters {
+    /// `[ops, C_in, C_out]`.
+    pub weight: Tensor,
+    /// `[C_out]`.
+    pub bias: Tensor,
+    /// `[C_out]`, for 2 -> 2 layers.
+    pub diag_bias: Option<Tensor>,
 }
 
 /// Basis weights `[ops, C_in, C_out]`, uniform in +-1/sqrt(ops C_in) (PyTorch's Linear
@@ -237,36 +313,88 @@ impl Eq2to2 {
     /// The layer on pair rows `[B N N, C_in]` -> `[B N N, C_out]`.
     fn forward_rows(&self, t: &Tensor, mask: &PairMask, batch: usize) -> Result<Tensor> {
         let agg = PairAggregates::of_rows(t, mask, batch)?;
-        let w = &self.weight;
         let scale = |k: usize| mask.scale(&self.alphas.get(k)?);
         let per_node = |s: Tensor| s.index_select(&mask.node_jet, 0);
-        let row = (agg.row * per_node(scale(0)?)?)?;
-        let col = (agg.col * per_node(scale(1)?)?)?;
-        let trace = (agg.trace * scale(2)?)?;
-        let total = (agg.total * scale(3)?)?;
-        let d = &agg.diag;
-
-        let full = t.matmul(&w.get(0)?)?;
-        let transposed = t.matmul(&w.get(1)?)?.index_select(&mask.transposed, 0)?;
-        let node_i = (mix(d, w, 3)? + mix(&row, w, 5)? + mix(&col, w, 6)?)?;
-        let node_j = (mix(d, w, 4)? + mix(&row, w, 7)? + mix(&col, w, 8)?)?;
-        let node_diag = (mix(d, w, 2)? + mix(&row, w, 9)? + mix(&col, w, 10)?)?;
-        let jet = add_rows(&(mix(&trace, w, 11)? + mix(&total, w, 13)?)?, &self.bias)?;
-        let jet_diag = add_rows(
-            &(mix(&trace, w, 12)? + mix(&total, w, 14)?)?,
-            &self.diag_bias,
-        )?;
-        let diag = (node_diag + per_node(jet_diag)?)?;
-        let out = ((full + transposed)?
-            + mask.rows.gather_first(&node_i)?
-            + mask.rows.gather_second(&node_j)?
-            + jet.index_select(&mask.row_jet, 0)?
-            + mask
-                .rows
-                .gather_first(&diag)?
-                .broadcast_mul(&mask.eye_rows)?)?;
-        out.broadcast_mul(&mask.pair_rows)
+        let scaled = PairAggregates {
+            row: (agg.row * per_node(scale(0)?)?)?,
+            col: (agg.col * per_node(scale(1)?)?)?,
+            trace: (agg.trace * scale(2)?)?,
+            total: (agg.total * scale(3)?)?,
+            diag: agg.diag,
+        };
+        combine(
+            t,
+            &scaled,
+            (&self.weight, &self.bias, &self.diag_bias),
+            mask,
+        )
     }
+
+    /// The weight, bias and diagonal bias rounded to `p`'s types, in f64.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn quantized_parameters(&self, p: LayerPrecision) -> Result<QuantizedParameters> {
+        Ok(QuantizedParameters {
+            weight: PairQuant::cast(&self.weight, p.weight)?,
+            bias: PairQuant::cast(&self.bias, p.bias)?,
+            diag_bias: Some(PairQuant::cast(&self.diag_bias, p.bias)?),
+        })
+    }
+
+    /// The fixed-point layer on `t` `[B, N, N, C_in]` (f64, values of the previous
+    /// layer's result type, zero outside the mask): aggregates as [`PairQuant`] defines
+    /// them (the learnable exponents are not used), exact sums, then the casts.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward_quantized(&self, t: &Tensor, mask: &PairMask, q: &PairQuant) -> Result<Tensor> {
+        let (b, n, _, c) = t.dims4()?;
+        let rows = t.reshape((b * n * n, c))?;
+        let agg = PairAggregates::quantized(&rows, mask, b, q)?;
+        let p = self.quantized_parameters(q.precision)?;
+        let diag_bias = p
+            .diag_bias
+            .as_ref()
+            .expect("a 2 -> 2 layer has a diagonal bias");
+        let y = combine(&rows, &agg, (&p.weight, &p.bias, diag_bias), mask)?;
+        q.finish(&y)?
+            .broadcast_mul(&mask.pair_rows)?
+            .reshape((b, n, n, self.c_out))
+    }
+}
+
+/// The 15 basis operations of a 2 -> 2 layer on pair rows `t` `[B N N, C_in]` with their
+/// (scaled) aggregates, mixed by `weight` `[15, C_in, C_out]` plus bias and diagonal bias:
+/// `[B N N, C_out]`, masked.
+fn combine(
+    t: &Tensor,
+    agg: &PairAggregates,
+    (w, bias, diag_bias): (&Tensor, &Tensor, &Tensor),
+    mask: &PairMask,
+) -> Result<Tensor> {
+    let per_node = |s: Tensor| s.index_select(&mask.node_jet, 0);
+    let (d, row, col) = (&agg.diag, &agg.row, &agg.col);
+    let full = t.matmul(&w.get(0)?)?;
+    let transposed = t.matmul(&w.get(1)?)?.index_select(&mask.transposed, 0)?;
+    let node_i = (mix(d, w, 3)? + mix(row, w, 5)? + mix(col, w, 6)?)?;
+    let node_j = (mix(d, w, 4)? + mix(row, w, 7)? + mix(col, w, 8)?)?;
+    let node_diag = (mix(d, w, 2)? + mix(row, w, 9)? + mix(col, w, 10)?)?;
+    let jet = add_rows(&(mix(&agg.trace, w, 11)? + mix(&agg.total, w, 13)?)?, bias)?;
+    let jet_diag = add_rows(
+        &(mix(&agg.trace, w, 12)? + mix(&agg.total, w, 14)?)?,
+        diag_bias,
+    )?;
+    let diag = (node_diag + per_node(jet_diag)?)?;
+    let out = ((full + transposed)?
+        + mask.rows.gather_first(&node_i)?
+        + mask.rows.gather_second(&node_j)?
+        + jet.index_select(&mask.row_jet, 0)?
+        + mask
+            .rows
+            .gather_first(&diag)?
+            .broadcast_mul(&mask.eye_rows)?)?;
+    out.broadcast_mul(&mask.pair_rows)
 }
 
 /// The permutation-equivariant linear map from node tensors `[B, N, C_in]` to pair
@@ -296,34 +424,67 @@ impl Eq1to2 {
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, l: &Tensor, mask: &PairMask) -> Result<Tensor> {
-        let w = &self.weight;
         let l = l.broadcast_mul(&mask.node.unsqueeze(D::Minus1)?)?;
         let mean = l.sum(1)?.broadcast_div(&mask.count)?; // [B, C_in]
-        let diag = (mix(&l, w, 0)?
-            + mix(&mean, w, 4)?.unsqueeze(1)?.broadcast_as((
-                l.dim(0)?,
-                l.dim(1)?,
-                self.bias.dim(0)?,
-            ))?)?;
-        let (b, n) = (l.dim(0)?, l.dim(1)?);
-        let shape = (b, n, n, self.bias.dim(0)?);
-        let out = mix(&l, w, 1)?
-            .unsqueeze(2)?
-            .broadcast_add(&mix(&l, w, 2)?.unsqueeze(1)?)?
-            .broadcast_add(
-                &mix(&mean, w, 3)?
-                    .broadcast_add(&self.bias)?
-                    .unsqueeze(1)?
-                    .unsqueeze(1)?,
-            )?
-            .broadcast_add(
-                &diag
-                    .unsqueeze(2)?
-                    .broadcast_as(shape)?
-                    .broadcast_mul(&mask.eye)?,
-            )?;
-        out.broadcast_mul(&mask.pair)
+        node_to_pair(&l, &mean, &self.weight, &self.bias, mask)
     }
+
+    /// The weight and bias rounded to `p`'s types, in f64.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn quantized_parameters(&self, p: LayerPrecision) -> Result<QuantizedParameters> {
+        Ok(QuantizedParameters {
+            weight: PairQuant::cast(&self.weight, p.weight)?,
+            bias: PairQuant::cast(&self.bias, p.bias)?,
+            diag_bias: None,
+        })
+    }
+
+    /// The fixed-point layer on node features `l` (f64): the mean over nodes becomes
+    /// the sum times `2^-shift` cast to the pool type, then exact sums and the casts.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward_quantized(&self, l: &Tensor, mask: &PairMask, q: &PairQuant) -> Result<Tensor> {
+        let l = l.broadcast_mul(&mask.node.unsqueeze(D::Minus1)?)?;
+        let sum = fake_quantize(&(l.sum(1)? * (-f64::from(q.shift)).exp2())?, q.pool)?;
+        let p = self.quantized_parameters(q.precision)?;
+        q.finish(&node_to_pair(&l, &sum, &p.weight, &p.bias, mask)?)?
+            .broadcast_mul(&mask.pair)
+    }
+}
+
+/// The five basis operations of a 1 -> 2 layer on masked node features `l`
+/// `[B, N, C_in]` and their aggregate `[B, C_in]`, mixed by `w` plus `bias`; masked.
+fn node_to_pair(
+    l: &Tensor,
+    aggregate: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    mask: &PairMask,
+) -> Result<Tensor> {
+    let (b, n, c_out) = (l.dim(0)?, l.dim(1)?, bias.dim(0)?);
+    let diag = (mix(l, w, 0)?
+        + mix(aggregate, w, 4)?
+            .unsqueeze(1)?
+            .broadcast_as((b, n, c_out))?)?;
+    let out = mix(l, w, 1)?
+        .unsqueeze(2)?
+        .broadcast_add(&mix(l, w, 2)?.unsqueeze(1)?)?
+        .broadcast_add(
+            &mix(aggregate, w, 3)?
+                .broadcast_add(bias)?
+                .unsqueeze(1)?
+                .unsqueeze(1)?,
+        )?
+        .broadcast_add(
+            &diag
+                .unsqueeze(2)?
+                .broadcast_as((b, n, n, c_out))?
+                .broadcast_mul(&mask.eye)?,
+        )?;
+    out.broadcast_mul(&mask.pair)
 }
 
 /// The permutation-invariant readout from pair tensors `[B, N, N, C_in]` to jet features
@@ -359,5 +520,31 @@ impl Eq2to0 {
         let trace = (agg.trace * mask.scale(&self.alphas.get(0)?)?)?;
         let total = (agg.total * mask.scale(&self.alphas.get(1)?)?)?;
         (mix(&trace, &self.weight, 0)? + mix(&total, &self.weight, 1)?)?.broadcast_add(&self.bias)
+    }
+
+    /// The weight and bias rounded to `p`'s types, in f64.
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn quantized_parameters(&self, p: LayerPrecision) -> Result<QuantizedParameters> {
+        Ok(QuantizedParameters {
+            weight: PairQuant::cast(&self.weight, p.weight)?,
+            bias: PairQuant::cast(&self.bias, p.bias)?,
+            diag_bias: None,
+        })
+    }
+
+    /// The fixed-point readout of `t` (f64, zero outside the mask): trace and total as
+    /// [`PairQuant`] defines them, exact sums, then the casts: `[B, C_out]`.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward_quantized(&self, t: &Tensor, mask: &PairMask, q: &PairQuant) -> Result<Tensor> {
+        let (b, n, _, c) = t.dims4()?;
+        let agg = PairAggregates::quantized(&t.reshape((b * n * n, c))?, mask, b, q)?;
+        let p = self.quantized_parameters(q.precision)?;
+        let y = (mix(&agg.trace, &p.weight, 0)? + mix(&agg.total, &p.weight, 1)?)?
+            .broadcast_add(&p.bias)?;
+        q.finish(&y)
     }
 }

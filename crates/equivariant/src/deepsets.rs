@@ -322,7 +322,7 @@ impl TaggerModel for FlowNetwork {
     }
 
     fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
-        let set = set_precisions(self, quant);
+        let set = set_precisions(self, quant, &[]);
         if set.is_ok() {
             self.quant = Some((quant.input, quant.pool()));
         }
@@ -359,6 +359,7 @@ impl TaggerModel for FlowNetwork {
                     },
                     pool,
                 }),
+                pairs: None,
                 jet_features: 0,
                 jet,
             })

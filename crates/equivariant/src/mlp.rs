@@ -249,7 +249,7 @@ impl TaggerModel for Mlp {
     }
 
     fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
-        let set = set_precisions(self, quant);
+        let set = set_precisions(self, quant, &[]);
         if set.is_ok() {
             self.quant = Some(quant.input);
         }
@@ -270,6 +270,7 @@ impl TaggerModel for Mlp {
                 model: "mlp".into(),
                 input,
                 particles: None,
+                pairs: None,
                 jet_features: self.config.n_input,
                 jet,
             })

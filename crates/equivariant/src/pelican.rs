@@ -11,22 +11,26 @@
 //!    `n_msg` channels, then [`Eq2to2`] to `n_hidden` channels, dropout;
 //! 4. readout: message MLP, [`Eq2to0`] to `n_readout`, LeakyReLU, Linear to `n_class`.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, Module, VarBuilder};
+use noether_quant::{
+    embed_dot, FixedType, PairLayer, PairOps, PairStage, QuantConfig, QuantError, QuantGraph,
+};
 
 use crate::linear::{Linear, LinearLayers};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask};
+use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask, PairQuant, QuantizedParameters};
 use crate::batch_norm::MaskedBatchNorm;
 use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
 use crate::mode::{dropout, Mode};
 use crate::model::{
-    block_index, check_dropout, check_layers, check_positive, check_width, elements, stack_macs,
-    ModelInput, PaddedJets, TaggerModel,
+    bad, block_index, check_dropout, check_layers, check_positive, check_width, elements,
+    stack_macs, ModelInput, PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
+use crate::quantized::{dense, set_precisions};
 
 /// PELICAN hyper-parameters. Shapes: input dots `[B, N, N]`, mask `[B, N]`, labels
 /// `[B, N, 2]`; output logits `[B, n_class]`.
@@ -170,6 +174,16 @@ impl Message {
         })
     }
 
+    /// The fixed-point message: the quantised linear layer, ReLU, masked (no BatchNorm).
+    fn forward_quantized(&self, t: &Tensor, mask: &PairMask) -> candle_core::Result<Tensor> {
+        let (b, n, _, c) = t.dims4()?;
+        self.linear
+            .forward_rows(&t.reshape((b * n * n, c))?)?
+            .relu()?
+            .reshape((b, n, n, ()))?
+            .broadcast_mul(&mask.pair)
+    }
+
     fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
         let rows = self.linear.forward_rows(&t.reshape((b * n * n, c))?)?;
@@ -192,6 +206,18 @@ pub struct Pelican {
     readout: Eq2to0,
     head: Linear,
     config: PelicanConfig,
+    /// The fixed-point form, when quantised.
+    quant: Option<PelicanQuant>,
+}
+
+/// PELICAN's fixed-point settings (the semantics are `noether_quant::PairStage`'s).
+#[derive(Debug, Clone)]
+struct PelicanQuant {
+    /// The type of the embedded products (and of the labels layer's result).
+    input: FixedType,
+    labels: PairQuant,
+    blocks: Vec<PairQuant>,
+    readout: PairQuant,
 }
 
 impl Pelican {
@@ -234,6 +260,7 @@ impl Pelican {
                 .context("building readout.eq2to0")?,
             head: Linear::new(c.n_readout, c.n_class, vb.pp("head")).context("building head")?,
             config: config.clone(),
+            quant: None,
         })
     }
 
@@ -277,6 +304,9 @@ impl Pelican {
     }
 
     fn run(&self, input: &PelicanInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        if let Some(q) = &self.quant {
+            return self.run_quantized(input, q);
+        }
         let train = mode.is_train();
         let mask = PairMask::new(&input.mask, self.config.n_avg)?;
         let pair = mask.pair.squeeze(D::Minus1)?;
@@ -294,6 +324,189 @@ impl Pelican {
         let m = self.readout_msg.forward(&t, &mask, train)?;
         let features = candle_nn::ops::leaky_relu(&self.readout.forward(&m, &mask)?, 0.01)?;
         self.head.forward(&features)
+    }
+}
+
+/// The fixed-point form: hardware arithmetic in place of what the float model learns or
+/// divides (see `noether_quant::PairStage`): frozen embedding exponents, aggregates as
+/// sums times `2^-shift` with `n_avg = 2^shift`, ReLU for LeakyReLU, no BatchNorm, no
+/// dropout. Everything runs in f64, where the sums are exact.
+impl Pelican {
+    /// The equivariant layers' paths, for `[quant.layers]`.
+    fn pair_layer_paths(&self) -> Vec<String> {
+        let blocks = (0..self.blocks.len()).map(|i| format!("blocks.{i}.eq2to2"));
+        ["labels".to_owned()]
+            .into_iter()
+            .chain(blocks)
+            .chain(["readout.eq2to0".to_owned()])
+            .collect()
+    }
+
+    /// Sets the fixed-point form from the `[quant]` section.
+    fn set_quant(&mut self, quant: &QuantConfig) -> Result<()> {
+        let c = &self.config;
+        let shift = c.n_avg.log2();
+        if !(shift >= 0.0 && shift.fract() == 0.0 && shift <= 16.0) {
+            return Err(bad(
+                "n_avg",
+                &c.n_avg,
+                "under quantisation the aggregates are sums divided by n_avg, a shift: it \
+                 must be a power of two (1 to 65536)"
+                    .into(),
+            ));
+        }
+        if c.dropout > 0.0 {
+            return Err(bad(
+                "dropout",
+                &c.dropout,
+                "a quantised model has no dropout (it would leave the fixed-point grid)".into(),
+            ));
+        }
+        if let Some(result) = quant.layers.get("labels").and_then(|o| o.result) {
+            return Err(QuantError::BadSetting {
+                setting: "layers.\"labels\".result".into(),
+                detail: format!(
+                    "{result}: the labels' channels join the embedded products, so their \
+                     result type is the input type {}",
+                    quant.input
+                ),
+            }
+            .into());
+        }
+        set_precisions(self, quant, &self.pair_layer_paths())?;
+        let shift = shift as u32;
+        let pair = |path: &str, relu: bool| PairQuant {
+            precision: quant.layer(path),
+            pool: quant.pool(),
+            shift,
+            relu,
+        };
+        let mut labels = pair("labels", false);
+        labels.precision.result = quant.input;
+        self.quant = Some(PelicanQuant {
+            input: quant.input,
+            labels,
+            blocks: (0..self.blocks.len())
+                .map(|i| pair(&format!("blocks.{i}.eq2to2"), true))
+                .collect(),
+            readout: pair("readout.eq2to0", true),
+        });
+        Ok(())
+    }
+
+    /// The embedding exponents as the engine reads them.
+    fn frozen_alphas(&self) -> candle_core::Result<Vec<f32>> {
+        self.alphas.to_dtype(DType::F32)?.to_vec1::<f32>()
+    }
+
+    /// The embedded products rounded to the input type, `[B, N, N, n_embed]` in f64,
+    /// masked: [`noether_quant::embed_dot`] per product and channel, as the engine does.
+    fn embed_quantized(
+        &self,
+        dots: &Tensor,
+        ty: FixedType,
+        mask: &PairMask,
+    ) -> candle_core::Result<Tensor> {
+        let (b, n, _) = dots.dims3()?;
+        let alphas = self.frozen_alphas()?;
+        let values: Vec<f64> = dots
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .flat_map(|d| alphas.iter().map(move |&a| ty.quantize(embed_dot(d, a))))
+            .collect();
+        Tensor::from_vec(values, (b, n, n, alphas.len()), dots.device())?.broadcast_mul(&mask.pair)
+    }
+
+    /// The fixed-point forward: f64 throughout, the logits (values of the head's result
+    /// type) cast back to the model's dtype.
+    fn run_quantized(&self, input: &PelicanInput, q: &PelicanQuant) -> candle_core::Result<Tensor> {
+        let mask = PairMask::new(&input.mask.to_dtype(DType::F64)?, self.config.n_avg)?;
+        let embedded = self.embed_quantized(&input.dots, q.input, &mask)?;
+        let labels =
+            self.labels
+                .forward_quantized(&input.labels.to_dtype(DType::F64)?, &mask, &q.labels)?;
+        let mut t = Tensor::cat(&[embedded, labels], D::Minus1)?;
+        for ((message, eq), pq) in self.blocks.iter().zip(&q.blocks) {
+            let m = message.forward_quantized(&t, &mask)?;
+            t = eq.forward_quantized(&m, &mask, pq)?;
+        }
+        let m = self.readout_msg.forward_quantized(&t, &mask)?;
+        let features = self.readout.forward_quantized(&m, &mask, &q.readout)?;
+        self.head.forward(&features)?.to_dtype(input.dots.dtype())
+    }
+
+    /// The quantised model in hardware terms.
+    fn graph(&self, q: &PelicanQuant) -> Result<QuantGraph> {
+        let values = |t: &Tensor, what: &str| -> Result<Vec<f64>> {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f64>())
+                .context(what)
+        };
+        let pair = |name: &str,
+                    ops: PairOps,
+                    layer: QuantizedParameters,
+                    pq: &PairQuant|
+         -> Result<PairLayer> {
+            let dims = layer.weight.dims().to_vec();
+            Ok(PairLayer {
+                name: name.to_owned(),
+                ops,
+                inputs: dims[1],
+                outputs: dims[2],
+                weight: values(&layer.weight, name)?,
+                bias: values(&layer.bias, name)?,
+                diag_bias: match &layer.diag_bias {
+                    Some(d) => values(d, name)?,
+                    None => Vec::new(),
+                },
+                precision: pq.precision,
+                relu: pq.relu,
+            })
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .zip(&q.blocks)
+            .enumerate()
+            .map(|(i, ((message, eq), pq))| {
+                let path = format!("blocks.{i}.eq2to2");
+                Ok((
+                    dense(&format!("blocks.{i}.message.linear"), &message.linear, true)?,
+                    pair(
+                        &path,
+                        PairOps::PairToPair,
+                        eq.quantized_parameters(pq.precision).context(&path)?,
+                        pq,
+                    )?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let readout = self
+            .readout
+            .quantized_parameters(q.readout.precision)
+            .context("readout.eq2to0")?;
+        let labels = self
+            .labels
+            .quantized_parameters(q.labels.precision)
+            .context("labels")?;
+        Ok(QuantGraph {
+            model: "pelican".into(),
+            input: q.input,
+            particles: None,
+            pairs: Some(PairStage {
+                alphas: self.frozen_alphas().context("embed.alphas")?,
+                labels: pair("labels", PairOps::NodeToPair, labels, &q.labels)?,
+                blocks,
+                readout_message: dense("readout.message.linear", &self.readout_msg.linear, true)?,
+                readout: pair("readout.eq2to0", PairOps::PairToJet, readout, &q.readout)?,
+                pool: q.readout.pool,
+                shift: q.readout.shift,
+            }),
+            jet_features: 0,
+            jet: vec![dense("head", &self.head, false)?],
+        })
     }
 }
 
@@ -455,6 +668,15 @@ impl TaggerModel for Pelican {
 
     fn classes(c: &PelicanConfig) -> usize {
         c.n_class
+    }
+
+    fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+        Some(self.set_quant(quant))
+    }
+
+    /// Embedding, labels, blocks and readout as a pair stage, then the head.
+    fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+        self.quant.as_ref().map(|q| self.graph(q))
     }
 
     /// The 15 permutation-equivariant aggregations of a 2 -> 2 layer, concatenated per

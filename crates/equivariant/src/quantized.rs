@@ -9,13 +9,22 @@ use crate::error::{Context, Result};
 use crate::linear::{Linear, LinearLayers};
 
 /// Sets the precisions of every linear layer of `model` (overrides by path), after
-/// checking that every override names a layer it has.
+/// checking that every override names one of its linear layers or one of `others` (the
+/// model's other quantised layers).
 ///
 /// # Errors
 /// [`crate::ModelError::Quant`] naming an unknown layer.
-pub(crate) fn set_precisions(model: &mut impl LinearLayers, quant: &QuantConfig) -> Result<()> {
+pub(crate) fn set_precisions(
+    model: &mut impl LinearLayers,
+    quant: &QuantConfig,
+    others: &[String],
+) -> Result<()> {
     let mut layers = model.linear_layers_mut();
-    let paths: Vec<String> = layers.iter().map(|(p, _)| p.clone()).collect();
+    let paths: Vec<String> = layers
+        .iter()
+        .map(|(p, _)| p.clone())
+        .chain(others.iter().cloned())
+        .collect();
     quant.check_layers(&paths)?;
     for (path, layer) in &mut layers {
         layer.set_precision(Some(quant.layer(path)));
@@ -63,7 +72,8 @@ pub(crate) fn dense(path: &str, layer: &Linear, relu: bool) -> Result<Dense> {
 }
 
 /// A set of jets as the integer engine reads them: the f32 values the float model sees,
-/// per jet `[nodes, width]` particle features and a `[nodes]` mask (Deep Sets), or
+/// per jet `[nodes, width]` particle features and a `[nodes]` mask (Deep Sets; PELICAN,
+/// whose rows are a node's products with every node followed by its two labels), or
 /// `[width]` jet features and no mask.
 #[derive(Debug, Clone)]
 pub struct FixedPointInput {
@@ -91,6 +101,25 @@ impl FixedPointInput {
         let (features, mask, dims) = match input {
             I::Pfn(x) | I::Efn(x) => (flat(&x.features)?, flat(&x.mask)?, x.features.dims()),
             I::Mlp(x) => (flat(&x.features)?, Vec::new(), x.features.dims()),
+            I::Pelican(x) => {
+                // Per node: its products with every node, then its two labels.
+                let rows = Tensor::cat(
+                    &[x.dots.to_dtype(DType::F32), x.labels.to_dtype(DType::F32)]
+                        .into_iter()
+                        .collect::<candle_core::Result<Vec<_>>>()
+                        .context("engine input")?,
+                    2,
+                )
+                .context("engine input")?;
+                let dims = rows.dims().to_vec();
+                return Ok(Self {
+                    features: flat(&rows)?,
+                    mask: flat(&x.mask)?,
+                    jets: dims[0],
+                    nodes: dims[1],
+                    width: dims[2],
+                });
+            }
             other => {
                 return Err(noether_quant::QuantError::BadInput {
                     input: other.kind().name().into(),

@@ -8,12 +8,14 @@
 use crate::error::{QuantError, Result};
 use crate::fixed::{Cast, FixedType};
 use crate::graph::{product_bits, Dense, Pooling, QuantGraph, MAX_PARTICLES};
+use crate::pair_engine::IntPairStage;
+use crate::pairs::MAX_NODES;
 
 /// A dense layer in raw integers.
 #[derive(Debug, Clone)]
-struct IntDense {
-    inputs: usize,
-    outputs: usize,
+pub(crate) struct IntDense {
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
     /// Raw weights transposed, `[inputs][outputs]`, shifted left to the sum's fraction
     /// bits (so that a sum needs no shift).
     weight: Vec<i64>,
@@ -30,7 +32,7 @@ struct IntDense {
 }
 
 impl IntDense {
-    fn new(layer: &Dense, input: FixedType) -> Self {
+    pub(crate) fn new(layer: &Dense, input: FixedType) -> Self {
         let p = layer.precision;
         let product_fraction = p.weight.fraction() + input.fraction();
         let sum_fraction = product_fraction.max(p.bias.fraction());
@@ -68,7 +70,7 @@ impl IntDense {
     /// `y = relu?(result(accum(W x + b)))` in raw integers: the sums accumulate input by
     /// input over all outputs (contiguous weights, and the zeros a ReLU leaves skipped),
     /// exactly (the graph checks the widths); `narrow` is scratch for the 32-bit sums.
-    fn run(&self, x: &[i64], y: &mut [i64], narrow: &mut [i32]) {
+    pub(crate) fn run(&self, x: &[i64], y: &mut [i64], narrow: &mut [i32]) {
         let y = &mut y[..self.outputs];
         if let Some(weight) = &self.narrow {
             let sums = &mut narrow[..self.outputs];
@@ -191,6 +193,7 @@ impl Scratch {
 pub struct Engine {
     input: FixedType,
     particles: Option<IntStage>,
+    pairs: Option<IntPairStage>,
     jet_features: usize,
     jet: Vec<IntDense>,
     /// The logits' type.
@@ -223,16 +226,22 @@ impl Engine {
             }
         });
         let jet: Vec<IntDense> = ints.collect();
+        let pairs = graph
+            .pairs
+            .as_ref()
+            .map(|p| IntPairStage::new(p, graph.input));
         let widest = layers
             .iter()
             .map(|(l, _)| l.inputs.max(l.outputs))
             .chain(graph.particles.as_ref().map(|p| p.features))
             .chain([graph.jet_features])
+            .chain(graph.pairs.as_ref().map(|p| p.outputs()))
             .max()
             .unwrap_or(1);
         Ok(Self {
             input: graph.input,
             particles,
+            pairs,
             jet_features: graph.jet_features,
             logits: vec![0.0; graph.classes()],
             jet,
@@ -241,32 +250,35 @@ impl Engine {
         })
     }
 
-    /// Features one jet takes: per particle for Deep Sets graphs, per jet otherwise.
-    pub fn features(&self) -> usize {
-        self.particles
-            .as_ref()
-            .map_or(self.jet_features, |p| p.features)
+    /// Features one jet takes per row: per particle for Deep Sets graphs, per jet for
+    /// jet-level graphs, and `nodes + 2` per node for pair graphs (its products with every
+    /// node, then its particle and beam labels).
+    pub fn features(&self, nodes: usize) -> usize {
+        match (&self.particles, &self.pairs) {
+            (Some(p), _) => p.features,
+            (None, Some(_)) => nodes + 2,
+            (None, None) => self.jet_features,
+        }
     }
 
-    /// The logits of one jet. `features` holds `[nodes, features()]` for particle
-    /// models (`mask[i] > 0` marks real particles) or `[features()]` with an empty mask
-    /// for jet-level models, as f32, the values the float model sees.
+    /// The logits of one jet. `features` holds `[nodes, features(nodes)]` for particle
+    /// and pair models (`mask[i] > 0` marks real nodes) or `[features(1)]` with an empty
+    /// mask for jet-level models, as f32, the values the float model sees.
     ///
     /// # Errors
-    /// [`QuantError::BadInput`] for a length that does not fit or a non-finite value.
+    /// [`QuantError::BadInput`] for a length that does not fit, more nodes than the
+    /// engine takes or a non-finite value.
     pub fn run(&mut self, features: &[f32], mask: &[f32]) -> Result<&[f64]> {
-        let width = self.features();
-        let nodes = if self.particles.is_some() {
-            mask.len()
-        } else {
-            1
+        let (nodes, limit) = match (&self.particles, &self.pairs) {
+            (Some(_), _) => (mask.len(), MAX_PARTICLES),
+            (None, Some(_)) => (mask.len(), MAX_NODES),
+            (None, None) => (1, 1),
         };
-        if nodes > MAX_PARTICLES {
+        let width = self.features(nodes);
+        if nodes > limit {
             return Err(QuantError::BadInput {
                 input: "mask".into(),
-                detail: format!(
-                    "{nodes} particles, more than the {MAX_PARTICLES} the engine takes"
-                ),
+                detail: format!("{nodes} nodes, more than the {limit} the engine takes"),
             });
         }
         if features.len() != nodes * width {
@@ -282,7 +294,9 @@ impl Engine {
             });
         }
         let scratch = &mut self.scratch;
-        let mut width = if let Some(stage) = &self.particles {
+        let mut width = if let Some(stage) = &mut self.pairs {
+            stage.run(features, mask, &mut scratch.x)
+        } else if let Some(stage) = &self.particles {
             stage.pool(self.input, features, mask, scratch);
             let n = stage.outputs();
             scratch.x[..n].copy_from_slice(&scratch.pooled[..n]);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LayerPrecision;
 use crate::error::{QuantError, Result};
 use crate::fixed::FixedType;
+use crate::pairs::PairStage;
 
 /// The most bits any sum may need: the quantised float forward runs in f64 and is exact
 /// only within its 53-bit mantissa (the engine's 64-bit registers would allow more).
@@ -69,14 +70,19 @@ pub struct QuantGraph {
     pub input: FixedType,
     /// Per-particle layers and pooling; `None` for models of jet-level features.
     pub particles: Option<ParticleStage>,
-    /// Features per jet when there is no particle stage.
+    /// PELICAN's equivariant layers on particle pairs, read out into jet features;
+    /// `None` for other models. A graph has at most one of `particles` and `pairs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PairStage>,
+    /// Features per jet when there is neither a particle nor a pair stage.
     pub jet_features: usize,
     /// The layers applied once per jet, the last giving the logits.
     pub jet: Vec<Dense>,
 }
 
 impl QuantGraph {
-    /// Every layer, particle stage first, each with the type of its input.
+    /// Every dense layer of the particle and jet stages (not those of a pair stage),
+    /// particle stage first, each with the type of its input.
     pub fn layers(&self) -> Vec<(&Dense, FixedType)> {
         let mut out = Vec::new();
         let mut ty = self.input;
@@ -86,6 +92,9 @@ impl QuantGraph {
                 ty = layer.precision.result;
             }
             ty = p.pool;
+        }
+        if let Some(p) = &self.pairs {
+            ty = p.readout.precision.result;
         }
         for layer in &self.jet {
             out.push((layer, ty));
@@ -106,6 +115,16 @@ impl QuantGraph {
     /// [`QuantError::Layer`] naming the layer and what does not fit.
     pub fn validate(&self) -> Result<()> {
         let mut width = self.jet_features;
+        if let Some(p) = &self.pairs {
+            if self.particles.is_some() {
+                return Err(layer_error(
+                    "pairs",
+                    "a graph has a particle stage or a pair stage, not both".into(),
+                ));
+            }
+            p.validate(self.input)?;
+            width = p.outputs();
+        }
         if let Some(p) = &self.particles {
             self.check_pool(p)?;
             width = p.features - usize::from(matches!(p.pooling, Pooling::Weighted(_)));
@@ -180,7 +199,7 @@ fn layer_error(layer: &str, detail: String) -> QuantError {
 }
 
 /// Checks one layer against the width feeding it; returns its output width.
-fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
+pub(crate) fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
     if layer.inputs != width
         || layer.weight.len() != layer.inputs * layer.outputs
         || layer.bias.len() != layer.outputs

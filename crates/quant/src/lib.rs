@@ -29,7 +29,7 @@
 //!     precision: q.layer("head"),
 //!     relu: false,
 //! };
-//! let graph = QuantGraph { model: "mlp".into(), input: q.input, particles: None, jet_features: 2, jet: vec![head] };
+//! let graph = QuantGraph { model: "mlp".into(), input: q.input, particles: None, pairs: None, jet_features: 2, jet: vec![head] };
 //! let mut engine = Engine::new(&graph)?;
 //! assert_eq!(engine.run(&[1.0, 2.0], &[])?, &[0.125]);
 //! # Ok::<(), noether_quant::QuantError>(())
@@ -42,6 +42,8 @@ mod fake;
 mod fixed;
 mod graph;
 pub mod onnx;
+mod pair_engine;
+mod pairs;
 mod qonnx;
 
 pub use config::{LayerOverride, LayerPrecision, QuantConfig};
@@ -52,4 +54,5 @@ pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
 pub use graph::{
     product_bits, sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS, MAX_PARTICLES,
 };
+pub use pairs::{embed_dot, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES};
 pub use qonnx::{export_qonnx, qonnx_model, QonnxReport};

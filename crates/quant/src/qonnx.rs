@@ -208,6 +208,13 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
 /// [`QuantError::Export`] naming a tensor whose type QONNX cannot express; graph checks.
 pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, QonnxReport)> {
     graph.validate()?;
+    if graph.pairs.is_some() {
+        return Err(QuantError::Export(format!(
+            "model \"{}\": its equivariant pair layers (row, column and total sums over \
+             particle pairs) have no QONNX form in noether yet; the integer engine runs it",
+            graph.model
+        )));
+    }
     let mut b = Builder::default();
     let x = b.quant("features", graph.input, "input")?;
     let mut inputs = vec![];

@@ -1,6 +1,7 @@
 //! Quantisation-aware training and the integer engine: a quantised model trains, and the
 //! engine reproduces every bit of the fake-quantised forward on all 5,000 bundled test
-//! jets (PFN, EFN and the MLP on jet features), after training and from a checkpoint.
+//! jets (PFN, EFN, PELICAN and the MLP on jet features), after training and from a
+//! checkpoint.
 
 mod common;
 
@@ -86,11 +87,16 @@ fn assert_engine_exact(model: &noether_train::Tagger, config: &TrainConfig) {
 }
 
 #[test]
-fn quantised_deep_sets_and_mlp_match_the_integer_engine_bit_for_bit() {
+fn quantised_deep_sets_pelican_and_mlp_match_the_integer_engine_bit_for_bit() {
     for (model, section) in [
         ("pfn", "[pfn]\nphi_sizes = [16, 16]\nf_sizes = [16]"),
         ("efn", "[efn]\nphi_sizes = [16, 16]\nf_sizes = [16]"),
         ("mlp", "[mlp]\nsizes = [16, 16]"),
+        (
+            "pelican",
+            "[pelican]\nn_embed = 3\nn_msg = 5\nn_hidden = 5\nn_layers = 2\nn_readout = 5\n\
+             dropout = 0.0\nn_avg = 32.0",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = config(model, section, 2);
