@@ -175,6 +175,13 @@ fn run_point(
     } else {
         (metrics.auc, metrics.rejection_at_0_3)
     };
+    // Quantised rows count the parameters of the fixed-point form (PELICAN's float
+    // checkpoint also holds BatchNorm and aggregation exponents that it does not use).
+    let params = if bits > 0 {
+        tagger.quant_graph()?.parameters()
+    } else {
+        metrics.params
+    };
     noether_equivariant::set_threads(1);
     let first: Vec<usize> = (0..LATENCY_JETS.min(test.len())).collect();
     let input = jet_inputs(&tagger, &test.select(&first), constituents)?;
@@ -187,7 +194,7 @@ fn run_point(
         model: model.to_owned(),
         constituents,
         bits,
-        params: metrics.params,
+        params,
         auc,
         rejection,
         latency_ns: latency.median.as_nanos(),

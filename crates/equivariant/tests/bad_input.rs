@@ -134,21 +134,94 @@ fn pelican_flow_and_mlp_inputs_are_checked() {
 
 #[test]
 fn only_models_with_a_fixed_point_form_accept_quantisation() {
-    assert_eq!(noether_equivariant::quantizable(), ["pfn", "efn", "mlp"]);
+    assert_eq!(
+        noether_equivariant::quantizable(),
+        ["pelican", "pfn", "efn", "mlp"]
+    );
     let varmap = candle_nn::VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let config =
-        noether_equivariant::ModelConfig::Pelican(noether_equivariant::PelicanConfig::tiny());
+    let config = noether_equivariant::ModelConfig::LorentzNet(
+        noether_equivariant::LorentzNetConfig::default(),
+    );
     let mut model = noether_equivariant::Tagger::new(&config, &vb).unwrap();
     let err = model
         .quantize(&noether_quant::QuantConfig::default())
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("model \"pelican\" has no fixed-point form")
-            && err.contains("supports pfn, efn, mlp"),
+        err.contains("model \"lorentznet\" has no fixed-point form")
+            && err.contains("supports pelican, pfn, efn, mlp"),
         "{err}"
     );
     let err = model.quant_graph().unwrap_err().to_string();
     assert!(err.contains("was not trained with quantisation"), "{err}");
+}
+
+#[test]
+fn pelican_settings_without_a_fixed_point_meaning_are_refused_by_name() {
+    use noether_equivariant::{ModelConfig, PelicanConfig, Tagger};
+    use noether_quant::{LayerOverride, QuantConfig};
+    // The default precisions with one override of `layer`.
+    let quantize = |config: PelicanConfig, layer: Option<(&str, LayerOverride)>| {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let mut model = Tagger::new(&ModelConfig::Pelican(config), &vb).unwrap();
+        let quant = QuantConfig {
+            layers: layer.into_iter().map(|(k, o)| (k.to_owned(), o)).collect(),
+            ..QuantConfig::default()
+        };
+        model
+            .quantize(&quant)
+            .map(|()| model)
+            .map_err(|e| e.to_string())
+    };
+    let t = |s: &str| Some(s.parse().unwrap());
+    let result = |s| LayerOverride {
+        result: t(s),
+        ..LayerOverride::default()
+    };
+    let weight = |s| LayerOverride {
+        weight: t(s),
+        ..LayerOverride::default()
+    };
+    let tiny = || PelicanConfig {
+        n_avg: 32.0,
+        ..PelicanConfig::tiny()
+    };
+    // n_avg = 50 is not a shift.
+    let err = quantize(PelicanConfig::tiny(), None).unwrap_err();
+    assert!(
+        err.starts_with("model setting 'n_avg' = 50: under quantisation"),
+        "{err}"
+    );
+    let err = quantize(
+        PelicanConfig {
+            dropout: 0.1,
+            ..tiny()
+        },
+        None,
+    )
+    .unwrap_err();
+    assert!(err.starts_with("model setting 'dropout' = 0.1"), "{err}");
+    let err = quantize(tiny(), Some(("labels", result("ap_fixed<8,4>")))).unwrap_err();
+    assert!(
+        err.starts_with("[quant] layers.\"labels\".result: ap_fixed<8,4,AP_TRN,AP_WRAP>"),
+        "{err}"
+    );
+    // Overrides may name the equivariant layers, and nothing else.
+    let err = quantize(tiny(), Some(("blocks.7.eq2to2", weight("ap_fixed<6,2>")))).unwrap_err();
+    assert!(
+        err.contains("the model has no layer blocks.7.eq2to2")
+            && err.contains("blocks.1.eq2to2, readout.eq2to0"),
+        "{err}"
+    );
+    let model = quantize(tiny(), Some(("blocks.1.eq2to2", weight("ap_fixed<6,2>")))).unwrap();
+    let graph = model.quant_graph().unwrap();
+    let blocks = &graph.pairs.as_ref().unwrap().blocks;
+    assert_eq!(
+        blocks[1].1.precision.weight.to_string(),
+        "ap_fixed<6,2,AP_TRN,AP_WRAP>"
+    );
+    assert_ne!(blocks[0].1.precision.weight, blocks[1].1.precision.weight);
+    assert_eq!(graph.pairs.as_ref().unwrap().shift, 5);
 }

@@ -9,7 +9,7 @@ use crate::error::{QuantError, Result};
 use crate::fixed::{Cast, FixedType};
 use crate::graph::{product_bits, Dense, Pooling, QuantGraph, MAX_PARTICLES};
 use crate::pair_engine::IntPairStage;
-use crate::pairs::MAX_NODES;
+use crate::pairs::{PairStage, MAX_NODES};
 
 /// A dense layer in raw integers.
 #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ impl Engine {
             .map(|(l, _)| l.inputs.max(l.outputs))
             .chain(graph.particles.as_ref().map(|p| p.features))
             .chain([graph.jet_features])
-            .chain(graph.pairs.as_ref().map(|p| p.outputs()))
+            .chain(graph.pairs.as_ref().map(PairStage::outputs))
             .max()
             .unwrap_or(1);
         Ok(Self {
@@ -269,16 +269,16 @@ impl Engine {
     /// [`QuantError::BadInput`] for a length that does not fit, more nodes than the
     /// engine takes or a non-finite value.
     pub fn run(&mut self, features: &[f32], mask: &[f32]) -> Result<&[f64]> {
-        let (nodes, limit) = match (&self.particles, &self.pairs) {
-            (Some(_), _) => (mask.len(), MAX_PARTICLES),
-            (None, Some(_)) => (mask.len(), MAX_NODES),
-            (None, None) => (1, 1),
+        let (nodes, limit, what) = match (&self.particles, &self.pairs) {
+            (Some(_), _) => (mask.len(), MAX_PARTICLES, "particles"),
+            (None, Some(_)) => (mask.len(), MAX_NODES, "nodes (beams included)"),
+            (None, None) => (1, 1, "rows"),
         };
         let width = self.features(nodes);
         if nodes > limit {
             return Err(QuantError::BadInput {
                 input: "mask".into(),
-                detail: format!("{nodes} nodes, more than the {limit} the engine takes"),
+                detail: format!("{nodes} {what}, more than the {limit} the engine takes"),
             });
         }
         if features.len() != nodes * width {

@@ -103,6 +103,32 @@ impl QuantGraph {
         out
     }
 
+    /// The parameters the fixed-point model holds: weights and biases of every layer,
+    /// and a pair stage's embedding exponents (what a firmware stores; a float
+    /// checkpoint may hold more, such as PELICAN's BatchNorm, unused in fixed point).
+    pub fn parameters(&self) -> usize {
+        let dense = |d: &Dense| d.weight.len() + d.bias.len();
+        let particles: usize = self
+            .particles
+            .iter()
+            .flat_map(|p| &p.layers)
+            .map(dense)
+            .sum();
+        let pairs = self.pairs.as_ref().map_or(0, |p| {
+            let pair =
+                |l: &crate::pairs::PairLayer| l.weight.len() + l.bias.len() + l.diag_bias.len();
+            p.alphas.len()
+                + pair(&p.labels)
+                + p.blocks
+                    .iter()
+                    .map(|(m, e)| dense(m) + pair(e))
+                    .sum::<usize>()
+                + dense(&p.readout_message)
+                + pair(&p.readout)
+        });
+        particles + pairs + self.jet.iter().map(dense).sum::<usize>()
+    }
+
     /// Logits per jet.
     pub fn classes(&self) -> usize {
         self.jet.last().map_or(0, |l| l.outputs)

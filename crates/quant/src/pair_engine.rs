@@ -130,10 +130,14 @@ impl NodeBuffers {
         for i in 0..n {
             for j in 0..n {
                 let x = &t[(i * n + j) * c..(i * n + j + 1) * c];
-                for k in 0..c {
-                    self.row[i * c + k] += x[k];
-                    self.col[j * c + k] += x[k];
-                    self.total[k] += x[k];
+                let (row, col) = (
+                    &mut self.row[i * c..(i + 1) * c],
+                    &mut self.col[j * c..(j + 1) * c],
+                );
+                for (k, &v) in x.iter().enumerate() {
+                    row[k] += v;
+                    col[k] += v;
+                    self.total[k] += v;
                 }
                 if i == j {
                     self.diag[i * c..(i + 1) * c].copy_from_slice(x);
@@ -353,12 +357,17 @@ fn pair_to_pair(layer: &IntPair, t: &[i64], out: &mut Vec<i64>, n: usize, nb: &m
     for i in 0..n {
         for j in 0..n {
             let y = &mut out[(i * n + j) * co..(i * n + j + 1) * co];
-            for k in 0..co {
-                y[k] = nb.jet[k] + nb.first[i * co + k] + nb.second[j * co + k];
+            let (first, second) = (
+                &nb.first[i * co..(i + 1) * co],
+                &nb.second[j * co..(j + 1) * co],
+            );
+            for (k, v) in y.iter_mut().enumerate() {
+                *v = nb.jet[k] + first[k] + second[k];
             }
             if i == j {
-                for k in 0..co {
-                    y[k] += nb.on_diag[i * co + k] + nb.jet_diag[k];
+                let on_diag = &nb.on_diag[i * co..(i + 1) * co];
+                for (k, v) in y.iter_mut().enumerate() {
+                    *v += on_diag[k] + nb.jet_diag[k];
                 }
             }
             layer.mix(0, &t[(i * n + j) * ci..(i * n + j + 1) * ci], y);

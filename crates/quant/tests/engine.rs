@@ -25,6 +25,7 @@ fn mlp(hidden: Dense, head: Dense) -> QuantGraph {
         model: "mlp".into(),
         input: t("ap_fixed<8,4,AP_RND_CONV,AP_SAT>"),
         particles: None,
+        pairs: None,
         jet_features: 2,
         jet: vec![hidden, head],
     }
@@ -86,6 +87,7 @@ fn bad_inputs_and_graphs_are_refused_by_name() {
         model: "mlp".into(),
         input: t("ap_fixed<8,4>"),
         particles: None,
+        pairs: None,
         jet_features: 2,
         jet: vec![head.clone()],
     };
@@ -247,6 +249,7 @@ proptest! {
                 pooling: Pooling::Sum,
                 pool: types[7],
             }),
+            pairs: None,
             jet_features: 0,
             jet: vec![layer("head", 4, 2, p(4), false, &seed)],
         };
@@ -286,6 +289,7 @@ fn pooled_sums_that_could_lose_bits_and_oversized_jets_are_refused() {
             pooling: Pooling::Weighted(0),
             pool: t("ap_fixed<16,8>"),
         }),
+        pairs: None,
         jet_features: 0,
         jet: vec![head.clone()],
     };
