@@ -67,6 +67,35 @@ impl IntDense {
         }
     }
 
+    /// [`IntDense::run`] on every row of `x` (`[rows, inputs]`) into `y`
+    /// (`[rows, outputs]`), the casts applied once over all rows (a pair stage's layers
+    /// run on every pair of nodes).
+    pub(crate) fn run_rows(&self, x: &[i64], y: &mut [i64]) {
+        for (row, out) in x
+            .chunks_exact(self.inputs)
+            .zip(y.chunks_exact_mut(self.outputs))
+        {
+            out.copy_from_slice(&self.bias);
+            for (&xk, column) in row.iter().zip(self.weight.chunks_exact(self.outputs)) {
+                if xk != 0 {
+                    for (acc, &w) in out.iter_mut().zip(column) {
+                        *acc += w * xk;
+                    }
+                }
+            }
+        }
+        self.cast(y);
+    }
+
+    /// The accumulator and result casts of finished sums, with the ReLU.
+    fn cast(&self, y: &mut [i64]) {
+        if let Some(accum) = &self.accum {
+            accum.apply_all(y, i64::MIN);
+        }
+        self.result
+            .apply_all(y, if self.relu { 0 } else { i64::MIN });
+    }
+
     /// `y = relu?(result(accum(W x + b)))` in raw integers: the sums accumulate input by
     /// input over all outputs (contiguous weights, and the zeros a ReLU leaves skipped),
     /// exactly (the graph checks the widths); `narrow` is scratch for the 32-bit sums.
@@ -102,11 +131,7 @@ impl IntDense {
                 }
             }
         }
-        if let Some(accum) = &self.accum {
-            accum.apply_all(y, i64::MIN);
-        }
-        self.result
-            .apply_all(y, if self.relu { 0 } else { i64::MIN });
+        self.cast(y);
     }
 }
 

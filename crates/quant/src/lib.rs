@@ -54,5 +54,7 @@ pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
 pub use graph::{
     product_bits, sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS, MAX_PARTICLES,
 };
-pub use pairs::{embed_dot, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES};
+pub use pairs::{
+    embed_dot, embed_log, embed_with_log, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES,
+};
 pub use qonnx::{export_qonnx, qonnx_model, QonnxReport};

@@ -5,7 +5,9 @@
 
 use crate::engine::IntDense;
 use crate::fixed::{Cast, FixedType};
-use crate::pairs::{embed_dot, label_type, pair_sum_fraction, PairLayer, PairOps, PairStage};
+use crate::pairs::{
+    embed_log, embed_with_log, label_type, pair_sum_fraction, PairLayer, PairOps, PairStage,
+};
 
 /// A pair layer in raw integers.
 #[derive(Debug, Clone)]
@@ -211,7 +213,6 @@ pub(crate) struct IntPairStage {
     t: Vec<i64>,
     fresh: Vec<i64>,
     nodes: NodeBuffers,
-    narrow: Vec<i32>,
 }
 
 impl IntPairStage {
@@ -231,12 +232,6 @@ impl IntPairStage {
                 block
             })
             .collect();
-        let widest = blocks
-            .iter()
-            .map(|(m, _)| m.outputs.max(m.inputs))
-            .chain([stage.readout_message.outputs])
-            .max()
-            .unwrap_or(1);
         Self {
             alphas: stage.alphas.clone(),
             input,
@@ -248,7 +243,6 @@ impl IntPairStage {
             t: Vec::new(),
             fresh: Vec::new(),
             nodes: NodeBuffers::default(),
-            narrow: vec![0; widest],
         }
     }
 
@@ -263,18 +257,12 @@ impl IntPairStage {
         let n = self.real.len();
         self.embed(features, stride, n);
         for (message, eq) in &self.blocks {
-            per_pair(message, &self.t, &mut self.fresh, n, &mut self.narrow);
+            per_pair(message, &self.t, &mut self.fresh, n);
             std::mem::swap(&mut self.t, &mut self.fresh);
             pair_to_pair(eq, &self.t, &mut self.fresh, n, &mut self.nodes);
             std::mem::swap(&mut self.t, &mut self.fresh);
         }
-        per_pair(
-            &self.readout_message,
-            &self.t,
-            &mut self.fresh,
-            n,
-            &mut self.narrow,
-        );
+        per_pair(&self.readout_message, &self.t, &mut self.fresh, n);
         let r = &self.readout;
         self.nodes.aggregate(r, &self.fresh, n);
         self.nodes.jet_terms(r, PairOps::PairToJet);
@@ -293,9 +281,18 @@ impl IntPairStage {
         for (a, &i) in self.real.iter().enumerate() {
             for (b, &j) in self.real.iter().enumerate() {
                 let dot = features[i * stride + j];
-                let x = &mut self.t[(a * n + b) * c..(a * n + b) * c + e];
-                for (v, &alpha) in x.iter_mut().zip(&self.alphas) {
-                    *v = self.input.quantize_raw(embed_dot(dot, alpha));
+                let (here, mirror) = ((a * n + b) * c, (b * n + a) * c);
+                // Products are symmetric in practice: reuse the mirror's when it holds
+                // the same bits (it was computed for b < a).
+                if b < a && features[j * stride + i].to_bits() == dot.to_bits() {
+                    self.t.copy_within(mirror..mirror + e, here);
+                    continue;
+                }
+                let log = embed_log(dot);
+                for (v, &alpha) in self.t[here..here + e].iter_mut().zip(&self.alphas) {
+                    *v = self
+                        .input
+                        .quantize_raw(embed_with_log(log, dot < 0.0, alpha));
                 }
             }
         }
@@ -323,28 +320,30 @@ impl IntPairStage {
             layer.mix(2, &x, &mut nb.second[a * l..(a + 1) * l]);
             layer.mix(0, &x, &mut nb.on_diag[a * l..(a + 1) * l]);
         }
+        let labels = &mut self.fresh;
+        resize(labels, n * n * l);
         for a in 0..n {
             for b in 0..n {
-                let y = &mut self.t[(a * n + b) * c + e..(a * n + b + 1) * c];
+                let y = &mut labels[(a * n + b) * l..(a * n + b + 1) * l];
                 for (k, v) in y.iter_mut().enumerate() {
                     *v = nb.jet[k] + nb.first[a * l + k] + nb.second[b * l + k];
                     if a == b {
                         *v += nb.on_diag[a * l + k] + nb.jet_diag[k];
                     }
                 }
-                layer.finish(y);
             }
+        }
+        layer.finish(labels);
+        for (pair, y) in self.t.chunks_exact_mut(c).zip(labels.chunks_exact(l)) {
+            pair[e..].copy_from_slice(y);
         }
     }
 }
 
 /// A dense layer on every pair of `t` `[n, n, inputs]` into `out` `[n, n, outputs]`.
-fn per_pair(layer: &IntDense, t: &[i64], out: &mut Vec<i64>, n: usize, narrow: &mut [i32]) {
-    let (ci, co) = (layer.inputs, layer.outputs);
-    resize(out, n * n * co);
-    for (x, y) in t.chunks_exact(ci).zip(out.chunks_exact_mut(co)) {
-        layer.run(x, y, narrow);
-    }
+fn per_pair(layer: &IntDense, t: &[i64], out: &mut Vec<i64>, n: usize) {
+    resize(out, n * n * layer.outputs);
+    layer.run_rows(t, out);
 }
 
 /// A 2 -> 2 layer on `t` `[n, n, inputs]` into `out` `[n, n, outputs]`.
@@ -372,7 +371,7 @@ fn pair_to_pair(layer: &IntPair, t: &[i64], out: &mut Vec<i64>, n: usize, nb: &m
             }
             layer.mix(0, &t[(i * n + j) * ci..(i * n + j + 1) * ci], y);
             layer.mix(1, &t[(j * n + i) * ci..(j * n + i + 1) * ci], y);
-            layer.finish(y);
         }
     }
+    layer.finish(out);
 }

@@ -30,13 +30,24 @@ pub const MAX_NODES: usize = 256;
 
 /// PELICAN's embedding of one product: `sgn(d) ((1 + |d|)^(a^2) - 1) / a^2` with
 /// `a^2 = alpha^2 + 1e-6`, evaluated in f64 from the f32 product the float model sees.
-/// The quantised forward and the engine both call this function, so they round the same
-/// number to the input type.
+/// The quantised forward and the engine both compute it through [`embed_log`] and
+/// [`embed_with_log`] (the engine shares the logarithm between channels), so they round
+/// the same number to the input type.
 pub fn embed_dot(dot: f32, alpha: f32) -> f64 {
-    let (d, a) = (f64::from(dot), f64::from(alpha));
+    embed_with_log(embed_log(dot), dot < 0.0, alpha)
+}
+
+/// The channel-independent part of [`embed_dot`]: `ln(1 + |d|)`.
+pub fn embed_log(dot: f32) -> f64 {
+    f64::from(dot).abs().ln_1p()
+}
+
+/// The rest of [`embed_dot`] for one channel, from `log = embed_log(d)` and the sign.
+pub fn embed_with_log(log: f64, negative: bool, alpha: f32) -> f64 {
+    let a = f64::from(alpha);
     let a2 = a * a + 1e-6;
-    let magnitude = ((d.abs().ln_1p()) * a2).exp_m1() / a2;
-    if d < 0.0 {
+    let magnitude = (log * a2).exp_m1() / a2;
+    if negative {
         -magnitude
     } else {
         magnitude
