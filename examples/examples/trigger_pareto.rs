@@ -13,7 +13,8 @@
 //! ```sh
 //! cargo run --release -p noether-examples --example trigger_pareto -- \
 //!     [--data-dir ../shared/data/toptag-pythia] [--models pfn-trigger,efn-trigger,mlp-trigger] \
-//!     [--bits 16,8,6,4] [--constituents 16,32] [--train-jets 20000] [--out runs/trigger_pareto]
+//!     [--bits 0,16,8,6,4] [--constituents 16,32] [--seeds 0] [--train-jets 20000] \
+//!     [--out runs/trigger_pareto]
 //! ```
 
 use std::fmt::Write as _;
@@ -50,6 +51,9 @@ struct Args {
     /// Constituents per jet
     #[arg(long, value_delimiter = ',', default_value = "16,32")]
     constituents: Vec<usize>,
+    /// Training seeds (`train.seed`); seed 0's runs are named without a suffix
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<u64>,
     /// Training jets
     #[arg(long, default_value_t = 20_000)]
     train_jets: usize,
@@ -68,6 +72,7 @@ struct Args {
 struct Point {
     model: String,
     constituents: usize,
+    seed: u64,
     /// 0 for float.
     bits: u32,
     params: usize,
@@ -124,12 +129,16 @@ fn run_point(
     model: &str,
     constituents: usize,
     bits: u32,
+    seed: u64,
 ) -> Result<Point, Box<dyn std::error::Error>> {
-    let name = if bits == 0 {
+    let mut name = if bits == 0 {
         "float".to_owned()
     } else {
         format!("b{bits}")
     };
+    if seed != 0 {
+        name = format!("{name}-s{seed}");
+    }
     let dir = RunDir::new(args.out.join(format!("{model}-c{constituents}-{name}")));
     if !dir.is_finished() {
         let mut config = TrainConfig::load(
@@ -144,6 +153,7 @@ fn run_point(
         config.data.val_jets = args.val_jets;
         config.data.n_max = constituents;
         config.train.bootstrap = 0;
+        config.train.seed = seed;
         let base = config.quant.take().unwrap_or_default();
         if bits > 0 {
             config.quant = Some(quant_at(&base, bits)?);
@@ -193,6 +203,7 @@ fn run_point(
     Ok(Point {
         model: model.to_owned(),
         constituents,
+        seed,
         bits,
         params,
         auc,
@@ -211,15 +222,16 @@ fn bits_label(bits: u32) -> String {
 
 fn table(points: &[Point]) -> String {
     let mut md = String::from(
-        "| model | constituents | bits | params | weight bits | AUC | 1/eps_B(0.3) | latency (ns/jet) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| model | constituents | seed | bits | params | weight bits | AUC | 1/eps_B(0.3) | latency (ns/jet) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.4} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} | {} |",
             p.model,
             p.constituents,
+            p.seed,
             bits_label(p.bits),
             p.params,
             p.weight_bits(),
@@ -234,7 +246,11 @@ fn table(points: &[Point]) -> String {
 fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (700, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let fixed: Vec<&Point> = points.iter().filter(|p| p.bits > 0).collect();
+    // Seed 0's runs: one line per model and constituent count.
+    let fixed: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.bits > 0 && p.seed == 0)
+        .collect();
     let (lo, hi) = fixed.iter().fold((f64::MAX, 0f64), |(l, h), p| {
         let b = p.weight_bits() as f64;
         (l.min(b), h.max(b))
@@ -294,17 +310,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test = JetFile::open(args.data_dir.join("test.h5"))?.read_all()?.0;
     let mut points = Vec::new();
     let mut csv = String::from(
-        "model,constituents,bits,params,weight_bits,auc,rejection_at_0.3,latency_ns_per_jet\n",
+        "model,constituents,seed,bits,params,weight_bits,auc,rejection_at_0.3,latency_ns_per_jet\n",
     );
     for model in &args.models {
         for &n in &args.constituents {
-            for &bits in &args.bits {
-                let p = run_point(&args, &test, model, n, bits)?;
+            for (&bits, &seed) in args
+                .bits
+                .iter()
+                .flat_map(|b| args.seeds.iter().map(move |s| (b, s)))
+            {
+                let p = run_point(&args, &test, model, n, bits, seed)?;
                 let _ = writeln!(
                     csv,
-                    "{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{}",
                     p.model,
                     p.constituents,
+                    p.seed,
                     bits_label(p.bits),
                     p.params,
                     p.weight_bits(),
