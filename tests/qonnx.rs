@@ -1,9 +1,11 @@
 //! The time-limited regime from the command line: QONNX export checked against the
 //! `qonnx` package's executor (fixtures by `tests/fixtures/make_qonnx_fixtures.py`: PFN,
-//! EFN and MLP checkpoints trained with `[quant]`, their exports and qonnx's logits on
-//! 300 seeded inputs, saturating ones included, and for PFN and EFN also the first 300
-//! bundled test jets), `eval --fixed-point`, `latency`, and the errors of models and
-//! types QONNX cannot express.
+//! EFN, MLP and PELICAN checkpoints trained with `[quant]`, their exports and qonnx's
+//! logits on 300 seeded inputs, saturating ones included, and for PFN, EFN and PELICAN
+//! also the first 300 bundled test jets; PELICAN's export takes the embedded products,
+//! which the script computes with numpy from the products the engine is fed),
+//! `eval --fixed-point`, `latency`, and the errors of models and types QONNX cannot
+//! express.
 
 mod common;
 
@@ -46,7 +48,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    for model in ["pfn", "efn", "mlp"] {
+    for model in ["pfn", "efn", "mlp", "pelican"] {
         let ckpt = fixture(&format!("{model}.safetensors"));
         let out = dir.path().join(format!("{model}.onnx"));
         let (ok, text) = noether(&[
@@ -84,8 +86,11 @@ fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
             distinct.extend(got.iter().map(|x| x.to_bits()));
         }
         assert_eq!(jets, if model == "mlp" { 300 } else { 600 });
+        // PELICAN's 3-epoch fixture model spans logits about 1 wide on the head's 1/64
+        // grid: ~50 distinct values, against hundreds for the others.
+        let floor = if model == "pelican" { 40 } else { 100 };
         assert!(
-            distinct.len() > 100,
+            distinct.len() > floor,
             "{model}: {} distinct logits",
             distinct.len()
         );

@@ -42,8 +42,14 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
     let graph = model
         .quant_graph()
         .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
-    let nodes = args.constituents.map_or(config.data.n_max, usize::from);
-    let report = export_qonnx(&graph, nodes, &args.out)
+    let constituents = args.constituents.map_or(config.data.n_max, usize::from);
+    // PELICAN's pair stage runs on the beams too.
+    let beams = if graph.pairs.is_some() {
+        model.beams().len()
+    } else {
+        0
+    };
+    let report = export_qonnx(&graph, constituents + beams, &args.out)
         .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
     for (layer, bits) in &report.inexact {
         note!(
@@ -56,7 +62,7 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
         args.out.display(),
         report.nodes,
         report.quant_nodes,
-        nodes
+        constituents
     )?;
     Ok(())
 }

@@ -45,6 +45,7 @@ pub mod onnx;
 mod pair_engine;
 mod pairs;
 mod qonnx;
+mod qonnx_pairs;
 
 pub use config::{LayerOverride, LayerPrecision, QuantConfig};
 pub use engine::Engine;

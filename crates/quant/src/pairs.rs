@@ -181,7 +181,8 @@ impl PairStage {
     ) -> Result<usize> {
         let out = check_pair(p, ops, width)?;
         check_bits(&p.name, pair_sum_bits(p, ty, self.pool))?;
-        let aggregate = ty.width() + 2 * MAX_NODES.trailing_zeros() + 2 * self.shift;
+        // The raw sum of up to MAX_NODES^2 values (its scaling is a shift).
+        let aggregate = ty.width() + 2 * MAX_NODES.trailing_zeros();
         if aggregate > EXACT_BITS {
             return Err(error(
                 &p.name,

@@ -26,7 +26,7 @@ use crate::onnx::{
 /// The domain of QONNX's custom ops.
 const QONNX_DOMAIN: &str = "qonnx.custom_op.general";
 /// Bits of float32's significand.
-const FLOAT32_BITS: u32 = 24;
+pub(crate) const FLOAT32_BITS: u32 = 24;
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,13 +42,13 @@ pub struct QonnxReport {
 
 /// Builds the graph node by node.
 #[derive(Default)]
-struct Builder {
+pub(crate) struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     quant_nodes: usize,
 }
 
-fn int_attr(name: &str, i: i64) -> AttributeProto {
+pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i,
@@ -58,7 +58,7 @@ fn int_attr(name: &str, i: i64) -> AttributeProto {
 }
 
 impl Builder {
-    fn constant(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+    pub(crate) fn constant(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
         self.initializers.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: FLOAT,
@@ -69,7 +69,7 @@ impl Builder {
         name.into()
     }
 
-    fn indices(&mut self, name: &str, data: Vec<i64>) -> String {
+    pub(crate) fn indices(&mut self, name: &str, data: Vec<i64>) -> String {
         self.initializers.push(TensorProto {
             dims: vec![data.len() as i64],
             data_type: INT64,
@@ -80,7 +80,7 @@ impl Builder {
         name.into()
     }
 
-    fn node(
+    pub(crate) fn node(
         &mut self,
         op: &str,
         name: &str,
@@ -100,7 +100,7 @@ impl Builder {
     }
 
     /// A `Quant` node rounding `input` to `ty`; `what` names the tensor in errors.
-    fn quant(&mut self, input: &str, ty: FixedType, what: &str) -> Result<String> {
+    pub(crate) fn quant(&mut self, input: &str, ty: FixedType, what: &str) -> Result<String> {
         if ty.overflow() != Overflow::Sat {
             return Err(QuantError::Export(format!(
                 "{what} is {ty}: QONNX's Quant saturates, so only AP_SAT types export"
@@ -141,7 +141,7 @@ impl Builder {
     }
 
     /// `relu?(result(accum(x W^T + b)))`.
-    fn dense(&mut self, x: &str, layer: &Dense) -> Result<String> {
+    pub(crate) fn dense(&mut self, x: &str, layer: &Dense) -> Result<String> {
         let name = layer.name.replace('.', "_");
         let p = &layer.precision;
         let mut transposed = vec![0f32; layer.inputs * layer.outputs];
@@ -175,7 +175,7 @@ impl Builder {
     }
 }
 
-fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+pub(crate) fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
@@ -200,25 +200,25 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     }
 }
 
-/// The QONNX model of `graph` for jets of `nodes` particles: inputs `features`
-/// `[batch, nodes, features]` and `mask` `[batch, nodes, 1]` (1 for real particles) for
-/// Deep Sets graphs, `features` `[batch, features]` otherwise; output `logits`.
+/// The QONNX model of `graph` for jets of `nodes` particles (for PELICAN: nodes, beams
+/// included): inputs `features` `[batch, nodes, features]` and `mask` `[batch, nodes, 1]`
+/// (1 for real particles) for Deep Sets graphs, `embedded`, `labels` and `mask` for
+/// PELICAN (see [`crate::PairStage`]'s export), `features` `[batch, features]`
+/// otherwise; output `logits`.
 ///
 /// # Errors
 /// [`QuantError::Export`] naming a tensor whose type QONNX cannot express; graph checks.
 pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, QonnxReport)> {
     graph.validate()?;
-    if graph.pairs.is_some() {
-        return Err(QuantError::Export(format!(
-            "model \"{}\": its equivariant pair layers (row, column and total sums over \
-             particle pairs) have no QONNX form in noether yet; the integer engine runs it",
-            graph.model
-        )));
-    }
     let mut b = Builder::default();
-    let x = b.quant("features", graph.input, "input")?;
     let mut inputs = vec![];
-    let mut y = if let Some(stage) = &graph.particles {
+    let mut inexact = Vec::new();
+    let mut y = if let Some(stage) = &graph.pairs {
+        inputs.extend(crate::qonnx_pairs::inputs(stage, nodes));
+        inexact = crate::qonnx_pairs::inexact(stage, graph.input, nodes);
+        crate::qonnx_pairs::pair_stage(&mut b, stage, graph.input, nodes)?
+    } else if let Some(stage) = &graph.particles {
+        let x = b.quant("features", graph.input, "input")?;
         {
             inputs.push(value_info(
                 "features",
@@ -254,7 +254,7 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
         }
     } else {
         inputs.push(value_info("features", &[None, Some(graph.jet_features)]));
-        x
+        b.quant("features", graph.input, "input")?
     };
     for layer in &graph.jet {
         y = b.dense(&y, layer)?;
@@ -264,12 +264,13 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
     let last = b.nodes.last_mut().expect("a graph has nodes");
     debug_assert_eq!(last.output, [y]);
     last.output = vec!["logits".into()];
-    let inexact = graph
-        .layers()
-        .into_iter()
-        .map(|(layer, input)| (layer.name.clone(), sum_bits(layer, input)))
-        .filter(|(_, bits)| *bits > FLOAT32_BITS)
-        .collect();
+    inexact.extend(
+        graph
+            .layers()
+            .into_iter()
+            .map(|(layer, input)| (layer.name.clone(), sum_bits(layer, input)))
+            .filter(|(_, bits)| *bits > FLOAT32_BITS),
+    );
     let report = QonnxReport {
         nodes: b.nodes.len(),
         quant_nodes: b.quant_nodes,

@@ -30,7 +30,7 @@ fn dense(name: &str, inputs: usize, outputs: usize, weight: Vec<f64>, relu: bool
         outputs,
         weight,
         bias: vec![0.0; outputs],
-        precision: precision("ap_fixed<8,3>", INPUT),
+        precision: precision("ap_fixed<8,3,AP_RND_CONV,AP_SAT>", INPUT),
         relu,
     }
 }
@@ -48,7 +48,7 @@ fn pair(name: &str, ops: PairOps, inputs: usize, outputs: usize, weight: Vec<f64
         } else {
             Vec::new()
         },
-        precision: precision("ap_fixed<8,3>", INPUT),
+        precision: precision("ap_fixed<8,3,AP_RND_CONV,AP_SAT>", INPUT),
         relu: ops != PairOps::NodeToPair,
     }
 }
@@ -311,11 +311,35 @@ fn misbuilt_pair_graphs_and_inputs_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("is NaN"), "{err}");
-    // No QONNX form (refused before anything is written).
-    let path = std::env::temp_dir().join("noether-pair-graph-never-written.onnx");
-    let err = export_qonnx(&graph([0.0, 1.0], 1), 4, &path)
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with("export: model \"pelican\""), "{err}");
-    assert!(!path.exists());
+}
+
+#[test]
+fn a_pair_graph_exports_with_its_three_inputs() {
+    let dir = std::env::temp_dir().join(format!("noether-pairs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p.onnx");
+    let report = export_qonnx(&random_graph(&[0.7, -1.3, 2.1, 0.4]), 8, &path).unwrap();
+    let model = <noether_quant::onnx::ModelProto as prost::Message>::decode(
+        std::fs::read(&path).unwrap().as_slice(),
+    )
+    .unwrap();
+    let graph = model.graph.unwrap();
+    let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(inputs, ["embedded", "labels", "mask"]);
+    let ops = |op: &str| graph.node.iter().filter(|n| n.op_type == op).count();
+    // Per 2 -> 2 layer: diagonal, row, column, trace and total; the labels' sum; the
+    // readout's trace and total.
+    assert_eq!(ops("ReduceSum"), 5 + 1 + 2);
+    assert_eq!(ops("Transpose"), 1);
+    assert_eq!(ops("Quant"), report.quant_nodes);
+    let mut outputs: Vec<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .collect();
+    let all = outputs.len();
+    outputs.sort_unstable();
+    outputs.dedup();
+    assert_eq!(outputs.len(), all, "node outputs must be unique");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
