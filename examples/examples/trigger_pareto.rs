@@ -12,7 +12,8 @@
 //!
 //! ```sh
 //! cargo run --release -p noether-examples --example trigger_pareto -- \
-//!     [--data-dir ../shared/data/toptag-pythia] [--models pfn-trigger,efn-trigger,mlp-trigger] \
+//!     [--data-dir ../shared/data/toptag-pythia] \
+//!     [--models pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger] \
 //!     [--bits 0,16,8,6,4] [--constituents 16,32] [--seeds 0] [--train-jets 20000] \
 //!     [--out runs/trigger_pareto]
 //! ```
@@ -42,7 +43,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pfn-trigger,efn-trigger,mlp-trigger"
+        default_value = "pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger"
     )]
     models: Vec<String>,
     /// Bit widths of weights, biases and activations (0: the float reference)
