@@ -15,7 +15,7 @@
 //!     [--data-dir ../shared/data/toptag-pythia] \
 //!     [--models pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger] \
 //!     [--bits 0,16,8,6,4] [--constituents 16,32] [--seeds 0] [--train-jets 20000] \
-//!     [--out runs/trigger_pareto]
+//!     [--finished-only] [--out runs/trigger_pareto]
 //! ```
 
 use std::fmt::Write as _;
@@ -64,6 +64,10 @@ struct Args {
     /// Timed single-jet calls per latency figure
     #[arg(long, default_value_t = 20_000)]
     calls: usize,
+    /// Summarise the finished runs only, training nothing (points without one are left
+    /// out)
+    #[arg(long)]
+    finished_only: bool,
     /// Directory of the run directories and the summaries
     #[arg(long, default_value_os_t = workspace_root().join("runs/trigger_pareto"))]
     out: PathBuf,
@@ -131,7 +135,7 @@ fn run_point(
     constituents: usize,
     bits: u32,
     seed: u64,
-) -> Result<Point, Box<dyn std::error::Error>> {
+) -> Result<Option<Point>, Box<dyn std::error::Error>> {
     let mut name = if bits == 0 {
         "float".to_owned()
     } else {
@@ -141,6 +145,9 @@ fn run_point(
         name = format!("{name}-s{seed}");
     }
     let dir = RunDir::new(args.out.join(format!("{model}-c{constituents}-{name}")));
+    if !dir.is_finished() && args.finished_only {
+        return Ok(None);
+    }
     if !dir.is_finished() {
         let mut config = TrainConfig::load(
             &workspace_root()
@@ -201,7 +208,7 @@ fn run_point(
     } else {
         float_latency(&tagger, &input, args.calls.min(2000))?
     };
-    Ok(Point {
+    Ok(Some(Point {
         model: model.to_owned(),
         constituents,
         seed,
@@ -210,7 +217,7 @@ fn run_point(
         auc,
         rejection,
         latency_ns: latency.median.as_nanos(),
-    })
+    }))
 }
 
 fn bits_label(bits: u32) -> String {
@@ -320,7 +327,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .flat_map(|b| args.seeds.iter().map(move |s| (b, s)))
             {
-                let p = run_point(&args, &test, model, n, bits, seed)?;
+                let Some(p) = run_point(&args, &test, model, n, bits, seed)? else {
+                    continue;
+                };
                 let _ = writeln!(
                     csv,
                     "{},{},{},{},{},{},{},{},{}",
