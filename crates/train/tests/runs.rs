@@ -204,18 +204,26 @@ fn bad_configs_name_the_key() {
     );
 }
 
+/// Every config in `configs/` parses and builds its model (in fixed point where it has a
+/// `[quant]` section, whose graph checks then run).
 #[test]
-fn shipped_configs_parse() {
-    for name in [
-        "lorentznet.toml",
-        "lorentznet-cpu.toml",
-        "pelican.toml",
-        "pelican-cpu.toml",
-        "pfn.toml",
-        "pfn-cpu.toml",
-    ] {
-        let path = root().join("configs").join(name);
-        TrainConfig::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+fn shipped_configs_parse_and_build() {
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(root().join("configs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 18, "{} configs", names.len());
+    for path in &names {
+        let config = TrainConfig::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (model, _) = noether_train::build_model(&config, 0)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if config.quant.is_some() {
+            model
+                .quant_graph()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
     }
 }
 
