@@ -6,37 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LayerPrecision;
-use crate::error::{QuantError, Result};
+use crate::dense::{check_dense, layer_error, sum_bits, Dense, EXACT_BITS};
+use crate::error::Result;
 use crate::fixed::FixedType;
 use crate::pairs::PairStage;
-
-/// The most bits any sum may need: the quantised float forward runs in f64 and is exact
-/// only within its 53-bit mantissa (the engine's 64-bit registers would allow more).
-pub const EXACT_BITS: u32 = 53;
 
 /// The most particles a jet may hold: the bound under which the pooled sums are checked
 /// to stay exact.
 pub const MAX_PARTICLES: usize = 1024;
-
-/// One fixed-point dense layer, `y = relu?(result(accum(W x + b)))`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dense {
-    /// Its checkpoint path (`phi.0`).
-    pub name: String,
-    /// Input features.
-    pub inputs: usize,
-    /// Output features.
-    pub outputs: usize,
-    /// Quantised weights `[outputs][inputs]`, row-major (values of `precision.weight`).
-    pub weight: Vec<f64>,
-    /// Quantised biases `[outputs]` (values of `precision.bias`).
-    pub bias: Vec<f64>,
-    /// Its precisions.
-    pub precision: LayerPrecision,
-    /// Whether a ReLU follows.
-    pub relu: bool,
-}
 
 /// How particles are summed into the jet latent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +115,7 @@ impl QuantGraph {
     /// sum is exact in [`EXACT_BITS`].
     ///
     /// # Errors
-    /// [`QuantError::Layer`] naming the layer and what does not fit.
+    /// [`crate::QuantError::Layer`] naming the layer and what does not fit.
     pub fn validate(&self) -> Result<()> {
         let mut width = self.jet_features;
         if let Some(p) = &self.pairs {
@@ -215,68 +192,4 @@ impl QuantGraph {
         }
         Ok(())
     }
-}
-
-fn layer_error(layer: &str, detail: String) -> QuantError {
-    QuantError::Layer {
-        layer: layer.to_owned(),
-        detail,
-    }
-}
-
-/// Checks one layer against the width feeding it; returns its output width.
-pub(crate) fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
-    if layer.inputs != width
-        || layer.weight.len() != layer.inputs * layer.outputs
-        || layer.bias.len() != layer.outputs
-    {
-        return Err(layer_error(
-            &layer.name,
-            format!(
-                "{} inputs (fed {width}), {} weights, {} biases for {} outputs",
-                layer.inputs,
-                layer.weight.len(),
-                layer.bias.len(),
-                layer.outputs
-            ),
-        ));
-    }
-    let p = &layer.precision;
-    for (what, values, ty) in [
-        ("weight", &layer.weight, p.weight),
-        ("bias", &layer.bias, p.bias),
-    ] {
-        if let Some((k, v)) = values
-            .iter()
-            .enumerate()
-            .find(|(_, v)| ty.quantize(**v) != **v)
-        {
-            return Err(layer_error(
-                &layer.name,
-                format!("{what}[{k}] = {v} is not a value of {ty}"),
-            ));
-        }
-    }
-    Ok(layer.outputs)
-}
-
-/// The bits a layer's sums span: from the lowest fraction bit of a product or the bias
-/// to the highest integer bit of `inputs` products plus the bias.
-pub fn sum_bits(layer: &Dense, input: FixedType) -> u32 {
-    let (w, b) = (layer.precision.weight, layer.precision.bias);
-    let fraction = (w.fraction() + input.fraction()).max(b.fraction());
-    let integer = (product_integer_bits(layer.inputs + 1, w, input)).max(b.integer() + 1) + 1;
-    (integer + fraction).max(1) as u32
-}
-
-/// The bits a sum of `terms` products of `weight` and `input` values spans, bias aside.
-pub fn product_bits(terms: usize, weight: FixedType, input: FixedType) -> u32 {
-    let fraction = weight.fraction() + input.fraction();
-    (product_integer_bits(terms, weight, input) + 1 + fraction).max(1) as u32
-}
-
-/// The integer bits of a sum of `terms` products, sign excluded.
-fn product_integer_bits(terms: usize, weight: FixedType, input: FixedType) -> i32 {
-    let growth = (terms as u64).next_power_of_two().trailing_zeros() as i32;
-    weight.integer() + input.integer() + growth
 }

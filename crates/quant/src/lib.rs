@@ -36,25 +36,27 @@
 //! ```
 
 mod config;
+mod dense;
 mod engine;
 mod error;
 mod fake;
 mod fixed;
 mod graph;
+mod int_dense;
 pub mod onnx;
 mod pair_engine;
 mod pairs;
 mod qonnx;
+mod qonnx_builder;
 mod qonnx_pairs;
 
 pub use config::{LayerOverride, LayerPrecision, QuantConfig};
+pub use dense::{product_bits, sum_bits, Dense, EXACT_BITS};
 pub use engine::Engine;
 pub use error::{QuantError, Result};
 pub use fake::fake_quantize;
 pub use fixed::{Cast, FixedType, Overflow, Rounding, MAX_WIDTH};
-pub use graph::{
-    product_bits, sum_bits, Dense, ParticleStage, Pooling, QuantGraph, EXACT_BITS, MAX_PARTICLES,
-};
+pub use graph::{ParticleStage, Pooling, QuantGraph, MAX_PARTICLES};
 pub use pairs::{
     embed_dot, embed_log, embed_with_log, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES,
 };

@@ -3,8 +3,8 @@
 //! are `[n, n, C]` row-major over the `n` real nodes only (padding never enters a sum);
 //! the buffers grow to the largest jet seen and are then reused.
 
-use crate::engine::IntDense;
 use crate::fixed::{Cast, FixedType};
+use crate::int_dense::IntDense;
 use crate::pairs::{
     embed_log, embed_with_log, label_type, pair_sum_fraction, PairLayer, PairOps, PairStage,
 };

@@ -20,9 +20,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::LayerPrecision;
-use crate::error::{QuantError, Result};
+use crate::dense::{layer_error, Dense, EXACT_BITS};
+use crate::error::Result;
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::graph::{Dense, EXACT_BITS};
 
 /// The most nodes (beams included) a jet may hold in a pair graph: the bound under which
 /// the total sums over `nodes^2` pairs are checked to stay exact.
@@ -147,12 +147,15 @@ impl PairStage {
     /// Checks shapes, the labels' result type, representable parameters, exact sums.
     pub(crate) fn validate(&self, input: FixedType) -> Result<()> {
         if self.alphas.is_empty() || self.alphas.iter().any(|a| !a.is_finite()) {
-            return Err(error("embed", "the exponents must be finite and not empty"));
+            return Err(layer_error(
+                "embed",
+                "the exponents must be finite and not empty".into(),
+            ));
         }
         if self.labels.precision.result != input {
-            return Err(error(
+            return Err(layer_error(
                 &self.labels.name,
-                &format!(
+                format!(
                     "its result type {} must be the input type {input}",
                     self.labels.precision.result
                 ),
@@ -184,9 +187,9 @@ impl PairStage {
         // The raw sum of up to MAX_NODES^2 values (its scaling is a shift).
         let aggregate = ty.width() + 2 * MAX_NODES.trailing_zeros();
         if aggregate > EXACT_BITS {
-            return Err(error(
+            return Err(layer_error(
                 &p.name,
-                &format!(
+                format!(
                     "its total sums of up to {MAX_NODES}^2 {ty} values need {aggregate} \
                      bits, more than {EXACT_BITS}"
                 ),
@@ -198,23 +201,16 @@ impl PairStage {
 
 /// Checks a per-pair dense layer and that its sums are exact; returns its output width.
 fn check_dense(layer: &Dense, width: usize, input: FixedType) -> Result<usize> {
-    let out = crate::graph::check_dense(layer, width)?;
-    check_bits(&layer.name, crate::graph::sum_bits(layer, input))?;
+    let out = crate::dense::check_dense(layer, width)?;
+    check_bits(&layer.name, crate::dense::sum_bits(layer, input))?;
     Ok(out)
-}
-
-fn error(layer: &str, detail: &str) -> QuantError {
-    QuantError::Layer {
-        layer: layer.to_owned(),
-        detail: detail.to_owned(),
-    }
 }
 
 fn check_bits(layer: &str, bits: u32) -> Result<()> {
     if bits > EXACT_BITS {
-        return Err(error(
+        return Err(layer_error(
             layer,
-            &format!(
+            format!(
                 "its sums need {bits} bits, more than the {EXACT_BITS} the quantised \
                  forward holds exactly: narrow the weight, result or pool types"
             ),
@@ -236,9 +232,9 @@ fn check_pair(p: &PairLayer, expected: PairOps, width: usize) -> Result<usize> {
         || p.bias.len() != p.outputs
         || p.diag_bias.len() != diag
     {
-        return Err(error(
+        return Err(layer_error(
             &p.name,
-            &format!(
+            format!(
                 "{:?} with {} inputs (fed {width}), {} weights, {} biases and {} diagonal \
                  biases for {} outputs",
                 p.ops,
@@ -261,9 +257,9 @@ fn check_pair(p: &PairLayer, expected: PairOps, width: usize) -> Result<usize> {
             .enumerate()
             .find(|(_, v)| ty.quantize(**v) != **v)
         {
-            return Err(error(
+            return Err(layer_error(
                 &p.name,
-                &format!("{what}[{k}] = {v} is not a value of {ty}"),
+                format!("{what}[{k}] = {v} is not a value of {ty}"),
             ));
         }
     }

@@ -6,12 +6,12 @@
 //! product with the identity), broadcasts are `Unsqueeze`s, `t_ji` is a `Transpose`, and
 //! every basis operation is a `MatMul` with its own quantised weight.
 
+use crate::dense::sum_bits;
 use crate::error::Result;
 use crate::fixed::FixedType;
-use crate::graph::sum_bits;
 use crate::onnx::ValueInfoProto;
 use crate::pairs::{label_type, pair_sum_bits, PairLayer, PairStage};
-use crate::qonnx::{int_attr, value_info, Builder, FLOAT32_BITS};
+use crate::qonnx_builder::{int_attr, value_info, Builder, FLOAT32_BITS};
 
 /// The graph inputs of a pair stage for jets of `nodes` nodes.
 pub(crate) fn inputs(stage: &PairStage, nodes: usize) -> Vec<ValueInfoProto> {
