@@ -183,6 +183,7 @@ fn zero_shot(args: &Args, variant: Variant) -> Result<(), Box<dyn std::error::Er
             intervals: std::collections::HashMap::new(),
             train_jets: 0,
             test_jets: data.test.len(),
+            extra_tests: std::collections::BTreeMap::new(),
             params,
             trainable_params: 0,
             nonzero_params: params,

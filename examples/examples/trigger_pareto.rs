@@ -16,6 +16,8 @@
 //!     [--models pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger] \
 //!     [--bits 0,16,8,6,4] [--constituents 16,32] [--seeds 0] [--train-jets 20000] \
 //!     [--finished-only] [--out runs/trigger_pareto]
+//! cargo run --release -p noether-examples --example trigger_pareto -- \
+//!     --from-csv docs/trigger_pareto.csv   # redraw pareto.md / pareto.svg from a CSV
 //! ```
 
 use std::fmt::Write as _;
@@ -68,6 +70,10 @@ struct Args {
     /// out)
     #[arg(long)]
     finished_only: bool,
+    /// Redraw the table and the plot from a CSV this example wrote (e.g.
+    /// `docs/trigger_pareto.csv`), training and reading nothing else
+    #[arg(long, value_name = "CSV")]
+    from_csv: Option<PathBuf>,
     /// Directory of the run directories and the summaries
     #[arg(long, default_value_os_t = workspace_root().join("runs/trigger_pareto"))]
     out: PathBuf,
@@ -308,8 +314,65 @@ fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>>
     Ok(())
 }
 
+/// The points of a CSV this example wrote (a missing `seed` column reads as seed 0).
+fn read_csv(path: &Path) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let needed = [
+        "model",
+        "constituents",
+        "bits",
+        "params",
+        "auc",
+        "rejection_at_0.3",
+        "latency_ns_per_jet",
+    ];
+    if let Some(missing) = needed.iter().find(|n| column(n).is_none()) {
+        return Err(format!("{}: no '{missing}' column", path.display()).into());
+    }
+    let mut points = Vec::new();
+    for (row, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let bad = |name: &str| format!("{}: row {}: bad '{name}'", path.display(), row + 1);
+        let field = |name: &str| column(name).and_then(|i| fields.get(i).copied());
+        let number = |name: &str| -> Result<f64, String> {
+            field(name)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| bad(name))
+        };
+        let bits = match field("bits") {
+            Some("float") => 0,
+            Some(b) => b.parse().map_err(|_| bad("bits"))?,
+            None => return Err(bad("bits").into()),
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        points.push(Point {
+            model: field("model").ok_or_else(|| bad("model"))?.to_owned(),
+            constituents: number("constituents")? as usize,
+            seed: field("seed").map_or(Ok(0.0), |_| number("seed"))? as u64,
+            bits,
+            params: number("params")? as usize,
+            auc: number("auc")?,
+            rejection: number("rejection_at_0.3")?,
+            latency_ns: number("latency_ns_per_jet")? as u128,
+        });
+    }
+    Ok(points)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if let Some(csv) = &args.from_csv {
+        let points = read_csv(csv)?;
+        std::fs::create_dir_all(&args.out)?;
+        let md = table(&points);
+        std::fs::write(args.out.join("pareto.md"), &md)?;
+        plot(&args.out.join("pareto.svg"), &points)?;
+        println!("{md}");
+        return Ok(());
+    }
     if !args.data_dir.join("train.h5").exists() {
         eprintln!("SKIPPED: {} is absent", args.data_dir.display());
         return Ok(());

@@ -158,6 +158,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             intervals: HashMap::new(),
             train_jets: 0,
             test_jets: jets.len(),
+            extra_tests: std::collections::BTreeMap::new(),
             params: 0,
             trainable_params: 0,
             nonzero_params: 0,

@@ -18,6 +18,16 @@ pub fn parse_precision(text: &str) -> Result<Precision, String> {
     }
 }
 
+/// `--extra-test NAME=FILE`.
+fn parse_extra_test(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!("'{text}' is not NAME=FILE (e.g. boosted=data/boosted_test.h5)")),
+    }
+}
+
 /// Arguments of `train` (flags override the config file).
 // Command-line switches are bools by nature.
 #[allow(clippy::struct_excessive_bools)]
@@ -35,6 +45,10 @@ pub struct TrainArgs {
     /// Evaluation jets (default: the bundled test set).
     #[arg(long)]
     pub test_data: Option<PathBuf>,
+    /// Also score the best checkpoint on this file, reported as `extra_tests.NAME` in
+    /// `metrics.json` (`data.extra_tests`; repeatable).
+    #[arg(long, value_name = "NAME=FILE", value_parser = parse_extra_test)]
+    pub extra_test: Vec<(String, PathBuf)>,
     /// Training jets used (a seeded class-balanced subset).
     #[arg(long)]
     pub train_jets: Option<usize>,
@@ -108,6 +122,7 @@ impl TrainArgs {
         if let Some(p) = &self.test_data {
             c.data.test.clone_from(p);
         }
+        c.data.extra_tests.extend(self.extra_test.iter().cloned());
         c.data.train_jets = self.train_jets.unwrap_or(c.data.train_jets);
         c.train.seed = self.seed.unwrap_or(c.train.seed);
         c.train.epochs = self.epochs.unwrap_or(c.train.epochs);

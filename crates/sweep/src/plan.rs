@@ -180,18 +180,24 @@ pub fn describe(settings: &BTreeMap<String, toml::Value>) -> String {
 }
 
 /// The first file the config names that does not exist, with its key.
-fn missing_file(config: &noether_train::TrainConfig) -> Option<(&'static str, PathBuf)> {
-    let mut files = vec![
-        ("data.train", config.data.train.clone()),
-        ("data.val", config.data.val.clone()),
-        ("data.test", config.data.test.clone()),
-    ];
-    files.extend(config.init.as_ref().map(|i| ("init.from", i.from.clone())));
+fn missing_file(config: &noether_train::TrainConfig) -> Option<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = config
+        .data
+        .files()
+        .into_iter()
+        .map(|(key, file)| (key, file.to_owned()))
+        .collect();
+    files.extend(
+        config
+            .init
+            .as_ref()
+            .map(|i| ("init.from".to_owned(), i.from.clone())),
+    );
     files.extend(
         config
             .distill
             .as_ref()
-            .map(|d| ("distill.teacher", d.teacher.clone())),
+            .map(|d| ("distill.teacher".to_owned(), d.teacher.clone())),
     );
     files.into_iter().find(|(_, f)| !f.is_file())
 }
@@ -267,7 +273,7 @@ pub fn plan(sweep_file: &Path) -> Result<Vec<Trial>> {
         config.relative_to(&root);
         missing_file(&config).map_or(Ok(()), |(key, file)| {
             Err(trial_error(noether_train::TrainError::InvalidConfig {
-                key: key.to_owned(),
+                key,
                 value: file.display().to_string(),
                 reason: "no such file".into(),
             }))

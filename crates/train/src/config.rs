@@ -18,6 +18,7 @@
 //! epochs = 10
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use noether_equivariant::{DeviceSetting, ModelConfig, ModelKind, Precision};
@@ -50,6 +51,11 @@ pub struct DataConfig {
     /// applied by [`TrainConfig::apply_data_config`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
+    /// More test files, by name (`[data.extra_tests] boosted = "data/boosted_test.h5"`):
+    /// the best checkpoint is also scored on each, and `metrics.json` reports them under
+    /// `extra_tests.<name>` (e.g. jets of another pT range, to measure generalisation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_tests: BTreeMap<String, PathBuf>,
 }
 
 impl Default for DataConfig {
@@ -64,6 +70,7 @@ impl Default for DataConfig {
             batch_size: 32,
             massless: false,
             config: None,
+            extra_tests: BTreeMap::new(),
         }
     }
 }
@@ -76,6 +83,46 @@ impl DataConfig {
         for path in [&mut self.train, &mut self.val, &mut self.test] {
             rebase(path, root);
         }
+        for path in self.extra_tests.values_mut() {
+            rebase(path, root);
+        }
+    }
+
+    /// Every data file with its config key (`data.extra_tests.<name>` for the extras).
+    pub fn files(&self) -> Vec<(String, &Path)> {
+        let mut files = vec![
+            ("data.train".to_owned(), self.train.as_path()),
+            ("data.val".to_owned(), self.val.as_path()),
+            ("data.test".to_owned(), self.test.as_path()),
+        ];
+        files.extend(
+            self.extra_tests
+                .iter()
+                .map(|(name, path)| (format!("data.extra_tests.{name}"), path.as_path())),
+        );
+        files
+    }
+
+    /// Checks the names of the extra test sets: they become column names
+    /// (`extra_tests.<name>.auc`), so only letters, digits, `_` and `-`.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming the key.
+    pub fn validate_extra_tests(&self) -> Result<()> {
+        for name in self.extra_tests.keys() {
+            let usable = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !usable {
+                return Err(invalid(
+                    &format!("data.extra_tests.{name}"),
+                    name,
+                    "a test set's name is a column name: letters, digits, '_' and '-' only",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -677,6 +724,7 @@ impl TrainConfig {
         self.validate_transfer()?;
         within("data.n_max", self.data.n_max, MAX_N_MAX)?;
         within("data.batch_size", self.data.batch_size, MAX_BATCH)?;
+        self.data.validate_extra_tests()?;
         within("train.epochs", self.train.epochs, MAX_EPOCHS)?;
         within(
             "train.eval_batch_size",

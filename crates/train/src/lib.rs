@@ -76,6 +76,6 @@ pub use optim::{parameters, AgreementFilter, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};
 pub use prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
-pub use record::{DataRecord, EpochRecord, RunDir, RunSummary};
+pub use record::{DataRecord, EpochRecord, RunDir, RunSummary, TestMetrics};
 pub use schedule::lr_factor;
 pub use trainer::{train, write_outputs, InitHook, RunData, RunOptions};

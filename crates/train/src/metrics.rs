@@ -28,6 +28,16 @@ pub struct Scored<'a> {
 }
 
 impl<'a> Scored<'a> {
+    /// Jets scored.
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Whether no jet was scored (never, once built: both classes are present).
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
     /// Validates lengths, finiteness and that both classes are present.
     ///
     /// # Errors

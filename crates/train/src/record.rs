@@ -14,7 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +78,27 @@ impl DataRecord {
     }
 }
 
+/// The metrics of the best checkpoint on one test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestMetrics {
+    /// Jets scored.
+    pub test_jets: usize,
+    /// Cross-entropy.
+    pub test_loss: f64,
+    /// Accuracy at a score of 0.5.
+    pub acc: f64,
+    /// ROC AUC.
+    pub auc: f64,
+    /// 1/eps_B at eps_S = 0.3.
+    #[serde(rename = "rejection_at_0.3")]
+    pub rejection_at_0_3: f64,
+    /// 1/eps_B at eps_S = 0.5.
+    #[serde(rename = "rejection_at_0.5")]
+    pub rejection_at_0_5: f64,
+    /// Bootstrap 68% intervals of acc, auc, rejection_at_0.3, rejection_at_0.5.
+    pub intervals: HashMap<String, Interval>,
+}
+
 /// What a finished run reports (`metrics.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -102,6 +123,9 @@ pub struct RunSummary {
     pub train_jets: usize,
     /// Test jets.
     pub test_jets: usize,
+    /// The metrics on each extra test set (`data.extra_tests`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_tests: BTreeMap<String, TestMetrics>,
     /// Parameters of the model (adapters included; BatchNorm running statistics not).
     pub params: usize,
     /// Parameters the optimizer updated (all but the frozen ones).

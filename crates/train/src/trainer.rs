@@ -28,7 +28,7 @@ use crate::metrics::{bootstrap, Scored, TaggingMetrics};
 use crate::model::{build_model, inference_model, load_inference_model};
 use crate::optim::{add_gradients, parameters, AgreementFilter, Optimizer};
 use crate::prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};
-use crate::record::{DataRecord, EpochRecord, RunDir, RunSummary};
+use crate::record::{DataRecord, EpochRecord, RunDir, RunSummary, TestMetrics};
 use crate::schedule::lr_factor;
 use noether_transfer::load_checkpoint;
 
@@ -41,6 +41,8 @@ pub struct RunData {
     pub val: JetSet,
     /// Test jets.
     pub test: JetSet,
+    /// The extra test sets (`data.extra_tests`), by name.
+    pub extra_tests: Vec<(String, JetSet)>,
     /// What reading each file kept and dropped (recorded in `metrics.json`).
     pub records: Vec<DataRecord>,
 }
@@ -52,6 +54,7 @@ impl RunData {
             train,
             val,
             test,
+            extra_tests: Vec::new(),
             records: Vec::new(),
         }
     }
@@ -94,16 +97,25 @@ impl RunData {
         )?;
         let val = subset(read(&d.val, "val")?, &d.val, d.val_jets, "data.val_jets")?;
         let test = read(&d.test, "test")?;
+        let extra_tests = d
+            .extra_tests
+            .iter()
+            .map(|(name, path)| Ok((name.clone(), read(path, &extra_role(name))?)))
+            .collect::<Result<Vec<_>>>()?;
         let mut data = Self {
             train,
             val,
             test,
+            extra_tests,
             records,
         };
         if d.massless {
             data.train.make_massless();
             data.val.make_massless();
             data.test.make_massless();
+            for (_, jets) in &mut data.extra_tests {
+                jets.make_massless();
+            }
         }
         Ok(data)
     }
@@ -115,11 +127,17 @@ impl RunData {
     /// # Errors
     /// [`TrainError::UnusableData`] naming the set and its file.
     pub fn check(&self) -> Result<()> {
-        for (role, name, jets) in [
-            ("train", "training", &self.train),
-            ("val", "validation", &self.val),
-            ("test", "test", &self.test),
-        ] {
+        let extra: Vec<(String, String, &JetSet)> = self
+            .extra_tests
+            .iter()
+            .map(|(name, jets)| (extra_role(name), format!("'{name}' test"), jets))
+            .collect();
+        let sets = [
+            ("train".to_owned(), "training".to_owned(), &self.train),
+            ("val".to_owned(), "validation".to_owned(), &self.val),
+            ("test".to_owned(), "test".to_owned(), &self.test),
+        ];
+        for (role, name, jets) in sets.into_iter().chain(extra) {
             let what = match self.records.iter().find(|r| r.role == role) {
                 Some(r) => format!("{name} file {}", r.file.display()),
                 None => format!("{name} jets"),
@@ -142,11 +160,17 @@ impl RunData {
     }
 }
 
+/// The role of an extra test set in the data records (`extra_tests.<name>`).
+fn extra_role(name: &str) -> String {
+    format!("extra_tests.{name}")
+}
+
 /// The model inputs of a run's jets, computed once.
 struct RunInputs {
     train: TaggerInput,
     val: TaggerInput,
     test: TaggerInput,
+    extra_tests: Vec<TaggerInput>,
 }
 
 impl RunInputs {
@@ -155,6 +179,11 @@ impl RunInputs {
             train: jet_inputs(model, &data.train, n_max)?,
             val: jet_inputs(model, &data.val, n_max)?,
             test: jet_inputs(model, &data.test, n_max)?,
+            extra_tests: data
+                .extra_tests
+                .iter()
+                .map(|(_, jets)| jet_inputs(model, jets, n_max))
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -594,37 +623,34 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
     let best_path = run.dir.best_checkpoint();
     let best = checkpoint::load(&best_path)?;
     load_weights(&run.varmap, &best.tensors, &best_path)?;
-    let (scores, labels, test_loss) = predict_inputs(
-        &run.inference,
-        &data.test,
-        &run.inputs.test,
-        config.train.eval_batch_size,
-    )?;
+    let batch = config.train.eval_batch_size;
+    let (scores, labels, test_loss) =
+        predict_inputs(&run.inference, &data.test, &run.inputs.test, batch)?;
     let scored = Scored::new(&scores, &labels, None)?;
-    let m = TaggingMetrics::of(&scored);
-    let mut intervals = HashMap::new();
-    if config.train.bootstrap > 0 {
-        let names = ["acc", "auc", "rejection_at_0.3", "rejection_at_0.5"];
-        for (name, i) in names.iter().zip(bootstrap(
-            &scored,
-            config.train.bootstrap,
-            config.train.seed,
-        )) {
-            intervals.insert((*name).to_owned(), i);
-        }
-    }
+    let test = test_metrics(config, &scored, test_loss);
+    let extra_tests = data
+        .extra_tests
+        .iter()
+        .zip(&run.inputs.extra_tests)
+        .map(|((name, jets), inputs)| {
+            let (scores, labels, loss) = predict_inputs(&run.inference, jets, inputs, batch)?;
+            let metrics = test_metrics(config, &Scored::new(&scores, &labels, None)?, loss);
+            Ok((name.clone(), metrics))
+        })
+        .collect::<Result<_>>()?;
     #[allow(clippy::cast_precision_loss)] // FLOP counts far below 2^53 relative error
     let forward_flops = config.model.forward_flops(config.data.n_max) as f64;
     let summary = RunSummary {
         model: config.section().to_owned(),
-        acc: m.acc,
-        auc: m.auc,
-        rejection_at_0_3: m.rejection_at_0_3,
-        rejection_at_0_5: m.rejection_at_0_5,
-        test_loss,
-        intervals,
+        acc: test.acc,
+        auc: test.auc,
+        rejection_at_0_3: test.rejection_at_0_3,
+        rejection_at_0_5: test.rejection_at_0_5,
+        test_loss: test.test_loss,
+        intervals: test.intervals,
         train_jets: data.train.len(),
         test_jets: data.test.len(),
+        extra_tests,
         params: parameter_count(&run.varmap),
         nonzero_params: nonzero_parameters(&run.varmap)?,
         trainable_params: run
@@ -643,6 +669,31 @@ fn finish(run: &Run, data: &RunData, start: Instant) -> Result<RunSummary> {
     };
     write_outputs(&run.dir, &summary, &run.history, &scored)?;
     Ok(summary)
+}
+
+/// The metrics of one scored test set, bootstrapped as the config asks.
+fn test_metrics(config: &TrainConfig, scored: &Scored, test_loss: f64) -> TestMetrics {
+    let m = TaggingMetrics::of(scored);
+    let mut intervals = HashMap::new();
+    if config.train.bootstrap > 0 {
+        let names = ["acc", "auc", "rejection_at_0.3", "rejection_at_0.5"];
+        for (name, i) in names.iter().zip(bootstrap(
+            scored,
+            config.train.bootstrap,
+            config.train.seed,
+        )) {
+            intervals.insert((*name).to_owned(), i);
+        }
+    }
+    TestMetrics {
+        test_jets: scored.len(),
+        test_loss,
+        acc: m.acc,
+        auc: m.auc,
+        rejection_at_0_3: m.rejection_at_0_3,
+        rejection_at_0_5: m.rejection_at_0_5,
+        intervals,
+    }
 }
 
 /// Writes `metrics.json`, `history.csv`, `roc.svg` and `training.svg`.

@@ -296,3 +296,42 @@ fn linear_probing_moves_only_the_head_first() {
     }
     assert!(moved == 2 && kept > 10, "{moved} {kept}");
 }
+
+/// `data.extra_tests`: the best checkpoint is also scored on each named file. Scoring the
+/// test file itself again must give exactly the test metrics; another file (the bundled
+/// test jets, 5,000 of them) its own; a name that cannot be a column is refused by key.
+#[test]
+fn extra_test_sets_are_scored_with_the_best_checkpoint() {
+    let mut config = tiny("");
+    config.train.epochs = 1;
+    let test_file = config.data.test.clone();
+    config.data.extra_tests.insert("same".into(), test_file);
+    config
+        .data
+        .extra_tests
+        .insert("bundled_test".into(), root().join("data/test.h5"));
+    let data = RunData::load(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = train(&config, &data, &options(dir.path()))
+        .unwrap()
+        .expect("the run finishes");
+    let same = &summary.extra_tests["same"];
+    assert_eq!(same.test_jets, summary.test_jets);
+    assert_eq!(same.auc.to_bits(), summary.auc.to_bits());
+    assert_eq!(same.test_loss.to_bits(), summary.test_loss.to_bits());
+    assert_eq!(same.intervals, summary.intervals);
+    let other = &summary.extra_tests["bundled_test"];
+    assert_eq!(other.test_jets, 5000);
+    assert!(other.auc > 0.5 && other.auc != summary.auc, "{other:?}");
+    let written = std::fs::read_to_string(dir.path().join("metrics.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(json["extra_tests"]["bundled_test"]["test_jets"], 5000);
+
+    let bad = TrainConfig::from_toml(
+        "model = \"pfn\"\n[data.extra_tests]\n\"a.b\" = \"data/test.h5\"\n",
+        Path::new("bad.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("data.extra_tests.a.b"), "{bad}");
+}
