@@ -24,7 +24,9 @@ fn parse_extra_test(text: &str) -> Result<(String, PathBuf), String> {
         Some((name, file)) if !name.is_empty() && !file.is_empty() => {
             Ok((name.to_owned(), PathBuf::from(file)))
         }
-        _ => Err(format!("'{text}' is not NAME=FILE (e.g. boosted=data/boosted_test.h5)")),
+        _ => Err(format!(
+            "'{text}' is not NAME=FILE (e.g. boosted=data/boosted_test.h5)"
+        )),
     }
 }
 

@@ -677,11 +677,11 @@ fn test_metrics(config: &TrainConfig, scored: &Scored, test_loss: f64) -> TestMe
     let mut intervals = HashMap::new();
     if config.train.bootstrap > 0 {
         let names = ["acc", "auc", "rejection_at_0.3", "rejection_at_0.5"];
-        for (name, i) in names.iter().zip(bootstrap(
-            scored,
-            config.train.bootstrap,
-            config.train.seed,
-        )) {
+        for (name, i) in
+            names
+                .iter()
+                .zip(bootstrap(scored, config.train.bootstrap, config.train.seed))
+        {
             intervals.insert((*name).to_owned(), i);
         }
     }
