@@ -34,8 +34,8 @@ struct Args {
 }
 
 /// The columns of `data_scaling.csv`: the study's names, then the sweep's columns they
-/// are read from.
-const COLUMNS: [(&str, &str); 14] = [
+/// are read from (`_low` / `_high`: the bootstrap 68% interval on the test jets).
+const COLUMNS: [(&str, &str); 20] = [
     ("train_jets", "data.train_jets"),
     ("seed", "train.seed"),
     ("test_loss", "test_loss"),
@@ -56,6 +56,12 @@ const COLUMNS: [(&str, &str); 14] = [
         "extra_tests.boosted.rejection_at_0.5",
     ),
     ("best_epoch", "best_epoch"),
+    ("auc_low", "intervals.auc.low"),
+    ("auc_high", "intervals.auc.high"),
+    ("rejection_at_0.3_low", "intervals.rejection_at_0.3.low"),
+    ("rejection_at_0.3_high", "intervals.rejection_at_0.3.high"),
+    ("rejection_at_0.5_low", "intervals.rejection_at_0.5.low"),
+    ("rejection_at_0.5_high", "intervals.rejection_at_0.5.high"),
 ];
 
 /// The fields of one CSV line (fields may be quoted, with `""` for a quote).
