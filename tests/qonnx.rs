@@ -97,6 +97,48 @@ fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
     }
 }
 
+/// The per-particle layout (the form hls4ml converts: `benches/compare/hls4ml_csim.py`
+/// finds its C simulation equal to the engine on every fixture jet) is byte-identical
+/// to the fixtures, whose logits under qonnx's executor the fixture script checked to
+/// be the stacked export's; PELICAN's export has no such layout and says so.
+#[test]
+fn per_particle_exports_equal_the_fixtures_and_pair_models_refuse_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = |model: &str| {
+        let out = dir.path().join(format!("{model}_per_particle.onnx"));
+        let ckpt = fixture(&format!("{model}.safetensors"));
+        let (ok, text) = noether(&[
+            "export",
+            "--format",
+            "qonnx",
+            "--layout",
+            "per-particle",
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&out),
+        ]);
+        (ok, text, out)
+    };
+    for model in ["pfn", "efn"] {
+        let (ok, text, out) = export(model);
+        assert!(ok, "{text}");
+        assert!(text.contains("16 constituents"), "{text}");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(fixture(&format!("{model}_per_particle.onnx"))).unwrap(),
+            "{model}: the per-particle export changed; rerun \
+             tests/fixtures/make_qonnx_fixtures.py --per-particle"
+        );
+    }
+    let (ok, text, out) = export("pelican");
+    assert!(
+        !ok && text.contains("per-particle layout is for Deep Sets"),
+        "{text}"
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn the_fixture_jet_features_are_noethers() {
     // numpy's (z, y - y_J, phi - phi_J) of the first 300 bundled test jets, as the fixture

@@ -1,13 +1,17 @@
 """noether's fixed-point models through hls4ml: converts each QONNX export with
 `hls4ml.converters.convert_from_onnx_model` (Vitis backend), builds its C simulation
 (g++ only, no Vivado/Vitis) and compares its predictions with noether's integer engine
-on the same inputs, reporting mismatches by layer (hls4ml's trace against qonnx's
-per-tensor execution of the export).
+on the same inputs, reporting mismatches by layer (hls4ml's trace).
 
     cargo build --release
     pip install hls4ml==1.3.0 qonnx==1.0.0 onnxruntime
     python3 tests/fixtures/make_qonnx_fixtures.py   # or use the committed fixtures
-    python3 benches/compare/hls4ml_csim.py [MODEL ...]   # default: mlp pfn efn
+    python3 benches/compare/hls4ml_csim.py [MODEL ...]   # default: mlp pfn efn pelican
+
+The Deep Sets (PFN, EFN) are exported again from the fixture checkpoints with
+`noether export --layout per-particle` (one input per particle, the per-particle layers
+repeated), the form hls4ml's ONNX frontend converts; the fixture's stacked export it
+does not (`ReduceSum`, `Gather`).
 
 Inputs come from tests/fixtures/qonnx/MODEL.json (noether's engine logits there equal
 qonnx's, checked by tests/qonnx.rs). They are fed to hls4ml already in the export's
@@ -20,6 +24,7 @@ converter).
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -27,6 +32,44 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "qonnx")
+NOETHER = os.path.join(ROOT, "target", "release", "noether")
+
+
+def per_particle_export(model_name, nodes, workdir):
+    """The fixture checkpoint exported with one input per particle."""
+    out = os.path.join(workdir, f"{model_name}_per_particle.onnx")
+    subprocess.run(
+        [NOETHER, "export", "--format", "qonnx", "--layout", "per-particle", "--constituents", str(nodes),
+         "--checkpoint", os.path.join(FIXTURES, f"{model_name}.safetensors"), "--out", out],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+def weight_feature(stacked):
+    """The feature index of the EFN's pooling weight in the stacked export (None: PFN)."""
+    from onnx import numpy_helper
+
+    for t in stacked.graph.initializer:
+        if t.name == "weight_feature":
+            return int(numpy_helper.to_array(t)[0])
+    return None
+
+
+def per_particle_inputs(onnx_model, x, mask, weight_k):
+    """The arrays of the per-particle export's inputs, in its input order."""
+    keep = [f for f in range(x.shape[2]) if f != weight_k]
+    arrays = []
+    for value in onnx_model.graph.input:
+        kind, k = value.name.rsplit("_", 1)
+        k = int(k)
+        if kind == "features":
+            arrays.append(x[:, k, keep])
+        elif kind == "weight":
+            arrays.append(x[:, k, [weight_k]])
+        else:
+            arrays.append(mask[:, k, :])
+    return [np.ascontiguousarray(a) for a in arrays]
 
 
 def input_type(onnx_model):
@@ -85,6 +128,14 @@ def compare(model_name, workdir):
     x = quantize(x, width, integer, signed, rounding)
     want = np.array(doc["logits"]).reshape(jets, 2)
 
+    if doc["mask"]:
+        mask = np.array(doc["mask"], dtype=np.float64).reshape(jets, -1, 1)
+        path = per_particle_export(model_name, x.shape[1], workdir)
+        exported = onnx.load(path)
+        inputs = per_particle_inputs(exported, x, mask, weight_feature(raw))
+        kinds = [v.name.rsplit("_", 1)[0] for v in exported.graph.input]
+    else:
+        inputs, kinds = [np.ascontiguousarray(x)], ["features"]
     model = cleanup_model(ModelWrapper(path))
     model = model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul())
     model = cleanup_model(model)
@@ -98,7 +149,10 @@ def compare(model_name, workdir):
     spec = f"{'fixed' if signed else 'ufixed'}<{width},{integer},{'RND_CONV' if rounding == 'ROUND' else 'TRN'},SAT>"
     for layer in config["LayerName"].values():
         layer["Trace"] = True
-    config["LayerName"]["global_in"]["Precision"] = spec
+    # hls4ml names the inputs global_in, global_in_1, ... in the graph's input order.
+    for i, kind in enumerate(kinds):
+        name = "global_in" if i == 0 else f"global_in_{i}"
+        config["LayerName"][name]["Precision"] = "ufixed<1,1>" if kind == "mask" else spec
     try:
         hls_model = hls4ml.converters.convert_from_onnx_model(
             model, output_dir=os.path.join(workdir, model_name), backend="Vitis", hls_config=config
@@ -108,13 +162,11 @@ def compare(model_name, workdir):
         print(f"hls4ml_csim model={model_name} jets={jets} unsupported={op}")
         return
     hls_model.compile()
-    got = hls_model.predict(np.ascontiguousarray(x)).reshape(jets, 2)
+    got = np.asarray(hls_model.predict(inputs if len(inputs) > 1 else inputs[0])).reshape(jets, 2)
     bad = np.where(np.any(got != want, axis=1))[0]
     print(f"hls4ml_csim model={model_name} jets={jets} mismatched_jets={len(bad)}")
     if len(bad):
-        _, trace = hls_model.trace(np.ascontiguousarray(x[bad]))
-        from qonnx.core.onnx_exec import execute_onnx
-
+        _, trace = hls_model.trace([a[bad] for a in inputs] if len(inputs) > 1 else inputs[0][bad])
         for name, values in trace.items():
             print(f"  layer {name}: hls4ml {np.asarray(values)[0].reshape(-1)[:6]}")
         print(f"  first mismatched jet {bad[0]}: hls4ml {got[bad[0]]}, noether {want[bad[0]]}")

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use noether::quant::export_qonnx;
+use noether::quant::{export_qonnx, ParticleLayout};
 use noether::train::load_inference_model;
 
 use crate::cli::output::{note, say};
@@ -31,6 +31,21 @@ pub struct ExportArgs {
     /// Particles per jet of the exported input (default: the run's `data.n_max`).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     constituents: Option<u16>,
+    /// How a Deep Sets model (PFN, EFN) takes its particles: `stacked` (inputs
+    /// `features` [batch, N, F] and `mask` [batch, N, 1]) or `per-particle` (inputs
+    /// `features_K` [batch, F] and `mask_K` [batch, 1] for each particle K, the layers
+    /// repeated: the form hls4ml's ONNX frontend converts).
+    #[arg(long, value_enum, default_value_t = Layout::Stacked)]
+    layout: Layout,
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Layout {
+    /// All particles in one tensor.
+    Stacked,
+    /// One input per particle (hls4ml).
+    PerParticle,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -49,7 +64,11 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
     } else {
         0
     };
-    let report = export_qonnx(&graph, constituents + beams, &args.out)
+    let layout = match args.layout {
+        Layout::Stacked => ParticleLayout::Stacked,
+        Layout::PerParticle => ParticleLayout::PerParticle,
+    };
+    let report = export_qonnx(&graph, constituents + beams, layout, &args.out)
         .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
     for (layer, bits) in &report.inexact {
         note!(

@@ -60,4 +60,4 @@ pub use graph::{ParticleStage, Pooling, QuantGraph, MAX_PARTICLES};
 pub use pairs::{
     embed_dot, embed_log, embed_with_log, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES,
 };
-pub use qonnx::{export_qonnx, qonnx_model, QonnxReport};
+pub use qonnx::{export_qonnx, qonnx_model, ParticleLayout, QonnxReport};

@@ -16,8 +16,8 @@ use prost::Message;
 
 use crate::dense::sum_bits;
 use crate::error::{QuantError, Result};
-use crate::graph::{Pooling, QuantGraph};
-use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto};
+use crate::graph::{ParticleStage, Pooling, QuantGraph};
+use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
 use crate::qonnx_builder::{int_attr, value_info, Builder, FLOAT32_BITS, QONNX_DOMAIN};
 
 /// What an export wrote.
@@ -32,16 +32,43 @@ pub struct QonnxReport {
     pub inexact: Vec<(String, u32)>,
 }
 
+/// How a Deep Sets export takes its particles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParticleLayout {
+    /// Inputs `features` `[batch, nodes, features]` and `mask` `[batch, nodes, 1]`; the
+    /// per-particle layers act on the stacked particles and `ReduceSum` pools them.
+    #[default]
+    Stacked,
+    /// One input per particle, `features_{k}` `[batch, features]` and `mask_{k}`
+    /// `[batch, 1]` (for the EFN also `weight_{k}` `[batch, 1]`, the pooling weight z,
+    /// and `features_{k}` without it), the per-particle layers repeated for every
+    /// particle (their weights stored once) and the pooled sum a chain of `Add`s: only
+    /// two-dimensional tensors and operations that hls4ml 1.3's ONNX frontend converts
+    /// (it reads no `ReduceSum` or `Gather`, and mis-shapes dense layers on stacked
+    /// particles), which is how an FPGA evaluates the particles anyway, in parallel.
+    PerParticle,
+}
+
 /// The QONNX model of `graph` for jets of `nodes` particles (for PELICAN: nodes, beams
-/// included): inputs `features` `[batch, nodes, features]` and `mask` `[batch, nodes, 1]`
-/// (1 for real particles) for Deep Sets graphs, `embedded`, `labels` and `mask` for
-/// PELICAN (see [`crate::PairStage`]'s export), `features` `[batch, features]`
-/// otherwise; output `logits`.
+/// included): for Deep Sets graphs the inputs of `layout`, for PELICAN `embedded`,
+/// `labels` and `mask` (see [`crate::PairStage`]'s export), otherwise `features`
+/// `[batch, features]`; output `logits`.
 ///
 /// # Errors
 /// [`QuantError::Export`] naming a tensor whose type QONNX cannot express; graph checks.
-pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, QonnxReport)> {
+pub fn qonnx_model(
+    graph: &QuantGraph,
+    nodes: usize,
+    layout: ParticleLayout,
+) -> Result<(ModelProto, QonnxReport)> {
     graph.validate()?;
+    if graph.pairs.is_some() && layout == ParticleLayout::PerParticle {
+        return Err(QuantError::Export(format!(
+            "{}: the per-particle layout is for Deep Sets; a pair model's export takes the \
+             stacked layout",
+            graph.model
+        )));
+    }
     let mut b = Builder::default();
     let mut inputs = vec![];
     let mut inexact = Vec::new();
@@ -50,39 +77,9 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
         inexact = crate::qonnx_pairs::inexact(stage, graph.input, nodes);
         crate::qonnx_pairs::pair_stage(&mut b, stage, graph.input, nodes)?
     } else if let Some(stage) = &graph.particles {
-        let x = b.quant("features", graph.input, "input")?;
-        {
-            inputs.push(value_info(
-                "features",
-                &[None, Some(nodes), Some(stage.features)],
-            ));
-            inputs.push(value_info("mask", &[None, Some(nodes), Some(1)]));
-            let (mut h, weight) = match stage.pooling {
-                Pooling::Sum => (x, "mask".to_owned()),
-                Pooling::Weighted(k) => {
-                    let keep: Vec<i64> = (0..stage.features as i64)
-                        .filter(|&f| f != k as i64)
-                        .collect();
-                    let keep = b.indices("phi_features", keep);
-                    let z = b.indices("weight_feature", vec![k as i64]);
-                    let axis = || vec![int_attr("axis", 2)];
-                    let h = b.node("Gather", "phi_inputs", &[&x, &keep], axis());
-                    let z = b.node("Gather", "weights", &[&x, &z], axis());
-                    (h, b.node("Mul", "masked_weights", &[&z, "mask"], vec![]))
-                }
-            };
-            for layer in &stage.layers {
-                h = b.dense(&h, layer)?;
-            }
-            let weighted = b.node("Mul", "pool_weighted", &[&h, &weight], vec![]);
-            let axes = b.indices("pool_axes", vec![1]);
-            let sum = b.node(
-                "ReduceSum",
-                "pool_sum",
-                &[&weighted, &axes],
-                vec![int_attr("keepdims", 0)],
-            );
-            b.quant(&sum, stage.pool, "pool")?
+        match layout {
+            ParticleLayout::Stacked => stacked_particles(&mut b, &mut inputs, graph, stage, nodes)?,
+            ParticleLayout::PerParticle => per_particle(&mut b, &mut inputs, graph, stage, nodes)?,
         }
     } else {
         inputs.push(value_info("features", &[None, Some(graph.jet_features)]));
@@ -138,8 +135,13 @@ pub fn qonnx_model(graph: &QuantGraph, nodes: usize) -> Result<(ModelProto, Qonn
 ///
 /// # Errors
 /// As [`qonnx_model`]; [`QuantError::Io`] naming the file.
-pub fn export_qonnx(graph: &QuantGraph, nodes: usize, path: &Path) -> Result<QonnxReport> {
-    let (model, report) = qonnx_model(graph, nodes)?;
+pub fn export_qonnx(
+    graph: &QuantGraph,
+    nodes: usize,
+    layout: ParticleLayout,
+    path: &Path,
+) -> Result<QonnxReport> {
+    let (model, report) = qonnx_model(graph, nodes, layout)?;
     let io = |source| QuantError::Io {
         path: path.to_owned(),
         source,
@@ -148,4 +150,86 @@ pub fn export_qonnx(graph: &QuantGraph, nodes: usize, path: &Path) -> Result<Qon
     std::fs::write(&tmp, model.encode_to_vec()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(report)
+}
+
+/// The per-particle layers on stacked particles, pooled by `ReduceSum`.
+fn stacked_particles(
+    b: &mut Builder,
+    inputs: &mut Vec<ValueInfoProto>,
+    graph: &QuantGraph,
+    stage: &ParticleStage,
+    nodes: usize,
+) -> Result<String> {
+    let x = b.quant("features", graph.input, "input")?;
+    inputs.push(value_info(
+        "features",
+        &[None, Some(nodes), Some(stage.features)],
+    ));
+    inputs.push(value_info("mask", &[None, Some(nodes), Some(1)]));
+    let (mut h, weight) = match stage.pooling {
+        Pooling::Sum => (x, "mask".to_owned()),
+        Pooling::Weighted(k) => {
+            let keep: Vec<i64> = (0..stage.features as i64)
+                .filter(|&f| f != k as i64)
+                .collect();
+            let keep = b.indices("phi_features", keep);
+            let z = b.indices("weight_feature", vec![k as i64]);
+            let axis = || vec![int_attr("axis", 2)];
+            let h = b.node("Gather", "phi_inputs", &[&x, &keep], axis());
+            let z = b.node("Gather", "weights", &[&x, &z], axis());
+            (h, b.node("Mul", "masked_weights", &[&z, "mask"], vec![]))
+        }
+    };
+    for layer in &stage.layers {
+        h = b.dense(&h, layer)?;
+    }
+    let weighted = b.node("Mul", "pool_weighted", &[&h, &weight], vec![]);
+    let axes = b.indices("pool_axes", vec![1]);
+    let sum = b.node(
+        "ReduceSum",
+        "pool_sum",
+        &[&weighted, &axes],
+        vec![int_attr("keepdims", 0)],
+    );
+    b.quant(&sum, stage.pool, "pool")
+}
+
+/// The per-particle layers repeated for each particle's own inputs, pooled by a chain of
+/// `Add`s (see [`ParticleLayout::PerParticle`]).
+fn per_particle(
+    b: &mut Builder,
+    inputs: &mut Vec<ValueInfoProto>,
+    graph: &QuantGraph,
+    stage: &ParticleStage,
+    nodes: usize,
+) -> Result<String> {
+    let weighted = matches!(stage.pooling, Pooling::Weighted(_));
+    let phi_features = stage.features - usize::from(weighted);
+    let mut sum: Option<String> = None;
+    for k in 0..nodes {
+        let (features, mask) = (format!("features_{k}"), format!("mask_{k}"));
+        inputs.push(value_info(&features, &[None, Some(phi_features)]));
+        b.scope = format!("_p{k}");
+        let mut h = b.quant(&features, graph.input, "input")?;
+        let weight = if weighted {
+            let z = format!("weight_{k}");
+            inputs.push(value_info(&z, &[None, Some(1)]));
+            let z = b.quant(&z, graph.input, "weight_input")?;
+            b.node("Mul", "masked_weights", &[&z, &mask], vec![])
+        } else {
+            mask.clone()
+        };
+        for layer in &stage.layers {
+            h = b.dense(&h, layer)?;
+        }
+        let term = b.node("Mul", "pool_weighted", &[&h, &weight], vec![]);
+        b.scope.clear();
+        sum = Some(match sum {
+            None => term,
+            Some(partial) => b.node("Add", &format!("pool_add_{k}"), &[&partial, &term], vec![]),
+        });
+    }
+    inputs.extend((0..nodes).map(|k| value_info(&format!("mask_{k}"), &[None, Some(1)])));
+    let sum = sum.ok_or_else(|| QuantError::Export("a jet of no particles".into()))?;
+    b.quant(&sum, stage.pool, "pool")
 }

@@ -23,6 +23,9 @@ pub(crate) struct Builder {
     pub(crate) initializers: Vec<TensorProto>,
     /// `Quant` nodes among the nodes.
     pub(crate) quant_nodes: usize,
+    /// Appended to the names of the nodes added (not of the constants, which repeated
+    /// layers share): `_p3` while particle 3's copy of the per-particle layers is built.
+    pub(crate) scope: String,
 }
 
 pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
@@ -35,7 +38,11 @@ pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
 }
 
 impl Builder {
+    /// A float constant; one already added under `name` (a repeated layer's) is reused.
     pub(crate) fn constant(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        if self.initializers.iter().any(|t| t.name == name) {
+            return name.into();
+        }
         self.initializers.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: FLOAT,
@@ -64,11 +71,12 @@ impl Builder {
         inputs: &[&str],
         attribute: Vec<AttributeProto>,
     ) -> String {
+        let name = format!("{name}{}", self.scope);
         let output = format!("{name}_out");
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| (*s).to_owned()).collect(),
             output: vec![output.clone()],
-            name: name.into(),
+            name,
             op_type: op.into(),
             attribute,
             domain: String::new(),

@@ -4,7 +4,7 @@
 
 use noether_quant::{
     embed_dot, export_qonnx, Dense, Engine, FixedType, LayerPrecision, PairLayer, PairOps,
-    PairStage, QuantError, QuantGraph,
+    PairStage, ParticleLayout, QuantError, QuantGraph,
 };
 use proptest::prelude::*;
 
@@ -318,7 +318,13 @@ fn a_pair_graph_exports_with_its_three_inputs() {
     let dir = std::env::temp_dir().join(format!("noether-pairs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("p.onnx");
-    let report = export_qonnx(&random_graph(&[0.7, -1.3, 2.1, 0.4]), 8, &path).unwrap();
+    let report = export_qonnx(
+        &random_graph(&[0.7, -1.3, 2.1, 0.4]),
+        8,
+        ParticleLayout::Stacked,
+        &path,
+    )
+    .unwrap();
     let model = <noether_quant::onnx::ModelProto as prost::Message>::decode(
         std::fs::read(&path).unwrap().as_slice(),
     )
