@@ -219,14 +219,14 @@ fn groups(runs: &[Run]) -> BTreeMap<(&str, u64), Vec<&Run>> {
     groups
 }
 
+/// A law's fit parameters and those of its bootstrap resamples.
+type FittedLaw = (Vec<f64>, Vec<Vec<f64>>);
+
 /// The fitted power law of `model`'s test loss against its training jets (fit
 /// parameters) and the fit parameters of 100 bootstrap resamples; the tagging-guide
 /// study's procedure (Huber, delta 1e-3, on log residuals; L_inf in [0.01, 1],
 /// B <= 1000, beta in [0.01, 2]).
-fn reference_law(
-    runs: &[Run],
-    model: &str,
-) -> Result<(Vec<f64>, Vec<Vec<f64>>), Box<dyn std::error::Error>> {
+fn reference_law(runs: &[Run], model: &str) -> Result<FittedLaw, Box<dyn std::error::Error>> {
     let rows: Vec<&Run> = runs.iter().filter(|r| r.model == model).collect();
     if rows.is_empty() {
         return Err(format!("no runs of the reference model '{model}'").into());
