@@ -55,22 +55,32 @@ pub(crate) fn check_dense(layer: &Dense, width: usize) -> Result<usize> {
         ));
     }
     let p = &layer.precision;
-    for (what, values, ty) in [
-        ("weight", &layer.weight, p.weight),
-        ("bias", &layer.bias, p.bias),
-    ] {
+    check_values(
+        &layer.name,
+        &[
+            ("weight", &layer.weight, p.weight),
+            ("bias", &layer.bias, p.bias),
+        ],
+    )?;
+    Ok(layer.outputs)
+}
+
+/// Checks that every parameter of a layer is a value of its type: `(what, values, type)`
+/// per tensor; the error names the layer, the tensor and the first offending entry.
+pub(crate) fn check_values(layer: &str, tensors: &[(&str, &[f64], FixedType)]) -> Result<()> {
+    for &(what, values, ty) in tensors {
         if let Some((k, v)) = values
             .iter()
             .enumerate()
             .find(|(_, v)| ty.quantize(**v) != **v)
         {
             return Err(layer_error(
-                &layer.name,
+                layer,
                 format!("{what}[{k}] = {v} is not a value of {ty}"),
             ));
         }
     }
-    Ok(layer.outputs)
+    Ok(())
 }
 
 /// The bits a layer's sums span: from the lowest fraction bit of a product or the bias

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::LayerPrecision;
-use crate::dense::{layer_error, Dense, EXACT_BITS};
+use crate::dense::{check_values, layer_error, Dense, EXACT_BITS};
 use crate::error::Result;
 use crate::fixed::{FixedType, Overflow, Rounding};
 
@@ -247,22 +247,14 @@ fn check_pair(p: &PairLayer, expected: PairOps, width: usize) -> Result<usize> {
         ));
     }
     let pr = &p.precision;
-    for (what, values, ty) in [
-        ("weight", &p.weight, pr.weight),
-        ("bias", &p.bias, pr.bias),
-        ("diag_bias", &p.diag_bias, pr.bias),
-    ] {
-        if let Some((k, v)) = values
-            .iter()
-            .enumerate()
-            .find(|(_, v)| ty.quantize(**v) != **v)
-        {
-            return Err(layer_error(
-                &p.name,
-                format!("{what}[{k}] = {v} is not a value of {ty}"),
-            ));
-        }
-    }
+    check_values(
+        &p.name,
+        &[
+            ("weight", &p.weight, pr.weight),
+            ("bias", &p.bias, pr.bias),
+            ("diag_bias", &p.diag_bias, pr.bias),
+        ],
+    )?;
     Ok(p.outputs)
 }
 
