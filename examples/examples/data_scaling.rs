@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use noether_examples::{mean_std, workspace_root};
+use noether_examples::{csv_fields, mean_std, workspace_root};
 use noether_scaling::{bootstrap, fit, resolve_bounds, Bound, FitConfig, Loss, PowerLaw, Runs};
 
 /// The data-scaling tables (see the module documentation).
@@ -73,25 +73,6 @@ const COLUMNS: [(&str, &str); 20] = [
     ("rejection_at_0.5_high", "intervals.rejection_at_0.5.high"),
 ];
 
-/// The fields of one CSV line (fields may be quoted, with `""` for a quote).
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
 /// One finished run: the model (its config's file stem) and the study's columns.
 struct Run {
     model: String,
@@ -117,7 +98,7 @@ fn read_runs(path: &Path) -> Result<Vec<Run>, Box<dyn std::error::Error>> {
         )
     })?;
     let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap_or_default());
+    let header = csv_fields(lines.next().unwrap_or_default());
     let index = |name: &str| {
         header
             .iter()
@@ -131,7 +112,7 @@ fn read_runs(path: &Path) -> Result<Vec<Run>, Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut runs = Vec::new();
     for (row, line) in lines.enumerate() {
-        let fields = split_csv(line);
+        let fields = csv_fields(line);
         if fields.len() != header.len() {
             return Err(format!(
                 "{}: row {}: {} fields, the header has {}",

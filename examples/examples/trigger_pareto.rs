@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use noether_data::{JetFile, JetSet};
-use noether_examples::workspace_root;
+use noether_examples::{csv_fields, workspace_root};
 use noether_quant::{FixedType, LayerOverride, Overflow, QuantConfig, Rounding};
 use noether_train::{
     engine_latency, float_latency, jet_inputs, load_inference_model, RunDir, TrainConfig, TrainJob,
@@ -318,8 +318,8 @@ fn plot(path: &Path, points: &[Point]) -> Result<(), Box<dyn std::error::Error>>
 fn read_csv(path: &Path) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name);
+    let header = csv_fields(lines.next().unwrap_or_default());
+    let column = |name: &str| header.iter().position(|h| h == name);
     let needed = [
         "model",
         "constituents",
@@ -334,9 +334,9 @@ fn read_csv(path: &Path) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
     }
     let mut points = Vec::new();
     for (row, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').collect();
+        let fields = csv_fields(line);
         let bad = |name: &str| format!("{}: row {}: bad '{name}'", path.display(), row + 1);
-        let field = |name: &str| column(name).and_then(|i| fields.get(i).copied());
+        let field = |name: &str| column(name).and_then(|i| fields.get(i).map(String::as_str));
         let number = |name: &str| -> Result<f64, String> {
             field(name)
                 .and_then(|f| f.parse().ok())

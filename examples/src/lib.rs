@@ -32,3 +32,28 @@ pub fn seed_cells(runs: &[(f64, f64)]) -> String {
         runs.len()
     )
 }
+
+/// The fields of one CSV line as the study examples and `noether sweep collect` write
+/// them: comma-separated, a field quoted when it holds a comma or a quote (`""` inside).
+///
+/// ```
+/// let fields = noether_examples::csv_fields(r#"a,"b,c","d""e",f"#);
+/// assert_eq!(fields, ["a", "b,c", "d\"e", "f"]);
+/// ```
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
