@@ -72,12 +72,12 @@ def per_particle_inputs(onnx_model, x, mask, weight_k):
     return [np.ascontiguousarray(a) for a in arrays]
 
 
-def input_type(onnx_model):
-    """The ap_fixed of the export's first Quant node (the input's)."""
+def input_type(onnx_model, name):
+    """The ap_fixed of the Quant node on input `name`: (width, integer, signed, rounding)."""
     from onnx import numpy_helper
 
     inits = {t.name: numpy_helper.to_array(t) for t in onnx_model.graph.initializer}
-    node = next(n for n in onnx_model.graph.node if n.op_type == "Quant" and n.input[0] == "features")
+    node = next(n for n in onnx_model.graph.node if n.op_type == "Quant" and n.input[0] == name)
     attrs = {a.name: a for a in node.attribute}
     scale = float(inits[node.input[1]])
     width = int(inits[node.input[3]])
@@ -96,38 +96,55 @@ def quantize(x, width, integer, signed, rounding):
     return np.clip(scaled, lo, hi) / 2.0**f
 
 
-def compare(model_name, workdir):
-    import hls4ml
+def pelican_case():
+    """PELICAN's per-pair export (`pelican4`, trained on 4 constituents) and its inputs:
+    the fixture's bundled test jets cut to 4 constituents
+    (tests/fixtures/qonnx/pelican4_per_particle.json, whose logits the engine gives),
+    their products embedded as the fixture script does."""
     import onnx
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.util.cleanup import cleanup_model
+
+    sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+    from make_qonnx_fixtures import checkpoint_tensor, pelican_embedded
+
+    path = os.path.join(FIXTURES, "pelican4_per_particle.onnx")
+    doc = json.load(open(os.path.join(FIXTURES, "pelican4_per_particle.json")))
+    jets = len(doc["logits"]) // 2
+    mask = np.array(doc["mask"], dtype=np.float64).reshape(jets, -1)
+    nodes = mask.shape[1]
+    rows = np.array(doc["features"], dtype=np.float32).reshape(jets, nodes, nodes + 2)
+    exported = onnx.load(path)
+    width, integer, signed, rounding = input_type(exported, "embedded_0_0")
+    alphas = checkpoint_tensor(os.path.join(FIXTURES, "pelican4.safetensors"), "embed.alphas")
+    embedded = pelican_embedded(rows, alphas, width, integer).astype(np.float64)
+    arrays, kinds = [], []
+    for value in exported.graph.input:
+        kind, *index = value.name.split("_")
+        index = [int(k) for k in index]
+        if kind == "embedded":
+            arrays.append(embedded[:, index[0], index[1], :])
+        elif kind == "labels":
+            arrays.append(rows[:, index[0], nodes:].astype(np.float64))
+        else:
+            arrays.append(mask[:, index[0] : index[0] + 1])
+        kinds.append(kind)
+    want = np.array(doc["logits"]).reshape(jets, 2)
+    return path, [np.ascontiguousarray(a) for a in arrays], kinds, want, (width, integer, signed, rounding)
+
+
+def deep_sets_case(model_name, workdir):
+    """A Deep Sets or MLP fixture: the export hls4ml converts and its inputs."""
+    import onnx
 
     path = os.path.join(FIXTURES, f"{model_name}.onnx")
     doc = json.load(open(os.path.join(FIXTURES, f"{model_name}.json")))
     raw = onnx.load(path)
     jets = len(doc["logits"]) // 2
-    if raw.graph.input[0].name != "features":
-        # PELICAN's export (embedded products, labels, mask): hls4ml's ONNX frontend
-        # names the first op it cannot read.
-        model = cleanup_model(ModelWrapper(path))
-        try:
-            hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
-            hls4ml.converters.convert_from_onnx_model(
-                model, output_dir=os.path.join(workdir, model_name), backend="Vitis"
-            )
-            print(f"hls4ml_csim model={model_name} jets={jets} converted=yes (no comparison for pair inputs)")
-        except Exception as e:
-            print(f"hls4ml_csim model={model_name} jets={jets} unsupported={str(e).split(':')[-1].strip()}")
-        return
-    width, integer, signed, rounding = input_type(raw)
+    width, integer, signed, rounding = input_type(raw, "features")
     x = np.array(doc["features"], dtype=np.float64).reshape(jets, -1)
     if doc["mask"]:
         x = x.reshape(jets, len(doc["mask"]) // jets, -1)
     x = quantize(x, width, integer, signed, rounding)
     want = np.array(doc["logits"]).reshape(jets, 2)
-
     if doc["mask"]:
         mask = np.array(doc["mask"], dtype=np.float64).reshape(jets, -1, 1)
         path = per_particle_export(model_name, x.shape[1], workdir)
@@ -136,6 +153,22 @@ def compare(model_name, workdir):
         kinds = [v.name.rsplit("_", 1)[0] for v in exported.graph.input]
     else:
         inputs, kinds = [np.ascontiguousarray(x)], ["features"]
+    return path, inputs, kinds, want, (width, integer, signed, rounding)
+
+
+def compare(model_name, workdir):
+    import hls4ml
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    if model_name == "pelican":
+        path, inputs, kinds, want, input_spec = pelican_case()
+    else:
+        path, inputs, kinds, want, input_spec = deep_sets_case(model_name, workdir)
+    width, integer, signed, rounding = input_spec
+    jets = len(want)
     model = cleanup_model(ModelWrapper(path))
     model = model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul())
     model = cleanup_model(model)
@@ -152,7 +185,7 @@ def compare(model_name, workdir):
     # hls4ml names the inputs global_in, global_in_1, ... in the graph's input order.
     for i, kind in enumerate(kinds):
         name = "global_in" if i == 0 else f"global_in_{i}"
-        config["LayerName"][name]["Precision"] = "ufixed<1,1>" if kind == "mask" else spec
+        config["LayerName"][name]["Precision"] = "ufixed<1,1>" if kind in ("mask", "labels") else spec
     try:
         hls_model = hls4ml.converters.convert_from_onnx_model(
             model, output_dir=os.path.join(workdir, model_name), backend="Vitis", hls_config=config

@@ -31,10 +31,12 @@ pub struct ExportArgs {
     /// Particles per jet of the exported input (default: the run's `data.n_max`).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     constituents: Option<u16>,
-    /// How a Deep Sets model (PFN, EFN) takes its particles: `stacked` (inputs
-    /// `features` [batch, N, F] and `mask` [batch, N, 1]) or `per-particle` (inputs
-    /// `features_K` [batch, F] and `mask_K` [batch, 1] for each particle K, the layers
-    /// repeated: the form hls4ml's ONNX frontend converts).
+    /// How a Deep Sets model (PFN, EFN) or PELICAN takes its particles: `stacked`
+    /// (inputs `features` [batch, N, F] and `mask` [batch, N, 1]; PELICAN's `embedded`
+    /// [batch, N, N, E], `labels` [batch, N, 2], `mask`) or `per-particle` (inputs
+    /// `features_K` [batch, F] and `mask_K` [batch, 1] for each particle K; PELICAN's
+    /// `embedded_I_J` [batch, E] per pair, `labels_K`, `mask_K` per node, beams first;
+    /// the layers repeated: the form hls4ml's ONNX frontend converts).
     #[arg(long, value_enum, default_value_t = Layout::Stacked)]
     layout: Layout,
 }

@@ -49,6 +49,7 @@ mod pairs;
 mod qonnx;
 mod qonnx_builder;
 mod qonnx_pairs;
+mod qonnx_pairs_per_particle;
 
 pub use config::{LayerOverride, LayerPrecision, QuantConfig};
 pub use dense::{product_bits, sum_bits, Dense, EXACT_BITS};

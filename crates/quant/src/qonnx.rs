@@ -46,12 +46,15 @@ pub enum ParticleLayout {
     /// two-dimensional tensors and operations that hls4ml 1.3's ONNX frontend converts
     /// (it reads no `ReduceSum` or `Gather`, and mis-shapes dense layers on stacked
     /// particles), which is how an FPGA evaluates the particles anyway, in parallel.
+    /// For PELICAN: one input per pair of nodes, `embedded_{i}_{j}` `[batch, E]`, and
+    /// per node `labels_{i}` `[batch, 2]` and `mask_{i}` `[batch, 1]`, every pair's
+    /// layers repeated (see `qonnx_pairs_per_particle.rs`).
     PerParticle,
 }
 
 /// The QONNX model of `graph` for jets of `nodes` particles (for PELICAN: nodes, beams
-/// included): for Deep Sets graphs the inputs of `layout`, for PELICAN `embedded`,
-/// `labels` and `mask` (see [`crate::PairStage`]'s export), otherwise `features`
+/// included): for Deep Sets and PELICAN graphs the inputs of `layout` (PELICAN's stacked
+/// ones are `embedded`, `labels` and `mask`; see [`crate::PairStage`]), otherwise `features`
 /// `[batch, features]`; output `logits`.
 ///
 /// # Errors
@@ -62,20 +65,22 @@ pub fn qonnx_model(
     layout: ParticleLayout,
 ) -> Result<(ModelProto, QonnxReport)> {
     graph.validate()?;
-    if graph.pairs.is_some() && layout == ParticleLayout::PerParticle {
-        return Err(QuantError::Export(format!(
-            "{}: the per-particle layout is for Deep Sets; a pair model's export takes the \
-             stacked layout",
-            graph.model
-        )));
-    }
     let mut b = Builder::default();
     let mut inputs = vec![];
     let mut inexact = Vec::new();
     let mut y = if let Some(stage) = &graph.pairs {
-        inputs.extend(crate::qonnx_pairs::inputs(stage, nodes));
         inexact = crate::qonnx_pairs::inexact(stage, graph.input, nodes);
-        crate::qonnx_pairs::pair_stage(&mut b, stage, graph.input, nodes)?
+        match layout {
+            ParticleLayout::Stacked => {
+                inputs.extend(crate::qonnx_pairs::inputs(stage, nodes));
+                crate::qonnx_pairs::pair_stage(&mut b, stage, graph.input, nodes)?
+            }
+            ParticleLayout::PerParticle => {
+                use crate::qonnx_pairs_per_particle as per_pair;
+                inputs.extend(per_pair::inputs(stage, nodes));
+                per_pair::pair_stage(&mut b, stage, graph.input, nodes)?
+            }
+        }
     } else if let Some(stage) = &graph.particles {
         match layout {
             ParticleLayout::Stacked => stacked_particles(&mut b, &mut inputs, graph, stage, nodes)?,

@@ -109,7 +109,7 @@ fn reduce_sum(b: &mut Builder, x: &str, axes: &[i64], name: &str) -> String {
 }
 
 /// Adds every term, left to right.
-fn add_all(b: &mut Builder, terms: &[String], name: &str) -> String {
+pub(crate) fn add_all(b: &mut Builder, terms: &[String], name: &str) -> String {
     let mut sum = terms[0].clone();
     for (k, term) in terms.iter().enumerate().skip(1) {
         sum = b.node("Add", &format!("{name}_{k}"), &[&sum, term], vec![]);
@@ -118,7 +118,7 @@ fn add_all(b: &mut Builder, terms: &[String], name: &str) -> String {
 }
 
 /// `x W_k`: basis operation `k` of `layer` (its weight block `[inputs, outputs]`).
-fn mix(b: &mut Builder, x: &str, layer: &PairLayer, k: usize) -> Result<String> {
+pub(crate) fn mix(b: &mut Builder, x: &str, layer: &PairLayer, k: usize) -> Result<String> {
     let name = format!("{}_op{k}", layer.name.replace('.', "_"));
     let block = layer.inputs * layer.outputs;
     let w = b.constant(
@@ -134,7 +134,12 @@ fn mix(b: &mut Builder, x: &str, layer: &PairLayer, k: usize) -> Result<String> 
 }
 
 /// A bias vector of `layer`, quantised.
-fn bias(b: &mut Builder, layer: &PairLayer, values: &[f64], what: &str) -> Result<String> {
+pub(crate) fn bias(
+    b: &mut Builder,
+    layer: &PairLayer,
+    values: &[f64],
+    what: &str,
+) -> Result<String> {
     let name = format!("{}_{what}", layer.name.replace('.', "_"));
     let c = b.constant(
         &name,
@@ -144,19 +149,30 @@ fn bias(b: &mut Builder, layer: &PairLayer, values: &[f64], what: &str) -> Resul
     b.quant(&c, layer.precision.bias, &name)
 }
 
-/// A sum times `scale`, cast to the pool type.
-fn aggregate(b: &mut Builder, cx: &Context, sum: &str, scale: u32, name: &str) -> Result<String> {
+/// A sum times `2^-scale`, cast to the `pool` type.
+pub(crate) fn aggregate(
+    b: &mut Builder,
+    pool: FixedType,
+    sum: &str,
+    scale: u32,
+    name: &str,
+) -> Result<String> {
     let factor = b.constant(
         &format!("{name}_scale"),
         &[],
         vec![(-f64::from(scale)).exp2() as f32],
     );
     let scaled = b.node("Mul", &format!("{name}_scaled"), &[sum, &factor], vec![]);
-    b.quant(&scaled, cx.stage.pool, name)
+    b.quant(&scaled, pool, name)
 }
 
-/// The accumulator and result casts, the ReLU and (for pair outputs) the mask.
-fn finish(b: &mut Builder, cx: &Context, y: &str, layer: &PairLayer, mask: bool) -> Result<String> {
+/// The accumulator and result casts, the ReLU and (for pair outputs) the pair mask.
+pub(crate) fn finish(
+    b: &mut Builder,
+    y: &str,
+    layer: &PairLayer,
+    mask: Option<&str>,
+) -> Result<String> {
     let name = layer.name.replace('.', "_");
     let mut y = y.to_owned();
     if let Some(accum) = layer.precision.accum {
@@ -166,8 +182,8 @@ fn finish(b: &mut Builder, cx: &Context, y: &str, layer: &PairLayer, mask: bool)
     if layer.relu {
         y = b.node("Relu", &format!("{name}_relu"), &[&y], vec![]);
     }
-    if mask {
-        y = b.node("Mul", &format!("{name}_masked"), &[&y, &cx.pair], vec![]);
+    if let Some(mask) = mask {
+        y = b.node("Mul", &format!("{name}_masked"), &[&y, mask], vec![]);
     }
     Ok(y)
 }
@@ -177,7 +193,7 @@ fn node_to_pair(b: &mut Builder, cx: &Context, l: &str) -> Result<String> {
     let layer = &cx.stage.labels;
     let shift = cx.stage.shift;
     let sum = reduce_sum(b, l, &[1], "labels_sum");
-    let s = aggregate(b, cx, &sum, shift, "labels_aggregate")?;
+    let s = aggregate(b, cx.stage.pool, &sum, shift, "labels_aggregate")?;
     let first = mix(b, l, layer, 1)?;
     let first = unsqueeze(b, &first, &[2], "labels_first");
     let second = mix(b, l, layer, 2)?;
@@ -193,7 +209,7 @@ fn node_to_pair(b: &mut Builder, cx: &Context, l: &str) -> Result<String> {
     let diag = unsqueeze(b, &diag, &[2], "labels_diag_rows");
     let diag = b.node("Mul", "labels_diag", &[&diag, &cx.eye], vec![]);
     let y = add_all(b, &[first, second, jet, diag], "labels_sum_terms");
-    finish(b, cx, &y, layer, true)
+    finish(b, &y, layer, Some(&cx.pair))
 }
 
 /// The scaled row, column, trace and total sums of `t` and its diagonal.
@@ -214,10 +230,16 @@ fn aggregates(b: &mut Builder, cx: &Context, t: &str, name: &str) -> Result<Aggr
     let trace = reduce_sum(b, &diag, &[1], &format!("{name}_trace_sum"));
     let total = reduce_sum(b, t, &[1, 2], &format!("{name}_total_sum"));
     Ok(Aggregates {
-        row: aggregate(b, cx, &row, shift, &format!("{name}_row"))?,
-        col: aggregate(b, cx, &col, shift, &format!("{name}_col"))?,
-        trace: aggregate(b, cx, &trace, shift, &format!("{name}_trace"))?,
-        total: aggregate(b, cx, &total, 2 * shift, &format!("{name}_total"))?,
+        row: aggregate(b, cx.stage.pool, &row, shift, &format!("{name}_row"))?,
+        col: aggregate(b, cx.stage.pool, &col, shift, &format!("{name}_col"))?,
+        trace: aggregate(b, cx.stage.pool, &trace, shift, &format!("{name}_trace"))?,
+        total: aggregate(
+            b,
+            cx.stage.pool,
+            &total,
+            2 * shift,
+            &format!("{name}_total"),
+        )?,
         diag,
     })
 }
@@ -290,7 +312,7 @@ fn pair_to_pair(b: &mut Builder, cx: &Context, t: &str, layer: &PairLayer) -> Re
         &[full, transposed, first, second, jet, diag],
         &format!("{name}_terms"),
     );
-    finish(b, cx, &y, layer, true)
+    finish(b, &y, layer, Some(&cx.pair))
 }
 
 /// The 2 -> 0 readout: trace and total.
@@ -298,14 +320,26 @@ fn pair_to_jet(b: &mut Builder, cx: &Context, t: &str, layer: &PairLayer) -> Res
     let name = layer.name.replace('.', "_");
     let on_diag = b.node("Mul", &format!("{name}_on_diag"), &[t, &cx.eye], vec![]);
     let trace = reduce_sum(b, &on_diag, &[1, 2], &format!("{name}_trace_sum"));
-    let trace = aggregate(b, cx, &trace, cx.stage.shift, &format!("{name}_trace"))?;
+    let trace = aggregate(
+        b,
+        cx.stage.pool,
+        &trace,
+        cx.stage.shift,
+        &format!("{name}_trace"),
+    )?;
     let total = reduce_sum(b, t, &[1, 2], &format!("{name}_total_sum"));
-    let total = aggregate(b, cx, &total, 2 * cx.stage.shift, &format!("{name}_total"))?;
+    let total = aggregate(
+        b,
+        cx.stage.pool,
+        &total,
+        2 * cx.stage.shift,
+        &format!("{name}_total"),
+    )?;
     let terms = [
         mix(b, &trace, layer, 0)?,
         mix(b, &total, layer, 1)?,
         bias(b, layer, &layer.bias, "bias")?,
     ];
     let y = add_all(b, &terms, &format!("{name}_terms"));
-    finish(b, cx, &y, layer, false)
+    finish(b, &y, layer, None)
 }
