@@ -136,7 +136,25 @@ fn per_particle_exports_equal_the_fixtures() {
     }
     let run = QonnxRun::load(&fixture("pelican4_per_particle.json"));
     let (tagger, _, _) = load_inference_model(&fixture("pelican4.safetensors")).unwrap();
-    let mut engine = Engine::new(&tagger.quant_graph().unwrap()).unwrap();
+    let graph = tagger.quant_graph().unwrap();
+    // hls4ml folds a constant into its first reader and loses it for the others.
+    let (model, _) =
+        noether::quant::qonnx_model(&graph, 6, noether::quant::ParticleLayout::PerParticle)
+            .unwrap();
+    let onnx = model.graph.unwrap();
+    let mut readers = std::collections::HashMap::<&str, usize>::new();
+    for input in onnx.node.iter().flat_map(|n| &n.input) {
+        *readers.entry(input.as_str()).or_default() += 1;
+    }
+    for constant in &onnx.initializer {
+        assert_eq!(
+            readers.get(constant.name.as_str()),
+            Some(&1),
+            "{}",
+            constant.name
+        );
+    }
+    let mut engine = Engine::new(&graph).unwrap();
     let jets = run.logits.len() / 2;
     let nodes = run.mask.len() / jets;
     assert_eq!((jets, nodes), (300, 6));

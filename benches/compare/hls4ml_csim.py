@@ -6,27 +6,35 @@ on the same inputs, reporting mismatches by layer (hls4ml's trace).
     cargo build --release
     pip install hls4ml==1.3.0 qonnx==1.0.0 onnxruntime
     python3 tests/fixtures/make_qonnx_fixtures.py   # or use the committed fixtures
-    python3 benches/compare/hls4ml_csim.py [MODEL ...]   # default: mlp pfn efn pelican
+    python3 benches/compare/hls4ml_csim.py [MODEL ...] [--pelican-constituents K]
+                                           # default: mlp pfn efn pelican, K = 2
 
 The Deep Sets (PFN, EFN) are exported again from the fixture checkpoints with
 `noether export --layout per-particle` (one input per particle, the per-particle layers
 repeated), the form hls4ml's ONNX frontend converts; the fixture's stacked export it
-does not (`ReduceSum`, `Gather`).
+does not (`ReduceSum`, `Gather`). PELICAN is `pelican4` (a fixture trained on 4
+constituents) exported per pair (`--layout per-particle --constituents K`: one input per
+pair of nodes and per node), on the fixture's bundled test jets cut to K constituents,
+against qonnx's logits of noether's stacked export of the same jets (which equal the
+engine's). hls4ml's conversion time grows about with the cube of the node count: K = 1
+takes about 3 minutes on one core, K = 2 about 10.
 
 Inputs come from tests/fixtures/qonnx/MODEL.json (noether's engine logits there equal
 qonnx's, checked by tests/qonnx.rs). They are fed to hls4ml already in the export's
 input type, as a trigger's inputs arrive: hls4ml would otherwise truncate them to its
 default input precision first and round twice. Prints one line per model:
-`hls4ml_csim model=M jets=N mismatched_jets=K` (or `unsupported=OP`; PELICAN's export,
-whose inputs are the embedded products, labels and mask, is only offered to the
-converter).
+`hls4ml_csim model=M jets=N mismatched_jets=K` (or `unsupported=OP`), the layer trace
+of the first mismatched jet if any, and the time taken. HLS4ML_CSIM_TRACEBACK=1 raises
+the converter's errors instead of summarising them.
 """
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -96,26 +104,42 @@ def quantize(x, width, integer, signed, rounding):
     return np.clip(scaled, lo, hi) / 2.0**f
 
 
-def pelican_case():
-    """PELICAN's per-pair export (`pelican4`, trained on 4 constituents) and its inputs:
-    the fixture's bundled test jets cut to 4 constituents
-    (tests/fixtures/qonnx/pelican4_per_particle.json, whose logits the engine gives),
-    their products embedded as the fixture script does."""
+def pelican_case(constituents, workdir):
+    """PELICAN's per-pair export of `pelican4` (trained on 4 constituents) for
+    `constituents` and its inputs: the fixture's bundled test jets
+    (tests/fixtures/qonnx/pelican4_per_particle.json) cut to that many constituents, their
+    products embedded as the fixture script does. The logits to match are qonnx's on
+    noether's stacked export of the same jets (equal to the engine's: tests/qonnx.rs)."""
     import onnx
 
     sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
-    from make_qonnx_fixtures import checkpoint_tensor, pelican_embedded
+    from make_qonnx_fixtures import checkpoint_tensor, pelican_embedded, run_qonnx
 
-    path = os.path.join(FIXTURES, "pelican4_per_particle.onnx")
+    ckpt = os.path.join(FIXTURES, "pelican4.safetensors")
     doc = json.load(open(os.path.join(FIXTURES, "pelican4_per_particle.json")))
     jets = len(doc["logits"]) // 2
-    mask = np.array(doc["mask"], dtype=np.float64).reshape(jets, -1)
+    mask = np.array(doc["mask"], dtype=np.float32).reshape(jets, -1)
     nodes = mask.shape[1]
     rows = np.array(doc["features"], dtype=np.float32).reshape(jets, nodes, nodes + 2)
-    exported = onnx.load(path)
+    kept = constituents + 2
+    mask = mask[:, :kept]
+    rows = np.concatenate([rows[:, :kept, :kept], rows[:, :kept, nodes:]], axis=-1)
+    paths = {}
+    for layout in ("stacked", "per-particle"):
+        paths[layout] = os.path.join(workdir, f"pelican4_{layout}.onnx")
+        subprocess.run(
+            [NOETHER, "export", "--format", "qonnx", "--layout", layout, "--constituents",
+             str(constituents), "--checkpoint", ckpt, "--out", paths[layout]],
+            check=True, capture_output=True,
+        )
+    exported = onnx.load(paths["per-particle"])
     width, integer, signed, rounding = input_type(exported, "embedded_0_0")
-    alphas = checkpoint_tensor(os.path.join(FIXTURES, "pelican4.safetensors"), "embed.alphas")
-    embedded = pelican_embedded(rows, alphas, width, integer).astype(np.float64)
+    embedded = pelican_embedded(rows, checkpoint_tensor(ckpt, "embed.alphas"), width, integer)
+    labels = rows[:, :, kept:]
+    feed = {"embedded": embedded, "labels": labels, "mask": mask[..., None]}
+    want = run_qonnx(paths["stacked"], feed, jets).astype(np.float64)
+    if constituents == 4:
+        assert (want.reshape(-1) == np.array(doc["logits"])).all()
     arrays, kinds = [], []
     for value in exported.graph.input:
         kind, *index = value.name.split("_")
@@ -123,12 +147,12 @@ def pelican_case():
         if kind == "embedded":
             arrays.append(embedded[:, index[0], index[1], :])
         elif kind == "labels":
-            arrays.append(rows[:, index[0], nodes:].astype(np.float64))
+            arrays.append(labels[:, index[0], :])
         else:
             arrays.append(mask[:, index[0] : index[0] + 1])
         kinds.append(kind)
-    want = np.array(doc["logits"]).reshape(jets, 2)
-    return path, [np.ascontiguousarray(a) for a in arrays], kinds, want, (width, integer, signed, rounding)
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
+    return paths["per-particle"], arrays, kinds, want, (width, integer, signed, rounding)
 
 
 def deep_sets_case(model_name, workdir):
@@ -156,22 +180,31 @@ def deep_sets_case(model_name, workdir):
     return path, inputs, kinds, want, (width, integer, signed, rounding)
 
 
-def compare(model_name, workdir):
+def compare(model_name, workdir, pelican_constituents):
     import hls4ml
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
 
     if model_name == "pelican":
-        path, inputs, kinds, want, input_spec = pelican_case()
+        path, inputs, kinds, want, input_spec = pelican_case(pelican_constituents, workdir)
     else:
         path, inputs, kinds, want, input_spec = deep_sets_case(model_name, workdir)
     width, integer, signed, rounding = input_spec
     jets = len(want)
-    model = cleanup_model(ModelWrapper(path))
-    model = model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul())
-    model = cleanup_model(model)
+    if model_name == "pelican":
+        # qonnx's cleanup sorts the graph after every rename (cubic in the node count);
+        # the per-pair export is already sorted, uniquely named, channels-last and has
+        # no constant read by two nodes (what the cleanup would give hls4ml).
+        model = ModelWrapper(path).transform(InferShapes(), cleanup=False)
+        model = model.transform(InferDataTypes(), cleanup=False)
+    else:
+        model = cleanup_model(ModelWrapper(path))
+        model = model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul())
+        model = cleanup_model(model)
     try:
         config = hls4ml.utils.config.config_from_onnx_model(
             model, granularity="name", backend="Vitis", default_precision="fixed<16,6>"
@@ -182,15 +215,20 @@ def compare(model_name, workdir):
     spec = f"{'fixed' if signed else 'ufixed'}<{width},{integer},{'RND_CONV' if rounding == 'ROUND' else 'TRN'},SAT>"
     for layer in config["LayerName"].values():
         layer["Trace"] = True
-    # hls4ml names the inputs global_in, global_in_1, ... in the graph's input order.
+    # hls4ml names the inputs global_in, global_in_1, ... in the graph's input order after
+    # qonnx's cleanup, by their tensor names without it.
+    input_names = [v.name for v in model.graph.input]
     for i, kind in enumerate(kinds):
         name = "global_in" if i == 0 else f"global_in_{i}"
+        name = input_names[i] if input_names[i] in config["LayerName"] else name
         config["LayerName"][name]["Precision"] = "ufixed<1,1>" if kind in ("mask", "labels") else spec
     try:
         hls_model = hls4ml.converters.convert_from_onnx_model(
             model, output_dir=os.path.join(workdir, model_name), backend="Vitis", hls_config=config
         )
     except Exception as e:  # hls4ml's ONNX frontend names the op it cannot read
+        if os.environ.get("HLS4ML_CSIM_TRACEBACK"):
+            raise
         op = str(e).split(":")[-1].strip()
         print(f"hls4ml_csim model={model_name} jets={jets} unsupported={op}")
         return
@@ -198,6 +236,7 @@ def compare(model_name, workdir):
     got = np.asarray(hls_model.predict(inputs if len(inputs) > 1 else inputs[0])).reshape(jets, 2)
     bad = np.where(np.any(got != want, axis=1))[0]
     print(f"hls4ml_csim model={model_name} jets={jets} mismatched_jets={len(bad)}")
+    print(f"  ({len({tuple(row) for row in want.tolist()})} distinct logit pairs)")
     if len(bad):
         _, trace = hls_model.trace([a[bad] for a in inputs] if len(inputs) > 1 else inputs[0][bad])
         for name, values in trace.items():
@@ -206,10 +245,19 @@ def compare(model_name, workdir):
 
 
 def main():
-    names = sys.argv[1:] or ["mlp", "pfn", "efn", "pelican"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=["mlp", "pfn", "efn", "pelican"])
+    parser.add_argument(
+        "--pelican-constituents", type=int, default=2,
+        help="constituents of PELICAN's per-pair export (hls4ml's conversion time grows "
+        "about with the cube of its layer count)",
+    )
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        for name in names:
-            compare(name, workdir)
+        for name in args.models:
+            start = time.time()
+            compare(name, workdir, args.pelican_constituents)
+            print(f"  ({name}: {time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ pub(crate) struct Builder {
     /// `Quant` nodes among the nodes.
     pub(crate) quant_nodes: usize,
     /// Appended to the names of the nodes added (not of the constants, which repeated
-    /// layers share): `_p3` while particle 3's copy of the per-particle layers is built.
+    /// layers share, unless `unique_constants`): `_p3` while particle 3's copy of the
+    /// per-particle layers is built.
     pub(crate) scope: String,
+    /// Whether constants are named with the scope too, so that no two nodes read one:
+    /// hls4ml folds a constant into its first reader and removes it from under the
+    /// others (qonnx's cleanup, which copies shared constants, is cubic in the node
+    /// count: too slow for PELICAN's per-pair graphs).
+    pub(crate) unique_constants: bool,
 }
 
 pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
@@ -40,17 +46,22 @@ pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
 impl Builder {
     /// A float constant; one already added under `name` (a repeated layer's) is reused.
     pub(crate) fn constant(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        let name = if self.unique_constants {
+            format!("{name}{}", self.scope)
+        } else {
+            name.to_owned()
+        };
         if self.initializers.iter().any(|t| t.name == name) {
-            return name.into();
+            return name;
         }
         self.initializers.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: FLOAT,
             float_data: data,
-            name: name.into(),
+            name: name.clone(),
             ..TensorProto::default()
         });
-        name.into()
+        name
     }
 
     pub(crate) fn indices(&mut self, name: &str, data: Vec<i64>) -> String {

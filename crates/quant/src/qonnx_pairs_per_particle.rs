@@ -4,15 +4,16 @@
 //! `[batch, 2]` and `mask_{i}` `[batch, 1]`, nodes numbered from the beams. Every pair
 //! and node is a tensor of its own, so the graph holds only two-dimensional tensors and
 //! the operations hls4ml 1.3's ONNX frontend converts (it reads no `Unsqueeze`,
-//! `ReduceSum` or `Transpose`): dense layers repeated per pair with their weights stored
-//! once, `t_ji` is the other pair's tensor, broadcasts are reuse, aggregates are trees of
+//! `ReduceSum` or `Transpose`): dense layers repeated per pair with their weights
+//! repeated, `t_ji` is the other pair's tensor, broadcasts are reuse, aggregates are trees of
 //! `Add`s, and the pair mask is `mask_i * mask_j`.
 //!
 //! The arithmetic is the stacked export's ([`crate::qonnx_pairs`]) term for term: the
 //! sums are exact, so only their grouping differs. Sums are balanced trees (a chain of
 //! n additions would give hls4ml's inferred types n extra integer bits, a tree
-//! `ceil(log2 n)`), and a bias is added right after a product, the pattern hls4ml fuses
-//! into a dense layer.
+//! `ceil(log2 n)`), a bias is added right after a product, the pattern hls4ml fuses
+//! into a dense layer, and every constant has one reader (weights are stored per pair:
+//! hls4ml folds a constant into its first reader and loses it for the others).
 
 use crate::dense::Dense;
 use crate::error::{QuantError, Result};
@@ -131,6 +132,7 @@ pub(crate) fn pair_stage(
     if nodes == 0 {
         return Err(QuantError::Export("a jet of no nodes".into()));
     }
+    b.unique_constants = true;
     let mask = Pairs::build(b, nodes, |b, i, j| {
         let (mi, mj) = (format!("mask_{i}"), format!("mask_{j}"));
         Ok(b.node("Mul", "pair_mask", &[&mi, &mj], vec![]))
