@@ -100,13 +100,13 @@ fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
 /// The per-particle layout (the form hls4ml converts: `benches/compare/hls4ml_csim.py`
 /// finds its C simulation equal to the engine on every fixture jet) is byte-identical
 /// to the fixtures, whose logits under qonnx's executor the fixture script checked to
-/// be the stacked export's; for PELICAN (`pelican4`, trained on 4 constituents: one input
-/// per pair of its 6 nodes) the engine also gives qonnx's logits on the bundled jets cut
-/// to 4 constituents.
+/// be the stacked export's; for PELICAN (`pelican2`, a PELICAN-nano trained on 2
+/// constituents: one input per pair of its 4 nodes) the engine also gives qonnx's logits
+/// on the bundled jets cut to 2 constituents.
 #[test]
 fn per_particle_exports_equal_the_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    for (model, constituents) in [("pfn", "16"), ("efn", "16"), ("pelican4", "4")] {
+    for (model, constituents) in [("pfn", "16"), ("efn", "16"), ("pelican2", "2")] {
         let out = dir.path().join(format!("{model}_per_particle.onnx"));
         let ckpt = fixture(&format!("{model}.safetensors"));
         let (ok, text) = noether(&[
@@ -134,12 +134,12 @@ fn per_particle_exports_equal_the_fixtures() {
              tests/fixtures/make_qonnx_fixtures.py --per-particle"
         );
     }
-    let run = QonnxRun::load(&fixture("pelican4_per_particle.json"));
-    let (tagger, _, _) = load_inference_model(&fixture("pelican4.safetensors")).unwrap();
+    let run = QonnxRun::load(&fixture("pelican2_per_particle.json"));
+    let (tagger, _, _) = load_inference_model(&fixture("pelican2.safetensors")).unwrap();
     let graph = tagger.quant_graph().unwrap();
     // hls4ml folds a constant into its first reader and loses it for the others.
     let (model, _) =
-        noether::quant::qonnx_model(&graph, 6, noether::quant::ParticleLayout::PerParticle)
+        noether::quant::qonnx_model(&graph, 4, noether::quant::ParticleLayout::PerParticle)
             .unwrap();
     let onnx = model.graph.unwrap();
     let mut readers = std::collections::HashMap::<&str, usize>::new();
@@ -157,7 +157,7 @@ fn per_particle_exports_equal_the_fixtures() {
     let mut engine = Engine::new(&graph).unwrap();
     let jets = run.logits.len() / 2;
     let nodes = run.mask.len() / jets;
-    assert_eq!((jets, nodes), (300, 6));
+    assert_eq!((jets, nodes), (300, 4));
     let per_jet = run.features.len() / jets;
     for b in 0..jets {
         let mask = &run.mask[b * nodes..(b + 1) * nodes];

@@ -12,12 +12,12 @@ on the same inputs, reporting mismatches by layer (hls4ml's trace).
 The Deep Sets (PFN, EFN) are exported again from the fixture checkpoints with
 `noether export --layout per-particle` (one input per particle, the per-particle layers
 repeated), the form hls4ml's ONNX frontend converts; the fixture's stacked export it
-does not (`ReduceSum`, `Gather`). PELICAN is `pelican4` (a fixture trained on 4
-constituents) exported per pair (`--layout per-particle --constituents K`: one input per
+does not (`ReduceSum`, `Gather`). PELICAN is `pelican2` (a PELICAN-nano fixture trained
+on 2 constituents) exported per pair (`--layout per-particle --constituents K`: one input per
 pair of nodes and per node), on the fixture's bundled test jets cut to K constituents,
 against qonnx's logits of noether's stacked export of the same jets (which equal the
-engine's). hls4ml's conversion time grows about with the cube of the node count: K = 1
-takes about 3 minutes on one core, K = 2 about 10.
+engine's). hls4ml's conversion time grows about with the cube of the node count, which
+is why the fixture has 2 constituents.
 
 Inputs come from tests/fixtures/qonnx/MODEL.json (noether's engine logits there equal
 qonnx's, checked by tests/qonnx.rs). They are fed to hls4ml already in the export's
@@ -105,9 +105,9 @@ def quantize(x, width, integer, signed, rounding):
 
 
 def pelican_case(constituents, workdir):
-    """PELICAN's per-pair export of `pelican4` (trained on 4 constituents) for
+    """PELICAN's per-pair export of `pelican2` (trained on 2 constituents) for
     `constituents` and its inputs: the fixture's bundled test jets
-    (tests/fixtures/qonnx/pelican4_per_particle.json) cut to that many constituents, their
+    (tests/fixtures/qonnx/pelican2_per_particle.json) cut to that many constituents, their
     products embedded as the fixture script does. The logits to match are qonnx's on
     noether's stacked export of the same jets (equal to the engine's: tests/qonnx.rs)."""
     import onnx
@@ -115,8 +115,8 @@ def pelican_case(constituents, workdir):
     sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
     from make_qonnx_fixtures import checkpoint_tensor, pelican_embedded, run_qonnx
 
-    ckpt = os.path.join(FIXTURES, "pelican4.safetensors")
-    doc = json.load(open(os.path.join(FIXTURES, "pelican4_per_particle.json")))
+    ckpt = os.path.join(FIXTURES, "pelican2.safetensors")
+    doc = json.load(open(os.path.join(FIXTURES, "pelican2_per_particle.json")))
     jets = len(doc["logits"]) // 2
     mask = np.array(doc["mask"], dtype=np.float32).reshape(jets, -1)
     nodes = mask.shape[1]
@@ -126,7 +126,7 @@ def pelican_case(constituents, workdir):
     rows = np.concatenate([rows[:, :kept, :kept], rows[:, :kept, nodes:]], axis=-1)
     paths = {}
     for layout in ("stacked", "per-particle"):
-        paths[layout] = os.path.join(workdir, f"pelican4_{layout}.onnx")
+        paths[layout] = os.path.join(workdir, f"pelican2_{layout}.onnx")
         subprocess.run(
             [NOETHER, "export", "--format", "qonnx", "--layout", layout, "--constituents",
              str(constituents), "--checkpoint", ckpt, "--out", paths[layout]],
@@ -138,7 +138,7 @@ def pelican_case(constituents, workdir):
     labels = rows[:, :, kept:]
     feed = {"embedded": embedded, "labels": labels, "mask": mask[..., None]}
     want = run_qonnx(paths["stacked"], feed, jets).astype(np.float64)
-    if constituents == 4:
+    if constituents == 2:
         assert (want.reshape(-1) == np.array(doc["logits"])).all()
     arrays, kinds = [], []
     for value in exported.graph.input:
