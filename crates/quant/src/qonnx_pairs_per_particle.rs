@@ -4,9 +4,9 @@
 //! `[batch, 2]` and `mask_{i}` `[batch, 1]`, nodes numbered from the beams. Every pair
 //! and node is a tensor of its own, so the graph holds only two-dimensional tensors and
 //! the operations hls4ml 1.3's ONNX frontend converts (it reads no `Unsqueeze`,
-//! `ReduceSum` or `Transpose`): dense layers repeated per pair with their weights
-//! repeated, `t_ji` is the other pair's tensor, broadcasts are reuse, aggregates are trees of
-//! `Add`s, and the pair mask is `mask_i * mask_j`.
+//! `ReduceSum` or `Transpose`): dense layers and their weights repeated per pair, `t_ji`
+//! the other pair's tensor, broadcasts by reuse, aggregates as trees of `Add`s, and the
+//! pair mask `mask_i * mask_j`.
 //!
 //! The arithmetic is the stacked export's ([`crate::qonnx_pairs`]) term for term: the
 //! sums are exact, so only their grouping differs. Sums are balanced trees (a chain of
