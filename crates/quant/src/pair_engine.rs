@@ -6,7 +6,8 @@
 use crate::fixed::{Cast, FixedType};
 use crate::int_dense::IntDense;
 use crate::pairs::{
-    embed_log, embed_with_log, label_type, pair_sum_fraction, PairLayer, PairOps, PairStage,
+    embed_log, embed_with_log, label_type, pair_sum_fraction, pair_to_pair_ops, PairLayer, PairOps,
+    PairStage,
 };
 
 /// A pair layer in raw integers.
@@ -168,14 +169,15 @@ impl NodeBuffers {
         self.jet.clone_from(&layer.bias);
         let (tr, s) = match ops {
             PairOps::PairToJet => (0, 1),
-            _ => (11, 13),
+            _ => (pair_to_pair_ops::JET[0], pair_to_pair_ops::JET[1]),
         };
         layer.mix(tr, &self.trace, &mut self.jet);
         layer.mix(s, &self.total, &mut self.jet);
         if ops == PairOps::PairToPair {
             self.jet_diag.clone_from(&layer.diag_bias);
-            layer.mix(12, &self.trace, &mut self.jet_diag);
-            layer.mix(14, &self.total, &mut self.jet_diag);
+            let [tr, s] = pair_to_pair_ops::JET_DIAGONAL;
+            layer.mix(tr, &self.trace, &mut self.jet_diag);
+            layer.mix(s, &self.total, &mut self.jet_diag);
         }
     }
 
@@ -192,9 +194,9 @@ impl NodeBuffers {
                 &self.col[i * c..(i + 1) * c],
             );
             for (ops, out) in [
-                ([3, 5, 6], &mut self.first),
-                ([4, 7, 8], &mut self.second),
-                ([2, 9, 10], &mut self.on_diag),
+                (pair_to_pair_ops::ROWS, &mut self.first),
+                (pair_to_pair_ops::COLUMNS, &mut self.second),
+                (pair_to_pair_ops::DIAGONAL, &mut self.on_diag),
             ] {
                 let acc = &mut out[i * o..(i + 1) * o];
                 layer.mix(ops[0], d, acc);

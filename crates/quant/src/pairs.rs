@@ -89,6 +89,23 @@ impl PairOps {
     }
 }
 
+/// Where the terms of a 2 -> 2 layer ([`PairOps::PairToPair`]) sit in its basis: per
+/// node, the operations on its diagonal entry, scaled row sum and scaled column sum that
+/// are broadcast along rows (`i`), along columns (`j`) and onto the diagonal; per jet,
+/// those on the trace and the total, for every pair and onto the diagonal.
+pub(crate) mod pair_to_pair_ops {
+    /// Node terms broadcast along rows: `d_i, r_i, c_i`.
+    pub(crate) const ROWS: [usize; 3] = [3, 5, 6];
+    /// Node terms broadcast along columns: `d_j, r_j, c_j`.
+    pub(crate) const COLUMNS: [usize; 3] = [4, 7, 8];
+    /// Node terms on the diagonal: `δ_ij d_i, δ_ij r_i, δ_ij c_i`.
+    pub(crate) const DIAGONAL: [usize; 3] = [2, 9, 10];
+    /// Jet terms for every pair: `tr, s`.
+    pub(crate) const JET: [usize; 2] = [11, 13];
+    /// Jet terms on the diagonal: `δ_ij tr, δ_ij s`.
+    pub(crate) const JET_DIAGONAL: [usize; 2] = [12, 14];
+}
+
 /// One permutation-equivariant layer in fixed point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairLayer {

@@ -10,7 +10,7 @@ use crate::dense::sum_bits;
 use crate::error::Result;
 use crate::fixed::FixedType;
 use crate::onnx::ValueInfoProto;
-use crate::pairs::{label_type, pair_sum_bits, PairLayer, PairStage};
+use crate::pairs::{label_type, pair_sum_bits, pair_to_pair_ops as ops, PairLayer, PairStage};
 use crate::qonnx_builder::{int_attr, value_info, Builder, FLOAT32_BITS};
 
 /// The graph inputs of a pair stage for jets of `nodes` nodes.
@@ -269,10 +269,13 @@ fn pair_to_pair(b: &mut Builder, cx: &Context, t: &str, layer: &PairLayer) -> Re
         ];
         Ok(add_all(b, &terms, &format!("{name}_{what}")))
     };
-    let first = node_sum(b, [3, 5, 6], "first")?;
-    let second = node_sum(b, [4, 7, 8], "second")?;
-    let on_diag = node_sum(b, [2, 9, 10], "on_diag")?;
-    let jet_terms = [mix(b, &a.trace, layer, 11)?, mix(b, &a.total, layer, 13)?];
+    let first = node_sum(b, ops::ROWS, "first")?;
+    let second = node_sum(b, ops::COLUMNS, "second")?;
+    let on_diag = node_sum(b, ops::DIAGONAL, "on_diag")?;
+    let jet_terms = [
+        mix(b, &a.trace, layer, ops::JET[0])?,
+        mix(b, &a.total, layer, ops::JET[1])?,
+    ];
     let jet = add_all(b, &jet_terms, &format!("{name}_jet"));
     let bias_name = bias(b, layer, &layer.bias, "bias")?;
     let jet = b.node(
@@ -281,7 +284,10 @@ fn pair_to_pair(b: &mut Builder, cx: &Context, t: &str, layer: &PairLayer) -> Re
         &[&jet, &bias_name],
         vec![],
     );
-    let jet_diag_terms = [mix(b, &a.trace, layer, 12)?, mix(b, &a.total, layer, 14)?];
+    let jet_diag_terms = [
+        mix(b, &a.trace, layer, ops::JET_DIAGONAL[0])?,
+        mix(b, &a.total, layer, ops::JET_DIAGONAL[1])?,
+    ];
     let jet_diag = add_all(b, &jet_diag_terms, &format!("{name}_jet_diag"));
     let diag_bias = bias(b, layer, &layer.diag_bias, "diag_bias")?;
     let jet_diag = b.node(

@@ -19,7 +19,7 @@ use crate::dense::Dense;
 use crate::error::{QuantError, Result};
 use crate::fixed::FixedType;
 use crate::onnx::ValueInfoProto;
-use crate::pairs::{PairLayer, PairStage};
+use crate::pairs::{pair_to_pair_ops as ops, PairLayer, PairStage};
 use crate::qonnx_builder::{int_attr, value_info, Builder};
 use crate::qonnx_pairs::{aggregate, bias, finish, mix};
 
@@ -217,13 +217,20 @@ fn pair_to_pair(
     let total = aggregate(b, pool, &total, 2 * shift, &format!("{name}_total"))?;
 
     let jet = [
-        mix_with_bias(b, &trace, layer, 11, &layer.bias, "bias")?,
-        mix(b, &total, layer, 13)?,
+        mix_with_bias(b, &trace, layer, ops::JET[0], &layer.bias, "bias")?,
+        mix(b, &total, layer, ops::JET[1])?,
     ];
     let jet = add_tree(b, &jet, &format!("{name}_jet"));
     let jet_diag = [
-        mix_with_bias(b, &trace, layer, 12, &layer.diag_bias, "diag_bias")?,
-        mix(b, &total, layer, 14)?,
+        mix_with_bias(
+            b,
+            &trace,
+            layer,
+            ops::JET_DIAGONAL[0],
+            &layer.diag_bias,
+            "diag_bias",
+        )?,
+        mix(b, &total, layer, ops::JET_DIAGONAL[1])?,
     ];
     let jet_diag = add_tree(b, &jet_diag, &format!("{name}_jet_diag"));
     // Per node: the terms broadcast along rows (first), along columns (second) and onto
@@ -238,9 +245,9 @@ fn pair_to_pair(
             Ok(add_tree(b, &terms, &format!("{name}_{what}")))
         })
     };
-    let first = node_sum(b, [3, 5, 6], "first")?;
-    let second = node_sum(b, [4, 7, 8], "second")?;
-    let on_diag = node_sum(b, [2, 9, 10], "on_diag")?;
+    let first = node_sum(b, ops::ROWS, "first")?;
+    let second = node_sum(b, ops::COLUMNS, "second")?;
+    let on_diag = node_sum(b, ops::DIAGONAL, "on_diag")?;
     let on_diag = per_node(b, nodes, |b, i| {
         let inputs = [on_diag[i].as_str(), jet_diag.as_str()];
         Ok(b.node("Add", &format!("{name}_diag"), &inputs, vec![]))
