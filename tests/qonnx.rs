@@ -327,6 +327,27 @@ fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
         assert!(!ok && text.contains(tensor) && text.contains(why), "{text}");
         assert!(!out.exists());
     }
+    // A pair model for more nodes than its sums are checked for, in either layout.
+    for layout in ["stacked", "per-particle"] {
+        let (ok, text) = noether(&[
+            "export",
+            "--format",
+            "qonnx",
+            "--layout",
+            layout,
+            "--constituents",
+            "300",
+            "--checkpoint",
+            s(&fixture("pelican2.safetensors")),
+            "--out",
+            s(&out),
+        ]);
+        assert!(
+            !ok && text.contains("302 nodes") && text.contains("256"),
+            "{layout}: {text}"
+        );
+        assert!(!out.exists());
+    }
     // A model without a fixed-point form, and a layer the model does not have.
     for (model, quant, why) in [
         ("lorentznet", "[quant]\n", "has no fixed-point form"),

@@ -18,6 +18,7 @@ use crate::dense::sum_bits;
 use crate::error::{QuantError, Result};
 use crate::graph::{ParticleStage, Pooling, QuantGraph};
 use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
+use crate::pairs::MAX_NODES;
 use crate::qonnx_builder::{int_attr, value_info, Builder, FLOAT32_BITS, QONNX_DOMAIN};
 
 /// What an export wrote.
@@ -58,13 +59,21 @@ pub enum ParticleLayout {
 /// `[batch, features]`; output `logits`.
 ///
 /// # Errors
-/// [`QuantError::Export`] naming a tensor whose type QONNX cannot express; graph checks.
+/// [`QuantError::Export`] naming a tensor whose type QONNX cannot express, or a pair
+/// model asked for more than [`MAX_NODES`] nodes; graph checks.
 pub fn qonnx_model(
     graph: &QuantGraph,
     nodes: usize,
     layout: ParticleLayout,
 ) -> Result<(ModelProto, QonnxReport)> {
     graph.validate()?;
+    if graph.pairs.is_some() && nodes > MAX_NODES {
+        return Err(QuantError::Export(format!(
+            "{}: {nodes} nodes (beams included), more than the {MAX_NODES} whose sums a pair \
+             model is checked to keep exact",
+            graph.model
+        )));
+    }
     let mut b = Builder::default();
     let mut inputs = vec![];
     let mut inexact = Vec::new();

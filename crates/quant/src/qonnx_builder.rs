@@ -1,6 +1,8 @@
 //! The node-by-node builder of a QONNX graph: constants, `Quant` nodes with their
 //! types, dense layers.
 
+use std::collections::HashSet;
+
 use crate::dense::Dense;
 use crate::error::{QuantError, Result};
 use crate::fixed::{FixedType, Overflow, Rounding};
@@ -32,6 +34,9 @@ pub(crate) struct Builder {
     /// others (qonnx's cleanup, which copies shared constants, is cubic in the node
     /// count: too slow for PELICAN's per-pair graphs).
     pub(crate) unique_constants: bool,
+    /// The names of the float constants added, for [`Builder::constant`]'s reuse (a
+    /// per-pair graph holds hundreds of thousands of them).
+    constant_names: HashSet<String>,
 }
 
 pub(crate) fn int_attr(name: &str, i: i64) -> AttributeProto {
@@ -51,7 +56,7 @@ impl Builder {
         } else {
             name.to_owned()
         };
-        if self.initializers.iter().any(|t| t.name == name) {
+        if !self.constant_names.insert(name.clone()) {
             return name;
         }
         self.initializers.push(TensorProto {
