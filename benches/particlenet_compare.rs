@@ -23,8 +23,9 @@ use noether::transfer::{load_checkpoint, LoadOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+// candle allocates a buffer per operation; see `noether::equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant::CachingAllocator;
 
 #[path = "common/mod.rs"]
 mod common;

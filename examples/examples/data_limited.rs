@@ -20,10 +20,9 @@ use noether_examples::{mean_std, seed_cells, workspace_root};
 use noether_train::{RunDir, TrainConfig, TrainJob};
 use plotters::prelude::*;
 
-// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
-// the kernel); mimalloc keeps them.
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 /// The data-limited study (see the module documentation).
 #[derive(Parser)]

@@ -7,10 +7,9 @@
 use noether_scaling::double_descent::{expected_test_error, simulate_test_error};
 use plotters::prelude::*;
 
-// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
-// the kernel); mimalloc keeps them.
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (total, n, sigma) = (120, 40, 0.5);

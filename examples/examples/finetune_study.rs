@@ -30,10 +30,9 @@ use noether_train::{
 };
 use noether_transfer::{load_checkpoint, LoadOptions};
 
-// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
-// the kernel); mimalloc keeps them.
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 /// The fine-tuning acceptance study (see the module documentation).
 #[derive(Parser)]

@@ -33,9 +33,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-// glibc's allocator mmaps and unmaps every multi-megabyte tensor; mimalloc keeps them.
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 /// Evaluation seeds are 0.., tuning seeds start here so the two never share a split.
 const TUNE_SEED_BASE: u64 = 1000;

@@ -13,10 +13,9 @@ use std::path::Path;
 use noether_examples::workspace_root;
 use noether_train::{default_run_dir, RunSummary, TrainConfig, TrainJob};
 
-// glibc's allocator mmaps and unmaps every multi-megabyte tensor (most of the run in
-// the kernel); mimalloc keeps them.
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 /// What `noether train --config configs/<config_file>` runs, from the repository root.
 fn run(config_file: &str, quick: bool) -> Result<RunSummary, Box<dyn std::error::Error>> {

@@ -32,8 +32,9 @@ use noether_train::{
 };
 use plotters::prelude::*;
 
+// candle allocates a buffer per operation; see `noether_equivariant::CachingAllocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: noether_equivariant::CachingAllocator = noether_equivariant::CachingAllocator;
 
 /// The Pareto study (see the module documentation).
 #[derive(Parser)]

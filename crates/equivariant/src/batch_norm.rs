@@ -49,6 +49,39 @@ impl MaskedBatchNorm {
         })
     }
 
+    /// The affine parameters `weight` and `bias` `[C]` (trainable) and `eps`.
+    pub fn affine(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
+    }
+
+    /// The running mean and variance `[C]`, detached: they are `Var`s updated in place,
+    /// and a variable in the graph would make candle record, and keep alive until the
+    /// output is dropped, every edge tensor of the forward pass (5.6 GB for 64 jets of
+    /// the official LorentzNet), even with frozen weights.
+    pub fn running(&self) -> (Tensor, Tensor) {
+        (
+            self.running_mean.as_tensor().detach(),
+            self.running_var.as_tensor().detach(),
+        )
+    }
+
+    /// Folds one batch's statistics into the running ones as PyTorch does: the biased
+    /// variance `var` of `count` entries enters unbiased, both with momentum 0.1.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn update_running(&self, mean: &Tensor, var: &Tensor, count: f64) -> Result<()> {
+        let c = self.weight.dim(0)?;
+        let unbiased = (var * (count / (count - 1.0).max(1.0)))?;
+        let keep = 1.0 - self.momentum;
+        let update = |stat: &Var, batch: &Tensor| -> Result<()> {
+            let batch = batch.reshape(c)?.to_dtype(stat.dtype())?;
+            stat.set(&((stat.as_tensor() * keep)? + (batch * self.momentum)?)?.detach())
+        };
+        update(&self.running_mean, mean)?;
+        update(&self.running_var, &unbiased)
+    }
+
     /// Normalises `x` (`[..., C]`). In training, statistics come from the entries where
     /// `mask` (`[...]`, broadcast over C) is 1, and the running statistics are updated;
     /// in evaluation the running statistics are used. Internally `[rows, C]` with the
@@ -69,24 +102,10 @@ impl MaskedBatchNorm {
             let mean = (masked_row_sum(&flat, &m)? / count)?;
             let centred = (&flat - broadcast_rows(&mean, flat.dim(0)?)?)?;
             let var = (masked_row_sum(&centred.sqr()?, &m)? / count)?;
-            let unbiased = (&var * (count / (count - 1.0).max(1.0)))?;
-            let keep = 1.0 - self.momentum;
-            let update = |stat: &Var, batch: &Tensor| -> Result<()> {
-                let batch = batch.reshape(c)?.to_dtype(stat.dtype())?;
-                stat.set(&((stat.as_tensor() * keep)? + (batch * self.momentum)?)?.detach())
-            };
-            update(&self.running_mean, &mean)?;
-            update(&self.running_var, &unbiased)?;
+            self.update_running(&mean, &var, count)?;
             (mean, var)
         } else {
-            // Detached: the running statistics are `Var`s (updated in place above), and a
-            // variable here would make candle record, and keep alive until the output
-            // is dropped, every edge tensor of the forward pass (5.6 GB for 64 jets of
-            // the official LorentzNet), even with frozen weights.
-            (
-                self.running_mean.as_tensor().detach(),
-                self.running_var.as_tensor().detach(),
-            )
+            self.running()
         };
         let scale = (self.weight.reshape((1, c))? / (var.reshape((1, c))? + self.eps)?.sqrt()?)?;
         // (x - mean) * scale + bias = x * scale + (bias - mean * scale).

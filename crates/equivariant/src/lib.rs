@@ -48,11 +48,13 @@
 //! ```
 
 pub mod aggregate;
+mod allocator;
 pub mod attention;
 mod batch_norm;
 mod deepsets;
 pub mod dense;
 mod error;
+pub mod fused;
 mod init;
 mod lgatr_slim;
 mod linear;
@@ -72,6 +74,7 @@ mod transformer;
 pub mod weaver;
 
 pub use aggregate::{Eq1to2, Eq2to0, Eq2to2, PairAggregates, PairMask};
+pub use allocator::CachingAllocator;
 pub use batch_norm::{is_buffer, MaskedBatchNorm};
 pub use deepsets::{FlowConfig, FlowInput, FlowKind, FlowNetwork};
 pub use error::{Context, ModelError, Result};

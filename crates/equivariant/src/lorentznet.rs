@@ -7,7 +7,7 @@
 //! is split as W1 h_i + W2 h_j + W3 a, so the node parts are computed once per node and
 //! broadcast over pairs instead of once per edge.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{Module, VarBuilder};
 
 use crate::linear::{Linear, LinearLayers};
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch_norm::MaskedBatchNorm;
 use crate::dense::PairRows;
 use crate::error::{Context, ModelError, Result};
+use crate::fused::LorentzEdges;
 use crate::minkowski::{dot4, psi};
 use crate::mode::{dropout, Mode};
 use crate::model::{
@@ -213,7 +214,6 @@ impl LorentzBlock {
         graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let hd = self.hidden;
         let rows = &graph.rows;
         let x_i = rows.gather_first(x)?;
         let x_j = rows.gather_second(x)?;
@@ -222,6 +222,98 @@ impl LorentzBlock {
             &[psi(&dot4(&x_diff, &x_diff)?)?, psi(&dot4(&x_i, &x_j)?)?],
             D::Minus1,
         )?;
+        let (agg, coord_sum) = if fused_on(h) {
+            self.fused_edges(h, &invariants, &x_diff, graph, train)?
+        } else {
+            self.composed_edges(h, &invariants, &x_diff, graph, train)?
+        };
+        let x_new = match coord_sum {
+            Some(sum) => (x + (sum.broadcast_div(&graph.neighbours)? * self.c_weight)?)?,
+            None => x.clone(),
+        };
+        let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
+        let out = self
+            .node_bn
+            .forward(&self.node_in.forward_rows(&input)?, &graph.node_mask, train)?
+            .relu()?;
+        let h_new = (h + self.node_out.forward_rows(&out)?)?;
+        Ok((h_new, x_new))
+    }
+
+    /// The edge stage, from the node features and pair geometry to `sum_j m_ij` and
+    /// (coordinate blocks) `sum_j t_ij`, in one fused kernel ([`LorentzEdges`]).
+    fn fused_edges(
+        &self,
+        h: &Tensor,
+        invariants: &Tensor,
+        x_diff: &Tensor,
+        graph: &Graph,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let hd = self.hidden;
+        let (bn_weight, bn_bias, eps) = self.edge_bn.affine();
+        let op = LorentzEdges {
+            nodes: graph.nodes,
+            hidden: hd,
+            coord: self.coord.is_some(),
+            clamp: self.clamp,
+            train,
+            eps,
+        };
+        // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: [W1 h, W2 h] in one product per node.
+        let w = self.edge_in.effective_weight()?;
+        let w12 = Tensor::cat(&[w.narrow(1, 0, hd)?, w.narrow(1, hd, hd)?], 0)?;
+        let node_parts = h.matmul(&w12.t()?)?;
+        let w3 = w.narrow(1, 2 * hd, 2)?;
+        let (running_mean, running_var) = self.edge_bn.running();
+        let (out_w, att_w) = (
+            self.edge_out.effective_weight()?,
+            self.attention.effective_weight()?,
+        );
+        let (out_b, att_b) = (bias(&self.edge_out)?, bias(&self.attention)?);
+        let mut parts = vec![
+            &w3,
+            bn_weight,
+            bn_bias,
+            &running_mean,
+            &running_var,
+            &out_w,
+            out_b,
+            &att_w,
+            att_b,
+        ];
+        let coord_w = match &self.coord {
+            Some((first, second)) => Some((
+                first.effective_weight()?,
+                bias(first)?,
+                second.effective_weight()?,
+            )),
+            None => None,
+        };
+        if let Some((w1, b1, w2)) = &coord_w {
+            parts.extend([w1, *b1, w2]);
+        }
+        let params = LorentzEdges::pack(&parts)?;
+        let pairs = Tensor::cat(&[invariants, x_diff, &graph.edge_mask], 1)?;
+        let sums = op
+            .apply(&node_parts, &pairs, &params)
+            .map_err(candle_core::Error::wrap)?;
+        if let Some((mean, var, count)) = &sums.batch_stats {
+            self.edge_bn.update_running(mean, var, count.max(1.0))?;
+        }
+        Ok((sums.messages, sums.coords))
+    }
+
+    /// The same edge stage as composed candle operations (any device and dtype).
+    fn composed_edges(
+        &self,
+        h: &Tensor,
+        invariants: &Tensor,
+        x_diff: &Tensor,
+        graph: &Graph,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let (hd, rows, nodes) = (self.hidden, &graph.rows, h.dim(0)?);
         // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: node parts once per node.
         let w = self.edge_in.effective_weight()?;
         let (w1, w2, w3) = (
@@ -232,38 +324,35 @@ impl LorentzBlock {
         let part_i = rows.gather_first(&h.matmul(&w1.t()?)?)?;
         let part_j = rows.gather_second(&h.matmul(&w2.t()?)?)?;
         let pre = ((invariants.matmul(&w3.t()?)? + part_i)? + part_j)?;
-        let m = self
-            .edge_bn
-            .forward(&pre, &graph.edge_mask, train)?
-            .relu()?;
-        let m = self.edge_out.forward_rows(&m)?.relu()?;
+        let z = self.edge_bn.forward(&pre, &graph.edge_mask, train)?;
+        let m = self.edge_out.forward_rows(&z.relu()?)?.relu()?;
         let weight = candle_nn::ops::sigmoid(&self.attention.forward_rows(&m)?)?;
         let m = m.broadcast_mul(&(weight * &graph.edge_mask)?)?;
-
-        let nodes = h.dim(0)?;
-        let x_new = match &self.coord {
+        let coord_sum = match &self.coord {
             Some((first, second)) => {
                 let phi = second.forward_rows(&first.forward_rows(&m)?.relu()?)?;
                 let trans = x_diff
                     .broadcast_mul(&phi)?
                     .clamp(-self.clamp, self.clamp)?
                     .broadcast_mul(&graph.edge_mask)?;
-                let mean = rows
-                    .sum_over_second(&trans, nodes)?
-                    .broadcast_div(&graph.neighbours)?;
-                (x + (mean * self.c_weight)?)?
+                Some(rows.sum_over_second(&trans, nodes)?)
             }
-            None => x.clone(),
+            None => None,
         };
-        let agg = rows.sum_over_second(&m, nodes)?;
-        let input = Tensor::cat(&[h, &agg, scalars], D::Minus1)?;
-        let out = self
-            .node_bn
-            .forward(&self.node_in.forward_rows(&input)?, &graph.node_mask, train)?
-            .relu()?;
-        let h_new = (h + self.node_out.forward_rows(&out)?)?;
-        Ok((h_new, x_new))
+        Ok((rows.sum_over_second(&m, nodes)?, coord_sum))
     }
+}
+
+/// Whether the fused kernels take the block: CPU tensors in f32 or f64.
+fn fused_on(h: &Tensor) -> bool {
+    h.device().is_cpu() && matches!(h.dtype(), DType::F32 | DType::F64)
+}
+
+/// A layer's bias (LorentzNet's fused layers all have one).
+fn bias(layer: &Linear) -> candle_core::Result<&Tensor> {
+    layer
+        .bias()
+        .ok_or_else(|| candle_core::Error::Msg("fused edge stage: a layer without bias".into()))
 }
 
 /// The masks and pair layout of a padded batch of graphs, shared by all blocks.
@@ -277,6 +366,8 @@ pub struct Graph {
     pub node_mask: Tensor,
     /// Real neighbours of every node (at least 1), `[B N, 1]`.
     pub neighbours: Tensor,
+    /// Nodes per graph, N.
+    pub nodes: usize,
 }
 
 impl Graph {
@@ -294,6 +385,7 @@ impl Graph {
             neighbours: edges.sum(2)?.maximum(1.0)?.reshape((batch * nodes, 1))?,
             edge_mask: edges.reshape((batch * nodes * nodes, 1))?,
             node_mask: mask.reshape((batch * nodes, 1))?,
+            nodes,
         })
     }
 }

@@ -1,0 +1,161 @@
+//! A bounds-checked, safe entry to the `gemm` crate (the GEMM candle itself links) for the
+//! fused kernels' small per-tile products.
+
+// `gemm::gemm` takes raw pointers and strides: the one unsafe call is wrapped here behind
+// checks that every index the product touches lies inside its slice.
+#![allow(unsafe_code)]
+
+use num_traits::{One, Zero};
+
+/// A read-only strided matrix view: element (r, c) is `data[r * row_stride + c * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows x cols` matrix stored densely.
+    pub(crate) fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the dense row-major `cols x rows` matrix in `data`, seen as
+    /// `rows x cols` (a PyTorch `[out, in]` weight used as `W^T`).
+    pub(crate) fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst = a b` (`accumulate`: `dst += a b`) for a dense row-major `dst` of
+/// `a.rows x b.cols`, single-threaded (the kernels parallelise over tiles).
+///
+/// # Panics
+/// When the shapes disagree or a view does not fit its slice: a bug in the caller, never
+/// a property of user input (the fused ops validate shapes before they get here).
+pub(crate) fn matmul<T: Copy + One + Zero + 'static>(
+    dst: &mut [T],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions");
+    assert!(dst.len() >= m * n, "destination too small");
+    assert!(a.fits() && b.fits(), "matrix view outside its slice");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(T::zero());
+        }
+        return;
+    }
+    let stride = |s: usize| isize::try_from(s).expect("stride fits isize");
+    // SAFETY: every index (r * rs + c * cs) read from `a`, `b` or written to `dst` was
+    // checked above to lie inside its slice; `dst` is borrowed mutably and cannot alias
+    // the shared borrows of `a` and `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            stride(n),
+            accumulate,
+            a.data.as_ptr(),
+            stride(a.col_stride),
+            stride(a.row_stride),
+            b.data.as_ptr(),
+            stride(b.col_stride),
+            stride(b.row_stride),
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                out[r * n + c] = (0..k).map(|i| a[r * k + i] * b[i * n + c]).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_and_transposes_equal_the_textbook_sum() {
+        let (m, k, n) = (7, 5, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
+        let expected = naive(&a, &b, m, k, n);
+        let mut dst = vec![0.0; m * n];
+        matmul(
+            &mut dst,
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, k, n),
+            false,
+        );
+        for (x, y) in dst.iter().zip(&expected) {
+            assert!((x - y).abs() < 1e-14);
+        }
+        // b^T stored as [n, k] row-major, read back as its transpose.
+        let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        matmul(
+            &mut dst,
+            MatRef::row_major(&a, m, k),
+            MatRef::transposed(&bt, k, n),
+            true,
+        );
+        for (x, y) in dst.iter().zip(&expected) {
+            assert!((x - 2.0 * y).abs() < 1e-14);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its slice")]
+    fn a_view_past_its_slice_is_refused() {
+        let a = [1.0f32; 5];
+        let mut dst = [0.0f32; 4];
+        matmul(
+            &mut dst,
+            MatRef::row_major(&a, 2, 3),
+            MatRef::row_major(&a, 3, 2),
+            false,
+        );
+    }
+}

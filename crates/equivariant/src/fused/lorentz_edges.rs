@@ -1,0 +1,648 @@
+//! LorentzNet's whole edge stage in one candle custom op with its own backward: for the
+//! pairs (i, j) of padded graphs,
+//!
+//! ```text
+//! pre_ij = P_i + Q_j + W3 a_ij        (the first edge layer, factorised: P = W1 h, Q = W2 h,
+//!                                      a = (psi|x_i - x_j|^2, psi(x_i . x_j)))
+//! z_ij   = BatchNorm(pre_ij)           (training: statistics over the real edges only)
+//! ```
+//!
+//! then the message stage of [`super::edge_tile`] and the sums over j. The composed candle
+//! graph makes about twenty `[B N N, H]` tensors per block and more in its backward; here
+//! they exist only inside tiles of ~256 pair rows, and the backward keeps one `[B N N, H]`
+//! buffer (the BatchNorm's upstream gradient, needed twice around its global sums).
+//!
+//! BatchNorm in training is exact: a first pass over the pairs computes the mean, a second
+//! the variance (both accumulated in f64), a third normalises; its backward reduces
+//! `sum dz` and `sum dz x_hat` over all tiles before any `d pre` is formed.
+//!
+//! Every sum over rows runs over a fixed partition of the rows, reduced in partition
+//! order: results are bit-identical for any number of threads.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::edge_tile::{Real, Stage, Tile, PAIR_COLUMNS};
+use crate::error::{ModelError, Result};
+
+/// Pair rows per tile (rounded to whole nodes i).
+const TILE_ROWS: usize = 256;
+/// Tiles per chunk of the row reductions (fixed: thread-count independent).
+const TILES_PER_CHUNK: usize = 8;
+
+/// The fused edge stage of one LorentzNet block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LorentzEdges {
+    /// Nodes per graph N (beams included).
+    pub nodes: usize,
+    /// Hidden width H.
+    pub hidden: usize,
+    /// Whether the block updates coordinates (every block but the last).
+    pub coord: bool,
+    /// Component-wise clamp of the coordinate terms (`f64::INFINITY`: none).
+    pub clamp: f64,
+    /// BatchNorm with batch statistics (training) or the running ones.
+    pub train: bool,
+    /// BatchNorm's epsilon.
+    pub eps: f64,
+}
+
+/// What the stage returns, per node i of every graph.
+#[derive(Debug, Clone)]
+pub struct EdgeSums {
+    /// `sum_j m_ij`, `[B N, H]`.
+    pub messages: Tensor,
+    /// `sum_j t_ij`, `[B N, 4]` (coordinate blocks).
+    pub coords: Option<Tensor>,
+    /// Training: the batch mean and biased variance `[H]` of `pre` over the real edges,
+    /// and their number, for the running statistics.
+    pub batch_stats: Option<(Tensor, Tensor, f64)>,
+}
+
+impl LorentzEdges {
+    fn stage(&self) -> Stage {
+        Stage::new(self.nodes, self.hidden, self.coord, self.clamp)
+    }
+
+    /// Length of the BatchNorm-and-input prefix of the packed parameters: `W3` `[H, 2]`,
+    /// weight, bias, running mean, running variance `[H]` each.
+    fn prefix(&self) -> usize {
+        6 * self.hidden
+    }
+
+    /// Length of the packed parameter vector.
+    pub fn parameter_len(&self) -> usize {
+        self.prefix() + self.stage().len
+    }
+
+    /// Packs the parameters in the order the kernel reads them: `W3` `[H, 2]` (the first
+    /// edge layer's columns for the two pair invariants), BatchNorm weight, bias, running
+    /// mean and running variance, `W_out` `[H, H]` (PyTorch `[out, in]`), `b_out`,
+    /// `w_att` `[1, H]`, `b_att` `[1]`, and with `coord` `W_x1` `[H, H]`, `b_x1`, `w_x2`
+    /// `[1, H]`. Differentiable (a concatenation).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn pack(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
+        let flat = parts
+            .iter()
+            .map(|t| t.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&flat, 0)
+    }
+
+    /// Runs the stage on `node_parts` `[B N, 2H]` (`W1 h` then `W2 h`), `pairs`
+    /// `[B N N, 7]` (the two invariants, `x_i - x_j`, the edge mask) and the packed
+    /// parameters.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes other
+    /// than f32 and f64, tensors not on the CPU and edge masks other than 0 and 1.
+    pub fn apply(&self, node_parts: &Tensor, pairs: &Tensor, params: &Tensor) -> Result<EdgeSums> {
+        let graph_nodes = self.check(node_parts, pairs, params)?;
+        let h = self.hidden;
+        let run = || -> candle_core::Result<EdgeSums> {
+            let out = node_parts.contiguous()?.apply_op3(
+                &pairs.contiguous()?,
+                &params.contiguous()?,
+                *self,
+            )?;
+            let sums = out
+                .narrow(0, 0, graph_nodes * (h + 4))?
+                .reshape((graph_nodes, h + 4))?;
+            let batch_stats = if self.train {
+                let stats = out.narrow(0, graph_nodes * (h + 4), 2 * h + 1)?.detach();
+                let count = stats.get(2 * h)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                Some((stats.narrow(0, 0, h)?, stats.narrow(0, h, h)?, count))
+            } else {
+                None
+            };
+            Ok(EdgeSums {
+                messages: sums.narrow(1, 0, h)?,
+                coords: if self.coord {
+                    Some(sums.narrow(1, h, 4)?)
+                } else {
+                    None
+                },
+                batch_stats,
+            })
+        };
+        run().map_err(|source| ModelError::Candle {
+            context: "fused LorentzNet edge stage".into(),
+            source,
+        })
+    }
+
+    /// Validates the inputs; returns B N.
+    fn check(&self, node_parts: &Tensor, pairs: &Tensor, params: &Tensor) -> Result<usize> {
+        let (n, h) = (self.nodes, self.hidden);
+        let bad = |input: &'static str, expected: String, t: &Tensor| ModelError::BadInput {
+            input,
+            expected,
+            found: t.dims().to_vec(),
+        };
+        if n == 0 || h == 0 {
+            return Err(ModelError::BadInput {
+                input: "fused edge stage",
+                expected: "at least one node and one hidden channel".into(),
+                found: vec![n, h],
+            });
+        }
+        let graph_nodes = match node_parts.dims() {
+            [rows, width] if *width == 2 * h && rows % n == 0 => *rows,
+            _ => {
+                return Err(bad(
+                    "node_parts",
+                    format!("[graphs * {n}, {}] (W1 h, W2 h)", 2 * h),
+                    node_parts,
+                ))
+            }
+        };
+        if pairs.dims() != [graph_nodes * n, PAIR_COLUMNS] {
+            return Err(bad(
+                "pairs",
+                format!(
+                    "[{}, {PAIR_COLUMNS}] (2 invariants, x_i - x_j, edge mask)",
+                    graph_nodes * n
+                ),
+                pairs,
+            ));
+        }
+        let len = self.parameter_len();
+        if params.dims() != [len] {
+            return Err(bad("params", format!("[{len}] (packed)"), params));
+        }
+        let dtype = node_parts.dtype();
+        for (name, t) in [
+            ("node_parts", node_parts),
+            ("pairs", pairs),
+            ("params", params),
+        ] {
+            if !matches!(t.dtype(), DType::F32 | DType::F64) || t.dtype() != dtype {
+                return Err(bad(
+                    name,
+                    format!("f32 or f64, all three alike (node_parts is {dtype:?})"),
+                    t,
+                ));
+            }
+            if !t.device().is_cpu() {
+                return Err(bad(name, "a CPU tensor (a fused CPU kernel)".into(), t));
+            }
+        }
+        let mask = pairs
+            .narrow(1, PAIR_COLUMNS - 1, 1)
+            .and_then(|m| m.to_dtype(DType::F64))
+            .and_then(|m| m.flatten_all())
+            .and_then(|m| m.to_vec1::<f64>())
+            .map_err(|source| ModelError::Candle {
+                context: "reading the edge mask".into(),
+                source,
+            })?;
+        if let Some(row) = mask.iter().position(|&e| e != 0.0 && e != 1.0) {
+            return Err(bad(
+                "pairs",
+                format!("an edge mask of 0 or 1 (row {row} holds {})", mask[row]),
+                pairs,
+            ));
+        }
+        Ok(graph_nodes)
+    }
+
+    /// Graph nodes (b, i) per tile.
+    fn tile_nodes(&self) -> usize {
+        (TILE_ROWS / self.nodes).max(1)
+    }
+
+    /// Rows per reduction chunk: whole tiles.
+    fn chunk_rows(&self) -> usize {
+        self.tile_nodes() * self.nodes * TILES_PER_CHUNK
+    }
+}
+
+/// The kernel's view of one call's inputs.
+struct Inputs<'a, T> {
+    op: LorentzEdges,
+    stage: Stage,
+    nodes: &'a [T],
+    pairs: &'a [T],
+    params: &'a [T],
+}
+
+/// BatchNorm's per-channel statistics as the tiles use them.
+struct Norm<T> {
+    mean: Vec<T>,
+    rstd: Vec<T>,
+    var: Vec<f64>,
+    count: f64,
+}
+
+impl<'a, T: Real> Inputs<'a, T> {
+    fn h(&self) -> usize {
+        self.op.hidden
+    }
+
+    fn message_params(&self) -> &'a [T] {
+        &self.params[self.op.prefix()..]
+    }
+
+    /// `pre` of pair row `e` into `out` `[H]`.
+    fn pre(&self, e: usize, out: &mut [T]) {
+        let (n, h) = (self.op.nodes, self.h());
+        let bi = e / n;
+        let bj = bi / n * n + e % n;
+        let p = &self.nodes[bi * 2 * h..bi * 2 * h + h];
+        let q = &self.nodes[bj * 2 * h + h..(bj + 1) * 2 * h];
+        let (a0, a1) = (
+            self.pairs[e * PAIR_COLUMNS],
+            self.pairs[e * PAIR_COLUMNS + 1],
+        );
+        let w3 = &self.params[..2 * h];
+        for c in 0..h {
+            out[c] = p[c] + q[c] + (w3[2 * c] * a0 + w3[2 * c + 1] * a1);
+        }
+    }
+
+    fn edge_mask(&self, e: usize) -> T {
+        self.pairs[e * PAIR_COLUMNS + PAIR_COLUMNS - 1]
+    }
+
+    fn rows(&self) -> usize {
+        self.pairs.len() / PAIR_COLUMNS
+    }
+
+    /// Per-chunk f64 sums of `f(pre)` over the real edges, reduced in chunk order.
+    fn masked_sum(&self, f: impl Fn(usize, T) -> f64 + Sync) -> Vec<f64> {
+        let h = self.h();
+        let chunk = self.op.chunk_rows();
+        let partials: Vec<Vec<f64>> = (0..self.rows().div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let mut acc = vec![0.0; h];
+                let mut pre = vec![T::zero(); h];
+                for e in c * chunk..((c + 1) * chunk).min(self.rows()) {
+                    if self.edge_mask(e) != T::zero() {
+                        self.pre(e, &mut pre);
+                        for (k, (a, &x)) in acc.iter_mut().zip(&pre).enumerate() {
+                            *a += f(k, x);
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        partials.into_iter().fold(vec![0.0; h], |mut sum, p| {
+            sum.iter_mut().zip(p).for_each(|(s, x)| *s += x);
+            sum
+        })
+    }
+
+    fn norm(&self) -> Norm<T> {
+        let (h, eps) = (self.h(), self.op.eps);
+        let (mean, var, count) = if self.op.train {
+            let count = (0..self.rows())
+                .filter(|&e| self.edge_mask(e) != T::zero())
+                .count() as f64;
+            let denom = count.max(1.0);
+            let mean: Vec<f64> = self
+                .masked_sum(|_, x| WithDType::to_f64(x))
+                .iter()
+                .map(|s| s / denom)
+                .collect();
+            let var: Vec<f64> = self
+                .masked_sum(|k, x| (WithDType::to_f64(x) - mean[k]).powi(2))
+                .iter()
+                .map(|s| s / denom)
+                .collect();
+            (mean, var, count)
+        } else {
+            let stats = &self.params[2 * h..];
+            let mean = stats[2 * h..3 * h]
+                .iter()
+                .map(|&x| WithDType::to_f64(x))
+                .collect();
+            let var = stats[3 * h..4 * h]
+                .iter()
+                .map(|&x| WithDType::to_f64(x))
+                .collect();
+            (mean, var, 0.0)
+        };
+        Norm {
+            mean: mean
+                .iter()
+                .map(|&m| <T as WithDType>::from_f64(m))
+                .collect(),
+            rstd: var
+                .iter()
+                .map(|&v| <T as WithDType>::from_f64(1.0 / (v + eps).sqrt()))
+                .collect(),
+            var,
+            count,
+        }
+    }
+
+    /// The BatchNorm output z (and x_hat) of rows `first..first + rows`.
+    fn normalised(&self, norm: &Norm<T>, first: usize, rows: usize) -> (Vec<T>, Vec<T>) {
+        let h = self.h();
+        let (weight, bias) = (&self.params[2 * h..3 * h], &self.params[3 * h..4 * h]);
+        let mut x_hat = vec![T::zero(); rows * h];
+        let mut z = vec![T::zero(); rows * h];
+        for r in 0..rows {
+            let xh = &mut x_hat[r * h..(r + 1) * h];
+            self.pre(first + r, xh);
+            for c in 0..h {
+                xh[c] = (xh[c] - norm.mean[c]) * norm.rstd[c];
+                z[r * h + c] = weight[c] * xh[c] + bias[c];
+            }
+        }
+        (z, x_hat)
+    }
+
+    fn pair_rows(&self, first: usize, rows: usize) -> &'a [T] {
+        &self.pairs[first * PAIR_COLUMNS..(first + rows) * PAIR_COLUMNS]
+    }
+
+    fn forward(&self) -> Vec<T> {
+        let (n, h) = (self.op.nodes, self.h());
+        let width = h + 4;
+        let graph_nodes = self.rows() / n;
+        let norm = self.norm();
+        let mut out = vec![T::zero(); graph_nodes * width + 2 * h + 1];
+        let (sums, stats) = out.split_at_mut(graph_nodes * width);
+        let tile = self.op.tile_nodes();
+        sums.par_chunks_mut(tile * width)
+            .enumerate()
+            .for_each(|(t, out)| {
+                let (first, rows) = (t * tile * n, out.len() / width * n);
+                let (z, _) = self.normalised(&norm, first, rows);
+                let mut work = Tile::new(rows, h);
+                work.forward(
+                    &self.stage,
+                    &z,
+                    self.pair_rows(first, rows),
+                    self.message_params(),
+                );
+                work.sums(&self.stage, out);
+            });
+        if self.op.train {
+            for c in 0..h {
+                stats[c] = norm.mean[c];
+                stats[h + c] = <T as WithDType>::from_f64(norm.var[c]);
+            }
+            stats[2 * h] = <T as WithDType>::from_f64(norm.count);
+        }
+        out
+    }
+
+    /// Gradients for node_parts, pairs and params given the output's gradient.
+    fn backward(&self, grad: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let (n, h) = (self.op.nodes, self.h());
+        let rows_total = self.rows();
+        let norm = self.norm();
+        let prefix = self.op.prefix();
+        let chunk = self.op.chunk_rows();
+        let tile_rows = self.op.tile_nodes() * n;
+        // Pass A: the message stage's backward per tile; dz kept for pass B, with the
+        // BatchNorm sums and the message parameters' gradients per chunk.
+        let mut dz = vec![T::zero(); rows_total * h];
+        let mut dpairs = vec![T::zero(); rows_total * PAIR_COLUMNS];
+        let partials: Vec<(Vec<T>, Vec<T>, Vec<T>)> = dz
+            .par_chunks_mut(chunk * h)
+            .zip(dpairs.par_chunks_mut(chunk * PAIR_COLUMNS))
+            .enumerate()
+            .map(|(c, (dz, dp))| {
+                let first = c * chunk;
+                let rows = dz.len() / h;
+                let mut dmsg = vec![T::zero(); self.stage.len];
+                let (mut sum_dz, mut sum_dz_xhat) = (vec![T::zero(); h], vec![T::zero(); h]);
+                for start in (0..rows).step_by(tile_rows) {
+                    let len = tile_rows.min(rows - start);
+                    let row0 = first + start;
+                    let (z, x_hat) = self.normalised(&norm, row0, len);
+                    let mut work = Tile::new(len, h);
+                    work.forward(
+                        &self.stage,
+                        &z,
+                        self.pair_rows(row0, len),
+                        self.message_params(),
+                    );
+                    let dz_tile = &mut dz[start * h..(start + len) * h];
+                    work.backward(
+                        &self.stage,
+                        self.message_params(),
+                        &grad[row0 / n * (h + 4)..(row0 + len) / n * (h + 4)],
+                        dz_tile,
+                        &mut dp[start * PAIR_COLUMNS..(start + len) * PAIR_COLUMNS],
+                        &mut dmsg,
+                    );
+                    for (r, d) in dz_tile.chunks_exact(h).enumerate() {
+                        for c in 0..h {
+                            sum_dz[c] += d[c];
+                            sum_dz_xhat[c] += d[c] * x_hat[r * h + c];
+                        }
+                    }
+                }
+                (dmsg, sum_dz, sum_dz_xhat)
+            })
+            .collect();
+        let mut dparams = vec![T::zero(); self.params.len()];
+        let (mut sum_dz, mut sum_dz_xhat) = (vec![T::zero(); h], vec![T::zero(); h]);
+        for (dmsg, sdz, sdzx) in partials {
+            add(&mut dparams[prefix..], &dmsg);
+            add(&mut sum_dz, &sdz);
+            add(&mut sum_dz_xhat, &sdzx);
+        }
+        // d weight = sum dz x_hat, d bias = sum dz (dz is 0 on padded edges).
+        dparams[2 * h..3 * h].copy_from_slice(&sum_dz_xhat);
+        dparams[3 * h..4 * h].copy_from_slice(&sum_dz);
+        // Pass B, per whole graphs: d pre, then the first layer's gradients.
+        let graph_rows = n * n;
+        let graphs_per_chunk = chunk.div_ceil(graph_rows).max(1);
+        let mut dnodes = vec![T::zero(); rows_total / n * 2 * h];
+        let dw3: Vec<Vec<T>> = dnodes
+            .par_chunks_mut(graphs_per_chunk * n * 2 * h)
+            .zip(dpairs.par_chunks_mut(graphs_per_chunk * graph_rows * PAIR_COLUMNS))
+            .zip(dz.par_chunks(graphs_per_chunk * graph_rows * h))
+            .enumerate()
+            .map(|(c, ((dn, dp), dz))| {
+                let first = c * graphs_per_chunk * graph_rows;
+                self.first_layer_backward(&norm, first, dz, (&sum_dz, &sum_dz_xhat), dn, dp)
+            })
+            .collect();
+        for d in dw3 {
+            add(&mut dparams[..2 * h], &d);
+        }
+        (dnodes, dpairs, dparams)
+    }
+
+    /// BatchNorm's and the first layer's backward for the whole graphs of rows
+    /// `first..first + dz.len() / H`; returns this chunk's `d W3`.
+    fn first_layer_backward(
+        &self,
+        norm: &Norm<T>,
+        first: usize,
+        dz: &[T],
+        (sum_dz, sum_dz_xhat): (&[T], &[T]),
+        dnodes: &mut [T],
+        dpairs: &mut [T],
+    ) -> Vec<T> {
+        let (n, h) = (self.op.nodes, self.h());
+        let weight = &self.params[2 * h..3 * h];
+        let w3 = &self.params[..2 * h];
+        let inv_count = <T as WithDType>::from_f64(1.0 / norm.count.max(1.0));
+        let mut dw3 = vec![T::zero(); 2 * h];
+        let mut x_hat = vec![T::zero(); h];
+        let mut dpre = vec![T::zero(); h];
+        let node0 = first / n;
+        for r in 0..dz.len() / h {
+            let e = first + r;
+            let d = &dz[r * h..(r + 1) * h];
+            let real = self.edge_mask(e) != T::zero();
+            if self.op.train && real {
+                self.pre(e, &mut x_hat);
+                for c in 0..h {
+                    let xh = (x_hat[c] - norm.mean[c]) * norm.rstd[c];
+                    dpre[c] = weight[c]
+                        * norm.rstd[c]
+                        * (d[c] - inv_count * (sum_dz[c] + xh * sum_dz_xhat[c]));
+                }
+            } else {
+                // Evaluation statistics are constants; a padded edge's dz is 0.
+                for c in 0..h {
+                    dpre[c] = weight[c] * norm.rstd[c] * d[c];
+                }
+            }
+            let (bi, bj) = (e / n - node0, (e / n / n * n + e % n) - node0);
+            let (a0, a1) = (
+                self.pairs[e * PAIR_COLUMNS],
+                self.pairs[e * PAIR_COLUMNS + 1],
+            );
+            let (mut da0, mut da1) = (T::zero(), T::zero());
+            for c in 0..h {
+                dnodes[bi * 2 * h + c] += dpre[c];
+                dnodes[bj * 2 * h + h + c] += dpre[c];
+                da0 += dpre[c] * w3[2 * c];
+                da1 += dpre[c] * w3[2 * c + 1];
+                dw3[2 * c] += dpre[c] * a0;
+                dw3[2 * c + 1] += dpre[c] * a1;
+            }
+            dpairs[r * PAIR_COLUMNS] = da0;
+            dpairs[r * PAIR_COLUMNS + 1] = da1;
+        }
+        dw3
+    }
+}
+
+fn add<T: Real>(acc: &mut [T], x: &[T]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += v;
+    }
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused edge stage: non-contiguous input".into()))?;
+    Ok(&s.as_slice::<T>()?[start..end])
+}
+
+impl LorentzEdges {
+    fn inputs<'a, T: Real>(
+        &self,
+        nodes: &'a [T],
+        pairs: &'a [T],
+        params: &'a [T],
+    ) -> Inputs<'a, T> {
+        Inputs {
+            op: *self,
+            stage: self.stage(),
+            nodes,
+            pairs,
+            params,
+        }
+    }
+
+    fn backward_tensors<T: Real>(
+        &self,
+        tensors: [&Tensor; 4],
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let guards = tensors.map(Tensor::storage_and_layout);
+        let mut slices: [&[T]; 4] = [&[]; 4];
+        for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
+            let Storage::Cpu(cpu) = &**storage else {
+                return Err(candle_core::Error::Msg(
+                    "fused edge stage: tensors must be on the CPU".into(),
+                ));
+            };
+            *slot = slice(cpu, layout)?;
+        }
+        let [nodes, pairs, params, grad] = slices;
+        let (dn, dp, dw) = self.inputs(nodes, pairs, params).backward(grad);
+        drop(guards);
+        let dev = tensors[0].device();
+        Ok((
+            Tensor::from_vec(dn, tensors[0].shape(), dev)?,
+            Tensor::from_vec(dp, tensors[1].shape(), dev)?,
+            Tensor::from_vec(dw, tensors[2].shape(), dev)?,
+        ))
+    }
+}
+
+impl CustomOp3 for LorentzEdges {
+    fn name(&self) -> &'static str {
+        "lorentznet-edges"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let storage = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(
+                self.inputs(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)
+                    .forward(),
+            ),
+            CpuStorage::F64(_) => CpuStorage::F64(
+                self.inputs(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)
+                    .forward(),
+            ),
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "fused edge stage: f32 or f64 only".into(),
+                ))
+            }
+        };
+        let len = match &storage {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            _ => 0,
+        };
+        Ok((storage, Shape::from(len)))
+    }
+
+    fn bwd(
+        &self,
+        nodes: &Tensor,
+        pairs: &Tensor,
+        params: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let tensors = [nodes, pairs, params, &grad];
+        let (dn, dp, dw) = match nodes.dtype() {
+            DType::F32 => self.backward_tensors::<f32>(tensors)?,
+            DType::F64 => self.backward_tensors::<f64>(tensors)?,
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "fused edge stage: f32 or f64 only".into(),
+                ))
+            }
+        };
+        Ok((Some(dn), Some(dp), Some(dw)))
+    }
+}

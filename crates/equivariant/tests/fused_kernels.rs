@@ -1,0 +1,352 @@
+//! The fused LorentzNet edge stage against the same stage composed from candle operations
+//! (candle's autograd as the independent ground truth for the gradients), in f64 on padded
+//! graphs whose node counts are not multiples of the kernel's tile, with BatchNorm's batch
+//! statistics (training) and running ones (evaluation); bit-identical results with 1 and 2
+//! threads; typed errors for inputs it does not support.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use noether_equivariant::fused::{EdgeSums, LorentzEdges, PAIR_COLUMNS};
+use noether_equivariant::ModelError;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+struct Case {
+    op: LorentzEdges,
+    graphs: usize,
+    node_parts: Var,
+    invariants: Var,
+    x_diff: Var,
+    mask: Tensor,
+    params: Var,
+    weights: Tensor,
+}
+
+fn random(rng: &mut ChaCha8Rng, len: usize, scale: f64) -> Vec<f64> {
+    (0..len)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect()
+}
+
+/// `graphs` padded graphs of `nodes` nodes; graph g has `nodes - g % 3` real nodes.
+fn case(graphs: usize, nodes: usize, hidden: usize, coord: bool, clamp: f64, train: bool) -> Case {
+    let mut rng = ChaCha8Rng::seed_from_u64((graphs * 1000 + nodes * 10 + hidden) as u64);
+    let op = LorentzEdges {
+        nodes,
+        hidden,
+        coord,
+        clamp,
+        train,
+        eps: 1e-5,
+    };
+    let rows = graphs * nodes * nodes;
+    let dev = &Device::Cpu;
+    let mut mask = Vec::with_capacity(rows);
+    for g in 0..graphs {
+        let real = nodes - (g % 3).min(nodes - 1);
+        for i in 0..nodes {
+            for j in 0..nodes {
+                mask.push(if i != j && i < real && j < real {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+        }
+    }
+    let var = |v: Vec<f64>, shape: (usize, usize)| Var::from_vec(v, shape, dev).unwrap();
+    let mut params = random(&mut rng, op.parameter_len(), 0.6);
+    // Running variances must be positive.
+    for v in &mut params[5 * hidden..6 * hidden] {
+        *v = v.abs() + 0.5;
+    }
+    Case {
+        op,
+        graphs,
+        node_parts: var(
+            random(&mut rng, graphs * nodes * 2 * hidden, 1.0),
+            (graphs * nodes, 2 * hidden),
+        ),
+        invariants: var(random(&mut rng, rows * 2, 1.0), (rows, 2)),
+        x_diff: var(random(&mut rng, rows * 4, 2.0), (rows, 4)),
+        mask: Tensor::from_vec(mask, (rows, 1), dev).unwrap(),
+        params: Var::from_vec(params, op.parameter_len(), dev).unwrap(),
+        weights: Tensor::from_vec(
+            random(&mut rng, graphs * nodes * (hidden + 4), 1.0),
+            (graphs * nodes, hidden + 4),
+            dev,
+        )
+        .unwrap(),
+    }
+}
+
+fn pairs(c: &Case) -> Tensor {
+    Tensor::cat(
+        &[c.invariants.as_tensor(), c.x_diff.as_tensor(), &c.mask],
+        1,
+    )
+    .unwrap()
+}
+
+/// The stage's sums side by side `[B N, H + 4]` (zeros for absent coordinates) and the
+/// batch statistics (mean, variance, count) when training.
+type Output = (Tensor, Option<(Vec<f64>, Vec<f64>, f64)>);
+
+fn side_by_side(c: &Case, messages: Tensor, coords: Option<Tensor>) -> Tensor {
+    let coords = coords.unwrap_or_else(|| {
+        Tensor::zeros((c.graphs * c.op.nodes, 4), DType::F64, &Device::Cpu).unwrap()
+    });
+    Tensor::cat(&[messages, coords], D::Minus1).unwrap()
+}
+
+fn fused(c: &Case) -> Output {
+    let EdgeSums {
+        messages,
+        coords,
+        batch_stats,
+    } =
+        c.op.apply(c.node_parts.as_tensor(), &pairs(c), c.params.as_tensor())
+            .unwrap();
+    let stats = batch_stats.map(|(m, v, n)| (host(&m), host(&v), n));
+    (side_by_side(c, messages, coords), stats)
+}
+
+/// The stage composed from candle operations, as LorentzNet's reference code writes it.
+fn composed(c: &Case) -> Output {
+    let (n, h, dev) = (c.op.nodes, c.op.hidden, &Device::Cpu);
+    let p = c.params.as_tensor();
+    let mut at = 0;
+    let mut take = |len: usize| {
+        let t = p.narrow(0, at, len).unwrap();
+        at += len;
+        t
+    };
+    let w3 = take(2 * h).reshape((h, 2)).unwrap();
+    let (bn_w, bn_b, run_mean, run_var) = (take(h), take(h), take(h), take(h));
+    let w_out = take(h * h).reshape((h, h)).unwrap();
+    let b_out = take(h);
+    let w_att = take(h).reshape((1, h)).unwrap();
+    let b_att = take(1);
+    let linear = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| {
+        let y = x.matmul(&w.t().unwrap()).unwrap();
+        match b {
+            Some(b) => y.broadcast_add(b).unwrap(),
+            None => y,
+        }
+    };
+    let rows = c.graphs * n * n;
+    let first: Vec<u32> = (0..rows).map(|e| (e / n) as u32).collect();
+    let second: Vec<u32> = (0..rows)
+        .map(|e| (e / (n * n) * n + e % n) as u32)
+        .collect();
+    let index = |v: Vec<u32>| Tensor::from_vec(v, rows, dev).unwrap();
+    let parts = c.node_parts.as_tensor();
+    let p_i = parts
+        .narrow(1, 0, h)
+        .and_then(|t| t.contiguous())
+        .unwrap()
+        .index_select(&index(first), 0)
+        .unwrap();
+    let q_j = parts
+        .narrow(1, h, h)
+        .and_then(|t| t.contiguous())
+        .unwrap()
+        .index_select(&index(second), 0)
+        .unwrap();
+    let pre = ((linear(c.invariants.as_tensor(), &w3, None) + p_i).unwrap() + q_j).unwrap();
+    let (mean, var, stats) = if c.op.train {
+        let count = c.mask.sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let mean = (pre.broadcast_mul(&c.mask).unwrap().sum(0).unwrap() / count).unwrap();
+        let centred = pre.broadcast_sub(&mean).unwrap();
+        let var = (centred
+            .sqr()
+            .unwrap()
+            .broadcast_mul(&c.mask)
+            .unwrap()
+            .sum(0)
+            .unwrap()
+            / count)
+            .unwrap();
+        let stats = (host(&mean), host(&var), count);
+        (mean, var, Some(stats))
+    } else {
+        (run_mean, run_var, None)
+    };
+    let z = pre
+        .broadcast_sub(&mean)
+        .unwrap()
+        .broadcast_div(&(var + c.op.eps).unwrap().sqrt().unwrap())
+        .unwrap()
+        .broadcast_mul(&bn_w)
+        .unwrap()
+        .broadcast_add(&bn_b)
+        .unwrap();
+    let a2 = linear(&z.relu().unwrap(), &w_out, Some(&b_out))
+        .relu()
+        .unwrap();
+    let gate = candle_nn::ops::sigmoid(&linear(&a2, &w_att, Some(&b_att))).unwrap();
+    let m = a2.broadcast_mul(&(gate * &c.mask).unwrap()).unwrap();
+    let per_node = |t: &Tensor| {
+        let width = t.dim(1).unwrap();
+        t.reshape((c.graphs * n, n, width)).unwrap().sum(1).unwrap()
+    };
+    let coords = c.op.coord.then(|| {
+        let w_x1 = take(h * h).reshape((h, h)).unwrap();
+        let b_x1 = take(h);
+        let w_x2 = take(h).reshape((1, h)).unwrap();
+        let phi = linear(&linear(&m, &w_x1, Some(&b_x1)).relu().unwrap(), &w_x2, None);
+        let t = c
+            .x_diff
+            .as_tensor()
+            .broadcast_mul(&phi)
+            .unwrap()
+            .clamp(-c.op.clamp, c.op.clamp)
+            .unwrap()
+            .broadcast_mul(&c.mask)
+            .unwrap();
+        per_node(&t)
+    });
+    (side_by_side(c, per_node(&m), coords), stats)
+}
+
+fn host(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn worst(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-300_f64, |m, x| m.max(x.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+/// The output, the gradients of a fixed weighted sum of it for the node parts, the pair
+/// invariants, x_i - x_j and the parameters (running statistics left out: constants to
+/// the kernel), and the batch statistics.
+fn run(c: &Case, f: fn(&Case) -> Output) -> (Vec<Vec<f64>>, Option<(Vec<f64>, Vec<f64>, f64)>) {
+    let (out, stats) = f(c);
+    let loss = (&out * &c.weights).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    // No gradient recorded (x_i - x_j without coordinates): zero.
+    let grad = |v: &Var| grads.get(v).map_or_else(|| vec![0.0; v.elem_count()], host);
+    let h = c.op.hidden;
+    let mut dparams = grad(&c.params);
+    dparams.drain(4 * h..6 * h);
+    let values = vec![
+        host(&out),
+        grad(&c.node_parts),
+        grad(&c.invariants),
+        grad(&c.x_diff),
+        dparams,
+    ];
+    (values, stats)
+}
+
+#[test]
+fn fused_stage_equals_the_composed_one_with_its_gradients() {
+    // (graphs, nodes, hidden, coord, clamp, train): node counts off the 256-row tile (7
+    // nodes: 36 per tile, 63 graph nodes = 1.75 tiles; 40: 6 per tile, 20 tiles over 3
+    // chunks), the last block (no coordinates), an active clamp, evaluation statistics.
+    let cases = [
+        (9, 7, 5, true, f64::INFINITY, true),
+        (3, 40, 6, true, f64::INFINITY, true),
+        (4, 9, 8, false, f64::INFINITY, true),
+        (5, 6, 4, true, 0.4, true),
+        (4, 11, 5, true, f64::INFINITY, false),
+    ];
+    let names = [
+        "output",
+        "d node_parts",
+        "d invariants",
+        "d(x_i - x_j)",
+        "d params",
+    ];
+    for (k, &(graphs, nodes, hidden, coord, clamp, train)) in cases.iter().enumerate() {
+        let c = case(graphs, nodes, hidden, coord, clamp, train);
+        let (got, got_stats) = run(&c, fused);
+        let (want, want_stats) = run(&c, composed);
+        for ((what, g), w) in names.iter().zip(&got).zip(&want) {
+            let err = worst(g, w);
+            assert!(err < 1e-12, "case {k} {what}: {err:.1e}");
+            let unused = !coord && *what == "d(x_i - x_j)";
+            assert!(
+                unused || w.iter().any(|x| *x != 0.0),
+                "case {k} {what} is all zero"
+            );
+        }
+        match (got_stats, want_stats) {
+            (Some((gm, gv, gn)), Some((wm, wv, wn))) => {
+                assert!(
+                    worst(&gm, &wm) < 1e-12 && worst(&gv, &wv) < 1e-12,
+                    "case {k} stats"
+                );
+                assert_eq!(gn, wn, "case {k} count");
+            }
+            (None, None) => assert!(!train),
+            _ => panic!("case {k}: batch statistics in one and not the other"),
+        }
+    }
+}
+
+#[test]
+fn fused_stage_is_bit_identical_with_one_and_two_threads() {
+    let c = case(6, 33, 16, true, f64::INFINITY, true);
+    let in_pool = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run(&c, fused).0)
+    };
+    assert_eq!(in_pool(1), in_pool(2));
+}
+
+fn bad_input(result: noether_equivariant::Result<EdgeSums>) -> (String, String) {
+    match result {
+        Err(ModelError::BadInput {
+            input, expected, ..
+        }) => (input.to_owned(), expected),
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_inputs_are_refused_naming_the_tensor() {
+    let c = case(2, 5, 3, true, f64::INFINITY, true);
+    let (nodes, g, p) = (c.node_parts.as_tensor(), pairs(&c), c.params.as_tensor());
+    let op = c.op;
+    // Node parts not a whole number of graphs, or not 2H wide.
+    let (input, _) = bad_input(op.apply(&nodes.narrow(0, 0, 9).unwrap(), &g, p));
+    assert_eq!(input, "node_parts");
+    let (input, _) = bad_input(op.apply(&nodes.narrow(1, 0, 5).unwrap(), &g, p));
+    assert_eq!(input, "node_parts");
+    let (input, _) = bad_input(op.apply(nodes, &g.narrow(1, 0, PAIR_COLUMNS - 1).unwrap(), p));
+    assert_eq!(input, "pairs");
+    let (input, _) = bad_input(op.apply(nodes, &g.narrow(0, 0, 25).unwrap(), p));
+    assert_eq!(input, "pairs");
+    let (input, _) =
+        bad_input(op.apply(nodes, &g, &p.narrow(0, 1, p.dim(0).unwrap() - 1).unwrap()));
+    assert_eq!(input, "params");
+    let half = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    let (input, expected) = bad_input(op.apply(&half(nodes), &half(&g), &half(p)));
+    assert_eq!(input, "node_parts");
+    assert!(expected.contains("f32 or f64"), "{expected}");
+    let (input, _) = bad_input(op.apply(nodes, &g.to_dtype(DType::F32).unwrap(), p));
+    assert_eq!(input, "pairs");
+    // A soft edge-mask value.
+    let soft = Tensor::cat(
+        &[
+            &g.narrow(1, 0, PAIR_COLUMNS - 1).unwrap(),
+            &(&c.mask * 0.5).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let (input, expected) = bad_input(op.apply(nodes, &soft, p));
+    assert_eq!(input, "pairs");
+    assert!(expected.contains("0 or 1"), "{expected}");
+    let zero = LorentzEdges { nodes: 0, ..op };
+    let (input, _) = bad_input(zero.apply(nodes, &g, p));
+    assert_eq!(input, "fused edge stage");
+}
