@@ -3,7 +3,9 @@
 //! of the bundled test set, 50 constituents + 2 beams) and the same thread count
 //! (`BENCH_THREADS`, default 1). Prints training jets/s (forward + backward + AdamW step)
 //! and single-jet inference ms/jet for both, the ratios, the logit agreement on the
-//! batch, and achieved GFLOP/s.
+//! batch, and achieved GFLOP/s against the machine's sgemm peak measured in the same run
+//! (a 1024^3 product on the same threads). Ends with one `name=value` line per figure
+//! for scripts (`nan` where a figure could not be measured).
 //!
 //! `cargo bench --bench model_compare` (`BENCH_THREADS=2 cargo bench --bench
 //! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
@@ -126,7 +128,7 @@ fn measure(
     };
     let mut opt = AdamW::new(varmap.all_vars(), params).expect("AdamW");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = per_rep(5, || {
+    let train_s = per_rep(8, || {
         let logits = model
             .forward_t(&x, &mut Mode::Train(&mut rng))
             .expect("forward");
@@ -162,6 +164,19 @@ fn run_torch(
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// GFLOP/s of a large single-precision matrix product on the configured threads (the
+/// same GEMM candle and the fused kernels call): the peak the training figures are
+/// measured against.
+fn sgemm_peak_gflops() -> f64 {
+    let n = 1024;
+    let a = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("a");
+    let b = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("b");
+    let seconds = per_rep(5, || {
+        a.matmul(&b).expect("sgemm");
+    });
+    2.0 * (n as f64).powi(3) / seconds / 1e9
+}
+
 fn main() {
     let threads: usize = std::env::var("BENCH_THREADS")
         .ok()
@@ -181,30 +196,53 @@ fn main() {
     let ours = measure(&model, &inference, &varmap, &batch, &single);
 
     let flops = forward_flops(&config, N_MAX + 2);
-    let peak = 2.45e9 * 32.0 * threads as f64; // AVX2: 2 FMA x 8 lanes x 2 per cycle
+    let peak = sgemm_peak_gflops();
+    let train_gflops = 3.0 * flops * BATCH as f64 / ours.train_s / 1e9;
     println!(
         "LorentzNet (hidden 72, 6 blocks), {N_MAX} constituents + 2 beams, {threads} thread(s)"
     );
     println!(
-        "forward cost: {:.3} GFLOP/jet (edge layers factorised; training ~3x)",
-        flops / 1e9
+        "forward cost: {:.3} GFLOP/jet (edge layers factorised; training ~3x: {:.2} GFLOP/jet)",
+        flops / 1e9,
+        3.0 * flops / 1e9
     );
     println!(
-        "noether: single-jet {:.2} ms/jet ({:.1} GFLOP/s; {:.2} ms recording the autograd graph); training {:.1} jets/s ({:.1} GFLOP/s); machine peak ~{:.0} GFLOP/s",
+        "noether: single-jet {:.2} ms/jet ({:.1} GFLOP/s; {:.2} ms recording the autograd graph); training {:.1} jets/s ({train_gflops:.1} GFLOP/s); sgemm peak {peak:.1} GFLOP/s (1024^3, same threads)",
         ours.single_s * 1e3,
         flops / ours.single_s / 1e9,
         ours.single_graph_s * 1e3,
         BATCH as f64 / ours.train_s,
-        3.0 * flops * BATCH as f64 / ours.train_s / 1e9,
-        peak / 1e9
     );
+    let (train_ratio, single_ratio) =
+        compare_with_torch(official, &checkpoint, &batch, &single, threads, &ours);
+    println!("PELICAN: no PyTorch reference in this benchmark yet (see the README)");
+    println!("lorentznet_train_speedup_vs_torch={train_ratio:.3}");
+    println!("lorentznet_single_jet_speedup_vs_torch={single_ratio:.3}");
+    println!("pelican_train_speedup_vs_torch=nan");
+    println!("pelican_single_jet_speedup_vs_torch=nan");
+    println!(
+        "lorentznet_train_gflops_fraction_of_peak={:.3}",
+        train_gflops / peak
+    );
+}
+
+/// The PyTorch side and the ratios (training jets/s ours / theirs, single-jet time
+/// theirs / ours); NaN when the reference cannot run.
+fn compare_with_torch(
+    official: bool,
+    checkpoint: &Path,
+    batch: &Batch,
+    single: &[[f32; 4]],
+    threads: usize,
+    ours: &Ours,
+) -> (f64, f64) {
     if !official {
         println!("official checkpoint absent: PyTorch comparison skipped");
-        return;
+        return (f64::NAN, f64::NAN);
     }
-    let Some(torch) = run_torch(&checkpoint, &batch, &single, threads) else {
+    let Some(torch) = run_torch(checkpoint, batch, single, threads) else {
         println!("PyTorch reference unavailable (python3 with torch, safetensors, h5py needed)");
-        return;
+        return (f64::NAN, f64::NAN);
     };
     let get = |key: &str| torch[key].as_f64().expect(key);
     let worst = ours
@@ -222,9 +260,10 @@ fn main() {
         get("parity_max_rel_err")
     );
     println!("agreement on the padded batch (eval logits): worst relative difference {worst:.1e}");
+    let train_ratio = BATCH as f64 / ours.train_s / t_train;
+    let single_ratio = t_single / (ours.single_s * 1e3);
     println!(
-        "ratios: training {:.2}x PyTorch's jets/s; single-jet inference {:.2}x faster",
-        BATCH as f64 / ours.train_s / t_train,
-        t_single / (ours.single_s * 1e3)
+        "ratios: training {train_ratio:.2}x PyTorch's jets/s; single-jet inference {single_ratio:.2}x faster"
     );
+    (train_ratio, single_ratio)
 }

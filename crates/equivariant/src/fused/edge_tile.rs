@@ -11,14 +11,52 @@
 //! in L2 at LorentzNet's widths.
 
 use candle_core::WithDType;
+use std::borrow::Cow;
+
 use num_traits::Float;
 
 use super::gemm::{matmul, MatRef};
 
+/// Per tile, the activations a forward keeps for its backward: `a2` and `c1`.
+pub(super) type KeptTiles<T> = Vec<(Vec<T>, Vec<T>)>;
+
+/// [`KeptTiles`] of either float type, as a custom op stores them.
+pub(super) enum Kept {
+    F32(KeptTiles<f32>),
+    F64(KeptTiles<f64>),
+}
+
 /// The float types the kernels run in.
-pub(super) trait Real: WithDType + Float + Send + Sync + 'static {}
-impl Real for f32 {}
-impl Real for f64 {}
+pub(super) trait Real: WithDType + Float + Send + Sync + 'static {
+    /// Wraps kept tiles of this type.
+    fn keep(tiles: KeptTiles<Self>) -> Kept;
+    /// The kept tiles, when they are of this type.
+    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>>;
+}
+
+impl Real for f32 {
+    fn keep(tiles: KeptTiles<Self>) -> Kept {
+        Kept::F32(tiles)
+    }
+    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>> {
+        match kept {
+            Kept::F32(t) => Some(t),
+            Kept::F64(_) => None,
+        }
+    }
+}
+
+impl Real for f64 {
+    fn keep(tiles: KeptTiles<Self>) -> Kept {
+        Kept::F64(tiles)
+    }
+    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>> {
+        match kept {
+            Kept::F64(t) => Some(t),
+            Kept::F32(_) => None,
+        }
+    }
+}
 
 /// max(x, 0) (NaN to 0), without the name clash of `Float::max` with candle's `VecOps`.
 pub(super) fn relu<T: Real>(x: T) -> T {
@@ -83,36 +121,47 @@ impl Stage {
 }
 
 /// One tile's work buffers, `[rows, H]` each, and per-row scalars.
-pub(super) struct Tile<'g, T> {
+pub(super) struct Tile<'g, T: Clone> {
     rows: usize,
     h: usize,
+    /// The clamp in T (infinite: none).
+    clamp: T,
     /// relu(z)
     a1: Vec<T>,
-    /// relu(W_out a1 + b_out)
-    a2: Vec<T>,
+    /// relu(W_out a1 + b_out): computed, or borrowed from the forward's kept tiles
+    a2: Cow<'g, [T]>,
     /// s a2
     m: Vec<T>,
-    /// relu(W_x1 m + b_x1) (coordinate blocks only)
-    c1: Vec<T>,
+    /// relu(W_x1 m + b_x1) (coordinate blocks only), like `a2`
+    c1: Cow<'g, [T]>,
     /// sigmoid gate g (before the mask)
     gate: Vec<T>,
     /// phi per row (coordinate blocks only)
     phi: Vec<T>,
+    /// The tile's pair rows ([`PAIR_COLUMNS`] each).
     geometry: &'g [T],
 }
 
+/// Successive disjoint mutable pieces of a slice.
+fn take<'a, T>(rest: &mut &'a mut [T], len: usize) -> &'a mut [T] {
+    let (head, tail) = std::mem::take(rest).split_at_mut(len);
+    *rest = tail;
+    head
+}
+
 impl<'g, T: Real> Tile<'g, T> {
-    pub(super) fn new(rows: usize, h: usize) -> Self {
+    pub(super) fn new(op: &Stage, rows: usize, h: usize, geometry: &'g [T]) -> Self {
         Self {
             rows,
             h,
+            clamp: T::from(op.clamp).unwrap_or_else(T::infinity),
             a1: vec![T::zero(); rows * h],
-            a2: vec![T::zero(); rows * h],
+            a2: Cow::Borrowed(&[]),
             m: vec![T::zero(); rows * h],
-            c1: Vec::new(),
+            c1: Cow::Borrowed(&[]),
             gate: vec![T::zero(); rows],
-            phi: Vec::new(),
-            geometry: &[],
+            phi: vec![T::zero(); if op.coord { rows } else { 0 }],
+            geometry,
         }
     }
 
@@ -120,65 +169,102 @@ impl<'g, T: Real> Tile<'g, T> {
         self.geometry[r * PAIR_COLUMNS + EDGE_MASK]
     }
 
-    pub(super) fn forward(&mut self, op: &Stage, z: &[T], geometry: &'g [T], p: &[T]) {
+    /// The tile's forward from z: both products, then [`Self::finish`].
+    pub(super) fn forward(&mut self, op: &Stage, z: &[T], p: &[T]) {
         let (rows, h) = (self.rows, self.h);
-        let o = op;
-        self.geometry = geometry;
+        self.relu_z(z);
+        let a2 = self.a2.to_mut();
+        a2.resize(rows * h, T::zero());
+        matmul(
+            a2,
+            MatRef::row_major(&self.a1, rows, h),
+            MatRef::transposed(&p[op.w_out..op.b_out], h, h),
+            false,
+        );
+        for a2 in a2.chunks_exact_mut(h) {
+            for (a, &b) in a2.iter_mut().zip(&p[op.b_out..op.w_att]) {
+                *a = relu(*a + b);
+            }
+        }
+        self.gates(op, p);
+        if op.coord {
+            let c1 = self.c1.to_mut();
+            c1.resize(rows * h, T::zero());
+            matmul(
+                c1,
+                MatRef::row_major(&self.m, rows, h),
+                MatRef::transposed(&p[op.w_x1..op.b_x1], h, h),
+                false,
+            );
+            for c1 in c1.chunks_exact_mut(h) {
+                for (c, &b) in c1.iter_mut().zip(&p[op.b_x1..op.w_x2]) {
+                    *c = relu(*c + b);
+                }
+            }
+            self.phis(op, p);
+        }
+    }
+
+    /// The tile's state from z and the two products' activations kept by the forward
+    /// (`a2`, and `c1` in coordinate blocks), borrowed: no matrix product, no copy.
+    pub(super) fn restore(&mut self, op: &Stage, z: &[T], p: &[T], (a2, c1): &'g (Vec<T>, Vec<T>)) {
+        self.relu_z(z);
+        self.a2 = Cow::Borrowed(a2);
+        self.gates(op, p);
+        if op.coord {
+            self.c1 = Cow::Borrowed(c1);
+            self.phis(op, p);
+        }
+    }
+
+    /// The activations the backward needs: `a2` and `c1`.
+    pub(super) fn into_kept(self) -> (Vec<T>, Vec<T>) {
+        (self.a2.into_owned(), self.c1.into_owned())
+    }
+
+    fn relu_z(&mut self, z: &[T]) {
         for (a, &x) in self.a1.iter_mut().zip(z) {
             *a = relu(x);
         }
-        let w_out = MatRef::transposed(&p[o.w_out..o.b_out], h, h);
-        matmul(
-            &mut self.a2,
-            MatRef::row_major(&self.a1, rows, h),
-            w_out,
-            false,
-        );
-        let (b_out, w_att, b_att) = (&p[o.b_out..o.w_att], &p[o.w_att..o.b_att], p[o.b_att]);
-        for r in 0..rows {
-            let a2 = &mut self.a2[r * h..(r + 1) * h];
-            let mut logit = b_att;
-            for ((a, &b), &w) in a2.iter_mut().zip(b_out).zip(w_att) {
-                *a = relu(*a + b);
-                logit += *a * w;
-            }
+    }
+
+    /// Gates s = sigmoid(w_att . a2 + b_att) e and messages m = s a2.
+    fn gates(&mut self, op: &Stage, p: &[T]) {
+        let h = self.h;
+        let (w_att, b_att) = (&p[op.w_att..op.b_att], p[op.b_att]);
+        for r in 0..self.rows {
+            let a2 = &self.a2[r * h..(r + 1) * h];
+            let logit = a2
+                .iter()
+                .zip(w_att)
+                .fold(b_att, |acc, (&a, &w)| acc + a * w);
             let g = T::one() / (T::one() + (-logit).exp());
             self.gate[r] = g;
-            let s = g * geometry[r * PAIR_COLUMNS + EDGE_MASK];
-            for (m, &a) in self.m[r * h..(r + 1) * h].iter_mut().zip(a2.iter()) {
+            let s = g * self.geometry[r * PAIR_COLUMNS + EDGE_MASK];
+            for (m, &a) in self.m[r * h..(r + 1) * h].iter_mut().zip(a2) {
                 *m = a * s;
-            }
-        }
-        if op.coord {
-            self.c1 = vec![T::zero(); rows * h];
-            self.phi = vec![T::zero(); rows];
-            let w_x1 = MatRef::transposed(&p[o.w_x1..o.b_x1], h, h);
-            matmul(
-                &mut self.c1,
-                MatRef::row_major(&self.m, rows, h),
-                w_x1,
-                false,
-            );
-            let (b_x1, w_x2) = (&p[o.b_x1..o.w_x2], &p[o.w_x2..o.len]);
-            for r in 0..rows {
-                let mut phi = T::zero();
-                for ((c, &b), &w) in self.c1[r * h..(r + 1) * h].iter_mut().zip(b_x1).zip(w_x2) {
-                    *c = relu(*c + b);
-                    phi += *c * w;
-                }
-                self.phi[r] = phi;
             }
         }
     }
 
+    /// phi = w_x2 . c1 per row.
+    fn phis(&mut self, op: &Stage, p: &[T]) {
+        let w_x2 = &p[op.w_x2..op.len];
+        for (phi, c1) in self.phi.iter_mut().zip(self.c1.chunks_exact(self.h)) {
+            *phi = c1
+                .iter()
+                .zip(w_x2)
+                .fold(T::zero(), |acc, (&c, &w)| acc + c * w);
+        }
+    }
+
     /// The clamped coordinate term of row r, component k, and whether it passed the clamp.
-    fn coord_term(&self, op: &Stage, r: usize, k: usize) -> (T, bool) {
+    fn coord_term(&self, r: usize, k: usize) -> (T, bool) {
         let t = self.phi[r] * self.geometry[r * PAIR_COLUMNS + X_DIFF + k];
-        let clamp = T::from(op.clamp).unwrap_or_else(T::infinity);
-        if t > clamp {
-            (clamp, false)
-        } else if t < -clamp {
-            (-clamp, false)
+        if t > self.clamp {
+            (self.clamp, false)
+        } else if t < -self.clamp {
+            (-self.clamp, false)
         } else {
             (t, true)
         }
@@ -196,7 +282,7 @@ impl<'g, T: Real> Tile<'g, T> {
                 if op.coord {
                     let e = self.edge_mask(r);
                     for (k, c) in coord.iter_mut().enumerate() {
-                        *c += self.coord_term(op, r, k).0 * e;
+                        *c += self.coord_term(r, k).0 * e;
                     }
                 }
             }
@@ -204,7 +290,8 @@ impl<'g, T: Real> Tile<'g, T> {
     }
 
     /// Gradients of the tile's rows given the upstream gradient `grad` of its nodes
-    /// (`[nodes, H + 4]`); parameter gradients are added to `dparams`.
+    /// (`[nodes, H + 4]`): `dz` is written, `d(x_i - x_j)` written into `dgeometry`'s
+    /// columns, parameter gradients added to `dparams` (the stage's packed layout).
     pub(super) fn backward(
         &mut self,
         op: &Stage,
@@ -215,46 +302,45 @@ impl<'g, T: Real> Tile<'g, T> {
         dparams: &mut [T],
     ) {
         let (rows, h, n) = (self.rows, self.h, op.nodes);
-        let o = op;
+        let mut rest = dparams;
+        let dw_out = take(&mut rest, op.b_out - op.w_out);
+        let db_out = take(&mut rest, op.w_att - op.b_out);
+        let dw_att = take(&mut rest, op.b_att - op.w_att);
+        let db_att = take(&mut rest, 1);
         // dm: the aggregate's gradient broadcast over j, plus the coordinate path's.
         let mut dm = vec![T::zero(); rows * h];
-        for r in 0..rows {
-            let g = &grad[r / n * (h + 4)..r / n * (h + 4) + h];
-            dm[r * h..(r + 1) * h].copy_from_slice(g);
+        for (r, dm) in dm.chunks_exact_mut(h).enumerate() {
+            dm.copy_from_slice(&grad[r / n * (h + 4)..r / n * (h + 4) + h]);
         }
         if op.coord {
+            let dw_x1 = take(&mut rest, op.b_x1 - op.w_x1);
+            let db_x1 = take(&mut rest, op.w_x2 - op.b_x1);
+            let dw_x2 = take(&mut rest, op.len - op.w_x2);
             let mut dc1 = vec![T::zero(); rows * h];
-            let w_x2 = &p[o.w_x2..o.len];
-            let (dw_x2_start, db_x1_start) = (o.w_x2, o.b_x1);
+            let w_x2 = &p[op.w_x2..op.len];
             for r in 0..rows {
                 let e = self.edge_mask(r);
                 let dcoord = &grad[r / n * (h + 4) + h..(r / n + 1) * (h + 4)];
                 let mut dphi = T::zero();
                 for (k, &dc) in dcoord.iter().enumerate() {
-                    let (_, passed) = self.coord_term(op, r, k);
-                    if passed {
+                    if self.coord_term(r, k).1 {
                         let dt = dc * e;
                         dphi += dt * self.geometry[r * PAIR_COLUMNS + X_DIFF + k];
                         dgeometry[r * PAIR_COLUMNS + X_DIFF + k] = dt * self.phi[r];
                     }
                 }
                 let c1 = &self.c1[r * h..(r + 1) * h];
-                for (c, ((d, &c1v), &w)) in dc1[r * h..(r + 1) * h]
-                    .iter_mut()
-                    .zip(c1)
-                    .zip(w_x2)
-                    .enumerate()
-                {
-                    dparams[dw_x2_start + c] += dphi * c1v;
-                    if c1v > T::zero() {
-                        *d = dphi * w;
-                        dparams[db_x1_start + c] += *d;
-                    }
+                let d = &mut dc1[r * h..(r + 1) * h];
+                for (((d, &c), &w), dw) in d.iter_mut().zip(c1).zip(w_x2).zip(dw_x2.iter_mut()) {
+                    *dw += dphi * c;
+                    // relu: c1 > 0 exactly where its pre-activation was.
+                    *d = if c > T::zero() { dphi * w } else { T::zero() };
                 }
             }
+            column_sums(db_x1, &dc1);
             // dW_x1 += dc1^T m ; dm += dc1 W_x1
             matmul(
-                &mut dparams[o.w_x1..o.b_x1],
+                dw_x1,
                 MatRef::transposed(&dc1, h, rows),
                 MatRef::row_major(&self.m, rows, h),
                 true,
@@ -262,38 +348,38 @@ impl<'g, T: Real> Tile<'g, T> {
             matmul(
                 &mut dm,
                 MatRef::row_major(&dc1, rows, h),
-                MatRef::row_major(&p[o.w_x1..o.b_x1], h, h),
+                MatRef::row_major(&p[op.w_x1..op.b_x1], h, h),
                 true,
             );
         }
         // m = s a2 with s = sigmoid(logit) e: da2 = s dm + dlogit w_att.
-        let w_att = &p[o.w_att..o.b_att];
+        let w_att = &p[op.w_att..op.b_att];
         let mut da2 = dm;
         for r in 0..rows {
             let (g, e) = (self.gate[r], self.edge_mask(r));
             let a2 = &self.a2[r * h..(r + 1) * h];
             let d = &mut da2[r * h..(r + 1) * h];
-            let ds: T = d
+            let ds = d
                 .iter()
                 .zip(a2)
                 .fold(T::zero(), |acc, (&x, &a)| acc + x * a);
             let dlogit = ds * e * g * (T::one() - g);
-            dparams[o.b_att] += dlogit;
+            db_att[0] += dlogit;
             let s = g * e;
-            for (c, (x, &a)) in d.iter_mut().zip(a2).enumerate() {
-                dparams[o.w_att + c] += dlogit * a;
+            for (((x, &a), &w), dw) in d.iter_mut().zip(a2).zip(w_att).zip(dw_att.iter_mut()) {
+                *dw += dlogit * a;
                 // relu: a2 > 0 exactly where its pre-activation was.
                 *x = if a > T::zero() {
-                    *x * s + dlogit * w_att[c]
+                    *x * s + dlogit * w
                 } else {
                     T::zero()
                 };
-                dparams[o.b_out + c] += *x;
             }
         }
+        column_sums(db_out, &da2);
         // dW_out += da2^T a1 ; da1 = da2 W_out ; dz = da1 [z > 0] (a1 > 0).
         matmul(
-            &mut dparams[o.w_out..o.b_out],
+            dw_out,
             MatRef::transposed(&da2, h, rows),
             MatRef::row_major(&self.a1, rows, h),
             true,
@@ -301,13 +387,22 @@ impl<'g, T: Real> Tile<'g, T> {
         matmul(
             dz,
             MatRef::row_major(&da2, rows, h),
-            MatRef::row_major(&p[o.w_out..o.b_out], h, h),
+            MatRef::row_major(&p[op.w_out..op.b_out], h, h),
             false,
         );
         for (d, &a) in dz.iter_mut().zip(&self.a1) {
             if a <= T::zero() {
                 *d = T::zero();
             }
+        }
+    }
+}
+
+/// `acc[c] += sum over rows of x[r, c]`.
+fn column_sums<T: Real>(acc: &mut [T], x: &[T]) {
+    for row in x.chunks_exact(acc.len()) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v;
         }
     }
 }

@@ -22,7 +22,9 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::edge_tile::{Real, Stage, Tile, PAIR_COLUMNS};
+use std::sync::Mutex;
+
+use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, PAIR_COLUMNS};
 use crate::error::{ModelError, Result};
 
 /// Pair rows per tile (rounded to whole nodes i).
@@ -102,10 +104,16 @@ impl LorentzEdges {
         let graph_nodes = self.check(node_parts, pairs, params)?;
         let h = self.hidden;
         let run = || -> candle_core::Result<EdgeSums> {
+            let keep = node_parts.track_op() || pairs.track_op() || params.track_op();
+            let kernel = Kernel {
+                op: *self,
+                keep,
+                kept: Mutex::new(None),
+            };
             let out = node_parts.contiguous()?.apply_op3(
                 &pairs.contiguous()?,
                 &params.contiguous()?,
-                *self,
+                kernel,
             )?;
             let sums = out
                 .narrow(0, 0, graph_nodes * (h + 4))?
@@ -228,12 +236,73 @@ struct Inputs<'a, T> {
     params: &'a [T],
 }
 
-/// BatchNorm's per-channel statistics as the tiles use them.
+/// BatchNorm's per-channel statistics as the tiles use them. The variance is rounded
+/// to T before `rstd` is formed, so that the forward and the backward (which reads the
+/// statistics back from the forward's output) use identical values.
 struct Norm<T> {
     mean: Vec<T>,
+    var: Vec<T>,
     rstd: Vec<T>,
-    var: Vec<f64>,
     count: f64,
+}
+
+impl<T: Real> Norm<T> {
+    fn new(mean: Vec<T>, var: Vec<T>, count: f64, eps: f64) -> Self {
+        let rstd = var
+            .iter()
+            .map(|&v| <T as WithDType>::from_f64(1.0 / (WithDType::to_f64(v) + eps).sqrt()))
+            .collect();
+        Self {
+            mean,
+            var,
+            rstd,
+            count,
+        }
+    }
+}
+
+/// Running moments of one chunk of real edges (Welford), merged in chunk order (Chan).
+#[derive(Clone)]
+struct Moments {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    fn new(h: usize) -> Self {
+        Self {
+            count: 0.0,
+            mean: vec![0.0; h],
+            m2: vec![0.0; h],
+        }
+    }
+
+    fn push<T: Real>(&mut self, x: &[T]) {
+        self.count += 1.0;
+        let inv = 1.0 / self.count;
+        for ((mean, m2), &x) in self.mean.iter_mut().zip(&mut self.m2).zip(x) {
+            let x = WithDType::to_f64(x);
+            let delta = x - *mean;
+            *mean += delta * inv;
+            *m2 += delta * (x - *mean);
+        }
+    }
+
+    fn merge(mut self, other: &Self) -> Self {
+        let total = self.count + other.count;
+        if other.count == 0.0 {
+            return self;
+        }
+        let (wa, wb) = (self.count / total, other.count / total);
+        for c in 0..self.mean.len() {
+            let delta = other.mean[c] - self.mean[c];
+            self.m2[c] += other.m2[c] + delta * delta * self.count * wb;
+            self.mean[c] = self.mean[c] * wa + other.mean[c] * wb;
+        }
+        self.count = total;
+        self
+    }
 }
 
 impl<'a, T: Real> Inputs<'a, T> {
@@ -257,8 +326,8 @@ impl<'a, T: Real> Inputs<'a, T> {
             self.pairs[e * PAIR_COLUMNS + 1],
         );
         let w3 = &self.params[..2 * h];
-        for c in 0..h {
-            out[c] = p[c] + q[c] + (w3[2 * c] * a0 + w3[2 * c + 1] * a1);
+        for (((o, &p), &q), w) in out.iter_mut().zip(p).zip(q).zip(w3.chunks_exact(2)) {
+            *o = p + q + (w[0] * a0 + w[1] * a1);
         }
     }
 
@@ -270,73 +339,41 @@ impl<'a, T: Real> Inputs<'a, T> {
         self.pairs.len() / PAIR_COLUMNS
     }
 
-    /// Per-chunk f64 sums of `f(pre)` over the real edges, reduced in chunk order.
-    fn masked_sum(&self, f: impl Fn(usize, T) -> f64 + Sync) -> Vec<f64> {
+    /// The batch statistics of `pre` over the real edges in one pass: f64 Welford
+    /// moments per fixed chunk of rows, merged in chunk order.
+    fn batch_moments(&self) -> Moments {
         let h = self.h();
         let chunk = self.op.chunk_rows();
-        let partials: Vec<Vec<f64>> = (0..self.rows().div_ceil(chunk))
+        let partials: Vec<Moments> = (0..self.rows().div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
-                let mut acc = vec![0.0; h];
+                let mut moments = Moments::new(h);
                 let mut pre = vec![T::zero(); h];
                 for e in c * chunk..((c + 1) * chunk).min(self.rows()) {
                     if self.edge_mask(e) != T::zero() {
                         self.pre(e, &mut pre);
-                        for (k, (a, &x)) in acc.iter_mut().zip(&pre).enumerate() {
-                            *a += f(k, x);
-                        }
+                        moments.push(&pre);
                     }
                 }
-                acc
+                moments
             })
             .collect();
-        partials.into_iter().fold(vec![0.0; h], |mut sum, p| {
-            sum.iter_mut().zip(p).for_each(|(s, x)| *s += x);
-            sum
-        })
+        partials.iter().fold(Moments::new(h), |acc, m| acc.merge(m))
     }
 
+    /// Training: the batch statistics; evaluation: the running ones.
     fn norm(&self) -> Norm<T> {
         let (h, eps) = (self.h(), self.op.eps);
-        let (mean, var, count) = if self.op.train {
-            let count = (0..self.rows())
-                .filter(|&e| self.edge_mask(e) != T::zero())
-                .count() as f64;
-            let denom = count.max(1.0);
-            let mean: Vec<f64> = self
-                .masked_sum(|_, x| WithDType::to_f64(x))
-                .iter()
-                .map(|s| s / denom)
-                .collect();
-            let var: Vec<f64> = self
-                .masked_sum(|k, x| (WithDType::to_f64(x) - mean[k]).powi(2))
-                .iter()
-                .map(|s| s / denom)
-                .collect();
-            (mean, var, count)
+        let cast =
+            |v: &[f64]| -> Vec<T> { v.iter().map(|&x| <T as WithDType>::from_f64(x)).collect() };
+        if self.op.train {
+            let m = self.batch_moments();
+            let var: Vec<f64> = m.m2.iter().map(|s| s / m.count.max(1.0)).collect();
+            Norm::new(cast(&m.mean), cast(&var), m.count, eps)
         } else {
-            let stats = &self.params[2 * h..];
-            let mean = stats[2 * h..3 * h]
-                .iter()
-                .map(|&x| WithDType::to_f64(x))
-                .collect();
-            let var = stats[3 * h..4 * h]
-                .iter()
-                .map(|&x| WithDType::to_f64(x))
-                .collect();
-            (mean, var, 0.0)
-        };
-        Norm {
-            mean: mean
-                .iter()
-                .map(|&m| <T as WithDType>::from_f64(m))
-                .collect(),
-            rstd: var
-                .iter()
-                .map(|&v| <T as WithDType>::from_f64(1.0 / (v + eps).sqrt()))
-                .collect(),
-            var,
-            count,
+            let mean = self.params[4 * h..5 * h].to_vec();
+            let var = self.params[5 * h..6 * h].to_vec();
+            Norm::new(mean, var, 0.0, eps)
         }
     }
 
@@ -361,43 +398,62 @@ impl<'a, T: Real> Inputs<'a, T> {
         &self.pairs[first * PAIR_COLUMNS..(first + rows) * PAIR_COLUMNS]
     }
 
-    fn forward(&self) -> Vec<T> {
+    /// The output (the sums `[B N, H + 4]`, then the batch statistics: mean, biased
+    /// variance `[H]`, count) and, with `keep`, each tile's activations for the backward.
+    fn forward(&self, keep: bool) -> (Vec<T>, Option<KeptTiles<T>>) {
         let (n, h) = (self.op.nodes, self.h());
         let width = h + 4;
-        let graph_nodes = self.rows() / n;
+        let sums_len = self.rows() / n * width;
         let norm = self.norm();
-        let mut out = vec![T::zero(); graph_nodes * width + 2 * h + 1];
-        let (sums, stats) = out.split_at_mut(graph_nodes * width);
+        let mut out = vec![T::zero(); sums_len + 2 * h + 1];
+        let (sums, stats) = out.split_at_mut(sums_len);
         let tile = self.op.tile_nodes();
-        sums.par_chunks_mut(tile * width)
+        let kept: KeptTiles<T> = sums
+            .par_chunks_mut(tile * width)
             .enumerate()
-            .for_each(|(t, out)| {
+            .map(|(t, out)| {
                 let (first, rows) = (t * tile * n, out.len() / width * n);
                 let (z, _) = self.normalised(&norm, first, rows);
-                let mut work = Tile::new(rows, h);
-                work.forward(
-                    &self.stage,
-                    &z,
-                    self.pair_rows(first, rows),
-                    self.message_params(),
-                );
+                let mut work = Tile::new(&self.stage, rows, h, self.pair_rows(first, rows));
+                work.forward(&self.stage, &z, self.message_params());
                 work.sums(&self.stage, out);
-            });
+                if keep {
+                    work.into_kept()
+                } else {
+                    (Vec::new(), Vec::new())
+                }
+            })
+            .collect();
         if self.op.train {
-            for c in 0..h {
-                stats[c] = norm.mean[c];
-                stats[h + c] = <T as WithDType>::from_f64(norm.var[c]);
-            }
+            stats[..h].copy_from_slice(&norm.mean);
+            stats[h..2 * h].copy_from_slice(&norm.var);
             stats[2 * h] = <T as WithDType>::from_f64(norm.count);
         }
-        out
+        (out, keep.then_some(kept))
     }
 
-    /// Gradients for node_parts, pairs and params given the output's gradient.
-    fn backward(&self, grad: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    /// Gradients for node_parts, pairs and params given the forward's output `res`
+    /// (statistics and kept activations) and its gradient.
+    fn backward(
+        &self,
+        res: &[T],
+        grad: &[T],
+        kept: Option<&KeptTiles<T>>,
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (n, h) = (self.op.nodes, self.h());
         let rows_total = self.rows();
-        let norm = self.norm();
+        let norm = if self.op.train {
+            let stats = &res[rows_total / n * (h + 4)..];
+            let count = WithDType::to_f64(stats[2 * h]);
+            Norm::new(
+                stats[..h].to_vec(),
+                stats[h..2 * h].to_vec(),
+                count,
+                self.op.eps,
+            )
+        } else {
+            self.norm()
+        };
         let prefix = self.op.prefix();
         let chunk = self.op.chunk_rows();
         let tile_rows = self.op.tile_nodes() * n;
@@ -418,13 +474,13 @@ impl<'a, T: Real> Inputs<'a, T> {
                     let len = tile_rows.min(rows - start);
                     let row0 = first + start;
                     let (z, x_hat) = self.normalised(&norm, row0, len);
-                    let mut work = Tile::new(len, h);
-                    work.forward(
-                        &self.stage,
-                        &z,
-                        self.pair_rows(row0, len),
-                        self.message_params(),
-                    );
+                    let mut work = Tile::new(&self.stage, len, h, self.pair_rows(row0, len));
+                    if let Some(tiles) = kept {
+                        let tile = &tiles[row0 / tile_rows];
+                        work.restore(&self.stage, &z, self.message_params(), tile);
+                    } else {
+                        work.forward(&self.stage, &z, self.message_params());
+                    }
                     let dz_tile = &mut dz[start * h..(start + len) * h];
                     work.backward(
                         &self.stage,
@@ -434,10 +490,10 @@ impl<'a, T: Real> Inputs<'a, T> {
                         &mut dp[start * PAIR_COLUMNS..(start + len) * PAIR_COLUMNS],
                         &mut dmsg,
                     );
-                    for (r, d) in dz_tile.chunks_exact(h).enumerate() {
+                    for (d, xh) in dz_tile.chunks_exact(h).zip(x_hat.chunks_exact(h)) {
                         for c in 0..h {
                             sum_dz[c] += d[c];
-                            sum_dz_xhat[c] += d[c] * x_hat[r * h + c];
+                            sum_dz_xhat[c] += d[c] * xh[c];
                         }
                     }
                 }
@@ -560,13 +616,43 @@ impl LorentzEdges {
             params,
         }
     }
+}
+
+/// The custom op: the stage and, when an input records gradients, the activations its
+/// forward keeps for the backward (PyTorch's `ctx.save_for_backward`; the op lives in the
+/// autograd graph as long as the output).
+struct Kernel {
+    op: LorentzEdges,
+    keep: bool,
+    kept: Mutex<Option<Kept>>,
+}
+
+impl Kernel {
+    /// The forward on three CPU inputs of type T; keeps the tiles' activations if asked.
+    fn run<T: Real>(&self, inputs: [(&CpuStorage, &Layout); 3]) -> candle_core::Result<Vec<T>> {
+        let [nodes, pairs, params] = inputs;
+        let (out, kept) = self
+            .op
+            .inputs(
+                slice(nodes.0, nodes.1)?,
+                slice(pairs.0, pairs.1)?,
+                slice(params.0, params.1)?,
+            )
+            .forward(self.keep);
+        *self
+            .kept
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fused edge stage: a poisoned lock".into()))? =
+            kept.map(T::keep);
+        Ok(out)
+    }
 
     fn backward_tensors<T: Real>(
         &self,
-        tensors: [&Tensor; 4],
+        tensors: [&Tensor; 5],
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let guards = tensors.map(Tensor::storage_and_layout);
-        let mut slices: [&[T]; 4] = [&[]; 4];
+        let mut slices: [&[T]; 5] = [&[]; 5];
         for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
             let Storage::Cpu(cpu) = &**storage else {
                 return Err(candle_core::Error::Msg(
@@ -575,8 +661,17 @@ impl LorentzEdges {
             };
             *slot = slice(cpu, layout)?;
         }
-        let [nodes, pairs, params, grad] = slices;
-        let (dn, dp, dw) = self.inputs(nodes, pairs, params).backward(grad);
+        let [nodes, pairs, params, res, grad] = slices;
+        let kept = self
+            .kept
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fused edge stage: a poisoned lock".into()))?;
+        let tiles = kept.as_ref().and_then(T::kept);
+        let (dn, dp, dw) = self
+            .op
+            .inputs(nodes, pairs, params)
+            .backward(res, grad, tiles);
+        drop(kept);
         drop(guards);
         let dev = tensors[0].device();
         Ok((
@@ -587,7 +682,7 @@ impl LorentzEdges {
     }
 }
 
-impl CustomOp3 for LorentzEdges {
+impl CustomOp3 for Kernel {
     fn name(&self) -> &'static str {
         "lorentznet-edges"
     }
@@ -602,14 +697,12 @@ impl CustomOp3 for LorentzEdges {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let storage = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(
-                self.inputs(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)
-                    .forward(),
-            ),
-            CpuStorage::F64(_) => CpuStorage::F64(
-                self.inputs(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)
-                    .forward(),
-            ),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])?)
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])?)
+            }
             _ => {
                 return Err(candle_core::Error::Msg(
                     "fused edge stage: f32 or f64 only".into(),
@@ -629,11 +722,11 @@ impl CustomOp3 for LorentzEdges {
         nodes: &Tensor,
         pairs: &Tensor,
         params: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let tensors = [nodes, pairs, params, &grad];
+        let tensors = [nodes, pairs, params, res, &grad];
         let (dn, dp, dw) = match nodes.dtype() {
             DType::F32 => self.backward_tensors::<f32>(tensors)?,
             DType::F64 => self.backward_tensors::<f64>(tensors)?,
