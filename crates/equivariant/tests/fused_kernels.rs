@@ -87,9 +87,12 @@ fn pairs(c: &Case) -> Tensor {
     .unwrap()
 }
 
+/// Batch statistics: mean, biased variance, count.
+type Stats = (Vec<f64>, Vec<f64>, f64);
+
 /// The stage's sums side by side `[B N, H + 4]` (zeros for absent coordinates) and the
-/// batch statistics (mean, variance, count) when training.
-type Output = (Tensor, Option<(Vec<f64>, Vec<f64>, f64)>);
+/// batch statistics when training.
+type Output = (Tensor, Option<Stats>);
 
 fn side_by_side(c: &Case, messages: Tensor, coords: Option<Tensor>) -> Tensor {
     let coords = coords.unwrap_or_else(|| {
@@ -224,7 +227,7 @@ fn worst(a: &[f64], b: &[f64]) -> f64 {
 /// The output, the gradients of a fixed weighted sum of it for the node parts, the pair
 /// invariants, x_i - x_j and the parameters (running statistics left out: constants to
 /// the kernel), and the batch statistics.
-fn run(c: &Case, f: fn(&Case) -> Output) -> (Vec<Vec<f64>>, Option<(Vec<f64>, Vec<f64>, f64)>) {
+fn run(c: &Case, f: fn(&Case) -> Output) -> (Vec<Vec<f64>>, Option<Stats>) {
     let (out, stats) = f(c);
     let loss = (&out * &c.weights).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
@@ -300,6 +303,24 @@ fn fused_stage_is_bit_identical_with_one_and_two_threads() {
             .install(|| run(&c, fused).0)
     };
     assert_eq!(in_pool(1), in_pool(2));
+}
+
+#[test]
+fn the_forward_without_gradients_gives_the_same_bits() {
+    // Untracked inputs: the kernel keeps no activations for a backward (inference).
+    for train in [true, false] {
+        let c = case(3, 13, 7, true, f64::INFINITY, train);
+        let tracked = fused(&c);
+        let sums =
+            c.op.apply(
+                &c.node_parts.as_tensor().detach(),
+                &pairs(&c).detach(),
+                &c.params.as_tensor().detach(),
+            )
+            .unwrap();
+        let detached = side_by_side(&c, sums.messages, sums.coords);
+        assert_eq!(host(&tracked.0), host(&detached));
+    }
 }
 
 fn bad_input(result: noether_equivariant::Result<EdgeSums>) -> (String, String) {

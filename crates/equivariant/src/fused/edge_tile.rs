@@ -142,13 +142,6 @@ pub(super) struct Tile<'g, T: Clone> {
     geometry: &'g [T],
 }
 
-/// Successive disjoint mutable pieces of a slice.
-fn take<'a, T>(rest: &mut &'a mut [T], len: usize) -> &'a mut [T] {
-    let (head, tail) = std::mem::take(rest).split_at_mut(len);
-    *rest = tail;
-    head
-}
-
 impl<'g, T: Real> Tile<'g, T> {
     pub(super) fn new(op: &Stage, rows: usize, h: usize, geometry: &'g [T]) -> Self {
         Self {
@@ -302,20 +295,18 @@ impl<'g, T: Real> Tile<'g, T> {
         dparams: &mut [T],
     ) {
         let (rows, h, n) = (self.rows, self.h, op.nodes);
-        let mut rest = dparams;
-        let dw_out = take(&mut rest, op.b_out - op.w_out);
-        let db_out = take(&mut rest, op.w_att - op.b_out);
-        let dw_att = take(&mut rest, op.b_att - op.w_att);
-        let db_att = take(&mut rest, 1);
+        let (dw_out, rest) = dparams.split_at_mut(op.b_out - op.w_out);
+        let (db_out, rest) = rest.split_at_mut(op.w_att - op.b_out);
+        let (dw_att, rest) = rest.split_at_mut(op.b_att - op.w_att);
+        let (db_att, rest) = rest.split_at_mut(1);
         // dm: the aggregate's gradient broadcast over j, plus the coordinate path's.
         let mut dm = vec![T::zero(); rows * h];
         for (r, dm) in dm.chunks_exact_mut(h).enumerate() {
             dm.copy_from_slice(&grad[r / n * (h + 4)..r / n * (h + 4) + h]);
         }
         if op.coord {
-            let dw_x1 = take(&mut rest, op.b_x1 - op.w_x1);
-            let db_x1 = take(&mut rest, op.w_x2 - op.b_x1);
-            let dw_x2 = take(&mut rest, op.len - op.w_x2);
+            let (dw_x1, rest) = rest.split_at_mut(op.b_x1 - op.w_x1);
+            let (db_x1, dw_x2) = rest.split_at_mut(op.w_x2 - op.b_x1);
             let mut dc1 = vec![T::zero(); rows * h];
             let w_x2 = &p[op.w_x2..op.len];
             for r in 0..rows {

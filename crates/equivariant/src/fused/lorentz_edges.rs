@@ -358,7 +358,7 @@ impl<'a, T: Real> Inputs<'a, T> {
                 moments
             })
             .collect();
-        partials.iter().fold(Moments::new(h), |acc, m| acc.merge(m))
+        partials.iter().fold(Moments::new(h), Moments::merge)
     }
 
     /// Training: the batch statistics; evaluation: the running ones.
