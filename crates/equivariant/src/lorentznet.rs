@@ -240,6 +240,19 @@ impl LorentzBlock {
         Ok((h_new, x_new))
     }
 
+    /// The first edge layer's weight split by its input, `(W1, W2, W3)` with
+    /// `W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a` (`a`: the two pair invariants), so that
+    /// the node parts are computed once per node and broadcast over pairs.
+    fn edge_in_parts(&self) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let hd = self.hidden;
+        let w = self.edge_in.effective_weight()?;
+        Ok((
+            w.narrow(1, 0, hd)?,
+            w.narrow(1, hd, hd)?,
+            w.narrow(1, 2 * hd, 2)?,
+        ))
+    }
+
     /// The edge stage, from the node features and pair geometry to `sum_j m_ij` and
     /// (coordinate blocks) `sum_j t_ij`, in one fused kernel ([`LorentzEdges`]).
     fn fused_edges(
@@ -260,11 +273,9 @@ impl LorentzBlock {
             train,
             eps,
         };
-        // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: [W1 h, W2 h] in one product per node.
-        let w = self.edge_in.effective_weight()?;
-        let w12 = Tensor::cat(&[w.narrow(1, 0, hd)?, w.narrow(1, hd, hd)?], 0)?;
-        let node_parts = h.matmul(&w12.t()?)?;
-        let w3 = w.narrow(1, 2 * hd, 2)?;
+        // [W1 h, W2 h] in one product per node.
+        let (w1, w2, w3) = self.edge_in_parts()?;
+        let node_parts = h.matmul(&Tensor::cat(&[w1, w2], 0)?.t()?)?;
         let (running_mean, running_var) = self.edge_bn.running();
         let (out_w, att_w) = (
             self.edge_out.effective_weight()?,
@@ -313,14 +324,9 @@ impl LorentzBlock {
         graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let (hd, rows, nodes) = (self.hidden, &graph.rows, h.dim(0)?);
-        // W [h_i; h_j; a] = W1 h_i + W2 h_j + W3 a: node parts once per node.
-        let w = self.edge_in.effective_weight()?;
-        let (w1, w2, w3) = (
-            w.narrow(1, 0, hd)?,
-            w.narrow(1, hd, hd)?,
-            w.narrow(1, 2 * hd, 2)?,
-        );
+        let (rows, nodes) = (&graph.rows, h.dim(0)?);
+        // Node parts once per node.
+        let (w1, w2, w3) = self.edge_in_parts()?;
         let part_i = rows.gather_first(&h.matmul(&w1.t()?)?)?;
         let part_j = rows.gather_second(&h.matmul(&w2.t()?)?)?;
         let pre = ((invariants.matmul(&w3.t()?)? + part_i)? + part_j)?;

@@ -162,38 +162,14 @@ impl<'g, T: Real> Tile<'g, T> {
         self.geometry[r * PAIR_COLUMNS + EDGE_MASK]
     }
 
-    /// The tile's forward from z: both products, then [`Self::finish`].
+    /// The tile's forward from z: both products with their bias and ReLU, the gates, phi.
     pub(super) fn forward(&mut self, op: &Stage, z: &[T], p: &[T]) {
         let (rows, h) = (self.rows, self.h);
         self.relu_z(z);
-        let a2 = self.a2.to_mut();
-        a2.resize(rows * h, T::zero());
-        matmul(
-            a2,
-            MatRef::row_major(&self.a1, rows, h),
-            MatRef::transposed(&p[op.w_out..op.b_out], h, h),
-            false,
-        );
-        for a2 in a2.chunks_exact_mut(h) {
-            for (a, &b) in a2.iter_mut().zip(&p[op.b_out..op.w_att]) {
-                *a = relu(*a + b);
-            }
-        }
+        dense_relu(&mut self.a2, &self.a1, rows, h, &p[op.w_out..op.w_att]);
         self.gates(op, p);
         if op.coord {
-            let c1 = self.c1.to_mut();
-            c1.resize(rows * h, T::zero());
-            matmul(
-                c1,
-                MatRef::row_major(&self.m, rows, h),
-                MatRef::transposed(&p[op.w_x1..op.b_x1], h, h),
-                false,
-            );
-            for c1 in c1.chunks_exact_mut(h) {
-                for (c, &b) in c1.iter_mut().zip(&p[op.b_x1..op.w_x2]) {
-                    *c = relu(*c + b);
-                }
-            }
+            dense_relu(&mut self.c1, &self.m, rows, h, &p[op.w_x1..op.w_x2]);
             self.phis(op, p);
         }
     }
@@ -385,6 +361,25 @@ impl<'g, T: Real> Tile<'g, T> {
             if a <= T::zero() {
                 *d = T::zero();
             }
+        }
+    }
+}
+
+/// `out = relu(x W^T + b)` for `x` `[rows, H]` and `weight_bias` holding `W` `[H, H]`
+/// (PyTorch `[out, in]`) then `b` `[H]`; `out` becomes an owned `[rows, H]` buffer.
+fn dense_relu<T: Real>(out: &mut Cow<'_, [T]>, x: &[T], rows: usize, h: usize, weight_bias: &[T]) {
+    let (weight, bias) = weight_bias.split_at(h * h);
+    let out = out.to_mut();
+    out.resize(rows * h, T::zero());
+    matmul(
+        out,
+        MatRef::row_major(x, rows, h),
+        MatRef::transposed(weight, h, h),
+        false,
+    );
+    for row in out.chunks_exact_mut(h) {
+        for (a, &b) in row.iter_mut().zip(bias) {
+            *a = relu(*a + b);
         }
     }
 }

@@ -9,11 +9,14 @@
 //!
 //! then the message stage of [`super::edge_tile`] and the sums over j. The composed candle
 //! graph makes about twenty `[B N N, H]` tensors per block and more in its backward; here
-//! they exist only inside tiles of ~256 pair rows, and the backward keeps one `[B N N, H]`
-//! buffer (the BatchNorm's upstream gradient, needed twice around its global sums).
+//! they exist only inside tiles of ~256 pair rows. When an input records gradients the
+//! forward keeps two per tile (the products' activations, so that the backward runs no
+//! product twice), and the backward keeps one `[B N N, H]` buffer (the BatchNorm's
+//! upstream gradient, needed twice around its global sums).
 //!
-//! BatchNorm in training is exact: a first pass over the pairs computes the mean, a second
-//! the variance (both accumulated in f64), a third normalises; its backward reduces
+//! BatchNorm in training is exact: a first pass over the pairs computes the mean and
+//! variance (f64 Welford moments per fixed chunk, merged in order), a second normalises;
+//! the backward reads those statistics back from the forward's output and reduces
 //! `sum dz` and `sum dz x_hat` over all tiles before any `d pre` is formed.
 //!
 //! Every sum over rows runs over a fixed partition of the rows, reduced in partition
@@ -696,23 +699,23 @@ impl CustomOp3 for Kernel {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let storage = match s1 {
+        let inputs = [(s1, l1), (s2, l2), (s3, l3)];
+        let (storage, len) = match s1 {
             CpuStorage::F32(_) => {
-                CpuStorage::F32(self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])?)
+                let out = self.run::<f32>(inputs)?;
+                let len = out.len();
+                (CpuStorage::F32(out), len)
             }
             CpuStorage::F64(_) => {
-                CpuStorage::F64(self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])?)
+                let out = self.run::<f64>(inputs)?;
+                let len = out.len();
+                (CpuStorage::F64(out), len)
             }
             _ => {
                 return Err(candle_core::Error::Msg(
                     "fused edge stage: f32 or f64 only".into(),
                 ))
             }
-        };
-        let len = match &storage {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-            _ => 0,
         };
         Ok((storage, Shape::from(len)))
     }
