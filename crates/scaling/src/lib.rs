@@ -50,5 +50,5 @@ pub use forms::{
 pub use objective::Loss;
 pub use plot::{plot_fit, plot_groups, GroupFit};
 pub use runs::{ColumnMap, Runs};
-pub use uncertainty::{bootstrap, profile, Bootstrap, ParamSpread, Profile};
+pub use uncertainty::{bootstrap, percentile, profile, Bootstrap, ParamSpread, Profile};
 pub use varpro::{fit_varpro, VarProFit};

@@ -141,11 +141,19 @@ pub fn bootstrap(
     })
 }
 
-/// The `q` quantile of sorted values, interpolated linearly (numpy's default).
-pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
+/// The `q` quantile (`q` in [0, 1]) of ascending values, interpolated linearly between
+/// order statistics (numpy's default); an infinite neighbour gives an infinite quantile,
+/// no values give NaN.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let (i, frac) = (pos.floor() as usize, pos.fract());
     let next = sorted[(i + 1).min(sorted.len() - 1)];
+    if frac == 0.0 || next == sorted[i] {
+        return sorted[i];
+    }
     sorted[i] + frac * (next - sorted[i])
 }
 
@@ -263,4 +271,27 @@ fn minimise(reduced: Reduced<'_, '_>, start: Vec<f64>, config: &FitConfig) -> Ve
         ..config.clone()
     };
     lbfgs(reduced, start.clone(), &profile).map_or(start, |(theta, _, _)| theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentile_matches_numpy_linear_interpolation() {
+        // numpy.percentile([1, 2, 4, 8], [0, 10, 50, 90, 100]) = 1, 1.3, 3, 6.8, 8
+        let v = [1.0, 2.0, 4.0, 8.0];
+        for (q, want) in [(0.0, 1.0), (0.1, 1.3), (0.5, 3.0), (0.9, 6.8), (1.0, 8.0)] {
+            assert!((percentile(&v, q) - want).abs() < 1e-12, "q = {q}");
+        }
+    }
+
+    #[test]
+    fn percentile_of_unbounded_draws_is_infinite_not_nan() {
+        let v = [1.0, f64::INFINITY, f64::INFINITY];
+        assert_eq!(percentile(&v, 0.25), f64::INFINITY);
+        assert_eq!(percentile(&v, 0.9), f64::INFINITY);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
 }
