@@ -1,5 +1,6 @@
-//! LorentzNet speed against the PyTorch reference (`benches/compare/lorentznet_torch.py`,
-//! written like the authors' code) in the same invocation, on the same inputs (32 jets
+//! LorentzNet and PELICAN speed against PyTorch references (`benches/compare/
+//! lorentznet_torch.py`, written like the authors' code; `pelican_torch.py`, noether's
+//! PELICAN in PyTorch checked against noether's logits) in the same invocation, on the same inputs (32 jets
 //! of the bundled test set, 50 constituents + 2 beams) and the same thread count
 //! (`BENCH_THREADS`, default 1). Prints training jets/s (forward + backward + AdamW step)
 //! and single-jet inference ms/jet for both, the ratios, the logit agreement on the
@@ -30,6 +31,8 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "model_compare/pelican.rs"]
+mod pelican;
 use common::{bundled_inputs, per_rep, root, BATCH, N_MAX};
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
@@ -215,11 +218,11 @@ fn main() {
     );
     let (train_ratio, single_ratio) =
         compare_with_torch(official, &checkpoint, &batch, &single, threads, &ours);
-    println!("PELICAN: no PyTorch reference in this benchmark yet (see the README)");
+    let (pelican_train, pelican_single) = pelican::compare(threads);
     println!("lorentznet_train_speedup_vs_torch={train_ratio:.3}");
     println!("lorentznet_single_jet_speedup_vs_torch={single_ratio:.3}");
-    println!("pelican_train_speedup_vs_torch=nan");
-    println!("pelican_single_jet_speedup_vs_torch=nan");
+    println!("pelican_train_speedup_vs_torch={pelican_train:.3}");
+    println!("pelican_single_jet_speedup_vs_torch={pelican_single:.3}");
     println!(
         "lorentznet_train_gflops_fraction_of_peak={:.3}",
         train_gflops / peak
