@@ -14,6 +14,7 @@ use candle_nn::{Init, VarBuilder};
 use noether_quant::{fake_quantize, FixedType, LayerPrecision};
 
 use crate::dense::{add_rows, PairRows};
+use crate::fused::PairEquivariant;
 
 /// Masks, counts and row indices shared by the layers of one forward pass. Pair
 /// tensors are handled internally as `[B N N, C]` rows (row `(b, i, j)`), node tensors
@@ -46,6 +47,8 @@ pub struct PairMask {
     eye_rows: Tensor,
     /// n of each node's jet, `[B N, 1]`.
     node_count: Tensor,
+    /// The typical number of real nodes.
+    n_avg: f64,
 }
 
 impl PairMask {
@@ -95,6 +98,7 @@ impl PairMask {
                 .broadcast_as((batch, n, n, 1))?
                 .reshape((batch * n * n, 1))?,
             node_count,
+            n_avg,
             node: node.clone(),
             pair,
             eye,
@@ -300,11 +304,42 @@ impl Eq2to2 {
     }
 
     /// Applies the layer to `t` `[B, N, N, C_in]` (zero outside the mask); the output
-    /// `[B, N, N, C_out]` is masked.
+    /// `[B, N, N, C_out]` is masked. On the CPU in f32 and f64 the layer runs as one
+    /// fused kernel ([`crate::fused::PairEquivariant`]), elsewhere as
+    /// [`Self::forward_composed`]; the two agree to rounding.
     ///
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, t: &Tensor, mask: &PairMask) -> Result<Tensor> {
+        let (b, n, _, c) = t.dims4()?;
+        let rows = t.reshape((b * n * n, c))?;
+        let fused = t.device().is_cpu()
+            && matches!(t.dtype(), DType::F32 | DType::F64)
+            && mask.node.dtype() == t.dtype();
+        let out = if fused {
+            let op = PairEquivariant {
+                batch: b,
+                nodes: n,
+                c_in: c,
+                c_out: self.c_out,
+                n_avg: mask.n_avg,
+            };
+            let params =
+                PairEquivariant::pack(&self.weight, &self.bias, &self.diag_bias, &self.alphas)?;
+            op.apply(&rows, &mask.node, &params)
+                .map_err(candle_core::Error::wrap)?
+        } else {
+            self.forward_rows(&rows, mask, b)?
+        };
+        out.reshape((b, n, n, self.c_out))
+    }
+
+    /// The layer composed from candle operations, on any device and dtype (the
+    /// reference the fused kernel is tested against).
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward_composed(&self, t: &Tensor, mask: &PairMask) -> Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
         let out = self.forward_rows(&t.reshape((b * n * n, c))?, mask, b)?;
         out.reshape((b, n, n, self.c_out))

@@ -4,6 +4,8 @@
 //! - [`LorentzEdges`]: LorentzNet's edge stage: the factorised first edge layer, its
 //!   BatchNorm (exact batch statistics over the real edges in training), the per-pair
 //!   MLP, the message and coordinate gates and the masked sums over j.
+//! - [`PairEquivariant`]: PELICAN's 2 -> 2 layer (the 15 basis operations, their
+//!   scaled aggregates, biases and mask) per jet.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -28,6 +30,8 @@
 mod edge_tile;
 mod gemm;
 mod lorentz_edges;
+mod pair_mix;
 
 pub use edge_tile::PAIR_COLUMNS;
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
+pub use pair_mix::PairEquivariant;
