@@ -24,6 +24,7 @@ use crate::aggregate::{Eq1to2, Eq2to0, Eq2to2, PairMask, PairQuant, QuantizedPar
 use crate::batch_norm::MaskedBatchNorm;
 use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
+use crate::fused::PairMessage;
 use crate::mode::{dropout, Mode};
 use crate::model::{
     bad, block_index, check_dropout, check_layers, check_positive, check_width, elements,
@@ -185,6 +186,59 @@ impl Message {
     }
 
     fn forward(&self, t: &Tensor, mask: &PairMask, train: bool) -> candle_core::Result<Tensor> {
+        let fused = t.device().is_cpu()
+            && matches!(t.dtype(), DType::F32 | DType::F64)
+            && mask.pair.dtype() == t.dtype()
+            && self.linear.precision().is_none();
+        if fused {
+            self.forward_fused(t, mask, train)
+        } else {
+            self.forward_composed(t, mask, train)
+        }
+    }
+
+    /// The layer as one fused CPU kernel ([`PairMessage`]).
+    fn forward_fused(
+        &self,
+        t: &Tensor,
+        mask: &PairMask,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (b, n, _, c) = t.dims4()?;
+        let weight = self.linear.effective_weight()?;
+        let c_out = weight.dim(0)?;
+        let bias = match self.linear.bias() {
+            Some(bias) => bias.clone(),
+            None => Tensor::zeros(c_out, t.dtype(), t.device())?,
+        };
+        let (gamma, beta, eps) = self.norm.affine();
+        let (running_mean, running_var) = self.norm.running();
+        let op = PairMessage {
+            c_in: c,
+            c_out,
+            slope: 0.01,
+            eps,
+            train,
+        };
+        let params =
+            PairMessage::pack(&[&weight, &bias, gamma, beta, &running_mean, &running_var])?;
+        let rows = mask.pair.reshape(b * n * n)?;
+        let out = op
+            .apply(&t.reshape((b * n * n, c))?, &rows, &params)
+            .map_err(candle_core::Error::wrap)?;
+        if let Some((mean, var, count)) = &out.batch_stats {
+            self.norm.update_running(mean, var, count.max(1.0))?;
+        }
+        out.output.reshape((b, n, n, c_out))
+    }
+
+    /// The layer composed from candle operations (any device and dtype).
+    fn forward_composed(
+        &self,
+        t: &Tensor,
+        mask: &PairMask,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
         let rows = self.linear.forward_rows(&t.reshape((b * n * n, c))?)?;
         let x = candle_nn::ops::leaky_relu(&rows, 0.01)?.reshape((b, n, n, ()))?;

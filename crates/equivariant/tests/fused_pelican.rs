@@ -199,3 +199,202 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
     let half = t.to_dtype(DType::BF16).unwrap();
     assert_eq!(bad_input(op.apply(&half, &mask, &params)), "t");
 }
+
+mod message {
+    //! The fused message layer (`fused::PairMessage`) against Linear, LeakyReLU, masked
+    //! BatchNorm and the mask composed from the crate's public candle layers.
+
+    use super::{host, random, worst};
+    use candle_core::{DType, Device, Tensor, Var};
+    use candle_nn::{VarBuilder, VarMap};
+    use noether_equivariant::fused::PairMessage;
+    use noether_equivariant::{Linear, MaskedBatchNorm, ModelError};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    struct Layer {
+        linear: Linear,
+        norm: MaskedBatchNorm,
+        x: Var,
+        mask: Tensor,
+        weights: Tensor,
+    }
+
+    /// `rows` rows (three kernel chunks and a partial one for 2,500), about a third
+    /// of them padding.
+    fn layer(rows: usize, c_in: usize, c_out: usize, dtype: DType) -> Layer {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(rows as u64);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, &dev);
+        let linear = Linear::new(c_in, c_out, vb.pp("linear")).unwrap();
+        let norm = MaskedBatchNorm::new(c_out, &vb.pp("norm")).unwrap();
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            let mut values = random(&mut rng, var.elem_count(), 0.5);
+            if name.ends_with("running_var") || name.ends_with("norm.weight") {
+                for v in &mut values {
+                    *v += 1.0;
+                }
+            }
+            let t = Tensor::from_vec(values, var.shape(), &dev).unwrap();
+            var.set(&t.to_dtype(dtype).unwrap()).unwrap();
+        }
+        let mask: Vec<f64> = (0..rows)
+            .map(|_| {
+                if rng.random_range(0.0..1.0) < 0.67 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let tensor = |v: Vec<f64>, shape: (usize, usize)| {
+            Tensor::from_vec(v, shape, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        Layer {
+            x: Var::from_tensor(&tensor(random(&mut rng, rows * c_in, 2.0), (rows, c_in))).unwrap(),
+            weights: tensor(random(&mut rng, rows * c_out, 1.0), (rows, c_out)),
+            mask: tensor(mask, (rows, 1)).flatten_all().unwrap(),
+            linear,
+            norm,
+        }
+    }
+
+    fn op(l: &Layer, train: bool) -> PairMessage {
+        PairMessage {
+            c_in: l.x.dim(1).unwrap(),
+            c_out: l.weights.dim(1).unwrap(),
+            slope: 0.01,
+            eps: 1e-5,
+            train,
+        }
+    }
+
+    fn fused(l: &Layer, train: bool) -> (Tensor, Option<(Tensor, Tensor, f64)>) {
+        let (gamma, beta, _) = l.norm.affine();
+        let (mean, var) = l.norm.running();
+        let params = PairMessage::pack(&[
+            l.linear.weight(),
+            l.linear.bias().unwrap(),
+            gamma,
+            beta,
+            &mean,
+            &var,
+        ])
+        .unwrap();
+        let out = op(l, train)
+            .apply(l.x.as_tensor(), &l.mask, &params)
+            .unwrap();
+        (out.output, out.batch_stats)
+    }
+
+    fn composed(l: &Layer, train: bool) -> Tensor {
+        let a = candle_nn::ops::leaky_relu(&l.linear.forward_rows(l.x.as_tensor()).unwrap(), 0.01)
+            .unwrap();
+        l.norm
+            .forward(&a, &l.mask, train)
+            .unwrap()
+            .broadcast_mul(&l.mask.unsqueeze(1).unwrap())
+            .unwrap()
+    }
+
+    /// The output and the gradients of a fixed weighted sum of it for x and the
+    /// trainable parameters (linear weight and bias, BatchNorm weight and bias).
+    fn run(l: &Layer, out: &Tensor) -> Vec<Vec<f64>> {
+        let loss = (out * &l.weights).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let (gamma, beta, _) = l.norm.affine();
+        let mut all = vec![host(out), host(grads.get(l.x.as_tensor()).unwrap())];
+        for t in [l.linear.weight(), l.linear.bias().unwrap(), gamma, beta] {
+            all.push(host(grads.get(t).unwrap()));
+        }
+        all
+    }
+
+    #[test]
+    fn fused_message_equals_the_composed_one_with_its_gradients() {
+        for train in [true, false] {
+            let l = layer(2500, 7, 5, DType::F64);
+            let (out, stats) = fused(&l, train);
+            let fused = run(&l, &out);
+            let reference = run(&l, &composed(&l, train));
+            let what = ["output", "d x", "d W", "d b", "d gamma", "d beta"];
+            for ((f, r), name) in fused.iter().zip(&reference).zip(what) {
+                let err = worst(f, r);
+                assert!(
+                    err < 1e-12,
+                    "{name} (train {train}): relative difference {err:e}"
+                );
+            }
+            assert_eq!(stats.is_some(), train);
+            if let Some((mean, var, count)) = stats {
+                // The batch statistics of the real rows, computed here in plain f64.
+                let z = candle_nn::ops::leaky_relu(
+                    &l.linear.forward_rows(l.x.as_tensor()).unwrap(),
+                    0.01,
+                )
+                .unwrap();
+                let (z, m) = (host(&z), host(&l.mask));
+                let real: Vec<usize> = (0..m.len()).filter(|&r| m[r] == 1.0).collect();
+                assert_eq!(count, real.len() as f64);
+                let (mean, var) = (host(&mean), host(&var));
+                for c in 0..5 {
+                    let mu = real.iter().map(|&r| z[r * 5 + c]).sum::<f64>() / count;
+                    let v = real
+                        .iter()
+                        .map(|&r| (z[r * 5 + c] - mu).powi(2))
+                        .sum::<f64>()
+                        / count;
+                    assert!((mean[c] - mu).abs() < 1e-12 && (var[c] - v).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_message_is_bit_identical_with_one_and_two_threads() {
+        let l = layer(3000, 6, 4, DType::F32);
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| run(&l, &fused(&l, true).0))
+        };
+        assert_eq!(in_pool(1), in_pool(2));
+    }
+
+    #[test]
+    fn unsupported_inputs_are_refused_naming_the_tensor() {
+        let l = layer(10, 3, 2, DType::F32);
+        let op = op(&l, true);
+        let x = l.x.as_tensor();
+        let params = Tensor::zeros(op.parameter_len(), DType::F32, &Device::Cpu).unwrap();
+        let refused = |r: noether_equivariant::Result<_>| match r {
+            Err(ModelError::BadInput { input, .. }) => input,
+            other => panic!("expected BadInput, got {:?}", other.map(|_: _| ())),
+        };
+        assert!(op.apply(x, &l.mask, &params).is_ok());
+        assert_eq!(
+            refused(op.apply(&x.narrow(1, 0, 2).unwrap(), &l.mask, &params)),
+            "x"
+        );
+        assert_eq!(
+            refused(op.apply(x, &l.mask.narrow(0, 0, 9).unwrap(), &params)),
+            "mask"
+        );
+        assert_eq!(
+            refused(op.apply(x, &(&l.mask * 0.5).unwrap(), &params)),
+            "mask"
+        );
+        assert_eq!(
+            refused(op.apply(x, &l.mask, &params.narrow(0, 0, 3).unwrap())),
+            "params"
+        );
+        let f64_params = params.to_dtype(DType::F64).unwrap();
+        assert_eq!(refused(op.apply(x, &l.mask, &f64_params)), "params");
+    }
+}

@@ -4,6 +4,8 @@
 //! - [`LorentzEdges`]: LorentzNet's edge stage: the factorised first edge layer, its
 //!   BatchNorm (exact batch statistics over the real edges in training), the per-pair
 //!   MLP, the message and coordinate gates and the masked sums over j.
+//! - [`PairMessage`]: PELICAN's per-pair message layer (Linear, LeakyReLU, masked
+//!   BatchNorm with exact batch statistics, mask).
 //! - [`PairEquivariant`]: PELICAN's 2 -> 2 layer (the 15 basis operations, their
 //!   scaled aggregates, biases and mask) per jet.
 //!
@@ -30,8 +32,10 @@
 mod edge_tile;
 mod gemm;
 mod lorentz_edges;
+mod pair_message;
 mod pair_mix;
 
 pub use edge_tile::PAIR_COLUMNS;
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
+pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;

@@ -1,0 +1,553 @@
+//! PELICAN's per-pair message layer (Linear, LeakyReLU, masked BatchNorm, mask) as one
+//! CPU kernel with its own backward.
+//!
+//! Composed from candle operations the layer is about ten passes over `[B N N, C]`
+//! tensors forward and more backward, each into a fresh buffer. Here the rows are cut
+//! into fixed chunks of [`CHUNK_ROWS`]: the linear map runs through the GEMM per chunk
+//! and the activation, normalisation and mask are applied in the same pass. BatchNorm's
+//! training statistics are exact: a first pass sums the masked activations per chunk
+//! (in f64) for the mean, a second the squared deviations from it for the (biased)
+//! variance, as the composed layer computes them; the chunk sums merge in chunk order,
+//! so the result does not depend on the thread count. The backward recomputes the
+//! activations from the input (one GEMM, cheaper than keeping them), reads the batch
+//! statistics from the forward's output, and reduces the BatchNorm sums over all rows
+//! before any input gradient is formed.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use num_traits::{Float, NumAssign};
+use rayon::prelude::*;
+
+use super::gemm::{matmul, MatRef};
+use crate::error::{ModelError, Result};
+
+/// Rows per chunk: the unit of work and of every partial sum.
+const CHUNK_ROWS: usize = 1024;
+
+/// The fused message layer's shapes and settings: `c_in -> c_out`, LeakyReLU with
+/// `slope`, BatchNorm with `eps`, batch statistics when `train` (else the running ones).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairMessage {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// LeakyReLU's negative slope.
+    pub slope: f64,
+    /// BatchNorm's epsilon.
+    pub eps: f64,
+    /// Batch statistics over the real rows (training) or the running ones.
+    pub train: bool,
+}
+
+/// The layer's output `[rows, C_out]` (zero on padded rows) and, in training, the batch
+/// statistics (mean and biased variance `[C_out]`, detached, and the number of real rows)
+/// for the caller to fold into the running ones.
+#[derive(Debug, Clone)]
+pub struct MessageOutput {
+    /// `[rows, C_out]`, masked.
+    pub output: Tensor,
+    /// Mean, biased variance and count of the real rows (training only).
+    pub batch_stats: Option<(Tensor, Tensor, f64)>,
+}
+
+impl PairMessage {
+    /// Length of the packed parameters: the linear weight `[C_out, C_in]` (PyTorch's
+    /// layout) and bias `[C_out]`, BatchNorm's weight, bias, running mean and running
+    /// variance `[C_out]` each, flattened and concatenated.
+    pub fn parameter_len(&self) -> usize {
+        self.c_out * self.c_in + 5 * self.c_out
+    }
+
+    /// Packs parameters in [`Self::parameter_len`]'s order (differentiable: gradients
+    /// flow back to each; pass the running statistics detached).
+    ///
+    /// # Errors
+    /// Only from the tensor backend.
+    pub fn pack(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
+        let flat = parts
+            .iter()
+            .map(|t| t.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&flat, 0)
+    }
+
+    /// The layer on rows `x` `[rows, C_in]` with the row mask `[rows]` (1 for real pairs,
+    /// 0 for padding) and the packed parameters.
+    ///
+    /// # Errors
+    /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes other
+    /// than f32 and f64 (all three alike), tensors not on the CPU and masks other than 0
+    /// and 1.
+    pub fn apply(&self, x: &Tensor, mask: &Tensor, params: &Tensor) -> Result<MessageOutput> {
+        let rows = self.check(x, mask, params)?;
+        let co = self.c_out;
+        let run = || -> candle_core::Result<MessageOutput> {
+            let out =
+                x.contiguous()?
+                    .apply_op3(&mask.contiguous()?, &params.contiguous()?, *self)?;
+            let output = out.narrow(0, 0, rows * co)?.reshape((rows, co))?;
+            let batch_stats = if self.train {
+                let stats = out.narrow(0, rows * co, 2 * co + 1)?.detach();
+                let count = stats
+                    .get(2 * co)?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                Some((stats.narrow(0, 0, co)?, stats.narrow(0, co, co)?, count))
+            } else {
+                None
+            };
+            Ok(MessageOutput {
+                output,
+                batch_stats,
+            })
+        };
+        run().map_err(|source| ModelError::Candle {
+            context: "fused PELICAN message layer".into(),
+            source,
+        })
+    }
+
+    /// Validates the inputs; returns the number of rows.
+    fn check(&self, x: &Tensor, mask: &Tensor, params: &Tensor) -> Result<usize> {
+        let bad = |input: &'static str, expected: String, t: &Tensor| ModelError::BadInput {
+            input,
+            expected,
+            found: t.dims().to_vec(),
+        };
+        if self.c_in == 0 || self.c_out == 0 {
+            return Err(ModelError::BadInput {
+                input: "fused message layer",
+                expected: "at least one input and one output channel".into(),
+                found: vec![self.c_in, self.c_out],
+            });
+        }
+        let rows = match x.dims() {
+            [rows, c] if *c == self.c_in => *rows,
+            _ => return Err(bad("x", format!("[rows, {}]", self.c_in), x)),
+        };
+        if mask.dims() != [rows] {
+            return Err(bad("mask", format!("[{rows}] (one per row of x)"), mask));
+        }
+        let len = self.parameter_len();
+        if params.dims() != [len] {
+            return Err(bad("params", format!("[{len}] (packed)"), params));
+        }
+        let dtype = x.dtype();
+        for (name, t) in [("x", x), ("mask", mask), ("params", params)] {
+            if !matches!(t.dtype(), DType::F32 | DType::F64) || t.dtype() != dtype {
+                let expected = format!("f32 or f64, all three alike (x is {dtype:?})");
+                return Err(bad(name, expected, t));
+            }
+            if !t.device().is_cpu() {
+                return Err(bad(name, "a CPU tensor (a fused CPU kernel)".into(), t));
+            }
+        }
+        let soft = mask
+            .to_dtype(DType::F64)
+            .and_then(|m| m.to_vec1::<f64>())
+            .map_err(|source| ModelError::Candle {
+                context: "fused message layer: reading the mask".into(),
+                source,
+            })?
+            .into_iter()
+            .any(|m| m != 0.0 && m != 1.0);
+        if soft {
+            return Err(bad("mask", "0 or 1 in every row".into(), mask));
+        }
+        Ok(rows)
+    }
+}
+
+/// The packed parameters, split.
+struct Params<'a, T> {
+    weight: &'a [T],
+    bias: &'a [T],
+    gamma: &'a [T],
+    beta: &'a [T],
+    running_mean: &'a [T],
+    running_var: &'a [T],
+}
+
+/// The kernel's arithmetic on one dtype.
+struct Rows<'a, T> {
+    op: PairMessage,
+    x: &'a [T],
+    mask: &'a [T],
+    p: Params<'a, T>,
+}
+
+/// A per-channel normalisation: `y = a * scale + shift`, and the statistics behind it.
+struct Norm<T> {
+    mean: Vec<T>,
+    var: Vec<T>,
+    count: T,
+    scale: Vec<T>,
+    shift: Vec<T>,
+}
+
+impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
+    fn new(op: PairMessage, x: &'a [T], mask: &'a [T], p: &'a [T]) -> Self {
+        let (co, ci) = (op.c_out, op.c_in);
+        let (weight, rest) = p.split_at(co * ci);
+        let (bias, rest) = rest.split_at(co);
+        let (gamma, rest) = rest.split_at(co);
+        let (beta, rest) = rest.split_at(co);
+        let (running_mean, running_var) = rest.split_at(co);
+        Self {
+            op,
+            x,
+            mask,
+            p: Params {
+                weight,
+                bias,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+            },
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.mask.len()
+    }
+
+    fn slope(&self) -> T {
+        T::from(self.op.slope).expect("finite slope")
+    }
+
+    /// `z = x W^T + b` of chunk `k` into `z` (`[rows of the chunk, C_out]`).
+    fn linear(&self, k: usize, z: &mut [T]) {
+        let (ci, co) = (self.op.c_in, self.op.c_out);
+        let start = k * CHUNK_ROWS;
+        let rows = z.len() / co;
+        let x = MatRef::row_major(&self.x[start * ci..(start + rows) * ci], rows, ci);
+        for row in z.chunks_mut(co) {
+            row.copy_from_slice(self.p.bias);
+        }
+        matmul(z, x, MatRef::transposed(self.p.weight, ci, co), true);
+    }
+
+    fn leaky(&self, z: T) -> T {
+        if z > T::zero() {
+            z
+        } else {
+            z * self.slope()
+        }
+    }
+
+    /// Per-chunk sums of `f(row, channel values)` over the real rows, in f64, merged
+    /// in chunk order.
+    fn masked_sums(&self, a: &[T], f: impl Fn(usize, T) -> f64 + Sync) -> Vec<f64> {
+        let co = self.op.c_out;
+        let partial: Vec<Vec<f64>> = a
+            .par_chunks(CHUNK_ROWS * co)
+            .enumerate()
+            .map(|(k, chunk)| {
+                let mut s = vec![0.0; co];
+                for (r, row) in chunk.chunks(co).enumerate() {
+                    if self.mask[k * CHUNK_ROWS + r] == T::zero() {
+                        continue;
+                    }
+                    for (c, &v) in row.iter().enumerate() {
+                        s[c] += f(c, v);
+                    }
+                }
+                s
+            })
+            .collect();
+        let mut total = vec![0.0; co];
+        for s in partial {
+            for (t, v) in total.iter_mut().zip(s) {
+                *t += v;
+            }
+        }
+        total
+    }
+
+    /// The normalisation: batch statistics of the activations `a` (training) or the
+    /// running ones; as the composed layer, `scale = gamma / sqrt(var + eps)` and
+    /// `shift = beta - mean * scale` in the layer's dtype.
+    fn norm(&self, a: &[T]) -> Norm<T> {
+        let co = self.op.c_out;
+        let cast = |v: f64| T::from(v).expect("finite");
+        let (mean, var, count) = if self.op.train {
+            let count = self
+                .mask
+                .iter()
+                .fold(0.0, |s, &m| s + WithDType::to_f64(m))
+                .max(1.0);
+            let mean: Vec<T> = self
+                .masked_sums(a, |_, v| WithDType::to_f64(v))
+                .into_iter()
+                .map(|s| cast(s) / cast(count))
+                .collect();
+            let var = self
+                .masked_sums(a, |c, v| WithDType::to_f64(v - mean[c]).powi(2))
+                .into_iter()
+                .map(|s| cast(s) / cast(count))
+                .collect();
+            (mean, var, cast(count))
+        } else {
+            (
+                self.p.running_mean.to_vec(),
+                self.p.running_var.to_vec(),
+                T::zero(),
+            )
+        };
+        let eps = cast(self.op.eps);
+        let scale: Vec<T> = (0..co)
+            .map(|c| self.p.gamma[c] / (var[c] + eps).sqrt())
+            .collect();
+        let shift = (0..co)
+            .map(|c| self.p.beta[c] - mean[c] * scale[c])
+            .collect();
+        Norm {
+            mean,
+            var,
+            count,
+            scale,
+            shift,
+        }
+    }
+
+    /// The activations `leaky(x W^T + b)` of every row, `[rows, C_out]`.
+    fn activations(&self) -> (Vec<T>, Vec<T>) {
+        let co = self.op.c_out;
+        let mut z = vec![T::zero(); self.rows() * co];
+        z.par_chunks_mut(CHUNK_ROWS * co)
+            .enumerate()
+            .for_each(|(k, chunk)| self.linear(k, chunk));
+        let a = z.par_iter().map(|&v| self.leaky(v)).collect();
+        (z, a)
+    }
+
+    /// The output rows, then mean, variance and count (zeros in evaluation).
+    fn forward(&self) -> Vec<T> {
+        let co = self.op.c_out;
+        let (_, mut a) = self.activations();
+        let norm = self.norm(&a);
+        a.par_chunks_mut(co).enumerate().for_each(|(r, row)| {
+            let m = self.mask[r];
+            for ((v, &scale), &shift) in row.iter_mut().zip(&norm.scale).zip(&norm.shift) {
+                *v = (*v * scale + shift) * m;
+            }
+        });
+        if self.op.train {
+            a.extend_from_slice(&norm.mean);
+            a.extend_from_slice(&norm.var);
+            a.push(norm.count);
+        } else {
+            a.extend(std::iter::repeat_n(T::zero(), 2 * co + 1));
+        }
+        a
+    }
+
+    /// The input gradient `[rows, C_in]` and the packed parameter gradient, from the
+    /// output gradient `g` and the forward's output `res` (for the batch statistics).
+    #[allow(clippy::too_many_lines)]
+    fn backward(&self, res: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
+        let (ci, co, rows) = (self.op.c_in, self.op.c_out, self.rows());
+        let (z, a) = self.activations();
+        let (mean, var, count) = if self.op.train {
+            let stats = &res[rows * co..];
+            (
+                stats[..co].to_vec(),
+                stats[co..2 * co].to_vec(),
+                stats[2 * co],
+            )
+        } else {
+            (
+                self.p.running_mean.to_vec(),
+                self.p.running_var.to_vec(),
+                T::one(),
+            )
+        };
+        let eps = T::from(self.op.eps).expect("finite");
+        let inv_std: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
+        let xhat = |r: usize, c: usize| (a[r * co + c] - mean[c]) * inv_std[c];
+        // BatchNorm's sums over the real rows: d beta = sum g, d gamma = sum g xhat.
+        let partial: Vec<(Vec<T>, Vec<T>)> = (0..rows.div_ceil(CHUNK_ROWS))
+            .into_par_iter()
+            .map(|k| {
+                let (mut d_beta, mut d_gamma) = (vec![T::zero(); co], vec![T::zero(); co]);
+                for r in k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(rows) {
+                    let m = self.mask[r];
+                    if m == T::zero() {
+                        continue;
+                    }
+                    for c in 0..co {
+                        let gm = g[r * co + c] * m;
+                        d_beta[c] += gm;
+                        d_gamma[c] += gm * xhat(r, c);
+                    }
+                }
+                (d_beta, d_gamma)
+            })
+            .collect();
+        let (mut d_beta, mut d_gamma) = (vec![T::zero(); co], vec![T::zero(); co]);
+        for (b, gm) in partial {
+            for c in 0..co {
+                d_beta[c] += b[c];
+                d_gamma[c] += gm[c];
+            }
+        }
+        // d z per row: through the normalisation (batch statistics in training), then
+        // LeakyReLU; zero on padded rows.
+        let slope = self.slope();
+        let mut dz = vec![T::zero(); rows * co];
+        dz.par_chunks_mut(co).enumerate().for_each(|(r, row)| {
+            let m = self.mask[r];
+            if m == T::zero() {
+                return;
+            }
+            for c in 0..co {
+                let gm = g[r * co + c] * m;
+                let da = if self.op.train {
+                    self.p.gamma[c]
+                        * inv_std[c]
+                        * (gm - d_beta[c] / count - xhat(r, c) * d_gamma[c] / count)
+                } else {
+                    gm * self.p.gamma[c] * inv_std[c]
+                };
+                row[c] = if z[r * co + c] > T::zero() {
+                    da
+                } else {
+                    da * slope
+                };
+            }
+        });
+        // The linear map: dx = dz W, dW = dz^T x, db = sum dz (chunk partials in order).
+        let mut dx = vec![T::zero(); rows * ci];
+        let weight = MatRef::row_major(self.p.weight, co, ci);
+        let partial: Vec<Vec<T>> = dx
+            .par_chunks_mut(CHUNK_ROWS * ci)
+            .enumerate()
+            .map(|(k, dx_chunk)| {
+                let n = dx_chunk.len() / ci;
+                let start = k * CHUNK_ROWS;
+                let dz_chunk = &dz[start * co..(start + n) * co];
+                matmul(dx_chunk, MatRef::row_major(dz_chunk, n, co), weight, false);
+                let mut dw = vec![T::zero(); co * ci + co];
+                let x = MatRef::row_major(&self.x[start * ci..(start + n) * ci], n, ci);
+                matmul(&mut dw, MatRef::transposed(dz_chunk, co, n), x, false);
+                for row in dz_chunk.chunks(co) {
+                    for c in 0..co {
+                        dw[co * ci + c] += row[c];
+                    }
+                }
+                dw
+            })
+            .collect();
+        let mut dp = vec![T::zero(); self.op.parameter_len()];
+        for part in partial {
+            for (d, v) in dp.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        let affine = co * ci + co;
+        dp[affine..affine + co].copy_from_slice(&d_gamma);
+        dp[affine + co..affine + 2 * co].copy_from_slice(&d_beta);
+        (dx, dp)
+    }
+}
+
+/// A contiguous CPU tensor's values.
+fn values<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [T]> {
+    let all = storage.as_slice::<T>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&all[start..end]),
+        None => Err(candle_core::Error::Msg(
+            "fused message layer: contiguous inputs only".into(),
+        )),
+    }
+}
+
+impl PairMessage {
+    fn backward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
+        &self,
+        tensors: [&Tensor; 5],
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (dx, dp) = {
+            let guards = tensors.map(Tensor::storage_and_layout);
+            let mut slices: [&[T]; 5] = [&[]; 5];
+            for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
+                let Storage::Cpu(cpu) = &**storage else {
+                    return Err(candle_core::Error::Msg(
+                        "fused message layer: tensors must be on the CPU".into(),
+                    ));
+                };
+                *slot = values(cpu, layout)?;
+            }
+            let [x, mask, params, res, grad] = slices;
+            Rows::new(*self, x, mask, params).backward(res, grad)
+        };
+        let [x, _, params, _, _] = tensors;
+        Ok((
+            Tensor::from_vec(dx, x.shape(), x.device())?,
+            Tensor::from_vec(dp, params.shape(), params.device())?,
+        ))
+    }
+}
+
+impl CustomOp3 for PairMessage {
+    fn name(&self) -> &'static str {
+        "pelican-message"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (storage, len) = match s1 {
+            CpuStorage::F32(_) => {
+                let out =
+                    Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?).forward();
+                let len = out.len();
+                (CpuStorage::F32(out), len)
+            }
+            CpuStorage::F64(_) => {
+                let out =
+                    Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?).forward();
+                let len = out.len();
+                (CpuStorage::F64(out), len)
+            }
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "fused message layer: f32 or f64 only".into(),
+                ))
+            }
+        };
+        Ok((storage, Shape::from(len)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        params: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let tensors = [x, mask, params, res, &grad];
+        let (dx, dp) = match x.dtype() {
+            DType::F32 => self.backward_typed::<f32>(tensors)?,
+            DType::F64 => self.backward_typed::<f64>(tensors)?,
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "fused message layer: f32 or f64 only".into(),
+                ))
+            }
+        };
+        Ok((Some(dx), None, Some(dp)))
+    }
+}
