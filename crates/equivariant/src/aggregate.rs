@@ -311,27 +311,44 @@ impl Eq2to2 {
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, t: &Tensor, mask: &PairMask) -> Result<Tensor> {
+        self.forward_activated(t, mask, None)
+    }
+
+    /// [`Self::forward`] followed by a LeakyReLU with negative slope `slope` when given
+    /// (fused into the kernel on the CPU).
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn forward_activated(
+        &self,
+        t: &Tensor,
+        mask: &PairMask,
+        slope: Option<f64>,
+    ) -> Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
-        let rows = t.reshape((b * n * n, c))?;
         let fused = t.device().is_cpu()
             && matches!(t.dtype(), DType::F32 | DType::F64)
             && mask.node.dtype() == t.dtype();
-        let out = if fused {
-            let op = PairEquivariant {
-                batch: b,
-                nodes: n,
-                c_in: c,
-                c_out: self.c_out,
-                n_avg: mask.n_avg,
+        if !fused {
+            let out = self.forward_composed(t, mask)?;
+            return match slope {
+                Some(slope) => candle_nn::ops::leaky_relu(&out, slope),
+                None => Ok(out),
             };
-            let params =
-                PairEquivariant::pack(&self.weight, &self.bias, &self.diag_bias, &self.alphas)?;
-            op.apply(&rows, &mask.node, &params)
-                .map_err(candle_core::Error::wrap)?
-        } else {
-            self.forward_rows(&rows, mask, b)?
+        }
+        let op = PairEquivariant {
+            batch: b,
+            nodes: n,
+            c_in: c,
+            c_out: self.c_out,
+            n_avg: mask.n_avg,
+            leaky_slope: slope,
         };
-        out.reshape((b, n, n, self.c_out))
+        let params =
+            PairEquivariant::pack(&self.weight, &self.bias, &self.diag_bias, &self.alphas)?;
+        op.apply(&t.reshape((b * n * n, c))?, &mask.node, &params)
+            .map_err(candle_core::Error::wrap)?
+            .reshape((b, n, n, self.c_out))
     }
 
     /// The layer composed from candle operations, on any device and dtype (the

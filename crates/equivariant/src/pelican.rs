@@ -372,8 +372,9 @@ impl Pelican {
         let mut t = Tensor::cat(&[embedded, labels], D::Minus1)?;
         for (message, eq) in &self.blocks {
             let m = message.forward(&t, &mask, train)?;
-            t = candle_nn::ops::leaky_relu(&eq.forward(&m, &mask)?, 0.01)?;
-            t = dropout(&t, self.config.dropout, mode)?.broadcast_mul(&mask.pair)?;
+            // Masked already (LeakyReLU and dropout keep zeros zero).
+            t = eq.forward_activated(&m, &mask, Some(0.01))?;
+            t = dropout(&t, self.config.dropout, mode)?;
         }
         let m = self.readout_msg.forward(&t, &mask, train)?;
         let features = candle_nn::ops::leaky_relu(&self.readout.forward(&m, &mask)?, 0.01)?;

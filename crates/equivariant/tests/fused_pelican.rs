@@ -89,14 +89,18 @@ fn host(t: &Tensor) -> Vec<f64> {
         .unwrap()
 }
 
-/// The output and the gradients of a fixed weighted sum of it for `t` and every
-/// parameter (in the varmap's name order).
-fn run(c: &Case, fused: bool) -> Vec<Vec<f64>> {
+/// The output (through a LeakyReLU of `slope` when given) and the gradients of a fixed
+/// weighted sum of it for `t` and every parameter (in the varmap's name order).
+fn run(c: &Case, fused: bool, slope: Option<f64>) -> Vec<Vec<f64>> {
     let t = c.t.as_tensor();
     let out = if fused {
-        c.layer.forward(t, &c.mask).unwrap()
+        c.layer.forward_activated(t, &c.mask, slope).unwrap()
     } else {
-        c.layer.forward_composed(t, &c.mask).unwrap()
+        let linear = c.layer.forward_composed(t, &c.mask).unwrap();
+        match slope {
+            Some(s) => candle_nn::ops::leaky_relu(&linear, s).unwrap(),
+            None => linear,
+        }
     };
     let loss = (&out * &c.weights).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
@@ -122,9 +126,9 @@ fn worst(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn fused_layer_equals_the_composed_one_with_its_gradients() {
     // Padded jets of 9, 7, 5 and 3 real nodes of 9; and one single-node jet alone.
-    for (batch, nodes) in [(4, 9), (1, 1)] {
+    for (batch, nodes, slope) in [(4, 9, None), (4, 9, Some(0.01)), (1, 1, Some(0.01))] {
         let c = case(batch, nodes, 5, 4, DType::F64);
-        let (fused, composed) = (run(&c, true), run(&c, false));
+        let (fused, composed) = (run(&c, true, slope), run(&c, false, slope));
         let what = [
             "output",
             "d t",
@@ -162,7 +166,7 @@ fn fused_layer_is_bit_identical_with_one_and_two_threads() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| run(&c, true))
+            .install(|| run(&c, true, Some(0.01)))
     };
     assert_eq!(in_pool(1), in_pool(2));
 }
@@ -182,6 +186,7 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
         c_in: 2,
         c_out: 2,
         n_avg: N_AVG,
+        leaky_slope: None,
     };
     let dev = Device::Cpu;
     let t = Tensor::zeros((18, 2), DType::F32, &dev).unwrap();

@@ -38,6 +38,10 @@ pub struct PairEquivariant {
     pub c_out: usize,
     /// Typical number of real nodes.
     pub n_avg: f64,
+    /// A LeakyReLU with this negative slope applied to the output (PELICAN's blocks), or
+    /// none. Its backward reads the sign from the output, which has the sign of the
+    /// pre-activation for a positive slope.
+    pub leaky_slope: Option<f64>,
 }
 
 impl PairEquivariant {
@@ -268,6 +272,13 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         out
     }
 
+    fn activate(&self, v: T) -> T {
+        match self.op.leaky_slope {
+            Some(slope) if v <= T::zero() => v * T::from(slope).expect("finite slope"),
+            _ => v,
+        }
+    }
+
     /// Jet `b`'s output rows `[N N, C_out]`.
     fn forward_jet(&self, b: usize, out: &mut [T]) {
         let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
@@ -297,7 +308,7 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
                     if i == j {
                         v += node_diag[i * co + o] + jet_diag[o];
                     }
-                    y[o] = v * m;
+                    y[o] = self.activate(v) * m;
                 }
             }
         }
@@ -446,9 +457,23 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         dp
     }
 
-    /// The input gradient `[B N N, C_in]` and the packed parameter gradient.
-    fn backward(&self, g: &[T]) -> (Vec<T>, Vec<T>) {
+    /// The input gradient `[B N N, C_in]` and the packed parameter gradient, from the
+    /// output gradient `g` and the output `res`.
+    fn backward(&self, res: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
         let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
+        let activated: Vec<T>;
+        let g = match self.op.leaky_slope {
+            Some(slope) => {
+                let slope = T::from(slope).expect("finite slope");
+                activated = g
+                    .par_iter()
+                    .zip(res)
+                    .map(|(&g, &y)| if y > T::zero() { g } else { g * slope })
+                    .collect();
+                &activated[..]
+            }
+            None => g,
+        };
         let mut dt = vec![T::zero(); self.op.rows() * ci];
         let partial: Vec<Vec<T>> = dt
             .par_chunks_mut(n * n * ci)
@@ -500,11 +525,12 @@ impl PairEquivariant {
         t: &Tensor,
         mask: &Tensor,
         params: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let (dt, dp) = {
-            let guards = [t, mask, params, grad].map(Tensor::storage_and_layout);
-            let mut slices: [&[T]; 4] = [&[]; 4];
+            let guards = [t, mask, params, res, grad].map(Tensor::storage_and_layout);
+            let mut slices: [&[T]; 5] = [&[]; 5];
             for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
                 let Storage::Cpu(cpu) = &**storage else {
                     return Err(candle_core::Error::Msg(
@@ -513,8 +539,8 @@ impl PairEquivariant {
                 };
                 *slot = values(cpu, layout)?;
             }
-            let [t, mask, params, grad] = slices;
-            self.jets(t, mask, params).backward(grad)
+            let [t, mask, params, res, grad] = slices;
+            self.jets(t, mask, params).backward(res, grad)
         };
         Ok((
             Tensor::from_vec(dt, t.shape(), t.device())?,
@@ -560,13 +586,13 @@ impl CustomOp3 for PairEquivariant {
         t: &Tensor,
         mask: &Tensor,
         params: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let (dt, dp) = match t.dtype() {
-            DType::F32 => self.backward_typed::<f32>(t, mask, params, &grad)?,
-            DType::F64 => self.backward_typed::<f64>(t, mask, params, &grad)?,
+            DType::F32 => self.backward_typed::<f32>(t, mask, params, res, &grad)?,
+            DType::F64 => self.backward_typed::<f64>(t, mask, params, res, &grad)?,
             _ => {
                 return Err(candle_core::Error::Msg(
                     "fused 2->2 layer: f32 or f64 only".into(),
