@@ -171,6 +171,17 @@ struct Aggregates<T> {
     log_ratio: T,
 }
 
+/// A jet's node-level (`[N, C_out]`) and jet-level (`[C_out]`) output terms: those
+/// broadcast over j (`node_i`), over i (`node_j`), on the diagonal (`node_diag`), to
+/// every pair (`jet`, bias included) and to the diagonal (`jet_diag`).
+struct JetTerms<T> {
+    node_i: Vec<T>,
+    node_j: Vec<T>,
+    node_diag: Vec<T>,
+    jet: Vec<T>,
+    jet_diag: Vec<T>,
+}
+
 /// The kernel's arithmetic on one dtype.
 struct Jets<'a, T> {
     op: PairEquivariant,
@@ -279,47 +290,63 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         }
     }
 
-    /// Jet `b`'s output rows `[N N, C_out]`.
-    fn forward_jet(&self, b: usize, out: &mut [T]) {
-        let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
+    /// Jet `b`'s node- and jet-level terms of the output.
+    fn jet_terms(&self, b: usize) -> JetTerms<T> {
+        let (n, co) = (self.op.nodes, self.op.c_out);
         let agg = self.aggregates(b);
-        let t = MatRef::row_major(self.jet_rows(b), n * n, ci);
-        matmul(out, t, self.weight(0), false);
-        let mut swapped = vec![T::zero(); n * n * co];
-        matmul(&mut swapped, t, self.weight(1), false);
         let (d, r, c) = (&agg.diag[..], &agg.row[..], &agg.col[..]);
-        let node_i = self.mix(&[(d, 3), (r, 5), (c, 6)], n);
-        let node_j = self.mix(&[(d, 4), (r, 7), (c, 8)], n);
-        let node_diag = self.mix(&[(d, 2), (r, 9), (c, 10)], n);
         let mut jet = self.mix(&[(&agg.trace, 11), (&agg.total, 13)], 1);
         let mut jet_diag = self.mix(&[(&agg.trace, 12), (&agg.total, 14)], 1);
         for o in 0..co {
             jet[o] += self.p.bias[o];
             jet_diag[o] += self.p.diag_bias[o];
         }
+        JetTerms {
+            node_i: self.mix(&[(d, 3), (r, 5), (c, 6)], n),
+            node_j: self.mix(&[(d, 4), (r, 7), (c, 8)], n),
+            node_diag: self.mix(&[(d, 2), (r, 9), (c, 10)], n),
+            jet,
+            jet_diag,
+        }
+    }
+
+    /// Output rows `(b, i, j)` for all j, `[N, C_out]`: `t_ij W0 + t_ji W1` (the second
+    /// a strided view of column i) and the broadcast terms.
+    fn forward_row(&self, b: usize, i: usize, terms: &JetTerms<T>, y: &mut [T]) {
+        let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
+        let jet = self.jet_rows(b);
+        let rows = MatRef::row_major(&jet[i * n * ci..(i + 1) * n * ci], n, ci);
+        let column = MatRef::strided(&jet[i * ci..], n, ci, n * ci, 1);
+        matmul(y, rows, self.weight(0), false);
+        matmul(y, column, self.weight(1), true);
         let mask = &self.mask[b * n..(b + 1) * n];
-        for i in 0..n {
-            for j in 0..n {
-                let y = &mut out[(i * n + j) * co..(i * n + j + 1) * co];
-                let m = mask[i] * mask[j];
-                let u = &swapped[(j * n + i) * co..(j * n + i + 1) * co];
-                for o in 0..co {
-                    let mut v = y[o] + u[o] + node_i[i * co + o] + node_j[j * co + o] + jet[o];
-                    if i == j {
-                        v += node_diag[i * co + o] + jet_diag[o];
-                    }
-                    y[o] = self.activate(v) * m;
+        let node_i = &terms.node_i[i * co..(i + 1) * co];
+        for (j, y) in y.chunks_mut(co).enumerate() {
+            let m = mask[i] * mask[j];
+            let node_j = &terms.node_j[j * co..(j + 1) * co];
+            for o in 0..co {
+                let mut v = y[o] + node_i[o] + node_j[o] + terms.jet[o];
+                if i == j {
+                    v += terms.node_diag[i * co + o] + terms.jet_diag[o];
                 }
+                y[o] = self.activate(v) * m;
             }
         }
     }
 
+    /// Every output row: the jets' terms in parallel over jets, then the rows in
+    /// parallel over (jet, i), so that one jet alone also uses every thread.
     fn forward(&self) -> Vec<T> {
         let (n, co) = (self.op.nodes, self.op.c_out);
+        let terms: Vec<JetTerms<T>> = (0..self.op.batch)
+            .into_par_iter()
+            .map(|b| self.jet_terms(b))
+            .collect();
         let mut out = vec![T::zero(); self.op.rows() * co];
-        out.par_chunks_mut(n * n * co)
-            .enumerate()
-            .for_each(|(b, y)| self.forward_jet(b, y));
+        out.par_chunks_mut(n * co).enumerate().for_each(|(row, y)| {
+            let (b, i) = (row / n, row % n);
+            self.forward_row(b, i, &terms[b], y);
+        });
         out
     }
 
