@@ -81,7 +81,7 @@ impl Nonlinearity {
             Self::Relu => x.relu(),
             Self::Sigmoid => candle_nn::ops::sigmoid(x),
             Self::Tanh => x.tanh(),
-            Self::Gelu => x.gelu(),
+            Self::Gelu => crate::fused::gelu_tanh(x),
             Self::Silu => x.silu(),
         }
     }

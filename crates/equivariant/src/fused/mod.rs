@@ -6,6 +6,8 @@
 //!   MLP, the message and coordinate gates and the masked sums over j.
 //! - [`PairMessage`]: PELICAN's per-pair message layer (Linear, LeakyReLU, masked
 //!   BatchNorm with exact batch statistics, mask).
+//! - [`gelu_tanh`]: GELU (tanh approximation) with a one-pass exact backward
+//!   (L-GATr-slim's and the Transformer's activation).
 //! - [`PairEquivariant`]: PELICAN's 2 -> 2 layer (the 15 basis operations, their
 //!   scaled aggregates, biases and mask) per jet.
 //!
@@ -30,12 +32,14 @@
 //! ```
 
 mod edge_tile;
+mod gelu;
 mod gemm;
 mod lorentz_edges;
 mod pair_message;
 mod pair_mix;
 
 pub use edge_tile::PAIR_COLUMNS;
+pub use gelu::gelu_tanh;
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
 pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;
