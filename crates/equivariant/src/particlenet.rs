@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch_norm::MaskedBatchNorm;
 use crate::error::{Context, ModelError, Result};
+use crate::fused::EdgeConvStage;
 use crate::linear::{Linear, LinearLayers};
 use crate::mode::{dropout, Mode};
 use crate::model::{
@@ -239,31 +240,112 @@ impl EdgeConv {
         })
     }
 
-    /// `features` `[B, P, C]`, `neighbours` flat row indices `[B P k]` into `[B P, C]`,
-    /// `mask` `[B, P]` -> `[B, P, C_out]` (padded rows are garbage; the caller masks).
+    /// `features` `[B, P, C]`, `neighbours` flat row indices `[B P k]` into `[B P, C]`
+    /// ([`EdgeConvStage::PADDED`] for the rows of padded points), `mask` `[B, P]` ->
+    /// `[B, P, C_out]` (padded rows are garbage; the caller masks). `fused`: the edge
+    /// stage as one CPU kernel ([`EdgeConvStage`]), else composed from candle operations.
     fn forward(
         &self,
         features: &Tensor,
-        neighbours: &Tensor,
+        neighbours: &[u32],
+        mask: &Tensor,
+        train: bool,
+        fused: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (b, p, c) = features.dims3()?;
+        let rows = features.reshape((b * p, c))?;
+        let pooled = if fused {
+            self.edges_fused(&rows, neighbours, train)?
+        } else {
+            self.edges_composed(&rows, neighbours, mask, train)?
+        };
+        let width = pooled.dim(1)?;
+        let shortcut = match &self.shortcut {
+            Some((conv, bn)) => {
+                bn.forward(&conv.forward_rows(&rows)?, &mask.reshape(b * p)?, train)?
+            }
+            None => rows,
+        };
+        (shortcut + pooled)?.relu()?.reshape((b, p, width))
+    }
+
+    /// The first convolution `[W1 W2]` on `[x_i, x_j - x_i]` split per point:
+    /// `((W1 - W2) x_i, W2 x_i)`, `[B P, C_0]` each.
+    fn first_layer_parts(&self, rows: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let c = rows.dim(1)?;
+        let w = self.convs[0].effective_weight()?;
+        let (w1, w2) = (w.narrow(1, 0, c)?, w.narrow(1, c, c)?);
+        Ok((rows.matmul(&(&w1 - &w2)?.t()?)?, rows.matmul(&w2.t()?)?))
+    }
+
+    /// The edge stage through [`EdgeConvStage`]: `[B P, C_last]`, zero on padded points.
+    fn edges_fused(
+        &self,
+        rows: &Tensor,
+        neighbours: &[u32],
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let points = rows.dim(0)?;
+        let (centre, other) = self.first_layer_parts(rows)?;
+        let parts = Tensor::cat(&[centre, other], 1)?;
+        let mut params = Vec::new();
+        let mut widths = Vec::new();
+        let mut eps = 1e-5;
+        for (j, bn) in self.bns.iter().enumerate() {
+            if j > 0 {
+                params.push(self.convs[j].effective_weight()?);
+            }
+            let (gamma, beta, e) = bn.affine();
+            let (mean, var) = bn.running();
+            widths.push(gamma.dim(0)?);
+            params.extend([gamma.clone(), beta.clone(), mean, var]);
+            eps = e;
+        }
+        let params = EdgeConvStage::pack(&params.iter().collect::<Vec<_>>())?;
+        let index = Tensor::from_slice(neighbours, (points, self.k), rows.device())?;
+        let out = EdgeConvStage::new(self.k, widths, eps, train)
+            .apply(&parts, &index, &params)
+            .map_err(candle_core::Error::wrap)?;
+        if let Some(stats) = &out.batch_stats {
+            for (bn, (mean, var)) in self.bns.iter().zip(stats) {
+                bn.update_running(mean, var, (out.edges as f64).max(1.0))?;
+            }
+        }
+        Ok(out.pooled)
+    }
+
+    /// The edge stage composed from candle operations (any device and dtype): `[B P,
+    /// C_last]`, garbage on padded points.
+    fn edges_composed(
+        &self,
+        rows: &Tensor,
+        neighbours: &[u32],
         mask: &Tensor,
         train: bool,
     ) -> candle_core::Result<Tensor> {
-        let (b, p, c) = features.dims3()?;
-        let k = self.k;
-        let rows = features.reshape((b * p, c))?;
-        // First layer, factorised: (W1 - W2) x_i + W2 x_j.
-        let w = self.convs[0].effective_weight()?;
-        let (w1, w2) = (w.narrow(1, 0, c)?, w.narrow(1, c, c)?);
-        let centre = rows.matmul(&(&w1 - &w2)?.t()?)?;
-        let other = rows.matmul(&w2.t()?)?;
+        let (points, k) = (rows.dim(0)?, self.k);
+        let (centre, other) = self.first_layer_parts(rows)?;
+        // A padded point's edges read its own row (their outputs are masked later).
+        let index: Vec<u32> = neighbours
+            .iter()
+            .enumerate()
+            .map(|(e, &j)| {
+                if j == EdgeConvStage::PADDED {
+                    (e / k) as u32
+                } else {
+                    j
+                }
+            })
+            .collect();
+        let index = Tensor::from_vec(index, points * k, rows.device())?;
         // Every edge row (i, n) also reads row i: as gathers, whose backward is a
         // contiguous index_add (a broadcast over k would reduce over a non-trailing
         // dimension in backward, which candle does element by element).
-        let own = own_rows(b * p, k, features.device())?;
-        let mut x = (other.index_select(neighbours, 0)? + centre.index_select(&own, 0)?)?;
+        let own = own_rows(points, k, rows.device())?;
+        let mut x = (other.index_select(&index, 0)? + centre.index_select(&own, 0)?)?;
         let edge_mask = mask
-            .reshape((b * p, 1))?
-            .broadcast_as((b * p, k))?
+            .reshape((points, 1))?
+            .broadcast_as((points, k))?
             .contiguous()?;
         for (j, bn) in self.bns.iter().enumerate() {
             if j > 0 {
@@ -273,15 +355,8 @@ impl EdgeConv {
         }
         let width = x.dim(1)?;
         // The mean over the k neighbours as a scatter-add of each row into its point.
-        let zeros = Tensor::zeros((b * p, width), x.dtype(), x.device())?;
-        let pooled = (zeros.index_add(&own, &x, 0)? * (1.0 / k as f64))?;
-        let shortcut = match &self.shortcut {
-            Some((conv, bn)) => {
-                bn.forward(&conv.forward_rows(&rows)?, &mask.reshape(b * p)?, train)?
-            }
-            None => rows,
-        };
-        (shortcut + pooled)?.relu()?.reshape((b, p, width))
+        let zeros = Tensor::zeros((points, width), x.dtype(), x.device())?;
+        zeros.index_add(&own, &x, 0)? * (1.0 / k as f64)
     }
 }
 
@@ -294,10 +369,11 @@ fn own_rows(points: usize, k: usize, device: &candle_core::Device) -> candle_cor
 }
 
 /// The k nearest real neighbours of every real point of `coords` `[B, P, D]` (flat row
-/// indices into `[B P]`, `[B P k]`), by weaver's distance in f32, self excluded, ties to
-/// the lower index; a jet with at most k particles gets padded neighbours (a padded
-/// position of its own jet: `P` must exceed every jet's count when that happens).
-fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Tensor> {
+/// indices into `[B P]`, `[B P k]`; [`EdgeConvStage::PADDED`] for padded points), by
+/// weaver's distance in f32, self excluded, ties to the lower index; a jet with at most
+/// k particles gets padded neighbours (a padded position of its own jet: `P` must exceed
+/// every jet's count when that happens).
+fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Vec<u32>> {
     let (b, p, d) = coords.dims3()?;
     let values: Vec<f32> = coords.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let per_jet: Vec<Vec<u32>> = (0..b)
@@ -314,7 +390,7 @@ fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Tenso
             let mut order: Vec<(f32, u32)> = Vec::with_capacity(n);
             for i in 0..p {
                 if i >= n {
-                    out.extend(std::iter::repeat_n(base + i as u32, k));
+                    out.extend(std::iter::repeat_n(EdgeConvStage::PADDED, k));
                     continue;
                 }
                 order.clear();
@@ -340,8 +416,7 @@ fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Tenso
             out
         })
         .collect();
-    let flat: Vec<u32> = per_jet.into_iter().flatten().collect();
-    Tensor::from_vec(flat, b * p * k, coords.device())
+    Ok(per_jet.into_iter().flatten().collect())
 }
 
 /// ParticleNet.
@@ -419,6 +494,25 @@ impl ParticleNet {
     /// # Errors
     /// [`ModelError::BadInput`] for inputs of the wrong shape.
     pub fn forward(&self, input: &ParticleNetInput, mode: &mut Mode) -> Result<Tensor> {
+        self.check_input(input)?;
+        let fused = input.features.device().is_cpu()
+            && matches!(input.features.dtype(), DType::F32 | DType::F64);
+        self.run(input, mode, fused).context("ParticleNet forward")
+    }
+
+    /// [`Self::forward`] with every EdgeConv edge stage composed from candle operations
+    /// (what `forward` runs off the CPU): the reference the fused kernel
+    /// ([`EdgeConvStage`]) is tested against.
+    ///
+    /// # Errors
+    /// As [`Self::forward`].
+    pub fn forward_composed(&self, input: &ParticleNetInput, mode: &mut Mode) -> Result<Tensor> {
+        self.check_input(input)?;
+        self.run(input, mode, false).context("ParticleNet forward")
+    }
+
+    /// The inputs' shapes against each other and the config.
+    fn check_input(&self, input: &ParticleNetInput) -> Result<()> {
         let (b, p) = input.mask.dims2().context("pf_mask")?;
         let features = self.config.inputs.feature_dims();
         for (name, tensor, width) in [
@@ -440,10 +534,15 @@ impl ParticleNet {
                 found: input.mask.dims().to_vec(),
             });
         }
-        self.run(input, mode).context("ParticleNet forward")
+        Ok(())
     }
 
-    fn run(&self, input: &ParticleNetInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+    fn run(
+        &self,
+        input: &ParticleNetInput,
+        mode: &mut Mode,
+        fused: bool,
+    ) -> candle_core::Result<Tensor> {
         let train = mode.is_train();
         let mask_values: Vec<f32> = input.mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let (b, full) = input.mask.dims2()?;
@@ -471,7 +570,7 @@ impl ParticleNet {
             let coords = if i == 0 { &points } else { &fts };
             let neighbours = knn(coords, &counts, block.k)?;
             fts = block
-                .forward(&fts, &neighbours, &mask, train)?
+                .forward(&fts, &neighbours, &mask, train, fused)?
                 .broadcast_mul(&mask3)?;
             if self.fusion.is_some() {
                 outputs.push(fts.clone());

@@ -10,6 +10,9 @@
 //!   (L-GATr-slim's and the Transformer's activation).
 //! - [`PairEquivariant`]: PELICAN's 2 -> 2 layer (the 15 basis operations, their
 //!   scaled aggregates, biases and mask) per jet.
+//! - [`EdgeConvStage`]: ParticleNet's EdgeConv block after its factorised first
+//!   convolution (the gathered edges of the real points, masked BatchNorm with exact batch
+//!   statistics, ReLU, the further 1x1 convolutions, the mean over neighbours).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -31,6 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod edge_conv;
 mod edge_tile;
 mod gelu;
 mod gemm;
@@ -38,6 +42,7 @@ mod lorentz_edges;
 mod pair_message;
 mod pair_mix;
 
+pub use edge_conv::{EdgeConvOutput, EdgeConvStage};
 pub use edge_tile::PAIR_COLUMNS;
 pub use gelu::gelu_tanh;
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
