@@ -25,8 +25,13 @@ use rayon::prelude::*;
 use super::gemm::{matmul, MatRef};
 use crate::error::{ModelError, Result};
 
-/// Points per chunk: the unit of work and of every partial sum.
-const CHUNK_POINTS: usize = 64;
+/// Points per chunk: the unit of work and of the BatchNorm sums (small enough that one
+/// jet of a few dozen particles still spreads over the threads).
+const CHUNK_POINTS: usize = 16;
+
+/// Points per chunk of the weight gradients, whose per-chunk partial products (`C_j x
+/// C_{j-1}` each) are summed in chunk order.
+const WEIGHT_CHUNK_POINTS: usize = 64;
 
 /// The fused edge stage's shapes and settings: `k` neighbours, the widths of the block's
 /// 1x1 convolutions (the first one's is the width of each half of `parts`), BatchNorm's
@@ -518,7 +523,7 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
     /// gradient `g` of the output (its pooled part) and the forward's activations.
     fn backward(&self, saved: &Activations<T>, g: &[T]) -> (Vec<T>, Vec<T>) {
         let (k, depth) = (self.op.k, self.op.widths.len());
-        let rows = self.chunk_rows();
+        let rows = WEIGHT_CHUNK_POINTS * k;
         let last = self.op.widths[depth - 1];
         // The mean over neighbours: every edge of point i receives g_i / k.
         let inv_k = Self::cast(1.0 / k as f64);
