@@ -93,6 +93,43 @@ fn bad_sweeps_fail_at_plan_naming_the_trial_and_key() {
     );
 }
 
+/// `data.config` (a weaver data config) is read at `plan`: a YAML with an unknown key,
+/// and one given to a model that takes none, fail there naming the trial and the file.
+#[test]
+fn a_bad_weaver_data_config_fails_at_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = tmp.path().join("inputs.yaml");
+    std::fs::write(&yaml, "bogus_key: 1\n").unwrap();
+    let body = format!(
+        "[set]\n\"data.config\" = \"{}\"\n[axes]\n\"train.seed\" = [0]\n",
+        yaml.display()
+    );
+    let sweep = sweep_file(tmp.path(), "a.toml", &body);
+    let out = tmp.path().join("out");
+    let (ok, text) = noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("trial 0") && text.contains("inputs.yaml") && text.contains("bogus_key"),
+        "{text}"
+    );
+    let reference = root().join("../shared/reference/particlenet/top_kin.yaml");
+    if !reference.exists() {
+        eprintln!("SKIPPED (second half): {} is absent", reference.display());
+        return;
+    }
+    let body = body.replace(
+        &yaml.display().to_string(),
+        &reference.display().to_string(),
+    );
+    let sweep = sweep_file(tmp.path(), "b.toml", &body);
+    let (ok, text) = noether(&["sweep", "plan", s(&sweep), "--out", s(&out)]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("trial 0") && text.contains("data.config") && text.contains("pfn"),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_edited_manifest_a_missing_trial_and_a_missing_sbatch_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -276,12 +313,20 @@ fn the_shipped_sweep_files_plan() {
         eprintln!("SKIPPED: ../shared/data/toptag-pythia is absent (sweeps/data_limited.toml)");
         return;
     }
+
     for (file, trials) in [
         ("data_limited", 48),
         ("data_scaling", 126),
         ("finetune_study", 24),
         ("finetune_study_masses", 6),
+        ("finetune_particlenet", 18),
     ] {
+        if file == "finetune_particlenet"
+            && !root().join("../shared/reference/particlenet").exists()
+        {
+            eprintln!("SKIPPED: ../shared/reference/particlenet is absent (sweeps/{file}.toml)");
+            continue;
+        }
         let (ok, text) = noether(&[
             "sweep",
             "plan",

@@ -278,6 +278,8 @@ pub fn plan(sweep_file: &Path) -> Result<Vec<Trial>> {
                 reason: "no such file".into(),
             }))
         })?;
+        // A weaver data config (`data.config`) is read now, so that a bad YAML fails here.
+        config.apply_data_config().map_err(trial_error)?;
         let id = trial_id(&as_written);
         trials.push(Trial {
             trial: index,

@@ -134,6 +134,8 @@ pub fn run(dir: &Path, index: usize, threads: Option<usize>, progress: bool) -> 
         return Ok(Outcome::Skipped);
     }
     let mut config = TrainConfig::from_toml(&trial.config, &manifest::manifest_path(dir))?;
+    // `data.config` (a weaver data config) defines the inputs, as on `noether train`.
+    config.apply_data_config()?;
     if let Some(t) = threads {
         config.train.threads = t;
     }

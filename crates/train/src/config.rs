@@ -86,6 +86,9 @@ impl DataConfig {
         for path in self.extra_tests.values_mut() {
             rebase(path, root);
         }
+        if let Some(path) = &mut self.config {
+            rebase(path, root);
+        }
     }
 
     /// Every data file with its config key (`data.extra_tests.<name>` for the extras).
@@ -871,8 +874,8 @@ impl TrainConfig {
         )?)
     }
 
-    /// Joins every relative file path of the config (data files, the initial
-    /// checkpoint, the teacher) onto `root`.
+    /// Joins every relative file path of the config (data files, the weaver data
+    /// config, the initial checkpoint, the teacher) onto `root`.
     pub fn relative_to(&mut self, root: &Path) {
         self.data.relative_to(root);
         if let Some(init) = &mut self.init {
