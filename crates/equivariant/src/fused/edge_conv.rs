@@ -673,15 +673,6 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
     }
 }
 
-/// Runs `work` on a thread of rayon's pool: called from outside it, each of the kernel's
-/// dozens of parallel loops would otherwise wake a worker and sleep on a futex (11% of a
-/// single-jet forward at one thread, `perf`); inside it they run on the worker.
-fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    let mut result = None;
-    rayon::scope(|_| result = Some(work()));
-    result.expect("the scope ran its closure")
-}
-
 /// A contiguous CPU tensor's values.
 fn values<'a, T: WithDType>(
     storage: &'a CpuStorage,
@@ -712,7 +703,8 @@ impl EdgeConvStage {
         neighbours: &[u32],
         params: &[T],
     ) -> Vec<T> {
-        let (out, activations) = in_pool(|| Stage::new(self, parts, neighbours, params).forward());
+        let (out, activations) =
+            super::in_pool(|| Stage::new(self, parts, neighbours, params).forward());
         *self
             .saved
             .lock()
@@ -742,7 +734,9 @@ impl EdgeConvStage {
                     "fused EdgeConv stage: backward without its forward".into(),
                 ));
             };
-            in_pool(|| Stage::new(self, parts_v, index, params_v).backward(activations, grad_v))
+            super::in_pool(|| {
+                Stage::new(self, parts_v, index, params_v).backward(activations, grad_v)
+            })
         };
         Ok((
             Tensor::from_vec(d_parts, parts.shape(), parts.device())?,

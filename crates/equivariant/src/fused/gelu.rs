@@ -76,12 +76,14 @@ impl CustomOp1 for GeluTanh {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(map(contiguous::<f32>(s, l)?, forward_f32)),
-            CpuStorage::F64(_) => CpuStorage::F64(map(contiguous::<f64>(s, l)?, forward_f64)),
-            _ => return Err(candle_core::Error::Msg("gelu: f32 or f64 only".into())),
-        };
-        Ok((out, l.shape().clone()))
+        super::in_pool(|| {
+            let out = match s {
+                CpuStorage::F32(_) => CpuStorage::F32(map(contiguous::<f32>(s, l)?, forward_f32)),
+                CpuStorage::F64(_) => CpuStorage::F64(map(contiguous::<f64>(s, l)?, forward_f64)),
+                _ => return Err(candle_core::Error::Msg("gelu: f32 or f64 only".into())),
+            };
+            Ok((out, l.shape().clone()))
+        })
     }
 
     fn bwd(
@@ -90,36 +92,38 @@ impl CustomOp1 for GeluTanh {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let (a, al) = arg.storage_and_layout();
-        let (g, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(a), Storage::Cpu(g)) = (&*a, &*g) else {
-            return Err(candle_core::Error::Msg("gelu: CPU tensors only".into()));
-        };
-        let out = match (a, g) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (x, g) = (contiguous::<f32>(a, al)?, contiguous::<f32>(g, gl)?);
-                #[allow(clippy::cast_possible_truncation)]
-                let d: Vec<f32> = x
-                    .par_iter()
-                    .zip(g)
-                    .with_min_len(CHUNK)
-                    .map(|(&x, &g)| g * derivative(f64::from(x)) as f32)
-                    .collect();
-                Tensor::from_vec(d, arg.shape(), arg.device())?
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (x, g) = (contiguous::<f64>(a, al)?, contiguous::<f64>(g, gl)?);
-                let d: Vec<f64> = x
-                    .par_iter()
-                    .zip(g)
-                    .with_min_len(CHUNK)
-                    .map(|(&x, &g)| g * derivative(x))
-                    .collect();
-                Tensor::from_vec(d, arg.shape(), arg.device())?
-            }
-            _ => return Err(candle_core::Error::Msg("gelu: f32 or f64 only".into())),
-        };
-        Ok(Some(out))
+        super::in_pool(|| {
+            let grad = grad.contiguous()?;
+            let (a, al) = arg.storage_and_layout();
+            let (g, gl) = grad.storage_and_layout();
+            let (Storage::Cpu(a), Storage::Cpu(g)) = (&*a, &*g) else {
+                return Err(candle_core::Error::Msg("gelu: CPU tensors only".into()));
+            };
+            let out = match (a, g) {
+                (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                    let (x, g) = (contiguous::<f32>(a, al)?, contiguous::<f32>(g, gl)?);
+                    #[allow(clippy::cast_possible_truncation)]
+                    let d: Vec<f32> = x
+                        .par_iter()
+                        .zip(g)
+                        .with_min_len(CHUNK)
+                        .map(|(&x, &g)| g * derivative(f64::from(x)) as f32)
+                        .collect();
+                    Tensor::from_vec(d, arg.shape(), arg.device())?
+                }
+                (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                    let (x, g) = (contiguous::<f64>(a, al)?, contiguous::<f64>(g, gl)?);
+                    let d: Vec<f64> = x
+                        .par_iter()
+                        .zip(g)
+                        .with_min_len(CHUNK)
+                        .map(|(&x, &g)| g * derivative(x))
+                        .collect();
+                    Tensor::from_vec(d, arg.shape(), arg.device())?
+                }
+                _ => return Err(candle_core::Error::Msg("gelu: f32 or f64 only".into())),
+            };
+            Ok(Some(out))
+        })
     }
 }

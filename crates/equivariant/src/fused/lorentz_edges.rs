@@ -699,25 +699,27 @@ impl CustomOp3 for Kernel {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let inputs = [(s1, l1), (s2, l2), (s3, l3)];
-        let (storage, len) = match s1 {
-            CpuStorage::F32(_) => {
-                let out = self.run::<f32>(inputs)?;
-                let len = out.len();
-                (CpuStorage::F32(out), len)
-            }
-            CpuStorage::F64(_) => {
-                let out = self.run::<f64>(inputs)?;
-                let len = out.len();
-                (CpuStorage::F64(out), len)
-            }
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused edge stage: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((storage, Shape::from(len)))
+        super::in_pool(|| {
+            let inputs = [(s1, l1), (s2, l2), (s3, l3)];
+            let (storage, len) = match s1 {
+                CpuStorage::F32(_) => {
+                    let out = self.run::<f32>(inputs)?;
+                    let len = out.len();
+                    (CpuStorage::F32(out), len)
+                }
+                CpuStorage::F64(_) => {
+                    let out = self.run::<f64>(inputs)?;
+                    let len = out.len();
+                    (CpuStorage::F64(out), len)
+                }
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused edge stage: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((storage, Shape::from(len)))
+        })
     }
 
     fn bwd(
@@ -728,17 +730,19 @@ impl CustomOp3 for Kernel {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let tensors = [nodes, pairs, params, res, &grad];
-        let (dn, dp, dw) = match nodes.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(tensors)?,
-            DType::F64 => self.backward_tensors::<f64>(tensors)?,
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused edge stage: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((Some(dn), Some(dp), Some(dw)))
+        super::in_pool(|| {
+            let grad = grad.contiguous()?;
+            let tensors = [nodes, pairs, params, res, &grad];
+            let (dn, dp, dw) = match nodes.dtype() {
+                DType::F32 => self.backward_tensors::<f32>(tensors)?,
+                DType::F64 => self.backward_tensors::<f64>(tensors)?,
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused edge stage: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((Some(dn), Some(dp), Some(dw)))
+        })
     }
 }

@@ -507,26 +507,28 @@ impl CustomOp3 for PairMessage {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (storage, len) = match s1 {
-            CpuStorage::F32(_) => {
-                let out =
-                    Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?).forward();
-                let len = out.len();
-                (CpuStorage::F32(out), len)
-            }
-            CpuStorage::F64(_) => {
-                let out =
-                    Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?).forward();
-                let len = out.len();
-                (CpuStorage::F64(out), len)
-            }
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused message layer: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((storage, Shape::from(len)))
+        super::in_pool(|| {
+            let (storage, len) = match s1 {
+                CpuStorage::F32(_) => {
+                    let out = Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
+                        .forward();
+                    let len = out.len();
+                    (CpuStorage::F32(out), len)
+                }
+                CpuStorage::F64(_) => {
+                    let out = Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
+                        .forward();
+                    let len = out.len();
+                    (CpuStorage::F64(out), len)
+                }
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused message layer: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((storage, Shape::from(len)))
+        })
     }
 
     fn bwd(
@@ -537,17 +539,19 @@ impl CustomOp3 for PairMessage {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let tensors = [x, mask, params, res, &grad];
-        let (dx, dp) = match x.dtype() {
-            DType::F32 => self.backward_typed::<f32>(tensors)?,
-            DType::F64 => self.backward_typed::<f64>(tensors)?,
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused message layer: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((Some(dx), None, Some(dp)))
+        super::in_pool(|| {
+            let grad = grad.contiguous()?;
+            let tensors = [x, mask, params, res, &grad];
+            let (dx, dp) = match x.dtype() {
+                DType::F32 => self.backward_typed::<f32>(tensors)?,
+                DType::F64 => self.backward_typed::<f64>(tensors)?,
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused message layer: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((Some(dx), None, Some(dp)))
+        })
     }
 }

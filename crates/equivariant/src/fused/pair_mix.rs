@@ -590,22 +590,24 @@ impl CustomOp3 for PairEquivariant {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let storage = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(
-                self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                    .forward(),
-            ),
-            CpuStorage::F64(_) => CpuStorage::F64(
-                self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                    .forward(),
-            ),
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused 2->2 layer: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((storage, Shape::from((self.rows(), self.c_out))))
+        super::in_pool(|| {
+            let storage = match s1 {
+                CpuStorage::F32(_) => CpuStorage::F32(
+                    self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
+                        .forward(),
+                ),
+                CpuStorage::F64(_) => CpuStorage::F64(
+                    self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
+                        .forward(),
+                ),
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused 2->2 layer: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((storage, Shape::from((self.rows(), self.c_out))))
+        })
     }
 
     fn bwd(
@@ -616,16 +618,18 @@ impl CustomOp3 for PairEquivariant {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (dt, dp) = match t.dtype() {
-            DType::F32 => self.backward_typed::<f32>(t, mask, params, res, &grad)?,
-            DType::F64 => self.backward_typed::<f64>(t, mask, params, res, &grad)?,
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "fused 2->2 layer: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((Some(dt), None, Some(dp)))
+        super::in_pool(|| {
+            let grad = grad.contiguous()?;
+            let (dt, dp) = match t.dtype() {
+                DType::F32 => self.backward_typed::<f32>(t, mask, params, res, &grad)?,
+                DType::F64 => self.backward_typed::<f64>(t, mask, params, res, &grad)?,
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused 2->2 layer: f32 or f64 only".into(),
+                    ))
+                }
+            };
+            Ok((Some(dt), None, Some(dp)))
+        })
     }
 }
