@@ -392,3 +392,63 @@ fn a_sweep_fine_tunes_from_a_checkpoint_through_init() {
         "{text}"
     );
 }
+
+/// `scripts/archive-sweep.sh` keeps a finished trial without its checkpoints and an
+/// unfinished one with them; restored into another directory (another machine), the
+/// finished trial is skipped and the unfinished one resumes from its last checkpoint to
+/// the metrics of the uninterrupted run.
+#[test]
+fn an_archived_sweep_resumes_its_unfinished_trial_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = GRID
+        .replace("[200, 400]", "[200]")
+        .replace("\"train.epochs\" = 1", "\"train.epochs\" = 2");
+    let sweep = sweep_file(tmp.path(), "a.toml", &grid);
+    let (first, archive, second) = (
+        tmp.path().join("first"),
+        tmp.path().join("archive"),
+        tmp.path().join("second"),
+    );
+    assert!(noether(&["sweep", "plan", s(&sweep), "--out", s(&first)]).0);
+    for trial in ["0", "1"] {
+        let (ok, text) = noether(&["sweep", "run", s(&first), "--trial", trial, "--quiet"]);
+        assert!(ok, "{text}");
+    }
+    let id = ids(&first);
+    // Trial 1 as a killed worker leaves it after its last epoch: checkpoints, no metrics.
+    let metrics_path = first.join("runs").join(&id[1]).join("metrics.json");
+    let uninterrupted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics_path).unwrap()).unwrap();
+    std::fs::remove_file(&metrics_path).unwrap();
+    let archive_sweep = |from: &Path, to: &Path| {
+        let out = Command::new("bash")
+            .arg(root().join("scripts/archive-sweep.sh"))
+            .args([from, to])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let text = archive_sweep(&first, &archive);
+    assert!(text.contains("1 finished and 1 unfinished"), "{text}");
+    let (done, open) = (
+        archive.join("runs").join(&id[0]),
+        archive.join("runs").join(&id[1]),
+    );
+    assert!(done.join("metrics.json").is_file() && !done.join("last.safetensors").exists());
+    assert!(open.join("last.safetensors").is_file() && !open.join("metrics.json").exists());
+    archive_sweep(&archive, &second);
+    let (ok, text) = noether(&["sweep", "run", s(&second), "--trial", "0", "--quiet"]);
+    assert!(ok && text.contains("skipped"), "{text}");
+    let (ok, text) = noether(&["sweep", "run", s(&second), "--trial", "1", "--quiet"]);
+    assert!(ok && text.contains("(resumed)"), "{text}");
+    let resumed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(second.join("runs").join(&id[1]).join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    for key in ["auc", "test_loss", "best_epoch", "rejection_at_0.3"] {
+        assert!(!uninterrupted[key].is_null(), "{key} in metrics.json");
+        assert_eq!(resumed[key], uninterrupted[key], "{key}");
+    }
+}
