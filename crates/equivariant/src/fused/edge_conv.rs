@@ -18,12 +18,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::{Float, NumAssign};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
+use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
+
+/// The kernel's name in errors.
+const KERNEL: &str = "fused EdgeConv stage";
 
 /// Points per chunk: the unit of work and of the BatchNorm sums (small enough that one
 /// jet of a few dozen particles still spreads over the threads).
@@ -673,29 +677,6 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
     }
 }
 
-/// A contiguous CPU tensor's values.
-fn values<'a, T: WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [T]> {
-    let all = storage.as_slice::<T>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => Err(candle_core::Error::Msg(
-            "fused EdgeConv stage: contiguous inputs only".into(),
-        )),
-    }
-}
-
-fn cpu(storage: &Storage) -> candle_core::Result<&CpuStorage> {
-    match storage {
-        Storage::Cpu(cpu) => Ok(cpu),
-        _ => Err(candle_core::Error::Msg(
-            "fused EdgeConv stage: tensors must be on the CPU".into(),
-        )),
-    }
-}
-
 impl EdgeConvStage {
     fn forward_typed<T: WithDType + Float + NumAssign + Send + Sync + Store>(
         &self,
@@ -721,10 +702,14 @@ impl EdgeConvStage {
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let (d_parts, dp) = {
             let guards = [parts, neighbours, params, grad].map(Tensor::storage_and_layout);
-            let parts_v = values::<T>(cpu(&guards[0].0)?, guards[0].1)?;
-            let index = values::<u32>(cpu(&guards[1].0)?, guards[1].1)?;
-            let params_v = values::<T>(cpu(&guards[2].0)?, guards[2].1)?;
-            let grad_v = values::<T>(cpu(&guards[3].0)?, guards[3].1)?;
+            let parts_v =
+                contiguous_values::<T>(cpu_storage(&guards[0].0, KERNEL)?, guards[0].1, KERNEL)?;
+            let index =
+                contiguous_values::<u32>(cpu_storage(&guards[1].0, KERNEL)?, guards[1].1, KERNEL)?;
+            let params_v =
+                contiguous_values::<T>(cpu_storage(&guards[2].0, KERNEL)?, guards[2].1, KERNEL)?;
+            let grad_v =
+                contiguous_values::<T>(cpu_storage(&guards[3].0, KERNEL)?, guards[3].1, KERNEL)?;
             let saved = self
                 .saved
                 .lock()
@@ -759,15 +744,23 @@ impl CustomOp3 for EdgeConvStage {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let index = values::<u32>(s2, l2)?;
+        let index = contiguous_values::<u32>(s2, l2, KERNEL)?;
         let (storage, len) = match s1 {
             CpuStorage::F32(_) => {
-                let out = self.forward_typed(values::<f32>(s1, l1)?, index, values(s3, l3)?);
+                let out = self.forward_typed(
+                    contiguous_values::<f32>(s1, l1, KERNEL)?,
+                    index,
+                    contiguous_values(s3, l3, KERNEL)?,
+                );
                 let len = out.len();
                 (CpuStorage::F32(out), len)
             }
             CpuStorage::F64(_) => {
-                let out = self.forward_typed(values::<f64>(s1, l1)?, index, values(s3, l3)?);
+                let out = self.forward_typed(
+                    contiguous_values::<f64>(s1, l1, KERNEL)?,
+                    index,
+                    contiguous_values(s3, l3, KERNEL)?,
+                );
                 let len = out.len();
                 (CpuStorage::F64(out), len)
             }

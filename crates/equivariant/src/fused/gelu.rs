@@ -7,8 +7,13 @@
 //! in the maps around them. Here the forward is candle's formula element by element (the
 //! same bits) and the backward is the exact derivative in one pass.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::{contiguous_values, cpu_storage};
+
+/// The kernel's name in errors.
+const KERNEL: &str = "gelu";
 
 /// sqrt(2 / pi), as candle spells it.
 const SQRT_TWO_OVER_PI: f64 = 0.797_884_560_802_865_4;
@@ -52,17 +57,6 @@ fn derivative(x: f64) -> f64 {
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_TWO_OVER_PI * (1.0 + 3.0 * CUBIC * x * x)
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [T]> {
-    let all = storage.as_slice::<T>()?;
-    layout
-        .contiguous_offsets()
-        .map(|(start, end)| &all[start..end])
-        .ok_or_else(|| candle_core::Error::Msg("gelu: contiguous input only".into()))
-}
-
 fn map<T: Copy + Send + Sync>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut out = x.to_vec();
     out.par_chunks_mut(CHUNK)
@@ -78,8 +72,12 @@ impl CustomOp1 for GeluTanh {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         super::in_pool(|| {
             let out = match s {
-                CpuStorage::F32(_) => CpuStorage::F32(map(contiguous::<f32>(s, l)?, forward_f32)),
-                CpuStorage::F64(_) => CpuStorage::F64(map(contiguous::<f64>(s, l)?, forward_f64)),
+                CpuStorage::F32(_) => {
+                    CpuStorage::F32(map(contiguous_values::<f32>(s, l, KERNEL)?, forward_f32))
+                }
+                CpuStorage::F64(_) => {
+                    CpuStorage::F64(map(contiguous_values::<f64>(s, l, KERNEL)?, forward_f64))
+                }
                 _ => return Err(candle_core::Error::Msg("gelu: f32 or f64 only".into())),
             };
             Ok((out, l.shape().clone()))
@@ -96,12 +94,13 @@ impl CustomOp1 for GeluTanh {
             let grad = grad.contiguous()?;
             let (a, al) = arg.storage_and_layout();
             let (g, gl) = grad.storage_and_layout();
-            let (Storage::Cpu(a), Storage::Cpu(g)) = (&*a, &*g) else {
-                return Err(candle_core::Error::Msg("gelu: CPU tensors only".into()));
-            };
+            let (a, g) = (cpu_storage(&a, KERNEL)?, cpu_storage(&g, KERNEL)?);
             let out = match (a, g) {
                 (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                    let (x, g) = (contiguous::<f32>(a, al)?, contiguous::<f32>(g, gl)?);
+                    let (x, g) = (
+                        contiguous_values::<f32>(a, al, KERNEL)?,
+                        contiguous_values::<f32>(g, gl, KERNEL)?,
+                    );
                     #[allow(clippy::cast_possible_truncation)]
                     let d: Vec<f32> = x
                         .par_iter()
@@ -112,7 +111,10 @@ impl CustomOp1 for GeluTanh {
                     Tensor::from_vec(d, arg.shape(), arg.device())?
                 }
                 (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                    let (x, g) = (contiguous::<f64>(a, al)?, contiguous::<f64>(g, gl)?);
+                    let (x, g) = (
+                        contiguous_values::<f64>(a, al, KERNEL)?,
+                        contiguous_values::<f64>(g, gl, KERNEL)?,
+                    );
                     let d: Vec<f64> = x
                         .par_iter()
                         .zip(g)

@@ -22,13 +22,17 @@
 //! Every sum over rows runs over a fixed partition of the rows, reduced in partition
 //! order: results are bit-identical for any number of threads.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use std::sync::Mutex;
 
 use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, PAIR_COLUMNS};
+use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
+
+/// The kernel's name in errors.
+const KERNEL: &str = "fused edge stage";
 
 /// Pair rows per tile (rounded to whole nodes i).
 const TILE_ROWS: usize = 256;
@@ -597,13 +601,6 @@ fn add<T: Real>(acc: &mut [T], x: &[T]) {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("fused edge stage: non-contiguous input".into()))?;
-    Ok(&s.as_slice::<T>()?[start..end])
-}
-
 impl LorentzEdges {
     fn inputs<'a, T: Real>(
         &self,
@@ -637,9 +634,9 @@ impl Kernel {
         let (out, kept) = self
             .op
             .inputs(
-                slice(nodes.0, nodes.1)?,
-                slice(pairs.0, pairs.1)?,
-                slice(params.0, params.1)?,
+                contiguous_values(nodes.0, nodes.1, KERNEL)?,
+                contiguous_values(pairs.0, pairs.1, KERNEL)?,
+                contiguous_values(params.0, params.1, KERNEL)?,
             )
             .forward(self.keep);
         *self
@@ -657,12 +654,8 @@ impl Kernel {
         let guards = tensors.map(Tensor::storage_and_layout);
         let mut slices: [&[T]; 5] = [&[]; 5];
         for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
-            let Storage::Cpu(cpu) = &**storage else {
-                return Err(candle_core::Error::Msg(
-                    "fused edge stage: tensors must be on the CPU".into(),
-                ));
-            };
-            *slot = slice(cpu, layout)?;
+            let cpu = cpu_storage(storage, KERNEL)?;
+            *slot = contiguous_values(cpu, layout, KERNEL)?;
         }
         let [nodes, pairs, params, res, grad] = slices;
         let kept = self

@@ -57,3 +57,35 @@ pub(crate) fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| result = Some(work()));
     result.expect("the scope ran its closure")
 }
+
+/// The values of a contiguous CPU tensor, as a kernel's `cpu_fwd` or backward receives it;
+/// `kernel` names the kernel in the error (the public entry points make every input
+/// contiguous, so the error marks a bug, not bad user input).
+pub(crate) fn contiguous_values<'a, T: candle_core::WithDType>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    kernel: &str,
+) -> candle_core::Result<&'a [T]> {
+    let all = storage.as_slice::<T>()?;
+    layout.contiguous_offsets().map_or_else(
+        || {
+            Err(candle_core::Error::Msg(format!(
+                "{kernel}: contiguous inputs only"
+            )))
+        },
+        |(start, end)| Ok(&all[start..end]),
+    )
+}
+
+/// The CPU storage behind a tensor's storage, or an error naming `kernel`.
+pub(crate) fn cpu_storage<'a>(
+    storage: &'a candle_core::Storage,
+    kernel: &str,
+) -> candle_core::Result<&'a candle_core::CpuStorage> {
+    match storage {
+        candle_core::Storage::Cpu(cpu) => Ok(cpu),
+        _ => Err(candle_core::Error::Msg(format!(
+            "{kernel}: tensors must be on the CPU"
+        ))),
+    }
+}

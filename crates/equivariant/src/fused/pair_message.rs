@@ -13,12 +13,16 @@
 //! statistics from the forward's output, and reduces the BatchNorm sums over all rows
 //! before any input gradient is formed.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::{Float, NumAssign};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
+use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
+
+/// The kernel's name in errors.
+const KERNEL: &str = "fused message layer";
 
 /// Rows per chunk: the unit of work and of every partial sum.
 const CHUNK_ROWS: usize = 1024;
@@ -452,20 +456,6 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
     }
 }
 
-/// A contiguous CPU tensor's values.
-fn values<'a, T: WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [T]> {
-    let all = storage.as_slice::<T>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => Err(candle_core::Error::Msg(
-            "fused message layer: contiguous inputs only".into(),
-        )),
-    }
-}
-
 impl PairMessage {
     fn backward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
         &self,
@@ -475,12 +465,8 @@ impl PairMessage {
             let guards = tensors.map(Tensor::storage_and_layout);
             let mut slices: [&[T]; 5] = [&[]; 5];
             for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
-                let Storage::Cpu(cpu) = &**storage else {
-                    return Err(candle_core::Error::Msg(
-                        "fused message layer: tensors must be on the CPU".into(),
-                    ));
-                };
-                *slot = values(cpu, layout)?;
+                let cpu = cpu_storage(storage, KERNEL)?;
+                *slot = contiguous_values(cpu, layout, KERNEL)?;
             }
             let [x, mask, params, res, grad] = slices;
             Rows::new(*self, x, mask, params).backward(res, grad)
@@ -510,14 +496,24 @@ impl CustomOp3 for PairMessage {
         super::in_pool(|| {
             let (storage, len) = match s1 {
                 CpuStorage::F32(_) => {
-                    let out = Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                        .forward();
+                    let out = Rows::new(
+                        *self,
+                        contiguous_values(s1, l1, KERNEL)?,
+                        contiguous_values(s2, l2, KERNEL)?,
+                        contiguous_values(s3, l3, KERNEL)?,
+                    )
+                    .forward();
                     let len = out.len();
                     (CpuStorage::F32(out), len)
                 }
                 CpuStorage::F64(_) => {
-                    let out = Rows::new(*self, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                        .forward();
+                    let out = Rows::new(
+                        *self,
+                        contiguous_values(s1, l1, KERNEL)?,
+                        contiguous_values(s2, l2, KERNEL)?,
+                        contiguous_values(s3, l3, KERNEL)?,
+                    )
+                    .forward();
                     let len = out.len();
                     (CpuStorage::F64(out), len)
                 }

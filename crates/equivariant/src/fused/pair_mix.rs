@@ -14,12 +14,16 @@
 //! outside the mask: aggregates sum every entry of `t` (the caller's tensor is zero
 //! outside the pair mask), the output is masked, the input gradient is not.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::{Float, NumAssign};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
+use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
+
+/// The kernel's name in errors.
+const KERNEL: &str = "fused 2->2 layer";
 
 /// The operations of the 2 -> 2 basis, in [`crate::Eq2to2`]'s order.
 const OPS: usize = 15;
@@ -518,20 +522,6 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
     }
 }
 
-/// A contiguous CPU tensor's values.
-fn values<'a, T: WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [T]> {
-    let all = storage.as_slice::<T>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => Err(candle_core::Error::Msg(
-            "fused 2->2 layer: contiguous inputs only".into(),
-        )),
-    }
-}
-
 impl PairEquivariant {
     fn jets<'a, T: WithDType + Float + NumAssign + Send + Sync>(
         &self,
@@ -559,12 +549,8 @@ impl PairEquivariant {
             let guards = [t, mask, params, res, grad].map(Tensor::storage_and_layout);
             let mut slices: [&[T]; 5] = [&[]; 5];
             for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
-                let Storage::Cpu(cpu) = &**storage else {
-                    return Err(candle_core::Error::Msg(
-                        "fused 2->2 layer: tensors must be on the CPU".into(),
-                    ));
-                };
-                *slot = values(cpu, layout)?;
+                let cpu = cpu_storage(storage, KERNEL)?;
+                *slot = contiguous_values(cpu, layout, KERNEL)?;
             }
             let [t, mask, params, res, grad] = slices;
             self.jets(t, mask, params).backward(res, grad)
@@ -593,12 +579,20 @@ impl CustomOp3 for PairEquivariant {
         super::in_pool(|| {
             let storage = match s1 {
                 CpuStorage::F32(_) => CpuStorage::F32(
-                    self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                        .forward(),
+                    self.jets(
+                        contiguous_values(s1, l1, KERNEL)?,
+                        contiguous_values(s2, l2, KERNEL)?,
+                        contiguous_values(s3, l3, KERNEL)?,
+                    )
+                    .forward(),
                 ),
                 CpuStorage::F64(_) => CpuStorage::F64(
-                    self.jets(values(s1, l1)?, values(s2, l2)?, values(s3, l3)?)
-                        .forward(),
+                    self.jets(
+                        contiguous_values(s1, l1, KERNEL)?,
+                        contiguous_values(s2, l2, KERNEL)?,
+                        contiguous_values(s3, l3, KERNEL)?,
+                    )
+                    .forward(),
                 ),
                 _ => {
                     return Err(candle_core::Error::Msg(
