@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch_norm::MaskedBatchNorm;
 use crate::error::{Context, ModelError, Result};
+use crate::fused::gemm::{matmul, MatRef};
 use crate::fused::EdgeConvStage;
 use crate::linear::{Linear, LinearLayers};
 use crate::mode::{dropout, Mode};
@@ -370,7 +371,8 @@ fn own_rows(points: usize, k: usize, device: &candle_core::Device) -> candle_cor
 
 /// The k nearest real neighbours of every real point of `coords` `[B, P, D]` (flat row
 /// indices into `[B P]`, `[B P k]`; [`EdgeConvStage::PADDED`] for padded points), by
-/// weaver's distance in f32, self excluded, ties to the lower index; a jet with at most
+/// weaver's distance `|x_i|^2 - 2 x_i . x_j + |x_j|^2` in f32 (the products as one Gram
+/// matrix per jet, as weaver's `matmul`), self excluded, ties to the lower index; a jet with at most
 /// k particles gets padded neighbours (a padded position of its own jet: `P` must exceed
 /// every jet's count when that happens).
 fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Vec<u32>> {
@@ -384,6 +386,15 @@ fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Vec<u
             let norms: Vec<f32> = (0..n)
                 .map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
                 .collect();
+            let real = &x[..n * d];
+            let mut gram = vec![0f32; n * n];
+            if n > 0 && d > 0 {
+                let (rows, columns) = (
+                    MatRef::row_major(real, n, d),
+                    MatRef::transposed(real, d, n),
+                );
+                matmul(&mut gram, rows, columns, false);
+            }
             let base = (jet * p) as u32;
             let pad = base + n.min(p - 1) as u32;
             let mut out = Vec::with_capacity(p * k);
@@ -394,14 +405,8 @@ fn knn(coords: &Tensor, counts: &[usize], k: usize) -> candle_core::Result<Vec<u
                     continue;
                 }
                 order.clear();
-                let xi = &x[i * d..(i + 1) * d];
                 for j in (0..n).filter(|&j| j != i) {
-                    let dot: f32 = xi
-                        .iter()
-                        .zip(&x[j * d..(j + 1) * d])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let dist = ((norms[i] + -2.0 * dot) + norms[j]).max(0.0);
+                    let dist = ((norms[i] + -2.0 * gram[i * n + j]) + norms[j]).max(0.0);
                     order.push((dist, j as u32));
                 }
                 let take = k.min(order.len());

@@ -11,8 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use noether_equivariant::fused::EdgeConvStage;
 use noether_equivariant::{
-    seeded_varbuilder, Mode, ModelError, PaddedJets, ParticleNet, ParticleNetConfig,
-    ParticleNetInput, Placement,
+    inference_varbuilder, seeded_varbuilder, Mode, ModelError, PaddedJets, ParticleNet,
+    ParticleNetConfig, ParticleNetInput, Placement,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -247,4 +247,37 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
         bad_input(&empty, &parts, &index, &params),
         "fused EdgeConv stage"
     );
+}
+
+/// Logits of an evaluation pass of the network on `c`'s inputs with `varmap`'s weights,
+/// with gradients tracked (`tracked`: the fused stage keeps its activations) or through
+/// the inference builder (detached weights: the stage streams chunk by chunk).
+fn eval_logits(c: &Case, varmap: &VarMap, tracked: bool) -> Vec<f64> {
+    let dtype = c.input.features.dtype();
+    let vb = if tracked {
+        seeded_varbuilder(varmap, 3, dtype, &Device::Cpu)
+    } else {
+        inference_varbuilder(varmap, dtype, &Device::Cpu)
+    };
+    let model = ParticleNet::new(&c.config, &vb).unwrap();
+    host(&model.forward(&c.input, &mut Mode::Eval).unwrap())
+}
+
+#[test]
+fn evaluation_without_gradients_gives_the_bits_of_the_tracked_pass() {
+    // Jets of more than one chunk of 16 points, one with fewer particles than k.
+    let counts = [40, 17, 16, 3, 1];
+    for dtype in [DType::F32, DType::F64] {
+        let c = case(&counts, 41, 4, 6, dtype);
+        let varmap = VarMap::new();
+        let tracked = eval_logits(&c, &varmap, true);
+        let streamed = eval_logits(&c, &varmap, false);
+        assert_eq!(streamed, tracked, "{dtype:?}");
+        let on_one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| eval_logits(&c, &varmap, false));
+        assert_eq!(on_one_thread, streamed, "{dtype:?}: 1 thread");
+    }
 }

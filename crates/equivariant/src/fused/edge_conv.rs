@@ -50,6 +50,11 @@ pub struct EdgeConvStage {
     pub eps: f64,
     /// Batch statistics over the real edges (training) or the running ones.
     pub train: bool,
+    /// Whether the forward keeps its activations for a backward: set by [`Self::apply`]
+    /// when training or when an input tracks gradients; an evaluation pass without
+    /// gradients runs every layer of a chunk of points in turn instead, through two
+    /// scratch buffers per thread.
+    keep_activations: bool,
     /// The forward's pre-normalisation activations and statistics, for the backward.
     saved: Arc<Mutex<Option<Saved>>>,
 }
@@ -79,6 +84,7 @@ impl EdgeConvStage {
             widths,
             eps,
             train,
+            keep_activations: true,
             saved: Arc::default(),
         }
     }
@@ -128,11 +134,15 @@ impl EdgeConvStage {
     ) -> Result<EdgeConvOutput> {
         let (points, edges) = self.check(parts, neighbours, params)?;
         let last = *self.widths.last().unwrap_or(&0);
+        let op = Self {
+            keep_activations: self.train || parts.track_op() || params.track_op(),
+            ..self.clone()
+        };
         let run = || -> candle_core::Result<EdgeConvOutput> {
             let out = parts.contiguous()?.apply_op3(
                 &neighbours.contiguous()?,
                 &params.contiguous()?,
-                self.clone(),
+                op,
             )?;
             let pooled = out.narrow(0, 0, points * last)?.reshape((points, last))?;
             let batch_stats = if self.train {
@@ -364,8 +374,18 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
     fn gathered(&self) -> Vec<T> {
         let (k, c) = (self.op.k, self.op.widths[0]);
         let mut x = vec![T::zero(); self.edges() * c];
-        x.par_chunks_mut(k * c).enumerate().for_each(|(r, rows)| {
-            let i = self.real[r];
+        x.par_chunks_mut(k * c)
+            .enumerate()
+            .for_each(|(r, rows)| self.gather_into(r, rows));
+        x
+    }
+
+    /// The first layer's input rows of the real points from the `r`-th on, as many as
+    /// `rows` holds (`k x C_0` values each).
+    fn gather_into(&self, r: usize, rows: &mut [T]) {
+        let (k, c) = (self.op.k, self.op.widths[0]);
+        for (point, rows) in rows.chunks_mut(k * c).enumerate() {
+            let i = self.real[r + point];
             let centre = &self.parts[i * 2 * c..i * 2 * c + c];
             for (n, row) in rows.chunks_mut(c).enumerate() {
                 let j = self.neighbours[i * k + n] as usize;
@@ -374,8 +394,7 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
                     *v = o + m;
                 }
             }
-        });
-        x
+        }
     }
 
     /// Per-chunk sums of `f(channel, value)` over the rows of `x` (`[edges, c]`), in
@@ -491,28 +510,88 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
         }
         let c = self.op.widths[depth - 1];
         let (last, norm) = (&x[depth - 1], &norms[depth - 1]);
-        let mut out = vec![T::zero(); self.points() * c];
         let pooled: Vec<Vec<T>> = last
             .par_chunks(k * c)
             .map(|rows| {
                 let mut h = vec![T::zero(); rows.len()];
-                Self::activate(rows, norm, &mut h);
-                let mut sum = vec![T::zero(); c];
-                for row in h.chunks(c) {
-                    for (s, &v) in sum.iter_mut().zip(row) {
-                        *s += v;
-                    }
-                }
-                sum
+                Self::neighbour_sum(rows, norm, &mut h)
             })
             .collect();
-        let inv_k = Self::cast(1.0 / k as f64);
-        for (&i, sum) in self.real.iter().zip(pooled) {
-            for (o, s) in out[i * c..(i + 1) * c].iter_mut().zip(sum) {
+        let out = self.assemble(pooled.into_iter().flatten(), &norms);
+        (out, Activations { x, norms })
+    }
+
+    /// The forward of an evaluation pass without a backward: every layer of a chunk of
+    /// [`CHUNK_POINTS`] points in turn, in two scratch buffers per thread, so nothing the
+    /// size of all edges is allocated (the same products and sums in the same order as
+    /// [`Self::forward`], so the same bits).
+    fn forward_streaming(&self) -> Vec<T> {
+        let (k, depth) = (self.op.k, self.op.widths.len());
+        let norms: Vec<Norm<T>> = (0..depth).map(|j| self.norm(j, &[])).collect();
+        let widest = self.op.widths.iter().copied().max().unwrap_or(0);
+        let c = self.op.widths[depth - 1];
+        let pooled: Vec<Vec<T>> = (0..self.real.len().div_ceil(CHUNK_POINTS))
+            .into_par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(a, b): &mut (Vec<T>, Vec<T>), chunk| {
+                    let r = chunk * CHUNK_POINTS;
+                    let rows = (self.real.len() - r).min(CHUNK_POINTS) * k;
+                    a.resize(rows * widest, T::zero());
+                    b.resize(rows * widest, T::zero());
+                    self.gather_into(r, &mut a[..rows * self.op.widths[0]]);
+                    for j in 0..depth - 1 {
+                        let (c_in, c_out) = (self.op.widths[j], self.op.widths[j + 1]);
+                        let weight = self.layers[j + 1]
+                            .weight
+                            .expect("a later layer has a weight");
+                        Self::activate(&a[..rows * c_in], &norms[j], &mut b[..rows * c_in]);
+                        matmul(
+                            &mut a[..rows * c_out],
+                            MatRef::row_major(&b[..rows * c_in], rows, c_in),
+                            MatRef::transposed(weight, c_in, c_out),
+                            false,
+                        );
+                    }
+                    let (last, h) = (&a[..rows * c], &mut b[..rows * c]);
+                    last.chunks(k * c)
+                        .zip(h.chunks_mut(k * c))
+                        .flat_map(|(rows, h)| Self::neighbour_sum(rows, &norms[depth - 1], h))
+                        .collect()
+                },
+            )
+            .collect();
+        self.assemble(pooled.into_iter().flatten(), &norms)
+    }
+
+    /// The sum over one point's `k` edge rows of the last layer's `relu(BN(x))` (`h`:
+    /// scratch of the rows' size).
+    fn neighbour_sum(rows: &[T], norm: &Norm<T>, h: &mut [T]) -> Vec<T> {
+        let c = norm.scale.len();
+        Self::activate(rows, norm, h);
+        let mut sum = vec![T::zero(); c];
+        for row in h.chunks(c) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+        sum
+    }
+
+    /// The kernel's output from the neighbour sums of the real points (in order, `C_last`
+    /// each): their means at the points' rows of `[points, C_last]` (zero elsewhere),
+    /// then each layer's mean and variance (training) or zeros.
+    fn assemble(&self, sums: impl Iterator<Item = T>, norms: &[Norm<T>]) -> Vec<T> {
+        let c = *self.op.widths.last().expect("at least one layer");
+        let inv_k = Self::cast(1.0 / self.op.k as f64);
+        let mut out = vec![T::zero(); self.points() * c];
+        let mut sums = sums;
+        for &i in &self.real {
+            for (o, s) in out[i * c..(i + 1) * c].iter_mut().zip(sums.by_ref()) {
                 *o = s * inv_k;
             }
         }
-        for norm in &norms {
+        for norm in norms {
             if self.op.train {
                 out.extend_from_slice(&norm.mean);
                 out.extend_from_slice(&norm.var);
@@ -520,7 +599,7 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
                 out.extend(std::iter::repeat_n(T::zero(), 2 * norm.mean.len()));
             }
         }
-        (out, Activations { x, norms })
+        out
     }
 
     /// The gradients of `parts` `[points, 2 C_0]` and of the packed parameters, from the
@@ -684,12 +763,17 @@ impl EdgeConvStage {
         neighbours: &[u32],
         params: &[T],
     ) -> Vec<T> {
-        let (out, activations) =
-            super::in_pool(|| Stage::new(self, parts, neighbours, params).forward());
+        let stage = || Stage::new(self, parts, neighbours, params);
+        let (out, saved) = if self.keep_activations {
+            let (out, activations) = super::in_pool(|| stage().forward());
+            (out, Some(T::store(activations)))
+        } else {
+            (super::in_pool(|| stage().forward_streaming()), None)
+        };
         *self
             .saved
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(T::store(activations));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = saved;
         out
     }
 
@@ -792,5 +876,41 @@ impl CustomOp3 for EdgeConvStage {
             }
         };
         Ok((Some(d_parts), None, Some(dp)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Two points, each the other's neighbour (k = 1), one layer of 2 channels.
+    fn inputs() -> (Tensor, Tensor, Tensor) {
+        let device = Device::Cpu;
+        let parts = Tensor::new(&[[1f64, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], &device).unwrap();
+        let neighbours = Tensor::new(&[[1u32], [0]], &device).unwrap();
+        let params = Tensor::new(&[1f64, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], &device).unwrap();
+        (parts, neighbours, params)
+    }
+
+    #[test]
+    fn activations_are_kept_only_when_a_backward_may_follow() {
+        let (parts, neighbours, params) = inputs();
+        let stage = EdgeConvStage::new(1, vec![2], 1e-5, false);
+        let kept = |stage: &EdgeConvStage| stage.saved.lock().unwrap().is_some();
+        let detached = stage.apply(&parts, &neighbours, &params).unwrap();
+        assert!(!kept(&stage), "an evaluation without gradients streams");
+        let tracked = Var::from_tensor(&parts).unwrap();
+        let with_grads = stage
+            .apply(tracked.as_tensor(), &neighbours, &params)
+            .unwrap();
+        assert!(kept(&stage), "a tracked input keeps the activations");
+        assert_eq!(
+            detached.pooled.to_vec2::<f64>().unwrap(),
+            with_grads.pooled.to_vec2::<f64>().unwrap()
+        );
+        // relu(x) with x = centre_i + other_j: point 0 gets (1 + 7, 2 + 8) / sqrt(1 + eps).
+        let want = 8.0 / (1.0f64 + 1e-5).sqrt();
+        assert!((detached.pooled.to_vec2::<f64>().unwrap()[0][0] - want).abs() < 1e-12);
     }
 }

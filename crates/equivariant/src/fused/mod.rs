@@ -37,7 +37,7 @@
 mod edge_conv;
 mod edge_tile;
 mod gelu;
-mod gemm;
+pub(crate) mod gemm;
 mod lorentz_edges;
 mod pair_message;
 mod pair_mix;
