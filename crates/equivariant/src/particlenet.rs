@@ -271,12 +271,12 @@ impl EdgeConv {
     }
 
     /// The first convolution `[W1 W2]` on `[x_i, x_j - x_i]` split per point:
-    /// `((W1 - W2) x_i, W2 x_i)`, `[B P, C_0]` each.
-    fn first_layer_parts(&self, rows: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// `[(W1 - W2) x_i, W2 x_i]`, `[B P, 2 C_0]` (one product with the two stacked).
+    fn first_layer_parts(&self, rows: &Tensor) -> candle_core::Result<Tensor> {
         let c = rows.dim(1)?;
         let w = self.convs[0].effective_weight()?;
         let (w1, w2) = (w.narrow(1, 0, c)?, w.narrow(1, c, c)?);
-        Ok((rows.matmul(&(&w1 - &w2)?.t()?)?, rows.matmul(&w2.t()?)?))
+        rows.matmul(&Tensor::cat(&[(&w1 - &w2)?, w2], 0)?.t()?)
     }
 
     /// The edge stage through [`EdgeConvStage`]: `[B P, C_last]`, zero on padded points.
@@ -287,8 +287,7 @@ impl EdgeConv {
         train: bool,
     ) -> candle_core::Result<Tensor> {
         let points = rows.dim(0)?;
-        let (centre, other) = self.first_layer_parts(rows)?;
-        let parts = Tensor::cat(&[centre, other], 1)?;
+        let parts = self.first_layer_parts(rows)?;
         let mut params = Vec::new();
         let mut widths = Vec::new();
         let mut eps = 1e-5;
@@ -325,7 +324,10 @@ impl EdgeConv {
         train: bool,
     ) -> candle_core::Result<Tensor> {
         let (points, k) = (rows.dim(0)?, self.k);
-        let (centre, other) = self.first_layer_parts(rows)?;
+        let parts = self.first_layer_parts(rows)?;
+        let half = parts.dim(1)? / 2;
+        let centre = parts.narrow(1, 0, half)?.contiguous()?;
+        let other = parts.narrow(1, half, half)?.contiguous()?;
         // A padded point's edges read its own row (their outputs are masked later).
         let index: Vec<u32> = neighbours
             .iter()
