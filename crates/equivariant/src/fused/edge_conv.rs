@@ -540,12 +540,11 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
                     a.resize(rows * widest, T::zero());
                     b.resize(rows * widest, T::zero());
                     self.gather_into(r, &mut a[..rows * self.op.widths[0]]);
-                    for j in 0..depth - 1 {
-                        let (c_in, c_out) = (self.op.widths[j], self.op.widths[j + 1]);
-                        let weight = self.layers[j + 1]
-                            .weight
-                            .expect("a later layer has a weight");
-                        Self::activate(&a[..rows * c_in], &norms[j], &mut b[..rows * c_in]);
+                    let layers = self.op.widths.windows(2).zip(&self.layers[1..]);
+                    for ((widths, layer), norm) in layers.zip(&norms) {
+                        let (c_in, c_out) = (widths[0], widths[1]);
+                        let weight = layer.weight.expect("a later layer has a weight");
+                        Self::activate(&a[..rows * c_in], norm, &mut b[..rows * c_in]);
                         matmul(
                             &mut a[..rows * c_out],
                             MatRef::row_major(&b[..rows * c_in], rows, c_in),
