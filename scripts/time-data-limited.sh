@@ -42,7 +42,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 "$noether" sweep collect "$dir" >/dev/null
 
-done_trials=$(grep -c '"done"' "$dir"/runs/*/trial.json | awk -F: '$2 > 0' | wc -l)
+done_trials=$( (grep -l '"done"' "$dir"/runs/*/trial.json || true) | wc -l)
 seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 mkdir -p "$(dirname "$out")"
 if [ ! -s "$out" ]; then

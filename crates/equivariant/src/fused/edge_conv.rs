@@ -473,26 +473,29 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
 
     /// Layer `j + 1`'s activations: `relu(BN_j(x_j)) W_{j+1}^T`, chunk by chunk.
     fn next_layer(&self, j: usize, x: &[T], norm: &Norm<T>) -> Vec<T> {
-        let (c_in, c_out) = (self.op.widths[j], self.op.widths[j + 1]);
-        let weight = self.layers[j + 1]
-            .weight
-            .expect("a later layer has a weight");
         let rows = self.chunk_rows();
+        let (c_in, c_out) = (self.op.widths[j], self.op.widths[j + 1]);
         let mut next = vec![T::zero(); self.edges() * c_out];
         next.par_chunks_mut(rows * c_out)
             .zip(x.par_chunks(rows * c_in))
             .for_each(|(out, x)| {
-                let n = x.len() / c_in;
                 let mut h = vec![T::zero(); x.len()];
                 Self::activate(x, norm, &mut h);
-                matmul(
-                    out,
-                    MatRef::row_major(&h, n, c_in),
-                    MatRef::transposed(weight, c_in, c_out),
-                    false,
-                );
+                self.convolve(j + 1, &h, out);
             });
         next
+    }
+
+    /// Layer `j`'s 1x1 convolution of activated rows of layer `j - 1`: `out = h W_j^T`.
+    fn convolve(&self, j: usize, h: &[T], out: &mut [T]) {
+        let (c_in, c_out) = (self.op.widths[j - 1], self.op.widths[j]);
+        let weight = self.layers[j].weight.expect("a later layer has a weight");
+        matmul(
+            out,
+            MatRef::row_major(h, h.len() / c_in, c_in),
+            MatRef::transposed(weight, c_in, c_out),
+            false,
+        );
     }
 
     /// The pooled output `[points, C_last]`, then each layer's mean and variance (zeros
@@ -540,17 +543,11 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
                     a.resize(rows * widest, T::zero());
                     b.resize(rows * widest, T::zero());
                     self.gather_into(r, &mut a[..rows * self.op.widths[0]]);
-                    let layers = self.op.widths.windows(2).zip(&self.layers[1..]);
-                    for ((widths, layer), norm) in layers.zip(&norms) {
+                    let layers = self.op.widths.windows(2).zip(&norms);
+                    for (j, (widths, norm)) in layers.enumerate() {
                         let (c_in, c_out) = (widths[0], widths[1]);
-                        let weight = layer.weight.expect("a later layer has a weight");
                         Self::activate(&a[..rows * c_in], norm, &mut b[..rows * c_in]);
-                        matmul(
-                            &mut a[..rows * c_out],
-                            MatRef::row_major(&b[..rows * c_in], rows, c_in),
-                            MatRef::transposed(weight, c_in, c_out),
-                            false,
-                        );
+                        self.convolve(j + 1, &b[..rows * c_in], &mut a[..rows * c_out]);
                     }
                     let (last, h) = (&a[..rows * c], &mut b[..rows * c]);
                     last.chunks(k * c)
@@ -580,11 +577,10 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
     /// The kernel's output from the neighbour sums of the real points (in order, `C_last`
     /// each): their means at the points' rows of `[points, C_last]` (zero elsewhere),
     /// then each layer's mean and variance (training) or zeros.
-    fn assemble(&self, sums: impl Iterator<Item = T>, norms: &[Norm<T>]) -> Vec<T> {
+    fn assemble(&self, mut sums: impl Iterator<Item = T>, norms: &[Norm<T>]) -> Vec<T> {
         let c = *self.op.widths.last().expect("at least one layer");
         let inv_k = Self::cast(1.0 / self.op.k as f64);
         let mut out = vec![T::zero(); self.points() * c];
-        let mut sums = sums;
         for &i in &self.real {
             for (o, s) in out[i * c..(i + 1) * c].iter_mut().zip(sums.by_ref()) {
                 *o = s * inv_k;
