@@ -2,8 +2,8 @@
 //! (`../shared/reference/particlenet/`, skipped with a message when absent): the JetClass
 //! `.pt` read directly reproduces weaver-core's logits (all ten classes, one line per jet
 //! named by its file row), `convert-checkpoint` writes a safetensors file that evaluates
-//! identically, multi-class scoring for a binary task, and bad class indices or data
-//! configs refused by name.
+//! identically, multi-class scoring for a binary task, fine-tuning from the JetClass
+//! head's QCD and top rows, and bad class indices or data configs refused by name.
 
 mod common;
 
@@ -236,6 +236,129 @@ fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
         "{text}"
     );
     assert!(!work.join("classes").exists());
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The cross-entropy of weaver-core's logits of classes 0 (QCD) and 8 (top) on the
+/// parity jets, and those jets' AUC under the zero-shot score: what a 2-class head taken
+/// from these rows of the JetClass head must give before any step.
+fn zero_shot_two_class_loss(dir: &Path) -> f64 {
+    let file = open_reader(&dir.join("parity_jets.h5")).unwrap();
+    let logits = file.read_f32_rows("logits", 0, 16).unwrap();
+    let labels = file.read_f64_rows("is_signal", 0, 16).unwrap();
+    let losses = labels.iter().enumerate().map(|(i, &y)| {
+        let (qcd, top) = (f64::from(logits[i * 10]), f64::from(logits[i * 10 + 8]));
+        let log_norm =
+            qcd.max(top) + ((qcd - qcd.max(top)).exp() + (top - qcd.max(top)).exp()).ln();
+        log_norm - if y > 0.5 { top } else { qcd }
+    });
+    losses.sum::<f64>() / 16.0
+}
+
+/// The number after `key` in `text` (up to a comma or space).
+fn number_after(text: &str, key: &str) -> f64 {
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no '{key}' in {text}"))
+        + key.len();
+    let word = text[at..].split([',', ' ', '\n']).next().unwrap();
+    word.parse()
+        .unwrap_or_else(|_| panic!("'{word}' after '{key}' in {text}"))
+}
+
+#[test]
+fn a_head_started_from_jetclass_classes_is_the_zero_shot_tagger() {
+    let Some(dir) = reference() else { return };
+    let work = std::env::temp_dir().join(format!("noether-pn-rows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let config = work.join("particlenet-rows.toml");
+    let text = std::fs::read_to_string(small_finetune_config(&work))
+        .unwrap()
+        .replace("val_jets = 64", "val_jets = 0");
+    std::fs::write(&config, text).unwrap();
+    let finetune = |classes: &str, out: &str| {
+        noether(&[
+            "finetune",
+            "--from",
+            s(&dir.join("ParticleNet_kin.pt")),
+            "--config",
+            s(&config),
+            "--data-config",
+            s(&dir.join("top_kin.yaml")),
+            "--data",
+            "data/train.h5",
+            "--val-data",
+            s(&dir.join("parity_jets.h5")),
+            "--test-data",
+            s(&dir.join("parity_jets.h5")),
+            "--train-jets",
+            "64",
+            "--epochs",
+            "1",
+            "--head-classes",
+            classes,
+            "--eval-on-start",
+            "--out",
+            s(&work.join(out)),
+        ])
+    };
+    let (ok, text) = finetune("0,8", "run");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("selected    fc.1.weight: [2, 256] from rows of the checkpoint's [10, 256]"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("run/load_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["selected"].as_array().unwrap().len(), 2);
+    assert!(report["replaced"].as_array().unwrap().is_empty());
+    // Epoch 0 (printed to 4 decimals) is weaver-core's tagger restricted to QCD vs top.
+    let start_loss = number_after(&text, "epoch   0: val loss ");
+    let want = zero_shot_two_class_loss(&dir);
+    assert!(
+        (start_loss - want).abs() < 2e-4,
+        "epoch-0 loss {start_loss}, want {want:.5}"
+    );
+    let (ok, zero_shot) = noether(&[
+        "eval",
+        "--model",
+        "particlenet",
+        "--checkpoint",
+        s(&dir.join("ParticleNet_kin.pt")),
+        "--data-config",
+        s(&dir.join("JetClass_kin.yaml")),
+        "--data",
+        s(&dir.join("parity_jets.h5")),
+        "--signal-classes",
+        "8",
+        "--background-classes",
+        "0",
+    ]);
+    assert!(ok, "{zero_shot}");
+    assert_eq!(
+        number_after(&text, "val AUC "),
+        number_after(&zero_shot, "auc="),
+        "{text}\n{zero_shot}"
+    );
+
+    // A class the checkpoint lacks is refused naming the tensor, before the load report
+    // is written; a count other than the model's classes, before a run directory exists.
+    let (ok, text) = finetune("0,10", "range");
+    assert!(
+        !ok && text
+            .contains("tensor 'mod.fc.1.bias': head classes [0, 10]: class 10 is out of range"),
+        "{text}"
+    );
+    assert!(!work.join("range/load_report.json").exists());
+    let (ok, text) = finetune("8", "count");
+    assert!(
+        !ok && text.contains("init.head_classes")
+            && text.contains("names 1 class(es), the model has 2"),
+        "{text}"
+    );
+    assert!(!work.join("count").exists());
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -319,7 +319,7 @@ fn the_shipped_sweep_files_plan() {
         ("data_scaling", 126),
         ("finetune_study", 24),
         ("finetune_study_masses", 6),
-        ("finetune_particlenet", 18),
+        ("finetune_particlenet", 24),
     ] {
         if file == "finetune_particlenet"
             && !root().join("../shared/reference/particlenet").exists()

@@ -26,6 +26,11 @@ pub struct FinetuneArgs {
     /// Fail when a model parameter is missing from the checkpoint.
     #[arg(long)]
     strict: bool,
+    /// Start the new head from these classes of the checkpoint's head, in order, e.g.
+    /// `0,8` (JetClass's QCD and top) for a 2-class tagger: fine-tuning then starts from
+    /// the zero-shot tagger rather than from a random head (`init.head_classes`).
+    #[arg(long, value_delimiter = ',', value_name = "C0,C1,...")]
+    head_classes: Vec<usize>,
     /// Linear probing, then fine-tuning (LP-FT): only the head trains for the first
     /// third of the epochs (`optim.linear_probe_epochs` in the config overrides this).
     #[arg(long)]
@@ -60,6 +65,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         from: args.from.clone(),
         remaps: args.remaps.clone(),
         strict: args.strict,
+        head_classes: (!args.head_classes.is_empty()).then(|| args.head_classes.clone()),
     });
     config.validate()?;
     crate::cli::set_threads(config.train.threads);

@@ -54,6 +54,7 @@ use crate::weaver::WeaverInputs;
 /// pooling by real counts, and the inputs of `JetClass_kin.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[allow(clippy::struct_excessive_bools)] // weaver's switches, by weaver's names
 pub struct ParticleNetConfig {
     /// Output classes.
     pub n_class: usize,
@@ -70,6 +71,13 @@ pub struct ParticleNetConfig {
     pub use_counts: bool,
     /// How the inputs are built (a weaver data config's `inputs`).
     pub inputs: WeaverInputs,
+    /// BatchNorm normalises with its running statistics in training too and leaves them
+    /// unchanged; its weights and biases still train (PyTorch's `eval()` on the BatchNorm
+    /// modules, detectron2's `FrozenBatchNorm2d`). For fine-tuning a weaver checkpoint:
+    /// its statistics include the padded positions (zeros), noether's training
+    /// statistics only the real particles, so that batch statistics would feed the
+    /// pretrained layers activations on another scale.
+    pub frozen_batchnorm: bool,
 }
 
 impl Default for ParticleNetConfig {
@@ -86,6 +94,7 @@ impl Default for ParticleNetConfig {
             use_fts_bn: true,
             use_counts: true,
             inputs: WeaverInputs::default(),
+            frozen_batchnorm: false,
         }
     }
 }
@@ -550,7 +559,8 @@ impl ParticleNet {
         mode: &mut Mode,
         fused: bool,
     ) -> candle_core::Result<Tensor> {
-        let train = mode.is_train();
+        // Whether BatchNorm uses batch statistics (dropout follows `mode` itself).
+        let train = mode.is_train() && !self.config.frozen_batchnorm;
         let mask_values: Vec<f32> = input.mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let (b, full) = input.mask.dims2()?;
         let counts: Vec<usize> = mask_values

@@ -173,6 +173,20 @@ fn assert_same(fused: &Outcome, composed: &Outcome, tol: f64) {
 }
 
 #[test]
+fn frozen_batchnorm_trains_on_the_running_statistics_and_keeps_them() {
+    let mut c = case(&[11, 8, 5, 2], 11, 3, 5, DType::F64);
+    // Batch statistics make a training pass differ from evaluation (no dropout here).
+    assert_ne!(run(&c, true, true).logits, run(&c, false, true).logits);
+    c.config.frozen_batchnorm = true;
+    for fused in [true, false] {
+        let (train, eval) = (run(&c, true, fused), run(&c, false, fused));
+        assert!(train.grads.len() > 10, "gradients reach every layer");
+        // Same logits, gradients and variables: the running statistics are unchanged.
+        assert_eq!(train, eval, "fused: {fused}");
+    }
+}
+
+#[test]
 fn fused_training_pass_equals_the_composed_graph_with_gradients() {
     // 11 positions; jets of 11, 8, 5 and 2 particles (2 < k = 3: padded neighbours).
     let c = case(&[11, 8, 5, 2], 11, 3, 5, DType::F64);

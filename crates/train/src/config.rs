@@ -427,6 +427,12 @@ pub struct InitConfig {
     /// Fail when a model parameter is missing from the checkpoint.
     #[serde(default)]
     pub strict: bool,
+    /// Classes of the checkpoint's head that become the new head's, in order, when the
+    /// config's classes differ from the checkpoint's (`[0, 8]`: JetClass's QCD and top,
+    /// so that fine-tuning starts from the zero-shot tagger); absent: a new head of
+    /// random weights. One class per class of the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_classes: Option<Vec<usize>>,
 }
 
 impl InitConfig {
@@ -449,6 +455,7 @@ impl InitConfig {
             remaps,
             strip_module_prefix: true,
             strict: self.strict,
+            head_classes: self.head_classes.clone(),
             ..noether_transfer::LoadOptions::default()
         }
         .allow_new_adapters())
@@ -791,6 +798,14 @@ impl TrainConfig {
     fn validate_transfer(&self) -> Result<()> {
         if let Some(init) = &self.init {
             init.load_options()?;
+            let classes = self.model.classes();
+            if let Some(head) = init.head_classes.as_ref().filter(|h| h.len() != classes) {
+                return Err(invalid(
+                    "init.head_classes",
+                    format!("{head:?}"),
+                    &format!("names {} class(es), the model has {classes}", head.len()),
+                ));
+            }
         }
         let o = &self.optim;
         if !(o.snr_alpha.is_finite() && o.snr_alpha >= 0.0) {

@@ -227,7 +227,8 @@ impl std::fmt::Debug for RunOptions {
 
 /// Loads the initial weights of `[init]` into `varmap` and writes the load report
 /// (`load_report.json`; also printed, as it says what did not load). The head (`head`)
-/// is replaced when its shape differs (other classes); any other tensor that does not
+/// is replaced when its shape differs (other classes), or taken from the checkpoint head's
+/// `init.head_classes` rows; any other tensor that does not
 /// fit, or a checkpoint of which nothing loads, is an error, before the report is
 /// written.
 fn load_init(init: &InitConfig, head: &regex::Regex, varmap: &VarMap, dir: &RunDir) -> Result<()> {

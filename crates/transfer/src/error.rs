@@ -97,6 +97,19 @@ pub enum TransferError {
         /// The flat index of the first.
         first: usize,
     },
+    /// `head_classes` cannot select the new head's rows from a checkpoint head tensor:
+    /// another count than the config's classes, or a class the checkpoint does not have.
+    #[error("{path}: tensor '{tensor}': head classes {classes:?}: {reason}")]
+    BadHeadClasses {
+        /// The file.
+        path: PathBuf,
+        /// The head tensor (its name in the checkpoint).
+        tensor: String,
+        /// The classes asked for.
+        classes: Vec<usize>,
+        /// Why they do not fit.
+        reason: String,
+    },
     /// A `--remap FROM=TO` rule is malformed.
     #[error("remap rule '{rule}': {reason}")]
     BadRemap {

@@ -38,6 +38,12 @@ pub struct LoadOptions {
     /// classes differ from the checkpoint's (a 2-class head on a 10-class JetClass model).
     /// A head tensor of another input width is a mismatch like any other.
     pub replace: Option<regex::Regex>,
+    /// Classes of the checkpoint's head that become the rows of a [`Self::replace`]d head,
+    /// in order, instead of new random rows: `[0, 8]` starts a QCD-vs-top tagger from a
+    /// 10-class JetClass head exactly where the pretrained model stands (its two-class
+    /// softmax is the zero-shot score p(top) / (p(top) + p(QCD))). One class per row of
+    /// the parameter.
+    pub head_classes: Option<Vec<usize>>,
 }
 
 impl LoadOptions {
@@ -105,6 +111,10 @@ pub struct LoadReport {
     /// Parameters of [`LoadOptions::replace`] whose checkpoint tensor has another shape:
     /// newly initialised (a new head), as intended.
     pub replaced: Vec<Mismatch>,
+    /// Parameters of [`LoadOptions::replace`] set from the rows
+    /// [`LoadOptions::head_classes`] of a checkpoint tensor with other classes (also in
+    /// `applied`).
+    pub selected: Vec<Mismatch>,
 }
 
 impl LoadReport {
@@ -147,6 +157,13 @@ impl fmt::Display for LoadReport {
                 m.name, m.expected, m.found
             )?;
         }
+        for m in &self.selected {
+            writeln!(
+                f,
+                "  selected    {}: {:?} from rows of the checkpoint's {:?} (init.head_classes)",
+                m.name, m.expected, m.found
+            )?;
+        }
         if !self.new.is_empty() {
             writeln!(
                 f,
@@ -169,6 +186,80 @@ impl fmt::Display for LoadReport {
         }
         Ok(())
     }
+}
+
+/// A checkpoint tensor whose shape differs from its parameter's (`mismatch`): the tensor
+/// to set instead (a head started from [`LoadOptions::head_classes`]), or `None` with
+/// the tensor reported as a replaced head or a mismatch.
+fn other_shape(
+    tensor: &Tensor,
+    mismatch: Mismatch,
+    original: &str,
+    path: &Path,
+    options: &LoadOptions,
+    report: &mut LoadReport,
+) -> Result<Option<Tensor>> {
+    // A head of other classes differs in its output dimension only; a head whose input
+    // width differs sits on another backbone, which is a mismatch.
+    let other_classes = mismatch.expected.len() == mismatch.found.len()
+        && mismatch.expected.first() != mismatch.found.first()
+        && mismatch.expected[1..] == mismatch.found[1..];
+    let head = other_classes
+        && options
+            .replace
+            .as_ref()
+            .is_some_and(|r| r.is_match(&mismatch.name));
+    match (head, &options.head_classes) {
+        (true, Some(classes)) => {
+            let rows = select_head_rows(tensor, classes, &mismatch, original, path)?;
+            report.selected.push(mismatch);
+            Ok(Some(rows))
+        }
+        (true, None) => {
+            report.replaced.push(mismatch);
+            Ok(None)
+        }
+        (false, _) => {
+            report.mismatched.push(mismatch);
+            Ok(None)
+        }
+    }
+}
+
+/// The rows `classes` of a checkpoint head tensor (`[classes, ...]`), as the new head
+/// parameter described by `mismatch` ([`LoadOptions::head_classes`]).
+fn select_head_rows(
+    tensor: &Tensor,
+    classes: &[usize],
+    mismatch: &Mismatch,
+    original: &str,
+    path: &Path,
+) -> Result<Tensor> {
+    let refuse = |reason: String| TransferError::BadHeadClasses {
+        path: path.to_owned(),
+        tensor: original.to_owned(),
+        classes: classes.to_vec(),
+        reason,
+    };
+    let (rows, available) = (mismatch.expected[0], mismatch.found[0]);
+    if classes.len() != rows {
+        return Err(refuse(format!(
+            "{} class(es) given for a head of {rows} rows (the config's classes)",
+            classes.len()
+        )));
+    }
+    if let Some(c) = classes.iter().find(|&&c| c >= available) {
+        return Err(refuse(format!(
+            "class {c} is out of range: the checkpoint's head has {available} classes (0..{available})"
+        )));
+    }
+    let index: Vec<u32> = classes.iter().map(|&c| c as u32).collect();
+    Tensor::from_vec(index, rows, tensor.device())
+        .and_then(|index| tensor.index_select(&index, 0))
+        .map_err(|e| TransferError::Candle {
+            context: format!("{}: tensor '{original}'", path.display()),
+            source: e,
+        })
 }
 
 /// Refuses a tensor holding NaN or infinity: evaluated, such weights give plausible
@@ -319,29 +410,17 @@ fn apply<S: AsRef<str>>(
             }
             continue;
         };
-        let (tensor, stored) = fetch(original)?;
+        let (mut tensor, stored) = fetch(original)?;
         if tensor.dims() != var.dims() {
             let mismatch = Mismatch {
                 expected: var.dims().to_vec(),
                 found: tensor.dims().to_vec(),
-                name,
+                name: name.clone(),
             };
-            // A head of other classes differs in its output dimension only; a head whose
-            // input width differs sits on another backbone, which is a mismatch.
-            let other_classes = mismatch.expected.len() == mismatch.found.len()
-                && mismatch.expected.first() != mismatch.found.first()
-                && mismatch.expected[1..] == mismatch.found[1..];
-            if other_classes
-                && options
-                    .replace
-                    .as_ref()
-                    .is_some_and(|r| r.is_match(&mismatch.name))
-            {
-                report.replaced.push(mismatch);
-            } else {
-                report.mismatched.push(mismatch);
+            match other_shape(&tensor, mismatch, original, path, options, &mut report)? {
+                Some(head) => tensor = head,
+                None => continue,
             }
-            continue;
         }
         let candle = |e: candle_core::Error| TransferError::Candle {
             context: format!("{}: tensor '{original}'", path.display()),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_nn::VarMap;
-use noether_transfer::{load_checkpoint, LoadOptions, Remap, TransferError};
+use noether_transfer::{apply_tensors, load_checkpoint, LoadOptions, Remap, TransferError};
 
 mod common;
 use common::pfn;
@@ -71,6 +71,86 @@ fn a_pytorch_checkpoint_loads_with_a_complete_report() {
         "mismatched",
     ] {
         assert!(json.get(key).is_some(), "{key}");
+    }
+}
+
+/// The PFN's own tensors, with a 4-class head in place of its 2-class one (row r of the
+/// weight filled with 10 r + column, bias r with -r).
+fn checkpoint_with_a_four_class_head(varmap: &VarMap) -> HashMap<String, candle_core::Tensor> {
+    let mut tensors: HashMap<String, candle_core::Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
+        .collect();
+    let width = tensors["head.weight"].dims()[1];
+    let weight: Vec<f32> = (0..4 * width)
+        .map(|k| (10 * (k / width) + k % width) as f32)
+        .collect();
+    let device = &candle_core::Device::Cpu;
+    tensors.insert(
+        "head.weight".into(),
+        candle_core::Tensor::from_vec(weight, (4, width), device).unwrap(),
+    );
+    tensors.insert(
+        "head.bias".into(),
+        candle_core::Tensor::new(&[0.0_f32, -1.0, -2.0, -3.0], device).unwrap(),
+    );
+    tensors
+}
+
+#[test]
+fn a_head_of_other_classes_is_replaced_or_started_from_chosen_rows() {
+    let varmap = pfn();
+    let tensors = checkpoint_with_a_four_class_head(&varmap);
+    let source = Path::new("four-class.safetensors");
+    let head = LoadOptions {
+        replace: Some(regex::Regex::new(r"^head\.").unwrap()),
+        ..LoadOptions::default()
+    };
+    let before = values(&varmap, "head.weight");
+    let report = apply_tensors(&tensors, source, &varmap, &head).unwrap();
+    assert_eq!(report.replaced.len(), 2);
+    assert!(report.selected.is_empty() && report.mismatched.is_empty());
+    assert_eq!(values(&varmap, "head.weight"), before);
+
+    let rows = LoadOptions {
+        head_classes: Some(vec![3, 1]),
+        ..head.clone()
+    };
+    let report = apply_tensors(&tensors, source, &varmap, &rows).unwrap();
+    assert_eq!(report.selected.len(), 2);
+    assert!(report.replaced.is_empty() && report.missing.is_empty());
+    assert!(report.applied.contains(&"head.weight".to_owned()));
+    assert!(format!("{report}")
+        .contains("selected    head.weight: [2, 5] from rows of the checkpoint's [4, 5]"));
+    let width = 5;
+    let want: Vec<f32> = [3, 1]
+        .iter()
+        .flat_map(|r| (0..width).map(move |c| (10 * r + c) as f32))
+        .collect();
+    assert_eq!(values(&varmap, "head.weight"), want);
+    assert_eq!(values(&varmap, "head.bias"), vec![-3.0, -1.0]);
+
+    for (classes, reason) in [
+        (vec![1], "1 class(es) given for a head of 2 rows"),
+        (
+            vec![0, 4],
+            "class 4 is out of range: the checkpoint's head has 4 classes",
+        ),
+    ] {
+        let options = LoadOptions {
+            head_classes: Some(classes),
+            ..head.clone()
+        };
+        let err = apply_tensors(&tensors, source, &varmap, &options).unwrap_err();
+        assert!(matches!(err, TransferError::BadHeadClasses { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("four-class.safetensors: tensor 'head.bias'") && text.contains(reason),
+            "{text}"
+        );
     }
 }
 
