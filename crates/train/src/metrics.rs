@@ -193,11 +193,21 @@ impl TaggingMetrics {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Interval {
     /// Value on the full sample.
+    #[serde(deserialize_with = "not_finite_as_nan")]
     pub value: f64,
     /// 16th percentile over the resamples.
+    #[serde(deserialize_with = "not_finite_as_nan")]
     pub low: f64,
     /// 84th percentile over the resamples (low..high is a 68% interval).
+    #[serde(deserialize_with = "not_finite_as_nan")]
     pub high: f64,
+}
+
+/// Reads an interval bound back: serde_json writes any value that is not finite as
+/// `null` (an infinite rejection in some resamples, or NaN when no resample was kept),
+/// which cannot tell the two apart; it reads back as NaN, "not a finite number".
+fn not_finite_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Bootstrap 68% intervals of the four metrics from `resamples` seeded resamples of the

@@ -78,6 +78,12 @@ impl DataRecord {
     }
 }
 
+/// Reads a rejection back: JSON has no infinity, and serde_json writes the infinite
+/// 1/eps_B of a tagger that lets no background jet pass as `null`.
+fn rejection<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+}
+
 /// The metrics of the best checkpoint on one test set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestMetrics {
@@ -90,10 +96,10 @@ pub struct TestMetrics {
     /// ROC AUC.
     pub auc: f64,
     /// 1/eps_B at eps_S = 0.3.
-    #[serde(rename = "rejection_at_0.3")]
+    #[serde(rename = "rejection_at_0.3", deserialize_with = "rejection")]
     pub rejection_at_0_3: f64,
     /// 1/eps_B at eps_S = 0.5.
-    #[serde(rename = "rejection_at_0.5")]
+    #[serde(rename = "rejection_at_0.5", deserialize_with = "rejection")]
     pub rejection_at_0_5: f64,
     /// Bootstrap 68% intervals of acc, auc, rejection_at_0.3, rejection_at_0.5.
     pub intervals: HashMap<String, Interval>,
@@ -108,11 +114,12 @@ pub struct RunSummary {
     pub acc: f64,
     /// Test ROC AUC.
     pub auc: f64,
-    /// Test 1/eps_B at eps_S = 0.3.
-    #[serde(rename = "rejection_at_0.3")]
+    /// Test 1/eps_B at eps_S = 0.3 (infinite when no background jet passes: `null` in
+    /// the JSON).
+    #[serde(rename = "rejection_at_0.3", deserialize_with = "rejection")]
     pub rejection_at_0_3: f64,
     /// Test 1/eps_B at eps_S = 0.5.
-    #[serde(rename = "rejection_at_0.5")]
+    #[serde(rename = "rejection_at_0.5", deserialize_with = "rejection")]
     pub rejection_at_0_5: f64,
     /// Test cross-entropy of the best checkpoint.
     #[serde(default)]

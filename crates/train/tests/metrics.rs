@@ -99,3 +99,28 @@ fn bad_inputs_are_rejected_with_a_reason() {
     assert!(err(&[0.1, 0.2], &[1, 2], None).contains("label 1"));
     assert!(err(&[0.1, 0.2], &[1, 0], Some(&[1.0, -1.0])).contains("weight 1"));
 }
+
+/// A tagger that lets no background jet pass at eps_S = 0.3 has an infinite 1/eps_B,
+/// which serde_json writes as `null` (as it writes every value that is not finite);
+/// `metrics.json` reads back with the rejection infinite and such interval bounds NaN,
+/// rather than failing (`noether sweep collect` read every finished trial's file).
+#[test]
+fn an_infinite_rejection_survives_metrics_json() {
+    let json = r#"{
+        "model": "particlenet", "acc": 0.95, "auc": 0.99,
+        "rejection_at_0.3": null, "rejection_at_0.5": 909.09,
+        "intervals": {"rejection_at_0.3": {"value": null, "low": 10026.0, "high": null}},
+        "train_jets": 500, "test_jets": 20000, "params": 10, "trainable_params": 10,
+        "nonzero_params": 10, "seconds": 1.0, "epochs": 6, "best_epoch": 6
+    }"#;
+    let summary: noether_train::RunSummary = serde_json::from_str(json).unwrap();
+    assert_eq!(summary.rejection_at_0_3, f64::INFINITY);
+    assert_eq!(summary.rejection_at_0_5, 909.09);
+    let interval = summary.intervals["rejection_at_0.3"];
+    assert!(interval.value.is_nan() && interval.high.is_nan());
+    assert_eq!(interval.low, 10026.0);
+    // Written again, it reads back the same.
+    let again: noether_train::RunSummary =
+        serde_json::from_str(&serde_json::to_string(&summary).unwrap()).unwrap();
+    assert_eq!(again.rejection_at_0_3, f64::INFINITY);
+}
