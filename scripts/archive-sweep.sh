@@ -13,6 +13,8 @@
 # history.json, which the trainer writes before and after it, so that a copy taken while
 # the trial runs is one it can resume from (a newer history is cut to the checkpoint's
 # epoch; a newer best is the one the deterministic rerun of that epoch writes again).
+# A DEST_DIR whose plan holds trials that SWEEP_DIR's lacks is refused (the arguments the
+# wrong way round would replace a newer plan by an older one); FORCE=1 copies anyway.
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { echo "usage: $0 SWEEP_DIR DEST_DIR" >&2; exit 2; }
@@ -27,6 +29,16 @@ copy_files() { # trial dir, destination dir, files...
     done
     return 0
 }
+
+trial_ids() { grep -o '"id":"[0-9a-f]*"' "$1" | sort -u; }
+if [[ -f "$dst/manifest.jsonl" && -z "${FORCE:-}" ]]; then
+    lost=$(comm -13 <(trial_ids "$src/manifest.jsonl") <(trial_ids "$dst/manifest.jsonl") | wc -l)
+    if ((lost > 0)); then
+        echo "$0: $dst/manifest.jsonl plans $lost trial(s) that $src/manifest.jsonl lacks;" \
+            "the arguments are SWEEP_DIR DEST_DIR (FORCE=1 overwrites the plan)" >&2
+        exit 1
+    fi
+fi
 
 mkdir -p "$dst/runs"
 cp "$src/manifest.jsonl" "$src/sweep.json" "$dst/"

@@ -4,8 +4,8 @@
 #   scripts/slurm-local.sh start   # munged + slurmctld + slurmd on localhost
 #   scripts/slurm-local.sh stop    # cancels its jobs and stops the daemons
 # Needs Debian's packages `slurm-wlm` and `munge`. No cgroups: ProctrackType=linuxproc,
-# TaskPlugin=none, no accounting (squeue, not sacct, reports jobs). The generated
-# slurm.conf goes to /etc/slurm/slurm.conf (where every Slurm command looks for it)
+# TaskPlugin=none; no accounting (squeue reports jobs, sacct has nothing here). The
+# generated slurm.conf goes to /etc/slurm/slurm.conf (where every Slurm command looks for it)
 # unless one is there that this script did not write; state and logs live in
 # $NOETHER_SLURM_DIR (default /var/tmp/noether-slurm).
 set -euo pipefail

@@ -147,6 +147,37 @@ fn small_finetune_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// `noether finetune` from the JetClass `.pt` with weaver's `top_kin.yaml`: 64 bundled
+/// training jets, one epoch, tested on the parity jets, then `extra` arguments.
+fn finetune_pt(dir: &Path, config: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let (pt, yaml, parity) = (
+        dir.join("ParticleNet_kin.pt"),
+        dir.join("top_kin.yaml"),
+        dir.join("parity_jets.h5"),
+    );
+    let mut args = vec![
+        "finetune",
+        "--from",
+        s(&pt),
+        "--config",
+        s(config),
+        "--data-config",
+        s(&yaml),
+        "--data",
+        "data/train.h5",
+        "--test-data",
+        s(&parity),
+        "--train-jets",
+        "64",
+        "--epochs",
+        "1",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    noether(&args)
+}
+
 #[test]
 fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
     let Some(dir) = reference() else { return };
@@ -155,28 +186,7 @@ fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
     std::fs::create_dir_all(&work).unwrap();
     let config = small_finetune_config(&work);
     let out = work.join("run");
-    let (ok, text) = noether(&[
-        "finetune",
-        "--from",
-        s(&dir.join("ParticleNet_kin.pt")),
-        "--config",
-        s(&config),
-        "--data-config",
-        s(&dir.join("top_kin.yaml")),
-        "--data",
-        "data/train.h5",
-        "--test-data",
-        s(&dir.join("parity_jets.h5")),
-        "--train-jets",
-        "64",
-        "--epochs",
-        "1",
-        "--seed",
-        "1",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, text) = finetune_pt(&dir, &config, &out, &["--seed", "1", "--quiet"]);
     assert!(ok, "{text}");
     assert!(
         text.contains("66 applied") && text.contains("13 ignored"),
@@ -277,31 +287,20 @@ fn a_head_started_from_jetclass_classes_is_the_zero_shot_tagger() {
         .unwrap()
         .replace("val_jets = 64", "val_jets = 0");
     std::fs::write(&config, text).unwrap();
+    let parity = dir.join("parity_jets.h5");
     let finetune = |classes: &str, out: &str| {
-        noether(&[
-            "finetune",
-            "--from",
-            s(&dir.join("ParticleNet_kin.pt")),
-            "--config",
-            s(&config),
-            "--data-config",
-            s(&dir.join("top_kin.yaml")),
-            "--data",
-            "data/train.h5",
-            "--val-data",
-            s(&dir.join("parity_jets.h5")),
-            "--test-data",
-            s(&dir.join("parity_jets.h5")),
-            "--train-jets",
-            "64",
-            "--epochs",
-            "1",
-            "--head-classes",
-            classes,
-            "--eval-on-start",
-            "--out",
-            s(&work.join(out)),
-        ])
+        finetune_pt(
+            &dir,
+            &config,
+            &work.join(out),
+            &[
+                "--val-data",
+                s(&parity),
+                "--head-classes",
+                classes,
+                "--eval-on-start",
+            ],
+        )
     };
     let (ok, text) = finetune("0,8", "run");
     assert!(ok, "{text}");

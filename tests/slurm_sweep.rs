@@ -1,6 +1,7 @@
 //! `noether sweep submit --scheduler slurm` against a real Slurm: a 6-trial PFN sweep
-//! through `sbatch` as a job array, and a trial cancelled with `scancel` mid-run,
-//! resubmitted, resumed to the bytes of an uninterrupted run.
+//! through `sbatch` as a job array, and a trial cancelled with `scancel` mid-run (which
+//! `sweep status` reports as failed, with Slurm's word for it), resubmitted, resumed to
+//! the bytes of an uninterrupted run.
 //!
 //! Needs a running cluster: `scripts/slurm-local.sh start` (as root, with Debian's
 //! `slurm-wlm` and `munge`) and `NOETHER_SLURM_TESTS=1`, which `.ci/run` sets after
@@ -159,8 +160,14 @@ fn a_cancelled_task_resumes_after_resubmission_to_an_uninterrupted_runs_bytes() 
         !run.join("metrics.json").exists(),
         "the trial finished before it was cancelled"
     );
+    // Slurm still holds the cancelled task (for MinJobAge): status names its state.
     let (ok, text) = noether(&["sweep", "status", s(&cancelled)]);
-    assert!(ok && text.contains("done=0"), "{text}");
+    assert!(
+        ok && text.contains("done=0")
+            && text.contains("failed=1")
+            && text.contains(&format!("trial 0 {id} failed slurm=CANCELLED ")),
+        "{text}"
+    );
     let (ok, text) = noether(&[
         "sweep",
         "submit",

@@ -203,11 +203,17 @@ fn submit(args: &SubmitArgs) -> Result<(), Error> {
 
 /// `sweep status`: one line per trial, then the counts.
 fn print_status(dir: &std::path::Path) -> Result<(), Error> {
-    let states = sweeps::status(dir, &scheduler::slurm_queued(dir))?;
+    let slurm = scheduler::slurm_states(dir);
+    let states = sweeps::status(dir, &slurm)?;
     let mut counts = std::collections::BTreeMap::new();
     for (t, state) in &states {
+        // What Slurm said, where it explains the state (a cancelled or timed-out task).
+        let said = slurm
+            .get(&t.trial)
+            .filter(|_| *state == Status::Failed)
+            .map_or_else(String::new, |s| format!(" slurm={s}"));
         say!(
-            "trial {} {} {} {}",
+            "trial {} {} {}{said} {}",
             t.trial,
             t.id,
             state.name(),

@@ -40,4 +40,4 @@ pub mod trial;
 pub use error::{Result, SweepError};
 pub use manifest::Trial;
 pub use plan::{plan, MAX_TRIALS};
-pub use report::{collect, status, Status};
+pub use report::{collect, status, Status, SLURM_FAILURES};

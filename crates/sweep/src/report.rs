@@ -15,11 +15,12 @@ use crate::trial::{is_locked, record, run_dir, TrialState};
 pub enum Status {
     /// Finished: its `metrics.json` exists.
     Done,
-    /// A worker holds its lock now.
+    /// A worker holds its lock now, or Slurm runs its array task.
     Running,
-    /// Queued in the batch system (Slurm's `squeue` lists its array task as pending).
+    /// Queued in the batch system (Slurm lists its array task as pending).
     Queued,
-    /// Its last attempt failed (the error is in its `trial.json`).
+    /// Its last attempt failed: the worker's error is in its `trial.json`, or Slurm ended
+    /// its array task without a finished trial ([`SLURM_FAILURES`]).
     Failed,
     /// Started and stopped before the end (it resumes from `last.safetensors`).
     Interrupted,
@@ -41,23 +42,42 @@ impl Status {
     }
 }
 
-/// The state of every trial, in manifest order. `queued` holds the array indices that
-/// the batch system lists as pending.
+/// Slurm's states of an array task that ended without running to its end: failed,
+/// cancelled (`scancel`), killed at its time or memory limit, lost with its node,
+/// preempted. A resubmission resumes the trial from its `last.safetensors`.
+pub const SLURM_FAILURES: [&str; 8] = [
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+];
+
+/// The state of every trial, in manifest order. `slurm` holds what Slurm last said about
+/// each trial's array task ([`crate::scheduler::slurm_states`]; empty when the sweep was
+/// not submitted there): the run directory says done and running first, then Slurm's
+/// pending, running and failure states, then the trial's own record.
 ///
 /// # Errors
 /// The manifest's errors.
-pub fn status(dir: &Path, queued: &BTreeSet<usize>) -> Result<Vec<(Trial, Status)>> {
+pub fn status(dir: &Path, slurm: &BTreeMap<usize, String>) -> Result<Vec<(Trial, Status)>> {
     Ok(manifest::read(dir)?
         .into_iter()
         .map(|trial| {
             let run = run_dir(dir, &trial);
+            let slurm = slurm.get(&trial.trial).map(String::as_str);
             let state = if run.is_finished() {
                 Status::Done
-            } else if is_locked(&run) {
+            } else if is_locked(&run) || matches!(slurm, Some("RUNNING" | "CONFIGURING")) {
                 Status::Running
-            } else if queued.contains(&trial.trial) {
+            } else if slurm == Some("PENDING") {
                 Status::Queued
-            } else if record(&run).is_some_and(|r| r.state == TrialState::Failed) {
+            } else if slurm.is_some_and(|s| SLURM_FAILURES.contains(&s))
+                || record(&run).is_some_and(|r| r.state == TrialState::Failed)
+            {
                 Status::Failed
             } else if run.last_checkpoint().is_file() || record(&run).is_some() {
                 Status::Interrupted
@@ -69,11 +89,13 @@ pub fn status(dir: &Path, queued: &BTreeSet<usize>) -> Result<Vec<(Trial, Status
         .collect())
 }
 
-/// The scalar fields of a JSON object, nested objects flattened with dots
-/// (`intervals.auc.low`); arrays (the data records) are left out.
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+/// The scalar fields of a serialised record, nested tables flattened with dots
+/// (`intervals.auc.low`); arrays (the data records) are left out. TOML rather than JSON
+/// because TOML writes an infinite rejection (a tagger that lets no background jet pass)
+/// as `inf` and a NaN bound as `nan`, where JSON would write `null` for both.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
     match value {
-        serde_json::Value::Object(map) => {
+        toml::Value::Table(map) => {
             for (k, v) in map {
                 let key = if prefix.is_empty() {
                     k.clone()
@@ -83,8 +105,8 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
                 flatten(&key, v, out);
             }
         }
-        serde_json::Value::Array(_) => {}
-        serde_json::Value::String(s) => {
+        toml::Value::Array(_) => {}
+        toml::Value::String(s) => {
             out.insert(prefix.to_owned(), s.clone());
         }
         other => {
@@ -119,11 +141,13 @@ pub fn collect(dir: &Path) -> Result<(PathBuf, usize)> {
         }
         let summary = run.metrics()?;
         let mut metrics = BTreeMap::new();
-        flatten(
-            "",
-            &serde_json::to_value(&summary).expect("a summary serialises"),
-            &mut metrics,
-        );
+        let summary = toml::Value::try_from(&summary).map_err(|e| {
+            SweepError::from(noether_train::TrainError::Record {
+                path: run.metrics_path(),
+                message: e.to_string(),
+            })
+        })?;
+        flatten("", &summary, &mut metrics);
         let train_seconds: f64 = run.history()?.iter().map(|r| r.seconds).sum();
         metrics.insert("train_seconds".into(), train_seconds.to_string());
         settings_keys.extend(trial.settings.keys().cloned());
@@ -168,15 +192,35 @@ mod tests {
 
     #[test]
     fn nested_metrics_flatten_with_dots_and_fields_are_quoted() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"{"auc": 0.9, "intervals": {"auc": {"low": 0.8}}, "data": [1], "model": "pfn"}"#,
-        )
-        .unwrap();
+        #[derive(serde::Serialize)]
+        struct Record {
+            auc: f64,
+            rejection: f64,
+            intervals: BTreeMap<String, BTreeMap<String, f64>>,
+            data: Vec<u8>,
+            model: String,
+            jets: usize,
+        }
+        let record = Record {
+            auc: 0.9,
+            rejection: f64::INFINITY,
+            intervals: BTreeMap::from([(
+                "auc".to_owned(),
+                BTreeMap::from([("low".to_owned(), 0.8), ("high".to_owned(), f64::NAN)]),
+            )]),
+            data: vec![1],
+            model: "pfn".into(),
+            jets: 2000,
+        };
         let mut out = BTreeMap::new();
-        flatten("", &v, &mut out);
+        flatten("", &toml::Value::try_from(&record).unwrap(), &mut out);
         assert_eq!(out["auc"], "0.9");
+        assert_eq!(out["jets"], "2000");
         assert_eq!(out["intervals.auc.low"], "0.8");
         assert_eq!(out["model"], "pfn");
+        // What pandas, Python's float() and Rust's parse read as infinity and NaN.
+        assert_eq!(out["rejection"], "inf");
+        assert_eq!(out["intervals.auc.high"], "nan");
         assert!(!out.contains_key("data"));
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("[1, 2]"), "\"[1, 2]\"");

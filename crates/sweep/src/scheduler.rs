@@ -3,7 +3,7 @@
 //! [`submit_slurm`]). Both start the same worker, `noether sweep run DIR --trial I`; we
 //! schedule nothing ourselves beyond the local process pool.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,23 +222,52 @@ pub fn submit_slurm(dir: &Path, script: &Path) -> Result<String> {
     Ok(job)
 }
 
-/// The array indices Slurm lists as pending for this sweep's jobs (empty when none was
-/// submitted or `squeue` is not here).
-pub fn slurm_queued(dir: &Path) -> BTreeSet<usize> {
+/// What Slurm last said about each array task of this sweep, by trial: the state of the
+/// task in the newest of the sweep's jobs (`DIR/jobs.txt`, in submission order) that
+/// lists it (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `TIMEOUT`, `CANCELLED`, ...).
+/// `sacct` answers for finished jobs where Slurm keeps accounting; `squeue -t all` for
+/// the jobs the controller still holds (finished ones for `MinJobAge`, 300 s by default)
+/// and overrides it, being newer. Empty when nothing was submitted or neither command
+/// answers; a job either has forgotten is left out (each job is asked on its own, so one
+/// purged job does not hide the others).
+pub fn slurm_states(dir: &Path) -> BTreeMap<usize, String> {
     let Ok(jobs) = std::fs::read_to_string(jobs_path(dir)) else {
-        return BTreeSet::new();
+        return BTreeMap::new();
     };
-    let ids: Vec<&str> = jobs.lines().filter(|l| !l.trim().is_empty()).collect();
-    if ids.is_empty() {
-        return BTreeSet::new();
+    let mut states = BTreeMap::new();
+    for job in jobs.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Ok(out) = scheduler("sacct", &["-n", "-P", "-X", "-j", job, "-o", "JobID,State"]) {
+            states.extend(parse_sacct(&out));
+        }
+        if let Ok(out) = scheduler(
+            "squeue",
+            &["-h", "-r", "-t", "all", "-j", job, "-o", "%K %T"],
+        ) {
+            states.extend(parse_squeue(&out));
+        }
     }
-    let Ok(out) = scheduler("squeue", &["-h", "-r", "-j", &ids.join(","), "-o", "%K %T"]) else {
-        return BTreeSet::new();
-    };
+    states
+}
+
+/// `sacct -P -o JobID,State` lines of array tasks (`123_4|CANCELLED by 0`) as (task,
+/// state word); lines of pending ranges (`123_[5-7%2]`) and of jobs that are not arrays
+/// are left out (`squeue` lists pending tasks one by one).
+fn parse_sacct(out: &str) -> Vec<(usize, String)> {
+    out.lines()
+        .filter_map(|line| {
+            let (id, state) = line.trim().split_once('|')?;
+            let task = id.split_once('_')?.1.parse().ok()?;
+            Some((task, state.split_whitespace().next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// `squeue -r -o "%K %T"` lines (`4 PENDING`) as (task, state).
+fn parse_squeue(out: &str) -> Vec<(usize, String)> {
     out.lines()
         .filter_map(|line| {
             let (task, state) = line.trim().split_once(' ')?;
-            (state == "PENDING").then(|| task.parse().ok())?
+            Some((task.parse().ok()?, state.trim().to_owned()))
         })
         .collect()
 }
@@ -283,5 +312,22 @@ mod tests {
             "{script}"
         );
         assert!(write_sbatch(dir.path(), Path::new("x"), &[], &options).is_err());
+    }
+
+    #[test]
+    fn slurm_answers_are_read_per_array_task() {
+        let sacct = "120_0|COMPLETED\n120_3|CANCELLED by 0\n120_[4-7%2]|PENDING\n121|FAILED\n120_5|TIMEOUT\n";
+        assert_eq!(
+            parse_sacct(sacct),
+            vec![
+                (0, "COMPLETED".to_owned()),
+                (3, "CANCELLED".to_owned()),
+                (5, "TIMEOUT".to_owned())
+            ]
+        );
+        assert_eq!(
+            parse_squeue("4 PENDING\n2 RUNNING\nN/A FAILED\n"),
+            vec![(4, "PENDING".to_owned()), (2, "RUNNING".to_owned())]
+        );
     }
 }
