@@ -181,10 +181,9 @@ fn finetune_pt(dir: &Path, config: &Path, out: &Path, extra: &[&str]) -> (bool, 
 #[test]
 fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
     let Some(dir) = reference() else { return };
-    let work = std::env::temp_dir().join(format!("noether-pn-ft-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let config = small_finetune_config(&work);
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let config = small_finetune_config(work);
     let out = work.join("run");
     let (ok, text) = finetune_pt(&dir, &config, &out, &["--seed", "1", "--quiet"]);
     assert!(ok, "{text}");
@@ -246,7 +245,6 @@ fn finetuning_the_pt_checkpoint_replaces_the_head_and_says_so() {
         "{text}"
     );
     assert!(!work.join("classes").exists());
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// The cross-entropy of weaver-core's logits of classes 0 (QCD) and 8 (top) on the
@@ -279,11 +277,10 @@ fn number_after(text: &str, key: &str) -> f64 {
 #[test]
 fn a_head_started_from_jetclass_classes_is_the_zero_shot_tagger() {
     let Some(dir) = reference() else { return };
-    let work = std::env::temp_dir().join(format!("noether-pn-rows-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
     let config = work.join("particlenet-rows.toml");
-    let text = std::fs::read_to_string(small_finetune_config(&work))
+    let text = std::fs::read_to_string(small_finetune_config(work))
         .unwrap()
         .replace("val_jets = 64", "val_jets = 0");
     std::fs::write(&config, text).unwrap();
@@ -358,7 +355,6 @@ fn a_head_started_from_jetclass_classes_is_the_zero_shot_tagger() {
         "{text}"
     );
     assert!(!work.join("count").exists());
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
