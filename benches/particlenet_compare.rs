@@ -2,8 +2,9 @@
 //! weaver-core's ParticleNet on PyTorch (`benches/compare/particlenet_torch.py`) in the
 //! same invocation, on the same inputs (32 jets of the bundled test set with the
 //! JetClass_kin inputs, 128 positions) and threads (`BENCH_THREADS`, default 1): seconds
-//! per training step (forward + backward + AdamW) and per single-jet inference, the
-//! ratios, and the logit agreement on the batch. Ends with
+//! per training step (forward + backward + AdamW) and per single-jet inference (the
+//! median of 101 calls on each side), the ratios, and the logit agreement on the batch.
+//! Ends with
 //! `particlenet_train_speedup_vs_torch=X` and `particlenet_single_jet_speedup_vs_torch=X`.
 //!
 //! `cargo bench --bench particlenet_compare`. Needs ../shared (the checkpoint) and
@@ -29,7 +30,7 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_batch, host, per_rep, root, BATCH};
+use common::{bundled_batch, host, median_call, per_rep, root, BATCH};
 
 fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
     let (b, length, features) = input.features.dims3().expect("features");
@@ -48,6 +49,9 @@ fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
     }
     std::fs::write(path, raw).expect("write inputs");
 }
+
+/// Timed single-jet calls on each side (the median is reported).
+const SINGLE_CALLS: usize = 101;
 
 /// Our figures: eval logits of the batch, seconds per training step and per single jet.
 struct Ours {
@@ -74,7 +78,7 @@ fn measure(
     )
     .expect("inference model");
     let logits = host(&inference.forward(input, &mut Mode::Eval).expect("forward"));
-    let single_s = per_rep(20, || {
+    let single_s = median_call(5, SINGLE_CALLS, || {
         inference.forward(single, &mut Mode::Eval).expect("forward");
     });
     let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();

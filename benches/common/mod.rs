@@ -57,6 +57,23 @@ pub fn per_rep(reps: usize, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() / reps as f64
 }
 
+/// The median seconds of `calls` single calls of `f` after `warmup` untimed ones: for
+/// millisecond calls, where one stall of the VM would move a mean.
+pub fn median_call(warmup: usize, calls: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut seconds: Vec<f64> = (0..calls)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
+}
+
 /// A tensor's values as flat f32 on the host.
 pub fn host(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)

@@ -10,7 +10,7 @@ Usage: particlenet_torch.py CHECKPOINT INPUTS_BIN THREADS
     noether holds them; transposed here to weaver's channels first);
   - prints JSON: eval logits of the batch (for the cross-check), seconds per training
     step (forward + backward + AdamW step, train mode) and per single-jet inference
-    (eval mode, no_grad; the first jet of the batch).
+    (eval mode, no_grad; the first jet of the batch; the median of 101 timed calls).
 Run by the bench (needs torch and weaver-core); CI never runs it.
 """
 import json
@@ -56,6 +56,17 @@ def per_rep(reps, f):
     return (time.perf_counter() - start) / reps
 
 
+def median_call(warmup, calls, f):
+    for _ in range(warmup):
+        f()
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        f()
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[len(seconds) // 2]
+
+
 def main():
     checkpoint, inputs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
@@ -78,7 +89,7 @@ def main():
     with torch.no_grad():
         logits = model(points, features, mask)
         one = (points[:1], features[:1], mask[:1])
-        single_s = per_rep(20, lambda: model(*one))
+        single_s = median_call(5, 101, lambda: model(*one))
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

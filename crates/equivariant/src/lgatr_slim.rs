@@ -298,7 +298,8 @@ impl TaggerModel for LGatrSlim {
                 found: input.scalars.dims().to_vec(),
             });
         }
-        self.logits(input, mode).context("L-GATr-slim forward")
+        crate::fused::model_pass(input.scalars.device(), || self.logits(input, mode))
+            .context("L-GATr-slim forward")
     }
 
     fn head(_: &LGatrSlimConfig) -> &'static str {

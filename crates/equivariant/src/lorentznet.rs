@@ -461,7 +461,8 @@ impl LorentzNet {
                 found: input.momenta.dims().to_vec(),
             });
         }
-        self.run(input, mode).context("LorentzNet forward")
+        crate::fused::model_pass(input.momenta.device(), || self.run(input, mode))
+            .context("LorentzNet forward")
     }
 
     fn run(&self, input: &LorentzNetInput, mode: &mut Mode) -> candle_core::Result<Tensor> {

@@ -513,7 +513,8 @@ impl ParticleNet {
         self.check_input(input)?;
         let fused = input.features.device().is_cpu()
             && matches!(input.features.dtype(), DType::F32 | DType::F64);
-        self.run(input, mode, fused).context("ParticleNet forward")
+        crate::fused::model_pass(input.features.device(), || self.run(input, mode, fused))
+            .context("ParticleNet forward")
     }
 
     /// [`Self::forward`] with every EdgeConv edge stage composed from candle operations
@@ -524,7 +525,8 @@ impl ParticleNet {
     /// As [`Self::forward`].
     pub fn forward_composed(&self, input: &ParticleNetInput, mode: &mut Mode) -> Result<Tensor> {
         self.check_input(input)?;
-        self.run(input, mode, false).context("ParticleNet forward")
+        crate::fused::model_pass(input.features.device(), || self.run(input, mode, false))
+            .context("ParticleNet forward")
     }
 
     /// The inputs' shapes against each other and the config.

@@ -343,7 +343,8 @@ impl Pelican {
                 found: input.labels.dims().to_vec(),
             });
         }
-        self.run(input, mode).context("PELICAN forward")
+        crate::fused::model_pass(input.dots.device(), || self.run(input, mode))
+            .context("PELICAN forward")
     }
 
     /// f_alpha embedding of the dots: `[B, N, N, n_embed]`.

@@ -241,7 +241,8 @@ impl TaggerModel for Transformer {
                 found: input.scalars.dims().to_vec(),
             });
         }
-        self.logits(input, mode).context("Transformer forward")
+        crate::fused::model_pass(input.scalars.device(), || self.logits(input, mode))
+            .context("Transformer forward")
     }
 
     fn head(_: &TransformerConfig) -> &'static str {

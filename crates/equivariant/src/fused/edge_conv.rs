@@ -513,14 +513,14 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
         }
         let c = self.op.widths[depth - 1];
         let (last, norm) = (&x[depth - 1], &norms[depth - 1]);
-        let pooled: Vec<Vec<T>> = last
-            .par_chunks(k * c)
-            .map(|rows| {
+        let mut sums = vec![T::zero(); self.real.len() * c];
+        sums.par_chunks_mut(c)
+            .zip(last.par_chunks(k * c))
+            .for_each(|(sum, rows)| {
                 let mut h = vec![T::zero(); rows.len()];
-                Self::neighbour_sum(rows, norm, &mut h)
-            })
-            .collect();
-        let out = self.assemble(pooled.into_iter().flatten(), &norms);
+                Self::neighbour_sum(rows, norm, &mut h, sum);
+            });
+        let out = self.assemble(&sums, &norms);
         (out, Activations { x, norms })
     }
 
@@ -533,16 +533,16 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
         let norms: Vec<Norm<T>> = (0..depth).map(|j| self.norm(j, &[])).collect();
         let widest = self.op.widths.iter().copied().max().unwrap_or(0);
         let c = self.op.widths[depth - 1];
-        let pooled: Vec<Vec<T>> = (0..self.real.len().div_ceil(CHUNK_POINTS))
-            .into_par_iter()
-            .map_init(
+        let mut sums = vec![T::zero(); self.real.len() * c];
+        sums.par_chunks_mut(CHUNK_POINTS * c)
+            .enumerate()
+            .for_each_init(
                 || (Vec::new(), Vec::new()),
-                |(a, b): &mut (Vec<T>, Vec<T>), chunk| {
-                    let r = chunk * CHUNK_POINTS;
-                    let rows = (self.real.len() - r).min(CHUNK_POINTS) * k;
+                |(a, b): &mut (Vec<T>, Vec<T>), (chunk, sums)| {
+                    let rows = sums.len() / c * k;
                     a.resize(rows * widest, T::zero());
                     b.resize(rows * widest, T::zero());
-                    self.gather_into(r, &mut a[..rows * self.op.widths[0]]);
+                    self.gather_into(chunk * CHUNK_POINTS, &mut a[..rows * self.op.widths[0]]);
                     let layers = self.op.widths.windows(2).zip(&norms);
                     for (j, (widths, norm)) in layers.enumerate() {
                         let (c_in, c_out) = (widths[0], widths[1]);
@@ -550,39 +550,39 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Stage<'a, T> {
                         self.convolve(j + 1, &b[..rows * c_in], &mut a[..rows * c_out]);
                     }
                     let (last, h) = (&a[..rows * c], &mut b[..rows * c]);
-                    last.chunks(k * c)
+                    for ((rows, h), sum) in last
+                        .chunks(k * c)
                         .zip(h.chunks_mut(k * c))
-                        .flat_map(|(rows, h)| Self::neighbour_sum(rows, &norms[depth - 1], h))
-                        .collect()
+                        .zip(sums.chunks_mut(c))
+                    {
+                        Self::neighbour_sum(rows, &norms[depth - 1], h, sum);
+                    }
                 },
-            )
-            .collect();
-        self.assemble(pooled.into_iter().flatten(), &norms)
+            );
+        self.assemble(&sums, &norms)
     }
 
-    /// The sum over one point's `k` edge rows of the last layer's `relu(BN(x))` (`h`:
-    /// scratch of the rows' size).
-    fn neighbour_sum(rows: &[T], norm: &Norm<T>, h: &mut [T]) -> Vec<T> {
+    /// Adds to `sum` (zero, `[C_last]`) one point's `k` edge rows of the last layer's
+    /// `relu(BN(x))` (`h`: scratch of the rows' size).
+    fn neighbour_sum(rows: &[T], norm: &Norm<T>, h: &mut [T], sum: &mut [T]) {
         let c = norm.scale.len();
         Self::activate(rows, norm, h);
-        let mut sum = vec![T::zero(); c];
         for row in h.chunks(c) {
             for (s, &v) in sum.iter_mut().zip(row) {
                 *s += v;
             }
         }
-        sum
     }
 
     /// The kernel's output from the neighbour sums of the real points (in order, `C_last`
     /// each): their means at the points' rows of `[points, C_last]` (zero elsewhere),
     /// then each layer's mean and variance (training) or zeros.
-    fn assemble(&self, mut sums: impl Iterator<Item = T>, norms: &[Norm<T>]) -> Vec<T> {
+    fn assemble(&self, sums: &[T], norms: &[Norm<T>]) -> Vec<T> {
         let c = *self.op.widths.last().expect("at least one layer");
         let inv_k = Self::cast(1.0 / self.op.k as f64);
         let mut out = vec![T::zero(); self.points() * c];
-        for &i in &self.real {
-            for (o, s) in out[i * c..(i + 1) * c].iter_mut().zip(sums.by_ref()) {
+        for (&i, sum) in self.real.iter().zip(sums.chunks(c)) {
+            for (o, &s) in out[i * c..(i + 1) * c].iter_mut().zip(sum) {
                 *o = s * inv_k;
             }
         }
