@@ -8,9 +8,12 @@ Usage: particlenet_torch.py CHECKPOINT INPUTS_BIN THREADS
     3 u32 (batch, length, features), then f32 points [batch, length, 2], features
     [batch, length, features], mask [batch, length], labels [batch]: channels last, as
     noether holds them; transposed here to weaver's channels first);
-  - prints JSON: eval logits of the batch (for the cross-check), seconds per training
-    step (forward + backward + AdamW step, train mode) and per single-jet inference
-    (eval mode, no_grad; the first jet of the batch; the median of 101 timed calls).
+  - prints one JSON line: the eval logits of the batch (for the cross-check) and the
+    torch version; then answers commands from stdin, one JSON line each, so that the
+    bench interleaves the two sides' timings: `single N` (the median seconds of N
+    single-jet inferences, eval mode, no_grad, the first jet of the batch), `train N`
+    (seconds per training step, forward + backward + AdamW, train mode, over N steps),
+    `warmup N` (N untimed training steps).
 Run by the bench (needs torch and weaver-core); CI never runs it.
 """
 import json
@@ -48,14 +51,6 @@ def read_inputs(path):
     )
 
 
-def per_rep(reps, f):
-    f()
-    start = time.perf_counter()
-    for _ in range(reps):
-        f()
-    return (time.perf_counter() - start) / reps
-
-
 def median_call(warmup, calls, f):
     for _ in range(warmup):
         f()
@@ -84,14 +79,13 @@ def main():
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model.load_state_dict({k.removeprefix("mod."): v for k, v in state.items()})
     points, features, mask, labels = read_inputs(inputs)
+    one = (points[:1], features[:1], mask[:1])
 
     model.eval()
     with torch.no_grad():
         logits = model(points, features, mask)
-        one = (points[:1], features[:1], mask[:1])
-        single_s = median_call(5, 101, lambda: model(*one))
+    reply({"logits": logits.flatten().tolist(), "torch": torch.__version__})
 
-    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -101,17 +95,33 @@ def main():
         loss.backward()
         opt.step()
 
-    train_s = per_rep(5, step)
-    print(
-        json.dumps(
-            {
-                "logits": logits.flatten().tolist(),
-                "train_s": train_s,
-                "single_s": single_s,
-                "torch": torch.__version__,
-            }
-        )
-    )
+    def single():
+        with torch.no_grad():
+            model(*one)
+
+    # One command per line from the bench, one JSON answer each, so that the two
+    # sides' measurements interleave in time.
+    for line in sys.stdin:
+        command, count = line.split()
+        count = int(count)
+        if command == "single":
+            model.eval()
+            reply({"seconds": median_call(2, count, single)})
+        elif command == "train":
+            model.train()
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            reply({"seconds": (time.perf_counter() - start) / count})
+        elif command == "warmup":
+            model.train()
+            for _ in range(count):
+                step()
+            reply({"seconds": 0.0})
+
+
+def reply(value):
+    print(json.dumps(value), flush=True)
 
 
 if __name__ == "__main__":
