@@ -5,15 +5,19 @@
 //! (`BENCH_THREADS`, default 1). Prints training jets/s (forward + backward + AdamW step)
 //! and single-jet inference ms/jet for both, the ratios, the logit agreement on the
 //! batch, and achieved GFLOP/s against the machine's sgemm peak measured in the same run
-//! (a 1024^3 product on the same threads). Ends with one `name=value` line per figure
-//! for scripts (`nan` where a figure could not be measured).
+//! (a 1024^3 product on the same threads). The references stay running in child
+//! processes and each model is measured in paired rounds (`common::Rounds`: five of
+//! single jets, then five of training steps, each timing our side, then PyTorch's); the
+//! ratios are the medians of the rounds' ratios, each side's figures the medians of its
+//! rounds. Ends with one `name=value` line per figure for scripts (`nan` where a figure
+//! could not be measured).
 //!
 //! `cargo bench --bench model_compare` (`BENCH_THREADS=2 cargo bench --bench
 //! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
 
 use std::path::Path;
-use std::process::Command;
+use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -33,7 +37,10 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 mod common;
 #[path = "model_compare/pelican.rs"]
 mod pelican;
-use common::{bundled_inputs, per_rep, root, BATCH, N_MAX};
+use common::{
+    bundled_inputs, host, median_call, per_rep, root, Reference, Rounds, Side, BATCH, N_MAX,
+    ROUNDS, SINGLE_CALLS,
+};
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
 /// N(N-1) edges, the first edge layer factorised per node.
@@ -92,79 +99,97 @@ fn write_inputs(path: &Path, batch: &Batch, jet: &[f32]) {
     std::fs::write(path, raw).expect("write inputs");
 }
 
-/// Our figures: eval logits of the batch, seconds per single jet (inference model, no
-/// autograd graph, as PyTorch's `no_grad`; and the trainable model, which records one),
-/// seconds per training step on the batch.
-struct Ours {
-    logits: Vec<f32>,
-    single_s: f64,
-    single_graph_s: f64,
-    train_s: f64,
+/// Our LorentzNet side: the training model with its optimizer, the inference model
+/// (no autograd graph, as PyTorch's `no_grad`) and the inputs.
+struct Ours<'a> {
+    model: &'a LorentzNet,
+    inference: &'a LorentzNet,
+    opt: AdamW,
+    rng: ChaCha8Rng,
+    batch: LorentzNetInput,
+    single: LorentzNetInput,
+    labels: Tensor,
 }
 
-fn measure(
-    model: &LorentzNet,
-    inference: &LorentzNet,
-    varmap: &VarMap,
-    batch: &Batch,
-    single: &[[f32; 4]],
-) -> Ours {
-    let x = input(batch);
-    let logits = inference
-        .forward(&x)
-        .expect("forward")
-        .flatten_all()
-        .and_then(|t| t.to_vec1())
-        .expect("logits");
-    let single_input = LorentzNetInput::single_jet(single).expect("single");
-    let single_s = per_rep(20, || {
-        inference.forward(&single_input).expect("forward");
-    });
-    let single_graph_s = per_rep(20, || {
-        model.forward(&single_input).expect("forward");
-    });
-    let labels: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
-    let labels = Tensor::from_vec(labels, BATCH, &Device::Cpu).expect("labels");
-    let params = ParamsAdamW {
-        lr: 1e-3,
-        ..ParamsAdamW::default()
-    };
-    let mut opt = AdamW::new(varmap.all_vars(), params).expect("AdamW");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = per_rep(8, || {
-        let logits = model
-            .forward_t(&x, &mut Mode::Train(&mut rng))
-            .expect("forward");
-        let loss = candle_nn::loss::cross_entropy(&logits, &labels).expect("loss");
-        opt.backward_step(&loss).expect("step");
-    });
-    Ours {
-        logits,
-        single_s,
-        single_graph_s,
-        train_s,
+impl<'a> Ours<'a> {
+    fn new(
+        model: &'a LorentzNet,
+        inference: &'a LorentzNet,
+        varmap: &VarMap,
+        batch: &Batch,
+        single: &[[f32; 4]],
+    ) -> Self {
+        let labels: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
+        let params = ParamsAdamW {
+            lr: 1e-3,
+            ..ParamsAdamW::default()
+        };
+        Self {
+            model,
+            inference,
+            opt: AdamW::new(varmap.all_vars(), params).expect("AdamW"),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            batch: input(batch),
+            single: LorentzNetInput::single_jet(single).expect("single"),
+            labels: Tensor::from_vec(labels, BATCH, &Device::Cpu).expect("labels"),
+        }
+    }
+
+    /// Eval logits of the batch.
+    fn logits(&self) -> Vec<f32> {
+        host(&self.inference.forward(&self.batch).expect("forward"))
+    }
+
+    /// The median seconds of a single jet through the trainable model, which records
+    /// the autograd graph.
+    fn single_graph(&self) -> f64 {
+        median_call(2, SINGLE_CALLS, || {
+            self.model.forward(&self.single).expect("forward");
+        })
     }
 }
 
-/// Runs the PyTorch reference on the same inputs; `None` when it cannot run.
-fn run_torch(
+impl Side for Ours<'_> {
+    fn single(&mut self) -> f64 {
+        median_call(2, SINGLE_CALLS, || {
+            self.inference.forward(&self.single).expect("forward");
+        })
+    }
+
+    fn train(&mut self, steps: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..steps {
+            let logits = self
+                .model
+                .forward_t(&self.batch, &mut Mode::Train(&mut self.rng))
+                .expect("forward");
+            let loss = candle_nn::loss::cross_entropy(&logits, &self.labels).expect("loss");
+            self.opt.backward_step(&loss).expect("step");
+        }
+        start.elapsed().as_secs_f64() / steps as f64
+    }
+}
+
+/// Starts the PyTorch reference on the same inputs; `None` when it cannot run. Also
+/// returns its first answer (parity error, eval logits of the batch).
+fn start_torch(
     checkpoint: &Path,
     batch: &Batch,
     single: &[[f32; 4]],
     threads: usize,
-) -> Option<serde_json::Value> {
+) -> Option<(Reference, serde_json::Value)> {
     let inputs = std::env::temp_dir().join("noether_model_compare.bin");
     write_inputs(&inputs, batch, &single.concat());
-    let out = Command::new("python3")
-        .arg(root().join("benches/compare/lorentznet_torch.py"))
-        .arg(checkpoint)
-        .arg(root().join("../shared/reference/lorentznet/parity_jets.h5"))
-        .arg(&inputs)
-        .arg(threads.to_string())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
-    serde_json::from_slice(&out.stdout).ok()
+    let parity = root().join("../shared/reference/lorentznet/parity_jets.h5");
+    Reference::start(
+        &root().join("benches/compare/lorentznet_torch.py"),
+        &[
+            checkpoint.as_os_str(),
+            parity.as_os_str(),
+            inputs.as_os_str(),
+            threads.to_string().as_ref(),
+        ],
+    )
 }
 
 /// GFLOP/s of a large single-precision matrix product on the configured threads (the
@@ -196,13 +221,26 @@ fn main() {
     let official = load_official(&varmap, &checkpoint);
     let detached = inference_varbuilder(&varmap, DType::F32, &Device::Cpu);
     let inference = LorentzNet::new(&config, &detached).expect("inference model");
-    let ours = measure(&model, &inference, &varmap, &batch, &single);
+    let mut ours = Ours::new(&model, &inference, &varmap, &batch, &single);
+    let logits = ours.logits();
+    let single_graph_s = ours.single_graph();
+    let mut torch = if official {
+        start_torch(&checkpoint, &batch, &single, threads)
+    } else {
+        println!("official checkpoint absent: PyTorch comparison skipped");
+        None
+    };
+    if official && torch.is_none() {
+        println!("PyTorch reference unavailable (python3 with torch, safetensors, h5py needed)");
+    }
+    let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
+    let (single_s, train_s) = Rounds::medians(&rounds.ours);
 
     let flops = forward_flops(&config, N_MAX + 2);
     let peak = sgemm_peak_gflops();
-    let train_gflops = 3.0 * flops * BATCH as f64 / ours.train_s / 1e9;
+    let train_gflops = 3.0 * flops * BATCH as f64 / train_s / 1e9;
     println!(
-        "LorentzNet (hidden 72, 6 blocks), {N_MAX} constituents + 2 beams, {threads} thread(s)"
+        "LorentzNet (hidden 72, 6 blocks), {N_MAX} constituents + 2 beams, {threads} thread(s), {ROUNDS} interleaved rounds"
     );
     println!(
         "forward cost: {:.3} GFLOP/jet (edge layers factorised; training ~3x: {:.2} GFLOP/jet)",
@@ -210,14 +248,14 @@ fn main() {
         3.0 * flops / 1e9
     );
     println!(
-        "noether: single-jet {:.2} ms/jet ({:.1} GFLOP/s; {:.2} ms recording the autograd graph); training {:.1} jets/s ({train_gflops:.1} GFLOP/s); sgemm peak {peak:.1} GFLOP/s (1024^3, same threads)",
-        ours.single_s * 1e3,
-        flops / ours.single_s / 1e9,
-        ours.single_graph_s * 1e3,
-        BATCH as f64 / ours.train_s,
+        "noether: single-jet {:.2} ms/jet ({:.1} GFLOP/s; {:.2} ms recording the autograd graph); training {:.1} jets/s ({train_gflops:.1} GFLOP/s); sgemm peak {peak:.1} GFLOP/s (1024^3, same threads); medians over rounds",
+        single_s * 1e3,
+        flops / single_s / 1e9,
+        single_graph_s * 1e3,
+        BATCH as f64 / train_s,
     );
-    let (train_ratio, single_ratio) =
-        compare_with_torch(official, &checkpoint, &batch, &single, threads, &ours);
+    let (train_ratio, single_ratio) = compare_with_torch(torch.as_ref(), &rounds, &logits);
+    drop(torch);
     let (pelican_train, pelican_single) = pelican::compare(threads);
     println!("lorentznet_train_speedup_vs_torch={train_ratio:.3}");
     println!("lorentznet_single_jet_speedup_vs_torch={single_ratio:.3}");
@@ -229,44 +267,35 @@ fn main() {
     );
 }
 
-/// The PyTorch side and the ratios (training jets/s ours / theirs, single-jet time
-/// theirs / ours); NaN when the reference cannot run.
+/// The PyTorch side and the median ratios of the rounds (training jets/s ours / theirs,
+/// single-jet time theirs / ours); NaN when the reference could not run.
 fn compare_with_torch(
-    official: bool,
-    checkpoint: &Path,
-    batch: &Batch,
-    single: &[[f32; 4]],
-    threads: usize,
-    ours: &Ours,
+    torch: Option<&(Reference, serde_json::Value)>,
+    rounds: &Rounds,
+    logits: &[f32],
 ) -> (f64, f64) {
-    if !official {
-        println!("official checkpoint absent: PyTorch comparison skipped");
-        return (f64::NAN, f64::NAN);
-    }
-    let Some(torch) = run_torch(checkpoint, batch, single, threads) else {
-        println!("PyTorch reference unavailable (python3 with torch, safetensors, h5py needed)");
+    let Some((_, first)) = torch else {
         return (f64::NAN, f64::NAN);
     };
-    let get = |key: &str| torch[key].as_f64().expect(key);
-    let worst = ours
-        .logits
+    let worst = logits
         .iter()
-        .zip(torch["batch_logits"].as_array().expect("batch_logits"))
+        .zip(first["batch_logits"].as_array().expect("batch_logits"))
         .map(|(a, b)| {
             let b = b.as_f64().expect("logit");
             (f64::from(*a) - b).abs() / b.abs().max(1e-3)
         })
         .fold(0.0, f64::max);
-    let (t_single, t_train) = (get("single_ms"), get("train_jets_per_s"));
+    let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
-        "pytorch: single-jet {t_single:.2} ms/jet; training {t_train:.1} jets/s; its parity error vs the official logits {:.1e}",
-        get("parity_max_rel_err")
+        "pytorch: single-jet {:.2} ms/jet; training {:.1} jets/s; its parity error vs the official logits {:.1e}; medians over rounds",
+        t_single * 1e3,
+        BATCH as f64 / t_train,
+        first["parity_max_rel_err"].as_f64().unwrap_or(f64::NAN)
     );
     println!("agreement on the padded batch (eval logits): worst relative difference {worst:.1e}");
-    let train_ratio = BATCH as f64 / ours.train_s / t_train;
-    let single_ratio = t_single / (ours.single_s * 1e3);
+    let (train_ratio, single_ratio) = rounds.report_ratios("pytorch");
     println!(
-        "ratios: training {train_ratio:.2}x PyTorch's jets/s; single-jet inference {single_ratio:.2}x faster"
+        "ratios (medians of the rounds'): training {train_ratio:.2}x PyTorch's jets/s; single-jet inference {single_ratio:.2}x faster"
     );
     (train_ratio, single_ratio)
 }

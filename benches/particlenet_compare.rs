@@ -13,9 +13,7 @@
 //! python3 with torch and weaver-core for the comparison; without them only our figures
 //! print.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -34,7 +32,9 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_batch, host, median_call, root, BATCH};
+use common::{
+    bundled_batch, host, median_call, root, Reference, Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
+};
 
 fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
     let (b, length, features) = input.features.dims3().expect("features");
@@ -53,16 +53,6 @@ fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
     }
     std::fs::write(path, raw).expect("write inputs");
 }
-
-/// Rounds of interleaved measurements (of single jets, then of training steps): each
-/// round times our side, then PyTorch's, so that the VM's drift (up to 50% within
-/// minutes) hits both sides of a round alike; the speedups printed are the medians of
-/// the rounds' ratios.
-const ROUNDS: usize = 5;
-/// Timed single-jet calls per round and side (the median is the round's figure).
-const SINGLE_CALLS: usize = 21;
-/// Training steps per round and side.
-const TRAIN_STEPS: usize = 2;
 
 /// Our side: the training model with its optimizer and the inference model.
 struct Ours<'a> {
@@ -118,9 +108,10 @@ impl<'a> Ours<'a> {
                 .expect("forward"),
         )
     }
+}
 
-    /// The median seconds of a single-jet inference.
-    fn single(&self) -> f64 {
+impl Side for Ours<'_> {
+    fn single(&mut self) -> f64 {
         median_call(2, SINGLE_CALLS, || {
             self.inference
                 .forward(self.single, &mut Mode::Eval)
@@ -128,7 +119,6 @@ impl<'a> Ours<'a> {
         })
     }
 
-    /// Seconds per training step over `steps` steps.
     fn train(&mut self, steps: usize) -> f64 {
         let start = Instant::now();
         for _ in 0..steps {
@@ -143,100 +133,25 @@ impl<'a> Ours<'a> {
     }
 }
 
-/// weaver-core on PyTorch, running in a child process that answers one command per line
-/// (`benches/compare/particlenet_torch.py`).
-struct Torch {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Torch {
-    /// Starts the reference on the batch; `None` when it cannot run. Also returns its
-    /// first answer (eval logits and the torch version).
-    fn start(
-        checkpoint: &Path,
-        input: &ParticleNetInput,
-        labels: &[u8],
-        threads: usize,
-    ) -> Option<(Self, serde_json::Value)> {
-        let inputs = std::env::temp_dir().join("noether_particlenet_compare.bin");
-        write_inputs(&inputs, input, labels);
-        let mut child = Command::new("python3")
-            .arg(root().join("benches/compare/particlenet_torch.py"))
-            .arg(checkpoint)
-            .arg(&inputs)
-            .arg(threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let stdin = child.stdin.take()?;
-        let stdout = BufReader::new(child.stdout.take()?);
-        let mut torch = Self {
-            child,
-            stdin,
-            stdout,
-        };
-        let first = torch.answer()?;
-        Some((torch, first))
-    }
-
-    fn answer(&mut self) -> Option<serde_json::Value> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).ok()?;
-        serde_json::from_str(&line).ok()
-    }
-
-    /// Sends `command` and returns the `seconds` of its answer.
-    fn ask(&mut self, command: &str) -> f64 {
-        writeln!(self.stdin, "{command}").expect("command to the reference");
-        self.answer()
-            .and_then(|a| a["seconds"].as_f64())
-            .unwrap_or_else(|| panic!("no answer from the reference to {command}"))
-    }
-}
-
-impl Drop for Torch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The median of `values`.
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// One round's figures: single-jet seconds, seconds per training step.
-type Round = (f64, f64);
-
-/// Ours and PyTorch's rounds (the latter empty without it).
-fn interleaved_rounds(ours: &mut Ours, mut torch: Option<&mut Torch>) -> (Vec<Round>, Vec<Round>) {
-    // Single jets first, then training: a training burst slows the single-jet calls
-    // that follow it on this VM, on either side.
-    let (mut our_rounds, mut their_rounds) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        our_rounds.push((ours.single(), 0.0));
-        if let Some(t) = torch.as_deref_mut() {
-            their_rounds.push((t.ask(&format!("single {SINGLE_CALLS}")), 0.0));
-        }
-    }
-    ours.train(1);
-    if let Some(t) = torch.as_deref_mut() {
-        t.ask("warmup 1");
-    }
-    for round in 0..ROUNDS {
-        our_rounds[round].1 = ours.train(TRAIN_STEPS);
-        if let Some(t) = torch.as_deref_mut() {
-            their_rounds[round].1 = t.ask(&format!("train {TRAIN_STEPS}"));
-        }
-    }
-    (our_rounds, their_rounds)
+/// weaver-core on PyTorch on the batch, started in a child process
+/// (`benches/compare/particlenet_torch.py`); `None` when it cannot run. Also returns its
+/// first answer (eval logits and the torch version).
+fn start_torch(
+    checkpoint: &Path,
+    input: &ParticleNetInput,
+    labels: &[u8],
+    threads: usize,
+) -> Option<(Reference, serde_json::Value)> {
+    let inputs = std::env::temp_dir().join("noether_particlenet_compare.bin");
+    write_inputs(&inputs, input, labels);
+    Reference::start(
+        &root().join("benches/compare/particlenet_torch.py"),
+        &[
+            checkpoint.as_os_str(),
+            inputs.as_os_str(),
+            threads.to_string().as_ref(),
+        ],
+    )
 }
 
 fn main() {
@@ -291,7 +206,7 @@ fn main() {
         .unwrap_or(0);
     println!("ParticleNet (JetClass size, 366k parameters), {BATCH} jets of up to {longest} constituents (128 positions), {threads} thread(s), {ROUNDS} interleaved rounds");
     let mut torch = if official {
-        Torch::start(&checkpoint, &input, &labels, threads)
+        start_torch(&checkpoint, &input, &labels, threads)
     } else {
         println!("the JetClass checkpoint is absent: weaver-core comparison skipped");
         None
@@ -299,28 +214,13 @@ fn main() {
     if official && torch.is_none() {
         println!("weaver-core on PyTorch unavailable (python3 with torch and weaver-core needed)");
     }
-    let (our_rounds, their_rounds) = interleaved_rounds(&mut ours, torch.as_mut().map(|(t, _)| t));
-    report(
-        &our_rounds,
-        &their_rounds,
-        torch.as_ref().map(|(_, first)| first),
-        &logits,
-    );
+    let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
+    report(&rounds, torch.as_ref().map(|(_, first)| first), &logits);
 }
 
 /// Prints both sides' medians, the logit agreement and the ratios.
-fn report(
-    our_rounds: &[Round],
-    their_rounds: &[Round],
-    first: Option<&serde_json::Value>,
-    logits: &[f32],
-) {
-    let side = |rounds: &[(f64, f64)]| {
-        let single: Vec<f64> = rounds.iter().map(|r| r.0).collect();
-        let train: Vec<f64> = rounds.iter().map(|r| r.1).collect();
-        (median(&single), median(&train))
-    };
-    let (our_single, our_train) = side(our_rounds);
+fn report(rounds: &Rounds, first: Option<&serde_json::Value>, logits: &[f32]) {
+    let (our_single, our_train) = Rounds::medians(&rounds.ours);
     println!(
         "noether: training step {:.1} ms ({:.1} jets/s); single-jet {:.2} ms (medians over rounds)",
         our_train * 1e3,
@@ -338,7 +238,7 @@ fn report(
             (f64::from(*a) - b).abs() / b.abs().max(1e-2)
         })
         .fold(0.0, f64::max);
-    let (their_single, their_train) = side(their_rounds);
+    let (their_single, their_train) = Rounds::medians(&rounds.theirs);
     println!(
         "weaver-core ParticleNet (torch {}): training step {:.1} ms; single-jet {:.2} ms (medians over rounds)",
         first["torch"].as_str().unwrap_or("?"),
@@ -346,34 +246,7 @@ fn report(
         their_single * 1e3
     );
     println!("agreement on the batch (eval logits): worst relative difference {worst:.1e}");
-    let ratios = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
-        our_rounds
-            .iter()
-            .zip(their_rounds)
-            .map(|(o, t)| pick(t) / pick(o))
-            .collect()
-    };
-    let (train, single) = (ratios(|r| r.1), ratios(|r| r.0));
-    let show = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!(
-        "ratios per round: training {}; single jet {}",
-        show(&train),
-        show(&single)
-    );
-    let ms = |rounds: &[(f64, f64)]| show(&rounds.iter().map(|r| r.0 * 1e3).collect::<Vec<_>>());
-    println!(
-        "single jet per round (ms): noether {}; weaver-core {}",
-        ms(our_rounds),
-        ms(their_rounds)
-    );
-    println!("particlenet_train_speedup_vs_torch={:.2}", median(&train));
-    println!(
-        "particlenet_single_jet_speedup_vs_torch={:.2}",
-        median(&single)
-    );
+    let (train, single) = rounds.report_ratios("weaver-core");
+    println!("particlenet_train_speedup_vs_torch={train:.2}");
+    println!("particlenet_single_jet_speedup_vs_torch={single:.2}");
 }

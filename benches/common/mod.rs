@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -80,4 +83,172 @@ pub fn host(t: &Tensor) -> Vec<f32> {
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1())
         .expect("host")
+}
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A Python reference kept running in a child process that answers one command per
+/// line with one JSON line, so that a bench can interleave its own timings with the
+/// reference's in paired rounds (`benches/compare/serve.py` is the other end).
+pub struct Reference {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Reference {
+    /// Starts `python3 SCRIPT ARGS...`; `None` when it cannot start or its first answer
+    /// is not JSON. Also returns that first answer.
+    pub fn start(script: &Path, args: &[&OsStr]) -> Option<(Self, serde_json::Value)> {
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        let mut reference = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let first = reference.answer()?;
+        Some((reference, first))
+    }
+
+    fn answer(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Sends `command` and returns the `seconds` of its answer.
+    ///
+    /// # Panics
+    /// When the reference does not answer with `seconds` (it died or misread).
+    pub fn ask(&mut self, command: &str) -> f64 {
+        writeln!(self.stdin, "{command}").expect("command to the reference");
+        self.answer()
+            .and_then(|a| a["seconds"].as_f64())
+            .unwrap_or_else(|| panic!("no answer from the reference to {command}"))
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rounds of a paired-round bench: single jets first (a training burst slows the
+/// single-jet calls that follow it on this VM, on either side), then training steps.
+pub const ROUNDS: usize = 5;
+/// Timed single-jet calls per round and side (the median is the round's figure).
+pub const SINGLE_CALLS: usize = 21;
+/// Training steps per round and side.
+pub const TRAIN_STEPS: usize = 2;
+
+/// One side of a paired-round bench.
+pub trait Side {
+    /// The median seconds of [`SINGLE_CALLS`] single-jet inferences.
+    fn single(&mut self) -> f64;
+    /// Seconds per training step over `steps` steps.
+    fn train(&mut self, steps: usize) -> f64;
+}
+
+/// One round's figures: single-jet seconds, seconds per training step.
+pub type Round = (f64, f64);
+
+/// Both sides' rounds: each round times our side, then the reference's, so that the
+/// VM's drift (up to 50% within minutes) hits both sides of a round alike.
+pub struct Rounds {
+    /// Ours.
+    pub ours: Vec<Round>,
+    /// The reference's (empty without one).
+    pub theirs: Vec<Round>,
+}
+
+impl Rounds {
+    /// Runs [`ROUNDS`] rounds of single jets, one untimed training step per side, then
+    /// [`ROUNDS`] rounds of [`TRAIN_STEPS`] training steps.
+    pub fn run(ours: &mut impl Side, mut reference: Option<&mut Reference>) -> Self {
+        let mut rounds = Self {
+            ours: Vec::new(),
+            theirs: Vec::new(),
+        };
+        for _ in 0..ROUNDS {
+            rounds.ours.push((ours.single(), 0.0));
+            if let Some(r) = reference.as_deref_mut() {
+                rounds
+                    .theirs
+                    .push((r.ask(&format!("single {SINGLE_CALLS}")), 0.0));
+            }
+        }
+        ours.train(1);
+        if let Some(r) = reference.as_deref_mut() {
+            r.ask("warmup 1");
+        }
+        for round in 0..ROUNDS {
+            rounds.ours[round].1 = ours.train(TRAIN_STEPS);
+            if let Some(r) = reference.as_deref_mut() {
+                rounds.theirs[round].1 = r.ask(&format!("train {TRAIN_STEPS}"));
+            }
+        }
+        rounds
+    }
+
+    /// The medians over rounds of a side's (single-jet seconds, training-step seconds).
+    pub fn medians(side: &[Round]) -> Round {
+        let single: Vec<f64> = side.iter().map(|r| r.0).collect();
+        let train: Vec<f64> = side.iter().map(|r| r.1).collect();
+        (median(&single), median(&train))
+    }
+
+    /// Per round, the reference's time over ours: (training, single jet).
+    pub fn ratios(&self) -> (Vec<f64>, Vec<f64>) {
+        let pick = |f: fn(&Round) -> f64| -> Vec<f64> {
+            self.ours
+                .iter()
+                .zip(&self.theirs)
+                .map(|(o, t)| f(t) / f(o))
+                .collect()
+        };
+        (pick(|r| r.1), pick(|r| r.0))
+    }
+
+    /// Prints the per-round ratios and single-jet times; returns the median ratios
+    /// (training, single jet), NaN without a reference.
+    pub fn report_ratios(&self, reference: &str) -> (f64, f64) {
+        if self.theirs.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let (train, single) = self.ratios();
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let ms = |side: &[Round]| show(&side.iter().map(|r| r.0 * 1e3).collect::<Vec<_>>());
+        println!(
+            "ratios per round: training {}; single jet {}",
+            show(&train),
+            show(&single)
+        );
+        println!(
+            "single jet per round (ms): noether {}; {reference} {}",
+            ms(&self.ours),
+            ms(&self.theirs)
+        );
+        (median(&train), median(&single))
+    }
 }

@@ -7,19 +7,21 @@ Usage: lorentznet_torch.py CHECKPOINT PARITY_H5 INPUTS_BIN THREADS
   - reads the padded batch written by the Rust bench (INPUTS_BIN: little-endian header
     of 3 u32 (batch, nodes, single_nodes), then f32 momenta [batch, nodes, 4],
     mask [batch, nodes], labels [batch], single-jet momenta [single_nodes, 4]);
-  - prints JSON: parity error, eval logits of the batch (for the cross-check), training
-    jets/s (forward + backward + AdamW step, batch at a time) and single-jet ms/jet.
+  - prints one JSON line: parity error, eval logits of the batch (for the
+    cross-check), the torch version; then serves the bench's paired rounds
+    (`serve.py`): `single` (a single-jet inference, eval mode, no autograd), `train` and
+    `warmup` (a training step on the batch: forward in train mode + backward + AdamW).
 Run by hand (needs torch, safetensors, h5py); CI never runs it.
 """
-import json
 import sys
-import time
 
 import h5py
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
+
+from serve import reply, serve
 
 
 def psi(p):
@@ -142,31 +144,33 @@ def main():
     momenta, mask, labels, jet = read_inputs(inputs)
     with torch.no_grad():
         result["batch_logits"] = model(momenta, mask).flatten().tolist()
-    # Single-jet inference, eval mode, no autograd.
+    result["torch"] = torch.__version__
+    reply(result)
+    # Single-jet inference: eval mode, no autograd.
     single_mask = torch.ones(1, jet.shape[0])
-    with torch.no_grad():
-        for _ in range(3):
+
+    def single():
+        with torch.no_grad():
             model(jet[None], single_mask)
-        reps, start = 20, time.perf_counter()
-        for _ in range(reps):
-            model(jet[None], single_mask)
-        result["single_ms"] = (time.perf_counter() - start) / reps * 1e3
+
     # Training: forward (train mode) + backward + AdamW step on the batch.
-    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     target = labels.long()
+
     def step():
         opt.zero_grad()
         loss = loss_fn(model(momenta, mask), target)
         loss.backward()
         opt.step()
-    step()
-    reps, start = 5, time.perf_counter()
-    for _ in range(reps):
-        step()
-    result["train_jets_per_s"] = reps * momenta.shape[0] / (time.perf_counter() - start)
-    print(json.dumps(result))
+
+    serve(
+        {
+            "single": (model.eval, single),
+            "train": (model.train, step),
+            "warmup": (model.train, step),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -9,20 +9,18 @@ Usage: particlenet_torch.py CHECKPOINT INPUTS_BIN THREADS
     [batch, length, features], mask [batch, length], labels [batch]: channels last, as
     noether holds them; transposed here to weaver's channels first);
   - prints one JSON line: the eval logits of the batch (for the cross-check) and the
-    torch version; then answers commands from stdin, one JSON line each, so that the
-    bench interleaves the two sides' timings: `single N` (the median seconds of N
-    single-jet inferences, eval mode, no_grad, the first jet of the batch), `train N`
-    (seconds per training step, forward + backward + AdamW, train mode, over N steps),
-    `warmup N` (N untimed training steps).
+    torch version; then serves the bench's paired rounds (`serve.py`): `single` (a
+    single-jet inference, eval mode, no_grad, the first jet of the batch), `train` and
+    `warmup` (a training step: forward + backward + AdamW, train mode).
 Run by the bench (needs torch and weaver-core); CI never runs it.
 """
-import json
 import sys
-import time
 
 import numpy as np
 import torch
 from weaver.nn.model.ParticleNet import ParticleNet
+
+from serve import reply, serve
 
 
 def read_inputs(path):
@@ -49,17 +47,6 @@ def read_inputs(path):
         torch.from_numpy(np.ascontiguousarray(mask[:, None, :])),
         torch.from_numpy(labels.astype(np.int64)),
     )
-
-
-def median_call(warmup, calls, f):
-    for _ in range(warmup):
-        f()
-    seconds = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        f()
-        seconds.append(time.perf_counter() - start)
-    return sorted(seconds)[len(seconds) // 2]
 
 
 def main():
@@ -99,29 +86,13 @@ def main():
         with torch.no_grad():
             model(*one)
 
-    # One command per line from the bench, one JSON answer each, so that the two
-    # sides' measurements interleave in time.
-    for line in sys.stdin:
-        command, count = line.split()
-        count = int(count)
-        if command == "single":
-            model.eval()
-            reply({"seconds": median_call(2, count, single)})
-        elif command == "train":
-            model.train()
-            start = time.perf_counter()
-            for _ in range(count):
-                step()
-            reply({"seconds": (time.perf_counter() - start) / count})
-        elif command == "warmup":
-            model.train()
-            for _ in range(count):
-                step()
-            reply({"seconds": 0.0})
-
-
-def reply(value):
-    print(json.dumps(value), flush=True)
+    serve(
+        {
+            "single": (model.eval, single),
+            "train": (model.train, step),
+            "warmup": (model.train, step),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -8,19 +8,20 @@ Usage: pelican_torch.py WEIGHTS INPUTS THREADS
   - WEIGHTS: noether's PELICAN state dict (safetensors);
   - INPUTS: safetensors with `dots` [B, N, N], `mask` [B, N], `labels` [B, N, 2],
     `targets` [B], and the single jet's `single_dots`, `single_mask`, `single_labels`;
-  - prints JSON: eval logits of the batch (for the cross-check against noether's),
-    training jets/s (forward + backward + AdamW step, batch at a time) and single-jet
-    ms/jet (eval, no autograd).
+  - prints one JSON line: eval logits of the batch (for the cross-check against
+    noether's) and the torch version; then serves the bench's paired rounds
+    (`serve.py`): `single` (a single-jet inference, eval, no autograd), `train` and
+    `warmup` (a training step on the batch: forward + backward + AdamW).
 Run by hand (needs torch, safetensors); CI never runs it.
 """
-import json
 import sys
-import time
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 import torch.nn.functional as F
+
+from serve import reply, serve
 
 
 def basis_weight(ops, c_in, c_out):
@@ -200,17 +201,16 @@ def main():
     model = Pelican()
     model.load_state_dict(state)
     model.eval()
-    result = {"threads": int(threads)}
+    result = {"threads": int(threads), "torch": torch.__version__}
     with torch.no_grad():
         result["batch_logits"] = model(x["dots"], x["mask"], x["labels"]).flatten().tolist()
-        single = (x["single_dots"], x["single_mask"], x["single_labels"])
-        for _ in range(3):
-            model(*single)
-        reps, start = 20, time.perf_counter()
-        for _ in range(reps):
-            model(*single)
-        result["single_ms"] = (time.perf_counter() - start) / reps * 1e3
-    model.train()
+    reply(result)
+    one = (x["single_dots"], x["single_mask"], x["single_labels"])
+
+    def single():
+        with torch.no_grad():
+            model(*one)
+
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     target = x["targets"].long()
     batch = (x["dots"], x["mask"], x["labels"])
@@ -221,12 +221,13 @@ def main():
         loss.backward()
         opt.step()
 
-    step()
-    reps, start = 5, time.perf_counter()
-    for _ in range(reps):
-        step()
-    result["train_jets_per_s"] = reps * batch[0].shape[0] / (time.perf_counter() - start)
-    print(json.dumps(result))
+    serve(
+        {
+            "single": (model.eval, single),
+            "train": (model.train, step),
+            "warmup": (model.train, step),
+        }
+    )
 
 
 if __name__ == "__main__":

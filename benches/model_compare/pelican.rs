@@ -1,11 +1,12 @@
 //! PELICAN's side of `model_compare`: noether's default PELICAN (~190k parameters, the
 //! paper's top-tagging size) against the same model in PyTorch
 //! (`benches/compare/pelican_torch.py`), on the same 32 jets, weights and threads. The
-//! PyTorch model loads noether's weights after noether's training steps (BatchNorm
-//! running statistics included) and its eval logits are checked against noether's.
+//! PyTorch model loads noether's weights after three of noether's training steps
+//! (BatchNorm running statistics included) and its eval logits are checked against
+//! noether's; then both are timed in paired rounds (`common::Rounds`).
 
 use std::collections::HashMap;
-use std::process::Command;
+use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -16,10 +17,47 @@ use noether::equivariant::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{bundled_inputs, host, per_rep, root, BATCH, N_MAX};
+use crate::common::{
+    bundled_inputs, host, median_call, root, Reference, Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
+};
 
-/// noether's and PyTorch's figures side by side, printed; returns (training jets/s
-/// ratio, single-jet speed ratio), NaN where PyTorch could not run.
+/// Our PELICAN side: the training model with its optimizer, the inference model and the
+/// inputs.
+struct Ours {
+    model: Pelican,
+    inference: Pelican,
+    opt: AdamW,
+    rng: ChaCha8Rng,
+    input: PelicanInput,
+    single: PelicanInput,
+    targets: Tensor,
+}
+
+impl Side for Ours {
+    fn single(&mut self) -> f64 {
+        median_call(2, SINGLE_CALLS, || {
+            self.inference
+                .forward(&self.single, &mut Mode::Eval)
+                .expect("forward");
+        })
+    }
+
+    fn train(&mut self, steps: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..steps {
+            let logits = self
+                .model
+                .forward(&self.input, &mut Mode::Train(&mut self.rng))
+                .expect("forward");
+            let loss = candle_nn::loss::cross_entropy(&logits, &self.targets).expect("loss");
+            self.opt.backward_step(&loss).expect("step");
+        }
+        start.elapsed().as_secs_f64() / steps as f64
+    }
+}
+
+/// noether's and PyTorch's figures side by side, printed; returns the median ratios of
+/// the rounds (training jets/s, single-jet speed), NaN where PyTorch could not run.
 pub fn compare(threads: usize) -> (f64, f64) {
     let (batch, jet) = bundled_inputs(Beams::PELICAN);
     let input = PelicanInput::from_flat(&batch.momenta, &batch.mask, BATCH, batch.particles, 2)
@@ -40,7 +78,7 @@ pub fn compare(threads: usize) -> (f64, f64) {
         &inference_varbuilder(&varmap, DType::F32, &Device::Cpu),
     )
     .expect("inference model");
-    let mut opt = AdamW::new(
+    let opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
             lr: 1e-3,
@@ -48,60 +86,67 @@ pub fn compare(threads: usize) -> (f64, f64) {
         },
     )
     .expect("AdamW");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = per_rep(4, || {
-        let logits = model
-            .forward(&input, &mut Mode::Train(&mut rng))
-            .expect("forward");
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets).expect("loss");
-        opt.backward_step(&loss).expect("step");
-    });
-    let single_s = per_rep(20, || {
-        inference
-            .forward(&single, &mut Mode::Eval)
-            .expect("forward");
-    });
-    let logits = host(&inference.forward(&input, &mut Mode::Eval).expect("forward"));
+    let mut ours = Ours {
+        model,
+        inference,
+        opt,
+        rng: ChaCha8Rng::seed_from_u64(0),
+        input,
+        single,
+        targets,
+    };
+    // A few steps so that the weights and BatchNorm statistics the reference loads for
+    // the logit cross-check are trained ones.
+    ours.train(3);
+    let logits = host(
+        &ours
+            .inference
+            .forward(&ours.input, &mut Mode::Eval)
+            .expect("forward"),
+    );
+    let mut torch = start_torch(&varmap, &ours, threads);
+    let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
+    let (single_s, train_s) = Rounds::medians(&rounds.ours);
     println!(
-        "PELICAN (default, {} parameters), {N_MAX} constituents + 2 beams: noether single-jet {:.2} ms/jet; training {:.1} jets/s",
+        "PELICAN (default, {} parameters), {N_MAX} constituents + 2 beams: noether single-jet {:.2} ms/jet; training {:.1} jets/s; medians over rounds",
         varmap.all_vars().iter().map(|v| v.elem_count()).sum::<usize>(),
         single_s * 1e3,
         BATCH as f64 / train_s,
     );
-    let Some(torch) = run_torch(&varmap, &input, &single, &targets, threads) else {
+    let Some((_, first)) = &torch else {
         println!("PyTorch PELICAN unavailable (python3 with torch and safetensors needed)");
         return (f64::NAN, f64::NAN);
     };
-    let get = |key: &str| torch[key].as_f64().expect(key);
     let worst = logits
         .iter()
-        .zip(torch["batch_logits"].as_array().expect("batch_logits"))
+        .zip(first["batch_logits"].as_array().expect("batch_logits"))
         .map(|(a, b)| {
             let b = b.as_f64().expect("logit");
             (f64::from(*a) - b).abs() / b.abs().max(1e-3)
         })
         .fold(0.0, f64::max);
-    let (t_single, t_train) = (get("single_ms"), get("train_jets_per_s"));
-    let train_ratio = BATCH as f64 / train_s / t_train;
-    let single_ratio = t_single / (single_s * 1e3);
+    let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
-        "pytorch PELICAN: single-jet {t_single:.2} ms/jet; training {t_train:.1} jets/s; \
-         eval logits vs noether's after the same training steps: worst relative difference {worst:.1e}"
+        "pytorch PELICAN: single-jet {:.2} ms/jet; training {:.1} jets/s; medians over rounds; \
+         eval logits vs noether's after the same training steps: worst relative difference {worst:.1e}",
+        t_single * 1e3,
+        BATCH as f64 / t_train,
     );
+    let (train_ratio, single_ratio) = rounds.report_ratios("pytorch");
     println!(
-        "PELICAN ratios: training {train_ratio:.2}x PyTorch's jets/s; single-jet inference {single_ratio:.2}x faster"
+        "PELICAN ratios (medians of the rounds'): training {train_ratio:.2}x PyTorch's jets/s; single-jet inference {single_ratio:.2}x faster"
     );
     (train_ratio, single_ratio)
 }
 
-/// Writes the weights and inputs, runs the PyTorch model; `None` when it cannot run.
-fn run_torch(
+/// Writes the weights and inputs and starts the PyTorch model; `None` when it cannot
+/// run. Also returns its first answer (eval logits of the batch).
+fn start_torch(
     varmap: &VarMap,
-    input: &PelicanInput,
-    single: &PelicanInput,
-    targets: &Tensor,
+    ours: &Ours,
     threads: usize,
-) -> Option<serde_json::Value> {
+) -> Option<(Reference, serde_json::Value)> {
+    let (input, single, targets) = (&ours.input, &ours.single, &ours.targets);
     let dir = std::env::temp_dir();
     let weights = dir.join("noether_model_compare_pelican.safetensors");
     let inputs = dir.join("noether_model_compare_pelican_inputs.safetensors");
@@ -122,22 +167,12 @@ fn run_torch(
     )])
     .collect();
     candle_core::safetensors::save(&tensors, &inputs).expect("save inputs");
-    let out = Command::new("python3")
-        .arg(root().join("benches/compare/pelican_torch.py"))
-        .arg(&weights)
-        .arg(&inputs)
-        .arg(threads.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        println!(
-            "pelican_torch.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-        );
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    Reference::start(
+        &root().join("benches/compare/pelican_torch.py"),
+        &[
+            weights.as_os_str(),
+            inputs.as_os_str(),
+            threads.to_string().as_ref(),
+        ],
+    )
 }
