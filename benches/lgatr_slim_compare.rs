@@ -3,15 +3,16 @@
 //! weights (noether's seeded ones, loaded by the package with its own state-dict keys),
 //! the same tokens (32 jets of the bundled test set, 50 leading constituents, 3 spurions
 //! and the class token) and the same threads (`BENCH_THREADS`, default 1): seconds per
-//! training step (forward + backward + AdamW) and per single-jet inference, the ratios,
-//! and the logit agreement on the batch. Ends with `lgatr_slim_train_speedup_vs_torch=X`
-//! and `lgatr_slim_single_jet_speedup_vs_torch=X`.
+//! training step (forward + backward + AdamW) and per single-jet inference, the logit
+//! agreement on the batch and the ratios, measured in paired rounds with the package kept
+//! running in a child process (`common::Rounds`: medians of the rounds' ratios). Ends
+//! with `lgatr_slim_train_speedup_vs_torch=X` and `lgatr_slim_single_jet_speedup_vs_torch=X`.
 //!
 //! `cargo bench --bench lgatr_slim_compare`. Needs python3 with torch, lgatr==2.0.0 and
 //! safetensors for the comparison; without them only our figures print.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -29,7 +30,10 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_inputs, host, per_rep, root, BATCH, N_MAX};
+use common::{
+    bundled_inputs, host, median_call, root, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
+    SINGLE_CALLS,
+};
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
 fn write_tokens(raw: &mut Vec<u8>, input: &TokenInput, labels: Option<&[u8]>) {
@@ -95,62 +99,90 @@ fn main() {
             .forward_t(&input, &mut Mode::Eval)
             .expect("forward"),
     );
-    let single_s = per_rep(20, || {
-        inference
-            .forward_t(&single, &mut Mode::Eval)
-            .expect("forward");
-    });
     let targets: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
-    let targets = Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels");
     let params = ParamsAdamW {
         lr: 1e-3,
         ..ParamsAdamW::default()
     };
-    let mut opt = AdamW::new(varmap.all_vars(), params).expect("AdamW");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let train_s = per_rep(5, || {
-        let out = model
-            .forward_t(&input, &mut Mode::Train(&mut rng))
-            .expect("forward");
-        let loss = candle_nn::loss::cross_entropy(&out, &targets).expect("loss");
-        opt.backward_step(&loss).expect("step");
-    });
+    let mut ours = Ours {
+        model,
+        inference,
+        opt: AdamW::new(varmap.all_vars(), params).expect("AdamW"),
+        rng: ChaCha8Rng::seed_from_u64(0),
+        input,
+        single,
+        targets: Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels"),
+    };
+    let mut torch = start_torch(&files, threads);
+    let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
+    let (single_s, train_s) = Rounds::medians(&rounds.ours);
     let params: usize = noether::equivariant::parameter_count(&varmap);
     println!(
-        "L-GATr-slim size 0 ({params} parameters), {BATCH} jets x ({N_MAX} constituents + 3 spurions + class token), {threads} thread(s)"
+        "L-GATr-slim size 0 ({params} parameters), {BATCH} jets x ({N_MAX} constituents + 3 spurions + class token), {threads} thread(s), {ROUNDS} interleaved rounds"
     );
     println!(
-        "noether: training step {:.1} ms ({:.1} jets/s); single-jet {:.2} ms",
+        "noether: training step {:.1} ms ({:.1} jets/s); single-jet {:.2} ms (medians over rounds)",
         train_s * 1e3,
         BATCH as f64 / train_s,
         single_s * 1e3
     );
-    let Some(torch) = run_torch(&files, threads) else {
+    let Some((_, first)) = &torch else {
         println!("lgatr on PyTorch unavailable (python3 with torch, lgatr==2.0.0, safetensors)");
         return;
     };
-    let get = |key: &str| torch[key].as_f64().expect(key);
     let worst = logits
         .iter()
-        .zip(torch["logits"].as_array().expect("logits"))
+        .zip(first["logits"].as_array().expect("logits"))
         .map(|(a, b)| {
             let b = b.as_f64().expect("logit");
             (f64::from(*a) - b).abs() / b.abs().max(1e-2)
         })
         .fold(0.0, f64::max);
-    let (t_train, t_single) = (get("train_s"), get("single_s"));
+    let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
-        "lgatr 2.0 LGATrSlim (torch {}): training step {:.1} ms; single-jet {:.2} ms",
-        torch["torch"].as_str().unwrap_or("?"),
+        "lgatr 2.0 LGATrSlim (torch {}): training step {:.1} ms; single-jet {:.2} ms (medians over rounds)",
+        first["torch"].as_str().unwrap_or("?"),
         t_train * 1e3,
         t_single * 1e3
     );
     println!("agreement on the batch (eval logits): worst relative difference {worst:.1e}");
-    println!("lgatr_slim_train_speedup_vs_torch={:.2}", t_train / train_s);
-    println!(
-        "lgatr_slim_single_jet_speedup_vs_torch={:.2}",
-        t_single / single_s
-    );
+    let (train, single) = rounds.report_ratios("lgatr");
+    println!("lgatr_slim_train_speedup_vs_torch={train:.2}");
+    println!("lgatr_slim_single_jet_speedup_vs_torch={single:.2}");
+}
+
+/// Our side: the training model with its optimizer, the inference model and the tokens.
+struct Ours {
+    model: LGatrSlim,
+    inference: LGatrSlim,
+    opt: AdamW,
+    rng: ChaCha8Rng,
+    input: TokenInput,
+    single: TokenInput,
+    targets: Tensor,
+}
+
+impl Side for Ours {
+    fn single(&mut self) -> f64 {
+        median_call(2, SINGLE_CALLS, || {
+            self.inference
+                .forward_t(&self.single, &mut Mode::Eval)
+                .expect("forward");
+        })
+    }
+
+    fn train(&mut self, steps: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..steps {
+            let out = self
+                .model
+                .forward_t(&self.input, &mut Mode::Train(&mut self.rng))
+                .expect("forward");
+            let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
+            self.opt.backward_step(&loss).expect("step");
+        }
+        start.elapsed().as_secs_f64() / steps as f64
+    }
 }
 
 /// Writes the weights and the tokens for the script: `(weights, inputs)` paths.
@@ -173,21 +205,18 @@ fn write_inputs(
     (weights, inputs)
 }
 
-/// The package on PyTorch with our weights and tokens; `None` when it cannot run.
-fn run_torch((weights, inputs): &(PathBuf, PathBuf), threads: usize) -> Option<serde_json::Value> {
-    let script: &Path = &root().join("benches/compare/lgatr_slim_torch.py");
-    Command::new("python3")
-        .arg(script)
-        .arg(weights)
-        .arg(inputs)
-        .arg(threads.to_string())
-        .output()
-        .ok()
-        .filter(|o| {
-            if !o.status.success() {
-                eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-            }
-            o.status.success()
-        })
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+/// The package on PyTorch with our weights and tokens, started in a child process;
+/// `None` when it cannot run. Also returns its first answer (eval logits of the batch).
+fn start_torch(
+    (weights, inputs): &(PathBuf, PathBuf),
+    threads: usize,
+) -> Option<(Reference, serde_json::Value)> {
+    Reference::start(
+        &root().join("benches/compare/lgatr_slim_torch.py"),
+        &[
+            weights.as_os_str(),
+            inputs.as_os_str(),
+            threads.to_string().as_ref(),
+        ],
+    )
 }

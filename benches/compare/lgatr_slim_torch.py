@@ -9,19 +9,20 @@ Usage: lgatr_slim_torch.py WEIGHTS.safetensors INPUTS_BIN THREADS
     (jets, tokens, scalars), then f32 vectors [jets, tokens, 4], scalars [jets, tokens,
     scalars], mask [jets, tokens], labels [jets]; then the single jet's header and
     tensors in the same layout without labels);
-  - prints JSON: eval logits of the batch (class token), seconds per training step
-    (forward + cross-entropy + backward + AdamW step, train mode) and per single-jet
-    inference (eval mode, no_grad).
+  - prints one JSON line: eval logits of the batch (class token) and the torch version;
+    then serves the bench's paired rounds (`serve.py`): `single` (a single-jet
+    inference, eval mode, no_grad), `train` and `warmup` (a training step: forward +
+    cross-entropy + backward + AdamW, train mode).
 Run by the bench (needs torch, lgatr==2.0.0, safetensors); CI never runs it.
 """
-import json
 import sys
-import time
 
 import numpy as np
 import torch
 from lgatr.nets import LGATrSlim
 from safetensors.torch import load_file
+
+from serve import reply, serve
 
 
 def read_tokens(raw, at, labels):
@@ -41,14 +42,6 @@ def read_tokens(raw, at, labels):
     return (vectors, scalars_t, mask, *extra), at
 
 
-def per_rep(reps, f):
-    f()
-    start = time.perf_counter()
-    for _ in range(reps):
-        f()
-    return (time.perf_counter() - start) / reps
-
-
 def main():
     weights, inputs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
@@ -64,9 +57,12 @@ def main():
     net.eval()
     with torch.no_grad():
         logits = net(v, s, attn_mask=mask)[1][:, 0]
-        single_s = per_rep(20, lambda: net(v1, s1, attn_mask=mask1))
+    reply(dict(torch=torch.__version__, logits=logits.flatten().tolist()))
 
-    net.train()
+    def single():
+        with torch.no_grad():
+            net(v1, s1, attn_mask=mask1)
+
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
     def step():
@@ -75,9 +71,13 @@ def main():
         torch.nn.functional.cross_entropy(out, labels).backward()
         opt.step()
 
-    train_s = per_rep(5, step)
-    print(json.dumps(dict(torch=torch.__version__, logits=logits.flatten().tolist(),
-                          train_s=train_s, single_s=single_s)))
+    serve(
+        {
+            "single": (net.eval, single),
+            "train": (net.train, step),
+            "warmup": (net.train, step),
+        }
+    )
 
 
 if __name__ == "__main__":
