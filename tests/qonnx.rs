@@ -268,6 +268,28 @@ fn fixed_point_eval_equals_the_float_eval_and_latency_prints_its_lines() {
         .parse()
         .unwrap();
     assert!(ns > 0.0 && rate > 0.0, "{text}");
+    // One chosen jet; a row past the file is refused naming the file and the row.
+    let one_jet = |row: &str| {
+        noether(&[
+            "latency",
+            "--checkpoint",
+            s(&ckpt),
+            "--calls",
+            "50",
+            "--data",
+            s(&test),
+            "--jet",
+            row,
+        ])
+    };
+    let (ok, text) = one_jet("4999");
+    assert!(ok && text.contains("latency_ns_per_jet="), "{text}");
+    let (ok, text) = one_jet("5000");
+    assert!(
+        !ok && text.contains("test.h5")
+            && text.contains("--jet 5000 is past its last row (5000 jets)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -27,6 +27,10 @@ pub struct LatencyArgs {
     /// Jets to cycle through (default: the bundled test jets).
     #[arg(long, default_value = "data/test.h5")]
     data: PathBuf,
+    /// Time this one jet (its row in `--data`) instead of cycling through the first 512:
+    /// for comparing two builds or configurations on the same work.
+    #[arg(long)]
+    jet: Option<usize>,
     /// Timed single-jet calls (the median is reported).
     #[arg(long, default_value_t = 20_000)]
     calls: usize,
@@ -45,7 +49,19 @@ pub fn run(args: &LatencyArgs) -> Result<(), Error> {
     let (model, _, config) = load_inference_model(&args.checkpoint)?;
     let nodes = args.constituents.map_or(config.data.n_max, usize::from);
     let file = JetFile::open(&args.data)?;
-    let (jets, _) = file.read(0, JETS.min(file.len()))?;
+    let (start, count) = match args.jet {
+        Some(row) if row >= file.len() => {
+            return Err(format!(
+                "{}: --jet {row} is past its last row ({} jets)",
+                args.data.display(),
+                file.len()
+            )
+            .into())
+        }
+        Some(row) => (row, 1),
+        None => (0, JETS.min(file.len())),
+    };
+    let (jets, _) = file.read(start, count)?;
     if jets.is_empty() {
         return Err(format!("{}: no jets", args.data.display()).into());
     }
