@@ -12,7 +12,6 @@
 //! safetensors for the comparison; without them only our figures print.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -31,8 +30,8 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_inputs, host, median_call, root, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
-    SINGLE_CALLS,
+    bundled_inputs, host, mean_call, median_call, root, worst_relative_difference, Reference,
+    Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
@@ -130,14 +129,7 @@ fn main() {
         println!("lgatr on PyTorch unavailable (python3 with torch, lgatr==2.0.0, safetensors)");
         return;
     };
-    let worst = logits
-        .iter()
-        .zip(first["logits"].as_array().expect("logits"))
-        .map(|(a, b)| {
-            let b = b.as_f64().expect("logit");
-            (f64::from(*a) - b).abs() / b.abs().max(1e-2)
-        })
-        .fold(0.0, f64::max);
+    let worst = worst_relative_difference(&logits, &first["logits"], 1e-2);
     let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
         "lgatr 2.0 LGATrSlim (torch {}): training step {:.1} ms; single-jet {:.2} ms (medians over rounds)",
@@ -172,16 +164,14 @@ impl Side for Ours {
     }
 
     fn train(&mut self, steps: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..steps {
+        mean_call(steps, || {
             let out = self
                 .model
                 .forward_t(&self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
             self.opt.backward_step(&loss).expect("step");
-        }
-        start.elapsed().as_secs_f64() / steps as f64
+        })
     }
 }
 

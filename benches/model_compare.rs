@@ -17,7 +17,6 @@
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
 
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -38,8 +37,8 @@ mod common;
 #[path = "model_compare/pelican.rs"]
 mod pelican;
 use common::{
-    bundled_inputs, host, median_call, per_rep, root, Reference, Rounds, Side, BATCH, N_MAX,
-    ROUNDS, SINGLE_CALLS,
+    bundled_inputs, host, mean_call, median_call, per_rep, root, worst_relative_difference,
+    Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
@@ -157,16 +156,14 @@ impl Side for Ours<'_> {
     }
 
     fn train(&mut self, steps: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..steps {
+        mean_call(steps, || {
             let logits = self
                 .model
                 .forward_t(&self.batch, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&logits, &self.labels).expect("loss");
             self.opt.backward_step(&loss).expect("step");
-        }
-        start.elapsed().as_secs_f64() / steps as f64
+        })
     }
 }
 
@@ -277,14 +274,7 @@ fn compare_with_torch(
     let Some((_, first)) = torch else {
         return (f64::NAN, f64::NAN);
     };
-    let worst = logits
-        .iter()
-        .zip(first["batch_logits"].as_array().expect("batch_logits"))
-        .map(|(a, b)| {
-            let b = b.as_f64().expect("logit");
-            (f64::from(*a) - b).abs() / b.abs().max(1e-3)
-        })
-        .fold(0.0, f64::max);
+    let worst = worst_relative_difference(logits, &first["batch_logits"], 1e-3);
     let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
         "pytorch: single-jet {:.2} ms/jet; training {:.1} jets/s; its parity error vs the official logits {:.1e}; medians over rounds",

@@ -14,7 +14,6 @@
 //! print.
 
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -33,7 +32,8 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_batch, host, median_call, root, Reference, Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
+    bundled_batch, host, mean_call, median_call, root, worst_relative_difference, Reference,
+    Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
 };
 
 fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
@@ -120,16 +120,14 @@ impl Side for Ours<'_> {
     }
 
     fn train(&mut self, steps: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..steps {
+        mean_call(steps, || {
             let out = self
                 .model
                 .forward(self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
             self.opt.backward_step(&loss).expect("step");
-        }
-        start.elapsed().as_secs_f64() / steps as f64
+        })
     }
 }
 
@@ -230,14 +228,7 @@ fn report(rounds: &Rounds, first: Option<&serde_json::Value>, logits: &[f32]) {
     let Some(first) = first else {
         return;
     };
-    let worst = logits
-        .iter()
-        .zip(first["logits"].as_array().expect("logits"))
-        .map(|(a, b)| {
-            let b = b.as_f64().expect("logit");
-            (f64::from(*a) - b).abs() / b.abs().max(1e-2)
-        })
-        .fold(0.0, f64::max);
+    let worst = worst_relative_difference(logits, &first["logits"], 1e-2);
     let (their_single, their_train) = Rounds::medians(&rounds.theirs);
     println!(
         "weaver-core ParticleNet (torch {}): training step {:.1} ms; single-jet {:.2} ms (medians over rounds)",

@@ -77,6 +77,31 @@ pub fn median_call(warmup: usize, calls: usize, mut f: impl FnMut()) -> f64 {
     seconds[seconds.len() / 2]
 }
 
+/// Mean seconds per call of `f` over `calls` calls, no warm-up (the training-step
+/// figure of a paired round; `serve.py`'s `mean_call` is the reference's).
+pub fn mean_call(calls: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..calls {
+        f();
+    }
+    start.elapsed().as_secs_f64() / calls as f64
+}
+
+/// The largest `|ours - theirs| / max(|theirs|, floor)` between our logits and the
+/// reference's JSON array of them.
+///
+/// # Panics
+/// When `theirs` is not an array of numbers (a reference that answered wrongly).
+pub fn worst_relative_difference(ours: &[f32], theirs: &serde_json::Value, floor: f64) -> f64 {
+    ours.iter()
+        .zip(theirs.as_array().expect("an array of logits"))
+        .map(|(a, b)| {
+            let b = b.as_f64().expect("logit");
+            (f64::from(*a) - b).abs() / b.abs().max(floor)
+        })
+        .fold(0.0, f64::max)
+}
+
 /// A tensor's values as flat f32 on the host.
 pub fn host(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)

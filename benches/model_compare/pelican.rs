@@ -6,7 +6,6 @@
 //! noether's; then both are timed in paired rounds (`common::Rounds`).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -18,7 +17,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{
-    bundled_inputs, host, median_call, root, Reference, Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
+    bundled_inputs, host, mean_call, median_call, root, worst_relative_difference, Reference,
+    Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
 };
 
 /// Our PELICAN side: the training model with its optimizer, the inference model and the
@@ -43,16 +43,14 @@ impl Side for Ours {
     }
 
     fn train(&mut self, steps: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..steps {
+        mean_call(steps, || {
             let logits = self
                 .model
                 .forward(&self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&logits, &self.targets).expect("loss");
             self.opt.backward_step(&loss).expect("step");
-        }
-        start.elapsed().as_secs_f64() / steps as f64
+        })
     }
 }
 
@@ -117,14 +115,7 @@ pub fn compare(threads: usize) -> (f64, f64) {
         println!("PyTorch PELICAN unavailable (python3 with torch and safetensors needed)");
         return (f64::NAN, f64::NAN);
     };
-    let worst = logits
-        .iter()
-        .zip(first["batch_logits"].as_array().expect("batch_logits"))
-        .map(|(a, b)| {
-            let b = b.as_f64().expect("logit");
-            (f64::from(*a) - b).abs() / b.abs().max(1e-3)
-        })
-        .fold(0.0, f64::max);
+    let worst = worst_relative_difference(&logits, &first["batch_logits"], 1e-3);
     let (t_single, t_train) = Rounds::medians(&rounds.theirs);
     println!(
         "pytorch PELICAN: single-jet {:.2} ms/jet; training {:.1} jets/s; medians over rounds; \
