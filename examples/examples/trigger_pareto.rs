@@ -128,6 +128,8 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
         result: fixed(bits, 3, false)?,
         accum: None,
         pool: Some(fixed(bits + 6, 9, true)?),
+        table_input: base.table_input,
+        table: base.table,
         layers: [("head".to_owned(), head)].into(),
     })
 }

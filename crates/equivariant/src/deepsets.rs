@@ -360,6 +360,7 @@ impl TaggerModel for FlowNetwork {
                     pool,
                 }),
                 pairs: None,
+                slim: None,
                 jet_features: 0,
                 jet,
             })

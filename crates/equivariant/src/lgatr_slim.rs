@@ -16,8 +16,9 @@
 //! v normalised before attention, heads interleaved fastest in the projection's output
 //! channels but merged head-major, and the RMS norm's epsilon 0.01 added to the mean.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
+use noether_quant::{FixedType, QuantConfig, QuantGraph};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::key_bias;
@@ -29,6 +30,7 @@ use crate::model::{
     PaddedJets, TaggerModel,
 };
 use crate::placement::Placement;
+use crate::quantized::{dense, quantized_input};
 use crate::slim_layers::{Nonlinearity, SlimBlock, SlimBlockShape, SlimLinear, SlimSelfAttention};
 use crate::tokens::{Canonicalize, TokenInput, TokenRecipe};
 
@@ -179,6 +181,22 @@ impl LGatrSlimNet {
         self.linear_out.forward(&v, &s)
     }
 
+    /// Every quantisable stage by path (`linear_in`, `blocks.0`, ...).
+    fn stages_mut(&mut self) -> crate::slim_quantized::Stages<'_> {
+        crate::slim_quantized::Stages {
+            linears: vec![
+                ("linear_in".into(), &mut self.linear_in),
+                ("linear_out".into(), &mut self.linear_out),
+            ],
+            blocks: self
+                .blocks
+                .iter_mut()
+                .enumerate()
+                .map(|(i, b)| (format!("blocks.{i}"), b))
+                .collect(),
+        }
+    }
+
     /// Every scalar linear layer (the ones PEFT can adapt) with its state-dict path.
     pub fn scalar_linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut all: Vec<(String, &mut SlimLinear)> =
@@ -205,6 +223,8 @@ impl LGatrSlimNet {
 pub struct LGatrSlim {
     net: LGatrSlimNet,
     config: LGatrSlimConfig,
+    /// The input type when quantised (quantisation-aware training).
+    quant_input: Option<FixedType>,
 }
 
 impl LGatrSlim {
@@ -214,6 +234,18 @@ impl LGatrSlim {
     }
 
     fn logits(&self, input: &TokenInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        if let Some(ty) = self.quant_input {
+            // Fixed point: f64 values of the types throughout, the class token's logits
+            // cast back to the model's dtype.
+            let vectors = quantized_input(&input.vectors, ty)?.unsqueeze(D::Minus1)?;
+            let scalars = quantized_input(&input.scalars, ty)?;
+            let mask = input.mask.to_dtype(DType::F64)?;
+            let (_, out) = self.net.forward(&vectors, &scalars, &mask, mode)?;
+            return out
+                .narrow(1, 0, 1)?
+                .squeeze(1)?
+                .to_dtype(input.scalars.dtype());
+        }
         let vectors = input.vectors.unsqueeze(D::Minus1)?;
         let (_, out) = self
             .net
@@ -226,6 +258,32 @@ impl LGatrSlim {
         } else {
             out.narrow(1, 0, 1)?.squeeze(1)
         }
+    }
+}
+
+impl LGatrSlim {
+    /// Sets the fixed-point form: refused with dropout (it would leave the fixed-point
+    /// grid) and with a mean readout (a division by the token count).
+    fn set_quant(&mut self, quant: &QuantConfig) -> Result<()> {
+        let refuse = |detail: &str| -> Result<()> {
+            Err(noether_quant::QuantError::BadSetting {
+                setting: "model".into(),
+                detail: detail.into(),
+            }
+            .into())
+        };
+        if self.config.dropout_prob.is_some() {
+            return refuse("a quantised L-GATr-slim has no dropout (set no dropout_prob)");
+        }
+        if self.config.mean_aggregation {
+            return refuse(
+                "a quantised L-GATr-slim reads its logits from the class token \
+                 (mean_aggregation = false)",
+            );
+        }
+        crate::slim_quantized::set_quant(self.net.stages_mut(), quant)?;
+        self.quant_input = Some(quant.input);
+        Ok(())
     }
 }
 
@@ -270,6 +328,7 @@ impl TaggerModel for LGatrSlim {
         Ok(Self {
             net,
             config: config.clone(),
+            quant_input: None,
         })
     }
 
@@ -300,6 +359,36 @@ impl TaggerModel for LGatrSlim {
         }
         crate::fused::model_pass(input.scalars.device(), || self.logits(input, mode))
             .context("L-GATr-slim forward")
+    }
+
+    fn quantize(&mut self, quant: &QuantConfig) -> Option<Result<()>> {
+        Some(self.set_quant(quant))
+    }
+
+    /// The token stage, then `linear_out`'s scalar map on the class token.
+    fn quant_graph(&self) -> Option<Result<QuantGraph>> {
+        self.quant_input.map(|input| {
+            let net = &self.net;
+            let head = net.linear_out.linear_s.as_ref().ok_or_else(|| {
+                ModelError::from(noether_quant::QuantError::Layer {
+                    layer: "linear_out".into(),
+                    detail: "has no scalar outputs".into(),
+                })
+            })?;
+            Ok(QuantGraph {
+                model: "lgatr_slim".into(),
+                input,
+                particles: None,
+                pairs: None,
+                slim: Some(crate::slim_quantized::slim_stage(
+                    self.config.recipe().scalar_channels(),
+                    &net.linear_in,
+                    &net.blocks,
+                )?),
+                jet_features: 0,
+                jet: vec![dense("linear_out.linear_s", head, false)?],
+            })
+        })
     }
 
     fn head(_: &LGatrSlimConfig) -> &'static str {

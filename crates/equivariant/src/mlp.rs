@@ -271,6 +271,7 @@ impl TaggerModel for Mlp {
                 input,
                 particles: None,
                 pairs: None,
+                slim: None,
                 jet_features: self.config.n_input,
                 jet,
             })

@@ -551,6 +551,7 @@ impl Pelican {
             model: "pelican".into(),
             input: q.input,
             particles: None,
+            slim: None,
             pairs: Some(PairStage {
                 alphas: self.frozen_alphas().context("embed.alphas")?,
                 labels: pair("labels", PairOps::NodeToPair, labels, &q.labels)?,

@@ -73,7 +73,8 @@ pub(crate) fn dense(path: &str, layer: &Linear, relu: bool) -> Result<Dense> {
 
 /// A set of jets as the integer engine reads them: the f32 values the float model sees,
 /// per jet `[nodes, width]` particle features and a `[nodes]` mask (Deep Sets; PELICAN,
-/// whose rows are a node's products with every node followed by its two labels), or
+/// whose rows are a node's products with every node followed by its two labels;
+/// L-GATr-slim, whose rows are a token's four-vector followed by its scalars), or
 /// `[width]` jet features and no mask.
 #[derive(Debug, Clone)]
 pub struct FixedPointInput {
@@ -101,24 +102,13 @@ impl FixedPointInput {
         let (features, mask, dims) = match input {
             I::Pfn(x) | I::Efn(x) => (flat(&x.features)?, flat(&x.mask)?, x.features.dims()),
             I::Mlp(x) => (flat(&x.features)?, Vec::new(), x.features.dims()),
+            I::LGatrSlim(x) => {
+                // Per token: its four-vector, then its scalars.
+                return Self::rows(&[&x.vectors, &x.scalars], &x.mask);
+            }
             I::Pelican(x) => {
                 // Per node: its products with every node, then its two labels.
-                let rows = Tensor::cat(
-                    &[x.dots.to_dtype(DType::F32), x.labels.to_dtype(DType::F32)]
-                        .into_iter()
-                        .collect::<candle_core::Result<Vec<_>>>()
-                        .context("engine input")?,
-                    2,
-                )
-                .context("engine input")?;
-                let dims = rows.dims().to_vec();
-                return Ok(Self {
-                    features: flat(&rows)?,
-                    mask: flat(&x.mask)?,
-                    jets: dims[0],
-                    nodes: dims[1],
-                    width: dims[2],
-                });
+                return Self::rows(&[&x.dots, &x.labels], &x.mask);
             }
             other => {
                 return Err(noether_quant::QuantError::BadInput {
@@ -136,6 +126,30 @@ impl FixedPointInput {
         Ok(Self {
             features,
             mask,
+            jets,
+            nodes,
+            width,
+        })
+    }
+
+    /// Rows that concatenate `parts` `[jets, rows, *]` along their last axis, with `mask`.
+    fn rows(parts: &[&Tensor], mask: &Tensor) -> Result<Self> {
+        let parts = parts
+            .iter()
+            .map(|t| t.to_dtype(DType::F32))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .context("engine input")?;
+        let rows = Tensor::cat(&parts, 2).context("engine input")?;
+        let (jets, nodes, width) = rows.dims3().context("engine input")?;
+        let flat = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .context("engine input")
+        };
+        Ok(Self {
+            features: flat(&rows)?,
+            mask: flat(mask)?,
             jets,
             nodes,
             width,

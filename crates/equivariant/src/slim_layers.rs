@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::attention::masked_attention;
 use crate::linear::Linear;
 use crate::mode::{dropout, Mode};
+use crate::slim_quantized::{
+    quantized_attention, quantized_gates, quantized_norm, AttentionQuant, GateQuant, NormQuant,
+};
+use noether_quant::{fake_quantize, FixedType};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -26,7 +30,7 @@ fn metric_column(dtype: DType, device: &Device) -> CResult<Tensor> {
 }
 
 /// Minkowski products `<a_c, b_c>` per channel: `[..., 4, C] x [..., 4, C] -> [..., 1, C]`.
-fn minkowski_channels(a: &Tensor, b: &Tensor) -> CResult<Tensor> {
+pub(crate) fn minkowski_channels(a: &Tensor, b: &Tensor) -> CResult<Tensor> {
     (a * b)?
         .broadcast_mul(&metric_column(a.dtype(), a.device())?)?
         .sum_keepdim(D::Minus2)
@@ -93,8 +97,8 @@ impl Nonlinearity {
 #[derive(Debug, Clone)]
 pub struct SlimLinear {
     /// `weight_v` as a bias-free layer acting on the channel axis of every component.
-    linear_v: Linear,
-    linear_s: Option<Linear>,
+    pub(crate) linear_v: Linear,
+    pub(crate) linear_s: Option<Linear>,
     out_s: usize,
 }
 
@@ -167,7 +171,11 @@ impl SlimLinear {
 /// gains `weight_v`, `weight_s` and the package's epsilon 0.01.
 #[derive(Debug, Clone)]
 pub struct SlimRmsNorm {
-    weights: Option<(Tensor, Tensor)>,
+    /// Vector and scalar channels.
+    pub(crate) channels: (usize, usize),
+    pub(crate) weights: Option<(Tensor, Tensor)>,
+    /// The fixed-point form (quantisation-aware training).
+    pub(crate) quant: Option<NormQuant>,
 }
 
 /// The package's `SlimRMSNorm` epsilon.
@@ -187,7 +195,16 @@ impl SlimRmsNorm {
         } else {
             None
         };
-        Ok(Self { weights })
+        Ok(Self {
+            channels: (v, s),
+            weights,
+            quant: None,
+        })
+    }
+
+    /// Vector and scalar channels.
+    pub fn channels(&self) -> (usize, usize) {
+        self.channels
     }
 
     /// Normalises `([..., 4, v], [..., s])`.
@@ -195,6 +212,9 @@ impl SlimRmsNorm {
     /// # Errors
     /// Shape mismatches.
     pub fn forward(&self, v: &Tensor, s: &Tensor) -> CResult<(Tensor, Tensor)> {
+        if let Some(q) = &self.quant {
+            return quantized_norm(v, s, self.weights.as_ref(), q);
+        }
         let (norm_v, norm_s) = rms_factors(v, s)?;
         let (v, s) = (v.broadcast_mul(&norm_v)?, s.broadcast_mul(&norm_s)?);
         match &self.weights {
@@ -220,9 +240,11 @@ fn rms_factors(v: &Tensor, s: &Tensor) -> CResult<(Tensor, Tensor)> {
 /// scalars by a nonlinearity of one of theirs.
 #[derive(Debug, Clone)]
 pub struct SlimGlu {
-    linear: SlimLinear,
-    act_s: Nonlinearity,
-    act_v: Nonlinearity,
+    pub(crate) linear: SlimLinear,
+    pub(crate) act_s: Nonlinearity,
+    pub(crate) act_v: Nonlinearity,
+    /// The fixed-point form (quantisation-aware training).
+    pub(crate) quant: Option<GateQuant>,
 }
 
 impl SlimGlu {
@@ -248,6 +270,7 @@ impl SlimGlu {
             linear,
             act_s,
             act_v,
+            quant: None,
         })
     }
 
@@ -260,6 +283,9 @@ impl SlimGlu {
         let ov = v_full.dim(D::Minus1)? / 3;
         let os = s_full.dim(D::Minus1)? / 2;
         let pre = v_full.narrow(D::Minus1, 0, ov)?;
+        if let Some(q) = &self.quant {
+            return quantized_gates(&v_full, &s_full, q);
+        }
         let gates = (minkowski_channels(
             &v_full.narrow(D::Minus1, ov, ov)?,
             &v_full.narrow(D::Minus1, 2 * ov, ov)?,
@@ -299,12 +325,14 @@ pub fn slim_dropout(v: &Tensor, s: &Tensor, p: f64, mode: &mut Mode) -> CResult<
 /// and `hs = max(attn_ratio s / heads, 4)` scalar channels (the package's rule).
 #[derive(Debug, Clone)]
 pub struct SlimSelfAttention {
-    linear_in: SlimLinear,
-    linear_out: SlimLinear,
-    heads: usize,
-    hv: usize,
-    hs: usize,
+    pub(crate) linear_in: SlimLinear,
+    pub(crate) linear_out: SlimLinear,
+    pub(crate) heads: usize,
+    pub(crate) hv: usize,
+    pub(crate) hs: usize,
     dropout: Option<f64>,
+    /// The fixed-point form (quantisation-aware training).
+    pub(crate) quant: Option<AttentionQuant>,
 }
 
 impl SlimSelfAttention {
@@ -350,6 +378,7 @@ impl SlimSelfAttention {
             hv,
             hs,
             dropout,
+            quant: None,
         })
     }
 
@@ -377,7 +406,9 @@ impl SlimSelfAttention {
             .reshape((b, n, 3, hs, h))?
             .permute(vec![2, 0, 4, 1, 3])?
             .contiguous()?; // [3, B, H, N, hs]
-        let (qkv_v, qkv_s) = {
+        let (qkv_v, qkv_s) = if let Some(q) = &self.quant {
+            quantized_norm(&qkv_v, &qkv_s, None, &q.norm)?
+        } else {
             let (norm_v, norm_s) = rms_factors(&qkv_v, &qkv_s)?;
             (qkv_v.broadcast_mul(&norm_v)?, qkv_s.broadcast_mul(&norm_s)?)
         };
@@ -389,7 +420,11 @@ impl SlimSelfAttention {
             }
             Tensor::cat(&[tv.reshape((b, h, n, 4 * hv))?, qkv_s.get(t)?], D::Minus1)
         };
-        let out = masked_attention(&part(0, true)?, &part(1, false)?, &part(2, false)?, bias)?;
+        let (q, k, values) = (part(0, true)?, part(1, false)?, part(2, false)?);
+        let out = match &self.quant {
+            Some(quant) => quantized_attention(&q, &k, &values, bias, quant)?,
+            None => masked_attention(&q, &k, &values, bias)?,
+        };
         let h_v = out
             .narrow(D::Minus1, 0, 4 * hv)?
             .reshape((b, h, n, 4, hv))?
@@ -419,8 +454,8 @@ impl SlimSelfAttention {
 /// [`slim_dropout`] when dropout is set) and a final [`SlimLinear`] back to the width.
 #[derive(Debug, Clone)]
 pub struct SlimMlp {
-    glus: Vec<SlimGlu>,
-    last: SlimLinear,
+    pub(crate) glus: Vec<SlimGlu>,
+    pub(crate) last: SlimLinear,
     dropout: Option<f64>,
 }
 
@@ -480,9 +515,14 @@ impl SlimMlp {
         self.last.forward(&v, &s)
     }
 
+    /// Entries of the package's `ModuleList` per layer: 2 with dropout layers, else 1.
+    pub fn stride(&self) -> usize {
+        1 + usize::from(self.dropout.is_some())
+    }
+
     /// Every linear layer with its path below the MLP (`layers.0.linear`, `layers.1`).
     pub fn linears_mut(&mut self) -> Vec<(String, &mut SlimLinear)> {
-        let stride = 1 + usize::from(self.dropout.is_some());
+        let stride = self.stride();
         let n = self.glus.len();
         let glus = self.glus.iter_mut().enumerate();
         glus.map(|(k, g)| (format!("layers.{}.linear", k * stride), g.linear_mut()))
@@ -519,10 +559,12 @@ pub struct SlimBlockShape {
 /// residual.
 #[derive(Debug, Clone)]
 pub struct SlimBlock {
-    norm1: SlimRmsNorm,
-    attention: SlimSelfAttention,
-    norm2: SlimRmsNorm,
-    mlp: SlimMlp,
+    pub(crate) norm1: SlimRmsNorm,
+    pub(crate) attention: SlimSelfAttention,
+    pub(crate) norm2: SlimRmsNorm,
+    pub(crate) mlp: SlimMlp,
+    /// The residual stream's fixed-point type (quantisation-aware training).
+    pub(crate) residual: Option<FixedType>,
 }
 
 impl SlimBlock {
@@ -550,6 +592,7 @@ impl SlimBlock {
                 shape.dropout,
                 &vb.pp("mlp"),
             )?,
+            residual: None,
         })
     }
 
@@ -566,10 +609,25 @@ impl SlimBlock {
     ) -> CResult<(Tensor, Tensor)> {
         let (hv, hs) = self.norm1.forward(v, s)?;
         let (hv, hs) = self.attention.forward(&hv, &hs, bias, mode)?;
-        let (v, s) = ((v + hv)?, (s + hs)?);
+        let (v, s) = self.residual(v, s, &hv, &hs)?;
         let (hv, hs) = self.norm2.forward(&v, &s)?;
         let (hv, hs) = self.mlp.forward(&hv, &hs, mode)?;
-        Ok(((v + hv)?, (s + hs)?))
+        self.residual(&v, &s, &hv, &hs)
+    }
+
+    /// The stream plus a sub-layer's output (cast to the residual type when quantised).
+    fn residual(
+        &self,
+        v: &Tensor,
+        s: &Tensor,
+        hv: &Tensor,
+        hs: &Tensor,
+    ) -> CResult<(Tensor, Tensor)> {
+        let (v, s) = ((v + hv)?, (s + hs)?);
+        match self.residual {
+            Some(ty) => Ok((fake_quantize(&v, ty)?, fake_quantize(&s, ty)?)),
+            None => Ok((v, s)),
+        }
     }
 
     /// Every linear layer with its path below the block.

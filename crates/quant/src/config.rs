@@ -12,6 +12,10 @@
 //! [quant.layers."head"]
 //! result = "ap_fixed<12,5,AP_RND_CONV,AP_SAT>"
 //! ```
+//!
+//! Models with nonlinear stages computed by lookup tables (L-GATr-slim's norms, gates and
+//! softmax) also read `table_input` (the type a table reads: its raw values index the
+//! entries) and `table` (the type it returns), globally or per stage.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +28,18 @@ use crate::fixed::{FixedType, Overflow, Rounding};
 /// (round half to even, saturate).
 fn default_type() -> FixedType {
     FixedType::new(16, 6, true, Rounding::RndConv, Overflow::Sat).expect("a valid type")
+}
+
+/// The type a lookup table reads unless set: `ap_fixed<10,5>` (1,024 entries over
+/// [-16, 16) in steps of 1/32), rounding half to even and saturating.
+pub fn default_table_input() -> FixedType {
+    FixedType::new(10, 5, true, Rounding::RndConv, Overflow::Sat).expect("a valid type")
+}
+
+/// The type a lookup table returns unless set: `ap_fixed<12,4>` ([-8, 8) in steps of
+/// 1/256), rounding half to even and saturating.
+pub fn default_table() -> FixedType {
+    FixedType::new(12, 4, true, Rounding::RndConv, Overflow::Sat).expect("a valid type")
 }
 
 /// The `[quant]` section. Read through a raw form of strings, so that a type that cannot be
@@ -46,6 +62,12 @@ pub struct QuantConfig {
     /// The sum over particles of Deep Sets models. Absent: `result`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<FixedType>,
+    /// The type every lookup table reads. Absent: [`default_table_input`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_input: Option<FixedType>,
+    /// The type every lookup table returns. Absent: [`default_table`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<FixedType>,
     /// Overrides by layer path (`phi.0`, `head`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub layers: BTreeMap<String, LayerOverride>,
@@ -60,6 +82,8 @@ impl Default for QuantConfig {
             result: default_type(),
             accum: None,
             pool: None,
+            table_input: None,
+            table: None,
             layers: BTreeMap::new(),
         }
     }
@@ -75,6 +99,8 @@ struct RawQuant {
     result: Option<String>,
     accum: Option<String>,
     pool: Option<String>,
+    table_input: Option<String>,
+    table: Option<String>,
     #[serde(default)]
     layers: BTreeMap<String, RawLayer>,
 }
@@ -87,6 +113,8 @@ struct RawLayer {
     bias: Option<String>,
     result: Option<String>,
     accum: Option<String>,
+    table_input: Option<String>,
+    table: Option<String>,
 }
 
 /// The type `spec` of `setting`, if given.
@@ -120,6 +148,8 @@ impl TryFrom<RawQuant> for QuantConfig {
                         bias: parse(&setting("bias"), l.bias.as_ref())?,
                         result: parse(&setting("result"), l.result.as_ref())?,
                         accum: parse(&setting("accum"), l.accum.as_ref())?,
+                        table_input: parse(&setting("table_input"), l.table_input.as_ref())?,
+                        table: parse(&setting("table"), l.table.as_ref())?,
                     },
                 ))
             })
@@ -131,6 +161,8 @@ impl TryFrom<RawQuant> for QuantConfig {
             result: or("result", raw.result.as_ref(), defaults.result)?,
             accum: parse("accum", raw.accum.as_ref())?,
             pool: parse("pool", raw.pool.as_ref())?,
+            table_input: parse("table_input", raw.table_input.as_ref())?,
+            table: parse("table", raw.table.as_ref())?,
             layers,
         })
     }
@@ -151,6 +183,12 @@ pub struct LayerOverride {
     /// The layer's accumulator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accum: Option<FixedType>,
+    /// The type a table stage reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_input: Option<FixedType>,
+    /// The type a table stage returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<FixedType>,
 }
 
 /// The precisions of one dense layer, resolved.
@@ -176,6 +214,17 @@ impl QuantConfig {
             accum: o.accum.or(self.accum),
             result: o.result.unwrap_or(self.result),
         }
+    }
+
+    /// The types a table stage at `path` reads and returns.
+    pub fn table_types(&self, path: &str) -> (FixedType, FixedType) {
+        let o = self.layers.get(path).cloned().unwrap_or_default();
+        (
+            o.table_input
+                .or(self.table_input)
+                .unwrap_or_else(default_table_input),
+            o.table.or(self.table).unwrap_or_else(default_table),
+        )
     }
 
     /// The type of the sum over particles.

@@ -11,6 +11,8 @@ use crate::graph::{Pooling, QuantGraph, MAX_PARTICLES};
 use crate::int_dense::IntDense;
 use crate::pair_engine::IntPairStage;
 use crate::pairs::{PairStage, MAX_NODES};
+use crate::slim::MAX_TOKENS;
+use crate::slim_engine::IntSlimStage;
 
 /// The per-particle stage in raw integers.
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ pub struct Engine {
     input: FixedType,
     particles: Option<IntStage>,
     pairs: Option<IntPairStage>,
+    slim: Option<IntSlimStage>,
     jet_features: usize,
     jet: Vec<IntDense>,
     /// The logits' type.
@@ -132,18 +135,24 @@ impl Engine {
             .pairs
             .as_ref()
             .map(|p| IntPairStage::new(p, graph.input));
+        let slim = graph
+            .slim
+            .as_ref()
+            .map(|p| IntSlimStage::new(p, graph.input));
         let widest = layers
             .iter()
             .map(|(l, _)| l.inputs.max(l.outputs))
             .chain(graph.particles.as_ref().map(|p| p.features))
             .chain([graph.jet_features])
             .chain(graph.pairs.as_ref().map(PairStage::outputs))
+            .chain(graph.slim.as_ref().map(|p| p.channels().1))
             .max()
             .unwrap_or(1);
         Ok(Self {
             input: graph.input,
             particles,
             pairs,
+            slim,
             jet_features: graph.jet_features,
             logits: vec![0.0; graph.classes()],
             jet,
@@ -154,12 +163,14 @@ impl Engine {
 
     /// Features one jet takes per row: per particle for Deep Sets graphs, per jet for
     /// jet-level graphs, and `nodes + 2` per node for pair graphs (its products with every
-    /// node, then its particle and beam labels).
+    /// node, then its particle and beam labels), `4 + scalars` per token for token graphs
+    /// (the four-vector, then the scalars).
     pub fn features(&self, nodes: usize) -> usize {
-        match (&self.particles, &self.pairs) {
-            (Some(p), _) => p.features,
-            (None, Some(_)) => nodes + 2,
-            (None, None) => self.jet_features,
+        match (&self.particles, &self.pairs, &self.slim) {
+            (Some(p), _, _) => p.features,
+            (None, Some(_), _) => nodes + 2,
+            (None, None, Some(p)) => p.features(),
+            (None, None, None) => self.jet_features,
         }
     }
 
@@ -171,10 +182,15 @@ impl Engine {
     /// [`QuantError::BadInput`] for a length that does not fit, more nodes than the
     /// engine takes or a non-finite value.
     pub fn run(&mut self, features: &[f32], mask: &[f32]) -> Result<&[f64]> {
-        let (nodes, limit, what) = match (&self.particles, &self.pairs) {
-            (Some(_), _) => (mask.len(), MAX_PARTICLES, "particles"),
-            (None, Some(_)) => (mask.len(), MAX_NODES, "nodes (beams included)"),
-            (None, None) => (1, 1, "rows"),
+        let (nodes, limit, what) = match (&self.particles, &self.pairs, &self.slim) {
+            (Some(_), _, _) => (mask.len(), MAX_PARTICLES, "particles"),
+            (None, Some(_), _) => (mask.len(), MAX_NODES, "nodes (beams included)"),
+            (None, None, Some(_)) => (
+                mask.iter().filter(|m| **m > 0.0).count(),
+                MAX_TOKENS,
+                "real tokens",
+            ),
+            (None, None, None) => (1, 1, "rows"),
         };
         let width = self.features(nodes);
         if nodes > limit {
@@ -183,10 +199,21 @@ impl Engine {
                 detail: format!("{nodes} {what}, more than the {limit} the engine takes"),
             });
         }
-        if features.len() != nodes * width {
+        let rows = if self.slim.is_some() {
+            mask.len()
+        } else {
+            nodes
+        };
+        if self.slim.is_some() && mask.first().is_none_or(|m| *m <= 0.0) {
+            return Err(QuantError::BadInput {
+                input: "mask".into(),
+                detail: "the class token (row 0) is missing or masked".into(),
+            });
+        }
+        if features.len() != rows * width {
             return Err(QuantError::BadInput {
                 input: "features".into(),
-                detail: format!("{} values for {nodes} rows of {width}", features.len()),
+                detail: format!("{} values for {rows} rows of {width}", features.len()),
             });
         }
         if let Some(k) = features.iter().position(|x| !x.is_finite()) {
@@ -196,7 +223,9 @@ impl Engine {
             });
         }
         let scratch = &mut self.scratch;
-        let mut width = if let Some(stage) = &mut self.pairs {
+        let mut width = if let Some(stage) = &mut self.slim {
+            stage.run(features, mask, &mut scratch.x)
+        } else if let Some(stage) = &mut self.pairs {
             stage.run(features, mask, &mut scratch.x)
         } else if let Some(stage) = &self.particles {
             stage.pool(self.input, features, mask, scratch);

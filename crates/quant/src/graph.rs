@@ -10,6 +10,7 @@ use crate::dense::{check_dense, layer_error, sum_bits, Dense, EXACT_BITS};
 use crate::error::Result;
 use crate::fixed::FixedType;
 use crate::pairs::PairStage;
+use crate::slim::SlimStage;
 
 /// The most particles a jet may hold: the bound under which the pooled sums are checked
 /// to stay exact.
@@ -51,6 +52,10 @@ pub struct QuantGraph {
     /// `None` for other models. A graph has at most one of `particles` and `pairs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairs: Option<PairStage>,
+    /// L-GATr-slim's token stage, read out at the class token; `None` for other models.
+    /// A graph has at most one of `particles`, `pairs` and `slim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slim: Option<SlimStage>,
     /// Features per jet when there is neither a particle nor a pair stage.
     pub jet_features: usize,
     /// The layers applied once per jet, the last giving the logits.
@@ -72,6 +77,9 @@ impl QuantGraph {
         }
         if let Some(p) = &self.pairs {
             ty = p.readout.precision.result;
+        }
+        if let Some(p) = &self.slim {
+            ty = p.output(self.input);
         }
         for layer in &self.jet {
             out.push((layer, ty));
@@ -103,7 +111,8 @@ impl QuantGraph {
                 + dense(&p.readout_message)
                 + pair(&p.readout)
         });
-        particles + pairs + self.jet.iter().map(dense).sum::<usize>()
+        let slim = self.slim.as_ref().map_or(0, SlimStage::parameters);
+        particles + pairs + slim + self.jet.iter().map(dense).sum::<usize>()
     }
 
     /// Logits per jet.
@@ -118,13 +127,22 @@ impl QuantGraph {
     /// [`crate::QuantError::Layer`] naming the layer and what does not fit.
     pub fn validate(&self) -> Result<()> {
         let mut width = self.jet_features;
+        let stages = [
+            self.particles.is_some(),
+            self.pairs.is_some(),
+            self.slim.is_some(),
+        ];
+        if stages.iter().filter(|s| **s).count() > 1 {
+            return Err(layer_error(
+                "pairs",
+                "a graph has at most one of a particle, a pair and a token stage".into(),
+            ));
+        }
+        if let Some(p) = &self.slim {
+            p.validate(self.input)?;
+            width = p.channels().1;
+        }
         if let Some(p) = &self.pairs {
-            if self.particles.is_some() {
-                return Err(layer_error(
-                    "pairs",
-                    "a graph has a particle stage or a pair stage, not both".into(),
-                ));
-            }
             p.validate(self.input)?;
             width = p.outputs();
         }

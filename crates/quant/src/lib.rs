@@ -7,6 +7,8 @@
 //!   C++ headers hls4ml ships.
 //! - [`QuantConfig`]: the `[quant]` section of a run config (per-tensor, per-layer
 //!   precisions), [`fake_quantize`]: the op quantisation-aware training inserts.
+//! - [`Table`]: a nonlinear function as hardware computes it, a lookup table over the
+//!   values of a fixed-point type ([`table_lookup`] in quantisation-aware training).
 //! - [`QuantGraph`]: a quantised model in hardware terms; [`Engine`]: runs it in integer
 //!   arithmetic, bit-exactly as the fake-quantised forward computes it;
 //!   [`export_qonnx`]: writes it as QONNX for hls4ml and FINN.
@@ -29,7 +31,7 @@
 //!     precision: q.layer("head"),
 //!     relu: false,
 //! };
-//! let graph = QuantGraph { model: "mlp".into(), input: q.input, particles: None, pairs: None, jet_features: 2, jet: vec![head] };
+//! let graph = QuantGraph { model: "mlp".into(), input: q.input, particles: None, pairs: None, slim: None, jet_features: 2, jet: vec![head] };
 //! let mut engine = Engine::new(&graph)?;
 //! assert_eq!(engine.run(&[1.0, 2.0], &[])?, &[0.125]);
 //! # Ok::<(), noether_quant::QuantError>(())
@@ -50,8 +52,11 @@ mod qonnx;
 mod qonnx_builder;
 mod qonnx_pairs;
 mod qonnx_pairs_per_particle;
+mod slim;
+mod slim_engine;
+mod table;
 
-pub use config::{LayerOverride, LayerPrecision, QuantConfig};
+pub use config::{default_table, default_table_input, LayerOverride, LayerPrecision, QuantConfig};
 pub use dense::{product_bits, sum_bits, Dense, EXACT_BITS};
 pub use engine::Engine;
 pub use error::{QuantError, Result};
@@ -62,3 +67,8 @@ pub use pairs::{
     embed_dot, embed_log, embed_with_log, pair_sum_bits, PairLayer, PairOps, PairStage, MAX_NODES,
 };
 pub use qonnx::{export_qonnx, qonnx_model, ParticleLayout, QonnxReport};
+pub use slim::{
+    SlimAttentionLayer, SlimBlockLayer, SlimGluLayer, SlimLinearLayer, SlimNormLayer, SlimStage,
+    MAX_TOKENS,
+};
+pub use table::{table_lookup, Activation, Table, TableFn, MAX_TABLE_BITS};

@@ -26,6 +26,7 @@ fn mlp(hidden: Dense, head: Dense) -> QuantGraph {
         input: t("ap_fixed<8,4,AP_RND_CONV,AP_SAT>"),
         particles: None,
         pairs: None,
+        slim: None,
         jet_features: 2,
         jet: vec![hidden, head],
     }
@@ -88,6 +89,7 @@ fn bad_inputs_and_graphs_are_refused_by_name() {
         input: t("ap_fixed<8,4>"),
         particles: None,
         pairs: None,
+        slim: None,
         jet_features: 2,
         jet: vec![head.clone()],
     };
@@ -250,6 +252,7 @@ proptest! {
                 pool: types[7],
             }),
             pairs: None,
+            slim: None,
             jet_features: 0,
             jet: vec![layer("head", 4, 2, p(4), false, &seed)],
         };
@@ -290,6 +293,7 @@ fn pooled_sums_that_could_lose_bits_and_oversized_jets_are_refused() {
             pool: t("ap_fixed<16,8>"),
         }),
         pairs: None,
+        slim: None,
         jet_features: 0,
         jet: vec![head.clone()],
     };

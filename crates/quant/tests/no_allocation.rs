@@ -65,6 +65,7 @@ fn pfn() -> QuantGraph {
             pool: t("ap_fixed<16,9,AP_RND_CONV,AP_SAT>"),
         }),
         pairs: None,
+        slim: None,
         jet_features: 0,
         jet: vec![dense("f.0", 8, 8, true), dense("head", 8, 2, false)],
     }
@@ -77,6 +78,7 @@ fn pelican() -> QuantGraph {
         model: "pelican".into(),
         input: t("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"),
         particles: None,
+        slim: None,
         pairs: Some(PairStage {
             alphas: vec![0.2, 0.4],
             labels,

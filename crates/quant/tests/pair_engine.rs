@@ -61,6 +61,7 @@ fn graph(readout: [f64; 2], shift: u32) -> QuantGraph {
         model: "pelican".into(),
         input: t(INPUT),
         particles: None,
+        slim: None,
         pairs: Some(PairStage {
             alphas: vec![1.0],
             labels: pair("labels", PairOps::NodeToPair, 2, 2, vec![0.0; 20]),
@@ -152,6 +153,7 @@ fn random_graph(seed: &[f64]) -> QuantGraph {
         model: "pelican".into(),
         input: t("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"),
         particles: None,
+        slim: None,
         pairs: Some(PairStage {
             alphas: vec![0.3, 0.1],
             labels: PairLayer {

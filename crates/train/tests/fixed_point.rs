@@ -24,6 +24,10 @@ result = "ap_fixed<12,6,AP_RND_CONV,AP_SAT>"
 "#;
 
 fn config(model: &str, section: &str, epochs: usize) -> TrainConfig {
+    config_quant(model, section, epochs, QUANT)
+}
+
+fn config_quant(model: &str, section: &str, epochs: usize, quant: &str) -> TrainConfig {
     bundled(&format!(
         r#"
 model = "{model}"
@@ -39,7 +43,7 @@ lr = 5e-3
 epochs = {epochs}
 seed = 3
 bootstrap = 0
-{QUANT}
+{quant}
 "#
     ))
 }
@@ -124,6 +128,28 @@ fn quantised_deep_sets_pelican_and_mlp_match_the_integer_engine_bit_for_bit() {
             .unwrap();
         assert_ne!(a, b, "{model}: quantisation changed nothing");
     }
+}
+
+/// L-GATr-slim's token stage: norms, gates and softmax through lookup tables.
+#[test]
+fn a_quantised_lgatr_slim_matches_the_integer_engine_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    // The head is `linear_out`; the softmax's sum of numerators needs room for 34 tokens.
+    let quant = QUANT.replace("\"head\"", "\"linear_out\"")
+        + "[quant.layers.\"blocks.0.attention.softmax\"]\naccum = \"ap_ufixed<10,6,AP_RND_CONV,AP_SAT>\"\n";
+    let config = config_quant(
+        "lgatr_slim",
+        "[lgatr_slim]\nhidden_v_channels = 2\nhidden_s_channels = 8\nnum_blocks = 2\n\
+         num_heads = 2\nunits = 100.0",
+        2,
+        &quant,
+    );
+    let data = RunData::load(&config).unwrap();
+    train(&config, &data, &options(dir.path()))
+        .unwrap()
+        .unwrap();
+    let (quantised, _, _) = load_inference_model(&dir.path().join("best.safetensors")).unwrap();
+    assert_engine_exact(&quantised, &config);
 }
 
 #[test]

@@ -1,0 +1,390 @@
+//! L-GATr-slim in fixed point (the semantics are `noether_quant::SlimStage`'s): the
+//! quantised forwards of the norm, the gates and the attention, the `[quant]` settings
+//! of every stage, and the model read back as the hardware description.
+//!
+//! Paths in `[quant.layers]`:
+//! - every `SlimLinear` (`linear_in`, `blocks.0.attention.linear_in`,
+//!   `blocks.0.mlp.layers.0.linear`, `linear_out`, ...): `weight`, `bias`, `accum`,
+//!   `result`, for its vector and scalar maps alike;
+//! - every norm (`blocks.0.norm1`, `blocks.0.norm2`, and `blocks.0.attention.norm` for the
+//!   queries, keys and values): `weight` (the gains), `table_input` (the sum of squares),
+//!   `table` (the factor), `result`;
+//! - every gated unit (`blocks.0.mlp.layers.0`): `table_input` (the gates' inputs),
+//!   `table` (the gates), `result`;
+//! - every softmax (`blocks.0.attention.softmax`): `table_input` (the logits minus their
+//!   maximum), `accum` (the sum of numerators, the reciprocal table's input; absent: the
+//!   `table_input` type), `table` (numerators and reciprocal), `result` (probabilities);
+//! - `blocks.0.attention.heads`: `result` (the attention-weighted values);
+//! - `blocks.0`: `result` (the residual stream).
+
+use candle_core::{DType, Tensor, D};
+use noether_quant::{
+    fake_quantize, table_lookup, Activation, FixedType, QuantConfig, QuantError,
+    SlimAttentionLayer, SlimBlockLayer, SlimGluLayer, SlimLinearLayer, SlimNormLayer, SlimStage,
+    Table, TableFn,
+};
+
+use crate::error::Result;
+use crate::quantized::dense;
+use crate::slim_layers::{
+    minkowski_channels, Nonlinearity, SlimBlock, SlimGlu, SlimLinear, SlimRmsNorm,
+    SlimSelfAttention,
+};
+
+type CResult<T> = candle_core::Result<T>;
+
+/// The package's `SlimRMSNorm` epsilon.
+const NORM_EPSILON: f64 = 0.01;
+
+/// A norm's fixed-point settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NormQuant {
+    pub(crate) gain: FixedType,
+    pub(crate) table: Table,
+    pub(crate) result: FixedType,
+}
+
+/// A gated unit's fixed-point settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GateQuant {
+    pub(crate) gate_v: Table,
+    pub(crate) gate_s: Table,
+    pub(crate) result: FixedType,
+}
+
+/// The attention's fixed-point settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttentionQuant {
+    pub(crate) norm: NormQuant,
+    pub(crate) exp: Table,
+    pub(crate) recip: Table,
+    pub(crate) probabilities: FixedType,
+    pub(crate) heads: FixedType,
+}
+
+/// The RMS norm in fixed point: the exact sum of squares through the factor's table,
+/// times the values and the quantised gains, cast to the result type.
+pub(crate) fn quantized_norm(
+    v: &Tensor,
+    s: &Tensor,
+    gains: Option<&(Tensor, Tensor)>,
+    q: &NormQuant,
+) -> CResult<(Tensor, Tensor)> {
+    let squares =
+        (minkowski_channels(v, v)?.abs()?.sum(D::Minus1)? + s.sqr()?.sum_keepdim(D::Minus1)?)?;
+    let factor = table_lookup(&squares, q.table)?;
+    let mut v = v.broadcast_mul(&factor.unsqueeze(D::Minus1)?)?;
+    let mut s = s.broadcast_mul(&factor)?;
+    if let Some((gv, gs)) = gains {
+        let gain = |g: &Tensor| fake_quantize(&g.to_dtype(DType::F64)?, q.gain);
+        v = v.broadcast_mul(&gain(gv)?)?;
+        s = s.broadcast_mul(&gain(gs)?)?;
+    }
+    Ok((fake_quantize(&v, q.result)?, fake_quantize(&s, q.result)?))
+}
+
+/// The gated unit's gates in fixed point, from the linear map's outputs.
+pub(crate) fn quantized_gates(
+    v_full: &Tensor,
+    s_full: &Tensor,
+    q: &GateQuant,
+) -> CResult<(Tensor, Tensor)> {
+    let ov = v_full.dim(D::Minus1)? / 3;
+    let os = s_full.dim(D::Minus1)? / 2;
+    let block = |k: usize| v_full.narrow(D::Minus1, k * ov, ov);
+    let products = minkowski_channels(&block(1)?, &block(2)?)?;
+    let v = table_lookup(&products, q.gate_v)?.broadcast_mul(&block(0)?)?;
+    let s_gates = table_lookup(&s_full.narrow(D::Minus1, os, os)?, q.gate_s)?;
+    let s = (s_gates * s_full.narrow(D::Minus1, 0, os)?)?;
+    Ok((fake_quantize(&v, q.result)?, fake_quantize(&s, q.result)?))
+}
+
+/// Attention in fixed point for queries (metric applied), keys and values
+/// `[B, H, N, d]` and the key bias: exact logits minus their maximum over real keys
+/// through the exponential table, the sum of real numerators through the reciprocal
+/// table, probabilities and weighted values cast to their types.
+pub(crate) fn quantized_attention(
+    q: &Tensor,
+    k: &Tensor,
+    values: &Tensor,
+    bias: &Tensor,
+    quant: &AttentionQuant,
+) -> CResult<Tensor> {
+    let bias = bias.to_dtype(DType::F64)?;
+    let logits = q.contiguous()?.matmul(&k.contiguous()?.t()?)?;
+    // The maximum over real keys (a padded key's bias is -1e30, a real one's zero).
+    let max = logits
+        .broadcast_add(&bias)?
+        .max_keepdim(D::Minus1)?
+        .detach();
+    let real = bias.eq(0.0)?.to_dtype(DType::F64)?;
+    let numerators = table_lookup(&logits.broadcast_sub(&max)?, quant.exp)?.broadcast_mul(&real)?;
+    let recip = table_lookup(
+        &fake_quantize(&numerators.sum_keepdim(D::Minus1)?, quant.recip.input)?,
+        quant.recip,
+    )?;
+    let probabilities = fake_quantize(&numerators.broadcast_mul(&recip)?, quant.probabilities)?;
+    fake_quantize(&probabilities.matmul(&values.contiguous()?)?, quant.heads)
+}
+
+fn activation(n: Nonlinearity) -> Activation {
+    match n {
+        Nonlinearity::Relu => Activation::Relu,
+        Nonlinearity::Sigmoid => Activation::Sigmoid,
+        Nonlinearity::Tanh => Activation::Tanh,
+        Nonlinearity::Gelu => Activation::Gelu,
+        Nonlinearity::Silu => Activation::Silu,
+    }
+}
+
+/// Every quantised stage of a network, by path, for `[quant.layers]`: the network's own
+/// linear maps and its blocks (whose linear maps are found below them).
+pub(crate) struct Stages<'a> {
+    pub(crate) linears: Vec<(String, &'a mut SlimLinear)>,
+    pub(crate) blocks: Vec<(String, &'a mut SlimBlock)>,
+}
+
+/// The paths a `[quant.layers]` override may name.
+fn stage_paths(stages: &mut Stages) -> Vec<String> {
+    let mut paths: Vec<String> = stages.linears.iter().map(|(p, _)| p.clone()).collect();
+    for (p, block) in &mut stages.blocks {
+        paths.extend(
+            block
+                .linears_mut()
+                .into_iter()
+                .map(|(n, _)| format!("{p}.{n}")),
+        );
+        paths.push(p.clone());
+        for name in [
+            "norm1",
+            "norm2",
+            "attention.norm",
+            "attention.softmax",
+            "attention.heads",
+        ] {
+            paths.push(format!("{p}.{name}"));
+        }
+        for k in 0..block.mlp.glus.len() {
+            paths.push(format!("{p}.mlp.{}", glu_name(block, k)));
+        }
+    }
+    paths
+}
+
+/// The state-dict name of a block's `k`-th gated unit below its MLP (`layers.0`).
+fn glu_name(block: &SlimBlock, k: usize) -> String {
+    format!("layers.{}", k * block.mlp.stride())
+}
+
+fn norm_quant(quant: &QuantConfig, path: &str, channels: usize) -> NormQuant {
+    let (input, output) = quant.table_types(path);
+    let p = quant.layer(path);
+    NormQuant {
+        gain: p.weight,
+        table: Table {
+            function: TableFn::InvRms {
+                channels,
+                epsilon: NORM_EPSILON,
+            },
+            input,
+            output,
+        },
+        result: p.result,
+    }
+}
+
+/// Sets every stage's fixed-point form from `quant`.
+///
+/// # Errors
+/// An override naming a stage the network does not have.
+pub(crate) fn set_quant(mut stages: Stages, quant: &QuantConfig) -> Result<()> {
+    quant.check_layers(&stage_paths(&mut stages))?;
+    let set_linear = |path: &str, linear: &mut SlimLinear| {
+        let p = quant.layer(path);
+        linear.linear_v.set_precision(Some(p));
+        if let Some(s) = linear.linear_s.as_mut() {
+            s.set_precision(Some(p));
+        }
+    };
+    for (path, linear) in stages.linears {
+        set_linear(&path, linear);
+    }
+    for (path, block) in stages.blocks {
+        for (name, linear) in block.linears_mut() {
+            set_linear(&format!("{path}.{name}"), linear);
+        }
+        let (v, s) = block.norm1.channels();
+        block.norm1.quant = Some(norm_quant(quant, &format!("{path}.norm1"), v + s));
+        block.norm2.quant = Some(norm_quant(quant, &format!("{path}.norm2"), v + s));
+        let a = &mut block.attention;
+        let softmax = format!("{path}.attention.softmax");
+        let (input, output) = quant.table_types(&softmax);
+        let sp = quant.layer(&softmax);
+        a.quant = Some(AttentionQuant {
+            norm: norm_quant(quant, &format!("{path}.attention.norm"), a.hv + a.hs),
+            exp: Table {
+                function: TableFn::Exp {
+                    scale: 1.0 / ((4 * a.hv + a.hs) as f64).sqrt(),
+                },
+                input,
+                output,
+            },
+            recip: Table {
+                function: TableFn::Recip,
+                input: sp.accum.unwrap_or(input),
+                output,
+            },
+            probabilities: sp.result,
+            heads: quant.layer(&format!("{path}.attention.heads")).result,
+        });
+        let stride = block.mlp.stride();
+        for (k, glu) in block.mlp.glus.iter_mut().enumerate() {
+            let glu_path = format!("{path}.mlp.layers.{}", k * stride);
+            glu.quant = Some(gate_quant(glu, quant, &glu_path));
+        }
+        block.residual = Some(quant.layer(&path).result);
+    }
+    Ok(())
+}
+
+fn gate_quant(glu: &SlimGlu, quant: &QuantConfig, path: &str) -> GateQuant {
+    let (input, output) = quant.table_types(path);
+    let table = |act: Nonlinearity, scale: f64| Table {
+        function: TableFn::Activation {
+            act: activation(act),
+            scale,
+        },
+        input,
+        output,
+    };
+    GateQuant {
+        // The package gates vectors by act_v(<a, b> / 2).
+        gate_v: table(glu.act_v, 0.5),
+        gate_s: table(glu.act_s, 1.0),
+        result: quant.layer(path).result,
+    }
+}
+
+/// The quantised `SlimLinear` at `path` in hardware terms.
+pub(crate) fn linear_layer(path: &str, layer: &SlimLinear) -> Result<SlimLinearLayer> {
+    let (in_v, out_v) = layer.linear_v.dims();
+    let vectors = (in_v > 0 && out_v > 0)
+        .then(|| dense(&format!("{path}.weight_v"), &layer.linear_v, false))
+        .transpose()?;
+    let scalars = layer
+        .linear_s
+        .as_ref()
+        .map(|s| dense(&format!("{path}.linear_s"), s, false))
+        .transpose()?;
+    Ok(SlimLinearLayer {
+        name: path.to_owned(),
+        vectors,
+        scalars,
+    })
+}
+
+fn not_quantised(path: &str) -> crate::ModelError {
+    QuantError::Layer {
+        layer: path.to_owned(),
+        detail: "not quantised".into(),
+    }
+    .into()
+}
+
+fn norm_layer(path: &str, norm: &SlimRmsNorm, channels: (usize, usize)) -> Result<SlimNormLayer> {
+    let q = norm.quant.ok_or_else(|| not_quantised(path))?;
+    let gains = norm
+        .weights
+        .as_ref()
+        .map(|(v, s)| -> Result<(Vec<f64>, Vec<f64>)> {
+            let values = |t: &Tensor| -> Result<Vec<f64>> {
+                use crate::error::Context;
+                fake_quantize(&t.to_dtype(DType::F64).context(path)?, q.gain)
+                    .and_then(|t| t.to_vec1::<f64>())
+                    .context(path)
+            };
+            Ok((values(v)?, values(s)?))
+        })
+        .transpose()?;
+    Ok(SlimNormLayer {
+        name: path.to_owned(),
+        channels,
+        gains,
+        gain: q.gain,
+        table: q.table,
+        result: q.result,
+    })
+}
+
+fn attention_layer(path: &str, a: &SlimSelfAttention) -> Result<SlimAttentionLayer> {
+    let q = a.quant.ok_or_else(|| not_quantised(path))?;
+    let norm = SlimRmsNorm {
+        channels: (a.hv, a.hs),
+        weights: None,
+        quant: Some(q.norm),
+    };
+    Ok(SlimAttentionLayer {
+        name: path.to_owned(),
+        heads: a.heads,
+        head_channels: (a.hv, a.hs),
+        linear_in: linear_layer(&format!("{path}.linear_in"), &a.linear_in)?,
+        norm: norm_layer(&format!("{path}.norm"), &norm, (a.hv, a.hs))?,
+        exp: q.exp,
+        recip: q.recip,
+        probabilities: q.probabilities,
+        heads_result: q.heads,
+        linear_out: linear_layer(&format!("{path}.linear_out"), &a.linear_out)?,
+    })
+}
+
+/// The block at `path` in hardware terms.
+pub(crate) fn block_layer(path: &str, block: &SlimBlock) -> Result<SlimBlockLayer> {
+    let channels = block.norm1.channels();
+    let glus = block
+        .mlp
+        .glus
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let name = format!("{path}.mlp.{}", glu_name(block, k));
+            let q = g.quant.ok_or_else(|| not_quantised(&name))?;
+            Ok(SlimGluLayer {
+                linear: linear_layer(&format!("{name}.linear"), &g.linear)?,
+                name,
+                gate_v: q.gate_v,
+                gate_s: q.gate_s,
+                result: q.result,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let last = format!(
+        "{path}.mlp.layers.{}",
+        block.mlp.glus.len() * block.mlp.stride()
+    );
+    Ok(SlimBlockLayer {
+        name: path.to_owned(),
+        norm1: norm_layer(&format!("{path}.norm1"), &block.norm1, channels)?,
+        attention: attention_layer(&format!("{path}.attention"), &block.attention)?,
+        norm2: norm_layer(&format!("{path}.norm2"), &block.norm2, channels)?,
+        glus,
+        last: linear_layer(&last, &block.mlp.last)?,
+        residual: block.residual.ok_or_else(|| not_quantised(path))?,
+    })
+}
+
+/// A quantised network's token stage.
+pub(crate) fn slim_stage(
+    scalars: usize,
+    linear_in: &SlimLinear,
+    blocks: &[SlimBlock],
+) -> Result<SlimStage> {
+    Ok(SlimStage {
+        scalars,
+        linear_in: linear_layer("linear_in", linear_in)?,
+        blocks: blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| block_layer(&format!("blocks.{i}"), b))
+            .collect::<Result<Vec<_>>>()?,
+    })
+}
