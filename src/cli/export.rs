@@ -60,9 +60,12 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
         .quant_graph()
         .map_err(|e| format!("{}: {e}", args.checkpoint.display()))?;
     let constituents = args.constituents.map_or(config.data.n_max, usize::from);
-    // PELICAN's pair stage runs on the beams too.
+    // PELICAN's pair stage runs on the beams too; L-GATr-slim's tokens are the class
+    // token, the spurions and the constituents.
     let beams = if graph.pairs.is_some() {
         model.beams().len()
+    } else if graph.slim.is_some() {
+        1 + model.beams().len()
     } else {
         0
     };

@@ -136,7 +136,7 @@ fn pelican_flow_and_mlp_inputs_are_checked() {
 fn only_models_with_a_fixed_point_form_accept_quantisation() {
     assert_eq!(
         noether_equivariant::quantizable(),
-        ["pelican", "pfn", "efn", "mlp"]
+        ["pelican", "pfn", "efn", "mlp", "lgatr_slim"]
     );
     let varmap = candle_nn::VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -150,11 +150,88 @@ fn only_models_with_a_fixed_point_form_accept_quantisation() {
         .to_string();
     assert!(
         err.contains("model \"lorentznet\" has no fixed-point form")
-            && err.contains("supports pelican, pfn, efn, mlp"),
+            && err.contains("supports pelican, pfn, efn, mlp, lgatr_slim"),
         "{err}"
     );
     let err = model.quant_graph().unwrap_err().to_string();
     assert!(err.contains("was not trained with quantisation"), "{err}");
+}
+
+#[test]
+fn lgatr_slim_settings_without_a_fixed_point_meaning_are_refused_by_name() {
+    use noether_equivariant::{LGatrSlimConfig, ModelConfig, Tagger};
+    use noether_quant::{LayerOverride, QuantConfig};
+    let small = || LGatrSlimConfig {
+        hidden_v_channels: 2,
+        hidden_s_channels: 8,
+        num_blocks: 1,
+        num_heads: 2,
+        ..LGatrSlimConfig::default()
+    };
+    let quantize = |config: LGatrSlimConfig, layer: Option<(&str, LayerOverride)>| {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let mut model = Tagger::new(&ModelConfig::LGatrSlim(config), &vb).unwrap();
+        let quant = QuantConfig {
+            layers: layer.into_iter().map(|(k, o)| (k.to_owned(), o)).collect(),
+            ..QuantConfig::default()
+        };
+        model.quantize(&quant).map_err(|e| e.to_string())
+    };
+    quantize(small(), None).unwrap();
+    let err = quantize(
+        LGatrSlimConfig {
+            dropout_prob: Some(0.1),
+            ..small()
+        },
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("has no dropout"), "{err}");
+    let err = quantize(
+        LGatrSlimConfig {
+            mean_aggregation: true,
+            ..small()
+        },
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("mean_aggregation = false"), "{err}");
+    let wide = LayerOverride {
+        table_input: Some("ap_fixed<18,6>".parse().unwrap()),
+        ..LayerOverride::default()
+    };
+    let err = quantize(small(), Some(("blocks.0.attention.softmax", wide.clone()))).unwrap_err();
+    assert!(
+        err.contains(
+            "layer blocks.0.attention: table_input ap_fixed<18,6,AP_TRN,AP_WRAP> has 18 bits"
+        ),
+        "{err}"
+    );
+    let err = quantize(small(), Some(("blocks.0.norm3", wide))).unwrap_err();
+    assert!(
+        err.contains("layers.\"blocks.0.norm3\": the model has no layer blocks.0.norm3")
+            && err.contains("blocks.0.attention.softmax"),
+        "{err}"
+    );
+    // Sums wider than an f64 mantissa: 32-bit weights and results (the gated unit's
+    // Minkowski products of two 32-bit results).
+    let wide_weights = LayerOverride {
+        weight: Some("ap_fixed<32,4>".parse().unwrap()),
+        result: Some("ap_fixed<32,8>".parse().unwrap()),
+        ..LayerOverride::default()
+    };
+    let err = quantize(
+        small(),
+        Some(("blocks.0.mlp.layers.0.linear", wide_weights)),
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with(
+            "layer blocks.0.mlp.layers.0: a vector gate spans 67 bits, more than the 53"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

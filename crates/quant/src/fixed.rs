@@ -231,12 +231,28 @@ impl Cast {
         }
     }
 
-    /// `raw` rounded by the target's mode and brought into range by its overflow mode.
+    /// `raw` rounded by the target's mode and brought into range by its overflow mode
+    /// (one value: [`Cast::apply_all`]'s arithmetic without its loops).
     #[inline]
     pub fn apply(&self, raw: i64) -> i64 {
-        let mut one = [raw];
-        self.apply_all(&mut one, i64::MIN);
-        one[0]
+        let rounded = if self.shift <= 0 {
+            raw << -self.shift
+        } else {
+            let s = self.shift as u32;
+            let floor = raw >> s;
+            match self.to.rounding {
+                Rounding::Trn => floor,
+                Rounding::Rnd => (raw + (1i64 << (s - 1))) >> s,
+                Rounding::RndConv => {
+                    let (rest, half) = (raw - (floor << s), 1i64 << (s - 1));
+                    floor + i64::from(rest > half || (rest == half && floor & 1 == 1))
+                }
+            }
+        };
+        match self.to.overflow {
+            Overflow::Sat => rounded.clamp(self.min, self.max),
+            Overflow::Wrap => wrap(rounded, self.to.width, self.to.signed),
+        }
     }
 
     /// [`Cast::apply`] to every value, then `max(floor)` (a ReLU with `floor = 0`): the
@@ -397,15 +413,27 @@ mod tests {
 
     #[test]
     fn requantize_is_the_integer_form_of_quantize() {
+        // Every rounding and overflow mode, signed and not, from more fraction bits
+        // (a right shift) and from fewer (a left shift); one value and a slice agree.
         for spec in [
             "ap_fixed<6,2,AP_RND>",
             "ap_fixed<6,2,AP_RND_CONV,AP_SAT>",
+            "ap_fixed<6,2,AP_RND_CONV,AP_WRAP>",
+            "ap_fixed<7,3,AP_TRN,AP_SAT>",
             "ap_ufixed<5,1>",
+            "ap_ufixed<5,1,AP_RND,AP_SAT>",
+            "ap_ufixed<6,3,AP_RND_CONV,AP_WRAP>",
         ] {
             let ty = t(spec);
-            for raw in -300i64..300 {
-                let x = raw as f64 / 64.0;
-                assert_eq!(ty.requantize(raw, 6), ty.quantize_raw(x), "{spec} {x}");
+            for from in [6, 2] {
+                let raws: Vec<i64> = (-300i64..300).collect();
+                let mut all = raws.clone();
+                Cast::new(from, ty).apply_all(&mut all, i64::MIN);
+                for (&raw, &slice) in raws.iter().zip(&all) {
+                    let x = raw as f64 / f64::from(1 << from);
+                    assert_eq!(ty.requantize(raw, from), ty.quantize_raw(x), "{spec} {x}");
+                    assert_eq!(slice, ty.quantize_raw(x), "{spec} {x}");
+                }
             }
         }
     }

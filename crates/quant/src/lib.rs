@@ -52,6 +52,7 @@ mod qonnx;
 mod qonnx_builder;
 mod qonnx_pairs;
 mod qonnx_pairs_per_particle;
+mod qonnx_slim;
 mod slim;
 mod slim_engine;
 mod table;

@@ -20,6 +20,7 @@ use crate::graph::{ParticleStage, Pooling, QuantGraph};
 use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
 use crate::pairs::MAX_NODES;
 use crate::qonnx_builder::{int_attr, value_info, Builder, FLOAT32_BITS, QONNX_DOMAIN};
+use crate::slim::MAX_TOKENS;
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,9 +55,11 @@ pub enum ParticleLayout {
 }
 
 /// The QONNX model of `graph` for jets of `nodes` particles (for PELICAN: nodes, beams
-/// included): for Deep Sets and PELICAN graphs the inputs of `layout` (PELICAN's stacked
-/// ones are `embedded`, `labels` and `mask`; see [`crate::PairStage`]), otherwise `features`
-/// `[batch, features]`; output `logits`.
+/// included; for L-GATr-slim: tokens, class token and spurions included): for Deep Sets
+/// and PELICAN graphs the inputs of `layout` (PELICAN's stacked ones are `embedded`,
+/// `labels` and `mask`; see [`crate::PairStage`]), for L-GATr-slim `tokens` and `mask`
+/// (stacked only; see [`crate::SlimStage`]), otherwise `features` `[batch, features]`;
+/// output `logits`.
 ///
 /// # Errors
 /// [`QuantError::Export`] naming a tensor whose type QONNX cannot express, or a pair
@@ -77,7 +80,25 @@ pub fn qonnx_model(
     let mut b = Builder::default();
     let mut inputs = vec![];
     let mut inexact = Vec::new();
-    let mut y = if let Some(stage) = &graph.pairs {
+    let mut y = if let Some(stage) = &graph.slim {
+        if layout == ParticleLayout::PerParticle {
+            return Err(QuantError::Export(format!(
+                "{}: a token model exports only the stacked layout (its attention mixes all \
+                 tokens)",
+                graph.model
+            )));
+        }
+        if nodes > MAX_TOKENS {
+            return Err(QuantError::Export(format!(
+                "{}: {nodes} tokens, more than the {MAX_TOKENS} whose sums a token model is \
+                 checked to keep exact",
+                graph.model
+            )));
+        }
+        inexact = crate::qonnx_slim::inexact(stage, graph.input, nodes);
+        inputs.extend(crate::qonnx_slim::inputs(stage, nodes));
+        crate::qonnx_slim::slim_stage(&mut b, stage, graph.input, nodes)?
+    } else if let Some(stage) = &graph.pairs {
         inexact = crate::qonnx_pairs::inexact(stage, graph.input, nodes);
         match layout {
             ParticleLayout::Stacked => {

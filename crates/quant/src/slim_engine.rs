@@ -106,41 +106,47 @@ impl IntNorm {
         }
     }
 
-    /// One token: vectors `[4, v]` (channel stride `vs`, component stride `cs`) and
-    /// scalars `[s]` (stride `ss`), normalised in place.
+    /// One token, in place: vectors `[4, v]` and scalars `[s]`.
     #[inline]
-    fn token(&self, v: &mut [i64], (cs, vs): (usize, usize), s: &mut [i64], ss: usize) {
+    fn token(&self, v: &mut [i64], s: &mut [i64]) {
         let (nv, ns) = self.channels;
+        let (v, s) = (&mut v[..4 * nv], &mut s[..ns]);
         let mut sum = 0i64;
         for c in 0..nv {
-            let square: i64 = (0..4).map(|k| METRIC[k] * v[k * cs + c * vs].pow(2)).sum();
+            let square: i64 = (0..4).map(|k| METRIC[k] * v[k * nv + c].pow(2)).sum();
             sum += square.abs();
         }
-        sum += (0..ns).map(|c| s[c * ss].pow(2)).sum::<i64>();
+        sum += s.iter().map(|x| x * x).sum::<i64>();
         let factor = self.table.at(sum);
-        for c in 0..nv {
-            let g = self.gains.as_ref().map_or(1, |(gv, _)| gv[c]);
-            for k in 0..4 {
-                let x = &mut v[k * cs + c * vs];
-                *x = self.result.apply(*x * factor * g);
+        match &self.gains {
+            Some((gv, gs)) => {
+                for component in v.chunks_exact_mut(nv) {
+                    for (x, g) in component.iter_mut().zip(gv) {
+                        *x *= factor * g;
+                    }
+                }
+                for (x, g) in s.iter_mut().zip(gs) {
+                    *x *= factor * g;
+                }
+            }
+            None => {
+                v.iter_mut().for_each(|x| *x *= factor);
+                s.iter_mut().for_each(|x| *x *= factor);
             }
         }
-        for c in 0..ns {
-            let g = self.gains.as_ref().map_or(1, |(_, gs)| gs[c]);
-            s[c * ss] = self.result.apply(s[c * ss] * factor * g);
-        }
+        self.result.apply_all(v, i64::MIN);
+        self.result.apply_all(s, i64::MIN);
     }
 
     /// Every token of a stream `[tokens, 4, v]`, `[tokens, s]` in place.
     fn run(&self, tokens: usize, v: &mut [i64], s: &mut [i64]) {
         let (nv, ns) = self.channels;
-        for t in 0..tokens {
-            self.token(
-                &mut v[t * 4 * nv..(t + 1) * 4 * nv],
-                (nv, 1),
-                &mut s[t * ns..(t + 1) * ns],
-                1,
-            );
+        for (tv, ts) in v
+            .chunks_exact_mut(4 * nv)
+            .zip(s.chunks_exact_mut(ns))
+            .take(tokens)
+        {
+            self.token(tv, ts);
         }
     }
 }
@@ -247,42 +253,52 @@ impl IntAttention {
         out: (&mut [i64], &mut [i64]),
     ) {
         let (h, hv, hs) = (self.heads, self.hv, self.hs);
-        let (qv, qs) = (&mut buffers.wide_v, &mut buffers.wide_s);
+        let d = 4 * hv + hs;
+        let Buffers {
+            wide_v: qv,
+            wide_s: qs,
+            heads,
+            merged_v,
+            merged_s,
+            row: logits,
+            numerators,
+            head_row: lowered,
+            acc,
+            ..
+        } = buffers;
         self.linear_in
             .run(tokens, input, (&mut qv[..], &mut qs[..]));
+        // Every head's q, k and v rows `[part][head][token][4 hv + hs]`, normalised: the
+        // projection's channel (part, c, head) sits at (part * hv + c) * h + head.
         let (cv, cs) = (3 * hv * h, 3 * hs * h);
-        // Normalise every head's q, k and v in place: channel (part, c, head) sits at
-        // (part * hv + c) * h + head.
+        let at = |part: usize, head: usize, t: usize| ((part * h + head) * tokens + t) * d;
         for t in 0..tokens {
             for part in 0..3 {
                 for head in 0..h {
-                    let v0 = t * 4 * cv + part * hv * h + head;
-                    let s0 = t * cs + part * hs * h + head;
-                    self.norm.token(&mut qv[v0..], (cv, h), &mut qs[s0..], h);
-                }
-            }
-        }
-        let (merged_v, merged_s) = (&mut buffers.merged_v, &mut buffers.merged_s);
-        let logits = &mut buffers.row;
-        let numerators = &mut buffers.numerators;
-        let vector = |t: usize, part: usize, k: usize, c: usize, head: usize| {
-            t * 4 * cv + k * cv + (part * hv + c) * h + head
-        };
-        let scalar =
-            |t: usize, part: usize, c: usize, head: usize| t * cs + (part * hs + c) * h + head;
-        for head in 0..h {
-            for i in 0..tokens {
-                for (j, logit) in logits[..tokens].iter_mut().enumerate() {
-                    let mut sum = 0i64;
-                    for c in 0..hv {
-                        for (k, m) in METRIC.iter().enumerate() {
-                            sum += m * qv[vector(i, 0, k, c, head)] * qv[vector(j, 1, k, c, head)];
+                    let row = &mut heads[at(part, head, t)..at(part, head, t) + d];
+                    for k in 0..4 {
+                        for c in 0..hv {
+                            row[k * hv + c] = qv[t * 4 * cv + k * cv + (part * hv + c) * h + head];
                         }
                     }
                     for c in 0..hs {
-                        sum += qs[scalar(i, 0, c, head)] * qs[scalar(j, 1, c, head)];
+                        row[4 * hv + c] = qs[t * cs + (part * hs + c) * h + head];
                     }
-                    *logit = sum;
+                    let (rv, rs) = row.split_at_mut(4 * hv);
+                    self.norm.token(rv, rs);
+                }
+            }
+        }
+        for head in 0..h {
+            for i in 0..tokens {
+                // The query with the metric applied to its vector components.
+                let q = &heads[at(0, head, i)..at(0, head, i) + d];
+                for (x, (l, &qx)) in lowered[..d].iter_mut().zip(q).enumerate() {
+                    *l = if x < hv || x >= 4 * hv { qx } else { -qx };
+                }
+                for (j, logit) in logits[..tokens].iter_mut().enumerate() {
+                    let k = &heads[at(1, head, j)..at(1, head, j) + d];
+                    *logit = lowered[..d].iter().zip(k).map(|(a, b)| a * b).sum();
                 }
                 let max = logits[..tokens].iter().copied().max().unwrap_or(0);
                 let mut total = 0i64;
@@ -291,24 +307,26 @@ impl IntAttention {
                     total += *e;
                 }
                 let recip = self.recip.at(total);
-                for e in &mut numerators[..tokens] {
-                    *e = self.probabilities.apply(*e * recip);
-                }
-                for k in 0..4 {
-                    for c in 0..hv {
-                        let sum: i64 = (0..tokens)
-                            .map(|j| numerators[j] * qv[vector(j, 2, k, c, head)])
-                            .sum();
-                        merged_v[(i * 4 + k) * h * hv + head * hv + c] =
-                            self.heads_result.apply(sum);
+                numerators[..tokens].iter_mut().for_each(|e| *e *= recip);
+                self.probabilities
+                    .apply_all(&mut numerators[..tokens], i64::MIN);
+                let acc = &mut acc[..d];
+                acc.fill(0);
+                for (j, &p) in numerators[..tokens].iter().enumerate() {
+                    if p != 0 {
+                        let v = &heads[at(2, head, j)..at(2, head, j) + d];
+                        for (a, &x) in acc.iter_mut().zip(v) {
+                            *a += p * x;
+                        }
                     }
                 }
-                for c in 0..hs {
-                    let sum: i64 = (0..tokens)
-                        .map(|j| numerators[j] * qs[scalar(j, 2, c, head)])
-                        .sum();
-                    merged_s[i * h * hs + head * hs + c] = self.heads_result.apply(sum);
+                self.heads_result.apply_all(acc, i64::MIN);
+                for k in 0..4 {
+                    let dst = (i * 4 + k) * h * hv + head * hv;
+                    merged_v[dst..dst + hv].copy_from_slice(&acc[k * hv..(k + 1) * hv]);
                 }
+                let dst = i * h * hs + head * hs;
+                merged_s[dst..dst + hs].copy_from_slice(&acc[4 * hv..]);
             }
         }
         self.linear_out
@@ -436,8 +454,14 @@ struct Buffers {
     wide_s: Vec<i64>,
     merged_v: Vec<i64>,
     merged_s: Vec<i64>,
+    /// Every head's normalised q, k and v rows.
+    heads: Vec<i64>,
     row: Vec<i64>,
     numerators: Vec<i64>,
+    /// One head's query with the metric applied.
+    head_row: Vec<i64>,
+    /// One head's weighted values.
+    acc: Vec<i64>,
 }
 
 /// The token stage in raw integers.
@@ -493,8 +517,11 @@ impl IntSlimStage {
                 wide_s: buffer(ws),
                 merged_v: buffer(4 * wv),
                 merged_s: buffer(ws),
+                heads: buffer(4 * wv + ws),
                 row: vec![0; MAX_TOKENS],
                 numerators: vec![0; MAX_TOKENS],
+                head_row: vec![0; 4 * wv + ws],
+                acc: vec![0; 4 * wv + ws],
             },
         }
     }
