@@ -118,20 +118,18 @@ impl IntNorm {
         }
         sum += s.iter().map(|x| x * x).sum::<i64>();
         let factor = self.table.at(sum);
-        match &self.gains {
-            Some((gv, gs)) => {
-                for component in v.chunks_exact_mut(nv) {
-                    for (x, g) in component.iter_mut().zip(gv) {
-                        *x *= factor * g;
-                    }
-                }
-                for (x, g) in s.iter_mut().zip(gs) {
+        if let Some((gv, gs)) = &self.gains {
+            for component in v.chunks_exact_mut(nv) {
+                for (x, g) in component.iter_mut().zip(gv) {
                     *x *= factor * g;
                 }
             }
-            None => {
-                v.iter_mut().for_each(|x| *x *= factor);
-                s.iter_mut().for_each(|x| *x *= factor);
+            for (x, g) in s.iter_mut().zip(gs) {
+                *x *= factor * g;
+            }
+        } else {
+            for x in v.iter_mut().chain(s.iter_mut()) {
+                *x *= factor;
             }
         }
         self.result.apply_all(v, i64::MIN);
@@ -307,7 +305,9 @@ impl IntAttention {
                     total += *e;
                 }
                 let recip = self.recip.at(total);
-                numerators[..tokens].iter_mut().for_each(|e| *e *= recip);
+                for e in &mut numerators[..tokens] {
+                    *e *= recip;
+                }
                 self.probabilities
                     .apply_all(&mut numerators[..tokens], i64::MIN);
                 let acc = &mut acc[..d];
