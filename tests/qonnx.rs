@@ -1,7 +1,7 @@
 //! The time-limited regime from the command line: QONNX export checked against the
 //! `qonnx` package's executor (fixtures by `tests/fixtures/make_qonnx_fixtures.py`: PFN,
-//! EFN, MLP and PELICAN checkpoints trained with `[quant]`, their exports and qonnx's
-//! logits on 300 seeded inputs, saturating ones included, and for PFN, EFN and PELICAN
+//! EFN, MLP, PELICAN and L-GATr-slim checkpoints trained with `[quant]`, their exports and
+//! qonnx's logits on 300 seeded inputs, saturating ones included, and for PFN, EFN and PELICAN
 //! also the first 300 bundled test jets; PELICAN's export takes the embedded products,
 //! which the script computes with numpy from the products the engine is fed),
 //! `eval --fixed-point`, `latency`, and the errors of models and types QONNX cannot
@@ -48,7 +48,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    for model in ["pfn", "efn", "mlp", "pelican"] {
+    for model in ["pfn", "efn", "mlp", "pelican", "lgatr_slim"] {
         let ckpt = fixture(&format!("{model}.safetensors"));
         let out = dir.path().join(format!("{model}.onnx"));
         let (ok, text) = noether(&[
@@ -85,7 +85,14 @@ fn exports_equal_the_fixtures_and_the_engine_gives_qonnx_logits_bit_for_bit() {
             assert_eq!(got, want, "{model} jet {b}: engine {got:?}, qonnx {want:?}");
             distinct.extend(got.iter().map(|x| x.to_bits()));
         }
-        assert_eq!(jets, if model == "mlp" { 300 } else { 600 });
+        assert_eq!(
+            jets,
+            if matches!(model, "mlp" | "lgatr_slim") {
+                300
+            } else {
+                600
+            }
+        );
         // PELICAN's 3-epoch fixture model spans logits about 1 wide on the head's 1/64
         // grid: ~50 distinct values, against hundreds for the others.
         let floor = if model == "pelican" { 40 } else { 100 };
@@ -367,6 +374,29 @@ fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
         assert!(
             !ok && text.contains("302 nodes") && text.contains("256"),
             "{layout}: {text}"
+        );
+        assert!(!out.exists());
+    }
+    // A token model attends over all tokens: no per-particle layout, and no more tokens
+    // than its sums are checked for.
+    for (args, why) in [
+        (
+            &["--layout", "per-particle"][..],
+            "exports only the stacked layout",
+        ),
+        (
+            &["--constituents", "300"][..],
+            "304 tokens, more than the 256",
+        ),
+    ] {
+        let mut command = vec!["export", "--format", "qonnx", "--out", s(&out)];
+        command.extend(args);
+        let ckpt = fixture("lgatr_slim.safetensors");
+        command.extend(["--checkpoint", s(&ckpt)]);
+        let (ok, text) = noether(&command);
+        assert!(
+            !ok && text.contains("lgatr_slim: ") && text.contains(why),
+            "{text}"
         );
         assert!(!out.exists());
     }

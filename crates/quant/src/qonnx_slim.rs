@@ -22,8 +22,9 @@ use crate::table::Table;
 
 /// The Minkowski metric as a `[4, 1]` column.
 const METRIC: [f32; 4] = [1.0, -1.0, -1.0, -1.0];
-/// The key bias of padded tokens (the float forward's).
-const MASKED: f32 = -1e30;
+/// The key bias is `(mask - 1) 1e30`: 0 for real tokens, -1e30 for padded ones (the
+/// float forward's).
+const KEY_BIAS_SCALE: f32 = 1e30;
 
 /// The export's inputs for `tokens` tokens.
 pub(crate) fn inputs(stage: &SlimStage, tokens: usize) -> Vec<ValueInfoProto> {
@@ -105,7 +106,7 @@ pub(crate) fn slim_stage(
     let s = g.slice(&x, 4, stage.features(), 2, "input_scalars");
     let key_mask = g.reshape("mask", &[-1, 1, 1, tokens as i64], "key_mask");
     let one = g.b.constant("one", &[], vec![1.0]);
-    let masked = g.b.constant("masked", &[], vec![MASKED]);
+    let masked = g.b.constant("key_bias_scale", &[], vec![KEY_BIAS_SCALE]);
     let shifted =
         g.b.node("Sub", "key_mask_minus_one", &[&key_mask, &one], vec![]);
     let key_bias = g.b.node("Mul", "key_bias", &[&shifted, &masked], vec![]);
