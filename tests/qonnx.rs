@@ -300,6 +300,35 @@ fn fixed_point_eval_equals_the_float_eval_and_latency_prints_its_lines() {
 }
 
 #[test]
+fn token_model_exports_are_stacked_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.onnx");
+    // A token model attends over all tokens: no per-particle layout, and no more tokens
+    // than its sums are checked for.
+    for (args, why) in [
+        (
+            &["--layout", "per-particle"][..],
+            "exports only the stacked layout",
+        ),
+        (
+            &["--constituents", "300"][..],
+            "304 tokens, more than the 256",
+        ),
+    ] {
+        let mut command = vec!["export", "--format", "qonnx", "--out", s(&out)];
+        command.extend(args);
+        let ckpt = fixture("lgatr_slim.safetensors");
+        command.extend(["--checkpoint", s(&ckpt)]);
+        let (ok, text) = noether(&command);
+        assert!(
+            !ok && text.contains("lgatr_slim: ") && text.contains(why),
+            "{text}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
 fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.onnx");
@@ -374,29 +403,6 @@ fn models_and_types_qonnx_cannot_express_are_refused_by_name() {
         assert!(
             !ok && text.contains("302 nodes") && text.contains("256"),
             "{layout}: {text}"
-        );
-        assert!(!out.exists());
-    }
-    // A token model attends over all tokens: no per-particle layout, and no more tokens
-    // than its sums are checked for.
-    for (args, why) in [
-        (
-            &["--layout", "per-particle"][..],
-            "exports only the stacked layout",
-        ),
-        (
-            &["--constituents", "300"][..],
-            "304 tokens, more than the 256",
-        ),
-    ] {
-        let mut command = vec!["export", "--format", "qonnx", "--out", s(&out)];
-        command.extend(args);
-        let ckpt = fixture("lgatr_slim.safetensors");
-        command.extend(["--checkpoint", s(&ckpt)]);
-        let (ok, text) = noether(&command);
-        assert!(
-            !ok && text.contains("lgatr_slim: ") && text.contains(why),
-            "{text}"
         );
         assert!(!out.exists());
     }
