@@ -7,7 +7,7 @@ on the same inputs, reporting mismatches by layer (hls4ml's trace).
     pip install hls4ml==1.3.0 qonnx==1.0.0 onnxruntime
     python3 tests/fixtures/make_qonnx_fixtures.py   # or use the committed fixtures
     python3 benches/compare/hls4ml_csim.py [MODEL ...] [--pelican-constituents K]
-                                           # default: mlp pfn efn pelican, K = 2
+                                           # default: mlp pfn efn pelican lgatr_slim, K = 2
 
 The Deep Sets (PFN, EFN) are exported again from the fixture checkpoints with
 `noether export --layout per-particle` (one input per particle, the per-particle layers
@@ -17,7 +17,9 @@ on 2 constituents) exported per pair (`--layout per-particle --constituents K`: 
 pair of nodes and per node), on the fixture's bundled test jets cut to K constituents,
 against qonnx's logits of noether's stacked export of the same jets (which equal the
 engine's). hls4ml's conversion time grows about with the cube of the node count, which
-is why the fixture has 2 constituents.
+is why the fixture has 2 constituents. L-GATr-slim's stacked export (its tables are
+`Gather`s, its attention rank-6 `Transpose`s and `MatMul`s between activations) is tried
+as it is: hls4ml 1.3 reports the first operation it cannot read.
 
 Inputs come from tests/fixtures/qonnx/MODEL.json (noether's engine logits there equal
 qonnx's, checked by tests/qonnx.rs). They are fed to hls4ml already in the export's
@@ -180,6 +182,22 @@ def deep_sets_case(model_name, workdir):
     return path, inputs, kinds, want, (width, integer, signed, rounding)
 
 
+def token_case(model_name):
+    """L-GATr-slim: the fixture's stacked export (`tokens`, `mask`; the only layout a
+    token model exports) and its inputs."""
+    import onnx
+
+    path = os.path.join(FIXTURES, f"{model_name}.onnx")
+    doc = json.load(open(os.path.join(FIXTURES, f"{model_name}.json")))
+    jets = len(doc["logits"]) // 2
+    width, integer, signed, rounding = input_type(onnx.load(path), "tokens")
+    mask = np.array(doc["mask"], dtype=np.float64).reshape(jets, -1, 1)
+    x = np.array(doc["features"], dtype=np.float64).reshape(jets, mask.shape[1], -1)
+    x = quantize(x, width, integer, signed, rounding)
+    want = np.array(doc["logits"]).reshape(jets, 2)
+    return path, [x, mask], ["tokens", "mask"], want, (width, integer, signed, rounding)
+
+
 def compare(model_name, workdir, pelican_constituents):
     import hls4ml
     from qonnx.core.modelwrapper import ModelWrapper
@@ -191,14 +209,18 @@ def compare(model_name, workdir, pelican_constituents):
 
     if model_name == "pelican":
         path, inputs, kinds, want, input_spec = pelican_case(pelican_constituents, workdir)
+    elif model_name == "lgatr_slim":
+        path, inputs, kinds, want, input_spec = token_case(model_name)
     else:
         path, inputs, kinds, want, input_spec = deep_sets_case(model_name, workdir)
     width, integer, signed, rounding = input_spec
     jets = len(want)
-    if model_name == "pelican":
+    if model_name in ("pelican", "lgatr_slim"):
         # qonnx's cleanup sorts the graph after every rename (cubic in the node count);
         # the per-pair export is already sorted, uniquely named, channels-last and has
-        # no constant read by two nodes (what the cleanup would give hls4ml).
+        # no constant read by two nodes (what the cleanup would give hls4ml). The token
+        # model is channels-last already (qonnx's conversion wants every shape inferred,
+        # which its symbolic batch through `Reshape` does not give).
         model = ModelWrapper(path).transform(InferShapes(), cleanup=False)
         model = model.transform(InferDataTypes(), cleanup=False)
     else:
@@ -246,7 +268,9 @@ def compare(model_name, workdir, pelican_constituents):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=["mlp", "pfn", "efn", "pelican"])
+    parser.add_argument(
+        "models", nargs="*", default=["mlp", "pfn", "efn", "pelican", "lgatr_slim"]
+    )
     parser.add_argument(
         "--pelican-constituents", type=int, default=2,
         help="constituents of PELICAN's per-pair export (hls4ml's conversion time grows "

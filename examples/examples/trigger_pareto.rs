@@ -8,12 +8,14 @@
 //! At `N` bits the weights are `ap_fixed<N,2>`, the biases `ap_fixed<N,3>` and every
 //! hidden output `ap_ufixed<N,3>` (ReLU's range); the inputs keep their configs' types,
 //! the pooled sum is `ap_fixed<N+6,9>`, the logits `ap_fixed<16,6>`; round half to
-//! even, saturation, exact accumulators.
+//! even, saturation, exact accumulators. L-GATr-slim's signed stream, tables and softmax
+//! have their own (`slim_quant_at`).
 //!
 //! ```sh
 //! cargo run --release -p noether-examples --example trigger_pareto -- \
 //!     [--data-dir ../shared/data/toptag-pythia] \
-//!     [--models pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger] \
+//!     [--models pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger,\
+//!               lgatr-slim-trigger] \
 //!     [--bits 0,16,8,6,4] [--constituents 16,32] [--seeds 0] [--train-jets 20000] \
 //!     [--finished-only] [--out runs/trigger_pareto]
 //! cargo run --release -p noether-examples --example trigger_pareto -- \
@@ -46,7 +48,8 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger"
+        default_value = "pfn-trigger,efn-trigger,mlp-trigger,pelican-trigger,pelican-nano-trigger,\
+                         lgatr-slim-trigger"
     )]
     models: Vec<String>,
     /// Bit widths of weights, biases and activations (0: the float reference)
@@ -115,7 +118,8 @@ fn fixed(width: u32, integer: i32, signed: bool) -> Result<FixedType, Box<dyn st
     )?)
 }
 
-/// The study's precisions at `bits`, keeping the config's input type.
+/// The study's precisions at `bits`, keeping the config's input type (L-GATr-slim's are
+/// [`slim_quant_at`]).
 fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::error::Error>> {
     let head = LayerOverride {
         result: Some(fixed(16, 6, true)?),
@@ -131,6 +135,47 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
         table_input: base.table_input,
         table: base.table,
         layers: [("head".to_owned(), head)].into(),
+    })
+}
+
+/// L-GATr-slim's precisions at `bits`: weights `ap_fixed<N,2>`, biases `ap_fixed<N,3>`,
+/// every stream, norm, gate and head output `ap_fixed<N,4>` (the residual stream is
+/// signed), table outputs `ap_fixed<N,3>`, probabilities `ap_ufixed<N,1>` and the sum of
+/// numerators `ap_ufixed<N+2,6>`; the inputs and the tables' input (their address width)
+/// keep the config's types, the logits `ap_fixed<16,6>`.
+fn slim_quant_at(
+    base: &QuantConfig,
+    bits: u32,
+    blocks: usize,
+) -> Result<QuantConfig, Box<dyn std::error::Error>> {
+    let mut layers = std::collections::BTreeMap::new();
+    layers.insert(
+        "linear_out".to_owned(),
+        LayerOverride {
+            result: Some(fixed(16, 6, true)?),
+            ..LayerOverride::default()
+        },
+    );
+    for i in 0..blocks {
+        layers.insert(
+            format!("blocks.{i}.attention.softmax"),
+            LayerOverride {
+                result: Some(fixed(bits, 1, false)?),
+                accum: Some(fixed(bits + 2, 6, false)?),
+                ..LayerOverride::default()
+            },
+        );
+    }
+    Ok(QuantConfig {
+        input: base.input,
+        weight: fixed(bits, 2, true)?,
+        bias: fixed(bits, 3, true)?,
+        result: fixed(bits, 4, true)?,
+        accum: None,
+        pool: None,
+        table_input: base.table_input,
+        table: Some(fixed(bits, 3, true)?),
+        layers,
     })
 }
 
@@ -173,7 +218,12 @@ fn run_point(
         config.train.seed = seed;
         let base = config.quant.take().unwrap_or_default();
         if bits > 0 {
-            config.quant = Some(quant_at(&base, bits)?);
+            config.quant = Some(match &config.model {
+                noether_equivariant::ModelConfig::LGatrSlim(c) => {
+                    slim_quant_at(&base, bits, c.num_blocks)?
+                }
+                _ => quant_at(&base, bits)?,
+            });
         }
         eprintln!(
             "{model} constituents={constituents} bits={name} -> {}",
