@@ -141,7 +141,7 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
 /// L-GATr-slim's precisions at `bits`: weights `ap_fixed<N,2>`, biases `ap_fixed<N,3>`,
 /// every stream, norm, gate and head output `ap_fixed<N,4>` (the residual stream is
 /// signed), table outputs `ap_fixed<N,3>`, probabilities `ap_ufixed<N,1>` and the sum of
-/// numerators `ap_ufixed<N+2,6>`; the inputs and the tables' input (their address width)
+/// numerators `ap_ufixed<min(N+2,16),6>`; the inputs and the tables' input (their address width)
 /// keep the config's types, the logits `ap_fixed<16,6>`.
 fn slim_quant_at(
     base: &QuantConfig,
@@ -161,7 +161,8 @@ fn slim_quant_at(
             format!("blocks.{i}.attention.softmax"),
             LayerOverride {
                 result: Some(fixed(bits, 1, false)?),
-                accum: Some(fixed(bits + 2, 6, false)?),
+                // The reciprocal's table reads it: at most 16 bits.
+                accum: Some(fixed((bits + 2).min(16), 6, false)?),
                 ..LayerOverride::default()
             },
         );

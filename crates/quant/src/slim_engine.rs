@@ -106,9 +106,10 @@ impl IntNorm {
         }
     }
 
-    /// One token, in place: vectors `[4, v]` and scalars `[s]`.
+    /// One token, in place: vectors `[4, v]` and scalars `[s]` times the factor and the
+    /// gains, exact (the caller casts whole tensors to the result type).
     #[inline]
-    fn token(&self, v: &mut [i64], s: &mut [i64]) {
+    fn scale_token(&self, v: &mut [i64], s: &mut [i64]) {
         let (nv, ns) = self.channels;
         let (v, s) = (&mut v[..4 * nv], &mut s[..ns]);
         let mut sum = 0i64;
@@ -132,20 +133,17 @@ impl IntNorm {
                 *x *= factor;
             }
         }
-        self.result.apply_all(v, i64::MIN);
-        self.result.apply_all(s, i64::MIN);
     }
 
     /// Every token of a stream `[tokens, 4, v]`, `[tokens, s]` in place.
     fn run(&self, tokens: usize, v: &mut [i64], s: &mut [i64]) {
         let (nv, ns) = self.channels;
-        for (tv, ts) in v
-            .chunks_exact_mut(4 * nv)
-            .zip(s.chunks_exact_mut(ns))
-            .take(tokens)
-        {
-            self.token(tv, ts);
+        let (v, s) = (&mut v[..tokens * 4 * nv], &mut s[..tokens * ns]);
+        for (tv, ts) in v.chunks_exact_mut(4 * nv).zip(s.chunks_exact_mut(ns)) {
+            self.scale_token(tv, ts);
         }
+        self.result.apply_all(v, i64::MIN);
+        self.result.apply_all(s, i64::MIN);
     }
 }
 
@@ -187,6 +185,7 @@ impl IntGlu {
     ) {
         self.linear.run(tokens, input, (&mut *wide_v, &mut *wide_s));
         let (ov, os) = self.outputs();
+        let (v_out, s_out) = (&mut v_out[..tokens * 4 * ov], &mut s_out[..tokens * os]);
         for t in 0..tokens {
             let w = &wide_v[t * 12 * ov..(t + 1) * 12 * ov];
             for c in 0..ov {
@@ -195,15 +194,16 @@ impl IntGlu {
                     .sum();
                 let gate = self.gate_v.at(dot);
                 for k in 0..4 {
-                    v_out[(t * 4 + k) * ov + c] = self.result_v.apply(gate * w[k * 3 * ov + c]);
+                    v_out[(t * 4 + k) * ov + c] = gate * w[k * 3 * ov + c];
                 }
             }
             let w = &wide_s[t * 2 * os..(t + 1) * 2 * os];
             for c in 0..os {
-                let gate = self.gate_s.at(w[os + c]);
-                s_out[t * os + c] = self.result_s.apply(gate * w[c]);
+                s_out[t * os + c] = self.gate_s.at(w[os + c]) * w[c];
             }
         }
+        self.result_v.apply_all(v_out, i64::MIN);
+        self.result_s.apply_all(s_out, i64::MIN);
     }
 }
 
@@ -283,12 +283,20 @@ impl IntAttention {
                         row[4 * hv + c] = qs[t * cs + (part * hs + c) * h + head];
                     }
                     let (rv, rs) = row.split_at_mut(4 * hv);
-                    self.norm.token(rv, rs);
+                    self.norm.scale_token(rv, rs);
                 }
             }
         }
+        self.norm
+            .result
+            .apply_all(&mut heads[..3 * h * tokens * d], i64::MIN);
+        let (merged_v, merged_s) = (
+            &mut merged_v[..tokens * 4 * h * hv],
+            &mut merged_s[..tokens * h * hs],
+        );
+        let probabilities = &mut numerators[..tokens * tokens];
         for head in 0..h {
-            for i in 0..tokens {
+            for (i, row) in probabilities.chunks_exact_mut(tokens).enumerate() {
                 // The query with the metric applied to its vector components.
                 let q = &heads[at(0, head, i)..at(0, head, i) + d];
                 for (x, (l, &qx)) in lowered[..d].iter_mut().zip(q).enumerate() {
@@ -300,19 +308,22 @@ impl IntAttention {
                 }
                 let max = logits[..tokens].iter().copied().max().unwrap_or(0);
                 let mut total = 0i64;
-                for (e, &l) in numerators[..tokens].iter_mut().zip(&logits[..tokens]) {
+                for (e, &l) in row.iter_mut().zip(&logits[..tokens]) {
                     *e = self.exp.at(l - max);
                     total += *e;
                 }
                 let recip = self.recip.at(total);
-                for e in &mut numerators[..tokens] {
+                for e in row.iter_mut() {
                     *e *= recip;
                 }
-                self.probabilities
-                    .apply_all(&mut numerators[..tokens], i64::MIN);
+            }
+            self.probabilities.apply_all(probabilities, i64::MIN);
+            // The weighted values, summed exactly, then placed in the merged heads
+            // (head-major).
+            for (i, row) in probabilities.chunks_exact(tokens).enumerate() {
                 let acc = &mut acc[..d];
                 acc.fill(0);
-                for (j, &p) in numerators[..tokens].iter().enumerate() {
+                for (j, &p) in row.iter().enumerate() {
                     if p != 0 {
                         let v = &heads[at(2, head, j)..at(2, head, j) + d];
                         for (a, &x) in acc.iter_mut().zip(v) {
@@ -320,7 +331,6 @@ impl IntAttention {
                         }
                     }
                 }
-                self.heads_result.apply_all(acc, i64::MIN);
                 for k in 0..4 {
                     let dst = (i * 4 + k) * h * hv + head * hv;
                     merged_v[dst..dst + hv].copy_from_slice(&acc[k * hv..(k + 1) * hv]);
@@ -329,6 +339,8 @@ impl IntAttention {
                 merged_s[dst..dst + hs].copy_from_slice(&acc[4 * hv..]);
             }
         }
+        self.heads_result.apply_all(merged_v, i64::MIN);
+        self.heads_result.apply_all(merged_s, i64::MIN);
         self.linear_out
             .run(tokens, (&merged_v[..], &merged_s[..]), out);
     }
@@ -354,10 +366,9 @@ impl IntResidual {
 
     fn run(&self, stream: &mut [i64], update: &[i64]) {
         for (x, &u) in stream.iter_mut().zip(update) {
-            *x = self
-                .cast
-                .apply((*x << self.stream_shift) + (u << self.update_shift));
+            *x = (*x << self.stream_shift) + (u << self.update_shift);
         }
+        self.cast.apply_all(stream, i64::MIN);
     }
 }
 
@@ -460,7 +471,7 @@ struct Buffers {
     numerators: Vec<i64>,
     /// One head's query with the metric applied.
     head_row: Vec<i64>,
-    /// One head's weighted values.
+    /// One head's weighted values for one query.
     acc: Vec<i64>,
 }
 
@@ -519,7 +530,7 @@ impl IntSlimStage {
                 merged_s: buffer(ws),
                 heads: buffer(4 * wv + ws),
                 row: vec![0; MAX_TOKENS],
-                numerators: vec![0; MAX_TOKENS],
+                numerators: vec![0; MAX_TOKENS * MAX_TOKENS],
                 head_row: vec![0; 4 * wv + ws],
                 acc: vec![0; 4 * wv + ws],
             },
