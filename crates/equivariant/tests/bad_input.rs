@@ -204,7 +204,20 @@ fn lgatr_slim_settings_without_a_fixed_point_meaning_are_refused_by_name() {
     let err = quantize(small(), Some(("blocks.0.attention.softmax", wide.clone()))).unwrap_err();
     assert!(
         err.contains(
-            "layer blocks.0.attention: table_input ap_fixed<18,6,AP_TRN,AP_WRAP> has 18 bits"
+            "layer blocks.0.attention.softmax: table_input ap_fixed<18,6,AP_TRN,AP_WRAP> has \
+             18 bits"
+        ),
+        "{err}"
+    );
+    let wide_sum = LayerOverride {
+        accum: Some("ap_ufixed<18,6>".parse().unwrap()),
+        ..LayerOverride::default()
+    };
+    let err = quantize(small(), Some(("blocks.0.attention.softmax", wide_sum))).unwrap_err();
+    assert!(
+        err.contains(
+            "layer blocks.0.attention.softmax: accum (the sum of numerators, the reciprocal \
+             table's input) ap_ufixed<18,6,AP_TRN,AP_WRAP> has 18 bits"
         ),
         "{err}"
     );

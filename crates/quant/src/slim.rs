@@ -126,7 +126,7 @@ pub struct SlimNormLayer {
 
 impl SlimNormLayer {
     fn check(&self, input: FixedType) -> Result<()> {
-        self.table.check(&self.name)?;
+        self.table.check(&self.name, "table_input")?;
         let (v, s) = self.channels;
         if let Some((gv, gs)) = &self.gains {
             if gv.len() != v || gs.len() != s {
@@ -182,8 +182,8 @@ impl SlimGluLayer {
                 format!("{v3} vector and {s2} scalar outputs are not 3 and 2 blocks"),
             ));
         }
-        self.gate_v.check(&self.name)?;
-        self.gate_s.check(&self.name)?;
+        self.gate_v.check(&self.name, "table_input")?;
+        self.gate_s.check(&self.name, "table_input")?;
         let pre = self.linear.result().unwrap_or(input);
         check_bits(&self.name, "a vector gate", product_sum_bits(4, pre, pre))?;
         for table in [self.gate_v, self.gate_s] {
@@ -240,8 +240,12 @@ impl SlimAttentionLayer {
         let x = self.linear_in.result().unwrap_or(input);
         self.norm.check(x)?;
         let n = self.norm.result;
-        self.exp.check(&self.name)?;
-        self.recip.check(&self.name)?;
+        let softmax = format!("{}.softmax", self.name);
+        self.exp.check(&softmax, "table_input")?;
+        self.recip.check(
+            &softmax,
+            "accum (the sum of numerators, the reciprocal table's input)",
+        )?;
         check_bits(
             &self.name,
             "a logit",

@@ -157,13 +157,14 @@ impl Table {
     /// Checks that the table is small enough to build.
     ///
     /// # Errors
-    /// [`crate::QuantError::Layer`] naming `stage` and its `table_input` setting.
-    pub fn check(&self, stage: &str) -> Result<()> {
+    /// [`crate::QuantError::Layer`] naming `stage` and `setting`, the setting that gave
+    /// the table its input type.
+    pub fn check(&self, stage: &str, setting: &str) -> Result<()> {
         if self.input.width() > MAX_TABLE_BITS {
             return Err(layer_error(
                 stage,
                 format!(
-                    "table_input {} has {} bits; a table reads at most {MAX_TABLE_BITS} \
+                    "{setting} {} has {} bits; a table reads at most {MAX_TABLE_BITS} \
                      (2^{MAX_TABLE_BITS} entries)",
                     self.input,
                     self.input.width()
@@ -334,7 +335,9 @@ mod tests {
             input: ty("ap_fixed<20,8>"),
             output: ty("ap_fixed<8,2>"),
         };
-        let err = t.check("blocks.0.attention.softmax").unwrap_err();
+        let err = t
+            .check("blocks.0.attention.softmax", "table_input")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "layer blocks.0.attention.softmax: table_input ap_fixed<20,8,AP_TRN,AP_WRAP> has \
