@@ -280,6 +280,7 @@ pub(crate) fn linear_layer(path: &str, layer: &SlimLinear) -> Result<SlimLinearL
         name: path.to_owned(),
         vectors,
         scalars,
+        bias: layer.linear_s.as_ref().is_some_and(|s| s.bias().is_some()),
     })
 }
 

@@ -59,6 +59,9 @@ pub struct SlimLinearLayer {
     pub vectors: Option<Dense>,
     /// `linear_s`; `None` without scalar channels.
     pub scalars: Option<Dense>,
+    /// Whether `linear_s` has a bias (without one its [`Dense`] holds zeros, which are
+    /// not parameters).
+    pub bias: bool,
 }
 
 impl SlimLinearLayer {
@@ -83,7 +86,7 @@ impl SlimLinearLayer {
             + self
                 .scalars
                 .iter()
-                .map(|d| d.weight.len() + d.bias.len())
+                .map(|d| d.weight.len() + if self.bias { d.bias.len() } else { 0 })
                 .sum::<usize>()
     }
 

@@ -111,6 +111,7 @@ fn slim_linear(name: &str, (iv, ov): (usize, usize), (is, os): (usize, usize)) -
         name: name.into(),
         vectors: Some(vectors),
         scalars: Some(dense(&format!("{name}.linear_s"), is, os, false)),
+        bias: true,
     }
 }
 

@@ -148,8 +148,13 @@ fn a_quantised_lgatr_slim_matches_the_integer_engine_bit_for_bit() {
     train(&config, &data, &options(dir.path()))
         .unwrap()
         .unwrap();
-    let (quantised, _, _) = load_inference_model(&dir.path().join("best.safetensors")).unwrap();
+    let (quantised, varmap, _) =
+        load_inference_model(&dir.path().join("best.safetensors")).unwrap();
     assert_engine_exact(&quantised, &config);
+    // The fixed-point form holds every parameter of the float model (gains included),
+    // and no bias the float model does not have.
+    let float: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    assert_eq!(quantised.quant_graph().unwrap().parameters(), float);
 }
 
 #[test]
