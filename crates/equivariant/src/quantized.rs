@@ -71,6 +71,14 @@ pub(crate) fn dense(path: &str, layer: &Linear, relu: bool) -> Result<Dense> {
     })
 }
 
+/// `t`'s values in f32, flat.
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .context("engine input")
+}
+
 /// A set of jets as the integer engine reads them: the f32 values the float model sees,
 /// per jet `[nodes, width]` particle features and a `[nodes]` mask (Deep Sets; PELICAN,
 /// whose rows are a node's products with every node followed by its two labels;
@@ -93,12 +101,6 @@ impl FixedPointInput {
     /// tensor errors.
     pub fn new(input: &crate::TaggerInput) -> Result<Self> {
         use crate::TaggerInput as I;
-        let flat = |t: &Tensor| {
-            t.to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f32>())
-                .context("engine input")
-        };
         let (features, mask, dims) = match input {
             I::Pfn(x) | I::Efn(x) => (flat(&x.features)?, flat(&x.mask)?, x.features.dims()),
             I::Mlp(x) => (flat(&x.features)?, Vec::new(), x.features.dims()),
@@ -141,12 +143,6 @@ impl FixedPointInput {
             .context("engine input")?;
         let rows = Tensor::cat(&parts, 2).context("engine input")?;
         let (jets, nodes, width) = rows.dims3().context("engine input")?;
-        let flat = |t: &Tensor| {
-            t.to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f32>())
-                .context("engine input")
-        };
         Ok(Self {
             features: flat(&rows)?,
             mask: flat(mask)?,
