@@ -3,6 +3,9 @@
 use crate::dense::{product_bits, Dense};
 use crate::fixed::{Cast, FixedType};
 
+/// The widest output of a row [`IntDense::run_rows`] sums in 32-bit lanes on the stack.
+const NARROW_ROW: usize = 64;
+
 /// A dense layer in raw integers.
 #[derive(Debug, Clone)]
 pub(crate) struct IntDense {
@@ -63,6 +66,10 @@ impl IntDense {
     /// (`[rows, outputs]`), the casts applied once over all rows (a pair stage's layers
     /// run on every pair of nodes).
     pub(crate) fn run_rows(&self, x: &[i64], y: &mut [i64]) {
+        if let Some(weight) = self.narrow.as_ref().filter(|_| self.outputs <= NARROW_ROW) {
+            self.run_rows_narrow(weight, x, y);
+            return;
+        }
         for (row, out) in x
             .chunks_exact(self.inputs)
             .zip(y.chunks_exact_mut(self.outputs))
@@ -74,6 +81,31 @@ impl IntDense {
                         *acc += w * xk;
                     }
                 }
+            }
+        }
+        self.cast(y);
+    }
+
+    /// [`IntDense::run_rows`] with 16-bit weights and inputs summed in 32-bit lanes (a
+    /// row's sums on the stack).
+    fn run_rows_narrow(&self, weight: &[i16], x: &[i64], y: &mut [i64]) {
+        let mut sums = [0i32; NARROW_ROW];
+        let sums = &mut sums[..self.outputs];
+        for (row, out) in x
+            .chunks_exact(self.inputs)
+            .zip(y.chunks_exact_mut(self.outputs))
+        {
+            sums.fill(0);
+            for (&xk, column) in row.iter().zip(weight.chunks_exact(self.outputs)) {
+                if xk != 0 {
+                    let xk = xk as i32;
+                    for (acc, &w) in sums.iter_mut().zip(column) {
+                        *acc += i32::from(w) * xk;
+                    }
+                }
+            }
+            for ((o, &sum), &b) in out.iter_mut().zip(&*sums).zip(&self.bias) {
+                *o = i64::from(sum) + b;
             }
         }
         self.cast(y);
