@@ -139,8 +139,8 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
 }
 
 /// L-GATr-slim's precisions at `bits`: weights `ap_fixed<N,2>`, biases `ap_fixed<N,3>`,
-/// every stream, norm, gate and head output `ap_fixed<N,4>` (the residual stream is
-/// signed), table outputs `ap_fixed<N,3>`, probabilities `ap_ufixed<N,1>` and the sum of
+/// every stream, norm, gate and head output `ap_fixed<N,min(4,N-2)>` (the residual stream
+/// is signed), table outputs `ap_fixed<N,3>`, probabilities `ap_ufixed<N,1>` and the sum of
 /// numerators `ap_ufixed<min(N+2,16),6>`; the inputs and the tables' input (their address width)
 /// keep the config's types, the logits `ap_fixed<16,6>`.
 fn slim_quant_at(
@@ -167,11 +167,14 @@ fn slim_quant_at(
             },
         );
     }
+    // At 4 bits an `ap_fixed<4,4>` stream (steps of 1) left the tagger constant (AUC
+    // 0.5): two integer bits there.
+    let stream = (bits as i32 - 2).min(4);
     Ok(QuantConfig {
         input: base.input,
         weight: fixed(bits, 2, true)?,
         bias: fixed(bits, 3, true)?,
-        result: fixed(bits, 4, true)?,
+        result: fixed(bits, stream, true)?,
         accum: None,
         pool: None,
         table_input: base.table_input,
