@@ -140,14 +140,18 @@ fn quant_at(base: &QuantConfig, bits: u32) -> Result<QuantConfig, Box<dyn std::e
 
 /// L-GATr-slim's precisions at `bits`: weights `ap_fixed<N,2>`, biases `ap_fixed<N,3>`,
 /// every stream, norm, gate and head output `ap_fixed<N,min(4,N-2)>` (the residual stream
-/// is signed), table outputs `ap_fixed<N,3>`, probabilities `ap_ufixed<N,1>` and the sum of
-/// numerators `ap_ufixed<min(N+2,16),6>`; the inputs and the tables' input (their address width)
-/// keep the config's types, the logits `ap_fixed<16,6>`.
+/// is signed); the lookup tables return `ap_fixed<T,3>`, the probabilities are
+/// `ap_ufixed<T,1>` and the sum of numerators `ap_ufixed<min(T+2,16),6>` with
+/// `T = max(N, 8)`, as hls4ml gives its tables their own precision (`table_t`,
+/// `exp_table_t`, `inv_table_t`): with 4-bit tables (steps of 1/2) every reciprocal of a
+/// sum above 4 rounds to zero and the tagger stayed constant. The inputs and the tables'
+/// input (their address width) keep the config's types; the logits `ap_fixed<16,6>`.
 fn slim_quant_at(
     base: &QuantConfig,
     bits: u32,
     blocks: usize,
 ) -> Result<QuantConfig, Box<dyn std::error::Error>> {
+    let table_bits = bits.max(8);
     let mut layers = std::collections::BTreeMap::new();
     layers.insert(
         "linear_out".to_owned(),
@@ -160,15 +164,14 @@ fn slim_quant_at(
         layers.insert(
             format!("blocks.{i}.attention.softmax"),
             LayerOverride {
-                result: Some(fixed(bits, 1, false)?),
+                result: Some(fixed(table_bits, 1, false)?),
                 // The reciprocal's table reads it: at most 16 bits.
-                accum: Some(fixed((bits + 2).min(16), 6, false)?),
+                accum: Some(fixed((table_bits + 2).min(16), 6, false)?),
                 ..LayerOverride::default()
             },
         );
     }
-    // At 4 bits an `ap_fixed<4,4>` stream (steps of 1) left the tagger constant (AUC
-    // 0.5): two integer bits there.
+    // At 4 bits an `ap_fixed<4,4>` stream (steps of 1) is too coarse: two integer bits.
     let stream = (bits as i32 - 2).min(4);
     Ok(QuantConfig {
         input: base.input,
@@ -178,7 +181,7 @@ fn slim_quant_at(
         accum: None,
         pool: None,
         table_input: base.table_input,
-        table: Some(fixed(bits, 3, true)?),
+        table: Some(fixed(table_bits, 3, true)?),
         layers,
     })
 }
