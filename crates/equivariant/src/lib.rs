@@ -69,6 +69,7 @@ mod placement;
 mod quantized;
 mod registry;
 pub mod slim_layers;
+mod slim_ops;
 mod slim_quantized;
 pub mod tokens;
 mod transformer;

@@ -7,34 +7,20 @@
 //! only through Minkowski inner products (the gates, the attention logits) and the joint
 //! norm, so every layer is Lorentz equivariant.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::masked_attention;
 use crate::linear::Linear;
 use crate::mode::{dropout, Mode};
-use crate::slim_quantized::{
-    quantized_attention, quantized_gates, quantized_norm, AttentionQuant, GateQuant, NormQuant,
+use crate::slim_ops::{
+    metric_column, minkowski_channels, quantized_attention, quantized_gates, quantized_norm,
+    AttentionQuant, GateQuant, NormQuant,
 };
 use noether_quant::{fake_quantize, FixedType};
 
 type CResult<T> = candle_core::Result<T>;
-
-/// The metric diag(1, -1, -1, -1) as a `[4, 1]` column (it multiplies the component axis
-/// of `[..., 4, channels]` vectors).
-fn metric_column(dtype: DType, device: &Device) -> CResult<Tensor> {
-    Tensor::new(&[1f64, -1.0, -1.0, -1.0], device)?
-        .to_dtype(dtype)?
-        .reshape((4, 1))
-}
-
-/// Minkowski products `<a_c, b_c>` per channel: `[..., 4, C] x [..., 4, C] -> [..., 1, C]`.
-pub(crate) fn minkowski_channels(a: &Tensor, b: &Tensor) -> CResult<Tensor> {
-    (a * b)?
-        .broadcast_mul(&metric_column(a.dtype(), a.device())?)?
-        .sum_keepdim(D::Minus2)
-}
 
 /// `x [..., in] -> [..., out]` through a 2-d matrix product (candle's batched broadcast
 /// is slower for tall inputs).
@@ -649,6 +635,7 @@ impl SlimBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
     #[test]
