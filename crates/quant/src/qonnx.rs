@@ -95,7 +95,7 @@ pub fn qonnx_model(
                 graph.model
             )));
         }
-        inexact = crate::qonnx_slim::inexact(stage, graph.input, nodes);
+        inexact = crate::qonnx_slim::inexact(stage, graph.input, nodes)?;
         inputs.extend(crate::qonnx_slim::inputs(stage, nodes));
         crate::qonnx_slim::slim_stage(&mut b, stage, graph.input, nodes)?
     } else if let Some(stage) = &graph.pairs {

@@ -10,7 +10,6 @@
 //! `Gather` on tables, rank-6 `Transpose` or `MatMul` between activations: the export is
 //! for QONNX executors and FINN-style flows, not hls4ml's (README, "Trigger taggers").
 
-use crate::dense::{product_bits, sum_bits};
 use crate::error::{QuantError, Result};
 use crate::fixed::FixedType;
 use crate::onnx::{AttributeProto, ValueInfoProto};
@@ -34,59 +33,27 @@ pub(crate) fn inputs(stage: &SlimStage, tokens: usize) -> Vec<ValueInfoProto> {
     ]
 }
 
-/// The stage's sums that may need more than float32's 24 bits, by stage, with the bits.
-pub(crate) fn inexact(stage: &SlimStage, input: FixedType, tokens: usize) -> Vec<(String, u32)> {
-    let mut out = Vec::new();
-    let linear = |l: &SlimLinearLayer, input: FixedType, out: &mut Vec<(String, u32)>| {
-        for d in [&l.vectors, &l.scalars].into_iter().flatten() {
-            out.push((d.name.clone(), sum_bits(d, input)));
-        }
-    };
-    let norm = |n: &SlimNormLayer, input: FixedType, out: &mut Vec<(String, u32)>| {
-        let (v, s) = n.channels;
-        let gain = if n.gains.is_some() { n.gain.width() } else { 0 };
-        out.push((n.name.clone(), product_bits(4 * v + s, input, input)));
-        out.push((
-            n.name.clone(),
-            input.width() + n.table.output.width() + gain,
-        ));
-    };
-    linear(&stage.linear_in, input, &mut out);
-    let mut stream = stage.linear_in.result().unwrap_or(input);
-    for block in &stage.blocks {
-        norm(&block.norm1, stream, &mut out);
-        let a = &block.attention;
-        linear(&a.linear_in, block.norm1.result, &mut out);
-        norm(&a.norm, a.linear_in.result().unwrap_or(stream), &mut out);
-        let n = a.norm.result;
-        let (hv, hs) = a.head_channels;
-        out.push((a.name.clone(), product_bits(4 * hv + hs, n, n)));
-        out.push((
-            a.name.clone(),
-            a.exp.output.width() + a.recip.output.width(),
-        ));
-        out.push((a.name.clone(), product_bits(tokens, a.probabilities, n)));
-        linear(&a.linear_out, a.heads_result, &mut out);
-        norm(&block.norm2, block.residual, &mut out);
-        let mut ty = block.norm2.result;
-        for glu in &block.glus {
-            linear(&glu.linear, ty, &mut out);
-            let pre = glu.linear.result().unwrap_or(ty);
-            out.push((glu.name.clone(), product_bits(4, pre, pre)));
-            out.push((glu.name.clone(), pre.width() + glu.gate_v.output.width()));
-            ty = glu.result;
-        }
-        linear(&block.last, ty, &mut out);
-        stream = block.residual;
-    }
+/// The stage's sums that may need more than float32's 24 bits, by stage, with the most
+/// bits each needs (the widths its validation checks, for `tokens` tokens).
+///
+/// # Errors
+/// As [`SlimStage::validate`].
+pub(crate) fn inexact(
+    stage: &SlimStage,
+    input: FixedType,
+    tokens: usize,
+) -> Result<Vec<(String, u32)>> {
     let mut worst: Vec<(String, u32)> = Vec::new();
-    for (name, bits) in out.into_iter().filter(|(_, b)| *b > FLOAT32_BITS) {
+    for (name, bits) in stage.sum_widths(input, tokens)? {
+        if bits <= FLOAT32_BITS {
+            continue;
+        }
         match worst.iter_mut().find(|(n, _)| *n == name) {
             Some(w) => w.1 = w.1.max(bits),
             None => worst.push((name, bits)),
         }
     }
-    worst
+    Ok(worst)
 }
 
 /// Builds the stage; returns the class token's scalars `[batch, S]`.

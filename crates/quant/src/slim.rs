@@ -26,7 +26,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dense::{check_dense, check_values, layer_error, sum_bits, Dense, EXACT_BITS};
+use crate::dense::{
+    check_dense, check_values, layer_error, product_bits, sum_bits, Dense, EXACT_BITS,
+};
 use crate::error::Result;
 use crate::fixed::FixedType;
 use crate::table::Table;
@@ -34,19 +36,40 @@ use crate::table::Table;
 /// The most tokens (class token and spurions included) a jet may hold in a token graph.
 pub const MAX_TOKENS: usize = 256;
 
-/// The bits a sum of `terms` products of values of `a` and `b` spans.
-fn product_sum_bits(terms: usize, a: FixedType, b: FixedType) -> u32 {
-    crate::dense::product_bits(terms, a, b)
+/// The widths of a stage's exact sums as its checks walk it, for jets of `tokens` tokens:
+/// each is checked against [`EXACT_BITS`] and listed with its stage (QONNX export names
+/// those wider than float32 holds).
+pub(crate) struct Widths {
+    tokens: usize,
+    /// `(stage, bits)` in walking order.
+    pub(crate) listed: Vec<(String, u32)>,
 }
 
-fn check_bits(stage: &str, what: &str, bits: u32) -> Result<()> {
-    if bits > EXACT_BITS {
-        return Err(layer_error(
-            stage,
-            format!("{what} spans {bits} bits, more than the {EXACT_BITS} an exact sum may take"),
-        ));
+impl Widths {
+    fn new(tokens: usize) -> Self {
+        Self {
+            tokens,
+            listed: Vec::new(),
+        }
     }
-    Ok(())
+
+    /// The growth in bits of a sum over up to `tokens` terms.
+    fn token_growth(&self) -> u32 {
+        self.tokens.next_power_of_two().trailing_zeros()
+    }
+
+    fn add(&mut self, stage: &str, what: &str, bits: u32) -> Result<()> {
+        if bits > EXACT_BITS {
+            return Err(layer_error(
+                stage,
+                format!(
+                    "{what} spans {bits} bits, more than the {EXACT_BITS} an exact sum may take"
+                ),
+            ));
+        }
+        self.listed.push((stage.to_owned(), bits));
+        Ok(())
+    }
 }
 
 /// A `SlimLinear`: vectors `[4, in_v] -> [4, out_v]` through `vectors` (bias-free, the
@@ -91,11 +114,16 @@ impl SlimLinearLayer {
     }
 
     /// Checks both maps against channels `(v, s)` of type `input`; returns the outputs.
-    fn check(&self, (v, s): (usize, usize), input: FixedType) -> Result<(usize, usize)> {
+    fn check(
+        &self,
+        (v, s): (usize, usize),
+        input: FixedType,
+        widths: &mut Widths,
+    ) -> Result<(usize, usize)> {
         for (dense, width) in [(&self.vectors, v), (&self.scalars, s)] {
             if let Some(d) = dense {
                 check_dense(d, width)?;
-                check_bits(&d.name, "a sum", sum_bits(d, input))?;
+                widths.add(&d.name, "a sum", sum_bits(d, input))?;
             }
         }
         if let (Some(a), Some(b)) = (&self.vectors, &self.scalars) {
@@ -128,7 +156,7 @@ pub struct SlimNormLayer {
 }
 
 impl SlimNormLayer {
-    fn check(&self, input: FixedType) -> Result<()> {
+    fn check(&self, input: FixedType, widths: &mut Widths) -> Result<()> {
         self.table.check(&self.name, "table_input")?;
         let (v, s) = self.channels;
         if let Some((gv, gs)) = &self.gains {
@@ -143,17 +171,17 @@ impl SlimNormLayer {
                 &[("weight_v", gv, self.gain), ("weight_s", gs, self.gain)],
             )?;
         }
-        check_bits(
+        widths.add(
             &self.name,
             "the sum of squares",
-            product_sum_bits(4 * v + s, input, input),
+            product_bits(4 * v + s, input, input),
         )?;
         let gain = if self.gains.is_some() {
             self.gain.width()
         } else {
             0
         };
-        check_bits(
+        widths.add(
             &self.name,
             "a normalised value",
             input.width() + self.table.output.width() + gain,
@@ -177,8 +205,13 @@ pub struct SlimGluLayer {
 }
 
 impl SlimGluLayer {
-    fn check(&self, channels: (usize, usize), input: FixedType) -> Result<(usize, usize)> {
-        let (v3, s2) = self.linear.check(channels, input)?;
+    fn check(
+        &self,
+        channels: (usize, usize),
+        input: FixedType,
+        widths: &mut Widths,
+    ) -> Result<(usize, usize)> {
+        let (v3, s2) = self.linear.check(channels, input, widths)?;
         if v3 % 3 != 0 || s2 % 2 != 0 {
             return Err(layer_error(
                 &self.name,
@@ -188,9 +221,9 @@ impl SlimGluLayer {
         self.gate_v.check(&self.name, "table_input")?;
         self.gate_s.check(&self.name, "table_input")?;
         let pre = self.linear.result().unwrap_or(input);
-        check_bits(&self.name, "a vector gate", product_sum_bits(4, pre, pre))?;
+        widths.add(&self.name, "a vector gate", product_bits(4, pre, pre))?;
         for table in [self.gate_v, self.gate_s] {
-            check_bits(
+            widths.add(
                 &self.name,
                 "a gated value",
                 pre.width() + table.output.width(),
@@ -227,9 +260,9 @@ pub struct SlimAttentionLayer {
 }
 
 impl SlimAttentionLayer {
-    fn check(&self, channels: (usize, usize), input: FixedType) -> Result<()> {
+    fn check(&self, channels: (usize, usize), input: FixedType, widths: &mut Widths) -> Result<()> {
         let (h, (hv, hs)) = (self.heads, self.head_channels);
-        let qkv = self.linear_in.check(channels, input)?;
+        let qkv = self.linear_in.check(channels, input, widths)?;
         if qkv != (3 * hv * h, 3 * hs * h) || self.norm.channels != (hv, hs) {
             return Err(layer_error(
                 &self.name,
@@ -241,7 +274,7 @@ impl SlimAttentionLayer {
             ));
         }
         let x = self.linear_in.result().unwrap_or(input);
-        self.norm.check(x)?;
+        self.norm.check(x, widths)?;
         let n = self.norm.result;
         let softmax = format!("{}.softmax", self.name);
         self.exp.check(&softmax, "table_input")?;
@@ -249,28 +282,28 @@ impl SlimAttentionLayer {
             &softmax,
             "accum (the sum of numerators, the reciprocal table's input)",
         )?;
-        check_bits(
-            &self.name,
-            "a logit",
-            product_sum_bits(4 * hv + hs, n, n) + 1,
-        )?;
-        let growth = MAX_TOKENS.next_power_of_two().trailing_zeros();
-        check_bits(
+        // A logit minus the maximum takes one bit more than the logit.
+        widths.add(&self.name, "a logit", product_bits(4 * hv + hs, n, n) + 1)?;
+        let growth = widths.token_growth();
+        widths.add(
             &self.name,
             "the sum of numerators",
             self.exp.output.width() + growth,
         )?;
-        check_bits(
+        widths.add(
             &self.name,
             "a probability",
             self.exp.output.width() + self.recip.output.width(),
         )?;
-        check_bits(
+        let tokens = widths.tokens;
+        widths.add(
             &self.name,
             "a weighted value",
-            product_sum_bits(MAX_TOKENS, self.probabilities, n),
+            product_bits(tokens, self.probabilities, n),
         )?;
-        let out = self.linear_out.check((hv * h, hs * h), self.heads_result)?;
+        let out = self
+            .linear_out
+            .check((hv * h, hs * h), self.heads_result, widths)?;
         if out != channels {
             return Err(layer_error(
                 &self.name,
@@ -301,35 +334,35 @@ pub struct SlimBlockLayer {
 }
 
 impl SlimBlockLayer {
-    fn check(&self, channels: (usize, usize), input: FixedType) -> Result<()> {
+    fn check(&self, channels: (usize, usize), input: FixedType, widths: &mut Widths) -> Result<()> {
         if self.norm1.channels != channels || self.norm2.channels != channels {
             return Err(layer_error(
                 &self.name,
                 format!("norms over {channels:?} channels expected"),
             ));
         }
-        self.norm1.check(input)?;
-        self.attention.check(channels, self.norm1.result)?;
-        check_bits(
+        self.norm1.check(input, widths)?;
+        self.attention.check(channels, self.norm1.result, widths)?;
+        widths.add(
             &self.name,
             "a residual sum",
             residual_bits(input, self.attention.linear_out.result().unwrap_or(input)),
         )?;
-        self.norm2.check(self.residual)?;
+        self.norm2.check(self.residual, widths)?;
         let mut width = channels;
         let mut ty = self.norm2.result;
         for glu in &self.glus {
-            width = glu.check(width, ty)?;
+            width = glu.check(width, ty, widths)?;
             ty = glu.result;
         }
-        let out = self.last.check(width, ty)?;
+        let out = self.last.check(width, ty, widths)?;
         if out != channels {
             return Err(layer_error(
                 &self.last.name,
                 format!("gives {out:?} channels, the stream has {channels:?}"),
             ));
         }
-        check_bits(
+        widths.add(
             &self.name,
             "a residual sum",
             residual_bits(self.residual, self.last.result().unwrap_or(ty)),
@@ -403,10 +436,25 @@ impl SlimStage {
     /// # Errors
     /// [`crate::QuantError::Layer`] naming the layer and what does not fit.
     pub fn validate(&self, input: FixedType) -> Result<()> {
-        let channels = self.linear_in.check((1, self.scalars), input)?;
+        self.check(input, &mut Widths::new(MAX_TOKENS))
+    }
+
+    /// Every exact sum's stage and width for jets of `tokens` tokens (the stage
+    /// validated on the way).
+    ///
+    /// # Errors
+    /// As [`SlimStage::validate`].
+    pub(crate) fn sum_widths(&self, input: FixedType, tokens: usize) -> Result<Vec<(String, u32)>> {
+        let mut widths = Widths::new(tokens);
+        self.check(input, &mut widths)?;
+        Ok(widths.listed)
+    }
+
+    fn check(&self, input: FixedType, widths: &mut Widths) -> Result<()> {
+        let channels = self.linear_in.check((1, self.scalars), input, widths)?;
         let mut ty = self.linear_in.result().unwrap_or(input);
         for block in &self.blocks {
-            block.check(channels, ty)?;
+            block.check(channels, ty, widths)?;
             ty = block.residual;
         }
         Ok(())
