@@ -247,12 +247,12 @@ impl IntAttention {
         &self,
         tokens: usize,
         input: (&[i64], &[i64]),
-        buffers: &mut Buffers,
+        scratch: &mut Scratch,
         out: (&mut [i64], &mut [i64]),
     ) {
         let (h, hv, hs) = (self.heads, self.hv, self.hs);
         let d = 4 * hv + hs;
-        let Buffers {
+        let Scratch {
             wide_v: qv,
             wide_s: qs,
             heads,
@@ -263,7 +263,7 @@ impl IntAttention {
             head_row: lowered,
             acc,
             ..
-        } = buffers;
+        } = scratch;
         self.linear_in
             .run(tokens, input, (&mut qv[..], &mut qs[..]));
         // Every head's q, k and v rows `[part][head][token][4 hv + hs]`, normalised: the
@@ -421,16 +421,14 @@ impl IntBlock {
         b.normed_v[..nv].copy_from_slice(&b.stream_v[..nv]);
         b.normed_s[..ns].copy_from_slice(&b.stream_s[..ns]);
         self.norm1.run(tokens, &mut b.normed_v, &mut b.normed_s);
-        let (normed_v, normed_s) = (
-            std::mem::take(&mut b.normed_v),
-            std::mem::take(&mut b.normed_s),
+        self.attention.run(
+            tokens,
+            (&b.normed_v, &b.normed_s),
+            &mut b.scratch,
+            (&mut b.out_v, &mut b.out_s),
         );
-        let (mut out_v, mut out_s) = (std::mem::take(&mut b.out_v), std::mem::take(&mut b.out_s));
-        self.attention
-            .run(tokens, (&normed_v, &normed_s), b, (&mut out_v, &mut out_s));
-        (b.normed_v, b.normed_s) = (normed_v, normed_s);
-        self.residual1.run(&mut b.stream_v[..nv], &out_v[..nv]);
-        self.residual1.run(&mut b.stream_s[..ns], &out_s[..ns]);
+        self.residual1.run(&mut b.stream_v[..nv], &b.out_v[..nv]);
+        self.residual1.run(&mut b.stream_s[..ns], &b.out_s[..ns]);
         b.normed_v[..nv].copy_from_slice(&b.stream_v[..nv]);
         b.normed_s[..ns].copy_from_slice(&b.stream_s[..ns]);
         self.norm2.run(tokens, &mut b.normed_v, &mut b.normed_s);
@@ -438,17 +436,19 @@ impl IntBlock {
             glu.run(
                 tokens,
                 (&b.normed_v, &b.normed_s),
-                (&mut b.wide_v, &mut b.wide_s),
-                (&mut out_v, &mut out_s),
+                (&mut b.scratch.wide_v, &mut b.scratch.wide_s),
+                (&mut b.out_v, &mut b.out_s),
             );
-            std::mem::swap(&mut b.normed_v, &mut out_v);
-            std::mem::swap(&mut b.normed_s, &mut out_s);
+            std::mem::swap(&mut b.normed_v, &mut b.out_v);
+            std::mem::swap(&mut b.normed_s, &mut b.out_s);
         }
-        self.last
-            .run(tokens, (&b.normed_v, &b.normed_s), (&mut out_v, &mut out_s));
-        self.residual2.run(&mut b.stream_v[..nv], &out_v[..nv]);
-        self.residual2.run(&mut b.stream_s[..ns], &out_s[..ns]);
-        (b.out_v, b.out_s) = (out_v, out_s);
+        self.last.run(
+            tokens,
+            (&b.normed_v, &b.normed_s),
+            (&mut b.out_v, &mut b.out_s),
+        );
+        self.residual2.run(&mut b.stream_v[..nv], &b.out_v[..nv]);
+        self.residual2.run(&mut b.stream_s[..ns], &b.out_s[..ns]);
     }
 }
 
@@ -461,6 +461,14 @@ struct Buffers {
     normed_s: Vec<i64>,
     out_v: Vec<i64>,
     out_s: Vec<i64>,
+    /// What the attention and the gated units work in.
+    scratch: Scratch,
+}
+
+/// The sub-layers' working buffers.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// A linear map's outputs before its gates or heads split them.
     wide_v: Vec<i64>,
     wide_s: Vec<i64>,
     merged_v: Vec<i64>,
@@ -524,15 +532,17 @@ impl IntSlimStage {
                 normed_s: buffer(ws),
                 out_v: buffer(4 * wv),
                 out_s: buffer(ws),
-                wide_v: buffer(4 * wv),
-                wide_s: buffer(ws),
-                merged_v: buffer(4 * wv),
-                merged_s: buffer(ws),
-                heads: buffer(4 * wv + ws),
-                row: vec![0; MAX_TOKENS],
-                numerators: vec![0; MAX_TOKENS * MAX_TOKENS],
-                head_row: vec![0; 4 * wv + ws],
-                acc: vec![0; 4 * wv + ws],
+                scratch: Scratch {
+                    wide_v: buffer(4 * wv),
+                    wide_s: buffer(ws),
+                    merged_v: buffer(4 * wv),
+                    merged_s: buffer(ws),
+                    heads: buffer(4 * wv + ws),
+                    row: vec![0; MAX_TOKENS],
+                    numerators: vec![0; MAX_TOKENS * MAX_TOKENS],
+                    head_row: vec![0; 4 * wv + ws],
+                    acc: vec![0; 4 * wv + ws],
+                },
             },
         }
     }

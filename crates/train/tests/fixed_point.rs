@@ -48,6 +48,16 @@ bootstrap = 0
     ))
 }
 
+/// The best checkpoint of a run of `config` (in a directory removed afterwards), loaded
+/// for inference, with its variables.
+fn trained(config: &TrainConfig) -> (noether_train::Tagger, candle_nn::VarMap) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = RunData::load(config).unwrap();
+    train(config, &data, &options(dir.path())).unwrap().unwrap();
+    let (model, varmap, _) = load_inference_model(&dir.path().join("best.safetensors")).unwrap();
+    (model, varmap)
+}
+
 fn test_jets() -> noether_data::JetSet {
     JetFile::open(root().join("data/test.h5"))
         .unwrap()
@@ -102,14 +112,8 @@ fn quantised_deep_sets_pelican_and_mlp_match_the_integer_engine_bit_for_bit() {
              dropout = 0.0\nn_avg = 32.0",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
         let config = config(model, section, 2);
-        let data = RunData::load(&config).unwrap();
-        train(&config, &data, &options(dir.path()))
-            .unwrap()
-            .unwrap();
-        let (quantised, varmap, _) =
-            load_inference_model(&dir.path().join("best.safetensors")).unwrap();
+        let (quantised, varmap) = trained(&config);
         assert_engine_exact(&quantised, &config);
         // The same weights in floating point give other logits.
         let float_config = TrainConfig {
@@ -133,8 +137,8 @@ fn quantised_deep_sets_pelican_and_mlp_match_the_integer_engine_bit_for_bit() {
 /// L-GATr-slim's token stage: norms, gates and softmax through lookup tables.
 #[test]
 fn a_quantised_lgatr_slim_matches_the_integer_engine_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    // The head is `linear_out`; the softmax's sum of numerators needs room for 34 tokens.
+    // The head is `linear_out`; block 0's softmax sum gets room for 34 tokens (block 1's
+    // keeps the default table input and saturates at 16).
     let quant = QUANT.replace("\"head\"", "\"linear_out\"")
         + "[quant.layers.\"blocks.0.attention.softmax\"]\naccum = \"ap_ufixed<10,6,AP_RND_CONV,AP_SAT>\"\n";
     let config = config_quant(
@@ -144,12 +148,7 @@ fn a_quantised_lgatr_slim_matches_the_integer_engine_bit_for_bit() {
         2,
         &quant,
     );
-    let data = RunData::load(&config).unwrap();
-    train(&config, &data, &options(dir.path()))
-        .unwrap()
-        .unwrap();
-    let (quantised, varmap, _) =
-        load_inference_model(&dir.path().join("best.safetensors")).unwrap();
+    let (quantised, varmap) = trained(&config);
     assert_engine_exact(&quantised, &config);
     // The fixed-point form holds every parameter of the float model (gains included),
     // and no bias the float model does not have.
