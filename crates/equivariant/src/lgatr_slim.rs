@@ -31,6 +31,7 @@ use crate::model::{
 };
 use crate::placement::Placement;
 use crate::quantized::{dense, quantized_input};
+use crate::slim_eval::{self, SlimLayers};
 use crate::slim_layers::{Nonlinearity, SlimBlock, SlimBlockShape, SlimLinear, SlimSelfAttention};
 use crate::tokens::{Canonicalize, TokenInput, TokenRecipe};
 
@@ -181,6 +182,15 @@ impl LGatrSlimNet {
         self.linear_out.forward(&v, &s)
     }
 
+    /// The layers, for the evaluation kernel.
+    pub(crate) fn layers(&self) -> SlimLayers<'_> {
+        SlimLayers {
+            linear_in: &self.linear_in,
+            blocks: &self.blocks,
+            linear_out: &self.linear_out,
+        }
+    }
+
     /// Every quantisable stage by path (`linear_in`, `blocks.0`, ...).
     fn stages_mut(&mut self) -> crate::slim_quantized::Stages<'_> {
         crate::slim_quantized::Stages {
@@ -245,6 +255,12 @@ impl LGatrSlim {
                 .narrow(1, 0, 1)?
                 .squeeze(1)?
                 .to_dtype(input.scalars.dtype());
+        }
+        if !mode.is_train() {
+            let layers = self.net.layers();
+            if let Some(logits) = slim_eval::logits(layers, input, self.config.mean_aggregation)? {
+                return Ok(logits);
+            }
         }
         let vectors = input.vectors.unsqueeze(D::Minus1)?;
         let (_, out) = self
@@ -445,4 +461,169 @@ fn slim_macs(c: &LGatrSlimConfig, in_s: usize, n: usize) -> u128 {
         + linear((v, 0), (s, c.n_class));
     let logits = 2 * c.num_blocks as u128 * m(heads, n * n) * (4 * hv + hs) as u128;
     n as u128 * per_token + logits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{inference_varbuilder, seeded_varbuilder};
+    use crate::linear::LowRank;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Random tokens of `jets` jets of `tokens` tokens each, jet j with its last
+    /// `2 j` tokens padded (the class token and spurions always real).
+    fn tokens(config: &LGatrSlimConfig, jets: usize, tokens: usize, dtype: DType) -> TokenInput {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let s = config.recipe().scalar_channels();
+        let mut draw =
+            |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.5..1.5)).collect() };
+        let vectors = draw(jets * tokens * 4);
+        let scalars = draw(jets * tokens * s);
+        let mask: Vec<f64> = (0..jets * tokens)
+            .map(|k| f64::from(u8::from(k % tokens < tokens - 2 * (k / tokens))))
+            .collect();
+        let dev = Device::Cpu;
+        let t = |x: Vec<f64>, shape: &[usize]| {
+            Tensor::from_vec(x, shape, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        TokenInput {
+            vectors: t(vectors, &[jets, tokens, 4]),
+            scalars: t(scalars, &[jets, tokens, s]),
+            mask: t(mask, &[jets, tokens]),
+        }
+    }
+
+    /// The evaluation kernel's logits (asserting that it ran) and the composed forward's
+    /// (the training model's tracked variables), and the largest logit.
+    fn both(config: &LGatrSlimConfig, dtype: DType) -> (Vec<f64>, Vec<f64>, f64) {
+        let varmap = VarMap::new();
+        let dev = Device::Cpu;
+        let tracked = LGatrSlim::new(config, &seeded_varbuilder(&varmap, 4, dtype, &dev)).unwrap();
+        let plain = LGatrSlim::new(config, &inference_varbuilder(&varmap, dtype, &dev)).unwrap();
+        let input = tokens(config, 3, 9, dtype);
+        let host = |t: &Tensor| -> Vec<f64> {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let mean = config.mean_aggregation;
+        let fused = slim_eval::logits(plain.net.layers(), &input, mean).unwrap();
+        let fused = host(&fused.expect("the evaluation kernel applies"));
+        assert!(
+            slim_eval::logits(tracked.net.layers(), &input, mean)
+                .unwrap()
+                .is_none(),
+            "tracked weights take the composed forward"
+        );
+        assert_eq!(
+            fused,
+            host(&plain.forward_t(&input, &mut Mode::Eval).unwrap())
+        );
+        let composed = host(&tracked.forward_t(&input, &mut Mode::Eval).unwrap());
+        let scale = composed.iter().fold(0f64, |m, x| m.max(x.abs()));
+        (fused, composed, scale)
+    }
+
+    fn worst(a: &[f64], b: &[f64], scale: f64) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / scale)
+            .fold(0.0, f64::max)
+    }
+
+    fn small() -> LGatrSlimConfig {
+        LGatrSlimConfig {
+            hidden_v_channels: 4,
+            hidden_s_channels: 12,
+            num_blocks: 2,
+            num_heads: 2,
+            ..LGatrSlimConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_evaluation_kernel_equals_the_composed_forward_in_f64() {
+        let (fused, composed, scale) = both(&small(), DType::F64);
+        let err = worst(&fused, &composed, scale);
+        assert!(err < 1e-12, "class token: {err:.1e} of {scale:.3}");
+        // Every other option: mean readout, tanh / silu gates, three MLP layers, wider
+        // attention, no gains, a head count that divides no channel count.
+        let config = LGatrSlimConfig {
+            num_heads: 3,
+            nonlinearity: Nonlinearity::Silu,
+            nonlinearity_v: Nonlinearity::Tanh,
+            num_layers_mlp: 3,
+            attn_ratio: 2,
+            norm_elementwise_affine: false,
+            mean_aggregation: true,
+            dropout_prob: Some(0.1),
+            ..small()
+        };
+        let (fused, composed, scale) = both(&config, DType::F64);
+        let err = worst(&fused, &composed, scale);
+        assert!(err < 1e-12, "mean readout: {err:.1e} of {scale:.3}");
+        let relu = LGatrSlimConfig {
+            nonlinearity: Nonlinearity::Relu,
+            nonlinearity_v: Nonlinearity::Gelu,
+            ..small()
+        };
+        let (fused, composed, scale) = both(&relu, DType::F64);
+        assert!(worst(&fused, &composed, scale) < 1e-12);
+    }
+
+    #[test]
+    fn the_evaluation_kernel_equals_the_composed_forward_in_f32() {
+        let (fused, composed, scale) = both(&small(), DType::F32);
+        let err = worst(&fused, &composed, scale);
+        assert!(err < 1e-5, "{err:.1e} of {scale:.3}");
+    }
+
+    #[test]
+    fn fixed_point_adapters_and_a_masked_class_token_take_the_composed_forward() {
+        let config = small();
+        let varmap = VarMap::new();
+        let dev = Device::Cpu;
+        let vb = inference_varbuilder(&varmap, DType::F64, &dev);
+        let mut model = LGatrSlim::new(&config, &vb).unwrap();
+        let input = tokens(&config, 2, 6, DType::F64);
+        let kernel = |m: &LGatrSlim, input: &TokenInput| {
+            slim_eval::logits(m.net.layers(), input, false)
+                .unwrap()
+                .is_some()
+        };
+        assert!(kernel(&model, &input));
+        let mut masked = input.clone();
+        masked.mask = masked
+            .mask
+            .slice_assign(
+                &[0..1, 0..1],
+                &Tensor::zeros((1, 1), DType::F64, &dev).unwrap(),
+            )
+            .unwrap();
+        assert!(!kernel(&model, &masked), "a masked class token");
+        let (_, layer) = &mut model.net.scalar_linears_mut()[1];
+        let (input_dim, out) = layer.dims();
+        let adapter = LowRank {
+            a: Tensor::ones((1, input_dim), DType::F64, &dev).unwrap(),
+            b: Tensor::ones((out, 1), DType::F64, &dev).unwrap(),
+            scaling: 1.0,
+        };
+        layer.attach(adapter).unwrap();
+        assert!(!kernel(&model, &input), "an unmerged adapter");
+        model.net.scalar_linears_mut()[1].1.merge().unwrap();
+        assert!(kernel(&model, &input), "a merged adapter");
+        let mut quantised = LGatrSlim::new(&config, &vb).unwrap();
+        quantised.set_quant(&QuantConfig::default()).unwrap();
+        let input = tokens(&config, 2, 6, DType::F64);
+        assert!(!kernel(&quantised, &input), "fixed point");
+    }
 }

@@ -68,6 +68,7 @@ mod pelican;
 mod placement;
 mod quantized;
 mod registry;
+mod slim_eval;
 pub mod slim_layers;
 mod slim_ops;
 mod slim_quantized;

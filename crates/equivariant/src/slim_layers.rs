@@ -165,7 +165,7 @@ pub struct SlimRmsNorm {
 }
 
 /// The package's `SlimRMSNorm` epsilon.
-const NORM_EPSILON: f64 = 0.01;
+pub(crate) const NORM_EPSILON: f64 = 0.01;
 
 impl SlimRmsNorm {
     /// With gains (`weight_v` `[v]`, `weight_s` `[s]`, initialised to one) when `affine`.

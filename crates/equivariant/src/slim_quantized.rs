@@ -26,12 +26,9 @@ use noether_quant::{
 use crate::error::Result;
 use crate::quantized::dense;
 use crate::slim_layers::{
-    Nonlinearity, SlimBlock, SlimGlu, SlimLinear, SlimRmsNorm, SlimSelfAttention,
+    Nonlinearity, SlimBlock, SlimGlu, SlimLinear, SlimRmsNorm, SlimSelfAttention, NORM_EPSILON,
 };
 use crate::slim_ops::{AttentionQuant, GateQuant, NormQuant};
-
-/// The package's `SlimRMSNorm` epsilon.
-const NORM_EPSILON: f64 = 0.01;
 
 fn activation(n: Nonlinearity) -> Activation {
     match n {

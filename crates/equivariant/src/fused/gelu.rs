@@ -16,9 +16,9 @@ use super::{contiguous_values, cpu_storage};
 const KERNEL: &str = "gelu";
 
 /// sqrt(2 / pi), as candle spells it.
-const SQRT_TWO_OVER_PI: f64 = 0.797_884_560_802_865_4;
+pub(crate) const SQRT_TWO_OVER_PI: f64 = 0.797_884_560_802_865_4;
 /// The cubic coefficient of the tanh approximation.
-const CUBIC: f64 = 0.044715;
+pub(crate) const CUBIC: f64 = 0.044715;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 

@@ -45,6 +45,7 @@ mod pair_mix;
 pub use edge_conv::{EdgeConvOutput, EdgeConvStage};
 pub use edge_tile::PAIR_COLUMNS;
 pub use gelu::gelu_tanh;
+pub(crate) use gelu::{CUBIC as GELU_CUBIC, SQRT_TWO_OVER_PI};
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
 pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;
