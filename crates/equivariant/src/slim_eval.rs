@@ -21,6 +21,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 
 use crate::fused::gemm::{matmul, MatRef};
+use crate::fused::vector_math::{lane_sum, VectorMath};
 use crate::linear::Linear;
 use crate::slim_layers::{Nonlinearity, SlimBlock, SlimLinear, NORM_EPSILON};
 use crate::tokens::TokenInput;
@@ -28,9 +29,8 @@ use crate::tokens::TokenInput;
 type CResult<T> = candle_core::Result<T>;
 
 /// The float types the pass runs in.
-trait Real: WithDType + Float + Default + Send + Sync + 'static {}
-impl Real for f32 {}
-impl Real for f64 {}
+trait Real: VectorMath {}
+impl<T: VectorMath> Real for T {}
 
 fn constant<T: Real>(x: f64) -> T {
     T::from(x).expect("a finite constant")
@@ -254,11 +254,36 @@ struct Jet<'a, T> {
     in_s: usize,
 }
 
-/// The token stream: vectors `[tokens, 4, v]`, scalars `[tokens, s]`.
+/// The token stream, feature-major (so that each layer's `W x^T` reads both operands in
+/// the layouts gemm multiplies without repacking the weights): vectors `[v, tokens 4]`
+/// (column `4 token + component`), scalars `[s, tokens]`.
 struct Stream<T> {
     v: Vec<T>,
     s: Vec<T>,
     tokens: usize,
+}
+
+impl<T: Real> Stream<T> {
+    /// Keeps the first `tokens` columns.
+    fn keep(&mut self, tokens: usize) {
+        if tokens == self.tokens {
+            return;
+        }
+        let n = self.tokens;
+        self.v = self
+            .v
+            .chunks_exact(4 * n)
+            .flat_map(|row| &row[..4 * tokens])
+            .copied()
+            .collect();
+        self.s = self
+            .s
+            .chunks_exact(n)
+            .flat_map(|row| &row[..tokens])
+            .copied()
+            .collect();
+        self.tokens = tokens;
+    }
 }
 
 fn jet_logits<T: Real>(net: &NetW<&[T]>, jet: &Jet<'_, T>, mean: bool, logits: &mut [T]) {
@@ -267,12 +292,14 @@ fn jet_logits<T: Real>(net: &NetW<&[T]>, jet: &Jet<'_, T>, mean: bool, logits: &
         .collect();
     let n = real.len();
     let in_s = jet.in_s;
-    let mut v_in = Vec::with_capacity(4 * n);
-    let mut s_in = Vec::with_capacity(n * in_s);
-    for &t in &real {
-        v_in.extend_from_slice(&jet.vectors[4 * t..4 * t + 4]);
-        s_in.extend_from_slice(&jet.scalars[t * in_s..(t + 1) * in_s]);
-    }
+    let v_in: Vec<T> = real
+        .iter()
+        .flat_map(|&t| &jet.vectors[4 * t..4 * t + 4])
+        .copied()
+        .collect();
+    let s_in: Vec<T> = (0..in_s)
+        .flat_map(|c| real.iter().map(move |&t| jet.scalars[t * in_s + c]))
+        .collect();
     let mut stream = Stream {
         v: Vec::new(),
         s: Vec::new(),
@@ -280,8 +307,7 @@ fn jet_logits<T: Real>(net: &NetW<&[T]>, jet: &Jet<'_, T>, mean: bool, logits: &
     };
     linear(
         &net.linear_in,
-        &v_in,
-        &s_in,
+        (&v_in, &s_in),
         n,
         &mut stream.v,
         &mut stream.s,
@@ -293,27 +319,20 @@ fn jet_logits<T: Real>(net: &NetW<&[T]>, jet: &Jet<'_, T>, mean: bool, logits: &
         let queries = if i == last && !mean { 1 } else { n };
         block_forward(block, &mut stream, queries, &mut work);
     }
-    let rows = if mean { stream.tokens } else { 1 };
+    let tokens = if mean { stream.tokens } else { 1 };
+    stream.keep(tokens);
     let (mut out_v, mut out_s) = (Vec::new(), Vec::new());
     // The tagger's linear_out has no vector outputs; its vector product is empty.
     linear(
         &net.linear_out,
-        &stream.v,
-        &stream.s,
-        rows,
+        (&stream.v, &stream.s),
+        tokens,
         &mut out_v,
         &mut out_s,
     );
-    let classes = logits.len();
-    logits.fill(T::zero());
-    for row in out_s.chunks_exact(classes.max(1)) {
-        for (l, &x) in logits.iter_mut().zip(row) {
-            *l = *l + x;
-        }
-    }
-    let count: T = constant(rows as f64);
-    for l in logits.iter_mut() {
-        *l = *l / count;
+    let count: T = constant(tokens as f64);
+    for (l, row) in logits.iter_mut().zip(out_s.chunks_exact(tokens)) {
+        *l = lane_sum(tokens, |t| row[t]) / count;
     }
 }
 
@@ -326,10 +345,12 @@ struct Work<T> {
     wide_s: Vec<T>,
     narrow_v: Vec<T>,
     narrow_s: Vec<T>,
+    per_token: Vec<T>,
+    gates: Vec<T>,
     heads: HeadWork<T>,
 }
 
-/// One head's queries, keys, values, scores and outputs.
+/// One head's queries, keys, values, scores and outputs (token-major, `[tokens, 4 hv + hs]`).
 #[derive(Default)]
 struct HeadWork<T> {
     q: Vec<T>,
@@ -339,84 +360,87 @@ struct HeadWork<T> {
     out: Vec<T>,
 }
 
-/// `out_v [4 rows, out_v] = v W_v^T`, `out_s [rows, out_s] = s W_s^T + b`.
+/// `out_v [out_v, 4 tokens] = W_v v`, `out_s [out_s, tokens] = W_s s + b` on feature-major
+/// inputs.
 fn linear<T: Real>(
     layer: &LinearW<&[T]>,
-    v: &[T],
-    s: &[T],
-    rows: usize,
+    (v, s): (&[T], &[T]),
+    tokens: usize,
     out_v: &mut Vec<T>,
     out_s: &mut Vec<T>,
 ) {
     let (iv, ov) = layer.v_dims;
     let (is, os) = layer.s_dims;
-    out_v.resize(4 * rows * ov, T::zero());
+    out_v.resize(ov * 4 * tokens, T::zero());
     matmul(
         out_v,
-        MatRef::row_major(&v[..4 * rows * iv], 4 * rows, iv),
-        MatRef::transposed(layer.v, iv, ov),
+        MatRef::row_major(layer.v, ov, iv),
+        MatRef::row_major(&v[..iv * 4 * tokens], iv, 4 * tokens),
         false,
     );
-    out_s.resize(rows * os, T::zero());
+    out_s.resize(os * tokens, T::zero());
     matmul(
         out_s,
-        MatRef::row_major(&s[..rows * is], rows, is),
-        MatRef::transposed(layer.s, is, os),
+        MatRef::row_major(layer.s, os, is),
+        MatRef::row_major(&s[..is * tokens], is, tokens),
         false,
     );
     if let Some(bias) = layer.bias {
-        for row in out_s.chunks_exact_mut(os.max(1)) {
-            for (x, &b) in row.iter_mut().zip(bias) {
-                *x = *x + b;
-            }
+        for (row, &b) in out_s.chunks_exact_mut(tokens.max(1)).zip(bias) {
+            row.iter_mut().for_each(|x| *x = *x + b);
         }
     }
 }
 
-/// |<a, a>| for the component-major `[4, channels]` vector block `a` at channel `c`.
-fn abs_square<T: Real>(a: &[T], channels: usize, c: usize) -> T {
-    let (t, x, y, z) = (
-        a[c],
-        a[channels + c],
-        a[2 * channels + c],
-        a[3 * channels + c],
-    );
-    (t * t - x * x - y * y - z * z).abs()
-}
-
-/// 1 / sqrt(mean(|v_c^2|, s^2) + eps) of one token (`v` `[4, cv]`, `s` `[cs]`).
-fn rms_factor<T: Real>(v: &[T], cv: usize, s: &[T]) -> T {
-    let vectors = (0..cv).fold(T::zero(), |acc, c| acc + abs_square(v, cv, c));
-    let sum = s.iter().fold(vectors, |acc, &x| acc + x * x);
-    let channels: T = constant((cv + s.len()) as f64);
-    T::one() / (sum / channels + constant(NORM_EPSILON)).sqrt()
-}
-
-/// `SlimRMSNorm` of the first `rows` tokens of `stream` into `out_v`, `out_s`.
+/// `SlimRMSNorm` of the stream into `out_v`, `out_s` (`factors`: scratch per token).
 fn rms_norm<T: Real>(
     stream: &Stream<T>,
-    rows: usize,
     gains: Option<&(&[T], &[T])>,
-    out_v: &mut Vec<T>,
-    out_s: &mut Vec<T>,
+    factors: &mut Vec<T>,
+    (out_v, out_s): (&mut Vec<T>, &mut Vec<T>),
 ) {
-    let cv = stream.v.len() / (4 * stream.tokens).max(1);
-    let cs = stream.s.len() / stream.tokens.max(1);
-    out_v.resize(4 * rows * cv, T::zero());
-    out_s.resize(rows * cs, T::zero());
-    let tokens = stream.v.chunks_exact(4 * cv).zip(stream.s.chunks_exact(cs));
-    let outs = out_v
-        .chunks_exact_mut(4 * cv)
-        .zip(out_s.chunks_exact_mut(cs));
-    for ((v, s), (ov, os)) in tokens.zip(outs).take(rows) {
-        let f = rms_factor(v, cv, s);
-        for (ov, v) in ov.chunks_exact_mut(cv).zip(v.chunks_exact(cv)) {
-            for (c, (o, &x)) in ov.iter_mut().zip(v).enumerate() {
-                *o = x * f * gains.map_or(T::one(), |g| g.0[c]);
+    let n = stream.tokens;
+    let (cv, cs) = (stream.v.len() / (4 * n), stream.s.len() / n);
+    factors.clear();
+    factors.resize(n, T::zero());
+    for row in stream.v.chunks_exact(4 * n) {
+        for (f, v) in factors.iter_mut().zip(row.chunks_exact(4)) {
+            *f = *f + (v[0] * v[0] - v[1] * v[1] - v[2] * v[2] - v[3] * v[3]).abs();
+        }
+    }
+    for row in stream.s.chunks_exact(n) {
+        for (f, &x) in factors.iter_mut().zip(row) {
+            *f = *f + x * x;
+        }
+    }
+    let (channels, eps): (T, T) = (constant((cv + cs) as f64), constant(NORM_EPSILON));
+    factors
+        .iter_mut()
+        .for_each(|f| *f = T::one() / (*f / channels + eps).sqrt());
+    let gain = |g: Option<&[T]>, c: usize| g.map_or(T::one(), |g| g[c]);
+    out_v.resize(stream.v.len(), T::zero());
+    let rows = stream
+        .v
+        .chunks_exact(4 * n)
+        .zip(out_v.chunks_exact_mut(4 * n));
+    for (c, (row, out)) in rows.enumerate() {
+        let g = gain(gains.map(|g| g.0), c);
+        for ((o, v), &f) in out
+            .chunks_exact_mut(4)
+            .zip(row.chunks_exact(4))
+            .zip(&*factors)
+        {
+            for (o, &x) in o.iter_mut().zip(v) {
+                *o = x * f * g;
             }
         }
-        for (c, (o, &x)) in os.iter_mut().zip(s).enumerate() {
-            *o = x * f * gains.map_or(T::one(), |g| g.1[c]);
+    }
+    out_s.resize(stream.s.len(), T::zero());
+    let rows = stream.s.chunks_exact(n).zip(out_s.chunks_exact_mut(n));
+    for (c, (row, out)) in rows.enumerate() {
+        let g = gain(gains.map(|g| g.1), c);
+        for ((o, &x), &f) in out.iter_mut().zip(row).zip(&*factors) {
+            *o = x * f * g;
         }
     }
 }
@@ -431,63 +455,57 @@ fn block_forward<T: Real>(
     let n = stream.tokens;
     rms_norm(
         stream,
-        n,
         block.norm1.as_ref(),
-        &mut w.norm_v,
-        &mut w.norm_s,
+        &mut w.per_token,
+        (&mut w.norm_v, &mut w.norm_s),
     );
     linear(
         &block.attn_in,
-        &w.norm_v,
-        &w.norm_s,
+        (&w.norm_v, &w.norm_s),
         n,
         &mut w.wide_v,
         &mut w.wide_s,
     );
     attention(block, n, queries, w);
+    let merged = (&w.norm_v[..], &w.norm_s[..]);
     linear(
         &block.attn_out,
-        &w.norm_v,
-        &w.norm_s,
+        merged,
         queries,
         &mut w.narrow_v,
         &mut w.narrow_s,
     );
-    stream.v.truncate(w.narrow_v.len());
-    stream.s.truncate(w.narrow_s.len());
-    stream.tokens = queries;
+    stream.keep(queries);
     add(&mut stream.v, &w.narrow_v);
     add(&mut stream.s, &w.narrow_s);
 
     rms_norm(
         stream,
-        queries,
         block.norm2.as_ref(),
-        &mut w.norm_v,
-        &mut w.norm_s,
+        &mut w.per_token,
+        (&mut w.norm_v, &mut w.norm_s),
     );
     for glu in &block.glus {
         linear(
             &glu.linear,
-            &w.norm_v,
-            &w.norm_s,
+            (&w.norm_v, &w.norm_s),
             queries,
             &mut w.wide_v,
             &mut w.wide_s,
         );
+        let wide = (&w.wide_v[..], &w.wide_s[..]);
         gate(
             glu,
+            wide,
             queries,
-            &w.wide_v,
-            &w.wide_s,
-            &mut w.norm_v,
-            &mut w.norm_s,
+            &mut w.gates,
+            (&mut w.norm_v, &mut w.norm_s),
         );
     }
+    let hidden = (&w.norm_v[..], &w.norm_s[..]);
     linear(
         &block.last,
-        &w.norm_v,
-        &w.norm_s,
+        hidden,
         queries,
         &mut w.narrow_v,
         &mut w.narrow_s,
@@ -502,78 +520,106 @@ fn add<T: Real>(stream: &mut [T], update: &[T]) {
     }
 }
 
-/// `SlimGLU`'s gates on the unit's linear outputs `v` `[4 rows, 3 ov]`, `s` `[rows, 2 os]`.
+/// `SlimGLU`'s gates on the unit's linear outputs `v` `[3 ov, 4 tokens]`, `s`
+/// `[2 os, tokens]` (feature-major).
 fn gate<T: Real>(
     glu: &GluW<&[T]>,
-    rows: usize,
-    v: &[T],
-    s: &[T],
-    out_v: &mut Vec<T>,
-    out_s: &mut Vec<T>,
+    (v, s): (&[T], &[T]),
+    tokens: usize,
+    gates: &mut Vec<T>,
+    (out_v, out_s): (&mut Vec<T>, &mut Vec<T>),
 ) {
     let ov = glu.linear.v_dims.1 / 3;
     let os = glu.linear.s_dims.1 / 2;
-    out_v.resize(4 * rows * ov, T::zero());
-    out_s.resize(rows * os, T::zero());
+    let width = 4 * tokens;
+    // Vector gates: act_v(<a_c, b_c> / 2) of the second and third blocks of channels.
     let half: T = constant(0.5);
-    for (v, o) in v.chunks_exact(12 * ov).zip(out_v.chunks_exact_mut(4 * ov)) {
-        for c in 0..ov {
-            let row = |comp: usize, block: usize| v[comp * 3 * ov + block * ov + c];
-            let product = row(0, 1) * row(0, 2)
-                - row(1, 1) * row(1, 2)
-                - row(2, 1) * row(2, 2)
-                - row(3, 1) * row(3, 2);
-            let g = activation(glu.act_v, product * half);
-            for comp in 0..4 {
-                o[comp * ov + c] = g * row(comp, 0);
+    gates.clear();
+    for c in 0..ov {
+        let a = &v[(ov + c) * width..(ov + c + 1) * width];
+        let b = &v[(2 * ov + c) * width..(2 * ov + c + 1) * width];
+        gates.extend(
+            a.chunks_exact(4)
+                .zip(b.chunks_exact(4))
+                .map(|(a, b)| (a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3]) * half),
+        );
+    }
+    activation(glu.act_v, gates);
+    out_v.resize(ov * width, T::zero());
+    let rows = out_v.chunks_exact_mut(width).zip(v.chunks_exact(width));
+    for ((out, pre), g) in rows.zip(gates.chunks_exact(tokens)) {
+        for ((o, x), &g) in out.chunks_exact_mut(4).zip(pre.chunks_exact(4)).zip(g) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = g * x;
             }
         }
     }
-    for (s, o) in s.chunks_exact(2 * os).zip(out_s.chunks_exact_mut(os)) {
-        for c in 0..os {
-            o[c] = activation(glu.act_s, s[os + c]) * s[c];
-        }
+    // Scalar gates: act_s of the second block times the first.
+    gates.clear();
+    gates.extend_from_slice(&s[os * tokens..2 * os * tokens]);
+    activation(glu.act_s, gates);
+    out_s.resize(os * tokens, T::zero());
+    for ((o, &g), &x) in out_s.iter_mut().zip(&*gates).zip(&s[..os * tokens]) {
+        *o = g * x;
     }
 }
 
-/// The element-wise nonlinearity `act` at `x`, as [`Nonlinearity::apply`] computes it.
-fn activation<T: Real>(act: Nonlinearity, x: T) -> T {
+/// The element-wise nonlinearity `act` on every value, as [`Nonlinearity::apply`]
+/// computes it up to rounding (sigmoid, SiLU and GELU through [`VectorMath::exp_in_place`];
+/// GELU as `x sigmoid(2 u)`, which equals `x (1 + tanh u) / 2`).
+fn activation<T: Real>(act: Nonlinearity, values: &mut [T]) {
+    let one = T::one();
     match act {
-        Nonlinearity::Relu => Float::max(x, T::zero()),
-        Nonlinearity::Sigmoid => T::one() / (T::one() + (-x).exp()),
-        Nonlinearity::Tanh => x.tanh(),
+        Nonlinearity::Relu => values
+            .iter_mut()
+            .for_each(|x| *x = Float::max(*x, T::zero())),
+        Nonlinearity::Tanh => values.iter_mut().for_each(|x| *x = x.tanh()),
+        Nonlinearity::Sigmoid => {
+            let mut e: Vec<T> = values.iter().map(|&x| -x).collect();
+            T::exp_in_place(&mut e);
+            values
+                .iter_mut()
+                .zip(&e)
+                .for_each(|(x, &e)| *x = one / (one + e));
+        }
+        Nonlinearity::Silu => {
+            let mut e: Vec<T> = values.iter().map(|&x| -x).collect();
+            T::exp_in_place(&mut e);
+            values
+                .iter_mut()
+                .zip(&e)
+                .for_each(|(x, &e)| *x = *x / (one + e));
+        }
         Nonlinearity::Gelu => {
             let (c, k): (T, T) = (
-                constant(crate::fused::SQRT_TWO_OVER_PI),
+                constant(-2.0 * crate::fused::SQRT_TWO_OVER_PI),
                 constant(crate::fused::GELU_CUBIC),
             );
-            constant::<T>(0.5) * x * (T::one() + (c * x * (T::one() + k * x * x)).tanh())
+            let mut e: Vec<T> = values.iter().map(|&x| c * x * (one + k * x * x)).collect();
+            T::exp_in_place(&mut e);
+            values
+                .iter_mut()
+                .zip(&e)
+                .for_each(|(x, &e)| *x = *x / (one + e));
         }
-        Nonlinearity::Silu => x / (T::one() + (-x).exp()),
     }
 }
 
-/// The block's attention on the projections in `w.wide_v` `[4 n, 3 hv heads]` and
-/// `w.wide_s` `[n, 3 hs heads]` (channel `(t c) heads + head`), for the first `queries`
-/// tokens: the merged heads land in `w.norm_v` `[4 queries, heads hv]` and `w.norm_s`
-/// `[queries, heads hs]` (channel `head hv + c`).
+/// The block's attention on the projections in `w.wide_v` `[3 hv heads, 4 n]` and
+/// `w.wide_s` `[3 hs heads, n]` (row `(t c) heads + head`), for the first `queries`
+/// tokens: the merged heads land in `w.norm_v` `[heads hv, 4 queries]` and `w.norm_s`
+/// `[heads hs, queries]` (row `head hv + c`).
 fn attention<T: Real>(block: &BlockW<&[T]>, n: usize, queries: usize, w: &mut Work<T>) {
     let (heads, hv, hs) = (block.heads, block.hv, block.hs);
     let d = 4 * hv + hs;
     let scale = T::one() / constant::<T>(d as f64).sqrt();
-    w.norm_v.resize(4 * queries * heads * hv, T::zero());
-    w.norm_s.resize(queries * heads * hs, T::zero());
+    w.norm_v.resize(heads * hv * 4 * queries, T::zero());
+    w.norm_s.resize(heads * hs * queries, T::zero());
     let h = &mut w.heads;
     for head in 0..heads {
         let split = |part: usize, rows: usize, dst: &mut Vec<T>| {
-            split_head(
-                &w.wide_v,
-                &w.wide_s,
-                (heads, hv, hs),
-                (part, head),
-                rows,
-                dst,
-            );
+            let wide = (&w.wide_v[..], &w.wide_s[..]);
+            split_head(wide, n, (heads, hv, hs), (part, head), rows, dst);
         };
         split(0, queries, &mut h.q);
         split(1, n, &mut h.k);
@@ -604,56 +650,67 @@ fn attention<T: Real>(block: &BlockW<&[T]>, n: usize, queries: usize, w: &mut Wo
             false,
         );
         for (i, o) in h.out.chunks_exact(d).enumerate() {
-            for comp in 0..4 {
-                let dst = (i * 4 + comp) * heads * hv + head * hv;
-                w.norm_v[dst..dst + hv].copy_from_slice(&o[comp * hv..(comp + 1) * hv]);
+            for c in 0..hv {
+                let row = (head * hv + c) * 4 * queries;
+                for comp in 0..4 {
+                    w.norm_v[row + 4 * i + comp] = o[comp * hv + c];
+                }
             }
-            let dst = i * heads * hs + head * hs;
-            w.norm_s[dst..dst + hs].copy_from_slice(&o[4 * hv..]);
+            for c in 0..hs {
+                w.norm_s[(head * hs + c) * queries + i] = o[4 * hv + c];
+            }
         }
     }
 }
 
-/// Head `head`'s part `part` (0 queries, 1 keys, 2 values) of the first `rows` tokens,
-/// `[rows, 4 hv + hs]` (components, then scalars), each row divided by its RMS factor.
+/// Head `head`'s part `part` (0 queries, 1 keys, 2 values) of the first `rows` of the `n`
+/// tokens, token-major `[rows, 4 hv + hs]` (components, then scalars), each row divided
+/// by its RMS factor.
 fn split_head<T: Real>(
-    wide_v: &[T],
-    wide_s: &[T],
+    (wide_v, wide_s): (&[T], &[T]),
+    n: usize,
     (heads, hv, hs): (usize, usize, usize),
     (part, head): (usize, usize),
     rows: usize,
     dst: &mut Vec<T>,
 ) {
     let d = 4 * hv + hs;
-    let (width_v, width_s) = (3 * hv * heads, 3 * hs * heads);
     dst.resize(rows * d, T::zero());
-    for (i, row) in dst.chunks_exact_mut(d).enumerate() {
-        for comp in 0..4 {
-            let src = &wide_v[(i * 4 + comp) * width_v..];
-            for c in 0..hv {
-                row[comp * hv + c] = src[(part * hv + c) * heads + head];
+    for c in 0..hv {
+        let src = &wide_v[((part * hv + c) * heads + head) * 4 * n..];
+        for (i, row) in dst.chunks_exact_mut(d).enumerate() {
+            for comp in 0..4 {
+                row[comp * hv + c] = src[4 * i + comp];
             }
         }
-        let src = &wide_s[i * width_s..];
-        for c in 0..hs {
-            row[4 * hv + c] = src[(part * hs + c) * heads + head];
+    }
+    for c in 0..hs {
+        let src = &wide_s[((part * hs + c) * heads + head) * n..];
+        for (row, &x) in dst.chunks_exact_mut(d).zip(src) {
+            row[4 * hv + c] = x;
         }
-        let f = rms_factor(&row[..4 * hv], hv, &row[4 * hv..]);
-        for x in row.iter_mut() {
-            *x = *x * f;
-        }
+    }
+    let channels: T = constant((hv + hs) as f64);
+    let eps: T = constant(NORM_EPSILON);
+    for row in dst.chunks_exact_mut(d) {
+        let (v, s) = row.split_at(4 * hv);
+        let squares = lane_sum(hv, |c| {
+            let (t, x, y, z) = (v[c], v[hv + c], v[2 * hv + c], v[3 * hv + c]);
+            (t * t - x * x - y * y - z * z).abs()
+        }) + lane_sum(hs, |c| s[c] * s[c]);
+        let f = T::one() / (squares / channels + eps).sqrt();
+        row.iter_mut().for_each(|x| *x = *x * f);
     }
 }
 
 /// The softmax of one row in place.
 fn softmax<T: Real>(row: &mut [T]) {
     let max = row.iter().copied().fold(T::neg_infinity(), Float::max);
-    let mut sum = T::zero();
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum = sum + *x;
+        *x = *x - max;
     }
-    let inv = T::one() / sum;
+    T::exp_in_place(row);
+    let inv = T::one() / lane_sum(row.len(), |i| row[i]);
     for x in row.iter_mut() {
         *x = *x * inv;
     }

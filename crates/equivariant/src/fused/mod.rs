@@ -41,6 +41,7 @@ pub(crate) mod gemm;
 mod lorentz_edges;
 mod pair_message;
 mod pair_mix;
+pub(crate) mod vector_math;
 
 pub use edge_conv::{EdgeConvOutput, EdgeConvStage};
 pub use edge_tile::PAIR_COLUMNS;
