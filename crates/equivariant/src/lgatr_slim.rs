@@ -31,7 +31,7 @@ use crate::model::{
 };
 use crate::placement::Placement;
 use crate::quantized::{dense, quantized_input};
-use crate::slim_eval::{self, SlimLayers};
+use crate::slim_kernel::{self, SlimLayers};
 use crate::slim_layers::{Nonlinearity, SlimBlock, SlimBlockShape, SlimLinear, SlimSelfAttention};
 use crate::tokens::{Canonicalize, TokenInput, TokenRecipe};
 
@@ -256,12 +256,22 @@ impl LGatrSlim {
                 .squeeze(1)?
                 .to_dtype(input.scalars.dtype());
         }
-        if !mode.is_train() {
-            let layers = self.net.layers();
-            if let Some(logits) = slim_eval::logits(layers, input, self.config.mean_aggregation)? {
-                return Ok(logits);
-            }
+        let (layers, mean) = (self.net.layers(), self.config.mean_aggregation);
+        let fused = if !mode.is_train() {
+            slim_kernel::eval_logits(layers, input, mean)?
+        } else if self.config.dropout_prob.is_none() {
+            slim_kernel::train_logits(layers, input, mean)?
+        } else {
+            None
+        };
+        match fused {
+            Some(logits) => Ok(logits),
+            None => self.composed_logits(input, mode),
         }
+    }
+
+    /// The logits through the composed network (candle's operations, layer by layer).
+    fn composed_logits(&self, input: &TokenInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
         let vectors = input.vectors.unsqueeze(D::Minus1)?;
         let (_, out) = self
             .net
@@ -499,27 +509,28 @@ mod tests {
         }
     }
 
-    /// The evaluation kernel's logits (asserting that it ran) and the composed forward's
-    /// (the training model's tracked variables), and the largest logit.
+    fn host(t: &Tensor) -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The evaluation kernel's logits (asserting that it ran) and the composed forward's,
+    /// and the largest logit.
     fn both(config: &LGatrSlimConfig, dtype: DType) -> (Vec<f64>, Vec<f64>, f64) {
         let varmap = VarMap::new();
         let dev = Device::Cpu;
         let tracked = LGatrSlim::new(config, &seeded_varbuilder(&varmap, 4, dtype, &dev)).unwrap();
         let plain = LGatrSlim::new(config, &inference_varbuilder(&varmap, dtype, &dev)).unwrap();
         let input = tokens(config, 3, 9, dtype);
-        let host = |t: &Tensor| -> Vec<f64> {
-            t.to_dtype(DType::F64)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
         let mean = config.mean_aggregation;
-        let fused = slim_eval::logits(plain.net.layers(), &input, mean).unwrap();
+        let fused = slim_kernel::eval_logits(plain.net.layers(), &input, mean).unwrap();
         let fused = host(&fused.expect("the evaluation kernel applies"));
         assert!(
-            slim_eval::logits(tracked.net.layers(), &input, mean)
+            slim_kernel::eval_logits(tracked.net.layers(), &input, mean)
                 .unwrap()
                 .is_none(),
             "tracked weights take the composed forward"
@@ -528,9 +539,106 @@ mod tests {
             fused,
             host(&plain.forward_t(&input, &mut Mode::Eval).unwrap())
         );
-        let composed = host(&tracked.forward_t(&input, &mut Mode::Eval).unwrap());
+        let composed = host(&plain.composed_logits(&input, &mut Mode::Eval).unwrap());
         let scale = composed.iter().fold(0f64, |m, x| m.max(x.abs()));
         (fused, composed, scale)
+    }
+
+    /// Logits and every variable's gradient of `sum(logits * R)` for a fixed `R`, through
+    /// the training kernel (asserting that it ran) or the composed network.
+    fn gradients(config: &LGatrSlimConfig, kernel: bool) -> (Vec<f64>, Vec<(String, Vec<f64>)>) {
+        let varmap = VarMap::new();
+        let dev = Device::Cpu;
+        let model =
+            LGatrSlim::new(config, &seeded_varbuilder(&varmap, 4, DType::F64, &dev)).unwrap();
+        let input = tokens(config, 3, 9, DType::F64);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut mode = Mode::Train(&mut rng);
+        let logits = if kernel {
+            slim_kernel::train_logits(model.net.layers(), &input, config.mean_aggregation)
+                .unwrap()
+                .expect("the training kernel applies")
+        } else {
+            model.composed_logits(&input, &mut mode).unwrap()
+        };
+        let weights: Vec<f64> = (0..logits.elem_count())
+            .map(|i| ((i as f64) * 0.77).sin())
+            .collect();
+        let weights = Tensor::from_vec(weights, logits.shape(), &dev).unwrap();
+        let grads = (&logits * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let data = varmap.data().lock().unwrap();
+        let mut named: Vec<(String, Vec<f64>)> = data
+            .iter()
+            .map(|(name, var)| {
+                let grad = grads.get(var.as_tensor()).map_or_else(
+                    // Only the empty `linear_out.weight_v` goes without a gradient.
+                    || vec![0.0; var.elem_count()],
+                    host,
+                );
+                (name.clone(), grad)
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        (host(&logits), named)
+    }
+
+    fn assert_same_gradients(config: &LGatrSlimConfig) {
+        let (logits, grads) = gradients(config, true);
+        let (want_logits, want) = gradients(config, false);
+        let scale = want_logits.iter().fold(0f64, |m, x| m.max(x.abs()));
+        let err = worst(&logits, &want_logits, scale);
+        assert!(err < 1e-12, "training logits: {err:.1e}");
+        assert_eq!(grads.len(), want.len());
+        for ((name, g), (_, w)) in grads.iter().zip(&want) {
+            let scale = w.iter().fold(1e-12f64, |m, x| m.max(x.abs()));
+            let err = worst(g, w, scale);
+            assert!(
+                err < 1e-10,
+                "{name}: gradient off by {err:.1e} of {scale:.1e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_training_kernel_gives_the_composed_gradients_in_f64() {
+        assert_same_gradients(&small());
+        assert_same_gradients(&LGatrSlimConfig {
+            num_heads: 3,
+            nonlinearity: Nonlinearity::Silu,
+            nonlinearity_v: Nonlinearity::Tanh,
+            num_layers_mlp: 3,
+            attn_ratio: 2,
+            norm_elementwise_affine: false,
+            mean_aggregation: true,
+            ..small()
+        });
+        assert_same_gradients(&LGatrSlimConfig {
+            nonlinearity: Nonlinearity::Relu,
+            nonlinearity_v: Nonlinearity::Gelu,
+            num_blocks: 1,
+            ..small()
+        });
+    }
+
+    #[test]
+    fn the_training_kernel_gives_the_same_bits_on_one_and_two_threads() {
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| gradients(&small(), true))
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0, two.0);
+        for ((name, a), (_, b)) in one.1.iter().zip(&two.1) {
+            assert_eq!(a, b, "{name}");
+        }
     }
 
     fn worst(a: &[f64], b: &[f64], scale: f64) -> f64 {
@@ -596,7 +704,7 @@ mod tests {
         let mut model = LGatrSlim::new(&config, &vb).unwrap();
         let input = tokens(&config, 2, 6, DType::F64);
         let kernel = |m: &LGatrSlim, input: &TokenInput| {
-            slim_eval::logits(m.net.layers(), input, false)
+            slim_kernel::eval_logits(m.net.layers(), input, false)
                 .unwrap()
                 .is_some()
         };

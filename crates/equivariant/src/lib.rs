@@ -68,7 +68,7 @@ mod pelican;
 mod placement;
 mod quantized;
 mod registry;
-mod slim_eval;
+mod slim_kernel;
 pub mod slim_layers;
 mod slim_ops;
 mod slim_quantized;

@@ -58,6 +58,30 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `start..start + rows` of the view.
+    ///
+    /// # Panics
+    /// When the block reaches past the view's rows (a bug in the caller).
+    pub(crate) fn row_block(&self, start: usize, rows: usize) -> Self {
+        assert!(start + rows <= self.rows, "row block outside the view");
+        let offset = (start * self.row_stride).min(self.data.len());
+        Self {
+            data: &self.data[offset..],
+            rows,
+            ..*self
+        }
+    }
+
     fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
