@@ -215,8 +215,11 @@ fn train_typed<T: Real>(
     let Some(tokens) = real_tokens::<T>(input, net.linear_in.s_dims.0, mean)? else {
         return Ok(None);
     };
+    // Empty weights (the tagger's `linear_out.weight_v`) stay out: given a gradient, an
+    // optimizer would try to step them, and candle refuses to set a variable to itself.
     let flat = tensors
         .iter()
+        .filter(|t| t.elem_count() > 0)
         .map(|t| t.flatten_all())
         .collect::<CResult<Vec<_>>>()?;
     let packed = Tensor::cat(&flat, 0)?;
