@@ -18,8 +18,19 @@ use super::Real;
 use crate::fused::gemm::{matmul, MatRef};
 use crate::fused::vector_math::lane_sum;
 
-/// Output rows per parallel product.
-const ROW_BLOCK: usize = 32;
+/// The fewest output rows of a parallel product (a multiple of the microkernel's 6 columns).
+const MIN_ROW_BLOCK: usize = 48;
+
+/// Output elements a parallel product should at least hold: smaller blocks cost more in
+/// repacking the shared operand and handing out the work than they gain (a single jet's
+/// layers then run as one product).
+const MIN_BLOCK_OUTPUTS: usize = 1 << 15;
+
+/// Output rows per parallel product of `n` columns: fixed by the shape alone, so that the
+/// sums do not depend on the thread count.
+fn row_block(n: usize) -> usize {
+    (MIN_BLOCK_OUTPUTS / n.max(1)).next_multiple_of(6).max(MIN_ROW_BLOCK)
+}
 
 /// Which columns belong to which jet: jet `j` holds `offsets[j]..offsets[j + 1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,16 +108,15 @@ pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
     }
 }
 
-/// `a b` `[a.rows, b.cols]`, blocks of [`ROW_BLOCK`] output rows in parallel.
+/// `a b` `[a.rows, b.cols]`, blocks of [`row_block`] output rows in parallel.
 pub(super) fn product<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
     let (m, n) = (a.rows(), b.cols());
     let mut out = vec![T::zero(); m * n];
     if m > 0 && n > 0 {
-        out.par_chunks_mut(ROW_BLOCK * n)
-            .enumerate()
-            .for_each(|(i, dst)| {
-                matmul(dst, a.row_block(i * ROW_BLOCK, dst.len() / n), b, false);
-            });
+        let rows = row_block(n);
+        out.par_chunks_mut(rows * n).enumerate().for_each(|(i, dst)| {
+            matmul(dst, a.row_block(i * rows, dst.len() / n), b, false);
+        });
     }
     out
 }
