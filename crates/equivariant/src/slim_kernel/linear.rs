@@ -11,11 +11,9 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::weights::LinearW;
 use super::Real;
-use crate::fused::gemm::{matmul, MatRef};
+use crate::fused::gemm::{par_product, MatRef};
 use crate::fused::vector_math::lane_sum;
 
 /// The fewest output rows of a parallel product (a multiple of the microkernel's 6 columns).
@@ -29,7 +27,9 @@ const MIN_BLOCK_OUTPUTS: usize = 1 << 15;
 /// Output rows per parallel product of `n` columns: fixed by the shape alone, so that the
 /// sums do not depend on the thread count.
 fn row_block(n: usize) -> usize {
-    (MIN_BLOCK_OUTPUTS / n.max(1)).next_multiple_of(6).max(MIN_ROW_BLOCK)
+    (MIN_BLOCK_OUTPUTS / n.max(1))
+        .next_multiple_of(6)
+        .max(MIN_ROW_BLOCK)
 }
 
 /// Which columns belong to which jet: jet `j` holds `offsets[j]..offsets[j + 1]`.
@@ -110,15 +110,7 @@ pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
 
 /// `a b` `[a.rows, b.cols]`, blocks of [`row_block`] output rows in parallel.
 pub(super) fn product<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
-    let (m, n) = (a.rows(), b.cols());
-    let mut out = vec![T::zero(); m * n];
-    if m > 0 && n > 0 {
-        let rows = row_block(n);
-        out.par_chunks_mut(rows * n).enumerate().for_each(|(i, dst)| {
-            matmul(dst, a.row_block(i * rows, dst.len() / n), b, false);
-        });
-    }
-    out
+    par_product(a, b, row_block(b.cols()))
 }
 
 /// A [`SlimLinear`](crate::slim_layers::SlimLinear) on feature-major `(v, s)` of `cols`
