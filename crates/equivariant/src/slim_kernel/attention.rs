@@ -144,14 +144,10 @@ fn lowered<T: Real>(q: &[T], shape: HeadShape) -> Vec<T> {
     let scale = T::one() / constant::<T>(d as f64).sqrt();
     let mut out = q.to_vec();
     for row in out.chunks_exact_mut(d) {
-        for (i, x) in row.iter_mut().enumerate() {
-            let sign = if (hv..4 * hv).contains(&i) {
-                -scale
-            } else {
-                scale
-            };
-            *x = *x * sign;
-        }
+        let (time, rest) = row.split_at_mut(hv);
+        let (space, scalars) = rest.split_at_mut(3 * hv);
+        time.iter_mut().chain(scalars).for_each(|x| *x = *x * scale);
+        space.iter_mut().for_each(|x| *x = -*x * scale);
     }
     out
 }
