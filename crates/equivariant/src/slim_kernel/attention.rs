@@ -109,35 +109,6 @@ fn split<T: Real>(
     (out, factors)
 }
 
-/// Adds the token-major `rows` of part `part` of head `head` back into the projection's
-/// gradient (the backward of [`split`] before its normalisation).
-fn unsplit<T: Real>(
-    (d_wide_v, d_wide_s): (&mut [T], &mut [T]),
-    shape: HeadShape,
-    total: usize,
-    (part, head): (usize, usize),
-    first: usize,
-    rows: &[T],
-) {
-    let (hv, d) = (shape.hv, shape.width());
-    let (row_v, row_s) = shape.rows(part, head, total);
-    let count = rows.len() / d;
-    for c in 0..hv {
-        let dst = &mut d_wide_v[row_v(c) + 4 * first..][..4 * count];
-        for (x, src) in dst.chunks_exact_mut(4).zip(rows.chunks_exact(d)) {
-            for comp in 0..4 {
-                x[comp] = x[comp] + src[comp * hv + c];
-            }
-        }
-    }
-    for c in 0..shape.hs {
-        let dst = &mut d_wide_s[row_s(c) + first..][..count];
-        for (x, src) in dst.iter_mut().zip(rows.chunks_exact(d)) {
-            *x = *x + src[4 * hv + c];
-        }
-    }
-}
-
 /// Normalised queries with the metric and `1 / sqrt(d)` folded in.
 fn lowered<T: Real>(q: &[T], shape: HeadShape) -> Vec<T> {
     let (hv, d) = (shape.hv, shape.width());
@@ -200,24 +171,40 @@ pub(super) fn attention_forward<T: Real>(
             (out, kept)
         })
         .collect();
-    let mut merged_v = vec![T::zero(); shape.heads * hv * 4 * q_total];
-    let mut merged_s = vec![T::zero(); shape.heads * hs * q_total];
-    let mut kept = Vec::new();
-    for (&(j, head), (out, k)) in tasks.iter().zip(results) {
-        let start = queries.range(j).start;
-        for (i, o) in out.chunks_exact(d).enumerate() {
-            for c in 0..hv {
-                let at = (head * hv + c) * 4 * q_total + 4 * (start + i);
-                for comp in 0..4 {
-                    merged_v[at + comp] = o[comp * hv + c];
+    // Row `head hv + c` of the merged vectors gathers channel `c` of every jet's head.
+    let outputs: Vec<&[T]> = results.iter().map(|(out, _)| &out[..]).collect();
+    let heads = shape.heads;
+    let mut merged_v = vec![T::zero(); heads * hv * 4 * q_total];
+    merged_v
+        .par_chunks_mut((4 * q_total).max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (head, c) = (r / hv, r % hv);
+            for j in 0..queries.jets() {
+                let start = queries.range(j).start;
+                let out = outputs[j * heads + head];
+                for (i, o) in out.chunks_exact(d).enumerate() {
+                    for comp in 0..4 {
+                        row[4 * (start + i) + comp] = o[comp * hv + c];
+                    }
                 }
             }
-            for c in 0..hs {
-                merged_s[(head * hs + c) * q_total + start + i] = o[4 * hv + c];
+        });
+    let mut merged_s = vec![T::zero(); heads * hs * q_total];
+    merged_s
+        .par_chunks_mut(q_total.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (head, c) = (r / hs, r % hs);
+            for j in 0..queries.jets() {
+                let start = queries.range(j).start;
+                let out = outputs[j * heads + head];
+                for (i, o) in out.chunks_exact(d).enumerate() {
+                    row[start + i] = o[4 * hv + c];
+                }
             }
-        }
-        kept.extend(k);
-    }
+        });
+    let kept = results.into_iter().filter_map(|(_, k)| k).collect();
     ((merged_v, merged_s), kept)
 }
 
@@ -322,14 +309,38 @@ pub(super) fn attention_backward<T: Real>(
             ]
         })
         .collect();
-    let mut d_wide_v = vec![T::zero(); 3 * shape.heads * hv * 4 * total];
-    let mut d_wide_s = vec![T::zero(); 3 * shape.heads * hs * total];
-    for (&(j, head), parts) in tasks.iter().zip(&grads) {
-        let first = cols.range(j).start;
-        for (part, rows) in parts.iter().enumerate() {
-            let wide = (&mut d_wide_v[..], &mut d_wide_s[..]);
-            unsplit(wide, shape, total, (part, head), first, rows);
-        }
-    }
+    // Row `(part c) heads + head` of the projections' gradients gathers channel `c` of
+    // part `part` of every jet's head.
+    let heads = shape.heads;
+    let mut d_wide_v = vec![T::zero(); 3 * heads * hv * 4 * total];
+    d_wide_v
+        .par_chunks_mut((4 * total).max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (part, c, head) = (r / heads / hv, r / heads % hv, r % heads);
+            for j in 0..cols.jets() {
+                let first = cols.range(j).start;
+                let rows = &grads[j * heads + head][part];
+                for (i, src) in rows.chunks_exact(d).enumerate() {
+                    for comp in 0..4 {
+                        row[4 * (first + i) + comp] = src[comp * hv + c];
+                    }
+                }
+            }
+        });
+    let mut d_wide_s = vec![T::zero(); 3 * heads * hs * total];
+    d_wide_s
+        .par_chunks_mut(total.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (part, c, head) = (r / heads / hs, r / heads % hs, r % heads);
+            for j in 0..cols.jets() {
+                let first = cols.range(j).start;
+                let rows = &grads[j * heads + head][part];
+                for (i, src) in rows.chunks_exact(d).enumerate() {
+                    row[first + i] = src[4 * hv + c];
+                }
+            }
+        });
     (d_wide_v, d_wide_s)
 }

@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::weights::LinearW;
 use super::Real;
 use crate::fused::gemm::{par_product, MatRef};
@@ -75,14 +77,17 @@ pub(super) fn select<T: Real>(x: &[T], from: &Cols, to: &Cols, group: usize) -> 
     if from == to {
         return x.to_vec();
     }
-    let width = from.total() * group;
-    let mut out = Vec::with_capacity(x.len() / width.max(1) * to.total() * group);
-    for row in x.chunks_exact(width.max(1)) {
-        for j in 0..from.jets() {
-            let start = from.range(j).start * group;
-            out.extend_from_slice(&row[start..start + to.range(j).len() * group]);
-        }
-    }
+    let (wx, wy) = (from.total() * group, to.total() * group);
+    let mut out = vec![T::zero(); x.len() / wx.max(1) * wy];
+    out.par_chunks_mut(wy.max(1))
+        .zip(x.par_chunks(wx.max(1)))
+        .for_each(|(out, row)| {
+            for j in 0..from.jets() {
+                let len = to.range(j).len() * group;
+                out[to.range(j).start * group..][..len]
+                    .copy_from_slice(&row[from.range(j).start * group..][..len]);
+            }
+        });
     out
 }
 
@@ -90,22 +95,28 @@ pub(super) fn select<T: Real>(x: &[T], from: &Cols, to: &Cols, group: usize) -> 
 /// [`select`].
 pub(super) fn add_selected<T: Real>(x: &mut [T], y: &[T], from: &Cols, to: &Cols, group: usize) {
     let (wx, wy) = (from.total() * group, to.total() * group);
-    for (row, update) in x.chunks_exact_mut(wx.max(1)).zip(y.chunks_exact(wy.max(1))) {
-        for j in 0..from.jets() {
-            let (start, len) = (from.range(j).start * group, to.range(j).len() * group);
-            let source = &update[to.range(j).start * group..][..len];
-            for (a, &b) in row[start..start + len].iter_mut().zip(source) {
-                *a = *a + b;
+    x.par_chunks_mut(wx.max(1))
+        .zip(y.par_chunks(wy.max(1)))
+        .for_each(|(row, update)| {
+            for j in 0..from.jets() {
+                let len = to.range(j).len() * group;
+                let source = &update[to.range(j).start * group..][..len];
+                let target = &mut row[from.range(j).start * group..][..len];
+                add(target, source);
             }
-        }
-    }
+        });
 }
 
-/// `a + b` element-wise into `a`.
+/// `a + b` element-wise into `a` (in parallel chunks).
 pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
-    for (x, &y) in a.iter_mut().zip(b) {
-        *x = *x + y;
-    }
+    const CHUNK: usize = 1 << 12;
+    a.par_chunks_mut(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .for_each(|(a, b)| {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = *x + y;
+            }
+        });
 }
 
 /// `a b` `[a.rows, b.cols]`, blocks of [`row_block`] output rows in parallel.

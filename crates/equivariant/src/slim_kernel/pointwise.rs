@@ -6,6 +6,8 @@
 //! `dx = f (a - (sum a x^) sign(<v_c, v_c>) eta x^ / C)` for vector components (`eta`
 //! the metric), `f (a - (sum a x^) x^ / C)` for scalars, `dg = sum over tokens dout x^`.
 
+use rayon::prelude::*;
+
 use super::Real;
 use crate::slim_layers::{Nonlinearity, NORM_EPSILON};
 
@@ -25,6 +27,46 @@ fn minkowski_square<T: Real>(v: &[T]) -> T {
     v[0] * v[0] - v[1] * v[1] - v[2] * v[2] - v[3] * v[3]
 }
 
+/// Tokens per parallel task of the per-token sums over channels.
+const COLUMN_BLOCK: usize = 64;
+
+/// `f(first column, factors of the block)` for blocks of [`COLUMN_BLOCK`] columns in
+/// parallel.
+fn per_column_block<T: Real>(values: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    values
+        .par_chunks_mut(COLUMN_BLOCK)
+        .enumerate()
+        .for_each(|(b, block)| f(b * COLUMN_BLOCK, block));
+}
+
+/// `x g` over each row `c` (gain `g[c]`) of `x` `[channels, width]`, times the factor
+/// of each token (`group` values per token).
+fn scaled_rows<T: Real>(
+    x: &[T],
+    width: usize,
+    group: usize,
+    factors: &[T],
+    gains: Option<&[T]>,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(width.max(1))
+        .zip(x.par_chunks(width.max(1)))
+        .enumerate()
+        .for_each(|(c, (out, row))| {
+            let g = gains.map_or(T::one(), |g| g[c]);
+            for ((o, x), &f) in out
+                .chunks_exact_mut(group)
+                .zip(row.chunks_exact(group))
+                .zip(factors)
+            {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = x * f * g;
+                }
+            }
+        });
+    out
+}
+
 /// `SlimRMSNorm` of `(v, s)` over `cols` tokens with optional gains `(g_v, g_s)`.
 pub(super) fn norm_forward<T: Real>(
     (v, s): (&[T], &[T]),
@@ -32,54 +74,42 @@ pub(super) fn norm_forward<T: Real>(
     gains: Option<&(&[T], &[T])>,
 ) -> Normed<T> {
     let (cv, cs) = (v.len() / (4 * cols), s.len() / cols);
-    let mut factors = vec![T::zero(); cols];
-    for row in v.chunks_exact(4 * cols) {
-        for (f, v) in factors.iter_mut().zip(row.chunks_exact(4)) {
-            *f = *f + minkowski_square(v).abs();
-        }
-    }
-    for row in s.chunks_exact(cols) {
-        for (f, &x) in factors.iter_mut().zip(row) {
-            *f = *f + x * x;
-        }
-    }
     let (channels, eps): (T, T) = (constant((cv + cs) as f64), constant(NORM_EPSILON));
-    factors
-        .iter_mut()
-        .for_each(|f| *f = T::one() / (*f / channels + eps).sqrt());
-    let gain = |g: Option<&[T]>, c: usize| g.map_or(T::one(), |g| g[c]);
-    let mut out_v = vec![T::zero(); v.len()];
-    for (c, (row, out)) in v
-        .chunks_exact(4 * cols)
-        .zip(out_v.chunks_exact_mut(4 * cols))
-        .enumerate()
-    {
-        let g = gain(gains.map(|g| g.0), c);
-        for ((o, x), &f) in out
-            .chunks_exact_mut(4)
-            .zip(row.chunks_exact(4))
-            .zip(&factors)
-        {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = x * f * g;
+    let mut factors = vec![T::zero(); cols];
+    per_column_block(&mut factors, |first, block| {
+        let n = block.len();
+        for row in v.chunks_exact(4 * cols) {
+            for (f, v) in block
+                .iter_mut()
+                .zip(row[4 * first..][..4 * n].chunks_exact(4))
+            {
+                *f = *f + minkowski_square(v).abs();
             }
         }
-    }
-    let mut out_s = vec![T::zero(); s.len()];
-    for (c, (row, out)) in s
-        .chunks_exact(cols)
-        .zip(out_s.chunks_exact_mut(cols))
-        .enumerate()
-    {
-        let g = gain(gains.map(|g| g.1), c);
-        for ((o, &x), &f) in out.iter_mut().zip(row).zip(&factors) {
-            *o = x * f * g;
+        for row in s.chunks_exact(cols) {
+            for (f, &x) in block.iter_mut().zip(&row[first..first + n]) {
+                *f = *f + x * x;
+            }
         }
-    }
+        block
+            .iter_mut()
+            .for_each(|f| *f = T::one() / (*f / channels + eps).sqrt());
+    });
     Normed {
-        v: out_v,
-        s: out_s,
+        v: scaled_rows(v, 4 * cols, 4, &factors, gains.map(|g| g.0)),
+        s: scaled_rows(s, cols, 1, &factors, gains.map(|g| g.1)),
         factors,
+    }
+}
+
+/// The sign of a Minkowski square (0 at 0, as `abs`'s derivative).
+fn sign_of<T: Real>(square: T) -> T {
+    if square > T::zero() {
+        T::one()
+    } else if square < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
     }
 }
 
@@ -95,109 +125,106 @@ pub(super) fn norm_backward<T: Real>(
     let cols = factors.len();
     let (cv, cs) = (v.len() / (4 * cols), s.len() / cols);
     let gain = |g: Option<&[T]>, c: usize| g.map_or(T::one(), |g| g[c]);
-    // a = dout g, x^ = x f; dot = sum a x^ per token; dg = sum dout x^.
+    let (gv, gs) = (gains.map(|g| g.0), gains.map(|g| g.1));
+    // dot = sum over channels of dout g x^ per token (x^ = x f).
     let mut dot = vec![T::zero(); cols];
-    let mut dg_v = vec![T::zero(); cv];
-    let mut dg_s = vec![T::zero(); cs];
-    for (c, (x, d)) in v
-        .chunks_exact(4 * cols)
-        .zip(dv.chunks_exact(4 * cols))
-        .enumerate()
-    {
-        let g = gain(gains.map(|g| g.0), c);
-        let mut sum = T::zero();
-        for ((x, d), (&f, dot)) in x
-            .chunks_exact(4)
-            .zip(d.chunks_exact(4))
-            .zip(factors.iter().zip(dot.iter_mut()))
+    per_column_block(&mut dot, |first, block| {
+        let n = block.len();
+        for (c, (x, d)) in v
+            .chunks_exact(4 * cols)
+            .zip(dv.chunks_exact(4 * cols))
+            .enumerate()
         {
-            let xd = (0..4).fold(T::zero(), |acc, k| acc + x[k] * d[k]) * f;
-            sum = sum + xd;
-            *dot = *dot + xd * g;
+            let g = gain(gv, c);
+            let (x, d) = (&x[4 * first..][..4 * n], &d[4 * first..][..4 * n]);
+            for ((dot, &f), (x, d)) in block
+                .iter_mut()
+                .zip(&factors[first..])
+                .zip(x.chunks_exact(4).zip(d.chunks_exact(4)))
+            {
+                *dot = *dot + (0..4).fold(T::zero(), |acc, k| acc + x[k] * d[k]) * f * g;
+            }
         }
-        dg_v[c] = sum;
-    }
-    for (c, (x, d)) in s.chunks_exact(cols).zip(ds.chunks_exact(cols)).enumerate() {
-        let g = gain(gains.map(|g| g.1), c);
-        let mut sum = T::zero();
-        for ((&x, &d), (&f, dot)) in x.iter().zip(d).zip(factors.iter().zip(dot.iter_mut())) {
-            let xd = x * d * f;
-            sum = sum + xd;
-            *dot = *dot + xd * g;
+        for (c, (x, d)) in s.chunks_exact(cols).zip(ds.chunks_exact(cols)).enumerate() {
+            let g = gain(gs, c);
+            for ((dot, &f), (&x, &d)) in block
+                .iter_mut()
+                .zip(&factors[first..])
+                .zip(x[first..first + n].iter().zip(&d[first..first + n]))
+            {
+                *dot = *dot + x * d * f * g;
+            }
         }
-        dg_s[c] = sum;
-    }
-    if let Some((gv, gs)) = d_gains {
-        gv.copy_from_slice(&dg_v);
-        gs.copy_from_slice(&dg_s);
+    });
+    if let Some((d_gv, d_gs)) = d_gains {
+        // dg = sum over tokens of dout x^.
+        let gain_gradient = |x: &[T], d: &[T], group: usize| {
+            x.chunks_exact(group)
+                .zip(d.chunks_exact(group))
+                .zip(factors)
+                .fold(T::zero(), |acc, ((x, d), &f)| {
+                    acc + (0..group).fold(T::zero(), |a, k| a + x[k] * d[k]) * f
+                })
+        };
+        d_gv.par_iter_mut()
+            .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
+            .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 4));
+        d_gs.par_iter_mut()
+            .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
+            .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 1));
     }
     let channels: T = constant((cv + cs) as f64);
     let mut out_v = vec![T::zero(); v.len()];
-    for (c, ((x, d), out)) in v
-        .chunks_exact(4 * cols)
-        .zip(dv.chunks_exact(4 * cols))
-        .zip(out_v.chunks_exact_mut(4 * cols))
+    out_v
+        .par_chunks_mut(4 * cols)
+        .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
         .enumerate()
-    {
-        let g = gain(gains.map(|g| g.0), c);
-        for (t, ((x, d), out)) in x
-            .chunks_exact(4)
-            .zip(d.chunks_exact(4))
-            .zip(out.chunks_exact_mut(4))
-            .enumerate()
-        {
-            let f = factors[t];
-            let square = minkowski_square(x);
-            let sign = if square > T::zero() {
-                T::one()
-            } else if square < T::zero() {
-                -T::one()
-            } else {
-                T::zero()
-            };
-            let k = dot[t] * sign / channels;
-            for comp in 0..4 {
-                let metric = if comp == 0 { k } else { -k };
-                out[comp] = f * (d[comp] * g - metric * x[comp] * f);
+        .for_each(|(c, (out, (x, d)))| {
+            let g = gain(gv, c);
+            for (t, ((x, d), out)) in x
+                .chunks_exact(4)
+                .zip(d.chunks_exact(4))
+                .zip(out.chunks_exact_mut(4))
+                .enumerate()
+            {
+                let f = factors[t];
+                let k = dot[t] * sign_of(minkowski_square(x)) / channels;
+                for comp in 0..4 {
+                    let metric = if comp == 0 { k } else { -k };
+                    out[comp] = f * (d[comp] * g - metric * x[comp] * f);
+                }
             }
-        }
-    }
+        });
     let mut out_s = vec![T::zero(); s.len()];
-    for (c, ((x, d), out)) in s
-        .chunks_exact(cols)
-        .zip(ds.chunks_exact(cols))
-        .zip(out_s.chunks_exact_mut(cols))
+    out_s
+        .par_chunks_mut(cols)
+        .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
         .enumerate()
-    {
-        let g = gain(gains.map(|g| g.1), c);
-        for (t, ((&x, &d), out)) in x.iter().zip(d).zip(out.iter_mut()).enumerate() {
-            let f = factors[t];
-            *out = f * (d * g - dot[t] * x * f / channels);
-        }
-    }
+        .for_each(|(c, (out, (x, d)))| {
+            let g = gain(gs, c);
+            for (t, ((&x, &d), out)) in x.iter().zip(d).zip(out.iter_mut()).enumerate() {
+                let f = factors[t];
+                *out = f * (d * g - dot[t] * x * f / channels);
+            }
+        });
     (out_v, out_s)
 }
 
-/// The vector gates' arguments `<a_c, b_c> / 2` `[ov, cols]` of a unit's linear outputs
-/// `v` `[3 ov, 4 cols]` (the second and third blocks of channels).
-fn vector_gate_arguments<T: Real>(v: &[T], ov: usize, cols: usize) -> Vec<T> {
+/// Channel `c`'s vector gate arguments `<a_c, b_c> / 2` `[cols]` of a unit's linear
+/// outputs `v` `[3 ov, 4 cols]` (a, b: the second and third blocks of channels).
+fn gate_arguments<T: Real>(v: &[T], ov: usize, c: usize, cols: usize) -> Vec<T> {
     let width = 4 * cols;
     let half: T = constant(0.5);
-    let mut out = Vec::with_capacity(ov * cols);
-    for c in 0..ov {
-        let a = &v[(ov + c) * width..(ov + c + 1) * width];
-        let b = &v[(2 * ov + c) * width..(2 * ov + c + 1) * width];
-        out.extend(
-            a.chunks_exact(4)
-                .zip(b.chunks_exact(4))
-                .map(|(a, b)| (a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3]) * half),
-        );
-    }
-    out
+    let a = &v[(ov + c) * width..][..width];
+    let b = &v[(2 * ov + c) * width..][..width];
+    a.chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .map(|(a, b)| (a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3]) * half)
+        .collect()
 }
 
 /// `SlimGLU`'s gates on the unit's linear outputs `v` `[3 ov, 4 cols]`, `s`
-/// `[2 os, cols]`: `(act_v(<b, c> / 2) a, act_s(s_2) s_1)`.
+/// `[2 os, cols]`: `(act_v(<b, c> / 2) a, act_s(s_2) s_1)`, channels in parallel.
 pub(super) fn gate_forward<T: Real>(
     (act_s, act_v): (Nonlinearity, Nonlinearity),
     (v, s): (&[T], &[T]),
@@ -205,25 +232,28 @@ pub(super) fn gate_forward<T: Real>(
 ) -> (Vec<T>, Vec<T>) {
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
-    let mut gates = vector_gate_arguments(v, ov, cols);
-    activation(act_v, &mut gates);
     let mut out_v = vec![T::zero(); ov * width];
-    for ((out, pre), g) in out_v
-        .chunks_exact_mut(width)
-        .zip(v.chunks_exact(width))
-        .zip(gates.chunks_exact(cols))
-    {
-        for ((o, x), &g) in out.chunks_exact_mut(4).zip(pre.chunks_exact(4)).zip(g) {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = g * x;
+    out_v
+        .par_chunks_mut(width)
+        .zip(v.par_chunks(width))
+        .enumerate()
+        .for_each(|(c, (out, pre))| {
+            let mut gates = gate_arguments(v, ov, c, cols);
+            activation(act_v, &mut gates);
+            for ((o, x), &g) in out.chunks_exact_mut(4).zip(pre.chunks_exact(4)).zip(&gates) {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = g * x;
+                }
             }
-        }
-    }
+        });
     let mut out_s = s[os * cols..2 * os * cols].to_vec();
-    activation(act_s, &mut out_s);
-    for (o, &x) in out_s.iter_mut().zip(&s[..os * cols]) {
-        *o = *o * x;
-    }
+    out_s
+        .par_chunks_mut(cols)
+        .zip(s.par_chunks(cols))
+        .for_each(|(out, first)| {
+            activation(act_s, out);
+            out.iter_mut().zip(first).for_each(|(o, &x)| *o = *o * x);
+        });
     (out_v, out_s)
 }
 
@@ -236,38 +266,49 @@ pub(super) fn gate_backward<T: Real>(
 ) -> (Vec<T>, Vec<T>) {
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
-    let mut gates = vector_gate_arguments(v, ov, cols);
-    let slopes = activation_with_slope(act_v, &mut gates);
-    let mut d_v = vec![T::zero(); v.len()];
     let half: T = constant(0.5);
-    for c in 0..ov {
-        let rows = |block: usize| (block * ov + c) * width..(block * ov + c + 1) * width;
-        let (pre, a, b) = (&v[rows(0)], &v[rows(1)], &v[rows(2)]);
-        let d_out = &dv[c * width..(c + 1) * width];
-        for t in 0..cols {
-            let (g, slope) = (gates[c * cols + t], slopes[c * cols + t]);
-            let at = 4 * t..4 * t + 4;
-            let d_gate = (0..4).fold(T::zero(), |acc, k| {
-                acc + d_out[at.start + k] * pre[at.start + k]
-            });
-            let d_arg = d_gate * slope * half;
-            for k in 0..4 {
-                let i = at.start + k;
-                let metric = if k == 0 { d_arg } else { -d_arg };
-                d_v[rows(0).start + i] = d_out[i] * g;
-                d_v[rows(1).start + i] = metric * b[i];
-                d_v[rows(2).start + i] = metric * a[i];
+    let mut d_v = vec![T::zero(); v.len()];
+    let (d_pre, rest) = d_v.split_at_mut(ov * width);
+    let (d_a, d_b) = rest.split_at_mut(ov * width);
+    d_pre
+        .par_chunks_mut(width)
+        .zip(d_a.par_chunks_mut(width).zip(d_b.par_chunks_mut(width)))
+        .enumerate()
+        .for_each(|(c, (d_pre, (d_a, d_b)))| {
+            let row = |block: usize| &v[(block * ov + c) * width..][..width];
+            let (pre, a, b) = (row(0), row(1), row(2));
+            let d_out = &dv[c * width..][..width];
+            let mut gates = gate_arguments(v, ov, c, cols);
+            let slopes = activation_with_slope(act_v, &mut gates);
+            for (t, (&g, &slope)) in gates.iter().zip(&slopes).enumerate() {
+                let at = 4 * t;
+                let d_gate = (0..4).fold(T::zero(), |acc, k| acc + d_out[at + k] * pre[at + k]);
+                let d_arg = d_gate * slope * half;
+                for k in 0..4 {
+                    let i = at + k;
+                    let metric = if k == 0 { d_arg } else { -d_arg };
+                    d_pre[i] = d_out[i] * g;
+                    d_a[i] = metric * b[i];
+                    d_b[i] = metric * a[i];
+                }
             }
-        }
-    }
-    let mut gates_s = s[os * cols..2 * os * cols].to_vec();
-    let slopes_s = activation_with_slope(act_s, &mut gates_s);
+        });
     let mut d_s = vec![T::zero(); s.len()];
     let (d_first, d_second) = d_s.split_at_mut(os * cols);
-    for i in 0..os * cols {
-        d_first[i] = ds[i] * gates_s[i];
-        d_second[i] = ds[i] * s[i] * slopes_s[i];
-    }
+    d_first
+        .par_chunks_mut(cols)
+        .zip(d_second.par_chunks_mut(cols))
+        .enumerate()
+        .for_each(|(c, (d_first, d_second))| {
+            let first = &s[c * cols..][..cols];
+            let mut gates = s[(os + c) * cols..][..cols].to_vec();
+            let slopes = activation_with_slope(act_s, &mut gates);
+            let d = &ds[c * cols..][..cols];
+            for t in 0..cols {
+                d_first[t] = d[t] * gates[t];
+                d_second[t] = d[t] * first[t] * slopes[t];
+            }
+        });
     (d_v, d_s)
 }
 
