@@ -18,20 +18,23 @@ use super::Real;
 use crate::fused::gemm::{par_product, MatRef};
 use crate::fused::vector_math::lane_sum;
 
-/// The fewest output rows of a parallel product (a multiple of the microkernel's 6 columns).
-const MIN_ROW_BLOCK: usize = 48;
+/// Multiply-adds below which a product runs as one piece: splitting it costs more in
+/// repacking the shared operand and handing out the work than it gains (a single jet's
+/// layers stay whole).
+const SMALL_PRODUCT: usize = 1 << 23;
 
-/// Output elements a parallel product should at least hold: smaller blocks cost more in
-/// repacking the shared operand and handing out the work than they gain (a single jet's
-/// layers then run as one product).
-const MIN_BLOCK_OUTPUTS: usize = 1 << 15;
+/// Pieces a larger product is cut into (by output rows).
+const PIECES: usize = 8;
 
-/// Output rows per parallel product of `n` columns: fixed by the shape alone, so that the
-/// sums do not depend on the thread count.
-fn row_block(n: usize) -> usize {
-    (MIN_BLOCK_OUTPUTS / n.max(1))
-        .next_multiple_of(6)
-        .max(MIN_ROW_BLOCK)
+/// Output rows per parallel piece of an `m x k` by `k x n` product: fixed by the shape
+/// alone, so that the sums do not depend on the thread count; a multiple of the
+/// microkernel's 6 columns (gemm computes the transposed product of a row-major output).
+fn row_block(m: usize, k: usize, n: usize) -> usize {
+    if m * k * n < SMALL_PRODUCT {
+        m.max(1)
+    } else {
+        m.div_ceil(PIECES).next_multiple_of(6)
+    }
 }
 
 /// Which columns belong to which jet: jet `j` holds `offsets[j]..offsets[j + 1]`.
@@ -121,7 +124,7 @@ pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
 
 /// `a b` `[a.rows, b.cols]`, blocks of [`row_block`] output rows in parallel.
 pub(super) fn product<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
-    par_product(a, b, row_block(b.cols()))
+    par_product(a, b, row_block(a.rows(), a.cols(), b.cols()))
 }
 
 /// A [`SlimLinear`](crate::slim_layers::SlimLinear) on feature-major `(v, s)` of `cols`
