@@ -12,7 +12,9 @@ use candle_core::WithDType;
 use num_traits::Float;
 
 /// The float types of the kernels, with their slice-wise `exp`.
-pub(crate) trait VectorMath: WithDType + Float + Default + Send + Sync + 'static {
+pub(crate) trait VectorMath:
+    WithDType + Float + num_traits::NumAssign + Default + Send + Sync + 'static
+{
     /// `x <- e^x` for every value.
     fn exp_in_place(values: &mut [Self]);
 }
@@ -77,7 +79,7 @@ fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let e = r * r * p + r + 1.0;
     let exponent = (shifted.to_bits() as i32 - ROUND.to_bits() as i32) + 127;
     e * f32::from_bits((exponent << 23) as u32)
@@ -86,12 +88,12 @@ fn exp(x: f32) -> f32 {
 /// The sum of `term(i)` for `i < n`, in eight interleaved partial sums (a loop the
 /// compiler vectorises, where one running sum waits on each addition).
 #[inline]
-pub(crate) fn lane_sum<T: Float>(n: usize, term: impl Fn(usize) -> T) -> T {
+pub(crate) fn lane_sum<T: Float + num_traits::NumAssign>(n: usize, term: impl Fn(usize) -> T) -> T {
     let mut lanes = [T::zero(); 8];
     let full = n / 8 * 8;
     for base in (0..full).step_by(8) {
         for (l, lane) in lanes.iter_mut().enumerate() {
-            *lane = *lane + term(base + l);
+            *lane += term(base + l);
         }
     }
     let tail = (full..n).fold(T::zero(), |acc, i| acc + term(i));

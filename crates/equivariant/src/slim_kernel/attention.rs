@@ -58,6 +58,9 @@ pub(super) struct HeadKept<T> {
     p: Vec<T>,
 }
 
+/// The merged heads: vectors `[heads hv, 4 Q]`, scalars `[heads hs, Q]`.
+type Merged<T> = (Vec<T>, Vec<T>);
+
 /// The (jet, head) pairs in task order.
 fn tasks(jets: usize, heads: usize) -> Vec<(usize, usize)> {
     (0..jets)
@@ -102,7 +105,9 @@ fn split<T: Real>(
                 (t * t - x * x - y * y - z * z).abs()
             }) + lane_sum(s.len(), |c| s[c] * s[c]);
             let f = T::one() / (squares / channels + eps).sqrt();
-            row.iter_mut().for_each(|x| *x = *x * f);
+            for x in row.iter_mut() {
+                *x *= f;
+            }
             f
         })
         .collect();
@@ -117,8 +122,10 @@ fn lowered<T: Real>(q: &[T], shape: HeadShape) -> Vec<T> {
     for row in out.chunks_exact_mut(d) {
         let (time, rest) = row.split_at_mut(hv);
         let (space, scalars) = rest.split_at_mut(3 * hv);
-        time.iter_mut().chain(scalars).for_each(|x| *x = *x * scale);
-        space.iter_mut().for_each(|x| *x = -*x * scale);
+        time.iter_mut().chain(scalars).for_each(|x| *x *= scale);
+        for x in space.iter_mut() {
+            *x = -*x * scale;
+        }
     }
     out
 }
@@ -140,7 +147,7 @@ pub(super) fn attention_forward<T: Real>(
     cols: &Cols,
     queries: &Cols,
     keep: bool,
-) -> ((Vec<T>, Vec<T>), Vec<HeadKept<T>>) {
+) -> (Merged<T>, Vec<HeadKept<T>>) {
     let (hv, hs, d) = (shape.hv, shape.hs, shape.width());
     let (total, q_total) = (cols.total(), queries.total());
     let tasks = tasks(cols.jets(), shape.heads);
@@ -161,7 +168,7 @@ pub(super) fn attention_forward<T: Real>(
             );
             p.chunks_exact_mut(n.max(1)).for_each(softmax);
             let out = small_product(MatRef::row_major(&p, q, n), MatRef::row_major(&vh, n, d));
-            let kept = keep.then(|| HeadKept {
+            let kept = keep.then_some(HeadKept {
                 q: qh,
                 k: kh,
                 v: vh,

@@ -117,7 +117,7 @@ pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
         .zip(b.par_chunks(CHUNK))
         .for_each(|(a, b)| {
             for (x, &y) in a.iter_mut().zip(b) {
-                *x = *x + y;
+                *x += y;
             }
         });
 }
@@ -146,7 +146,9 @@ pub(super) fn linear_forward<T: Real>(
     );
     if let Some(bias) = layer.bias {
         for (row, &b) in out_s.chunks_exact_mut(cols.max(1)).zip(bias) {
-            row.iter_mut().for_each(|x| *x = *x + b);
+            for x in row.iter_mut() {
+                *x += b;
+            }
         }
     }
     (out_v, out_s)

@@ -167,7 +167,7 @@ fn eval_typed<T: Real>(
         return Ok(None);
     };
     let mut next = slices.iter().copied();
-    let net = shape.map(&mut |_: &()| next.next().expect("one slice per weight"));
+    let net = shape.map(&mut |(): &()| next.next().expect("one slice per weight"));
     let (logits, _) = forward(&net, &tokens, mean, false);
     let classes = net.linear_out.s_dims.1;
     Tensor::from_vec(logits, (tokens.cols.jets(), classes), device).map(Some)

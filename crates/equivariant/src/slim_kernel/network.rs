@@ -99,7 +99,7 @@ pub(super) fn forward<T: Real>(
             logits[j * classes + k] = lane_sum(r.len(), |i| row[r.start + i]) / count;
         }
     }
-    let kept = keep.then(|| Kept {
+    let kept = keep.then_some(Kept {
         blocks,
         last: stream,
         readout,
@@ -198,7 +198,7 @@ pub(super) fn backward<T: Real>(
         .zip(&kept.blocks)
         .rev()
     {
-        d_stream = block_backward(block, grad, k, d_stream);
+        d_stream = block_backward(block, grad, k, &d_stream);
     }
     linear_backward(
         (&net.linear_in, &mut grads.linear_in),
@@ -213,7 +213,7 @@ fn block_backward<T: Real>(
     block: &BlockW<&[T]>,
     grad: &mut BlockW<&mut [T]>,
     kept: &BlockKept<T>,
-    d_out: Pair<T>,
+    d_out: &Pair<T>,
 ) -> Pair<T> {
     let (n, q) = (kept.cols.total(), kept.queries.total());
     let asked = "input gradients were asked for";
@@ -221,7 +221,7 @@ fn block_backward<T: Real>(
     let mut d_hidden = linear_backward(
         (&block.last, &mut grad.last),
         view(&kept.hidden),
-        view(&d_out),
+        view(d_out),
         q,
         true,
     )
@@ -248,7 +248,7 @@ fn block_backward<T: Real>(
         &kept.norm2.factors,
         block.norm2.as_ref(),
         view(&d_hidden),
-        grad.norm2.as_mut(),
+        grad.norm2.as_mut().map(|(v, s)| (&mut **v, &mut **s)),
     );
     add(&mut d_mid_v, &d_out.0);
     add(&mut d_mid_s, &d_out.1);
@@ -281,7 +281,7 @@ fn block_backward<T: Real>(
         &kept.norm1.factors,
         block.norm1.as_ref(),
         view(&d_norm1),
-        grad.norm1.as_mut(),
+        grad.norm1.as_mut().map(|(v, s)| (&mut **v, &mut **s)),
     );
     add_selected(&mut d_v, &d_mid_v, &kept.cols, &kept.queries, 4);
     add_selected(&mut d_s, &d_mid_s, &kept.cols, &kept.queries, 1);

@@ -83,17 +83,17 @@ pub(super) fn norm_forward<T: Real>(
                 .iter_mut()
                 .zip(row[4 * first..][..4 * n].chunks_exact(4))
             {
-                *f = *f + minkowski_square(v).abs();
+                *f += minkowski_square(v).abs();
             }
         }
         for row in s.chunks_exact(cols) {
             for (f, &x) in block.iter_mut().zip(&row[first..first + n]) {
-                *f = *f + x * x;
+                *f += x * x;
             }
         }
-        block
-            .iter_mut()
-            .for_each(|f| *f = T::one() / (*f / channels + eps).sqrt());
+        for f in block.iter_mut() {
+            *f = T::one() / (*f / channels + eps).sqrt();
+        }
     });
     Normed {
         v: scaled_rows(v, 4 * cols, 4, &factors, gains.map(|g| g.0)),
@@ -120,7 +120,7 @@ pub(super) fn norm_backward<T: Real>(
     factors: &[T],
     gains: Option<&(&[T], &[T])>,
     (dv, ds): (&[T], &[T]),
-    d_gains: Option<&mut (&mut [T], &mut [T])>,
+    d_gains: Option<(&mut [T], &mut [T])>,
 ) -> (Vec<T>, Vec<T>) {
     let cols = factors.len();
     let (cv, cs) = (v.len() / (4 * cols), s.len() / cols);
@@ -142,7 +142,7 @@ pub(super) fn norm_backward<T: Real>(
                 .zip(&factors[first..])
                 .zip(x.chunks_exact(4).zip(d.chunks_exact(4)))
             {
-                *dot = *dot + (0..4).fold(T::zero(), |acc, k| acc + x[k] * d[k]) * f * g;
+                *dot += (0..4).fold(T::zero(), |acc, k| acc + x[k] * d[k]) * f * g;
             }
         }
         for (c, (x, d)) in s.chunks_exact(cols).zip(ds.chunks_exact(cols)).enumerate() {
@@ -152,7 +152,7 @@ pub(super) fn norm_backward<T: Real>(
                 .zip(&factors[first..])
                 .zip(x[first..first + n].iter().zip(&d[first..first + n]))
             {
-                *dot = *dot + x * d * f * g;
+                *dot += x * d * f * g;
             }
         }
     });
@@ -252,7 +252,7 @@ pub(super) fn gate_forward<T: Real>(
         .zip(s.par_chunks(cols))
         .for_each(|(out, first)| {
             activation(act_s, out);
-            out.iter_mut().zip(first).for_each(|(o, &x)| *o = *o * x);
+            out.iter_mut().zip(first).for_each(|(o, &x)| *o *= x);
         });
     (out_v, out_s)
 }
@@ -331,17 +331,11 @@ pub(super) fn activation<T: Real>(act: Nonlinearity, values: &mut [T]) {
         }
         Nonlinearity::Silu => {
             let e = exp_of(values, |x| -x);
-            values
-                .iter_mut()
-                .zip(&e)
-                .for_each(|(x, &e)| *x = *x / (one + e));
+            values.iter_mut().zip(&e).for_each(|(x, &e)| *x /= one + e);
         }
         Nonlinearity::Gelu => {
             let e = exp_of(values, gelu_exponent);
-            values
-                .iter_mut()
-                .zip(&e)
-                .for_each(|(x, &e)| *x = *x / (one + e));
+            values.iter_mut().zip(&e).for_each(|(x, &e)| *x /= one + e);
         }
     }
 }
@@ -404,7 +398,7 @@ pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]
                 .map(|(x, &e)| {
                     let sigma = one / (one + e);
                     let slope = sigma * (one + *x * (one - sigma));
-                    *x = *x * sigma;
+                    *x *= sigma;
                     slope
                 })
                 .collect()
@@ -422,7 +416,7 @@ pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]
                     // gelu = x sigma(2u), d/dx = sigma + x sigma (1 - sigma) 2u'.
                     let sigma = one / (one + e);
                     let slope = sigma + *x * sigma * (one - sigma) * c * (one + k * *x * *x);
-                    *x = *x * sigma;
+                    *x *= sigma;
                     slope
                 })
                 .collect()
@@ -437,11 +431,11 @@ pub(super) fn softmax<T: Real>(row: &mut [T]) {
         .copied()
         .fold(T::neg_infinity(), num_traits::Float::max);
     for x in row.iter_mut() {
-        *x = *x - max;
+        *x -= max;
     }
     T::exp_in_place(row);
     let inv = T::one() / crate::fused::vector_math::lane_sum(row.len(), |i| row[i]);
     for x in row.iter_mut() {
-        *x = *x * inv;
+        *x *= inv;
     }
 }

@@ -76,7 +76,7 @@ fn linear_w<'t, W>(
         v: take(v),
         v_dims: linear.linear_v.dims(),
         s: take(s),
-        bias: bias.map(|b| take(b)),
+        bias: bias.map(take),
         s_dims: scalar.dims(),
     })
 }
