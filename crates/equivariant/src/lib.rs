@@ -15,7 +15,9 @@
 //! - [`LGatrSlim`] (arXiv:2512.17011) exactly as the `lgatr` 2.0 package builds
 //!   `LGATrSlim` ([`slim_layers`], the package's state-dict keys), as a top tagger with
 //!   the tagging-guide's spurions, class token and tagging features ([`tokens`]): the
-//!   package's outputs to 4e-7, Lorentz equivariant in f64 to 2e-13 at rapidity 4;
+//!   package's outputs to 4e-7, Lorentz equivariant in f64 to 2e-13 at rapidity 4; on the
+//!   CPU its training and evaluation passes run as one kernel with its own backward
+//!   (`slim_kernel`: feature-major activations on the real tokens only);
 //! - [`Transformer`], the tagging-guide's plain "tr" baseline on the same tokens;
 //! - [`FlowNetwork`] (Particle / Energy Flow Networks) and [`Mlp`] baselines.
 //!
