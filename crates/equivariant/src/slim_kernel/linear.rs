@@ -23,8 +23,10 @@ use crate::fused::vector_math::lane_sum;
 /// layers stay whole).
 const SMALL_PRODUCT: usize = 1 << 23;
 
-/// Pieces a larger product is cut into (by output rows).
-const PIECES: usize = 8;
+/// Pieces a larger product is cut into (by output rows): two, one per core of the machines
+/// noether targets (eight cost 6% of a one-thread training step in repacking the shared
+/// operand and narrower microkernel edges, and gained nothing on two cores).
+const PIECES: usize = 2;
 
 /// Output rows per parallel piece of an `m x k` by `k x n` product: fixed by the shape
 /// alone, so that the sums do not depend on the thread count; a multiple of the
