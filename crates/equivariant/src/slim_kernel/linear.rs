@@ -96,6 +96,25 @@ pub(super) fn select<T: Real>(x: &[T], from: &Cols, to: &Cols, group: usize) -> 
     out
 }
 
+/// Adds the columns `to` of `x` (columns `from`) to `y` (columns `to`): `y + select(x)`
+/// without the copy.
+pub(super) fn add_columns<T: Real>(y: &mut [T], x: &[T], from: &Cols, to: &Cols, group: usize) {
+    if from == to {
+        add(y, x);
+        return;
+    }
+    let (wx, wy) = (from.total() * group, to.total() * group);
+    y.par_chunks_mut(wy.max(1))
+        .zip(x.par_chunks(wx.max(1)))
+        .for_each(|(out, row)| {
+            for j in 0..from.jets() {
+                let len = to.range(j).len() * group;
+                let target = &mut out[to.range(j).start * group..][..len];
+                add(target, &row[from.range(j).start * group..][..len]);
+            }
+        });
+}
+
 /// Adds `y` (columns `to`) to the matching columns of `x` (columns `from`): the backward of
 /// [`select`].
 pub(super) fn add_selected<T: Real>(x: &mut [T], y: &[T], from: &Cols, to: &Cols, group: usize) {

@@ -3,7 +3,9 @@
 //! backward to every weight.
 
 use super::attention::{attention_backward, attention_forward, HeadKept, HeadShape};
-use super::linear::{add, add_selected, linear_backward, linear_forward, select, Cols};
+use super::linear::{
+    add, add_columns, add_selected, linear_backward, linear_forward, select, Cols,
+};
 use super::pointwise::{gate_backward, gate_forward, norm_backward, norm_forward, Normed};
 use super::weights::{BlockW, NetW};
 use super::Real;
@@ -36,7 +38,7 @@ struct BlockKept<T> {
     heads: Vec<HeadKept<T>>,
     merged: Pair<T>,
     mid: Pair<T>,
-    norm2: Normed<T>,
+    norm2_factors: Vec<T>,
     glus: Vec<GluKept<T>>,
     hidden: Pair<T>,
     cols: Cols,
@@ -119,11 +121,12 @@ fn block_forward<T: Real>(
     let wide = linear_forward(&block.attn_in, (&norm1.v, &norm1.s), n);
     let (merged, heads) = attention_forward(head_shape(block), view(&wide), cols, queries, keep);
     let (mut mid_v, mut mid_s) = linear_forward(&block.attn_out, view(&merged), q);
-    add(&mut mid_v, &select(&input.0, cols, queries, 4));
-    add(&mut mid_s, &select(&input.1, cols, queries, 1));
+    add_columns(&mut mid_v, &input.0, cols, queries, 4);
+    add_columns(&mut mid_s, &input.1, cols, queries, 1);
     let mid = (mid_v, mid_s);
     let norm2 = norm_forward(view(&mid), q, block.norm2.as_ref());
-    let mut hidden = (norm2.v.clone(), norm2.s.clone());
+    let norm2_factors = norm2.factors;
+    let mut hidden = (norm2.v, norm2.s);
     let mut glus = Vec::new();
     for glu in &block.glus {
         let wide = linear_forward(&glu.linear, view(&hidden), q);
@@ -145,7 +148,7 @@ fn block_forward<T: Real>(
         heads,
         merged,
         mid,
-        norm2,
+        norm2_factors,
         glus,
         hidden,
         cols: cols.clone(),
@@ -245,7 +248,7 @@ fn block_backward<T: Real>(
     }
     let (mut d_mid_v, mut d_mid_s) = norm_backward(
         view(&kept.mid),
-        &kept.norm2.factors,
+        &kept.norm2_factors,
         block.norm2.as_ref(),
         view(&d_hidden),
         grad.norm2.as_mut().map(|(v, s)| (&mut **v, &mut **s)),
