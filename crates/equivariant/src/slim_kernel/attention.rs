@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::linear::Cols;
+use super::linear::{min_rows, Cols};
 use super::pointwise::softmax;
 use super::Real;
 use crate::fused::gemm::{matmul, MatRef};
@@ -184,6 +184,7 @@ pub(super) fn attention_forward<T: Real>(
     let mut merged_v = vec![T::zero(); heads * hv * 4 * q_total];
     merged_v
         .par_chunks_mut((4 * q_total).max(1))
+        .with_min_len(min_rows(4 * q_total))
         .enumerate()
         .for_each(|(r, row)| {
             let (head, c) = (r / hv, r % hv);
@@ -200,6 +201,7 @@ pub(super) fn attention_forward<T: Real>(
     let mut merged_s = vec![T::zero(); heads * hs * q_total];
     merged_s
         .par_chunks_mut(q_total.max(1))
+        .with_min_len(min_rows(q_total.max(1)))
         .enumerate()
         .for_each(|(r, row)| {
             let (head, c) = (r / hs, r % hs);
@@ -322,6 +324,7 @@ pub(super) fn attention_backward<T: Real>(
     let mut d_wide_v = vec![T::zero(); 3 * heads * hv * 4 * total];
     d_wide_v
         .par_chunks_mut((4 * total).max(1))
+        .with_min_len(min_rows(4 * total))
         .enumerate()
         .for_each(|(r, row)| {
             let (part, c, head) = (r / heads / hv, r / heads % hv, r % heads);
@@ -338,6 +341,7 @@ pub(super) fn attention_backward<T: Real>(
     let mut d_wide_s = vec![T::zero(); 3 * heads * hs * total];
     d_wide_s
         .par_chunks_mut(total.max(1))
+        .with_min_len(min_rows(total.max(1)))
         .enumerate()
         .for_each(|(r, row)| {
             let (part, c, head) = (r / heads / hs, r / heads % hs, r % heads);

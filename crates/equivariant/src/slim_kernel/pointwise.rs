@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::linear::min_rows;
 use super::Real;
 use crate::slim_layers::{Nonlinearity, NORM_EPSILON};
 
@@ -50,6 +51,7 @@ fn scaled_rows<T: Real>(
 ) -> Vec<T> {
     let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(width.max(1))
+        .with_min_len(min_rows(width.max(1)))
         .zip(x.par_chunks(width.max(1)))
         .enumerate()
         .for_each(|(c, (out, row))| {
@@ -167,9 +169,11 @@ pub(super) fn norm_backward<T: Real>(
                 })
         };
         d_gv.par_iter_mut()
+            .with_min_len(min_rows(4 * cols))
             .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
             .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 4));
         d_gs.par_iter_mut()
+            .with_min_len(min_rows(cols))
             .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
             .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 1));
     }
@@ -177,6 +181,7 @@ pub(super) fn norm_backward<T: Real>(
     let mut out_v = vec![T::zero(); v.len()];
     out_v
         .par_chunks_mut(4 * cols)
+        .with_min_len(min_rows(4 * cols))
         .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
         .enumerate()
         .for_each(|(c, (out, (x, d)))| {
@@ -198,6 +203,7 @@ pub(super) fn norm_backward<T: Real>(
     let mut out_s = vec![T::zero(); s.len()];
     out_s
         .par_chunks_mut(cols)
+        .with_min_len(min_rows(cols))
         .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
         .enumerate()
         .for_each(|(c, (out, (x, d)))| {
@@ -235,6 +241,7 @@ pub(super) fn gate_forward<T: Real>(
     let mut out_v = vec![T::zero(); ov * width];
     out_v
         .par_chunks_mut(width)
+        .with_min_len(min_rows(width))
         .zip(v.par_chunks(width))
         .enumerate()
         .for_each(|(c, (out, pre))| {
@@ -249,6 +256,7 @@ pub(super) fn gate_forward<T: Real>(
     let mut out_s = s[os * cols..2 * os * cols].to_vec();
     out_s
         .par_chunks_mut(cols)
+        .with_min_len(min_rows(cols))
         .zip(s.par_chunks(cols))
         .for_each(|(out, first)| {
             activation(act_s, out);
@@ -272,6 +280,7 @@ pub(super) fn gate_backward<T: Real>(
     let (d_a, d_b) = rest.split_at_mut(ov * width);
     d_pre
         .par_chunks_mut(width)
+        .with_min_len(min_rows(width))
         .zip(d_a.par_chunks_mut(width).zip(d_b.par_chunks_mut(width)))
         .enumerate()
         .for_each(|(c, (d_pre, (d_a, d_b)))| {
@@ -297,6 +306,7 @@ pub(super) fn gate_backward<T: Real>(
     let (d_first, d_second) = d_s.split_at_mut(os * cols);
     d_first
         .par_chunks_mut(cols)
+        .with_min_len(min_rows(cols))
         .zip(d_second.par_chunks_mut(cols))
         .enumerate()
         .for_each(|(c, (d_first, d_second))| {
