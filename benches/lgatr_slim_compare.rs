@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench lgatr_slim_compare`. Needs python3 with torch, lgatr==2.0.0 and
 //! safetensors for the comparison; without them only our figures print.
+//! `BENCH_PROFILE_STEPS=N` runs only N of our training steps (after one warm-up step) and
+//! prints their mean, without the package: a steady state for `perf record`.
 
 use std::path::PathBuf;
 
@@ -112,6 +114,15 @@ fn main() {
         single,
         targets: Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels"),
     };
+    if let Some(steps) = std::env::var("BENCH_PROFILE_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        ours.train(1);
+        let step = ours.train(steps);
+        println!("noether: training step {:.1} ms over {steps} steps", step * 1e3);
+        return;
+    }
     let mut torch = start_torch(&files, threads);
     let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
     let (single_s, train_s) = Rounds::medians(&rounds.ours);
