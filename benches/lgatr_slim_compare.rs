@@ -32,8 +32,8 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_inputs, host, mean_call, median_call, root, worst_relative_difference, Reference,
-    Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
+    bundled_inputs, host, mean_call, median_call, root, sgemm_peak_gflops,
+    worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
@@ -92,6 +92,7 @@ fn main() {
     let mut one: Vec<f32> = LGATR_SPURIONS.iter().flatten().copied().collect();
     one.extend(single_jet.iter().flatten());
     let single = tokens(&model, &one, &vec![1.0; LGATR_SPURIONS.len() + N_MAX], 1);
+    let step_flops = TrainingFlops::new(&config, &batch.mask);
 
     // The package gets the weights as initialised, before our training steps move them.
     let files = write_inputs(&varmap, &input, &single, &batch.labels);
@@ -126,6 +127,7 @@ fn main() {
     let mut torch = start_torch(&files, threads);
     let rounds = Rounds::run(&mut ours, torch.as_mut().map(|(t, _)| t));
     let (single_s, train_s) = Rounds::medians(&rounds.ours);
+    let peak = sgemm_peak_gflops();
     let params: usize = noether::equivariant::parameter_count(&varmap);
     println!(
         "L-GATr-slim size 0 ({params} parameters), {BATCH} jets x ({N_MAX} constituents + 3 spurions + class token), {threads} thread(s), {ROUNDS} interleaved rounds"
@@ -136,8 +138,13 @@ fn main() {
         BATCH as f64 / train_s,
         single_s * 1e3
     );
+    step_flops.report(train_s, peak);
     let Some((_, first)) = &torch else {
         println!("lgatr on PyTorch unavailable (python3 with torch, lgatr==2.0.0, safetensors)");
+        println!(
+            "lgatr_slim_train_gflops_fraction_of_peak={:.3}",
+            step_flops.fraction_of_peak(train_s, peak)
+        );
         return;
     };
     let worst = worst_relative_difference(&logits, &first["logits"], 1e-2);
@@ -150,8 +157,53 @@ fn main() {
     );
     println!("agreement on the batch (eval logits): worst relative difference {worst:.1e}");
     let (train, single) = rounds.report_ratios("lgatr");
+    println!(
+        "products at the sgemm peak against half the package's step: {:.1} ms of {:.1} ms",
+        step_flops.real / peak / 1e6,
+        t_train * 1e3 / 2.0
+    );
     println!("lgatr_slim_train_speedup_vs_torch={train:.2}");
     println!("lgatr_slim_single_jet_speedup_vs_torch={single:.2}");
+    println!(
+        "lgatr_slim_train_gflops_fraction_of_peak={:.3}",
+        step_flops.fraction_of_peak(train_s, peak)
+    );
+}
+
+/// The arithmetic of one training step (forward + backward ~ 3x the forward's matrix
+/// products, as `forward_flops` counts them): on the batch's real tokens, which our kernel
+/// computes, and on the padded batch, which the package computes.
+struct TrainingFlops {
+    real: f64,
+    padded: f64,
+}
+
+impl TrainingFlops {
+    fn new(config: &LGatrSlimConfig, mask: &[f32]) -> Self {
+        let nodes = mask.len() / BATCH;
+        let flops = |n: usize| 3.0 * LGatrSlim::forward_flops(config, n) as f64;
+        let real = mask
+            .chunks(nodes)
+            .map(|jet| flops(jet.iter().filter(|&&m| m > 0.0).count()))
+            .sum();
+        Self {
+            real,
+            padded: BATCH as f64 * flops(nodes),
+        }
+    }
+
+    fn fraction_of_peak(&self, step_s: f64, peak_gflops: f64) -> f64 {
+        self.real / step_s / 1e9 / peak_gflops
+    }
+
+    fn report(&self, step_s: f64, peak_gflops: f64) {
+        println!(
+            "training step: {:.2} GFLOP of matrix products on the real tokens ({:.2} padded); {:.1} GFLOP/s against an sgemm peak of {peak_gflops:.1} GFLOP/s (1024^3, same threads)",
+            self.real / 1e9,
+            self.padded / 1e9,
+            self.real / step_s / 1e9,
+        );
+    }
 }
 
 /// Our side: the training model with its optimizer, the inference model and the tokens.

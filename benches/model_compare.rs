@@ -37,7 +37,8 @@ mod common;
 #[path = "model_compare/pelican.rs"]
 mod pelican;
 use common::{
-    bundled_inputs, host, mean_call, median_call, per_rep, root, worst_relative_difference,
+    bundled_inputs, host, mean_call, median_call, root, sgemm_peak_gflops,
+    worst_relative_difference,
     Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
@@ -187,19 +188,6 @@ fn start_torch(
             threads.to_string().as_ref(),
         ],
     )
-}
-
-/// GFLOP/s of a large single-precision matrix product on the configured threads (the
-/// same GEMM candle and the fused kernels call): the peak the training figures are
-/// measured against.
-fn sgemm_peak_gflops() -> f64 {
-    let n = 1024;
-    let a = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("a");
-    let b = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("b");
-    let seconds = per_rep(5, || {
-        a.matmul(&b).expect("sgemm");
-    });
-    2.0 * (n as f64).powi(3) / seconds / 1e9
 }
 
 fn main() {

@@ -1,5 +1,6 @@
 //! Inputs shared by the model benchmarks: 32 jets of the bundled test set (50 leading
-//! constituents + beams) and one jet of exactly 50 constituents.
+//! constituents + beams), one jet of exactly 50 constituents, paired timing rounds against
+//! a reference in a child process, and the machine's sgemm peak.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use noether::data::{batches, load, Batch, BatchConfig, Beams, JetSet};
 
@@ -276,4 +277,17 @@ impl Rounds {
         );
         (median(&train), median(&single))
     }
+}
+
+/// GFLOP/s of a large single-precision matrix product on the configured threads (the
+/// same GEMM candle and the fused kernels call): the peak the training figures are
+/// measured against.
+pub fn sgemm_peak_gflops() -> f64 {
+    let n = 1024;
+    let a = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("a");
+    let b = Tensor::ones((n, n), DType::F32, &Device::Cpu).expect("b");
+    let seconds = per_rep(5, || {
+        a.matmul(&b).expect("sgemm");
+    });
+    2.0 * (n as f64).powi(3) / seconds / 1e9
 }
