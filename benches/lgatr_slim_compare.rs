@@ -121,7 +121,10 @@ fn main() {
     {
         ours.train(1);
         let step = ours.train(steps);
-        println!("noether: training step {:.1} ms over {steps} steps", step * 1e3);
+        println!(
+            "noether: training step {:.1} ms over {steps} steps",
+            step * 1e3
+        );
         return;
     }
     let mut torch = start_torch(&files, threads);

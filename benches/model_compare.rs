@@ -38,8 +38,7 @@ mod common;
 mod pelican;
 use common::{
     bundled_inputs, host, mean_call, median_call, root, sgemm_peak_gflops,
-    worst_relative_difference,
-    Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
+    worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:

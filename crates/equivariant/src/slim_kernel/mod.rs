@@ -273,13 +273,17 @@ impl<T: Real> CustomOp1 for SlimTrain<T> {
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg(format!("{KERNEL}: backward before forward")))?;
         let mut grads = vec![T::zero(); weights.len()];
-        backward(
-            &self.net.slices(weights),
-            &mut self.net.slices_mut(&mut grads),
-            &self.tokens,
-            kept,
-            d_logits,
-        );
+        // candle calls this on the thread that runs the backward pass; on one of the
+        // pool's threads the loops below hand work over once, not once per loop.
+        crate::fused::in_pool(|| {
+            backward(
+                &self.net.slices(weights),
+                &mut self.net.slices_mut(&mut grads),
+                &self.tokens,
+                kept,
+                d_logits,
+            );
+        });
         Tensor::from_vec(grads, packed.shape(), packed.device()).map(Some)
     }
 }
