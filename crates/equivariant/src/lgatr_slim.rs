@@ -33,7 +33,7 @@ use crate::placement::Placement;
 use crate::quantized::{dense, quantized_input};
 use crate::slim_kernel::{self, SlimLayers};
 use crate::slim_layers::{Nonlinearity, SlimBlock, SlimBlockShape, SlimLinear, SlimSelfAttention};
-use crate::tokens::{Canonicalize, TokenInput, TokenRecipe};
+use crate::tokens::{Canonicalize, TaggingFeatures, TokenInput, TokenRecipe};
 
 /// The beam spurions `(1, 0, 0, +-1)` and the time reference `(1, 0, 0, 0)` (the
 /// tagging-guide's `beam_reference: lightlike`, `two_beams`, `add_time_reference`).
@@ -77,6 +77,9 @@ pub struct LGatrSlimConfig {
     pub mean_aggregation: bool,
     /// Canonicalisation of the jets (see [`crate::tokens`]).
     pub canonicalize: Canonicalize,
+    /// The tagging features among the scalar inputs (the tagging-guide's
+    /// `data.tagging_features`; default all seven).
+    pub tagging_features: TaggingFeatures,
 }
 
 impl Default for LGatrSlimConfig {
@@ -98,6 +101,7 @@ impl Default for LGatrSlimConfig {
             units: 20.0,
             mean_aggregation: false,
             canonicalize: Canonicalize::BeamY,
+            tagging_features: TaggingFeatures::All,
         }
     }
 }
@@ -109,6 +113,7 @@ impl LGatrSlimConfig {
             units: self.units,
             global_token: !self.mean_aggregation,
             canonicalize: self.canonicalize,
+            features: self.tagging_features,
         }
     }
 

@@ -102,7 +102,7 @@ pub use pelican::{Pelican, PelicanConfig, PelicanInput, PELICAN_BEAMS};
 pub use placement::{resolve_threads, set_threads, DeviceSetting, Placement, Precision, Threads};
 pub use quantized::FixedPointInput;
 pub use registry::{quantizable, ModelConfig, ModelKind, Network, Tagger, TaggerInput};
-pub use tokens::{Canonicalize, TokenInput, TokenRecipe};
+pub use tokens::{Canonicalize, TaggingFeatures, TokenInput, TokenRecipe};
 pub use transformer::{Transformer, TransformerConfig};
 
 /// Checks flat `[batch, nodes, 4]` momenta and a `[batch, nodes]` mask: lengths, and

@@ -7,7 +7,8 @@
 //! - the model's spurions (its [`crate::TaggerModel::BEAMS`]) with zero scalar features;
 //! - the constituents: four-momenta divided by `units` as vectors, and the seven tagging
 //!   features `log pT, log E, log pT/pT_jet, log E/E_jet, dphi, deta, dR`, standardised
-//!   with weaver's defaults `(x - mean) * factor`, as scalars.
+//!   with weaver's defaults `(x - mean) * factor`, as scalars (or a subset of them,
+//!   [`TaggingFeatures`]).
 //!
 //! With `canonicalize = beam_y` the constituents are first rotated about the beam and
 //! boosted along it so that the jet has azimuth 0 and rapidity 0. noether applies the
@@ -44,6 +45,37 @@ const STANDARDISATION: [(f64, f64); TAGGING_FEATURES] = [
 /// tagging-guide's `eps`).
 const EPS: f64 = 1e-10;
 
+/// Which of the seven tagging features become scalar inputs (the tagging-guide's
+/// `data.tagging_features`, `experiments/tagging/embedding.py`): all of them, or the
+/// subsets it names after the symmetry they keep, so that a run can measure what the
+/// features add to what the vectors carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TaggingFeatures {
+    /// `log pT, log E, log pT/pT_jet, log E/E_jet, dphi, deta, dR`.
+    #[default]
+    All,
+    /// Without the two energies, which boosts along the beam change:
+    /// `log pT, log pT/pT_jet, dphi, deta, dR`.
+    Zinvariant,
+    /// The two energies alone, which rotations keep: `log E, log E/E_jet`.
+    So3invariant,
+    /// No tagging features (the package's `null`): the vectors carry the jet.
+    None,
+}
+
+impl TaggingFeatures {
+    /// Positions of the selected features in [`TAGGING_FEATURES`]' order.
+    pub fn indices(self) -> &'static [usize] {
+        match self {
+            Self::All => &[0, 1, 2, 3, 4, 5, 6],
+            Self::Zinvariant => &[0, 2, 4, 5, 6],
+            Self::So3invariant => &[1, 3],
+            Self::None => &[],
+        }
+    }
+}
+
 /// How jets are canonicalised before the features are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +96,8 @@ pub struct TokenRecipe {
     pub global_token: bool,
     /// The canonicalisation.
     pub canonicalize: Canonicalize,
+    /// The tagging features among the scalars.
+    pub features: TaggingFeatures,
 }
 
 impl Default for TokenRecipe {
@@ -72,6 +106,7 @@ impl Default for TokenRecipe {
             units: 20.0,
             global_token: true,
             canonicalize: Canonicalize::BeamY,
+            features: TaggingFeatures::All,
         }
     }
 }
@@ -81,7 +116,8 @@ impl Default for TokenRecipe {
 pub struct TokenInput {
     /// Four-vectors `[jets, tokens, 4]`: zero for the global token and for padding.
     pub vectors: Tensor,
-    /// Scalars `[jets, tokens, 7 (+ 1 with a global token)]`.
+    /// Scalars `[jets, tokens, features (+ 1 with a global token)]`: the selected tagging
+    /// features (seven by default).
     pub scalars: Tensor,
     /// 1 for tokens that exist (global token, spurions, constituents), 0 for padding,
     /// `[jets, tokens]`.
@@ -124,9 +160,9 @@ fn tagging_features(p: &FourMomentum, jet: &FourMomentum) -> [f64; TAGGING_FEATU
 }
 
 impl TokenRecipe {
-    /// Scalar channels: the tagging features and the global token's flag.
+    /// Scalar channels: the selected tagging features and the global token's flag.
     pub fn scalar_channels(&self) -> usize {
-        TAGGING_FEATURES + usize::from(self.global_token)
+        self.features.indices().len() + usize::from(self.global_token)
     }
 
     /// Tokens per jet of `nodes` padded nodes (beams included).
@@ -168,8 +204,10 @@ impl TokenRecipe {
             for (slot, x) in out.vectors[t * 4..(t + 1) * 4].iter_mut().zip(p.to_array()) {
                 *slot = x / self.units;
             }
-            out.scalars[t * s..t * s + TAGGING_FEATURES]
-                .copy_from_slice(&tagging_features(&p, &jet));
+            let all = tagging_features(&p, &jet);
+            for (slot, &k) in out.scalars[t * s..].iter_mut().zip(self.features.indices()) {
+                *slot = all[k];
+            }
         }
         out
     }
@@ -243,6 +281,65 @@ mod tests {
         );
         assert!((moved.px() - jet.pt()).abs() < 1e-9);
         assert!((moved.mass2() - jet.mass2()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn feature_subsets_are_the_named_columns_of_the_full_set_before_the_flag() {
+        // Two jets of three constituents (no spurions), one of them padded.
+        let momenta: Vec<f64> = [
+            [120.0, 100.0, 20.0, 50.0],
+            [80.0, 70.0, -10.0, 30.0],
+            [40.0, 30.0, 5.0, 25.0],
+            [300.0, -50.0, 250.0, 150.0],
+            [90.0, -10.0, 80.0, 30.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+        .concat();
+        let mask = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+        let jets = PaddedJets {
+            momenta: &momenta,
+            mask: &mask,
+            jets: 2,
+            nodes: 3,
+            beams: 0,
+        };
+        let place = Placement {
+            device: candle_core::Device::Cpu,
+            dtype: candle_core::DType::F64,
+        };
+        let scalars = |features: TaggingFeatures| {
+            let recipe = TokenRecipe {
+                features,
+                ..TokenRecipe::default()
+            };
+            let input = recipe.compute(&jets, &place).unwrap();
+            let width = recipe.scalar_channels();
+            assert_eq!(input.scalars.dims(), [2, 4, width]);
+            let values = input
+                .scalars
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            (values, width)
+        };
+        let (all, all_width) = scalars(TaggingFeatures::All);
+        assert_eq!(all_width, TAGGING_FEATURES + 1);
+        for (features, columns) in [
+            (TaggingFeatures::Zinvariant, vec![0, 2, 4, 5, 6]),
+            (TaggingFeatures::So3invariant, vec![1, 3]),
+            (TaggingFeatures::None, vec![]),
+        ] {
+            let (subset, width) = scalars(features);
+            assert_eq!(width, columns.len() + 1, "{features:?}");
+            for (token, row) in subset.chunks(width).enumerate() {
+                let full = &all[token * all_width..(token + 1) * all_width];
+                for (c, &k) in columns.iter().enumerate() {
+                    assert_eq!(row[c], full[k], "{features:?} token {token} column {k}");
+                }
+                assert_eq!(row[width - 1], full[all_width - 1], "the class-token flag");
+            }
+        }
     }
 
     #[test]

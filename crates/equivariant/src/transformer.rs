@@ -24,7 +24,7 @@ use crate::model::{
     TaggerModel,
 };
 use crate::placement::Placement;
-use crate::tokens::{Canonicalize, TokenInput, TokenRecipe, TAGGING_FEATURES};
+use crate::tokens::{Canonicalize, TaggingFeatures, TokenInput, TokenRecipe};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -49,6 +49,8 @@ pub struct TransformerConfig {
     pub n_class: usize,
     /// Canonicalisation of the jets before the features are computed.
     pub canonicalize: Canonicalize,
+    /// The tagging features it reads (default all seven; `none` leaves it no input).
+    pub tagging_features: TaggingFeatures,
 }
 
 impl Default for TransformerConfig {
@@ -62,6 +64,7 @@ impl Default for TransformerConfig {
             dropout_prob: None,
             n_class: 2,
             canonicalize: Canonicalize::BeamY,
+            tagging_features: TaggingFeatures::All,
         }
     }
 }
@@ -73,6 +76,7 @@ impl TransformerConfig {
             units: 1.0,
             global_token: false,
             canonicalize: self.canonicalize,
+            features: self.tagging_features,
         }
     }
 }
@@ -193,6 +197,15 @@ impl TaggerModel for Transformer {
         check_width("attention_factor", c.attention_factor)?;
         check_width("n_class", c.n_class)?;
         check_layers("num_blocks", c.num_blocks)?;
+        if c.tagging_features == TaggingFeatures::None {
+            return Err(bad(
+                "tagging_features",
+                &"\"none\"",
+                "the Transformer reads only the tagging features: all, zinvariant or \
+                 so3invariant"
+                    .into(),
+            ));
+        }
         if !(c.hidden_channels * c.attention_factor).is_multiple_of(c.num_heads) {
             return Err(bad(
                 "num_heads",
@@ -215,8 +228,12 @@ impl TaggerModel for Transformer {
             .collect::<CResult<Vec<_>>>()
             .context("building blocks")?;
         Ok(Self {
-            linear_in: Linear::new(TAGGING_FEATURES, c.hidden_channels, vb.pp("linear_in"))
-                .context("building linear_in")?,
+            linear_in: Linear::new(
+                c.recipe().scalar_channels(),
+                c.hidden_channels,
+                vb.pp("linear_in"),
+            )
+            .context("building linear_in")?,
             blocks,
             linear_out: Linear::new(c.hidden_channels, c.n_class, vb.pp("linear_out"))
                 .context("building linear_out")?,
@@ -234,10 +251,11 @@ impl TaggerModel for Transformer {
 
     fn forward_t(&self, input: &TokenInput, mode: &mut Mode) -> Result<Tensor> {
         let (b, t) = input.mask.dims2().context("token mask")?;
-        if input.scalars.dims() != [b, t, TAGGING_FEATURES] {
+        let features = self.config.recipe().scalar_channels();
+        if input.scalars.dims() != [b, t, features] {
             return Err(ModelError::BadInput {
                 input: "token scalars",
-                expected: format!("[{b}, {t}, {TAGGING_FEATURES}]"),
+                expected: format!("[{b}, {t}, {features}]"),
                 found: input.scalars.dims().to_vec(),
             });
         }
@@ -273,7 +291,7 @@ impl TaggerModel for Transformer {
         let block = stack_macs(h, &[3 * attn])
             + stack_macs(attn, &[h])
             + stack_macs(h, &[c.mlp_factor * h, h]);
-        let per_token = stack_macs(TAGGING_FEATURES, &[h])
+        let per_token = stack_macs(c.recipe().scalar_channels(), &[h])
             + c.num_blocks as u128 * block
             + stack_macs(h, &[c.n_class]);
         let attention = c.num_blocks as u128 * 2 * (nodes as u128).pow(2) * attn as u128;

@@ -8,7 +8,8 @@ mod parity;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use noether_equivariant::{
-    seeded_varbuilder, Mode, ModelError, Placement, TaggerModel, Transformer, TransformerConfig,
+    seeded_varbuilder, Mode, ModelError, Placement, TaggerModel, TaggingFeatures, Transformer,
+    TransformerConfig,
 };
 use parity::{as_padded, flat, json, padded_jets, weights, worst_relative};
 
@@ -101,6 +102,52 @@ fn heads_that_do_not_divide_the_channels_are_refused() {
         Err(ModelError::BadConfig { key, .. }) => assert_eq!(key, "num_heads"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_transformer_without_tagging_features_is_refused_by_key() {
+    let config = TransformerConfig {
+        tagging_features: TaggingFeatures::None,
+        ..fixture_config()
+    };
+    match Transformer::check_config(&config) {
+        Err(ModelError::BadConfig { key, .. }) => assert_eq!(key, "tagging_features"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_transformer_on_a_feature_subset_reads_only_those_features() {
+    // Built on the five z-invariant features, the model takes [B, N, 5] scalars (the
+    // default recipe's columns 0, 2, 4, 5, 6) and refuses the seven-feature tokens.
+    let subset = TransformerConfig {
+        tagging_features: TaggingFeatures::Zinvariant,
+        ..fixture_config()
+    };
+    let varmap = VarMap::new();
+    let vb = seeded_varbuilder(&varmap, 3, DType::F64, &Device::Cpu);
+    let model = Transformer::new(&subset, &vb).unwrap();
+    let (momenta, mask, nodes) = padded_jets(&json("transformer.json"), &[]);
+    let place = Placement {
+        device: Device::Cpu,
+        dtype: DType::F64,
+    };
+    let jets = as_padded(&momenta, &mask, nodes, 0);
+    let input = model.input(&jets, &place).unwrap();
+    assert_eq!(input.scalars.dims()[2], 5);
+    let full = fixture_config().recipe().compute(&jets, &place).unwrap();
+    match model.forward_t(&full, &mut Mode::Eval) {
+        Err(ModelError::BadInput { input, .. }) => assert_eq!(input, "token scalars"),
+        other => panic!("{other:?}"),
+    }
+    let picked = full
+        .scalars
+        .index_select(&Tensor::new(&[0u32, 2, 4, 5, 6], &Device::Cpu).unwrap(), 2)
+        .unwrap();
+    let diff = (picked - &input.scalars).unwrap().abs().unwrap();
+    assert_eq!(diff.max_all().unwrap().to_scalar::<f64>().unwrap(), 0.0);
+    let logits = model.forward_t(&input, &mut Mode::Eval).unwrap();
+    assert!(to_vec(&logits).iter().all(|x| x.is_finite()));
 }
 
 #[test]
