@@ -56,7 +56,9 @@ pub enum TaggingFeatures {
     #[default]
     All,
     /// Without the two energies, which boosts along the beam change:
-    /// `log pT, log pT/pT_jet, dphi, deta, dR`.
+    /// `log pT, log pT/pT_jet, dphi, deta, dR`. `deta` is a difference of
+    /// pseudorapidities and the jet is massive, so only with `canonicalize = "beam_y"` (the
+    /// default) is every one of them exactly invariant under those boosts.
     Zinvariant,
     /// The two energies alone, which rotations keep: `log E, log E/E_jet`.
     So3invariant,
