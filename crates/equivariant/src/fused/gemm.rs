@@ -118,33 +118,9 @@ pub(crate) fn par_product<T: Copy + One + Zero + Send + Sync + 'static>(
         .enumerate()
         .for_each(|(i, dst)| {
             let block = a.row_block(i * block_rows, dst.len() / n);
-            let stride = |s: usize| isize::try_from(s).expect("stride fits isize");
             // SAFETY: `dst` holds `block.rows * n` elements, all written by gemm (no
-            // accumulation: `read_dst` false, so none is read); every index read from
-            // `block` or `b` was checked to lie inside its slice.
-            unsafe {
-                gemm::gemm(
-                    block.rows,
-                    n,
-                    k,
-                    dst.as_mut_ptr().cast::<T>(),
-                    1,
-                    stride(n),
-                    false,
-                    block.data.as_ptr(),
-                    stride(block.col_stride),
-                    stride(block.row_stride),
-                    b.data.as_ptr(),
-                    stride(b.col_stride),
-                    stride(b.row_stride),
-                    T::one(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            // accumulation, so none is read); `block` and `b` were checked to fit.
+            unsafe { gemm_into(dst.as_mut_ptr().cast::<T>(), block, b, false) };
         });
     // SAFETY: the loop above initialised all `m * n` elements.
     unsafe { out.set_len(m * n) };
@@ -176,18 +152,35 @@ pub(crate) fn matmul<T: Copy + One + Zero + 'static>(
         }
         return;
     }
+    // SAFETY: `dst` holds at least `m * n` elements and, borrowed mutably, cannot alias
+    // the shared borrows of `a` and `b`, which were checked to fit.
+    unsafe { gemm_into(dst.as_mut_ptr(), a, b, accumulate) };
+}
+
+/// `dst = a b` (`accumulate`: `dst += a b`) into the dense row-major `a.rows x b.cols`
+/// matrix at `dst`, single-threaded: the one call into `gemm::gemm`.
+///
+/// # Safety
+/// `dst` must be valid for writes of `a.rows * b.cols` elements (and reads, with
+/// `accumulate`), not overlap `a` or `b`; `a.cols == b.rows`, both views fit their slices,
+/// and no dimension is zero.
+unsafe fn gemm_into<T: Copy + One + Zero + 'static>(
+    dst: *mut T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+) {
     let stride = |s: usize| isize::try_from(s).expect("stride fits isize");
-    // SAFETY: every index (r * rs + c * cs) read from `a`, `b` or written to `dst` was
-    // checked above to lie inside its slice; `dst` is borrowed mutably and cannot alias
-    // the shared borrows of `a` and `b`.
+    // SAFETY: every index (r * rs + c * cs) read from `a` or `b` lies inside its slice
+    // and `dst` covers the product, as the caller guarantees.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
             1,
-            stride(n),
+            stride(b.cols),
             accumulate,
             a.data.as_ptr(),
             stride(a.col_stride),
