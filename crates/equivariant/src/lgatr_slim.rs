@@ -612,21 +612,10 @@ mod tests {
     #[test]
     fn the_training_kernel_gives_the_composed_gradients_in_f64() {
         assert_same_gradients(&small());
+        assert_same_gradients(&every_option());
         assert_same_gradients(&LGatrSlimConfig {
-            num_heads: 3,
-            nonlinearity: Nonlinearity::Silu,
-            nonlinearity_v: Nonlinearity::Tanh,
-            num_layers_mlp: 3,
-            attn_ratio: 2,
-            norm_elementwise_affine: false,
-            mean_aggregation: true,
-            ..small()
-        });
-        assert_same_gradients(&LGatrSlimConfig {
-            nonlinearity: Nonlinearity::Relu,
-            nonlinearity_v: Nonlinearity::Gelu,
             num_blocks: 1,
-            ..small()
+            ..relu_gates()
         });
     }
 
@@ -663,14 +652,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_evaluation_kernel_equals_the_composed_forward_in_f64() {
-        let (fused, composed, scale) = both(&small(), DType::F64);
-        let err = worst(&fused, &composed, scale);
-        assert!(err < 1e-12, "class token: {err:.1e} of {scale:.3}");
-        // Every other option: mean readout, tanh / silu gates, three MLP layers, wider
-        // attention, no gains, a head count that divides no channel count.
-        let config = LGatrSlimConfig {
+    /// Every option the defaults leave off: mean readout, tanh / silu gates, three MLP
+    /// layers, wider attention, no gains, a head count that divides no channel count.
+    fn every_option() -> LGatrSlimConfig {
+        LGatrSlimConfig {
             num_heads: 3,
             nonlinearity: Nonlinearity::Silu,
             nonlinearity_v: Nonlinearity::Tanh,
@@ -678,18 +663,33 @@ mod tests {
             attn_ratio: 2,
             norm_elementwise_affine: false,
             mean_aggregation: true,
-            dropout_prob: Some(0.1),
             ..small()
+        }
+    }
+
+    /// ReLU scalar gates and GELU vector gates.
+    fn relu_gates() -> LGatrSlimConfig {
+        LGatrSlimConfig {
+            nonlinearity: Nonlinearity::Relu,
+            nonlinearity_v: Nonlinearity::Gelu,
+            ..small()
+        }
+    }
+
+    #[test]
+    fn the_evaluation_kernel_equals_the_composed_forward_in_f64() {
+        let (fused, composed, scale) = both(&small(), DType::F64);
+        let err = worst(&fused, &composed, scale);
+        assert!(err < 1e-12, "class token: {err:.1e} of {scale:.3}");
+        // Evaluation ignores dropout, so the kernel takes it too.
+        let config = LGatrSlimConfig {
+            dropout_prob: Some(0.1),
+            ..every_option()
         };
         let (fused, composed, scale) = both(&config, DType::F64);
         let err = worst(&fused, &composed, scale);
         assert!(err < 1e-12, "mean readout: {err:.1e} of {scale:.3}");
-        let relu = LGatrSlimConfig {
-            nonlinearity: Nonlinearity::Relu,
-            nonlinearity_v: Nonlinearity::Gelu,
-            ..small()
-        };
-        let (fused, composed, scale) = both(&relu, DType::F64);
+        let (fused, composed, scale) = both(&relu_gates(), DType::F64);
         assert!(worst(&fused, &composed, scale) < 1e-12);
     }
 

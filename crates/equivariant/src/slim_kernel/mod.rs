@@ -34,7 +34,7 @@ mod weights;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor};
 
 use crate::fused::vector_math::VectorMath;
 use crate::fused::{contiguous_values, cpu_storage};
@@ -148,14 +148,10 @@ fn eval_typed<T: Real>(
     };
     let inputs = [&input.vectors, &input.scalars, &input.mask];
     let tracked = tensors.iter().chain(&inputs).any(|t| t.track_op());
-    if !device.is_cpu() || tracked || tensors.iter().any(|t| t.dtype() != T::DTYPE) {
+    if tracked || !kernel_takes::<T>(device, &tensors, shape.linear_in.v_dims.0) {
         return Ok(None);
     }
-    let in_s = shape.linear_in.s_dims.0;
-    if shape.linear_in.v_dims.0 != 1 {
-        return Ok(None);
-    }
-    let Some(tokens) = real_tokens::<T>(input, in_s, mean)? else {
+    let Some(tokens) = real_tokens::<T>(input, shape.linear_in.s_dims.0, mean)? else {
         return Ok(None);
     };
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
@@ -171,6 +167,12 @@ fn eval_typed<T: Real>(
     let (logits, _) = forward(&net, &tokens, mean, false);
     let classes = net.linear_out.s_dims.1;
     Tensor::from_vec(logits, (tokens.cols.jets(), classes), device).map(Some)
+}
+
+/// Whether the kernel takes these weights: on the CPU, every one of dtype `T`, and the
+/// tagger's one vector input channel (the four-momentum).
+fn kernel_takes<T: Real>(device: &Device, weights: &[&Tensor], vector_inputs: usize) -> bool {
+    device.is_cpu() && vector_inputs == 1 && weights.iter().all(|t| t.dtype() == T::DTYPE)
 }
 
 /// The logits of a training pass through the kernel, differentiable in every weight, or
@@ -206,10 +208,7 @@ fn train_typed<T: Real>(
     }) else {
         return Ok(None);
     };
-    if !device.is_cpu() || tensors.iter().any(|t| t.dtype() != T::DTYPE) {
-        return Ok(None);
-    }
-    if net.linear_in.v_dims.0 != 1 {
+    if !kernel_takes::<T>(device, &tensors, net.linear_in.v_dims.0) {
         return Ok(None);
     }
     let Some(tokens) = real_tokens::<T>(input, net.linear_in.s_dims.0, mean)? else {
