@@ -32,7 +32,7 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_inputs, host, mean_call, median_call, root, sgemm_peak_gflops,
+    bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
     worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
@@ -70,10 +70,7 @@ fn tokens(model: &LGatrSlim, momenta: &[f32], mask: &[f32], jets: usize) -> Toke
 }
 
 fn main() {
-    let threads: usize = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
     let config = LGatrSlimConfig::default();
     let varmap = VarMap::new();
@@ -115,10 +112,7 @@ fn main() {
         single,
         targets: Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels"),
     };
-    if let Some(steps) = std::env::var("BENCH_PROFILE_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(steps) = env_count("BENCH_PROFILE_STEPS") {
         ours.train(1);
         let step = ours.train(steps);
         println!(

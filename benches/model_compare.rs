@@ -37,7 +37,7 @@ mod common;
 #[path = "model_compare/pelican.rs"]
 mod pelican;
 use common::{
-    bundled_inputs, host, mean_call, median_call, root, sgemm_peak_gflops,
+    bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
     worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
@@ -190,10 +190,7 @@ fn start_torch(
 }
 
 fn main() {
-    let threads: usize = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
     let (batch, single) = bundled_inputs(Beams::LORENTZNET);
     let config = LorentzNetConfig::default();

@@ -29,7 +29,7 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bundled_inputs, BATCH};
+use common::{bundled_inputs, env_count, BATCH};
 
 fn labels(batch: &Batch) -> Tensor {
     let l: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
@@ -77,10 +77,7 @@ fn bench_model(
 }
 
 fn models(c: &mut Criterion) {
-    let threads = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
 
     let (lb, jet) = bundled_inputs(Beams::LORENTZNET);

@@ -32,8 +32,8 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_batch, host, mean_call, median_call, root, worst_relative_difference, Reference,
-    Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
+    bundled_batch, env_count, host, mean_call, median_call, root, worst_relative_difference,
+    Reference, Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
 };
 
 fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
@@ -153,10 +153,7 @@ fn start_torch(
 }
 
 fn main() {
-    let threads: usize = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
     // The first 32 bundled test jets with all their constituents (up to 128).
     let (batch, _) = bundled_batch(noether::data::Beams::None, 128);

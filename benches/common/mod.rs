@@ -19,6 +19,12 @@ pub const BATCH: usize = 32;
 /// Constituents per jet.
 pub const N_MAX: usize = 50;
 
+/// The count in environment variable `name` (`BENCH_THREADS`, `BENCH_PROFILE_STEPS`);
+/// `None` when it is unset or not a count.
+pub fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
