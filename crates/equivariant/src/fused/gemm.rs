@@ -127,6 +127,32 @@ pub(crate) fn par_product<T: Copy + One + Zero + Send + Sync + 'static>(
     out
 }
 
+/// `a b` as a new dense row-major `[a.rows, b.cols]` vector, on the calling thread (for
+/// products that callers already run many of in parallel, such as attention's per (jet,
+/// head)); not zero-filled first, as [`par_product`].
+///
+/// # Panics
+/// As [`matmul`].
+pub(crate) fn product<T: Copy + One + Zero + 'static>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) -> Vec<T> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions");
+    assert!(a.fits() && b.fits(), "matrix view outside its slice");
+    if m == 0 || n == 0 || k == 0 {
+        return vec![T::zero(); m * n];
+    }
+    let mut out: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: the vector holds capacity for the `m * n` elements gemm writes (no
+    // accumulation, so none is read); both views were checked to fit.
+    unsafe {
+        gemm_into(out.as_mut_ptr(), a, b, false);
+        out.set_len(m * n);
+    }
+    out
+}
+
 /// `dst = a b` (`accumulate`: `dst += a b`) for a dense row-major `dst` of
 /// `a.rows x b.cols`, single-threaded (the kernels parallelise over tiles).
 ///

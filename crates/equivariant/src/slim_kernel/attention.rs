@@ -1,16 +1,22 @@
 //! `SlimSelfAttention` between its two linear layers, forward and backward, per (jet,
 //! head) in parallel: the head's queries, keys and values taken from the projection
 //! (output channel `(part c) heads + head`, as the package unflattens it), each token's
-//! `[4 hv + hs]` row divided by its RMS factor, logits `<q_v, k_v> + q_s . k_s` over
+//! `[4 hv + hs]` features divided by its RMS factor, logits `<q_v, k_v> + q_s . k_s` over
 //! `sqrt(4 hv + hs)` (the metric folded into the queries), softmax over the jet's real
 //! tokens, and the weighted values merged head-major (channel `head hv + c`).
+//!
+//! A (jet, head) keeps its queries, keys and values feature-major, `[d, tokens]` with
+//! feature `comp hv + c` for vector channel `c`'s component `comp` and `4 hv + c` for
+//! scalar channel `c`: taking them from the projection (and merging the heads back) is
+//! then a copy of contiguous runs, the norms and the metric are loops over tokens, and
+//! every product is one gemm call on the stored layout.
 
 use rayon::prelude::*;
 
 use super::linear::{min_rows, Cols};
 use super::pointwise::softmax;
 use super::Real;
-use crate::fused::gemm::{matmul, MatRef};
+use crate::fused::gemm::{product, MatRef};
 use crate::fused::vector_math::lane_sum;
 use crate::slim_layers::NORM_EPSILON;
 
@@ -27,7 +33,7 @@ pub(super) struct HeadShape {
 }
 
 impl HeadShape {
-    /// Values per token and head.
+    /// Features per token and head.
     fn width(self) -> usize {
         4 * self.hv + self.hs
     }
@@ -46,16 +52,33 @@ impl HeadShape {
             move |c: usize| ((part * hs + c) * heads + head) * total,
         )
     }
+
+    /// The metric's sign on feature `f` over `sqrt(d)`: what the queries are scaled by.
+    fn query_scale<T: Real>(self, f: usize) -> T {
+        let scale = T::one() / constant::<T>(self.width() as f64).sqrt();
+        if (self.hv..4 * self.hv).contains(&f) {
+            -scale
+        } else {
+            scale
+        }
+    }
 }
 
-/// One (jet, head)'s normalised queries `[q, d]`, keys and values `[n, d]`, their RMS
-/// factors and the attention probabilities `[q, n]`.
+/// One (jet, head)'s normalised queries `[d, q]`, keys and values `[d, n]` (in this order
+/// in `qkv`), their RMS factors (`q + 2 n`) and the attention probabilities `[q, n]`.
 pub(super) struct HeadKept<T> {
-    q: Vec<T>,
-    k: Vec<T>,
-    v: Vec<T>,
-    factors: [Vec<T>; 3],
+    qkv: Vec<T>,
+    factors: Vec<T>,
     p: Vec<T>,
+}
+
+impl<T> HeadKept<T> {
+    /// Queries, keys and values for `q` queries and `n` tokens of `d` features.
+    fn parts(&self, d: usize, q: usize) -> (&[T], &[T], &[T]) {
+        let (queries, rest) = self.qkv.split_at(d * q);
+        let (keys, values) = rest.split_at(rest.len() / 2);
+        (queries, keys, values)
+    }
 }
 
 /// The merged heads: vectors `[heads hv, 4 Q]`, scalars `[heads hs, Q]`.
@@ -68,73 +91,110 @@ fn tasks(jets: usize, heads: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Part `part` (0 queries, 1 keys, 2 values) of head `head` for `rows` columns from
-/// `first`, token-major `[rows, 4 hv + hs]`, normalised; and the factors.
-fn split<T: Real>(
+/// Appends part `part` (0 queries, 1 keys, 2 values) of head `head` for the `rows`
+/// columns from `first` to `out` (`[d, rows]`, normalised) and their factors to
+/// `factors`.
+fn gather<T: Real>(
     (wide_v, wide_s): (&[T], &[T]),
     shape: HeadShape,
     total: usize,
     (part, head): (usize, usize),
     (first, rows): (usize, usize),
-) -> (Vec<T>, Vec<T>) {
-    let (hv, d) = (shape.hv, shape.width());
+    (out, factors): (&mut Vec<T>, &mut Vec<T>),
+) {
+    let hv = shape.hv;
     let (row_v, row_s) = shape.rows(part, head, total);
-    let mut out = vec![T::zero(); rows * d];
-    for c in 0..hv {
-        let src = &wide_v[row_v(c) + 4 * first..][..4 * rows];
-        for (dst, x) in out.chunks_exact_mut(d).zip(src.chunks_exact(4)) {
-            for comp in 0..4 {
-                dst[comp * hv + c] = x[comp];
-            }
+    let start = out.len();
+    for comp in 0..4 {
+        for c in 0..hv {
+            let src = &wide_v[row_v(c) + 4 * first..][..4 * rows];
+            out.extend(src.iter().skip(comp).step_by(4));
         }
     }
     for c in 0..shape.hs {
-        let src = &wide_s[row_s(c) + first..][..rows];
-        for (dst, &x) in out.chunks_exact_mut(d).zip(src) {
-            dst[4 * hv + c] = x;
+        out.extend_from_slice(&wide_s[row_s(c) + first..][..rows]);
+    }
+    let x = &mut out[start..];
+    let (vectors, scalars) = x.split_at(4 * hv * rows);
+    // The RMS factor of each token: |<v_c, v_c>| summed over channels, plus s^2.
+    let mut squares = vec![T::zero(); rows];
+    for c in 0..hv {
+        let comp = |k: usize| &vectors[(k * hv + c) * rows..][..rows];
+        let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
+        for (i, f) in squares.iter_mut().enumerate() {
+            *f += (t[i] * t[i] - a[i] * a[i] - b[i] * b[i] - z[i] * z[i]).abs();
+        }
+    }
+    for row in scalars.chunks_exact(rows.max(1)) {
+        for (f, &s) in squares.iter_mut().zip(row) {
+            *f += s * s;
         }
     }
     let channels: T = constant((hv + shape.hs) as f64);
     let eps: T = constant(NORM_EPSILON);
-    let factors = out
-        .chunks_exact_mut(d)
-        .map(|row| {
-            let (v, s) = row.split_at(4 * hv);
-            let squares = lane_sum(hv, |c| {
-                let (t, x, y, z) = (v[c], v[hv + c], v[2 * hv + c], v[3 * hv + c]);
-                (t * t - x * x - y * y - z * z).abs()
-            }) + lane_sum(s.len(), |c| s[c] * s[c]);
-            let f = T::one() / (squares / channels + eps).sqrt();
-            for x in row.iter_mut() {
-                *x *= f;
-            }
-            f
-        })
-        .collect();
-    (out, factors)
-}
-
-/// Normalised queries with the metric and `1 / sqrt(d)` folded in.
-fn lowered<T: Real>(q: &[T], shape: HeadShape) -> Vec<T> {
-    let (hv, d) = (shape.hv, shape.width());
-    let scale = T::one() / constant::<T>(d as f64).sqrt();
-    let mut out = q.to_vec();
-    for row in out.chunks_exact_mut(d) {
-        let (time, rest) = row.split_at_mut(hv);
-        let (space, scalars) = rest.split_at_mut(3 * hv);
-        time.iter_mut().chain(scalars).for_each(|x| *x *= scale);
-        for x in space.iter_mut() {
-            *x = -*x * scale;
+    let own = factors.len();
+    factors.extend(
+        squares
+            .iter()
+            .map(|&s| T::one() / (s / channels + eps).sqrt()),
+    );
+    let f = &factors[own..];
+    for row in x.chunks_exact_mut(rows.max(1)) {
+        for (x, &f) in row.iter_mut().zip(f) {
+            *x *= f;
         }
     }
-    out
 }
 
-/// `a b` for small per-head products.
-fn small_product<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
-    let mut out = vec![T::zero(); a.rows() * b.cols()];
-    matmul(&mut out, a, b, false);
-    out
+/// `x` `[d, tokens]` times each feature's query scale ([`HeadShape::query_scale`]).
+fn scaled_queries<T: Real>(x: &[T], shape: HeadShape, tokens: usize) -> Vec<T> {
+    x.chunks_exact(tokens.max(1))
+        .enumerate()
+        .flat_map(|(f, row)| {
+            let scale: T = shape.query_scale(f);
+            row.iter().map(move |&x| x * scale)
+        })
+        .collect()
+}
+
+/// One (jet, head)'s attention: its output `[d, q]` and what the backward needs.
+fn head_forward<T: Real>(
+    wide: (&[T], &[T]),
+    shape: HeadShape,
+    total: usize,
+    head: usize,
+    (first, n, q): (usize, usize, usize),
+) -> (Vec<T>, HeadKept<T>) {
+    let d = shape.width();
+    let mut qkv = Vec::with_capacity(d * (q + 2 * n));
+    let mut factors = Vec::with_capacity(q + 2 * n);
+    for (part, rows) in [(0, q), (1, n), (2, n)] {
+        gather(
+            wide,
+            shape,
+            total,
+            (part, head),
+            (first, rows),
+            (&mut qkv, &mut factors),
+        );
+    }
+    let kept = HeadKept {
+        qkv,
+        factors,
+        p: Vec::new(),
+    };
+    let (queries, keys, values) = kept.parts(d, q);
+    let lowered = scaled_queries(queries, shape, q);
+    let mut p = product(
+        MatRef::transposed(&lowered, q, d),
+        MatRef::row_major(keys, d, n),
+    );
+    p.chunks_exact_mut(n.max(1)).for_each(softmax);
+    let out = product(
+        MatRef::row_major(values, d, n),
+        MatRef::transposed(&p, n, q),
+    );
+    (out, HeadKept { p, ..kept })
 }
 
 /// The attention of the projections `(wide_v [3 hv heads, 4 N], wide_s [3 hs heads, N])`
@@ -148,8 +208,7 @@ pub(super) fn attention_forward<T: Real>(
     queries: &Cols,
     keep: bool,
 ) -> (Merged<T>, Vec<HeadKept<T>>) {
-    let (hv, hs, d) = (shape.hv, shape.hs, shape.width());
-    let (total, q_total) = (cols.total(), queries.total());
+    let total = cols.total();
     let tasks = tasks(cols.jets(), shape.heads);
     let results: Vec<(Vec<T>, Option<HeadKept<T>>)> = tasks
         .par_iter()
@@ -159,28 +218,21 @@ pub(super) fn attention_forward<T: Real>(
                 cols.range(j).len(),
                 queries.range(j).len(),
             );
-            let (qh, fq) = split(wide, shape, total, (0, head), (first, q));
-            let (kh, fk) = split(wide, shape, total, (1, head), (first, n));
-            let (vh, fv) = split(wide, shape, total, (2, head), (first, n));
-            let mut p = small_product(
-                MatRef::row_major(&lowered(&qh, shape), q, d),
-                MatRef::transposed(&kh, d, n),
-            );
-            p.chunks_exact_mut(n.max(1)).for_each(softmax);
-            let out = small_product(MatRef::row_major(&p, q, n), MatRef::row_major(&vh, n, d));
-            let kept = keep.then_some(HeadKept {
-                q: qh,
-                k: kh,
-                v: vh,
-                factors: [fq, fk, fv],
-                p,
-            });
-            (out, kept)
+            let (out, kept) = head_forward(wide, shape, total, head, (first, n, q));
+            (out, keep.then_some(kept))
         })
         .collect();
-    // Row `head hv + c` of the merged vectors gathers channel `c` of every jet's head.
     let outputs: Vec<&[T]> = results.iter().map(|(out, _)| &out[..]).collect();
-    let heads = shape.heads;
+    let merged = merge(shape, &outputs, queries);
+    let kept = results.into_iter().filter_map(|(_, k)| k).collect();
+    (merged, kept)
+}
+
+/// Each (jet, head)'s output `[d, q]` (task order) merged into `([heads hv, 4 Q],
+/// [heads hs, Q])`: row `head hv + c` gathers vector channel `c` of every jet's head.
+fn merge<T: Real>(shape: HeadShape, outputs: &[&[T]], queries: &Cols) -> Merged<T> {
+    let (heads, hv, hs) = (shape.heads, shape.hv, shape.hs);
+    let q_total = queries.total();
     let mut merged_v = vec![T::zero(); heads * hv * 4 * q_total];
     merged_v
         .par_chunks_mut((4 * q_total).max(1))
@@ -189,13 +241,13 @@ pub(super) fn attention_forward<T: Real>(
         .for_each(|(r, row)| {
             let (head, c) = (r / hv, r % hv);
             for j in 0..queries.jets() {
-                let start = queries.range(j).start;
-                let out = outputs[j * heads + head];
-                for (i, o) in out.chunks_exact(d).enumerate() {
-                    for comp in 0..4 {
-                        row[4 * (start + i) + comp] = o[comp * hv + c];
-                    }
-                }
+                let range = queries.range(j);
+                let rows = range.len();
+                interleave(
+                    outputs[j * heads + head],
+                    (hv, c, rows),
+                    &mut row[4 * range.start..][..4 * rows],
+                );
             }
         });
     let mut merged_s = vec![T::zero(); heads * hs * q_total];
@@ -206,51 +258,142 @@ pub(super) fn attention_forward<T: Real>(
         .for_each(|(r, row)| {
             let (head, c) = (r / hs, r % hs);
             for j in 0..queries.jets() {
-                let start = queries.range(j).start;
-                let out = outputs[j * heads + head];
-                for (i, o) in out.chunks_exact(d).enumerate() {
-                    row[start + i] = o[4 * hv + c];
-                }
+                let range = queries.range(j);
+                let rows = range.len();
+                row[range]
+                    .copy_from_slice(&outputs[j * heads + head][(4 * hv + c) * rows..][..rows]);
             }
         });
-    let kept = results.into_iter().filter_map(|(_, k)| k).collect();
-    ((merged_v, merged_s), kept)
+    (merged_v, merged_s)
 }
 
-/// The backward of a row-wise RMS normalisation without gains: `x^` the normalised rows,
-/// `factors` their factors, `grad` the gradients of `x^`.
-fn unnormalise<T: Real>(x: &[T], factors: &[T], grad: &[T], shape: HeadShape) -> Vec<T> {
-    let (hv, d) = (shape.hv, shape.width());
+/// Vector channel `c`'s four feature rows of `x` `[d, rows]` (`hv` vector channels) as
+/// one token-major run `[rows, 4]` in `dst`.
+fn interleave<T: Real>(x: &[T], (hv, c, rows): (usize, usize, usize), dst: &mut [T]) {
+    let comp = |k: usize| &x[(k * hv + c) * rows..][..rows];
+    let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
+    for (i, out) in dst.chunks_exact_mut(4).enumerate() {
+        out[0] = t[i];
+        out[1] = a[i];
+        out[2] = b[i];
+        out[3] = z[i];
+    }
+}
+
+/// The backward of a token-wise RMS normalisation without gains, in place: `x^` `[d,
+/// rows]` the normalised features, `factors` their factors, `grad` the gradients of `x^`
+/// on entry and of `x` on return.
+fn unnormalise<T: Real>(x: &[T], factors: &[T], grad: &mut [T], shape: HeadShape) {
+    let (hv, rows) = (shape.hv, factors.len());
     let channels: T = constant((hv + shape.hs) as f64);
-    let mut out = vec![T::zero(); grad.len()];
-    for (((x, g), &f), out) in x
-        .chunks_exact(d)
-        .zip(grad.chunks_exact(d))
-        .zip(factors)
-        .zip(out.chunks_exact_mut(d))
-    {
-        let dot = lane_sum(d, |i| x[i] * g[i]) / channels;
-        for c in 0..hv {
-            let (t, a, b, z) = (x[c], x[hv + c], x[2 * hv + c], x[3 * hv + c]);
-            let square = t * t - a * a - b * b - z * z;
-            let sign = if square > T::zero() {
-                T::one()
+    let width = rows.max(1);
+    // dot = sum over features of x^ grad, per token, over the channel count.
+    let mut dot = vec![T::zero(); rows];
+    for (x, g) in x.chunks_exact(width).zip(grad.chunks_exact(width)) {
+        for ((dot, &x), &g) in dot.iter_mut().zip(x).zip(g) {
+            *dot += x * g;
+        }
+    }
+    dot.iter_mut().for_each(|d| *d /= channels);
+    let (grad_v, grad_s) = grad.split_at_mut(4 * hv * rows);
+    let (x_v, x_s) = x.split_at(4 * hv * rows);
+    let mut sign = vec![T::zero(); rows];
+    for c in 0..hv {
+        let comp = |k: usize| &x_v[(k * hv + c) * rows..][..rows];
+        let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
+        for (i, s) in sign.iter_mut().enumerate() {
+            let square = t[i] * t[i] - a[i] * a[i] - b[i] * b[i] - z[i] * z[i];
+            *s = if square > T::zero() {
+                dot[i]
             } else if square < T::zero() {
-                -T::one()
+                -dot[i]
             } else {
                 T::zero()
             };
-            for comp in 0..4 {
-                let i = comp * hv + c;
-                let metric = if comp == 0 { sign } else { -sign };
-                out[i] = f * (g[i] - dot * metric * x[i]);
+        }
+        for k in 0..4 {
+            let at = (k * hv + c) * rows;
+            let (x, g) = (&x_v[at..][..rows], &mut grad_v[at..][..rows]);
+            for i in 0..rows {
+                let metric = if k == 0 { sign[i] } else { -sign[i] };
+                g[i] = factors[i] * (g[i] - metric * x[i]);
             }
         }
-        for i in 4 * hv..d {
-            out[i] = f * (g[i] - dot * x[i]);
+    }
+    for (x, g) in x_s.chunks_exact(width).zip(grad_s.chunks_exact_mut(width)) {
+        for i in 0..rows {
+            g[i] = factors[i] * (g[i] - dot[i] * x[i]);
         }
     }
-    out
+}
+
+/// The gradients of one (jet, head)'s queries `[d, q]`, keys and values `[d, n]` for
+/// its output's gradients `d_out` `[d, q]`.
+fn head_backward<T: Real>(
+    shape: HeadShape,
+    kept: &HeadKept<T>,
+    d_out: &[T],
+    (n, q): (usize, usize),
+) -> [Vec<T>; 3] {
+    let d = shape.width();
+    let (queries, keys, values) = kept.parts(d, q);
+    let p = &kept.p;
+    let mut d_v = product(MatRef::row_major(d_out, d, q), MatRef::row_major(p, q, n));
+    // The logits' gradients through the softmax.
+    let mut d_s = product(
+        MatRef::transposed(d_out, q, d),
+        MatRef::row_major(values, d, n),
+    );
+    for (ds, p) in d_s.chunks_exact_mut(n.max(1)).zip(p.chunks_exact(n.max(1))) {
+        let dot = lane_sum(n, |i| ds[i] * p[i]);
+        for (x, &p) in ds.iter_mut().zip(p) {
+            *x = p * (*x - dot);
+        }
+    }
+    let mut d_q = product(
+        MatRef::row_major(keys, d, n),
+        MatRef::transposed(&d_s, n, q),
+    );
+    for (f, row) in d_q.chunks_exact_mut(q.max(1)).enumerate() {
+        let scale: T = shape.query_scale(f);
+        row.iter_mut().for_each(|x| *x *= scale);
+    }
+    let lowered = scaled_queries(queries, shape, q);
+    let mut d_k = product(
+        MatRef::row_major(&lowered, d, q),
+        MatRef::row_major(&d_s, q, n),
+    );
+    let (fq, rest) = kept.factors.split_at(q);
+    let (fk, fv) = rest.split_at(n);
+    unnormalise(queries, fq, &mut d_q, shape);
+    unnormalise(keys, fk, &mut d_k, shape);
+    unnormalise(values, fv, &mut d_v, shape);
+    [d_q, d_k, d_v]
+}
+
+/// One (jet, head)'s output gradients `[d, q]` taken from the merged heads' gradients.
+fn head_output_gradient<T: Real>(
+    shape: HeadShape,
+    (d_merged_v, d_merged_s): (&[T], &[T]),
+    q_total: usize,
+    head: usize,
+    (start, q): (usize, usize),
+) -> Vec<T> {
+    let (hv, hs) = (shape.hv, shape.hs);
+    let mut d_out = vec![T::zero(); shape.width() * q];
+    let (vectors, scalars) = d_out.split_at_mut(4 * hv * q);
+    for c in 0..hv {
+        let src = &d_merged_v[(head * hv + c) * 4 * q_total + 4 * start..][..4 * q];
+        for (i, x) in src.chunks_exact(4).enumerate() {
+            for comp in 0..4 {
+                vectors[(comp * hv + c) * q + i] = x[comp];
+            }
+        }
+    }
+    for (c, dst) in scalars.chunks_exact_mut(q.max(1)).enumerate().take(hs) {
+        dst.copy_from_slice(&d_merged_s[(head * hs + c) * q_total + start..][..q]);
+    }
+    d_out
 }
 
 /// The backward of [`attention_forward`] for the merged heads' gradients: the gradients
@@ -258,13 +401,13 @@ fn unnormalise<T: Real>(x: &[T], factors: &[T], grad: &[T], shape: HeadShape) ->
 pub(super) fn attention_backward<T: Real>(
     shape: HeadShape,
     kept: &[HeadKept<T>],
-    (d_merged_v, d_merged_s): (&[T], &[T]),
+    d_merged: (&[T], &[T]),
     cols: &Cols,
     queries: &Cols,
 ) -> (Vec<T>, Vec<T>) {
-    let (hv, hs, d) = (shape.hv, shape.hs, shape.width());
+    let (heads, hv, hs, d) = (shape.heads, shape.hv, shape.hs, shape.width());
     let (total, q_total) = (cols.total(), queries.total());
-    let tasks = tasks(cols.jets(), shape.heads);
+    let tasks = tasks(cols.jets(), heads);
     let grads: Vec<[Vec<T>; 3]> = tasks
         .par_iter()
         .zip(kept)
@@ -274,68 +417,28 @@ pub(super) fn attention_backward<T: Real>(
                 cols.range(j).len(),
                 queries.range(j).len(),
             );
-            let mut d_out = vec![T::zero(); q * d];
-            for (i, row) in d_out.chunks_exact_mut(d).enumerate() {
-                for c in 0..hv {
-                    let at = (head * hv + c) * 4 * q_total + 4 * (start + i);
-                    for comp in 0..4 {
-                        row[comp * hv + c] = d_merged_v[at + comp];
-                    }
-                }
-                for c in 0..hs {
-                    row[4 * hv + c] = d_merged_s[(head * hs + c) * q_total + start + i];
-                }
-            }
-            let q_low = lowered(&k.q, shape);
-            let d_v = small_product(
-                MatRef::transposed(&k.p, n, q),
-                MatRef::row_major(&d_out, q, d),
-            );
-            let mut d_s = small_product(
-                MatRef::row_major(&d_out, q, d),
-                MatRef::transposed(&k.v, d, n),
-            );
-            for (ds, p) in d_s
-                .chunks_exact_mut(n.max(1))
-                .zip(k.p.chunks_exact(n.max(1)))
-            {
-                let dot = lane_sum(n, |i| ds[i] * p[i]);
-                for (x, &p) in ds.iter_mut().zip(p) {
-                    *x = p * (*x - dot);
-                }
-            }
-            let d_q_low =
-                small_product(MatRef::row_major(&d_s, q, n), MatRef::row_major(&k.k, n, d));
-            let d_k = small_product(
-                MatRef::transposed(&d_s, n, q),
-                MatRef::row_major(&q_low, q, d),
-            );
-            let d_q = lowered(&d_q_low, shape);
-            [
-                unnormalise(&k.q, &k.factors[0], &d_q, shape),
-                unnormalise(&k.k, &k.factors[1], &d_k, shape),
-                unnormalise(&k.v, &k.factors[2], &d_v, shape),
-            ]
+            let d_out = head_output_gradient(shape, d_merged, q_total, head, (start, q));
+            head_backward(shape, k, &d_out, (n, q))
         })
         .collect();
+    // Part `part` of a (jet, head)'s gradients `[d, rows]`.
+    let part = |j: usize, head: usize, part: usize| -> (&[T], usize) {
+        let x = &grads[j * heads + head][part];
+        (x, x.len() / d)
+    };
     // Row `(part c) heads + head` of the projections' gradients gathers channel `c` of
     // part `part` of every jet's head.
-    let heads = shape.heads;
     let mut d_wide_v = vec![T::zero(); 3 * heads * hv * 4 * total];
     d_wide_v
         .par_chunks_mut((4 * total).max(1))
         .with_min_len(min_rows(4 * total))
         .enumerate()
         .for_each(|(r, row)| {
-            let (part, c, head) = (r / heads / hv, r / heads % hv, r % heads);
+            let (which, c, head) = (r / heads / hv, r / heads % hv, r % heads);
             for j in 0..cols.jets() {
+                let (x, rows) = part(j, head, which);
                 let first = cols.range(j).start;
-                let rows = &grads[j * heads + head][part];
-                for (i, src) in rows.chunks_exact(d).enumerate() {
-                    for comp in 0..4 {
-                        row[4 * (first + i) + comp] = src[comp * hv + c];
-                    }
-                }
+                interleave(x, (hv, c, rows), &mut row[4 * first..][..4 * rows]);
             }
         });
     let mut d_wide_s = vec![T::zero(); 3 * heads * hs * total];
@@ -344,13 +447,11 @@ pub(super) fn attention_backward<T: Real>(
         .with_min_len(min_rows(total.max(1)))
         .enumerate()
         .for_each(|(r, row)| {
-            let (part, c, head) = (r / heads / hs, r / heads % hs, r % heads);
+            let (which, c, head) = (r / heads / hs, r / heads % hs, r % heads);
             for j in 0..cols.jets() {
+                let (x, rows) = part(j, head, which);
                 let first = cols.range(j).start;
-                let rows = &grads[j * heads + head][part];
-                for (i, src) in rows.chunks_exact(d).enumerate() {
-                    row[first + i] = src[4 * hv + c];
-                }
+                row[first..first + rows].copy_from_slice(&x[(4 * hv + c) * rows..][..rows]);
             }
         });
     (d_wide_v, d_wide_s)
