@@ -294,7 +294,9 @@ fn unnormalise<T: Real>(x: &[T], factors: &[T], grad: &mut [T], shape: HeadShape
             *dot += x * g;
         }
     }
-    dot.iter_mut().for_each(|d| *d /= channels);
+    for d in &mut dot {
+        *d /= channels;
+    }
     let (grad_v, grad_s) = grad.split_at_mut(4 * hv * rows);
     let (x_v, x_s) = x.split_at(4 * hv * rows);
     let mut sign = vec![T::zero(); rows];
@@ -356,7 +358,9 @@ fn head_backward<T: Real>(
     );
     for (f, row) in d_q.chunks_exact_mut(q.max(1)).enumerate() {
         let scale: T = shape.query_scale(f);
-        row.iter_mut().for_each(|x| *x *= scale);
+        for x in row.iter_mut() {
+            *x *= scale;
+        }
     }
     let lowered = scaled_queries(queries, shape, q);
     let mut d_k = product(
