@@ -108,7 +108,7 @@ fn gather<T: Real>(
     for comp in 0..4 {
         for c in 0..hv {
             let src = &wide_v[row_v(c) + 4 * first..][..4 * rows];
-            out.extend(src.iter().skip(comp).step_by(4));
+            out.extend(src.chunks_exact(4).map(|x| x[comp]));
         }
     }
     for c in 0..shape.hs {
@@ -148,13 +148,12 @@ fn gather<T: Real>(
 
 /// `x` `[d, tokens]` times each feature's query scale ([`HeadShape::query_scale`]).
 fn scaled_queries<T: Real>(x: &[T], shape: HeadShape, tokens: usize) -> Vec<T> {
-    x.chunks_exact(tokens.max(1))
-        .enumerate()
-        .flat_map(|(f, row)| {
-            let scale: T = shape.query_scale(f);
-            row.iter().map(move |&x| x * scale)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(x.len());
+    for (f, row) in x.chunks_exact(tokens.max(1)).enumerate() {
+        let scale: T = shape.query_scale(f);
+        out.extend(row.iter().map(|&x| x * scale));
+    }
+    out
 }
 
 /// One (jet, head)'s attention: its output `[d, q]` and what the backward needs.
