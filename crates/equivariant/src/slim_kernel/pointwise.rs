@@ -128,55 +128,60 @@ pub(super) fn norm_backward<T: Real>(
     let (cv, cs) = (v.len() / (4 * cols), s.len() / cols);
     let gain = |g: Option<&[T]>, c: usize| g.map_or(T::one(), |g| g[c]);
     let (gv, gs) = (gains.map(|g| g.0), gains.map(|g| g.1));
+    // x . dout per channel and token (a vector channel's four components summed): read
+    // once for both the gains' gradients and the per-token sums.
+    let mut xd = vec![T::zero(); (cv + cs) * cols];
+    let (xd_v, xd_s) = xd.split_at_mut(cv * cols);
+    xd_v.par_chunks_mut(cols)
+        .with_min_len(min_rows(4 * cols))
+        .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
+        .for_each(|(out, (x, d))| {
+            for ((o, x), d) in out.iter_mut().zip(x.chunks_exact(4)).zip(d.chunks_exact(4)) {
+                *o = x[0] * d[0] + x[1] * d[1] + x[2] * d[2] + x[3] * d[3];
+            }
+        });
+    xd_s.par_chunks_mut(cols)
+        .with_min_len(min_rows(cols))
+        .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
+        .for_each(|(out, (x, d))| {
+            for ((o, &x), &d) in out.iter_mut().zip(x).zip(d) {
+                *o = x * d;
+            }
+        });
+    if let Some((d_gv, d_gs)) = d_gains {
+        // dg = sum over tokens of dout x^ = sum of (x . dout) f.
+        let gain_gradient = |row: &[T]| {
+            row.iter()
+                .zip(factors)
+                .fold(T::zero(), |acc, (&xd, &f)| acc + xd * f)
+        };
+        d_gv.par_iter_mut()
+            .with_min_len(min_rows(cols))
+            .zip(xd_v.par_chunks(cols))
+            .for_each(|(g, row)| *g = gain_gradient(row));
+        d_gs.par_iter_mut()
+            .with_min_len(min_rows(cols))
+            .zip(xd_s.par_chunks(cols))
+            .for_each(|(g, row)| *g = gain_gradient(row));
+    }
     // dot = sum over channels of dout g x^ per token (x^ = x f).
     let mut dot = vec![T::zero(); cols];
     per_column_block(&mut dot, |first, block| {
         let n = block.len();
-        for (c, (x, d)) in v
-            .chunks_exact(4 * cols)
-            .zip(dv.chunks_exact(4 * cols))
-            .enumerate()
-        {
-            let g = gain(gv, c);
-            let (x, d) = (&x[4 * first..][..4 * n], &d[4 * first..][..4 * n]);
-            for ((dot, &f), (x, d)) in block
-                .iter_mut()
-                .zip(&factors[first..])
-                .zip(x.chunks_exact(4).zip(d.chunks_exact(4)))
-            {
-                *dot += (0..4).fold(T::zero(), |acc, k| acc + x[k] * d[k]) * f * g;
+        for (c, row) in xd.chunks_exact(cols).enumerate() {
+            let g = if c < cv {
+                gain(gv, c)
+            } else {
+                gain(gs, c - cv)
+            };
+            for (dot, &x) in block.iter_mut().zip(&row[first..first + n]) {
+                *dot += x * g;
             }
         }
-        for (c, (x, d)) in s.chunks_exact(cols).zip(ds.chunks_exact(cols)).enumerate() {
-            let g = gain(gs, c);
-            for ((dot, &f), (&x, &d)) in block
-                .iter_mut()
-                .zip(&factors[first..])
-                .zip(x[first..first + n].iter().zip(&d[first..first + n]))
-            {
-                *dot += x * d * f * g;
-            }
+        for (dot, &f) in block.iter_mut().zip(&factors[first..]) {
+            *dot *= f;
         }
     });
-    if let Some((d_gv, d_gs)) = d_gains {
-        // dg = sum over tokens of dout x^.
-        let gain_gradient = |x: &[T], d: &[T], group: usize| {
-            x.chunks_exact(group)
-                .zip(d.chunks_exact(group))
-                .zip(factors)
-                .fold(T::zero(), |acc, ((x, d), &f)| {
-                    acc + (0..group).fold(T::zero(), |a, k| a + x[k] * d[k]) * f
-                })
-        };
-        d_gv.par_iter_mut()
-            .with_min_len(min_rows(4 * cols))
-            .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
-            .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 4));
-        d_gs.par_iter_mut()
-            .with_min_len(min_rows(cols))
-            .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
-            .for_each(|(g, (x, d))| *g = gain_gradient(x, d, 1));
-    }
     let channels: T = constant((cv + cs) as f64);
     let mut out_v = vec![T::zero(); v.len()];
     out_v
