@@ -6,7 +6,7 @@ use super::attention::{attention_backward, attention_forward, HeadKept, HeadShap
 use super::linear::{
     add, add_columns, add_selected, linear_backward, linear_forward, select, Cols,
 };
-use super::pointwise::{gate_backward, gate_forward, norm_backward, norm_forward, Normed};
+use super::pointwise::{gate_backward, gate_forward, norm_backward, norm_forward, Gates, Normed};
 use super::weights::{BlockW, NetW};
 use super::Real;
 use crate::fused::vector_math::lane_sum;
@@ -25,10 +25,11 @@ fn view<T>(pair: &Pair<T>) -> (&[T], &[T]) {
     (&pair.0, &pair.1)
 }
 
-/// One gated unit's input and linear outputs.
+/// One gated unit's input, linear outputs and gates.
 struct GluKept<T> {
     input: Pair<T>,
     wide: Pair<T>,
+    gates: Gates<T>,
 }
 
 /// What a block's backward needs.
@@ -130,11 +131,12 @@ fn block_forward<T: Real>(
     let mut glus = Vec::new();
     for glu in &block.glus {
         let wide = linear_forward(&glu.linear, view(&hidden), q);
-        let out = gate_forward((glu.act_s, glu.act_v), view(&wide), q);
-        if keep {
+        let (out, gates) = gate_forward((glu.act_s, glu.act_v), view(&wide), q, keep);
+        if let Some(gates) = gates {
             glus.push(GluKept {
                 input: hidden,
                 wide,
+                gates,
             });
         }
         hidden = out;
@@ -236,7 +238,7 @@ fn block_backward<T: Real>(
         .zip(&kept.glus)
         .rev()
     {
-        let d_wide = gate_backward((glu.act_s, glu.act_v), view(&k.wide), view(&d_hidden), q);
+        let d_wide = gate_backward(&k.gates, view(&k.wide), view(&d_hidden), q);
         d_hidden = linear_backward(
             (&glu.linear, &mut g.linear),
             view(&k.input),

@@ -234,45 +234,85 @@ fn gate_arguments<T: Real>(v: &[T], ov: usize, c: usize, cols: usize) -> Vec<T> 
         .collect()
 }
 
+/// A gated unit's activated gates and their slopes (the activation's derivative at each
+/// argument), vector gates `[ov, cols]` and scalar gates `[os, cols]`: what the backward
+/// needs besides the linear outputs.
+pub(super) struct Gates<T> {
+    v: Vec<T>,
+    v_slopes: Vec<T>,
+    s: Vec<T>,
+    s_slopes: Vec<T>,
+}
+
+/// Activated gates of `cols` values per row, with their slopes when `keep`.
+fn gate_row<T: Real>(act: Nonlinearity, gates: &mut [T], keep: bool) -> Vec<T> {
+    if keep {
+        activation_with_slope(act, gates)
+    } else {
+        activation(act, gates);
+        Vec::new()
+    }
+}
+
 /// `SlimGLU`'s gates on the unit's linear outputs `v` `[3 ov, 4 cols]`, `s`
-/// `[2 os, cols]`: `(act_v(<b, c> / 2) a, act_s(s_2) s_1)`, channels in parallel.
+/// `[2 os, cols]`: `(act_v(<b, c> / 2) a, act_s(s_2) s_1)`, channels in parallel; with
+/// `keep`, also the gates and slopes the backward needs.
 pub(super) fn gate_forward<T: Real>(
     (act_s, act_v): (Nonlinearity, Nonlinearity),
     (v, s): (&[T], &[T]),
     cols: usize,
-) -> (Vec<T>, Vec<T>) {
+    keep: bool,
+) -> ((Vec<T>, Vec<T>), Option<Gates<T>>) {
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
     let mut out_v = vec![T::zero(); ov * width];
-    out_v
+    let vector_gates: Vec<(Vec<T>, Vec<T>)> = out_v
         .par_chunks_mut(width)
         .with_min_len(min_rows(width))
         .zip(v.par_chunks(width))
         .enumerate()
-        .for_each(|(c, (out, pre))| {
+        .map(|(c, (out, pre))| {
             let mut gates = gate_arguments(v, ov, c, cols);
-            activation(act_v, &mut gates);
+            let slopes = gate_row(act_v, &mut gates, keep);
             for ((o, x), &g) in out.chunks_exact_mut(4).zip(pre.chunks_exact(4)).zip(&gates) {
                 for (o, &x) in o.iter_mut().zip(x) {
                     *o = g * x;
                 }
             }
-        });
-    let mut out_s = s[os * cols..2 * os * cols].to_vec();
-    out_s
+            (gates, slopes)
+        })
+        .collect();
+    let mut s_gates = s[os * cols..2 * os * cols].to_vec();
+    let mut out_s = vec![T::zero(); os * cols];
+    let scalar_slopes: Vec<Vec<T>> = out_s
         .par_chunks_mut(cols)
         .with_min_len(min_rows(cols))
+        .zip(s_gates.par_chunks_mut(cols))
         .zip(s.par_chunks(cols))
-        .for_each(|(out, first)| {
-            activation(act_s, out);
-            out.iter_mut().zip(first).for_each(|(o, &x)| *o *= x);
-        });
-    (out_v, out_s)
+        .map(|((out, gates), first)| {
+            let slopes = gate_row(act_s, gates, keep);
+            for ((o, &g), &x) in out.iter_mut().zip(gates.iter()).zip(first) {
+                *o = g * x;
+            }
+            slopes
+        })
+        .collect();
+    let gates = keep.then(|| {
+        let (v_gates, v_slopes): (Vec<Vec<T>>, Vec<Vec<T>>) = vector_gates.into_iter().unzip();
+        Gates {
+            v: v_gates.concat(),
+            v_slopes: v_slopes.concat(),
+            s: s_gates,
+            s_slopes: scalar_slopes.concat(),
+        }
+    });
+    ((out_v, out_s), gates)
 }
 
-/// The backward of [`gate_forward`]: gradients of the linear outputs `(v, s)`.
+/// The backward of [`gate_forward`] with its kept `gates`: gradients of the linear
+/// outputs `(v, s)`.
 pub(super) fn gate_backward<T: Real>(
-    (act_s, act_v): (Nonlinearity, Nonlinearity),
+    gates: &Gates<T>,
     (v, s): (&[T], &[T]),
     (dv, ds): (&[T], &[T]),
     cols: usize,
@@ -292,9 +332,9 @@ pub(super) fn gate_backward<T: Real>(
             let row = |block: usize| &v[(block * ov + c) * width..][..width];
             let (pre, a, b) = (row(0), row(1), row(2));
             let d_out = &dv[c * width..][..width];
-            let mut gates = gate_arguments(v, ov, c, cols);
-            let slopes = activation_with_slope(act_v, &mut gates);
-            for (t, (&g, &slope)) in gates.iter().zip(&slopes).enumerate() {
+            let g = &gates.v[c * cols..][..cols];
+            let slopes = &gates.v_slopes[c * cols..][..cols];
+            for (t, (&g, &slope)) in g.iter().zip(slopes).enumerate() {
                 let at = 4 * t;
                 let d_gate = (0..4).fold(T::zero(), |acc, k| acc + d_out[at + k] * pre[at + k]);
                 let d_arg = d_gate * slope * half;
@@ -316,11 +356,11 @@ pub(super) fn gate_backward<T: Real>(
         .enumerate()
         .for_each(|(c, (d_first, d_second))| {
             let first = &s[c * cols..][..cols];
-            let mut gates = s[(os + c) * cols..][..cols].to_vec();
-            let slopes = activation_with_slope(act_s, &mut gates);
+            let g = &gates.s[c * cols..][..cols];
+            let slopes = &gates.s_slopes[c * cols..][..cols];
             let d = &ds[c * cols..][..cols];
             for t in 0..cols {
-                d_first[t] = d[t] * gates[t];
+                d_first[t] = d[t] * g[t];
                 d_second[t] = d[t] * first[t] * slopes[t];
             }
         });
@@ -371,7 +411,8 @@ fn exp_of<T: Real>(values: &[T], f: impl Fn(T) -> T) -> Vec<T> {
     e
 }
 
-/// [`activation`] in place, returning the derivative at each argument.
+/// [`activation`] in place (by the same formulas), returning the derivative at each
+/// argument.
 pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]) -> Vec<T> {
     let one = T::one();
     match act {
@@ -413,7 +454,7 @@ pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]
                 .map(|(x, &e)| {
                     let sigma = one / (one + e);
                     let slope = sigma * (one + *x * (one - sigma));
-                    *x *= sigma;
+                    *x /= one + e;
                     slope
                 })
                 .collect()
@@ -431,7 +472,7 @@ pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]
                     // gelu = x sigma(2u), d/dx = sigma + x sigma (1 - sigma) 2u'.
                     let sigma = one / (one + e);
                     let slope = sigma + *x * sigma * (one - sigma) * c * (one + k * *x * *x);
-                    *x *= sigma;
+                    *x /= one + e;
                     slope
                 })
                 .collect()
