@@ -244,6 +244,9 @@ pub(super) struct Gates<T> {
     s_slopes: Vec<T>,
 }
 
+/// A gated unit's outputs (vectors, scalars) and, when kept, its [`Gates`].
+pub(super) type Gated<T> = ((Vec<T>, Vec<T>), Option<Gates<T>>);
+
 /// Activated gates of `cols` values per row, with their slopes when `keep`.
 fn gate_row<T: Real>(act: Nonlinearity, gates: &mut [T], keep: bool) -> Vec<T> {
     if keep {
@@ -262,7 +265,7 @@ pub(super) fn gate_forward<T: Real>(
     (v, s): (&[T], &[T]),
     cols: usize,
     keep: bool,
-) -> ((Vec<T>, Vec<T>), Option<Gates<T>>) {
+) -> Gated<T> {
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
     let mut out_v = vec![T::zero(); ov * width];
