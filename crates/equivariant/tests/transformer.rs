@@ -91,6 +91,14 @@ fn the_transformer_is_permutation_invariant_and_ignores_padding() {
     assert!(worst_relative(&logits(&m3, &k3, wider), &before, 1.0) < 1e-12);
 }
 
+/// Asserts that `config` is refused with a config error naming `key`.
+fn assert_refused_by_key(config: &TransformerConfig, key: &str) {
+    match Transformer::check_config(config) {
+        Err(ModelError::BadConfig { key: got, .. }) => assert_eq!(got, key),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn heads_that_do_not_divide_the_channels_are_refused() {
     let config = TransformerConfig {
@@ -98,10 +106,7 @@ fn heads_that_do_not_divide_the_channels_are_refused() {
         num_heads: 4,
         ..fixture_config()
     };
-    match Transformer::check_config(&config) {
-        Err(ModelError::BadConfig { key, .. }) => assert_eq!(key, "num_heads"),
-        other => panic!("{other:?}"),
-    }
+    assert_refused_by_key(&config, "num_heads");
 }
 
 #[test]
@@ -110,10 +115,7 @@ fn a_transformer_without_tagging_features_is_refused_by_key() {
         tagging_features: TaggingFeatures::None,
         ..fixture_config()
     };
-    match Transformer::check_config(&config) {
-        Err(ModelError::BadConfig { key, .. }) => assert_eq!(key, "tagging_features"),
-        other => panic!("{other:?}"),
-    }
+    assert_refused_by_key(&config, "tagging_features");
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::linear::{min_rows, Cols};
-use super::pointwise::softmax;
+use super::pointwise::{minkowski_square, sign_of, softmax};
 use super::Real;
 use crate::fused::gemm::{product, MatRef};
 use crate::fused::vector_math::lane_sum;
@@ -81,6 +81,17 @@ impl<T> HeadKept<T> {
     }
 }
 
+/// Vector channel `c`'s four component rows `[rows]` (t, x, y, z) in the feature-major
+/// `x` of `hv` vector channels.
+fn components<T>(x: &[T], hv: usize, c: usize, rows: usize) -> [&[T]; 4] {
+    std::array::from_fn(|k| &x[(k * hv + c) * rows..][..rows])
+}
+
+/// Token `i`'s Minkowski square of vector channel `rows` ([`components`]).
+fn square_at<T: Real>(rows: &[&[T]; 4], i: usize) -> T {
+    minkowski_square(&[rows[0][i], rows[1][i], rows[2][i], rows[3][i]])
+}
+
 /// The merged heads: vectors `[heads hv, 4 Q]`, scalars `[heads hs, Q]`.
 type Merged<T> = (Vec<T>, Vec<T>);
 
@@ -119,10 +130,9 @@ fn gather<T: Real>(
     // The RMS factor of each token: |<v_c, v_c>| summed over channels, plus s^2.
     let mut squares = vec![T::zero(); rows];
     for c in 0..hv {
-        let comp = |k: usize| &vectors[(k * hv + c) * rows..][..rows];
-        let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
+        let channel = components(vectors, hv, c, rows);
         for (i, f) in squares.iter_mut().enumerate() {
-            *f += (t[i] * t[i] - a[i] * a[i] - b[i] * b[i] - z[i] * z[i]).abs();
+            *f += square_at(&channel, i).abs();
         }
     }
     for row in scalars.chunks_exact(rows.max(1)) {
@@ -269,13 +279,11 @@ fn merge<T: Real>(shape: HeadShape, outputs: &[&[T]], queries: &Cols) -> Merged<
 /// Vector channel `c`'s four feature rows of `x` `[d, rows]` (`hv` vector channels) as
 /// one token-major run `[rows, 4]` in `dst`.
 fn interleave<T: Real>(x: &[T], (hv, c, rows): (usize, usize, usize), dst: &mut [T]) {
-    let comp = |k: usize| &x[(k * hv + c) * rows..][..rows];
-    let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
+    let channel = components(x, hv, c, rows);
     for (i, out) in dst.chunks_exact_mut(4).enumerate() {
-        out[0] = t[i];
-        out[1] = a[i];
-        out[2] = b[i];
-        out[3] = z[i];
+        for (o, row) in out.iter_mut().zip(&channel) {
+            *o = row[i];
+        }
     }
 }
 
@@ -298,25 +306,21 @@ fn unnormalise<T: Real>(x: &[T], factors: &[T], grad: &mut [T], shape: HeadShape
     }
     let (grad_v, grad_s) = grad.split_at_mut(4 * hv * rows);
     let (x_v, x_s) = x.split_at(4 * hv * rows);
-    let mut sign = vec![T::zero(); rows];
+    let mut signed_dot = vec![T::zero(); rows];
     for c in 0..hv {
-        let comp = |k: usize| &x_v[(k * hv + c) * rows..][..rows];
-        let (t, a, b, z) = (comp(0), comp(1), comp(2), comp(3));
-        for (i, s) in sign.iter_mut().enumerate() {
-            let square = t[i] * t[i] - a[i] * a[i] - b[i] * b[i] - z[i] * z[i];
-            *s = if square > T::zero() {
-                dot[i]
-            } else if square < T::zero() {
-                -dot[i]
-            } else {
-                T::zero()
-            };
+        let channel = components(x_v, hv, c, rows);
+        for (i, s) in signed_dot.iter_mut().enumerate() {
+            *s = sign_of(square_at(&channel, i)) * dot[i];
         }
         for k in 0..4 {
             let at = (k * hv + c) * rows;
             let (x, g) = (&x_v[at..][..rows], &mut grad_v[at..][..rows]);
             for i in 0..rows {
-                let metric = if k == 0 { sign[i] } else { -sign[i] };
+                let metric = if k == 0 {
+                    signed_dot[i]
+                } else {
+                    -signed_dot[i]
+                };
                 g[i] = factors[i] * (g[i] - metric * x[i]);
             }
         }

@@ -24,7 +24,7 @@ pub(super) struct Normed<T> {
 }
 
 /// <v, v> for one token's vector `[t, x, y, z]`.
-fn minkowski_square<T: Real>(v: &[T]) -> T {
+pub(super) fn minkowski_square<T: Real>(v: &[T]) -> T {
     v[0] * v[0] - v[1] * v[1] - v[2] * v[2] - v[3] * v[3]
 }
 
@@ -105,7 +105,7 @@ pub(super) fn norm_forward<T: Real>(
 }
 
 /// The sign of a Minkowski square (0 at 0, as `abs`'s derivative).
-fn sign_of<T: Real>(square: T) -> T {
+pub(super) fn sign_of<T: Real>(square: T) -> T {
     if square > T::zero() {
         T::one()
     } else if square < T::zero() {
