@@ -102,6 +102,26 @@ fn tasks(jets: usize, heads: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Appends one head's features feature-major (`[d, rows]`: each vector channel's four
+/// components as rows, then the scalar channels) from the token-major runs
+/// `vector_run(c)` `[rows, 4]` and the scalar runs `scalar_run(c)` `[rows]`; the inverse
+/// of [`interleave`].
+fn append_feature_major<'a, T: Real>(
+    out: &mut Vec<T>,
+    shape: HeadShape,
+    vector_run: impl Fn(usize) -> &'a [T],
+    scalar_run: impl Fn(usize) -> &'a [T],
+) {
+    for comp in 0..4 {
+        for c in 0..shape.hv {
+            out.extend(vector_run(c).chunks_exact(4).map(|x| x[comp]));
+        }
+    }
+    for c in 0..shape.hs {
+        out.extend_from_slice(scalar_run(c));
+    }
+}
+
 /// Appends part `part` (0 queries, 1 keys, 2 values) of head `head` for the `rows`
 /// columns from `first` to `out` (`[d, rows]`, normalised) and their factors to
 /// `factors`.
@@ -116,15 +136,12 @@ fn gather<T: Real>(
     let hv = shape.hv;
     let (row_v, row_s) = shape.rows(part, head, total);
     let start = out.len();
-    for comp in 0..4 {
-        for c in 0..hv {
-            let src = &wide_v[row_v(c) + 4 * first..][..4 * rows];
-            out.extend(src.chunks_exact(4).map(|x| x[comp]));
-        }
-    }
-    for c in 0..shape.hs {
-        out.extend_from_slice(&wide_s[row_s(c) + first..][..rows]);
-    }
+    append_feature_major(
+        out,
+        shape,
+        |c| &wide_v[row_v(c) + 4 * first..][..4 * rows],
+        |c| &wide_s[row_s(c) + first..][..rows],
+    );
     let x = &mut out[start..];
     let (vectors, scalars) = x.split_at(4 * hv * rows);
     // The RMS factor of each token: |<v_c, v_c>| summed over channels, plus s^2.
@@ -387,19 +404,13 @@ fn head_output_gradient<T: Real>(
     (start, q): (usize, usize),
 ) -> Vec<T> {
     let (hv, hs) = (shape.hv, shape.hs);
-    let mut d_out = vec![T::zero(); shape.width() * q];
-    let (vectors, scalars) = d_out.split_at_mut(4 * hv * q);
-    for c in 0..hv {
-        let src = &d_merged_v[(head * hv + c) * 4 * q_total + 4 * start..][..4 * q];
-        for (i, x) in src.chunks_exact(4).enumerate() {
-            for comp in 0..4 {
-                vectors[(comp * hv + c) * q + i] = x[comp];
-            }
-        }
-    }
-    for (c, dst) in scalars.chunks_exact_mut(q.max(1)).enumerate().take(hs) {
-        dst.copy_from_slice(&d_merged_s[(head * hs + c) * q_total + start..][..q]);
-    }
+    let mut d_out = Vec::with_capacity(shape.width() * q);
+    append_feature_major(
+        &mut d_out,
+        shape,
+        |c| &d_merged_v[(head * hv + c) * 4 * q_total + 4 * start..][..4 * q],
+        |c| &d_merged_s[(head * hs + c) * q_total + start..][..q],
+    );
     d_out
 }
 
