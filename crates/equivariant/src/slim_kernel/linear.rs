@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::weights::LinearW;
 use super::Real;
-use crate::fused::gemm::{par_product, MatRef};
+use crate::fused::gemm::{par_product, par_product_split_inner, MatRef};
 use crate::fused::vector_math::lane_sum;
 
 /// Multiply-adds below which a product runs as one piece: splitting it costs more in
@@ -23,19 +23,19 @@ use crate::fused::vector_math::lane_sum;
 /// layers stay whole).
 const SMALL_PRODUCT: usize = 1 << 23;
 
-/// Pieces a larger product is cut into (by output rows): two, one per core of the machines
-/// noether targets (eight cost 6% of a one-thread training step in repacking the shared
-/// operand and narrower microkernel edges, and gained nothing on two cores).
+/// Pieces a larger product is cut into (along the tokens): two, one per core of the
+/// machines noether targets (eight cost 6% of a one-thread training step in repacking the
+/// shared operand and narrower microkernel edges, and gained nothing on two cores).
 const PIECES: usize = 2;
 
-/// Output rows per parallel piece of an `m x k` by `k x n` product: fixed by the shape
-/// alone, so that the sums do not depend on the thread count; a multiple of the
-/// microkernel's 6 columns (gemm computes the transposed product of a row-major output).
-fn row_block(m: usize, k: usize, n: usize) -> usize {
+/// Tokens (columns of the output, or of the inner dimension of a weight gradient) per
+/// parallel piece of an `m x k` by `k x n` product whose cut dimension is `len`: fixed by
+/// the shape alone, so that the sums do not depend on the thread count.
+fn token_block(m: usize, k: usize, n: usize, len: usize) -> usize {
     if m * k * n < SMALL_PRODUCT {
-        m.max(1)
+        len.max(1)
     } else {
-        m.div_ceil(PIECES).next_multiple_of(6)
+        len.div_ceil(PIECES).max(1)
     }
 }
 
@@ -156,9 +156,18 @@ pub(super) fn add<T: Real>(a: &mut [T], b: &[T]) {
         });
 }
 
-/// `a b` `[a.rows, b.cols]`, blocks of [`row_block`] output rows in parallel.
+/// `a b` `[a.rows, b.cols]` for `b` `[features, tokens]`, blocks of [`token_block`]
+/// output columns in parallel.
 pub(super) fn product<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
-    par_product(a, b, row_block(a.rows(), a.cols(), b.cols()))
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    par_product(a, b, token_block(m, k, n, n))
+}
+
+/// `a b` `[a.rows, b.cols]` for the inner dimension the tokens (a weight gradient
+/// `dY X^T`): blocks of [`token_block`] tokens summed in parallel, added in order.
+fn product_over_tokens<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    par_product_split_inner(a, b, token_block(m, k, n, k))
 }
 
 /// A [`SlimLinear`](crate::slim_layers::SlimLinear) on feature-major `(v, s)` of `cols`
@@ -199,12 +208,12 @@ pub(super) fn linear_backward<T: Real>(
 ) -> Option<(Vec<T>, Vec<T>)> {
     let (iv, ov) = layer.v_dims;
     let (is, os) = layer.s_dims;
-    let dw_v = product(
+    let dw_v = product_over_tokens(
         MatRef::row_major(dv, ov, 4 * cols),
         MatRef::transposed(v, 4 * cols, iv),
     );
     grad.v.copy_from_slice(&dw_v);
-    let dw_s = product(
+    let dw_s = product_over_tokens(
         MatRef::row_major(ds, os, cols),
         MatRef::transposed(s, cols, is),
     );
