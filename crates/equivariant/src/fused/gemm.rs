@@ -74,12 +74,7 @@ impl<'a, T> MatRef<'a, T> {
     /// When the block reaches past the view's rows (a bug in the caller).
     pub(crate) fn row_block(&self, start: usize, rows: usize) -> Self {
         assert!(start + rows <= self.rows, "row block outside the view");
-        let offset = (start * self.row_stride).min(self.data.len());
-        Self {
-            data: &self.data[offset..],
-            rows,
-            ..*self
-        }
+        self.block_from(start * self.row_stride, rows, self.cols)
     }
 
     /// Columns `start..start + cols` of the view.
@@ -88,9 +83,15 @@ impl<'a, T> MatRef<'a, T> {
     /// When the block reaches past the view's columns (a bug in the caller).
     pub(crate) fn col_block(&self, start: usize, cols: usize) -> Self {
         assert!(start + cols <= self.cols, "column block outside the view");
-        let offset = (start * self.col_stride).min(self.data.len());
+        self.block_from(start * self.col_stride, self.rows, cols)
+    }
+
+    /// The `rows x cols` view (same strides) whose first element is `data[offset]`; an
+    /// offset at or past the end (an empty block) leaves an empty slice.
+    fn block_from(&self, offset: usize, rows: usize, cols: usize) -> Self {
         Self {
-            data: &self.data[offset..],
+            data: &self.data[offset.min(self.data.len())..],
+            rows,
             cols,
             ..*self
         }
