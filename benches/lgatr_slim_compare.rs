@@ -16,12 +16,13 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use noether::data::Beams;
 use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, LGatrSlim, LGatrSlimConfig, Mode, PaddedJets,
     Placement, TaggerModel, TokenInput, LGATR_SPURIONS,
 };
+use noether::train::{OptimConfig, Optimizer, Param};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -35,6 +36,9 @@ use common::{
     bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
     worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
 };
+
+/// The step size of both sides' AdamW (`torch.optim.AdamW`'s default, as the script uses).
+const LEARNING_RATE: f64 = 1e-3;
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
 fn write_tokens(raw: &mut Vec<u8>, input: &TokenInput, labels: Option<&[u8]>) {
@@ -99,14 +103,24 @@ fn main() {
             .expect("forward"),
     );
     let targets: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
-    let params = ParamsAdamW {
-        lr: 1e-3,
-        ..ParamsAdamW::default()
-    };
+    // noether's AdamW as `noether train` runs it, with the package's defaults (lr 1e-3,
+    // weight decay 0.01), as the script's `torch.optim.AdamW`.
+    let mut params: Vec<Param> = varmap
+        .data()
+        .lock()
+        .expect("variables")
+        .iter()
+        .map(|(name, var)| Param {
+            name: name.clone(),
+            var: var.clone(),
+            lr_mult: 1.0,
+        })
+        .collect();
+    params.sort_by(|a, b| a.name.cmp(&b.name));
     let mut ours = Ours {
         model,
         inference,
-        opt: AdamW::new(varmap.all_vars(), params).expect("AdamW"),
+        opt: Optimizer::new(params, &OptimConfig::default()),
         rng: ChaCha8Rng::seed_from_u64(0),
         input,
         single,
@@ -207,7 +221,7 @@ impl TrainingFlops {
 struct Ours {
     model: LGatrSlim,
     inference: LGatrSlim,
-    opt: AdamW,
+    opt: Optimizer,
     rng: ChaCha8Rng,
     input: TokenInput,
     single: TokenInput,
@@ -230,7 +244,8 @@ impl Side for Ours {
                 .forward_t(&self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
-            self.opt.backward_step(&loss).expect("step");
+            let grads = self.opt.gradients(&loss.backward().expect("backward"));
+            self.opt.step(&grads, LEARNING_RATE).expect("step");
         })
     }
 }

@@ -30,6 +30,7 @@
 //! # Ok::<(), noether_train::TrainError>(())
 //! ```
 
+mod adamw_kernel;
 mod adapt;
 pub mod checkpoint;
 mod config;

@@ -10,6 +10,7 @@ use candle_nn::VarMap;
 use noether_equivariant::is_buffer;
 use regex::Regex;
 
+use crate::adamw_kernel::{adamw_values, AdamWStep};
 use crate::adapt::{layer_decay_mult, Freeze};
 use crate::config::{OptimConfig, OptimizerName, SnrGate, TrainConfig};
 use crate::error::{invalid, Context, Result};
@@ -159,6 +160,21 @@ impl Optimizer {
             let Some(g) = grad else { continue };
             let lr = lr * param.lr_mult;
             let w = param.var.as_tensor();
+            if c.name == OptimizerName::AdamW {
+                let step = AdamWStep {
+                    betas: c.betas,
+                    eps: c.eps,
+                    t,
+                    lr,
+                    weight_decay: c.weight_decay,
+                };
+                let moments = (state.first.as_ref(), state.second.as_ref());
+                if let Some([w, m, v]) = adamw_values(w, g, moments, step).context(&param.name)? {
+                    param.var.set(&w).context(&param.name)?;
+                    (state.first, state.second) = (Some(m), Some(v));
+                    continue;
+                }
+            }
             // Decoupled weight decay: w <- w (1 - lr wd).
             let w = (w * (1.0 - lr * c.weight_decay)).context("weight decay")?;
             let update = match c.name {

@@ -172,3 +172,52 @@ fn schedules_match_their_closed_forms() {
     assert!((lr_factor(&step, 3.0, 10) - 0.1).abs() < 1e-15);
     assert!((lr_factor(&step, 7.0, 10) - 0.01).abs() < 1e-15);
 }
+
+/// AdamW runs as one pass over contiguous f32/f64 CPU values and as candle operations
+/// otherwise (here: a strided gradient); the two agree over several steps in f32.
+#[test]
+fn one_pass_adamw_agrees_with_the_tensor_formulation() {
+    let config = OptimConfig {
+        name: OptimizerName::AdamW,
+        weight_decay: 0.05,
+        ..OptimConfig::default()
+    };
+    let w0: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+    let run = |strided: bool| {
+        let var = Var::from_vec(w0.clone(), (3, 4), &Device::Cpu).unwrap();
+        let param = Param {
+            name: "w".into(),
+            var: var.clone(),
+            lr_mult: 1.0,
+        };
+        let mut opt = Optimizer::new(vec![param], &config);
+        for step in 0..4 {
+            let g: Vec<f32> = (0..12)
+                .map(|i| ((i * 7 + step * 3) as f32 * 0.11).cos() * 0.3)
+                .collect();
+            let g = if strided {
+                // The same values as a transposed view: not contiguous.
+                let t: Vec<f32> = (0..12).map(|k| g[(k % 3) * 4 + k / 3]).collect();
+                let g = Tensor::from_vec(t, (4, 3), &Device::Cpu)
+                    .unwrap()
+                    .t()
+                    .unwrap();
+                assert!(!g.is_contiguous());
+                g
+            } else {
+                Tensor::from_vec(g, (3, 4), &Device::Cpu).unwrap()
+            };
+            opt.step(&[Some(g)], 0.01).unwrap();
+        }
+        var.as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (fused, tensors) = (run(false), run(true));
+    assert_ne!(fused, w0, "the steps moved the weights");
+    for (a, b) in fused.iter().zip(&tensors) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
+    }
+}
