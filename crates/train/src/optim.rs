@@ -2,6 +2,8 @@
 //! multipliers by parameter-name regex, and global-norm gradient clipping. The update
 //! rules are PyTorch's (`torch.optim.AdamW`, `torch.optim.SGD` with dampening 0), with
 //! SGD's weight decay decoupled as in AdamW. State tensors are exposed for checkpoints.
+//! AdamW on contiguous f32/f64 CPU tensors runs as one pass over the values
+//! (`adamw_kernel`), elsewhere as candle operations.
 
 use std::collections::HashMap;
 
