@@ -13,8 +13,9 @@
 
 use rayon::prelude::*;
 
-use super::linear::{min_rows, Cols};
+use super::linear::Cols;
 use super::pointwise::{minkowski_square, sign_of, softmax};
+use super::rows::{par_rows, Cursor};
 use super::Real;
 use crate::fused::gemm::{product, MatRef};
 use crate::fused::vector_math::lane_sum;
@@ -259,49 +260,32 @@ pub(super) fn attention_forward<T: Real>(
 fn merge<T: Real>(shape: HeadShape, outputs: &[&[T]], queries: &Cols) -> Merged<T> {
     let (heads, hv, hs) = (shape.heads, shape.hv, shape.hs);
     let q_total = queries.total();
-    let mut merged_v = vec![T::zero(); heads * hv * 4 * q_total];
-    merged_v
-        .par_chunks_mut((4 * q_total).max(1))
-        .with_min_len(min_rows(4 * q_total))
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (head, c) = (r / hv, r % hv);
+    let merged_v = par_rows(heads * hv, 4 * q_total, |out| {
+        let (head, c) = (out.index() / hv, out.index() % hv);
+        out.fill_runs(|cursor| {
             for j in 0..queries.jets() {
-                let range = queries.range(j);
-                let rows = range.len();
-                interleave(
-                    outputs[j * heads + head],
-                    (hv, c, rows),
-                    &mut row[4 * range.start..][..4 * rows],
-                );
+                let rows = queries.range(j).len();
+                interleave(outputs[j * heads + head], (hv, c, rows), cursor);
             }
-        });
-    let mut merged_s = vec![T::zero(); heads * hs * q_total];
-    merged_s
-        .par_chunks_mut(q_total.max(1))
-        .with_min_len(min_rows(q_total.max(1)))
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (head, c) = (r / hs, r % hs);
+        })
+    });
+    let merged_s = par_rows(heads * hs, q_total, |out| {
+        let (head, c) = (out.index() / hs, out.index() % hs);
+        out.fill_runs(|cursor| {
             for j in 0..queries.jets() {
-                let range = queries.range(j);
-                let rows = range.len();
-                row[range]
-                    .copy_from_slice(&outputs[j * heads + head][(4 * hv + c) * rows..][..rows]);
+                let rows = queries.range(j).len();
+                cursor.push_slice(&outputs[j * heads + head][(4 * hv + c) * rows..][..rows]);
             }
-        });
+        })
+    });
     (merged_v, merged_s)
 }
 
-/// Vector channel `c`'s four feature rows of `x` `[d, rows]` (`hv` vector channels) as
-/// one token-major run `[rows, 4]` in `dst`.
-fn interleave<T: Real>(x: &[T], (hv, c, rows): (usize, usize, usize), dst: &mut [T]) {
+/// Appends vector channel `c`'s four feature rows of `x` `[d, rows]` (`hv` vector
+/// channels) as one token-major run `[rows, 4]`.
+fn interleave<T: Real>(x: &[T], (hv, c, rows): (usize, usize, usize), cursor: &mut Cursor<'_, T>) {
     let channel = components(x, hv, c, rows);
-    for (i, out) in dst.chunks_exact_mut(4).enumerate() {
-        for (o, row) in out.iter_mut().zip(&channel) {
-            *o = row[i];
-        }
-    }
+    cursor.push_groups::<4>(rows, |i| std::array::from_fn(|k| channel[k][i]));
 }
 
 /// The backward of a token-wise RMS normalisation without gains, in place: `x^` `[d,
@@ -446,31 +430,28 @@ pub(super) fn attention_backward<T: Real>(
     };
     // Row `(part c) heads + head` of the projections' gradients gathers channel `c` of
     // part `part` of every jet's head.
-    let mut d_wide_v = vec![T::zero(); 3 * heads * hv * 4 * total];
-    d_wide_v
-        .par_chunks_mut((4 * total).max(1))
-        .with_min_len(min_rows(4 * total))
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (which, c, head) = (r / heads / hv, r / heads % hv, r % heads);
+    let d_wide_v = par_rows(3 * heads * hv, 4 * total, |out| {
+        let r = out.index();
+        let (which, c, head) = (r / heads / hv, r / heads % hv, r % heads);
+        out.fill_runs(|cursor| {
             for j in 0..cols.jets() {
                 let (x, rows) = part(j, head, which);
-                let first = cols.range(j).start;
-                interleave(x, (hv, c, rows), &mut row[4 * first..][..4 * rows]);
+                interleave(x, (hv, c, rows), cursor);
+                // Tokens past a jet's queries have no query gradient.
+                cursor.push_repeated(T::zero(), 4 * (cols.range(j).len() - rows));
             }
-        });
-    let mut d_wide_s = vec![T::zero(); 3 * heads * hs * total];
-    d_wide_s
-        .par_chunks_mut(total.max(1))
-        .with_min_len(min_rows(total.max(1)))
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (which, c, head) = (r / heads / hs, r / heads % hs, r % heads);
+        })
+    });
+    let d_wide_s = par_rows(3 * heads * hs, total, |out| {
+        let r = out.index();
+        let (which, c, head) = (r / heads / hs, r / heads % hs, r % heads);
+        out.fill_runs(|cursor| {
             for j in 0..cols.jets() {
                 let (x, rows) = part(j, head, which);
-                let first = cols.range(j).start;
-                row[first..first + rows].copy_from_slice(&x[(4 * hv + c) * rows..][..rows]);
+                cursor.push_slice(&x[(4 * hv + c) * rows..][..rows]);
+                cursor.push_repeated(T::zero(), cols.range(j).len() - rows);
             }
-        });
+        })
+    });
     (d_wide_v, d_wide_s)
 }

@@ -29,6 +29,7 @@ mod attention;
 mod linear;
 mod network;
 mod pointwise;
+mod rows;
 mod weights;
 
 use std::ops::Range;

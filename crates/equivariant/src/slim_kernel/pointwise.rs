@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::linear::min_rows;
+use super::rows::par_rows;
 use super::Real;
 use crate::slim_layers::{Nonlinearity, NORM_EPSILON};
 
@@ -41,7 +42,7 @@ fn per_column_block<T: Real>(values: &mut [T], f: impl Fn(usize, &mut [T]) + Syn
 }
 
 /// `x g` over each row `c` (gain `g[c]`) of `x` `[channels, width]`, times the factor
-/// of each token (`group` values per token).
+/// of each token (`group` values per token: 4 or 1).
 fn scaled_rows<T: Real>(
     x: &[T],
     width: usize,
@@ -49,24 +50,19 @@ fn scaled_rows<T: Real>(
     factors: &[T],
     gains: Option<&[T]>,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(width.max(1))
-        .with_min_len(min_rows(width.max(1)))
-        .zip(x.par_chunks(width.max(1)))
-        .enumerate()
-        .for_each(|(c, (out, row))| {
-            let g = gains.map_or(T::one(), |g| g[c]);
-            for ((o, x), &f) in out
-                .chunks_exact_mut(group)
-                .zip(row.chunks_exact(group))
-                .zip(factors)
-            {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = x * f * g;
-                }
-            }
-        });
-    out
+    par_rows(x.len() / width.max(1), width, |out| {
+        let c = out.index();
+        let g = gains.map_or(T::one(), |g| g[c]);
+        let row = &x[c * width..][..width];
+        if group == 4 {
+            out.fill_groups::<4>(|t| {
+                let f = factors[t];
+                std::array::from_fn(|k| row[4 * t + k] * f * g)
+            })
+        } else {
+            out.fill(row.iter().zip(factors).map(|(&x, &f)| x * f * g))
+        }
+    })
 }
 
 /// `SlimRMSNorm` of `(v, s)` over `cols` tokens with optional gains `(g_v, g_s)`.
@@ -130,24 +126,27 @@ pub(super) fn norm_backward<T: Real>(
     let (gv, gs) = (gains.map(|g| g.0), gains.map(|g| g.1));
     // x . dout per channel and token (a vector channel's four components summed): read
     // once for both the gains' gradients and the per-token sums.
-    let mut xd = vec![T::zero(); (cv + cs) * cols];
-    let (xd_v, xd_s) = xd.split_at_mut(cv * cols);
-    xd_v.par_chunks_mut(cols)
-        .with_min_len(min_rows(4 * cols))
-        .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
-        .for_each(|(out, (x, d))| {
-            for ((o, x), d) in out.iter_mut().zip(x.chunks_exact(4)).zip(d.chunks_exact(4)) {
-                *o = x[0] * d[0] + x[1] * d[1] + x[2] * d[2] + x[3] * d[3];
-            }
-        });
-    xd_s.par_chunks_mut(cols)
-        .with_min_len(min_rows(cols))
-        .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
-        .for_each(|(out, (x, d))| {
-            for ((o, &x), &d) in out.iter_mut().zip(x).zip(d) {
-                *o = x * d;
-            }
-        });
+    let xd = par_rows(cv + cs, cols, |out| {
+        let c = out.index();
+        if c < cv {
+            let (x, d) = (
+                &v[c * 4 * cols..][..4 * cols],
+                &dv[c * 4 * cols..][..4 * cols],
+            );
+            out.fill(
+                x.chunks_exact(4)
+                    .zip(d.chunks_exact(4))
+                    .map(|(x, d)| x[0] * d[0] + x[1] * d[1] + x[2] * d[2] + x[3] * d[3]),
+            )
+        } else {
+            let (x, d) = (
+                &s[(c - cv) * cols..][..cols],
+                &ds[(c - cv) * cols..][..cols],
+            );
+            out.fill(x.iter().zip(d).map(|(&x, &d)| x * d))
+        }
+    });
+    let (xd_v, xd_s) = xd.split_at(cv * cols);
     if let Some((d_gv, d_gs)) = d_gains {
         // dg = sum over tokens of dout x^ = sum of (x . dout) f.
         let gain_gradient = |row: &[T]| {
@@ -182,42 +181,41 @@ pub(super) fn norm_backward<T: Real>(
             *dot *= f;
         }
     });
+    // Per token, what the x term of every channel is scaled by: f^2 dot / C.
     let channels: T = constant((cv + cs) as f64);
-    let mut out_v = vec![T::zero(); v.len()];
-    out_v
-        .par_chunks_mut(4 * cols)
-        .with_min_len(min_rows(4 * cols))
-        .zip(v.par_chunks(4 * cols).zip(dv.par_chunks(4 * cols)))
-        .enumerate()
-        .for_each(|(c, (out, (x, d)))| {
-            let g = gain(gv, c);
-            for (t, ((x, d), out)) in x
-                .chunks_exact(4)
-                .zip(d.chunks_exact(4))
-                .zip(out.chunks_exact_mut(4))
-                .enumerate()
-            {
-                let f = factors[t];
-                let k = dot[t] * sign_of(minkowski_square(x)) / channels;
-                for comp in 0..4 {
-                    let metric = if comp == 0 { k } else { -k };
-                    out[comp] = f * (d[comp] * g - metric * x[comp] * f);
-                }
-            }
-        });
-    let mut out_s = vec![T::zero(); s.len()];
-    out_s
-        .par_chunks_mut(cols)
-        .with_min_len(min_rows(cols))
-        .zip(s.par_chunks(cols).zip(ds.par_chunks(cols)))
-        .enumerate()
-        .for_each(|(c, (out, (x, d)))| {
-            let g = gain(gs, c);
-            for (t, ((&x, &d), out)) in x.iter().zip(d).zip(out.iter_mut()).enumerate() {
-                let f = factors[t];
-                *out = f * (d * g - dot[t] * x * f / channels);
-            }
-        });
+    let shared: Vec<T> = dot
+        .iter()
+        .zip(factors)
+        .map(|(&dot, &f)| f * f * dot / channels)
+        .collect();
+    let out_v = par_rows(cv, 4 * cols, |out| {
+        let c = out.index();
+        let g = gain(gv, c);
+        let (x, d) = (
+            &v[c * 4 * cols..][..4 * cols],
+            &dv[c * 4 * cols..][..4 * cols],
+        );
+        out.fill_groups::<4>(|t| {
+            let x = [x[4 * t], x[4 * t + 1], x[4 * t + 2], x[4 * t + 3]];
+            let k = shared[t] * sign_of(minkowski_square(&x));
+            let f = factors[t];
+            std::array::from_fn(|comp| {
+                let metric = if comp == 0 { k } else { -k };
+                f * d[4 * t + comp] * g - metric * x[comp]
+            })
+        })
+    });
+    let out_s = par_rows(cs, cols, |out| {
+        let c = out.index();
+        let g = gain(gs, c);
+        let (x, d) = (&s[c * cols..][..cols], &ds[c * cols..][..cols]);
+        out.fill(
+            x.iter()
+                .zip(d)
+                .zip(factors.iter().zip(&shared))
+                .map(|((&x, &d), (&f, &k))| f * d * g - k * x),
+        )
+    });
     (out_v, out_s)
 }
 
@@ -235,13 +233,11 @@ fn gate_arguments<T: Real>(v: &[T], ov: usize, c: usize, cols: usize) -> Vec<T> 
 }
 
 /// A gated unit's activated gates and their slopes (the activation's derivative at each
-/// argument), vector gates `[ov, cols]` and scalar gates `[os, cols]`: what the backward
-/// needs besides the linear outputs.
+/// argument, empty without `keep`), one pair of rows `[cols]` per vector channel and per
+/// scalar channel: what the backward needs besides the linear outputs.
 pub(super) struct Gates<T> {
-    v: Vec<T>,
-    v_slopes: Vec<T>,
-    s: Vec<T>,
-    s_slopes: Vec<T>,
+    v: Vec<(Vec<T>, Vec<T>)>,
+    s: Vec<(Vec<T>, Vec<T>)>,
 }
 
 /// A gated unit's outputs (vectors, scalars) and, when kept, its [`Gates`].
@@ -268,46 +264,37 @@ pub(super) fn gate_forward<T: Real>(
 ) -> Gated<T> {
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
-    let mut out_v = vec![T::zero(); ov * width];
-    let vector_gates: Vec<(Vec<T>, Vec<T>)> = out_v
-        .par_chunks_mut(width)
+    let vector: Vec<(Vec<T>, Vec<T>)> = (0..ov)
+        .into_par_iter()
         .with_min_len(min_rows(width))
-        .zip(v.par_chunks(width))
-        .enumerate()
-        .map(|(c, (out, pre))| {
+        .map(|c| {
             let mut gates = gate_arguments(v, ov, c, cols);
             let slopes = gate_row(act_v, &mut gates, keep);
-            for ((o, x), &g) in out.chunks_exact_mut(4).zip(pre.chunks_exact(4)).zip(&gates) {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = g * x;
-                }
-            }
             (gates, slopes)
         })
         .collect();
-    let mut s_gates = s[os * cols..2 * os * cols].to_vec();
-    let mut out_s = vec![T::zero(); os * cols];
-    let scalar_slopes: Vec<Vec<T>> = out_s
-        .par_chunks_mut(cols)
+    let out_v = par_rows(ov, width, |out| {
+        let c = out.index();
+        let (pre, gates) = (&v[c * width..][..width], &vector[c].0);
+        out.fill_groups::<4>(|t| std::array::from_fn(|k| gates[t] * pre[4 * t + k]))
+    });
+    let scalar: Vec<(Vec<T>, Vec<T>)> = (0..os)
+        .into_par_iter()
         .with_min_len(min_rows(cols))
-        .zip(s_gates.par_chunks_mut(cols))
-        .zip(s.par_chunks(cols))
-        .map(|((out, gates), first)| {
-            let slopes = gate_row(act_s, gates, keep);
-            for ((o, &g), &x) in out.iter_mut().zip(gates.iter()).zip(first) {
-                *o = g * x;
-            }
-            slopes
+        .map(|c| {
+            let mut gates = s[(os + c) * cols..][..cols].to_vec();
+            let slopes = gate_row(act_s, &mut gates, keep);
+            (gates, slopes)
         })
         .collect();
-    let gates = keep.then(|| {
-        let (v_gates, v_slopes): (Vec<Vec<T>>, Vec<Vec<T>>) = vector_gates.into_iter().unzip();
-        Gates {
-            v: v_gates.concat(),
-            v_slopes: v_slopes.concat(),
-            s: s_gates,
-            s_slopes: scalar_slopes.concat(),
-        }
+    let out_s = par_rows(os, cols, |out| {
+        let c = out.index();
+        let (first, gates) = (&s[c * cols..][..cols], &scalar[c].0);
+        out.fill(gates.iter().zip(first).map(|(&g, &x)| g * x))
+    });
+    let gates = keep.then_some(Gates {
+        v: vector,
+        s: scalar,
     });
     ((out_v, out_s), gates)
 }
@@ -323,50 +310,41 @@ pub(super) fn gate_backward<T: Real>(
     let (ov, os) = (v.len() / (12 * cols), s.len() / (2 * cols));
     let width = 4 * cols;
     let half: T = constant(0.5);
-    let mut d_v = vec![T::zero(); v.len()];
-    let (d_pre, rest) = d_v.split_at_mut(ov * width);
-    let (d_a, d_b) = rest.split_at_mut(ov * width);
-    d_pre
-        .par_chunks_mut(width)
-        .with_min_len(min_rows(width))
-        .zip(d_a.par_chunks_mut(width).zip(d_b.par_chunks_mut(width)))
-        .enumerate()
-        .for_each(|(c, (d_pre, (d_a, d_b)))| {
-            let row = |block: usize| &v[(block * ov + c) * width..][..width];
-            let (pre, a, b) = (row(0), row(1), row(2));
-            let d_out = &dv[c * width..][..width];
-            let g = &gates.v[c * cols..][..cols];
-            let slopes = &gates.v_slopes[c * cols..][..cols];
-            for (t, (&g, &slope)) in g.iter().zip(slopes).enumerate() {
-                let at = 4 * t;
-                let d_gate = (0..4).fold(T::zero(), |acc, k| acc + d_out[at + k] * pre[at + k]);
-                let d_arg = d_gate * slope * half;
-                for k in 0..4 {
-                    let i = at + k;
-                    let metric = if k == 0 { d_arg } else { -d_arg };
-                    d_pre[i] = d_out[i] * g;
-                    d_a[i] = metric * b[i];
-                    d_b[i] = metric * a[i];
-                }
-            }
-        });
-    let mut d_s = vec![T::zero(); s.len()];
-    let (d_first, d_second) = d_s.split_at_mut(os * cols);
-    d_first
-        .par_chunks_mut(cols)
-        .with_min_len(min_rows(cols))
-        .zip(d_second.par_chunks_mut(cols))
-        .enumerate()
-        .for_each(|(c, (d_first, d_second))| {
+    // Rows: the gated values' gradients, then those of the gate's two vectors a and b.
+    let d_v = par_rows(3 * ov, width, |out| {
+        let (part, c) = (out.index() / ov, out.index() % ov);
+        let row = |block: usize| &v[(block * ov + c) * width..][..width];
+        let d_out = &dv[c * width..][..width];
+        let (g, slopes) = (&gates.v[c].0, &gates.v[c].1);
+        if part == 0 {
+            return out.fill_groups::<4>(|t| std::array::from_fn(|k| d_out[4 * t + k] * g[t]));
+        }
+        // d<a, b>/da = eta b (and the other way round), times the gate's argument's
+        // gradient.
+        let (pre, other) = (row(0), row(3 - part));
+        out.fill_groups::<4>(|t| {
+            let at = 4 * t;
+            let d_gate = (0..4).fold(T::zero(), |acc, k| acc + d_out[at + k] * pre[at + k]);
+            let d_arg = d_gate * slopes[t] * half;
+            std::array::from_fn(|k| if k == 0 { d_arg } else { -d_arg } * other[at + k])
+        })
+    });
+    let d_s = par_rows(2 * os, cols, |out| {
+        let (part, c) = (out.index() / os, out.index() % os);
+        let d = &ds[c * cols..][..cols];
+        let (g, slopes) = (&gates.s[c].0, &gates.s[c].1);
+        if part == 0 {
+            out.fill(d.iter().zip(g).map(|(&d, &g)| d * g))
+        } else {
             let first = &s[c * cols..][..cols];
-            let g = &gates.s[c * cols..][..cols];
-            let slopes = &gates.s_slopes[c * cols..][..cols];
-            let d = &ds[c * cols..][..cols];
-            for t in 0..cols {
-                d_first[t] = d[t] * g[t];
-                d_second[t] = d[t] * first[t] * slopes[t];
-            }
-        });
+            out.fill(
+                d.iter()
+                    .zip(first)
+                    .zip(slopes)
+                    .map(|((&d, &x), &slope)| d * x * slope),
+            )
+        }
+    });
     (d_v, d_s)
 }
 
