@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::linear::Cols;
-use super::pointwise::{minkowski_square, sign_of, softmax};
+use super::pointwise::{minkowski_square, sign_of, softmax_rows};
 use super::rows::{par_rows, Cursor};
 use super::Real;
 use crate::fused::gemm::{product, MatRef};
@@ -66,10 +66,12 @@ impl HeadShape {
 }
 
 /// One (jet, head)'s normalised queries `[d, q]`, keys and values `[d, n]` (in this order
-/// in `qkv`), their RMS factors (`q + 2 n`) and the attention probabilities `[q, n]`.
+/// in `qkv`), their RMS factors (`q + 2 n`), the queries times their scales
+/// ([`HeadShape::query_scale`]) and the attention probabilities `[q, n]`.
 pub(super) struct HeadKept<T> {
     qkv: Vec<T>,
     factors: Vec<T>,
+    lowered: Vec<T>,
     p: Vec<T>,
 }
 
@@ -205,23 +207,25 @@ fn head_forward<T: Real>(
             (&mut qkv, &mut factors),
         );
     }
-    let kept = HeadKept {
-        qkv,
-        factors,
-        p: Vec::new(),
-    };
-    let (queries, keys, values) = kept.parts(d, q);
+    let queries = &qkv[..d * q];
     let lowered = scaled_queries(queries, shape, q);
+    let (keys, values) = qkv[d * q..].split_at(d * n);
     let mut p = product(
         MatRef::transposed(&lowered, q, d),
         MatRef::row_major(keys, d, n),
     );
-    p.chunks_exact_mut(n.max(1)).for_each(softmax);
+    softmax_rows(&mut p, n);
     let out = product(
         MatRef::row_major(values, d, n),
         MatRef::transposed(&p, n, q),
     );
-    (out, HeadKept { p, ..kept })
+    let kept = HeadKept {
+        qkv,
+        factors,
+        lowered,
+        p,
+    };
+    (out, kept)
 }
 
 /// The attention of the projections `(wide_v [3 hv heads, 4 N], wide_s [3 hs heads, N])`
@@ -366,9 +370,8 @@ fn head_backward<T: Real>(
             *x *= scale;
         }
     }
-    let lowered = scaled_queries(queries, shape, q);
     let mut d_k = product(
-        MatRef::row_major(&lowered, d, q),
+        MatRef::row_major(&kept.lowered, d, q),
         MatRef::row_major(&d_s, q, n),
     );
     let (fq, rest) = kept.factors.split_at(q);

@@ -416,63 +416,61 @@ pub(super) fn activation_with_slope<T: Real>(act: Nonlinearity, values: &mut [T]
                 one - *x * *x
             })
             .collect(),
+        // The exponentials are written where the slopes go, then replaced by them.
         Nonlinearity::Sigmoid => {
-            let e = exp_of(values, |x| -x);
-            values
-                .iter_mut()
-                .zip(&e)
-                .map(|(x, &e)| {
-                    *x = one / (one + e);
-                    *x * (one - *x)
-                })
-                .collect()
+            let mut slopes = exp_of(values, |x| -x);
+            for (x, s) in values.iter_mut().zip(&mut slopes) {
+                *x = one / (one + *s);
+                *s = *x * (one - *x);
+            }
+            slopes
         }
         Nonlinearity::Silu => {
-            let e = exp_of(values, |x| -x);
-            values
-                .iter_mut()
-                .zip(&e)
-                .map(|(x, &e)| {
-                    let sigma = one / (one + e);
-                    let slope = sigma * (one + *x * (one - sigma));
-                    *x /= one + e;
-                    slope
-                })
-                .collect()
+            let mut slopes = exp_of(values, |x| -x);
+            for (x, s) in values.iter_mut().zip(&mut slopes) {
+                let e = *s;
+                let sigma = one / (one + e);
+                *s = sigma * (one + *x * (one - sigma));
+                *x /= one + e;
+            }
+            slopes
         }
         Nonlinearity::Gelu => {
-            let e = exp_of(values, gelu_exponent);
+            let mut slopes = exp_of(values, gelu_exponent);
             let (c, k): (T, T) = (
                 constant(2.0 * crate::fused::SQRT_TWO_OVER_PI),
                 constant(3.0 * crate::fused::GELU_CUBIC),
             );
-            values
-                .iter_mut()
-                .zip(&e)
-                .map(|(x, &e)| {
-                    // gelu = x sigma(2u), d/dx = sigma + x sigma (1 - sigma) 2u'.
-                    let sigma = one / (one + e);
-                    let slope = sigma + *x * sigma * (one - sigma) * c * (one + k * *x * *x);
-                    *x /= one + e;
-                    slope
-                })
-                .collect()
+            for (x, s) in values.iter_mut().zip(&mut slopes) {
+                // gelu = x sigma(2u), d/dx = sigma + x sigma (1 - sigma) 2u'.
+                let e = *s;
+                let sigma = one / (one + e);
+                *s = sigma + *x * sigma * (one - sigma) * c * (one + k * *x * *x);
+                *x /= one + e;
+            }
+            slopes
         }
     }
 }
 
-/// The softmax of one row in place.
-pub(super) fn softmax<T: Real>(row: &mut [T]) {
-    let max = row
-        .iter()
-        .copied()
-        .fold(T::neg_infinity(), num_traits::Float::max);
-    for x in row.iter_mut() {
-        *x -= max;
+/// The softmax of each row of `width` values in place: one exponential pass over the
+/// whole matrix (an attention head's rows are some fifty values, where a call per row
+/// spent as much in the vector loop's head and tail as in its body).
+pub(super) fn softmax_rows<T: Real>(values: &mut [T], width: usize) {
+    for row in values.chunks_exact_mut(width.max(1)) {
+        let max = row
+            .iter()
+            .copied()
+            .fold(T::neg_infinity(), num_traits::Float::max);
+        for x in row.iter_mut() {
+            *x -= max;
+        }
     }
-    T::exp_in_place(row);
-    let inv = T::one() / crate::fused::vector_math::lane_sum(row.len(), |i| row[i]);
-    for x in row.iter_mut() {
-        *x *= inv;
+    T::exp_in_place(values);
+    for row in values.chunks_exact_mut(width.max(1)) {
+        let inv = T::one() / crate::fused::vector_math::lane_sum(row.len(), |i| row[i]);
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
     }
 }
