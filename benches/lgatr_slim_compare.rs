@@ -103,24 +103,10 @@ fn main() {
             .expect("forward"),
     );
     let targets: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
-    // noether's AdamW as `noether train` runs it, with the package's defaults (lr 1e-3,
-    // weight decay 0.01), as the script's `torch.optim.AdamW`.
-    let mut params: Vec<Param> = varmap
-        .data()
-        .lock()
-        .expect("variables")
-        .iter()
-        .map(|(name, var)| Param {
-            name: name.clone(),
-            var: var.clone(),
-            lr_mult: 1.0,
-        })
-        .collect();
-    params.sort_by(|a, b| a.name.cmp(&b.name));
     let mut ours = Ours {
         model,
         inference,
-        opt: Optimizer::new(params, &OptimConfig::default()),
+        opt: Optimizer::new(trainable(&varmap), &OptimConfig::default()),
         rng: ChaCha8Rng::seed_from_u64(0),
         input,
         single,
@@ -248,6 +234,25 @@ impl Side for Ours {
             self.opt.step(&grads, LEARNING_RATE).expect("step");
         })
     }
+}
+
+/// Every variable as a parameter of noether's AdamW, as `noether train` steps them, with
+/// the package's defaults (lr 1e-3, weight decay 0.01) as the script's
+/// `torch.optim.AdamW`.
+fn trainable(varmap: &VarMap) -> Vec<Param> {
+    let mut params: Vec<Param> = varmap
+        .data()
+        .lock()
+        .expect("variables")
+        .iter()
+        .map(|(name, var)| Param {
+            name: name.clone(),
+            var: var.clone(),
+            lr_mult: 1.0,
+        })
+        .collect();
+    params.sort_by(|a, b| a.name.cmp(&b.name));
+    params
 }
 
 /// Writes the weights and the tokens for the script: `(weights, inputs)` paths.
