@@ -288,8 +288,7 @@ fn merge<T: Real>(shape: HeadShape, outputs: &[&[T]], queries: &Cols) -> Merged<
 /// Appends vector channel `c`'s four feature rows of `x` `[d, rows]` (`hv` vector
 /// channels) as one token-major run `[rows, 4]`.
 fn interleave<T: Real>(x: &[T], (hv, c, rows): (usize, usize, usize), cursor: &mut Cursor<'_, T>) {
-    let channel = components(x, hv, c, rows);
-    cursor.push_groups::<4>(rows, |i| std::array::from_fn(|k| channel[k][i]));
+    cursor.push_interleaved(components(x, hv, c, rows));
 }
 
 /// The backward of a token-wise RMS normalisation without gains, in place: `x^` `[d,

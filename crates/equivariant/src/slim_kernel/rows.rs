@@ -114,22 +114,29 @@ impl<T: Copy> Cursor<'_, T> {
         self.at += count;
     }
 
-    /// Appends `groups` groups of `G` values, group `k` as `group(k)`.
+    /// Appends the four equally long `rows` interleaved: `rows[0][0], rows[1][0], rows[2][0],
+    /// rows[3][0], rows[0][1], ...` (a vector channel's components, token-major).
     ///
     /// # Panics
     /// Past the row's end.
-    pub(super) fn push_groups<const G: usize>(
-        &mut self,
-        groups: usize,
-        mut group: impl FnMut(usize) -> [T; G],
-    ) {
-        let slots = &mut self.slots[self.at..][..G * groups];
-        for (k, slots) in slots.chunks_exact_mut(G).enumerate() {
-            for (slot, value) in slots.iter_mut().zip(group(k)) {
-                slot.write(value);
-            }
+    pub(super) fn push_interleaved(&mut self, rows: [&[T]; 4]) {
+        let [a, b, c, d] = rows;
+        let len = a.len();
+        // The cursor moves by what the loop writes only if no row is shorter.
+        assert!(
+            b.len() == len && c.len() == len && d.len() == len,
+            "rows of one length"
+        );
+        let slots = &mut self.slots[self.at..][..4 * len];
+        for (slots, (((&a, &b), &c), &d)) in
+            slots.chunks_exact_mut(4).zip(a.iter().zip(b).zip(c).zip(d))
+        {
+            slots[0].write(a);
+            slots[1].write(b);
+            slots[2].write(c);
+            slots[3].write(d);
         }
-        self.at += G * groups;
+        self.at += 4 * len;
     }
 }
 
@@ -174,9 +181,9 @@ mod tests {
                 row.fill_runs(|cursor| {
                     cursor.push_slice(&values[..2]);
                     cursor.push_repeated(values[2], 1);
-                    cursor.push_groups::<5>(1, |_| {
-                        std::array::from_fn(|i| 10.0 * r + (3 + i) as f64)
-                    });
+                    let rest: Vec<f64> = (3..8).map(|c| 10.0 * r + f64::from(c)).collect();
+                    cursor.push_interleaved([&rest[..1], &rest[1..2], &rest[2..3], &rest[3..4]]);
+                    cursor.push_slice(&rest[4..]);
                 })
             } else if row.index() % 2 == 0 {
                 row.fill((0..8).map(|c| 10.0 * r + f64::from(c)))
@@ -195,6 +202,16 @@ mod tests {
     #[should_panic(expected = "a row written short")]
     fn a_short_row_is_refused() {
         let _ = par_rows::<f32>(2, 4, |row| row.fill([1.0, 2.0]));
+    }
+
+    #[test]
+    #[should_panic(expected = "rows of one length")]
+    fn interleaving_rows_of_unequal_length_is_refused() {
+        let _ = par_rows::<f32>(1, 8, |row| {
+            row.fill_runs(|cursor| {
+                cursor.push_interleaved([&[1.0; 2], &[1.0; 2], &[1.0; 2], &[1.0]]);
+            })
+        });
     }
 
     #[test]
