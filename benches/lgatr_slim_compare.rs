@@ -22,7 +22,6 @@ use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, LGatrSlim, LGatrSlimConfig, Mode, PaddedJets,
     Placement, TaggerModel, TokenInput, LGATR_SPURIONS,
 };
-use noether::train::{OptimConfig, Optimizer, Param};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -34,11 +33,9 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 mod common;
 use common::{
     bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
-    worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
+    worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
+    SINGLE_CALLS,
 };
-
-/// The step size of both sides' AdamW (`torch.optim.AdamW`'s default, as the script uses).
-const LEARNING_RATE: f64 = 1e-3;
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
 fn write_tokens(raw: &mut Vec<u8>, input: &TokenInput, labels: Option<&[u8]>) {
@@ -106,7 +103,7 @@ fn main() {
     let mut ours = Ours {
         model,
         inference,
-        opt: Optimizer::new(trainable(&varmap), &OptimConfig::default()),
+        opt: NoetherAdamW::new(&varmap),
         rng: ChaCha8Rng::seed_from_u64(0),
         input,
         single,
@@ -207,7 +204,7 @@ impl TrainingFlops {
 struct Ours {
     model: LGatrSlim,
     inference: LGatrSlim,
-    opt: Optimizer,
+    opt: NoetherAdamW,
     rng: ChaCha8Rng,
     input: TokenInput,
     single: TokenInput,
@@ -230,29 +227,9 @@ impl Side for Ours {
                 .forward_t(&self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
-            let grads = self.opt.gradients(&loss.backward().expect("backward"));
-            self.opt.step(&grads, LEARNING_RATE).expect("step");
+            self.opt.backward_step(&loss);
         })
     }
-}
-
-/// Every variable as a parameter of noether's AdamW, as `noether train` steps them, with
-/// the package's defaults (lr 1e-3, weight decay 0.01) as the script's
-/// `torch.optim.AdamW`.
-fn trainable(varmap: &VarMap) -> Vec<Param> {
-    let mut params: Vec<Param> = varmap
-        .data()
-        .lock()
-        .expect("variables")
-        .iter()
-        .map(|(name, var)| Param {
-            name: name.clone(),
-            var: var.clone(),
-            lr_mult: 1.0,
-        })
-        .collect();
-    params.sort_by(|a, b| a.name.cmp(&b.name));
-    params
 }
 
 /// Writes the weights and the tokens for the script: `(weights, inputs)` paths.

@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use noether::data::{Batch, Beams};
 use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, LorentzNet, LorentzNetConfig, LorentzNetInput, Mode,
@@ -38,7 +38,8 @@ mod common;
 mod pelican;
 use common::{
     bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
-    worst_relative_difference, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS, SINGLE_CALLS,
+    worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
+    SINGLE_CALLS,
 };
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
@@ -103,7 +104,7 @@ fn write_inputs(path: &Path, batch: &Batch, jet: &[f32]) {
 struct Ours<'a> {
     model: &'a LorentzNet,
     inference: &'a LorentzNet,
-    opt: AdamW,
+    opt: NoetherAdamW,
     rng: ChaCha8Rng,
     batch: LorentzNetInput,
     single: LorentzNetInput,
@@ -119,14 +120,10 @@ impl<'a> Ours<'a> {
         single: &[[f32; 4]],
     ) -> Self {
         let labels: Vec<u32> = batch.labels.iter().map(|&l| u32::from(l)).collect();
-        let params = ParamsAdamW {
-            lr: 1e-3,
-            ..ParamsAdamW::default()
-        };
         Self {
             model,
             inference,
-            opt: AdamW::new(varmap.all_vars(), params).expect("AdamW"),
+            opt: NoetherAdamW::new(varmap),
             rng: ChaCha8Rng::seed_from_u64(0),
             batch: input(batch),
             single: LorentzNetInput::single_jet(single).expect("single"),
@@ -162,7 +159,7 @@ impl Side for Ours<'_> {
                 .forward_t(&self.batch, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&logits, &self.labels).expect("loss");
-            self.opt.backward_step(&loss).expect("step");
+            self.opt.backward_step(&loss);
         })
     }
 }

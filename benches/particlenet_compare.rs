@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, Mode, PaddedJets, ParticleNet, ParticleNetConfig,
     ParticleNetInput, Placement,
@@ -33,7 +33,7 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 mod common;
 use common::{
     bundled_batch, env_count, host, mean_call, median_call, root, worst_relative_difference,
-    Reference, Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
+    NoetherAdamW, Reference, Rounds, Side, BATCH, ROUNDS, SINGLE_CALLS,
 };
 
 fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
@@ -58,7 +58,7 @@ fn write_inputs(path: &Path, input: &ParticleNetInput, labels: &[u8]) {
 struct Ours<'a> {
     model: ParticleNet,
     inference: ParticleNet,
-    opt: AdamW,
+    opt: NoetherAdamW,
     rng: ChaCha8Rng,
     input: &'a ParticleNetInput,
     single: &'a ParticleNetInput,
@@ -84,14 +84,10 @@ impl<'a> Ours<'a> {
         )
         .expect("inference model");
         let targets: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
-        let params = ParamsAdamW {
-            lr: 1e-3,
-            ..ParamsAdamW::default()
-        };
         Self {
             model,
             inference,
-            opt: AdamW::new(varmap.all_vars(), params).expect("AdamW"),
+            opt: NoetherAdamW::new(varmap),
             rng: ChaCha8Rng::seed_from_u64(0),
             input,
             single,
@@ -126,7 +122,7 @@ impl Side for Ours<'_> {
                 .forward(self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&out, &self.targets).expect("loss");
-            self.opt.backward_step(&loss).expect("step");
+            self.opt.backward_step(&loss);
         })
     }
 }

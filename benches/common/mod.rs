@@ -1,6 +1,7 @@
 //! Inputs shared by the model benchmarks: 32 jets of the bundled test set (50 leading
 //! constituents + beams), one jet of exactly 50 constituents, paired timing rounds against
-//! a reference in a child process, and the machine's sgemm peak.
+//! a reference in a child process, noether's AdamW as `noether train` steps it, and the
+//! machine's sgemm peak.
 
 #![allow(dead_code)]
 
@@ -12,7 +13,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
+use candle_nn::VarMap;
 use noether::data::{batches, load, Batch, BatchConfig, Beams, JetSet};
+use noether::train::{OptimConfig, Optimizer, Param};
 
 /// Jets per batch.
 pub const BATCH: usize = 32;
@@ -296,4 +299,41 @@ pub fn sgemm_peak_gflops() -> f64 {
         a.matmul(&b).expect("sgemm");
     });
     2.0 * (n as f64).powi(3) / seconds / 1e9
+}
+
+/// noether-train's AdamW over every trainable variable of a model (BatchNorm's running
+/// statistics excluded), as `noether train` steps them, with `torch.optim.AdamW`'s
+/// defaults (lr 1e-3, weight decay 0.01), as the reference scripts use.
+pub struct NoetherAdamW {
+    opt: Optimizer,
+}
+
+impl NoetherAdamW {
+    /// The optimizer over `varmap`'s variables in name order.
+    pub fn new(varmap: &VarMap) -> Self {
+        let mut params: Vec<Param> = varmap
+            .data()
+            .lock()
+            .expect("variables")
+            .iter()
+            .filter(|(name, _)| !noether::equivariant::is_buffer(name))
+            .map(|(name, var)| Param {
+                name: name.clone(),
+                var: var.clone(),
+                lr_mult: 1.0,
+            })
+            .collect();
+        params.sort_by(|a, b| a.name.cmp(&b.name));
+        Self {
+            opt: Optimizer::new(params, &OptimConfig::default()),
+        }
+    }
+
+    /// The backward pass of `loss` and one step.
+    pub fn backward_step(&mut self, loss: &Tensor) {
+        let grads = self.opt.gradients(&loss.backward().expect("backward"));
+        self.opt
+            .step(&grads, OptimConfig::default().lr)
+            .expect("step");
+    }
 }
