@@ -188,11 +188,11 @@ pub(super) fn linear_forward<T: Real>(
         MatRef::row_major(&s[..is * cols], is, cols),
     );
     if let Some(bias) = layer.bias {
-        for (row, &b) in out_s.chunks_exact_mut(cols.max(1)).zip(bias) {
-            for x in row.iter_mut() {
-                *x += b;
-            }
-        }
+        out_s
+            .par_chunks_mut(cols.max(1))
+            .with_min_len(min_rows(cols))
+            .zip(bias)
+            .for_each(|(row, &b)| row.iter_mut().for_each(|x| *x += b));
     }
     (out_v, out_s)
 }
@@ -219,9 +219,10 @@ pub(super) fn linear_backward<T: Real>(
     );
     grad.s.copy_from_slice(&dw_s);
     if let Some(db) = grad.bias.as_deref_mut() {
-        for (b, row) in db.iter_mut().zip(ds.chunks_exact(cols.max(1))) {
-            *b = lane_sum(row.len(), |i| row[i]);
-        }
+        db.par_iter_mut()
+            .with_min_len(min_rows(cols))
+            .zip(ds.par_chunks(cols.max(1)))
+            .for_each(|(b, row)| *b = lane_sum(row.len(), |i| row[i]));
     }
     inputs.then(|| {
         (
