@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use candle_nn::VarMap;
 use noether::data::{batches, load, Batch, BatchConfig, Beams, JetSet};
-use noether::train::{OptimConfig, Optimizer, Param};
+use noether::train::{trainable, OptimConfig, Optimizer};
 
 /// Jets per batch.
 pub const BATCH: usize = 32;
@@ -311,21 +311,8 @@ pub struct NoetherAdamW {
 impl NoetherAdamW {
     /// The optimizer over `varmap`'s variables in name order.
     pub fn new(varmap: &VarMap) -> Self {
-        let mut params: Vec<Param> = varmap
-            .data()
-            .lock()
-            .expect("variables")
-            .iter()
-            .filter(|(name, _)| !noether::equivariant::is_buffer(name))
-            .map(|(name, var)| Param {
-                name: name.clone(),
-                var: var.clone(),
-                lr_mult: 1.0,
-            })
-            .collect();
-        params.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
-            opt: Optimizer::new(params, &OptimConfig::default()),
+            opt: Optimizer::new(trainable(varmap), &OptimConfig::default()),
         }
     }
 

@@ -28,7 +28,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarMap};
 use clap::{Parser, ValueEnum};
 use noether_equivariant::seeded_varbuilder;
-use noether_train::{OptimConfig, Optimizer, OptimizerName, Param};
+use noether_train::{trainable, OptimConfig, Optimizer, OptimizerName};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -212,19 +212,7 @@ fn run(args: &Args, s: Setting, seed: u64) -> Result<Milestones, Box<dyn std::er
         betas: [0.9, 0.98],
         ..OptimConfig::default()
     };
-    let mut params: Vec<Param> = varmap
-        .data()
-        .lock()
-        .expect("VarMap lock")
-        .iter()
-        .map(|(n, v)| Param {
-            name: n.clone(),
-            var: v.clone(),
-            lr_mult: 1.0,
-        })
-        .collect();
-    params.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut opt = Optimizer::new(params, &config);
+    let mut opt = Optimizer::new(trainable(&varmap), &config);
     let batch = if args.batch_size == 0 {
         n_train
     } else {

@@ -10,7 +10,8 @@
 //! the parameter's dtype in the same order (equal to it up to rounding; the test in
 //! `optim` holds them to 1e-6 relative in f32).
 
-use candle_core::{DType, Storage, Tensor, WithDType};
+use candle_core::{DType, Tensor, WithDType};
+use noether_equivariant::fused::host_slice;
 use num_traits::Float;
 
 /// The constants of one AdamW step of one parameter.
@@ -64,16 +65,22 @@ fn typed<T: WithDType + Float>(
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let Some(values) = guards
         .iter()
-        .map(|(storage, layout)| host::<T>(storage, layout))
+        .map(|(storage, layout)| host_slice::<T>(storage, layout))
         .collect::<Option<Vec<&[T]>>>()
     else {
         return Ok(None);
     };
     let (w_old, g) = (values[0], values[1]);
+    // The moments that are there follow the weights and the gradient, in this order.
+    let mut moments = values[2..].iter().copied();
+    let (m_old, v_old) = (
+        m.and_then(|_| moments.next()),
+        v.and_then(|_| moments.next()),
+    );
     let c = |x: f64| T::from_f64(x);
     let [b1, b2] = step.betas;
     // Before the first step the moments are zero: `b m` vanishes.
-    let m_new: Vec<T> = match m.map(|_| values[2]) {
+    let m_new: Vec<T> = match m_old {
         Some(m) => m
             .iter()
             .zip(g)
@@ -81,7 +88,7 @@ fn typed<T: WithDType + Float>(
             .collect(),
         None => g.iter().map(|&g| g * c(1.0 - b1)).collect(),
     };
-    let v_new: Vec<T> = match v.map(|_| values[tensors.len() - 1]) {
+    let v_new: Vec<T> = match v_old {
         Some(v) => v
             .iter()
             .zip(g)
@@ -110,13 +117,4 @@ fn typed<T: WithDType + Float>(
         Tensor::from_vec(m_new, shape, w.device())?,
         Tensor::from_vec(v_new, shape, w.device())?,
     ]))
-}
-
-/// The values of a contiguous CPU tensor of type `T`.
-fn host<'g, T: WithDType>(storage: &'g Storage, layout: &candle_core::Layout) -> Option<&'g [T]> {
-    let Storage::Cpu(cpu) = storage else {
-        return None;
-    };
-    let (start, end) = layout.contiguous_offsets()?;
-    cpu.as_slice::<T>().ok().map(|all| &all[start..end])
 }

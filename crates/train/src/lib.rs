@@ -73,7 +73,7 @@ pub use model::{
     load_model_on, seeded_model,
 };
 pub use noether_equivariant::{DeviceSetting, ModelConfig, ModelKind, Precision, Tagger};
-pub use optim::{parameters, AgreementFilter, Optimizer, Param};
+pub use optim::{parameters, trainable, AgreementFilter, Optimizer, Param};
 pub use plots::{roc_svg, training_svg};
 pub use profile::{profile, profile_checkpoint, single_jet_latency_ms, ModelProfile};
 pub use prune::{magnitude_prune, masks_from_zeros, nonzero_parameters, PruneMasks};

@@ -53,25 +53,36 @@ pub fn parameters(varmap: &VarMap, train: &TrainConfig) -> Result<Vec<Param>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    trainable(varmap)
+        .into_iter()
+        .filter(|p| !freeze.is_frozen(&p.name))
+        .map(|mut p| {
+            let group = groups
+                .iter()
+                .find(|(r, _)| r.is_match(&p.name))
+                .map_or(1.0, |(_, m)| *m);
+            p.lr_mult = group * layer_decay_mult(model, &p.name, config.layer_decay)?;
+            Ok(p)
+        })
+        .collect()
+}
+
+/// Every trainable variable of `varmap` (BatchNorm running statistics excluded) in name
+/// order, each with multiplier 1: what [`parameters`] starts from, and what a script
+/// without a [`TrainConfig`] steps.
+pub fn trainable(varmap: &VarMap) -> Vec<Param> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut params: Vec<Param> = data
         .iter()
         .filter(|(name, _)| !is_buffer(name))
-        .filter(|(name, _)| !freeze.is_frozen(name))
-        .map(|(name, var)| {
-            let group = groups
-                .iter()
-                .find(|(r, _)| r.is_match(name))
-                .map_or(1.0, |(_, m)| *m);
-            Ok(Param {
-                name: name.clone(),
-                var: var.clone(),
-                lr_mult: group * layer_decay_mult(model, name, config.layer_decay)?,
-            })
+        .map(|(name, var)| Param {
+            name: name.clone(),
+            var: var.clone(),
+            lr_mult: 1.0,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     params.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(params)
+    params
 }
 
 /// Optimizer state of one parameter.

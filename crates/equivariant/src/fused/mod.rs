@@ -75,6 +75,21 @@ pub(crate) fn model_pass<R: Send>(
     }
 }
 
+/// The values of a tensor's storage of type `T`, or `None` where they are not one
+/// contiguous run of host memory (another device, another dtype, a strided layout):
+/// for code that runs its own loop over a tensor and otherwise falls back to candle's
+/// operations (the L-GATr-slim kernel, noether-train's one-pass AdamW).
+pub fn host_slice<'g, T: candle_core::WithDType>(
+    storage: &'g candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Option<&'g [T]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        return None;
+    };
+    let (start, end) = layout.contiguous_offsets()?;
+    cpu.as_slice::<T>().ok().map(|all| &all[start..end])
+}
+
 /// The values of a contiguous CPU tensor, as a kernel's `cpu_fwd` or backward receives it;
 /// `kernel` names the kernel in the error (the public entry points make every input
 /// contiguous, so the error marks a bug, not bad user input).

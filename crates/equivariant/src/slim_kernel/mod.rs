@@ -35,10 +35,10 @@ mod weights;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
 use crate::fused::vector_math::VectorMath;
-use crate::fused::{contiguous_values, cpu_storage};
+use crate::fused::{contiguous_values, cpu_storage, host_slice};
 use crate::tokens::TokenInput;
 use network::{backward, forward, Kept, Tokens};
 use weights::NetW;
@@ -53,15 +53,6 @@ impl<T: VectorMath> Real for T {}
 /// The kernel's name in errors.
 const KERNEL: &str = "L-GATr-slim kernel";
 
-/// The values of a contiguous CPU tensor of type `T`.
-fn host<'g, T: candle_core::WithDType>(storage: &'g Storage, layout: &Layout) -> Option<&'g [T]> {
-    let Storage::Cpu(cpu) = storage else {
-        return None;
-    };
-    let (start, end) = layout.contiguous_offsets()?;
-    cpu.as_slice::<T>().ok().map(|all| &all[start..end])
-}
-
 /// The real tokens of `input` (host values of type `T`), or `None` where the kernel does
 /// not apply to them: masks other than 0/1, a jet without tokens, a masked class token.
 fn real_tokens<T: Real>(input: &TokenInput, in_s: usize, mean: bool) -> CResult<Option<Tokens<T>>> {
@@ -73,7 +64,7 @@ fn real_tokens<T: Real>(input: &TokenInput, in_s: usize, mean: bool) -> CResult<
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let Some(data) = guards
         .iter()
-        .map(|(storage, layout)| host::<T>(storage, layout))
+        .map(|(storage, layout)| host_slice::<T>(storage, layout))
         .collect::<Option<Vec<&[T]>>>()
     else {
         return Ok(None);
@@ -158,7 +149,7 @@ fn eval_typed<T: Real>(
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let Some(slices) = guards
         .iter()
-        .map(|(storage, layout)| host::<T>(storage, layout))
+        .map(|(storage, layout)| host_slice::<T>(storage, layout))
         .collect::<Option<Vec<&[T]>>>()
     else {
         return Ok(None);
