@@ -76,12 +76,17 @@ pub(super) struct HeadKept<T> {
 }
 
 impl<T> HeadKept<T> {
-    /// Queries, keys and values for `q` queries and `n` tokens of `d` features.
+    /// Queries, keys and values for `q` queries of `d` features.
     fn parts(&self, d: usize, q: usize) -> (&[T], &[T], &[T]) {
-        let (queries, rest) = self.qkv.split_at(d * q);
-        let (keys, values) = rest.split_at(rest.len() / 2);
-        (queries, keys, values)
+        qkv_parts(&self.qkv, d, q)
     }
+}
+
+/// The queries `[d, q]`, keys and values `[d, n]` stored one after the other in `qkv`.
+fn qkv_parts<T>(qkv: &[T], d: usize, q: usize) -> (&[T], &[T], &[T]) {
+    let (queries, rest) = qkv.split_at(d * q);
+    let (keys, values) = rest.split_at(rest.len() / 2);
+    (queries, keys, values)
 }
 
 /// Vector channel `c`'s four component rows `[rows]` (t, x, y, z) in the feature-major
@@ -207,9 +212,8 @@ fn head_forward<T: Real>(
             (&mut qkv, &mut factors),
         );
     }
-    let queries = &qkv[..d * q];
+    let (queries, keys, values) = qkv_parts(&qkv, d, q);
     let lowered = scaled_queries(queries, shape, q);
-    let (keys, values) = qkv[d * q..].split_at(d * n);
     let mut p = product(
         MatRef::transposed(&lowered, q, d),
         MatRef::row_major(keys, d, n),
