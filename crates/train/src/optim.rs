@@ -164,8 +164,20 @@ impl Optimizer {
     /// One update with base learning rate `lr` (times each parameter's multiplier).
     ///
     /// # Errors
-    /// Only from the tensor backend.
+    /// A gradient whose shape is not its parameter's, naming the parameter (checked for
+    /// all before any parameter, moment or step count changes); otherwise only from the
+    /// tensor backend.
     pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        for (param, grad) in self.params.iter().zip(grads) {
+            if let Some(g) = grad.as_ref().filter(|g| g.dims() != param.var.dims()) {
+                return Err(candle_core::Error::Msg(format!(
+                    "gradient of shape {:?} for a parameter of shape {:?}",
+                    g.dims(),
+                    param.var.dims()
+                )))
+                .context(&param.name);
+            }
+        }
         self.steps += 1;
         let c = &self.config;
         let t = self.steps as i32;

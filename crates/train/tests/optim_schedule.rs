@@ -221,3 +221,31 @@ fn one_pass_adamw_agrees_with_the_tensor_formulation() {
         assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
     }
 }
+
+/// A gradient of the wrong shape is refused naming the parameter, before anything moves:
+/// the weights, the moments and the step count stay as they were.
+#[test]
+fn a_misshapen_gradient_is_refused_before_any_update() {
+    let run = |bad_first: bool| {
+        let var = Var::from_vec(vec![0.5f32; 6], 6, &Device::Cpu).unwrap();
+        let param = Param {
+            name: "blocks.0.w".into(),
+            var: var.clone(),
+            lr_mult: 1.0,
+        };
+        let mut opt = Optimizer::new(vec![param], &OptimConfig::default());
+        if bad_first {
+            let bad = Tensor::from_vec(vec![1f32; 4], 4, &Device::Cpu).unwrap();
+            let err = opt.step(&[Some(bad)], 0.01).unwrap_err().to_string();
+            assert!(
+                err.contains("blocks.0.w") && err.contains("[4]") && err.contains("[6]"),
+                "{err}"
+            );
+            assert_eq!(opt.steps(), 0);
+        }
+        let g = Tensor::from_vec(vec![0.2f32, -0.1, 0.3, 0.0, 1.0, -2.0], 6, &Device::Cpu).unwrap();
+        opt.step(&[Some(g)], 0.01).unwrap();
+        var.as_tensor().to_vec1::<f32>().unwrap()
+    };
+    assert_eq!(run(true), run(false));
+}
