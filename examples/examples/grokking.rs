@@ -209,7 +209,7 @@ fn run(args: &Args, s: Setting, seed: u64) -> Result<Milestones, Box<dyn std::er
         name,
         lr: s.lr,
         weight_decay: s.wd,
-        betas: [0.9, 0.98],
+        betas: Some([0.9, 0.98]),
         ..OptimConfig::default()
     };
     let mut opt = Optimizer::new(trainable(&varmap), &config);

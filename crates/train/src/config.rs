@@ -10,7 +10,7 @@
 //! train_jets = 2000              # 0: all jets of the training file
 //! n_max = 30                     # constituents kept per jet
 //! [optim]
-//! name = "adamw"                 # adamw | sgd
+//! name = "adamw"                 # adamw | sgd | lion | cautious_adamw | snr_adamw
 //! lr = 1e-3
 //! [schedule]
 //! kind = "warmup_cosine"         # constant | warmup_cosine | cosine_restarts | step
@@ -156,6 +156,12 @@ pub enum OptimizerName {
     /// `1[m_hat^2 > snr_alpha s_hat]` (hard). Decoupled weight decay is not gated.
     #[serde(rename = "snr_adamw")]
     SnrAdamW,
+    /// Lion (Chen et al., arXiv:2302.06675; the optimizer of the L-GATr top-tagging
+    /// trainings): the update is the sign of `b1 m + (1 - b1) g`, then
+    /// `m = b2 m + (1 - b2) g`, with decoupled weight decay; betas default to (0.9, 0.99),
+    /// the paper's and `lion-pytorch`'s. Its steps have unit size per coordinate, so it
+    /// wants a learning rate 3-10x below AdamW's and a weight decay as much larger.
+    Lion,
 }
 
 /// The gate of [`OptimizerName::SnrAdamW`].
@@ -189,8 +195,11 @@ pub struct OptimConfig {
     pub lr: f64,
     /// Decoupled weight decay.
     pub weight_decay: f64,
-    /// Adam betas.
-    pub betas: [f64; 2],
+    /// Decay rates of the first and second moments (Adam; Lion's interpolation and
+    /// momentum rates). Absent: (0.9, 0.999), or Lion's (0.9, 0.99); see
+    /// [`OptimConfig::betas`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
     /// Adam epsilon.
     pub eps: f64,
     /// SGD momentum.
@@ -229,13 +238,24 @@ pub struct OptimConfig {
     pub layer_decay: f64,
 }
 
+impl OptimConfig {
+    /// The betas in effect: the configured ones, or the optimizer's defaults ((0.9,
+    /// 0.99) for Lion, as in its paper; (0.9, 0.999) otherwise, as in `torch.optim`).
+    pub fn betas(&self) -> [f64; 2] {
+        self.betas.unwrap_or(match self.name {
+            OptimizerName::Lion => [0.9, 0.99],
+            _ => [0.9, 0.999],
+        })
+    }
+}
+
 impl Default for OptimConfig {
     fn default() -> Self {
         Self {
             name: OptimizerName::AdamW,
             lr: 1e-3,
             weight_decay: 0.01,
-            betas: [0.9, 0.999],
+            betas: None,
             eps: 1e-8,
             momentum: 0.9,
             nesterov: false,
@@ -700,7 +720,7 @@ impl TrainConfig {
         non_negative("optim.weight_decay", o.weight_decay)?;
         positive("optim.eps", o.eps)?;
         non_negative("optim.grad_clip", o.grad_clip)?;
-        for (k, b) in o.betas.iter().enumerate() {
+        for (k, b) in o.betas().iter().enumerate() {
             if !(0.0..1.0).contains(b) {
                 return Err(invalid(
                     &format!("optim.betas[{k}]"),

@@ -1,7 +1,7 @@
-//! AdamW and SGD (momentum, Nesterov) with decoupled weight decay, learning-rate
+//! AdamW, SGD (momentum, Nesterov) and Lion with decoupled weight decay, learning-rate
 //! multipliers by parameter-name regex, and global-norm gradient clipping. The update
-//! rules are PyTorch's (`torch.optim.AdamW`, `torch.optim.SGD` with dampening 0), with
-//! SGD's weight decay decoupled as in AdamW. State tensors are exposed for checkpoints.
+//! rules are PyTorch's (`torch.optim.AdamW`, `torch.optim.SGD` with dampening 0, with
+//! SGD's weight decay decoupled as in AdamW) and `lion-pytorch`'s. State tensors are exposed for checkpoints.
 //! AdamW on contiguous f32/f64 CPU tensors runs as one pass over the values
 //! (`adamw_kernel`), elsewhere as candle operations.
 
@@ -187,7 +187,7 @@ impl Optimizer {
             let w = param.var.as_tensor();
             if c.name == OptimizerName::AdamW {
                 let step = AdamWStep {
-                    betas: c.betas,
+                    betas: c.betas(),
                     eps: c.eps,
                     t,
                     lr,
@@ -207,6 +207,7 @@ impl Optimizer {
                 OptimizerName::Sgd => sgd_direction(state, g, c),
                 OptimizerName::CautiousAdamW => cautious_direction(state, g, c, t),
                 OptimizerName::SnrAdamW => snr_direction(state, g, c, t),
+                OptimizerName::Lion => lion_direction(state, g, c),
             }
             .context(&param.name)?;
             let new = (update * lr).and_then(|u| w - u).context("update")?;
@@ -224,7 +225,7 @@ fn adamw_direction(
     c: &OptimConfig,
     t: i32,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let [b1, b2] = c.betas;
+    let [b1, b2] = c.betas();
     let m = match &state.first {
         Some(m) => ((m * b1)? + (g * (1.0 - b1))?)?,
         None => (g * (1.0 - b1))?,
@@ -287,6 +288,17 @@ fn snr_direction(
     };
     state.third = Some(s);
     u * gate
+}
+
+/// Lion's direction `sign(b1 m + (1 - b1) g)`, then its momentum `m = b2 m + (1 - b2) g`
+/// (`lion-pytorch`'s order; the momentum starts at zero, with no bias correction).
+fn lion_direction(state: &mut State, g: &Tensor, c: &OptimConfig) -> candle_core::Result<Tensor> {
+    let [b1, b2] = c.betas();
+    let zero = || g.zeros_like();
+    let m = state.first.clone().map_or_else(zero, Ok)?;
+    let u = ((&m * b1)? + (g * (1.0 - b1))?)?.sign()?;
+    state.first = Some(((m * b2)? + (g * (1.0 - b2))?)?);
+    Ok(u)
 }
 
 /// SGD's direction with momentum (buf = mu buf + g; Nesterov: g + mu buf).

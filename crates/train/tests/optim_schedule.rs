@@ -34,8 +34,14 @@ fn optimizers_follow_pytorch_trajectories() {
             "adamw" => OptimConfig {
                 name: OptimizerName::AdamW,
                 weight_decay: 0.05,
-                betas: [0.9, 0.999],
+                betas: Some([0.9, 0.999]),
                 eps: 1e-8,
+                ..OptimConfig::default()
+            },
+            // lion-pytorch's default betas (0.9, 0.99): `betas` left unset.
+            "lion" => OptimConfig {
+                name: OptimizerName::Lion,
+                weight_decay: 0.05,
                 ..OptimConfig::default()
             },
             _ => OptimConfig {
