@@ -15,6 +15,8 @@
 //! `cargo bench --bench model_compare` (`BENCH_THREADS=2 cargo bench --bench
 //! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
+//! `BENCH_PROFILE_STEPS=N` runs only N of our PELICAN training steps (after three
+//! warm-up steps) and prints their mean, without PyTorch: a steady state for `perf`.
 
 use std::path::Path;
 
@@ -189,6 +191,10 @@ fn start_torch(
 fn main() {
     let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
+    if env_count("BENCH_PROFILE_STEPS").is_some() {
+        pelican::compare(threads);
+        return;
+    }
     let (batch, single) = bundled_inputs(Beams::LORENTZNET);
     let config = LorentzNetConfig::default();
     let varmap = VarMap::new();

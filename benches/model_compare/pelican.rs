@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use noether::data::Beams;
 use noether::equivariant::{
     inference_varbuilder, seeded_varbuilder, Mode, Pelican, PelicanConfig, PelicanInput,
@@ -17,8 +17,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{
-    bundled_inputs, host, mean_call, median_call, root, worst_relative_difference, Reference,
-    Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
+    bundled_inputs, env_count, host, mean_call, median_call, root, worst_relative_difference,
+    NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
 };
 
 /// Our PELICAN side: the training model with its optimizer, the inference model and the
@@ -26,7 +26,7 @@ use crate::common::{
 struct Ours {
     model: Pelican,
     inference: Pelican,
-    opt: AdamW,
+    opt: NoetherAdamW,
     rng: ChaCha8Rng,
     input: PelicanInput,
     single: PelicanInput,
@@ -49,7 +49,7 @@ impl Side for Ours {
                 .forward(&self.input, &mut Mode::Train(&mut self.rng))
                 .expect("forward");
             let loss = candle_nn::loss::cross_entropy(&logits, &self.targets).expect("loss");
-            self.opt.backward_step(&loss).expect("step");
+            self.opt.backward_step(&loss);
         })
     }
 }
@@ -76,18 +76,10 @@ pub fn compare(threads: usize) -> (f64, f64) {
         &inference_varbuilder(&varmap, DType::F32, &Device::Cpu),
     )
     .expect("inference model");
-    let opt = AdamW::new(
-        varmap.all_vars(),
-        ParamsAdamW {
-            lr: 1e-3,
-            ..ParamsAdamW::default()
-        },
-    )
-    .expect("AdamW");
     let mut ours = Ours {
         model,
         inference,
-        opt,
+        opt: NoetherAdamW::new(&varmap),
         rng: ChaCha8Rng::seed_from_u64(0),
         input,
         single,
@@ -96,6 +88,14 @@ pub fn compare(threads: usize) -> (f64, f64) {
     // A few steps so that the weights and BatchNorm statistics the reference loads for
     // the logit cross-check are trained ones.
     ours.train(3);
+    if let Some(steps) = env_count("BENCH_PROFILE_STEPS") {
+        let step = ours.train(steps);
+        println!(
+            "noether PELICAN: training step {:.1} ms over {steps} steps",
+            step * 1e3
+        );
+        return (f64::NAN, f64::NAN);
+    }
     let logits = host(
         &ours
             .inference

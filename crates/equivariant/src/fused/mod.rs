@@ -6,6 +6,8 @@
 //!   MLP, the message and coordinate gates and the masked sums over j.
 //! - [`PairMessage`]: PELICAN's per-pair message layer (Linear, LeakyReLU, masked
 //!   BatchNorm with exact batch statistics, mask).
+//! - [`mask_product`]: a product with a constant mask (dropout's) whose backward forms
+//!   only the tensor's gradient.
 //! - [`gelu_tanh`]: GELU (tanh approximation) with a one-pass exact backward
 //!   (L-GATr-slim's and the Transformer's activation).
 //! - [`PairEquivariant`]: PELICAN's 2 -> 2 layer (the 15 basis operations, their
@@ -39,6 +41,7 @@ mod edge_tile;
 mod gelu;
 pub(crate) mod gemm;
 mod lorentz_edges;
+mod mask_product;
 mod pair_message;
 mod pair_mix;
 pub(crate) mod vector_math;
@@ -48,6 +51,7 @@ pub use edge_tile::PAIR_COLUMNS;
 pub use gelu::gelu_tanh;
 pub(crate) use gelu::{CUBIC as GELU_CUBIC, SQRT_TWO_OVER_PI};
 pub use lorentz_edges::{EdgeSums, LorentzEdges};
+pub use mask_product::mask_product;
 pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;
 

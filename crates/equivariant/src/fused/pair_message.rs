@@ -369,21 +369,30 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         };
         let eps = T::from(self.op.eps).expect("finite");
         let inv_std: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-        let xhat = |r: usize, c: usize| (a[r * co + c] - mean[c]) * inv_std[c];
+        // Rows as slices zipped with the per-channel constants (no index arithmetic or
+        // bounds checks in the loops, so that they vectorise; the same operations in the
+        // same order as `xhat = (a - mean) inv_std` per element).
         // BatchNorm's sums over the real rows: d beta = sum g, d gamma = sum g xhat.
         let partial: Vec<(Vec<T>, Vec<T>)> = (0..rows.div_ceil(CHUNK_ROWS))
             .into_par_iter()
             .map(|k| {
                 let (mut d_beta, mut d_gamma) = (vec![T::zero(); co], vec![T::zero(); co]);
-                for r in k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(rows) {
-                    let m = self.mask[r];
+                let span = k * CHUNK_ROWS..((k + 1) * CHUNK_ROWS).min(rows);
+                let chunk = self.mask[span.clone()]
+                    .iter()
+                    .zip(g[span.start * co..span.end * co].chunks_exact(co))
+                    .zip(a[span.start * co..span.end * co].chunks_exact(co));
+                for ((&m, g_row), a_row) in chunk {
                     if m == T::zero() {
                         continue;
                     }
-                    for c in 0..co {
-                        let gm = g[r * co + c] * m;
-                        d_beta[c] += gm;
-                        d_gamma[c] += gm * xhat(r, c);
+                    let per_channel = d_beta.iter_mut().zip(&mut d_gamma).zip(&mean).zip(&inv_std);
+                    for ((((db, dg), &mu), &is), (&g, &a)) in
+                        per_channel.zip(g_row.iter().zip(a_row))
+                    {
+                        let gm = g * m;
+                        *db += gm;
+                        *dg += gm * ((a - mu) * is);
                     }
                 }
                 (d_beta, d_gamma)
@@ -399,28 +408,39 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         // d z per row: through the normalisation (batch statistics in training), then
         // LeakyReLU; zero on padded rows.
         let slope = self.slope();
+        let train = self.op.train;
+        let gamma = self.p.gamma;
         let mut dz = vec![T::zero(); rows * co];
-        dz.par_chunks_mut(co).enumerate().for_each(|(r, row)| {
-            let m = self.mask[r];
-            if m == T::zero() {
-                return;
-            }
-            for c in 0..co {
-                let gm = g[r * co + c] * m;
-                let da = if self.op.train {
-                    self.p.gamma[c]
-                        * inv_std[c]
-                        * (gm - d_beta[c] / count - xhat(r, c) * d_gamma[c] / count)
-                } else {
-                    gm * self.p.gamma[c] * inv_std[c]
-                };
-                row[c] = if z[r * co + c] > T::zero() {
-                    da
-                } else {
-                    da * slope
-                };
-            }
-        });
+        dz.par_chunks_mut(co)
+            .with_min_len(CHUNK_ROWS / 4)
+            .zip(self.mask.par_iter())
+            .zip(g.par_chunks(co).zip(a.par_chunks(co)).zip(z.par_chunks(co)))
+            .for_each(|((row, &m), ((g_row, a_row), z_row))| {
+                if m == T::zero() {
+                    return;
+                }
+                let per_channel = gamma
+                    .iter()
+                    .zip(&inv_std)
+                    .zip(&mean)
+                    .zip(&d_beta)
+                    .zip(&d_gamma);
+                let inputs = g_row.iter().zip(a_row).zip(z_row);
+                for (out, ((((&gam, &is), &mu), &db), &dg), ((&g, &a), &z)) in row
+                    .iter_mut()
+                    .zip(per_channel)
+                    .zip(inputs)
+                    .map(|((o, c), i)| (o, c, i))
+                {
+                    let gm = g * m;
+                    let da = if train {
+                        gam * is * (gm - db / count - (a - mu) * is * dg / count)
+                    } else {
+                        gm * gam * is
+                    };
+                    *out = if z > T::zero() { da } else { da * slope };
+                }
+            });
         // The linear map: dx = dz W, dW = dz^T x, db = sum dz (chunk partials in order).
         let mut dx = vec![T::zero(); rows * ci];
         let weight = MatRef::row_major(self.p.weight, co, ci);
