@@ -406,39 +406,40 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
             }
         }
         // d z per row: through the normalisation (batch statistics in training), then
-        // LeakyReLU; zero on padded rows.
-        let slope = self.slope();
+        // LeakyReLU; zero on padded rows. Branch-free inner loops, so that they vectorise:
+        // `d_beta / count` once per channel (the same quotient), LeakyReLU's slope as a
+        // factor (1 or the slope: `da * 1` is `da` exactly).
+        let (zero, one, slope) = (T::zero(), T::one(), self.slope());
         let train = self.op.train;
         let gamma = self.p.gamma;
+        let beta_mean: Vec<T> = d_beta.iter().map(|&b| b / count).collect();
         let mut dz = vec![T::zero(); rows * co];
         dz.par_chunks_mut(co)
             .with_min_len(CHUNK_ROWS / 4)
             .zip(self.mask.par_iter())
             .zip(g.par_chunks(co).zip(a.par_chunks(co)).zip(z.par_chunks(co)))
             .for_each(|((row, &m), ((g_row, a_row), z_row))| {
-                if m == T::zero() {
+                if m == zero {
                     return;
                 }
-                let per_channel = gamma
-                    .iter()
-                    .zip(&inv_std)
-                    .zip(&mean)
-                    .zip(&d_beta)
-                    .zip(&d_gamma);
                 let inputs = g_row.iter().zip(a_row).zip(z_row);
-                for (out, ((((&gam, &is), &mu), &db), &dg), ((&g, &a), &z)) in row
-                    .iter_mut()
-                    .zip(per_channel)
-                    .zip(inputs)
-                    .map(|((o, c), i)| (o, c, i))
-                {
-                    let gm = g * m;
-                    let da = if train {
-                        gam * is * (gm - db / count - (a - mu) * is * dg / count)
-                    } else {
-                        gm * gam * is
-                    };
-                    *out = if z > T::zero() { da } else { da * slope };
+                let factor = |z: T| if z > zero { one } else { slope };
+                if train {
+                    let per_channel =
+                        (gamma.iter().zip(&inv_std)).zip(mean.iter().zip(&beta_mean).zip(&d_gamma));
+                    for ((out, ((&gam, &is), ((&mu, &bm), &dg))), ((&g, &a), &z)) in
+                        row.iter_mut().zip(per_channel).zip(inputs)
+                    {
+                        let gm = g * m;
+                        let da = gam * is * (gm - bm - (a - mu) * is * dg / count);
+                        *out = da * factor(z);
+                    }
+                } else {
+                    for ((out, (&gam, &is)), ((&g, _), &z)) in
+                        row.iter_mut().zip(gamma.iter().zip(&inv_std)).zip(inputs)
+                    {
+                        *out = g * m * gam * is * factor(z);
+                    }
                 }
             });
         // The linear map: dx = dz W, dW = dz^T x, db = sum dz (chunk partials in order).
