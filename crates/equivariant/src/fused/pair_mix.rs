@@ -508,7 +508,7 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
                     .zip(res.par_chunks(1 << 14))
                     .for_each(|(g, y)| {
                         for (g, &y) in g.iter_mut().zip(y) {
-                            *g = *g * if y > T::zero() { T::one() } else { slope };
+                            *g *= if y > T::zero() { T::one() } else { slope };
                         }
                     });
                 activated = scaled;
