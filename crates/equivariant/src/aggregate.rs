@@ -303,6 +303,11 @@ impl Eq2to2 {
         })
     }
 
+    /// Output channels.
+    pub fn c_out(&self) -> usize {
+        self.c_out
+    }
+
     /// Applies the layer to `t` `[B, N, N, C_in]` (zero outside the mask); the output
     /// `[B, N, N, C_out]` is masked. On the CPU in f32 and f64 the layer runs as one
     /// fused kernel ([`crate::fused::PairEquivariant`]), elsewhere as
@@ -325,14 +330,34 @@ impl Eq2to2 {
         mask: &PairMask,
         slope: Option<f64>,
     ) -> Result<Tensor> {
+        self.forward_dropped(t, mask, slope, None)
+    }
+
+    /// [`Self::forward_activated`] with the output multiplied by a constant dropout mask
+    /// `[B, N, N, C_out]` when given ([`crate::dropout_mask`]; in the kernel on the CPU,
+    /// through [`crate::fused::mask_product`] elsewhere; no gradient flows to the mask).
+    ///
+    /// # Errors
+    /// Shape mismatches, a dropout mask of another shape.
+    pub fn forward_dropped(
+        &self,
+        t: &Tensor,
+        mask: &PairMask,
+        slope: Option<f64>,
+        dropout: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, n, _, c) = t.dims4()?;
         let fused = t.device().is_cpu()
             && matches!(t.dtype(), DType::F32 | DType::F64)
             && mask.node.dtype() == t.dtype();
         if !fused {
             let out = self.forward_composed(t, mask)?;
-            return match slope {
-                Some(slope) => candle_nn::ops::leaky_relu(&out, slope),
+            let out = match slope {
+                Some(slope) => candle_nn::ops::leaky_relu(&out, slope)?,
+                None => out,
+            };
+            return match dropout {
+                Some(d) => crate::fused::mask_product(&out, d),
                 None => Ok(out),
             };
         }
@@ -346,9 +371,17 @@ impl Eq2to2 {
         };
         let params =
             PairEquivariant::pack(&self.weight, &self.bias, &self.diag_bias, &self.alphas)?;
-        op.apply(&t.reshape((b * n * n, c))?, &mask.node, &params)
-            .map_err(candle_core::Error::wrap)?
-            .reshape((b, n, n, self.c_out))
+        let dropout = dropout
+            .map(|d| d.reshape((b * n * n, self.c_out)))
+            .transpose()?;
+        op.apply_dropped(
+            &t.reshape((b * n * n, c))?,
+            &mask.node,
+            &params,
+            dropout.as_ref(),
+        )
+        .map_err(candle_core::Error::wrap)?
+        .reshape((b, n, n, self.c_out))
     }
 
     /// The layer composed from candle operations, on any device and dtype (the

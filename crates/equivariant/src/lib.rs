@@ -92,7 +92,7 @@ pub use lorentznet::{
     Graph, LorentzBlock, LorentzNet, LorentzNetConfig, LorentzNetInput, LORENTZNET_BEAMS,
 };
 pub use mlp::{jet_features, raw_momenta, JetFeatures, Mlp, MlpConfig, JET_FEATURES};
-pub use mode::{dropout, Mode};
+pub use mode::{dropout, dropout_mask, Mode};
 pub use model::{
     block_index, check_dropout, check_layers, check_positive, check_width, check_widths, elements,
     stack_depth, stack_macs, ModelInput, PaddedJets, TaggerModel, MAX_LAYERS, MAX_WIDTH,

@@ -1,9 +1,10 @@
 //! Training and evaluation modes, and dropout driven by our own seeded RNG (candle's CPU
 //! RNG cannot be seeded, so `candle_nn::Dropout` would make runs irreproducible).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// How a forward pass runs.
 #[derive(Debug)]
@@ -29,44 +30,88 @@ impl Mode<'_> {
 /// # Errors
 /// Only from the tensor backend.
 pub fn dropout(x: &Tensor, p: f64, mode: &mut Mode) -> Result<Tensor> {
+    match dropout_mask(x.shape(), x.dtype(), x.device(), p, mode)? {
+        Some(mask) => crate::fused::mask_product(x, &mask),
+        None => Ok(x.clone()),
+    }
+}
+
+/// The mask [`dropout`] multiplies by, for a tensor of `shape`, `dtype` and `device`:
+/// `1 / (1 - p)` where kept, 0 where dropped; `None` in evaluation or with `p = 0`. For
+/// kernels that apply dropout themselves (PELICAN's 2 -> 2 layer); drawn from the RNG
+/// exactly as [`dropout`] draws it.
+///
+/// # Errors
+/// Only from the tensor backend.
+pub fn dropout_mask(
+    shape: &Shape,
+    dtype: DType,
+    device: &Device,
+    p: f64,
+    mode: &mut Mode,
+) -> Result<Option<Tensor>> {
     let Mode::Train(rng) = mode else {
-        return Ok(x.clone());
+        return Ok(None);
     };
     if p <= 0.0 {
-        return Ok(x.clone());
+        return Ok(None);
     }
     let keep = 1.0 - p;
     let scale = (1.0 / keep) as f32;
-    let mask = keep_mask(rng, x.elem_count(), keep, scale);
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    crate::fused::mask_product(x, &mask)
+    let mask = keep_mask(rng, shape.elem_count(), keep, scale);
+    Tensor::from_vec(mask, shape, device)?
+        .to_dtype(dtype)
+        .map(Some)
 }
 
 /// Words drawn from the RNG per batch of [`keep_mask`].
 const MASK_WORDS: usize = 4096;
+/// Entries of a mask per parallel task of [`keep_mask`].
+const MASK_TASK: usize = 1 << 16;
 
 /// `n` entries of an inverted-dropout mask: `scale` where a uniform draw on [0, 1) is
 /// below `keep`, else 0. The same draws as `rng.random_range(0.0..1.0)` per entry (one
 /// 64-bit word each, its top 52 bits as the fraction, rand's `UniformFloat`), taken from
 /// the RNG in batches of bytes (the same stream: ChaCha's words in order), where drawing
-/// one value at a time was ~9% of a PELICAN training step (`perf`).
+/// one value at a time was ~9% of a PELICAN training step (`perf`). Longer masks are cut
+/// into tasks that each seek their own copy of the RNG to their first word (ChaCha is
+/// seekable), run in parallel; the RNG then moves past the mask's last word, as if it had
+/// drawn every entry itself: the same mask and state on any thread count.
 fn keep_mask(rng: &mut ChaCha8Rng, n: usize, keep: f64, scale: f32) -> Vec<f32> {
-    let mut bytes = vec![0u8; 8 * MASK_WORDS.min(n)];
-    let mut mask = Vec::with_capacity(n);
-    while mask.len() < n {
-        let words = (n - mask.len()).min(MASK_WORDS);
-        let bytes = &mut bytes[..8 * words];
+    if n <= MASK_TASK {
+        let mut mask = vec![0.0; n];
+        fill_keep_mask(rng, &mut mask, keep, scale);
+        return mask;
+    }
+    let start = rng.get_word_pos();
+    let words = |entries: usize| 2 * entries as u128;
+    let mut mask = vec![0.0; n];
+    mask.par_chunks_mut(MASK_TASK)
+        .enumerate()
+        .for_each(|(k, chunk)| {
+            let mut own = rng.clone();
+            own.set_word_pos(start + words(k * MASK_TASK));
+            fill_keep_mask(&mut own, chunk, keep, scale);
+        });
+    rng.set_word_pos(start + words(n));
+    mask
+}
+
+/// Fills `mask` as [`keep_mask`] describes, drawing from `rng` in order.
+fn fill_keep_mask(rng: &mut ChaCha8Rng, mask: &mut [f32], keep: f64, scale: f32) {
+    let mut bytes = vec![0u8; 8 * MASK_WORDS.min(mask.len())];
+    for chunk in mask.chunks_mut(MASK_WORDS) {
+        let bytes = &mut bytes[..8 * chunk.len()];
         rng.fill_bytes(bytes);
-        mask.extend(bytes.chunks_exact(8).map(|word| {
+        for (entry, word) in chunk.iter_mut().zip(bytes.chunks_exact(8)) {
             let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if unit_interval(word) < keep {
+            *entry = if unit_interval(word) < keep {
                 scale
             } else {
                 0.0
-            }
-        }));
+            };
+        }
     }
-    mask
 }
 
 /// rand's uniform f64 on [0, 1) from one 64-bit word: the top 52 bits as the fraction of

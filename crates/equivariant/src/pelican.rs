@@ -11,7 +11,7 @@
 //!    `n_msg` channels, then [`Eq2to2`] to `n_hidden` channels, dropout;
 //! 4. readout: message MLP, [`Eq2to0`] to `n_readout`, LeakyReLU, Linear to `n_class`.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Shape, Tensor, D};
 use candle_nn::{Init, Module, VarBuilder};
 use noether_quant::{
     embed_dot, FixedType, PairLayer, PairOps, PairStage, QuantConfig, QuantError, QuantGraph,
@@ -25,7 +25,7 @@ use crate::batch_norm::MaskedBatchNorm;
 use crate::dense::mul_rows;
 use crate::error::{Context, ModelError, Result};
 use crate::fused::PairMessage;
-use crate::mode::{dropout, Mode};
+use crate::mode::{dropout_mask, Mode};
 use crate::model::{
     bad, block_index, check_dropout, check_layers, check_positive, check_width, elements,
     stack_macs, ModelInput, PaddedJets, TaggerModel,
@@ -373,9 +373,12 @@ impl Pelican {
         let mut t = Tensor::cat(&[embedded, labels], D::Minus1)?;
         for (message, eq) in &self.blocks {
             let m = message.forward(&t, &mask, train)?;
-            // Masked already (LeakyReLU and dropout keep zeros zero).
-            t = eq.forward_activated(&m, &mask, Some(0.01))?;
-            t = dropout(&t, self.config.dropout, mode)?;
+            let (b, n) = mask.node.dims2()?;
+            let shape = Shape::from((b, n, n, eq.c_out()));
+            let dropped = dropout_mask(&shape, m.dtype(), m.device(), self.config.dropout, mode)?;
+            // Masked already (LeakyReLU and dropout keep zeros zero); the dropout applied
+            // in the layer's kernel.
+            t = eq.forward_dropped(&m, &mask, Some(0.01), dropped.as_ref())?;
         }
         let m = self.readout_msg.forward(&t, &mask, train)?;
         let features = candle_nn::ops::leaky_relu(&self.readout.forward(&m, &mask)?, 0.01)?;

@@ -92,14 +92,29 @@ fn host(t: &Tensor) -> Vec<f64> {
 /// The output (through a LeakyReLU of `slope` when given) and the gradients of a fixed
 /// weighted sum of it for `t` and every parameter (in the varmap's name order).
 fn run(c: &Case, fused: bool, slope: Option<f64>) -> Vec<Vec<f64>> {
+    run_dropped(c, fused, slope, None)
+}
+
+/// [`run`] with the output multiplied by a dropout mask when given (in the kernel when
+/// `fused`; a candle product after the composed layer otherwise).
+fn run_dropped(
+    c: &Case,
+    fused: bool,
+    slope: Option<f64>,
+    dropout: Option<&Tensor>,
+) -> Vec<Vec<f64>> {
     let t = c.t.as_tensor();
     let out = if fused {
-        c.layer.forward_activated(t, &c.mask, slope).unwrap()
+        c.layer.forward_dropped(t, &c.mask, slope, dropout).unwrap()
     } else {
         let linear = c.layer.forward_composed(t, &c.mask).unwrap();
-        match slope {
+        let activated = match slope {
             Some(s) => candle_nn::ops::leaky_relu(&linear, s).unwrap(),
             None => linear,
+        };
+        match dropout {
+            Some(d) => (activated * d).unwrap(),
+            None => activated,
         }
     };
     let loss = (&out * &c.weights).unwrap().sum_all().unwrap();
@@ -156,6 +171,47 @@ fn fused_layer_equals_the_composed_one_with_its_gradients() {
             .unwrap();
         assert_eq!(outside, 0.0);
     }
+}
+
+#[test]
+fn dropout_in_the_fused_layer_equals_a_product_after_the_composed_one() {
+    let (batch, nodes, c_out) = (4, 9, 4);
+    let c = case(batch, nodes, 5, c_out, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let keep: Vec<f64> = (0..batch * nodes * nodes * c_out)
+        .map(|_| {
+            if rng.random_range(0.0..1.0) < 0.7 {
+                1.0 / 0.7
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let keep = Tensor::from_vec(keep, (batch, nodes, nodes, c_out), &Device::Cpu).unwrap();
+    for slope in [None, Some(0.01)] {
+        let fused = run_dropped(&c, true, slope, Some(&keep));
+        let composed = run_dropped(&c, false, slope, Some(&keep));
+        for (k, (f, r)) in fused.iter().zip(&composed).enumerate() {
+            let err = worst(f, r);
+            assert!(err < 1e-12, "tensor {k}: relative difference {err:e}");
+        }
+        // Without the mask the output differs: the mask is applied.
+        assert!(worst(&run(&c, true, slope)[0], &fused[0]) > 0.1);
+    }
+    // A mask of another shape is refused, naming it.
+    let op = PairEquivariant {
+        batch,
+        nodes,
+        c_in: 5,
+        c_out,
+        n_avg: N_AVG,
+        leaky_slope: None,
+    };
+    let t = c.t.as_tensor().reshape((batch * nodes * nodes, 5)).unwrap();
+    let params = Tensor::zeros(op.parameter_len(), DType::F64, &Device::Cpu).unwrap();
+    let short = keep.flatten_all().unwrap().narrow(0, 0, 10).unwrap();
+    let result = op.apply_dropped(&t, &c.mask.node, &params, Some(&short));
+    assert_eq!(bad_input(result), "dropout");
 }
 
 #[test]

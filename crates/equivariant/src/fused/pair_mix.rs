@@ -84,10 +84,41 @@ impl PairEquivariant {
     /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes
     /// other than f32 and f64 (all three alike) and tensors not on the CPU.
     pub fn apply(&self, t: &Tensor, node_mask: &Tensor, params: &Tensor) -> Result<Tensor> {
+        self.apply_dropped(t, node_mask, params, None)
+    }
+
+    /// [`Self::apply`] with the output multiplied by a constant dropout mask `[B N N,
+    /// C_out]` when given (PELICAN's dropout after each block, in the same kernel: the
+    /// product written with the output, its backward with the LeakyReLU's; no gradient
+    /// flows to the mask).
+    ///
+    /// # Errors
+    /// As [`Self::apply`], and for a `dropout` mask of another shape, dtype or device.
+    pub fn apply_dropped(
+        &self,
+        t: &Tensor,
+        node_mask: &Tensor,
+        params: &Tensor,
+        dropout: Option<&Tensor>,
+    ) -> Result<Tensor> {
         self.check(t, node_mask, params)?;
+        if let Some(d) = dropout {
+            let rows = [self.rows(), self.c_out];
+            if d.dims() != rows || d.dtype() != t.dtype() || !d.device().is_cpu() {
+                return Err(ModelError::BadInput {
+                    input: "dropout",
+                    expected: format!("{rows:?} (pair rows, C_out) on the CPU, t's dtype"),
+                    found: d.dims().to_vec(),
+                });
+            }
+        }
         let run = || -> candle_core::Result<Tensor> {
+            let kernel = Kernel {
+                op: *self,
+                dropout: dropout.map(Tensor::contiguous).transpose()?,
+            };
             t.contiguous()?
-                .apply_op3(&node_mask.contiguous()?, &params.contiguous()?, *self)?
+                .apply_op3(&node_mask.contiguous()?, &params.contiguous()?, kernel)?
                 .reshape((self.rows(), self.c_out))
         };
         run().map_err(|source| ModelError::Candle {
@@ -186,12 +217,20 @@ struct JetTerms<T> {
     jet_diag: Vec<T>,
 }
 
+/// The custom op: the layer's shapes and the dropout mask multiplied into its output.
+struct Kernel {
+    op: PairEquivariant,
+    dropout: Option<Tensor>,
+}
+
 /// The kernel's arithmetic on one dtype.
 struct Jets<'a, T> {
     op: PairEquivariant,
     t: &'a [T],
     mask: &'a [T],
     p: Params<'a, T>,
+    /// The dropout mask `[B N N, C_out]`, when given.
+    dropout: Option<&'a [T]>,
 }
 
 impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
@@ -323,6 +362,9 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
     /// a strided view of column i) and the broadcast terms.
     fn forward_row(&self, b: usize, i: usize, terms: &JetTerms<T>, y: &mut [T]) {
         let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
+        let dropped = self
+            .dropout
+            .map(|d| &d[(b * n + i) * n * co..(b * n + i + 1) * n * co]);
         let jet = self.jet_rows(b);
         let rows = MatRef::row_major(&jet[i * n * ci..(i + 1) * n * ci], n, ci);
         let column = MatRef::strided(&jet[i * ci..], n, ci, n * ci, 1);
@@ -339,6 +381,11 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
                     v += terms.node_diag[i * co + o] + terms.jet_diag[o];
                 }
                 y[o] = self.activate(v) * m;
+            }
+            if let Some(d) = dropped {
+                for (y, &d) in y.iter_mut().zip(&d[j * co..(j + 1) * co]) {
+                    *y *= d;
+                }
             }
         }
     }
@@ -497,24 +544,31 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
     /// output gradient `g` and the output `res`.
     fn backward(&self, res: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
         let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
-        let activated: Vec<T>;
-        let g = match self.op.leaky_slope {
-            Some(slope) => {
-                let slope = T::from(slope).expect("finite slope");
+        // The output gradient through the dropout mask and the LeakyReLU, whose slope
+        // the output's sign selects (a dropped entry's zero gradient stays zero).
+        let scaled: Vec<T>;
+        let g = match (self.dropout, self.op.leaky_slope) {
+            (None, None) => g,
+            (dropout, slope) => {
+                let slope = slope.map(|s| T::from(s).expect("finite slope"));
                 // Chunks of a copy rather than a collected map: the loop vectorises.
-                let mut scaled = g.to_vec();
-                scaled
-                    .par_chunks_mut(1 << 14)
-                    .zip(res.par_chunks(1 << 14))
-                    .for_each(|(g, y)| {
-                        for (g, &y) in g.iter_mut().zip(y) {
+                let mut out = g.to_vec();
+                out.par_chunks_mut(1 << 14).enumerate().for_each(|(k, g)| {
+                    let span = k << 14..(k << 14) + g.len();
+                    if let Some(d) = dropout {
+                        g.iter_mut()
+                            .zip(&d[span.clone()])
+                            .for_each(|(g, &d)| *g *= d);
+                    }
+                    if let Some(slope) = slope {
+                        for (g, &y) in g.iter_mut().zip(&res[span]) {
                             *g *= if y > T::zero() { T::one() } else { slope };
                         }
-                    });
-                activated = scaled;
-                &activated[..]
+                    }
+                });
+                scaled = out;
+                &scaled[..]
             }
-            None => g,
         };
         let mut dt = vec![T::zero(); self.op.rows() * ci];
         let partial: Vec<Vec<T>> = dt
@@ -533,18 +587,49 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
     }
 }
 
-impl PairEquivariant {
+impl Kernel {
+    /// The output of the three inputs' storages in `T`.
+    fn forward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<Vec<T>> {
+        let guard = self.dropout.as_ref().map(Tensor::storage_and_layout);
+        let dropout = match &guard {
+            Some((storage, layout)) => Some(contiguous_values(
+                cpu_storage(storage, KERNEL)?,
+                layout,
+                KERNEL,
+            )?),
+            None => None,
+        };
+        Ok(self
+            .jets(
+                contiguous_values(s1, l1, KERNEL)?,
+                contiguous_values(s2, l2, KERNEL)?,
+                contiguous_values(s3, l3, KERNEL)?,
+                dropout,
+            )
+            .forward())
+    }
+
     fn jets<'a, T: WithDType + Float + NumAssign + Send + Sync>(
         &self,
         t: &'a [T],
         mask: &'a [T],
         params: &'a [T],
+        dropout: Option<&'a [T]>,
     ) -> Jets<'a, T> {
         Jets {
-            op: *self,
+            op: self.op,
             t,
             mask,
-            p: Params::split(self, params),
+            p: Params::split(&self.op, params),
+            dropout,
         }
     }
 
@@ -563,8 +648,17 @@ impl PairEquivariant {
                 let cpu = cpu_storage(storage, KERNEL)?;
                 *slot = contiguous_values(cpu, layout, KERNEL)?;
             }
+            let dropout = self.dropout.as_ref().map(Tensor::storage_and_layout);
+            let dropout = match &dropout {
+                Some((storage, layout)) => Some(contiguous_values(
+                    cpu_storage(storage, KERNEL)?,
+                    layout,
+                    KERNEL,
+                )?),
+                None => None,
+            };
             let [t, mask, params, res, grad] = slices;
-            self.jets(t, mask, params).backward(res, grad)
+            self.jets(t, mask, params, dropout).backward(res, grad)
         };
         Ok((
             Tensor::from_vec(dt, t.shape(), t.device())?,
@@ -573,7 +667,7 @@ impl PairEquivariant {
     }
 }
 
-impl CustomOp3 for PairEquivariant {
+impl CustomOp3 for Kernel {
     fn name(&self) -> &'static str {
         "pelican-eq2to2"
     }
@@ -589,29 +683,15 @@ impl CustomOp3 for PairEquivariant {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         super::in_pool(|| {
             let storage = match s1 {
-                CpuStorage::F32(_) => CpuStorage::F32(
-                    self.jets(
-                        contiguous_values(s1, l1, KERNEL)?,
-                        contiguous_values(s2, l2, KERNEL)?,
-                        contiguous_values(s3, l3, KERNEL)?,
-                    )
-                    .forward(),
-                ),
-                CpuStorage::F64(_) => CpuStorage::F64(
-                    self.jets(
-                        contiguous_values(s1, l1, KERNEL)?,
-                        contiguous_values(s2, l2, KERNEL)?,
-                        contiguous_values(s3, l3, KERNEL)?,
-                    )
-                    .forward(),
-                ),
+                CpuStorage::F32(_) => CpuStorage::F32(self.forward_typed(s1, l1, s2, l2, s3, l3)?),
+                CpuStorage::F64(_) => CpuStorage::F64(self.forward_typed(s1, l1, s2, l2, s3, l3)?),
                 _ => {
                     return Err(candle_core::Error::Msg(
                         "fused 2->2 layer: f32 or f64 only".into(),
                     ))
                 }
             };
-            Ok((storage, Shape::from((self.rows(), self.c_out))))
+            Ok((storage, Shape::from((self.op.rows(), self.op.c_out))))
         })
     }
 
