@@ -16,7 +16,8 @@
 //! model_compare` for both cores). Needs ../shared (official checkpoint) and python3 with
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
 //! `BENCH_PROFILE_STEPS=N` runs only N of our PELICAN training steps (after three
-//! warm-up steps) and prints their mean, without PyTorch: a steady state for `perf`.
+//! warm-up steps; LorentzNet's with `BENCH_MODEL=lorentznet`) and prints their mean,
+//! without PyTorch: a steady state for `perf`.
 
 use std::path::Path;
 
@@ -191,7 +192,9 @@ fn start_torch(
 fn main() {
     let threads = env_count("BENCH_THREADS").unwrap_or(1);
     noether::equivariant::set_threads(threads);
-    if env_count("BENCH_PROFILE_STEPS").is_some() {
+    let profile_steps = env_count("BENCH_PROFILE_STEPS");
+    let profile_lorentznet = std::env::var("BENCH_MODEL").is_ok_and(|m| m == "lorentznet");
+    if profile_steps.is_some() && !profile_lorentznet {
         pelican::compare(threads);
         return;
     }
@@ -206,6 +209,15 @@ fn main() {
     let detached = inference_varbuilder(&varmap, DType::F32, &Device::Cpu);
     let inference = LorentzNet::new(&config, &detached).expect("inference model");
     let mut ours = Ours::new(&model, &inference, &varmap, &batch, &single);
+    if let Some(steps) = profile_steps {
+        ours.train(3);
+        let step = ours.train(steps);
+        println!(
+            "noether LorentzNet: training step {:.1} ms over {steps} steps",
+            step * 1e3
+        );
+        return;
+    }
     let logits = ours.logits();
     let single_graph_s = ours.single_graph();
     let mut torch = if official {
