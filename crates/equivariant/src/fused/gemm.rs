@@ -41,23 +41,6 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    /// A general strided view: element (r, c) is `data[r * row_stride + c * col_stride]`.
-    pub(crate) fn strided(
-        data: &'a [T],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
-    }
-
     /// Rows.
     pub(crate) fn rows(&self) -> usize {
         self.rows
