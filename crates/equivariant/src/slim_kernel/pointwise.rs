@@ -100,15 +100,21 @@ pub(super) fn norm_forward<T: Real>(
     }
 }
 
-/// The sign of a Minkowski square (0 at 0, as `abs`'s derivative).
+/// The sign of a Minkowski square (0 at 0 and for NaN, as `abs`'s derivative), as two
+/// selects of constants: the squares of mixed vectors change sign from token to token,
+/// which a branch would mispredict.
 pub(super) fn sign_of<T: Real>(square: T) -> T {
-    if square > T::zero() {
+    let positive = if square > T::zero() {
         T::one()
-    } else if square < T::zero() {
-        -T::one()
     } else {
         T::zero()
-    }
+    };
+    let negative = if square < T::zero() {
+        T::one()
+    } else {
+        T::zero()
+    };
+    positive - negative
 }
 
 /// The backward of [`norm_forward`] on the inputs `(v, s)` with the forward's `factors`:
