@@ -32,9 +32,9 @@ static ALLOCATOR: noether::equivariant::CachingAllocator = noether::equivariant:
 #[path = "common/mod.rs"]
 mod common;
 use common::{
-    bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
-    worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
-    SINGLE_CALLS,
+    bundled_inputs, env_count, host, mean_call, median_call, profile_training, root,
+    sgemm_peak_gflops, worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH,
+    N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Appends the tokens (and labels, when given) in the layout the script reads.
@@ -110,12 +110,7 @@ fn main() {
         targets: Tensor::from_vec(targets, BATCH, &Device::Cpu).expect("labels"),
     };
     if let Some(steps) = env_count("BENCH_PROFILE_STEPS") {
-        ours.train(1);
-        let step = ours.train(steps);
-        println!(
-            "noether: training step {:.1} ms over {steps} steps",
-            step * 1e3
-        );
+        profile_training(&mut ours, 1, steps, "noether");
         return;
     }
     let mut torch = start_torch(&files, threads);

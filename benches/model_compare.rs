@@ -40,9 +40,9 @@ mod common;
 #[path = "model_compare/pelican.rs"]
 mod pelican;
 use common::{
-    bundled_inputs, env_count, host, mean_call, median_call, root, sgemm_peak_gflops,
-    worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, ROUNDS,
-    SINGLE_CALLS,
+    bundled_inputs, env_count, host, mean_call, median_call, profile_training, root,
+    sgemm_peak_gflops, worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH,
+    N_MAX, ROUNDS, SINGLE_CALLS,
 };
 
 /// Forward FLOPs per jet of `nodes` nodes (multiply-adds count 2), useful work only:
@@ -210,12 +210,7 @@ fn main() {
     let inference = LorentzNet::new(&config, &detached).expect("inference model");
     let mut ours = Ours::new(&model, &inference, &varmap, &batch, &single);
     if let Some(steps) = profile_steps {
-        ours.train(3);
-        let step = ours.train(steps);
-        println!(
-            "noether LorentzNet: training step {:.1} ms over {steps} steps",
-            step * 1e3
-        );
+        profile_training(&mut ours, 3, steps, "noether LorentzNet");
         return;
     }
     let logits = ours.logits();

@@ -200,6 +200,17 @@ pub trait Side {
     fn train(&mut self, steps: usize) -> f64;
 }
 
+/// A steady state for `perf` (`BENCH_PROFILE_STEPS`): `warmup` training steps, then
+/// `steps` more, whose mean is printed as `{who}: training step X ms over N steps`.
+pub fn profile_training(side: &mut impl Side, warmup: usize, steps: usize, who: &str) {
+    side.train(warmup);
+    let step = side.train(steps);
+    println!(
+        "{who}: training step {:.1} ms over {steps} steps",
+        step * 1e3
+    );
+}
+
 /// One round's figures: single-jet seconds, seconds per training step.
 pub type Round = (f64, f64);
 

@@ -17,8 +17,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{
-    bundled_inputs, env_count, host, mean_call, median_call, root, worst_relative_difference,
-    NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
+    bundled_inputs, env_count, host, mean_call, median_call, profile_training, root,
+    worst_relative_difference, NoetherAdamW, Reference, Rounds, Side, BATCH, N_MAX, SINGLE_CALLS,
 };
 
 /// Our PELICAN side: the training model with its optimizer, the inference model and the
@@ -87,15 +87,11 @@ pub fn compare(threads: usize) -> (f64, f64) {
     };
     // A few steps so that the weights and BatchNorm statistics the reference loads for
     // the logit cross-check are trained ones.
-    ours.train(3);
     if let Some(steps) = env_count("BENCH_PROFILE_STEPS") {
-        let step = ours.train(steps);
-        println!(
-            "noether PELICAN: training step {:.1} ms over {steps} steps",
-            step * 1e3
-        );
+        profile_training(&mut ours, 3, steps, "noether PELICAN");
         return (f64::NAN, f64::NAN);
     }
+    ours.train(3);
     let logits = host(
         &ours
             .inference

@@ -371,9 +371,9 @@ impl Pelican {
             .broadcast_mul(&mask.pair)?;
         let labels = self.labels.forward(&input.labels, &mask)?;
         let mut t = Tensor::cat(&[embedded, labels], D::Minus1)?;
+        let (b, n) = mask.node.dims2()?;
         for (message, eq) in &self.blocks {
             let m = message.forward(&t, &mask, train)?;
-            let (b, n) = mask.node.dims2()?;
             let shape = Shape::from((b, n, n, eq.c_out()));
             let dropped = dropout_mask(&shape, m.dtype(), m.device(), self.config.dropout, mode)?;
             // Masked already (LeakyReLU and dropout keep zeros zero); the dropout applied

@@ -28,6 +28,9 @@ const KERNEL: &str = "fused 2->2 layer";
 /// The operations of the 2 -> 2 basis, in [`crate::Eq2to2`]'s order.
 const OPS: usize = 15;
 
+/// Elements per parallel task of the element-wise loops.
+const CHUNK: usize = 1 << 14;
+
 /// Pair rows per product of the forward's dense products (six blocks for one jet of 52
 /// nodes, so that a single jet's products also run on every thread).
 const PRODUCT_ROWS: usize = 512;
@@ -572,8 +575,8 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
                 let slope = slope.map(|s| T::from(s).expect("finite slope"));
                 // Chunks of a copy rather than a collected map: the loop vectorises.
                 let mut out = g.to_vec();
-                out.par_chunks_mut(1 << 14).enumerate().for_each(|(k, g)| {
-                    let span = k << 14..(k << 14) + g.len();
+                out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, g)| {
+                    let span = k * CHUNK..k * CHUNK + g.len();
                     if let Some(d) = dropout {
                         g.iter_mut()
                             .zip(&d[span.clone()])
@@ -606,6 +609,14 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
     }
 }
 
+/// The contiguous CPU values of a tensor held by its storage guard, or an error naming
+/// the kernel.
+fn guarded_values<'g, T: WithDType, G: std::ops::Deref<Target = candle_core::Storage>>(
+    (storage, layout): &'g (G, &Layout),
+) -> candle_core::Result<&'g [T]> {
+    contiguous_values(cpu_storage(storage, KERNEL)?, layout, KERNEL)
+}
+
 impl Kernel {
     /// The output of the three inputs' storages in `T`.
     fn forward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
@@ -618,14 +629,7 @@ impl Kernel {
         l3: &Layout,
     ) -> candle_core::Result<Vec<T>> {
         let guard = self.dropout.as_ref().map(Tensor::storage_and_layout);
-        let dropout = match &guard {
-            Some((storage, layout)) => Some(contiguous_values(
-                cpu_storage(storage, KERNEL)?,
-                layout,
-                KERNEL,
-            )?),
-            None => None,
-        };
+        let dropout = guard.as_ref().map(guarded_values).transpose()?;
         Ok(self
             .jets(
                 contiguous_values(s1, l1, KERNEL)?,
@@ -663,19 +667,11 @@ impl Kernel {
         let (dt, dp) = {
             let guards = [t, mask, params, res, grad].map(Tensor::storage_and_layout);
             let mut slices: [&[T]; 5] = [&[]; 5];
-            for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
-                let cpu = cpu_storage(storage, KERNEL)?;
-                *slot = contiguous_values(cpu, layout, KERNEL)?;
+            for (slot, guard) in slices.iter_mut().zip(&guards) {
+                *slot = guarded_values(guard)?;
             }
-            let dropout = self.dropout.as_ref().map(Tensor::storage_and_layout);
-            let dropout = match &dropout {
-                Some((storage, layout)) => Some(contiguous_values(
-                    cpu_storage(storage, KERNEL)?,
-                    layout,
-                    KERNEL,
-                )?),
-                None => None,
-            };
+            let guard = self.dropout.as_ref().map(Tensor::storage_and_layout);
+            let dropout = guard.as_ref().map(guarded_values).transpose()?;
             let [t, mask, params, res, grad] = slices;
             self.jets(t, mask, params, dropout).backward(res, grad)
         };
