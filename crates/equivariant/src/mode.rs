@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn batched_draws_equal_rands_sampler_and_leave_the_rng_in_the_same_state() {
-        // Lengths around the batch size and ChaCha's block, and a stream started on an odd
-        // word (after one 32-bit draw).
+        // Lengths around the batch size and ChaCha's block, one cut into parallel tasks,
+        // and a stream started on an odd word (after one 32-bit draw).
         for (n, offset) in [
             (0, false),
             (1, true),
@@ -151,6 +151,8 @@ mod tests {
             (4095, true),
             (4097, false),
             (9000, true),
+            // Past MASK_TASK: the parallel tasks that seek their own copies.
+            (200_001, true),
         ] {
             let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(5), ChaCha8Rng::seed_from_u64(5));
             if offset {
