@@ -371,17 +371,10 @@ impl Eq2to2 {
         };
         let params =
             PairEquivariant::pack(&self.weight, &self.bias, &self.diag_bias, &self.alphas)?;
-        let dropout = dropout
-            .map(|d| d.reshape((b * n * n, self.c_out)))
-            .transpose()?;
-        op.apply_dropped(
-            &t.reshape((b * n * n, c))?,
-            &mask.node,
-            &params,
-            dropout.as_ref(),
-        )
-        .map_err(candle_core::Error::wrap)?
-        .reshape((b, n, n, self.c_out))
+        // `[B, N, N, C]` in and out: no reshape nodes in candle's graph (each would cost a
+        // zero-filled buffer and a sum of the whole gradient in the backward).
+        op.apply_dropped(t, &mask.node, &params, dropout)
+            .map_err(candle_core::Error::wrap)
     }
 
     /// The layer composed from candle operations, on any device and dtype (the

@@ -223,13 +223,15 @@ impl Message {
         let params =
             PairMessage::pack(&[&weight, &bias, gamma, beta, &running_mean, &running_var])?;
         let rows = mask.pair.reshape(b * n * n)?;
+        // `t` as it is, `[B, N, N, C]`: no reshape nodes in candle's graph (each would cost
+        // a zero-filled buffer and a sum of the whole gradient in the backward).
         let out = op
-            .apply(&t.reshape((b * n * n, c))?, &rows, &params)
+            .apply(t, &rows, &params)
             .map_err(candle_core::Error::wrap)?;
         if let Some((mean, var, count)) = &out.batch_stats {
             self.norm.update_running(mean, var, count.max(1.0))?;
         }
-        out.output.reshape((b, n, n, c_out))
+        Ok(out.output)
     }
 
     /// The layer composed from candle operations (any device and dtype).

@@ -215,6 +215,37 @@ fn dropout_in_the_fused_layer_equals_a_product_after_the_composed_one() {
 }
 
 #[test]
+fn pair_shaped_input_gives_a_pair_shaped_output_with_the_same_values() {
+    // What `Eq2to2` hands the kernel (`[B, N, N, C]`, no reshape nodes in the graph)
+    // against pair rows `[B N N, C]`.
+    let (batch, nodes, c_in, c_out) = (4, 9, 5, 4);
+    let c = case(batch, nodes, c_in, c_out, DType::F64);
+    let op = PairEquivariant {
+        batch,
+        nodes,
+        c_in,
+        c_out,
+        n_avg: N_AVG,
+        leaky_slope: Some(0.01),
+    };
+    let data = c.varmap.data().lock().unwrap();
+    let params = PairEquivariant::pack(
+        data["weight"].as_tensor(),
+        data["bias"].as_tensor(),
+        data["diag_bias"].as_tensor(),
+        data["alphas"].as_tensor(),
+    )
+    .unwrap();
+    let t = c.t.as_tensor();
+    let pairs = op.apply(t, &c.mask.node, &params).unwrap();
+    assert_eq!(pairs.dims(), [batch, nodes, nodes, c_out]);
+    let rows = t.reshape((batch * nodes * nodes, c_in)).unwrap();
+    let by_rows = op.apply(&rows, &c.mask.node, &params).unwrap();
+    assert_eq!(by_rows.dims(), [batch * nodes * nodes, c_out]);
+    assert_eq!(host(&pairs), host(&by_rows));
+}
+
+#[test]
 fn fused_layer_is_bit_identical_with_one_and_two_threads() {
     let c = case(6, 11, 6, 7, DType::F32);
     let in_pool = |threads: usize| {
@@ -413,6 +444,33 @@ mod message {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pair_shaped_input_gives_a_pair_shaped_output_with_the_same_values() {
+        // 2,500 rows as 4 jets of 25 x 25 pairs: `[4, 25, 25, C]` in and out (no reshape
+        // nodes between the kernels), the same values, gradients and batch statistics.
+        let l = layer(2500, 7, 5, DType::F64);
+        let (rows, stats) = fused(&l, true);
+        let by_rows = run(&l, &rows);
+        let pairs = l.x.as_tensor().reshape((4, 25, 25, 7)).unwrap();
+        let (gamma, beta, _) = l.norm.affine();
+        let (mean, var) = l.norm.running();
+        let params = PairMessage::pack(&[
+            l.linear.weight(),
+            l.linear.bias().unwrap(),
+            gamma,
+            beta,
+            &mean,
+            &var,
+        ])
+        .unwrap();
+        let out = op(&l, true).apply(&pairs, &l.mask, &params).unwrap();
+        assert_eq!(out.output.dims(), [4, 25, 25, 5]);
+        let by_pairs = run(&l, &out.output.reshape((2500, 5)).unwrap());
+        assert_eq!(by_rows, by_pairs);
+        let (a, b) = (stats.unwrap(), out.batch_stats.unwrap());
+        assert_eq!((host(&a.0), host(&a.1), a.2), (host(&b.0), host(&b.1), b.2));
     }
 
     #[test]

@@ -10,8 +10,15 @@
 //! variance, as the composed layer computes them; the chunk sums merge in chunk order,
 //! so the result does not depend on the thread count. The backward recomputes the
 //! activations from the input (one GEMM, cheaper than keeping them), reads the batch
-//! statistics from the forward's output, and reduces the BatchNorm sums over all rows
-//! before any input gradient is formed.
+//! statistics the forward kept, and reduces the BatchNorm sums over all rows before any
+//! input gradient is formed.
+//!
+//! The output has the input's shape with `C_out` channels and the batch statistics are
+//! kept beside it (not appended to it): each narrow or reshape between the kernels would
+//! be a node in candle's graph whose backward costs a zero-filled buffer and a sum of the
+//! whole gradient.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::{Float, NumAssign};
@@ -43,12 +50,12 @@ pub struct PairMessage {
     pub train: bool,
 }
 
-/// The layer's output `[rows, C_out]` (zero on padded rows) and, in training, the batch
+/// The layer's output (zero on padded rows) and, in training, the batch
 /// statistics (mean and biased variance `[C_out]`, detached, and the number of real rows)
 /// for the caller to fold into the running ones.
 #[derive(Debug, Clone)]
 pub struct MessageOutput {
-    /// `[rows, C_out]`, masked.
+    /// The input's shape with `C_out` channels, masked.
     pub output: Tensor,
     /// Mean, biased variance and count of the real rows (training only).
     pub batch_stats: Option<(Tensor, Tensor, f64)>,
@@ -75,30 +82,33 @@ impl PairMessage {
         Tensor::cat(&flat, 0)
     }
 
-    /// The layer on rows `x` `[rows, C_in]` with the row mask `[rows]` (1 for real pairs,
-    /// 0 for padding) and the packed parameters.
+    /// The layer on rows `x` `[..., C_in]` (rows: the leading dimensions, e.g. PELICAN's
+    /// `[B, N, N, C_in]` pairs) with the row mask `[rows]` (1 for real pairs, 0 for
+    /// padding) and the packed parameters; the output has `x`'s shape with `C_out`
+    /// channels.
     ///
     /// # Errors
     /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes other
     /// than f32 and f64 (all three alike), tensors not on the CPU and masks other than 0
     /// and 1.
     pub fn apply(&self, x: &Tensor, mask: &Tensor, params: &Tensor) -> Result<MessageOutput> {
-        let rows = self.check(x, mask, params)?;
-        let co = self.c_out;
+        self.check(x, mask, params)?;
         let run = || -> candle_core::Result<MessageOutput> {
-            let out =
+            let kernel = Kernel {
+                op: *self,
+                stats: Arc::default(),
+            };
+            let kept = Arc::clone(&kernel.stats);
+            let output =
                 x.contiguous()?
-                    .apply_op3(&mask.contiguous()?, &params.contiguous()?, *self)?;
-            let output = out.narrow(0, 0, rows * co)?.reshape((rows, co))?;
-            let batch_stats = if self.train {
-                let stats = out.narrow(0, rows * co, 2 * co + 1)?.detach();
-                let count = stats
-                    .get(2 * co)?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-                Some((stats.narrow(0, 0, co)?, stats.narrow(0, co, co)?, count))
-            } else {
-                None
+                    .apply_op3(&mask.contiguous()?, &params.contiguous()?, kernel)?;
+            let batch_stats = match kept.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                Some(stats) if self.train => {
+                    let channels =
+                        |v: &[f64]| Tensor::from_slice(v, v.len(), x.device())?.to_dtype(x.dtype());
+                    Some((channels(&stats.mean)?, channels(&stats.var)?, stats.count))
+                }
+                _ => None,
             };
             Ok(MessageOutput {
                 output,
@@ -126,8 +136,10 @@ impl PairMessage {
             });
         }
         let rows = match x.dims() {
-            [rows, c] if *c == self.c_in => *rows,
-            _ => return Err(bad("x", format!("[rows, {}]", self.c_in), x)),
+            [leading @ .., c] if *c == self.c_in && !leading.is_empty() => {
+                leading.iter().product::<usize>()
+            }
+            _ => return Err(bad("x", format!("[..., {}] (rows, C_in)", self.c_in), x)),
         };
         if mask.dims() != [rows] {
             return Err(bad("mask", format!("[{rows}] (one per row of x)"), mask));
@@ -160,6 +172,23 @@ impl PairMessage {
         }
         Ok(rows)
     }
+}
+
+/// The batch statistics of a training forward, kept for its backward and the caller:
+/// mean and biased variance per channel (the kernel's dtype's values, exactly) and the
+/// number of real rows.
+#[derive(Debug, Clone)]
+struct BatchStats {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    count: f64,
+}
+
+/// The custom op candle runs: the layer's settings and the batch statistics its forward
+/// found (candle keeps the op with the output and calls its backward on it).
+struct Kernel {
+    op: PairMessage,
+    stats: Arc<Mutex<Option<BatchStats>>>,
 }
 
 /// The packed parameters, split.
@@ -331,8 +360,8 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         (z, a)
     }
 
-    /// The output rows, then mean, variance and count (zeros in evaluation).
-    fn forward(&self) -> Vec<T> {
+    /// The output rows and, in training, the batch statistics.
+    fn forward(&self) -> (Vec<T>, Option<BatchStats>) {
         let co = self.op.c_out;
         let (_, mut a) = self.activations();
         let norm = self.norm(&a);
@@ -342,28 +371,27 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
                 *v = (*v * scale + shift) * m;
             }
         });
-        if self.op.train {
-            a.extend_from_slice(&norm.mean);
-            a.extend_from_slice(&norm.var);
-            a.push(norm.count);
-        } else {
-            a.extend(std::iter::repeat_n(T::zero(), 2 * co + 1));
-        }
-        a
+        let f64s = |v: &[T]| v.iter().map(|&x| WithDType::to_f64(x)).collect();
+        let stats = self.op.train.then(|| BatchStats {
+            mean: f64s(&norm.mean),
+            var: f64s(&norm.var),
+            count: WithDType::to_f64(norm.count),
+        });
+        (a, stats)
     }
 
     /// The input gradient `[rows, C_in]` and the packed parameter gradient, from the
-    /// output gradient `g` and the forward's output `res` (for the batch statistics).
+    /// output gradient `g` and the forward's batch statistics (training).
     #[allow(clippy::too_many_lines)]
-    fn backward(&self, res: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
+    fn backward(&self, stats: Option<&BatchStats>, g: &[T]) -> (Vec<T>, Vec<T>) {
         let (ci, co, rows) = (self.op.c_in, self.op.c_out, self.rows());
         let (z, a) = self.activations();
-        let (mean, var, count) = if self.op.train {
-            let stats = &res[rows * co..];
+        let (mean, var, count) = if let Some(stats) = stats {
+            let cast = |v: f64| T::from(v).expect("a value of T");
             (
-                stats[..co].to_vec(),
-                stats[co..2 * co].to_vec(),
-                stats[2 * co],
+                stats.mean.iter().map(|&v| cast(v)).collect::<Vec<T>>(),
+                stats.var.iter().map(|&v| cast(v)).collect(),
+                cast(stats.count),
             )
         } else {
             (
@@ -482,22 +510,50 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
     }
 }
 
-impl PairMessage {
+impl Kernel {
+    /// The output of the three inputs' storages in `T`; keeps the batch statistics.
+    fn forward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> candle_core::Result<Vec<T>> {
+        let (out, stats) = Rows::new(
+            self.op,
+            contiguous_values(s1, l1, KERNEL)?,
+            contiguous_values(s2, l2, KERNEL)?,
+            contiguous_values(s3, l3, KERNEL)?,
+        )
+        .forward();
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+        Ok(out)
+    }
+
     fn backward_typed<T: WithDType + Float + NumAssign + Send + Sync>(
         &self,
-        tensors: [&Tensor; 5],
+        tensors: [&Tensor; 4],
     ) -> candle_core::Result<(Tensor, Tensor)> {
+        let stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if self.op.train && stats.is_none() {
+            return Err(candle_core::Error::Msg(format!(
+                "{KERNEL}: backward without the forward's batch statistics"
+            )));
+        }
         let (dx, dp) = {
             let guards = tensors.map(Tensor::storage_and_layout);
-            let mut slices: [&[T]; 5] = [&[]; 5];
+            let mut slices: [&[T]; 4] = [&[]; 4];
             for (slot, (storage, layout)) in slices.iter_mut().zip(&guards) {
                 let cpu = cpu_storage(storage, KERNEL)?;
                 *slot = contiguous_values(cpu, layout, KERNEL)?;
             }
-            let [x, mask, params, res, grad] = slices;
-            Rows::new(*self, x, mask, params).backward(res, grad)
+            let [x, mask, params, grad] = slices;
+            Rows::new(self.op, x, mask, params).backward(stats.as_ref(), grad)
         };
-        let [x, _, params, _, _] = tensors;
+        let [x, _, params, _] = tensors;
         Ok((
             Tensor::from_vec(dx, x.shape(), x.device())?,
             Tensor::from_vec(dp, params.shape(), params.device())?,
@@ -505,7 +561,7 @@ impl PairMessage {
     }
 }
 
-impl CustomOp3 for PairMessage {
+impl CustomOp3 for Kernel {
     fn name(&self) -> &'static str {
         "pelican-message"
     }
@@ -520,28 +576,13 @@ impl CustomOp3 for PairMessage {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         super::in_pool(|| {
-            let (storage, len) = match s1 {
+            let inputs = ((s1, l1), (s2, l2), (s3, l3));
+            let storage = match s1 {
                 CpuStorage::F32(_) => {
-                    let out = Rows::new(
-                        *self,
-                        contiguous_values(s1, l1, KERNEL)?,
-                        contiguous_values(s2, l2, KERNEL)?,
-                        contiguous_values(s3, l3, KERNEL)?,
-                    )
-                    .forward();
-                    let len = out.len();
-                    (CpuStorage::F32(out), len)
+                    CpuStorage::F32(self.forward_typed(inputs.0, inputs.1, inputs.2)?)
                 }
                 CpuStorage::F64(_) => {
-                    let out = Rows::new(
-                        *self,
-                        contiguous_values(s1, l1, KERNEL)?,
-                        contiguous_values(s2, l2, KERNEL)?,
-                        contiguous_values(s3, l3, KERNEL)?,
-                    )
-                    .forward();
-                    let len = out.len();
-                    (CpuStorage::F64(out), len)
+                    CpuStorage::F64(self.forward_typed(inputs.0, inputs.1, inputs.2)?)
                 }
                 _ => {
                     return Err(candle_core::Error::Msg(
@@ -549,7 +590,11 @@ impl CustomOp3 for PairMessage {
                     ))
                 }
             };
-            Ok((storage, Shape::from(len)))
+            let mut shape = l1.dims().to_vec();
+            if let Some(channels) = shape.last_mut() {
+                *channels = self.op.c_out;
+            }
+            Ok((storage, Shape::from(shape)))
         })
     }
 
@@ -558,12 +603,12 @@ impl CustomOp3 for PairMessage {
         x: &Tensor,
         mask: &Tensor,
         params: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         super::in_pool(|| {
             let grad = grad.contiguous()?;
-            let tensors = [x, mask, params, res, &grad];
+            let tensors = [x, mask, params, &grad];
             let (dx, dp) = match x.dtype() {
                 DType::F32 => self.backward_typed::<f32>(tensors)?,
                 DType::F64 => self.backward_typed::<f64>(tensors)?,

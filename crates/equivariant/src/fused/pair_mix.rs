@@ -84,8 +84,11 @@ impl PairEquivariant {
         )
     }
 
-    /// The layer on pair rows `t` `[B N N, C_in]` (row `(b, i, j)`, zero outside the pair
-    /// mask) with node mask `[B, N]` and packed parameters: `[B N N, C_out]`, masked.
+    /// The layer on pair rows `t` `[B N N, C_in]` or `[B, N, N, C_in]` (row `(b, i, j)`,
+    /// zero outside the pair mask) with node mask `[B, N]` and packed parameters: `t`'s
+    /// shape with `C_out` channels, masked. (The pair tensor's own shape in and out: a
+    /// reshape would be one more node in candle's graph, whose backward costs a zero-filled
+    /// buffer and a sum of the whole gradient.)
     ///
     /// # Errors
     /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes
@@ -94,9 +97,9 @@ impl PairEquivariant {
         self.apply_dropped(t, node_mask, params, None)
     }
 
-    /// [`Self::apply`] with the output multiplied by a constant dropout mask `[B N N,
-    /// C_out]` when given (PELICAN's dropout after each block, in the same kernel: the
-    /// product written with the output, its backward with the LeakyReLU's; no gradient
+    /// [`Self::apply`] with the output multiplied by a constant dropout mask of the
+    /// output's shape when given (PELICAN's dropout after each block, in the same kernel:
+    /// the product written with the output, its backward with the LeakyReLU's; no gradient
     /// flows to the mask).
     ///
     /// # Errors
@@ -110,11 +113,11 @@ impl PairEquivariant {
     ) -> Result<Tensor> {
         self.check(t, node_mask, params)?;
         if let Some(d) = dropout {
-            let rows = [self.rows(), self.c_out];
-            if d.dims() != rows || d.dtype() != t.dtype() || !d.device().is_cpu() {
+            let out = self.output_shape(t.dims());
+            if d.dims() != out || d.dtype() != t.dtype() || !d.device().is_cpu() {
                 return Err(ModelError::BadInput {
                     input: "dropout",
-                    expected: format!("{rows:?} (pair rows, C_out) on the CPU, t's dtype"),
+                    expected: format!("{out:?} (the output's shape) on the CPU, t's dtype"),
                     found: d.dims().to_vec(),
                 });
             }
@@ -125,8 +128,7 @@ impl PairEquivariant {
                 dropout: dropout.map(Tensor::contiguous).transpose()?,
             };
             t.contiguous()?
-                .apply_op3(&node_mask.contiguous()?, &params.contiguous()?, kernel)?
-                .reshape((self.rows(), self.c_out))
+                .apply_op3(&node_mask.contiguous()?, &params.contiguous()?, kernel)
         };
         run().map_err(|source| ModelError::Candle {
             context: "fused PELICAN 2->2 layer".into(),
@@ -136,6 +138,15 @@ impl PairEquivariant {
 
     fn rows(&self) -> usize {
         self.batch * self.nodes * self.nodes
+    }
+
+    /// The output's shape for an input of shape `t` (its channels `C_out`).
+    fn output_shape(&self, t: &[usize]) -> Vec<usize> {
+        let mut out = t.to_vec();
+        if let Some(last) = out.last_mut() {
+            *last = self.c_out;
+        }
+        out
     }
 
     fn check(&self, t: &Tensor, node_mask: &Tensor, params: &Tensor) -> Result<()> {
@@ -151,8 +162,12 @@ impl PairEquivariant {
                 found: vec![self.nodes, self.c_in, self.c_out],
             });
         }
-        if t.dims() != [self.rows(), self.c_in] {
-            let expected = format!("[{}, {}] (pair rows B N N, C_in)", self.rows(), self.c_in);
+        let (b, n, c) = (self.batch, self.nodes, self.c_in);
+        if t.dims() != [self.rows(), c] && t.dims() != [b, n, n, c] {
+            let expected = format!(
+                "[{}, {c}] (pair rows B N N, C_in) or [{b}, {n}, {n}, {c}]",
+                self.rows()
+            );
             return Err(bad("t", expected, t));
         }
         if node_mask.dims() != [self.batch, self.nodes] {
@@ -236,7 +251,7 @@ struct Jets<'a, T> {
     t: &'a [T],
     mask: &'a [T],
     p: Params<'a, T>,
-    /// The dropout mask `[B N N, C_out]`, when given.
+    /// The dropout mask (the output's shape: `[B N N, C_out]` values), when given.
     dropout: Option<&'a [T]>,
 }
 
@@ -706,7 +721,7 @@ impl CustomOp3 for Kernel {
                     ))
                 }
             };
-            Ok((storage, Shape::from((self.op.rows(), self.op.c_out))))
+            Ok((storage, Shape::from(self.op.output_shape(l1.dims()))))
         })
     }
 
