@@ -96,13 +96,14 @@ impl PairMessage {
         let run = || -> candle_core::Result<MessageOutput> {
             let kernel = Kernel {
                 op: *self,
-                stats: Arc::default(),
+                kept: Arc::default(),
             };
-            let kept = Arc::clone(&kernel.stats);
+            let kept = Arc::clone(&kernel.kept);
             let output =
                 x.contiguous()?
                     .apply_op3(&mask.contiguous()?, &params.contiguous()?, kernel)?;
-            let batch_stats = match kept.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let guard = kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let batch_stats = match guard.as_ref().and_then(|k| k.stats.as_ref()) {
                 Some(stats) if self.train => {
                     let channels =
                         |v: &[f64]| Tensor::from_slice(v, v.len(), x.device())?.to_dtype(x.dtype());
@@ -184,11 +185,20 @@ struct BatchStats {
     count: f64,
 }
 
-/// The custom op candle runs: the layer's settings and the batch statistics its forward
-/// found (candle keeps the op with the output and calls its backward on it).
+/// What a forward keeps for its backward: the pre-activations `x W^T + b` (in the
+/// kernel's dtype; recomputing them had cost a GEMM per backward) and, in training, the
+/// batch statistics.
+struct Kept {
+    pre_activations: CpuStorage,
+    stats: Option<BatchStats>,
+}
+
+/// The custom op candle runs: the layer's settings and what its forward keeps (candle
+/// holds the op with the output and calls its backward on it; an output that records no
+/// graph drops it at once).
 struct Kernel {
     op: PairMessage,
-    stats: Arc<Mutex<Option<BatchStats>>>,
+    kept: Arc<Mutex<Option<Kept>>>,
 }
 
 /// The packed parameters, split.
@@ -346,24 +356,31 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         }
     }
 
-    /// The activations `leaky(x W^T + b)` of every row, `[rows, C_out]`.
-    fn activations(&self) -> (Vec<T>, Vec<T>) {
+    /// The pre-activations `x W^T + b` of every row, `[rows, C_out]`.
+    fn pre_activations(&self) -> Vec<T> {
         let co = self.op.c_out;
         let mut z = vec![T::zero(); self.rows() * co];
         z.par_chunks_mut(CHUNK_ROWS * co)
             .enumerate()
             .for_each(|(k, chunk)| self.linear(k, chunk));
-        // Chunks of a copy rather than a collected map: the loop vectorises.
-        let mut a = z.clone();
-        a.par_chunks_mut(CHUNK_ROWS * co)
-            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = self.leaky(*v)));
-        (z, a)
+        z
     }
 
-    /// The output rows and, in training, the batch statistics.
-    fn forward(&self) -> (Vec<T>, Option<BatchStats>) {
+    /// The activations `leaky(z)`.
+    fn activations(&self, z: &[T]) -> Vec<T> {
+        // Chunks of a copy rather than a collected map: the loop vectorises.
+        let mut a = z.to_vec();
+        a.par_chunks_mut(CHUNK_ROWS * self.op.c_out)
+            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = self.leaky(*v)));
+        a
+    }
+
+    /// The output rows, the pre-activations (for the backward) and, in training, the
+    /// batch statistics.
+    fn forward(&self) -> (Vec<T>, Vec<T>, Option<BatchStats>) {
         let co = self.op.c_out;
-        let (_, mut a) = self.activations();
+        let z = self.pre_activations();
+        let mut a = self.activations(&z);
         let norm = self.norm(&a);
         a.par_chunks_mut(co).enumerate().for_each(|(r, row)| {
             let m = self.mask[r];
@@ -377,15 +394,16 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
             var: f64s(&norm.var),
             count: WithDType::to_f64(norm.count),
         });
-        (a, stats)
+        (a, z, stats)
     }
 
     /// The input gradient `[rows, C_in]` and the packed parameter gradient, from the
-    /// output gradient `g` and the forward's batch statistics (training).
+    /// output gradient `g`, the forward's pre-activations `z` and its batch statistics
+    /// (training).
     #[allow(clippy::too_many_lines)]
-    fn backward(&self, stats: Option<&BatchStats>, g: &[T]) -> (Vec<T>, Vec<T>) {
+    fn backward(&self, stats: Option<&BatchStats>, z: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
         let (ci, co, rows) = (self.op.c_in, self.op.c_out, self.rows());
-        let (z, a) = self.activations();
+        let a = self.activations(z);
         let (mean, var, count) = if let Some(stats) = stats {
             let cast = |v: f64| T::from(v).expect("a value of T");
             (
@@ -518,14 +536,17 @@ impl Kernel {
         (s2, l2): (&CpuStorage, &Layout),
         (s3, l3): (&CpuStorage, &Layout),
     ) -> candle_core::Result<Vec<T>> {
-        let (out, stats) = Rows::new(
+        let (out, z, stats) = Rows::new(
             self.op,
             contiguous_values(s1, l1, KERNEL)?,
             contiguous_values(s2, l2, KERNEL)?,
             contiguous_values(s3, l3, KERNEL)?,
         )
         .forward();
-        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(Kept {
+            pre_activations: T::to_cpu_storage_owned(z),
+            stats,
+        });
         Ok(out)
     }
 
@@ -533,16 +554,16 @@ impl Kernel {
         &self,
         tensors: [&Tensor; 4],
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let stats = self
-            .stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if self.op.train && stats.is_none() {
+        let guard = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(kept) = guard
+            .as_ref()
+            .filter(|k| k.stats.is_some() || !self.op.train)
+        else {
             return Err(candle_core::Error::Msg(format!(
-                "{KERNEL}: backward without the forward's batch statistics"
+                "{KERNEL}: backward without what the forward keeps"
             )));
-        }
+        };
+        let z = T::cpu_storage_as_slice(&kept.pre_activations)?;
         let (dx, dp) = {
             let guards = tensors.map(Tensor::storage_and_layout);
             let mut slices: [&[T]; 4] = [&[]; 4];
@@ -551,7 +572,7 @@ impl Kernel {
                 *slot = contiguous_values(cpu, layout, KERNEL)?;
             }
             let [x, mask, params, grad] = slices;
-            Rows::new(self.op, x, mask, params).backward(stats.as_ref(), grad)
+            Rows::new(self.op, x, mask, params).backward(kept.stats.as_ref(), z, grad)
         };
         let [x, _, params, _] = tensors;
         Ok((
