@@ -348,16 +348,13 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         out
     }
 
-    /// The block's LeakyReLU, as a product with 1 or the slope (`v * 1` is `v` exactly):
-    /// no branch on the sign, which the predictor misses on about half the pairs.
-    fn activate(&self, v: T) -> T {
-        match self.op.leaky_slope {
-            Some(slope) => {
-                let slope = T::from(slope).expect("finite slope");
-                v * if v <= T::zero() { slope } else { T::one() }
-            }
-            None => v,
-        }
+    /// The block's LeakyReLU's factor for non-positive values (1 without one): the
+    /// activation is a product with 1 or this (`v * 1` is `v` exactly), no branch on the
+    /// sign, which the predictor misses on about half the pairs.
+    fn negative_factor(&self) -> T {
+        self.op
+            .leaky_slope
+            .map_or(T::one(), |slope| T::from(slope).expect("finite slope"))
     }
 
     /// Jet `b`'s node- and jet-level terms of the output.
@@ -389,16 +386,29 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
             .map(|d| &d[(b * n + i) * n * co..(b * n + i + 1) * n * co]);
         let mask = &self.mask[b * n..(b + 1) * n];
         let node_i = &terms.node_i[i * co..(i + 1) * co];
+        let node_diag = &terms.node_diag[i * co..(i + 1) * co];
+        // LeakyReLU as a product with 1 or the slope (1 for none: `v * 1` is `v`).
+        let (negative, one) = (self.negative_factor(), T::one());
         for (j, y) in y.chunks_mut(co).enumerate() {
             let m = mask[i] * mask[j];
             let node_j = &terms.node_j[j * co..(j + 1) * co];
             let transposed = &tw1[((b * n + j) * n + i) * co..((b * n + j) * n + i + 1) * co];
-            for o in 0..co {
-                let mut v = (y[o] + transposed[o]) + node_i[o] + node_j[o] + terms.jet[o];
-                if i == j {
-                    v += terms.node_diag[i * co + o] + terms.jet_diag[o];
+            // Zipped slices, the diagonal's loop apart: no bounds checks or branches in
+            // the loops, so that they vectorise (the same sums in the same order).
+            let sums = y
+                .iter_mut()
+                .zip(transposed)
+                .zip(node_i.iter().zip(node_j).zip(&terms.jet));
+            let activate = |v: T| (v * if v <= T::zero() { negative } else { one }) * m;
+            if i == j {
+                let diag = node_diag.iter().zip(&terms.jet_diag);
+                for (((y, &tr), ((&ni, &nj), &jet)), (&nd, &jd)) in sums.zip(diag) {
+                    *y = activate((*y + tr) + ni + nj + jet + (nd + jd));
                 }
-                y[o] = self.activate(v) * m;
+            } else {
+                for ((y, &tr), ((&ni, &nj), &jet)) in sums {
+                    *y = activate((*y + tr) + ni + nj + jet);
+                }
             }
             if let Some(d) = dropped {
                 for (y, &d) in y.iter_mut().zip(&d[j * co..(j + 1) * co]) {
@@ -458,15 +468,25 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
             vec![T::zero(); n * co],
             vec![T::zero(); n * co],
         );
+        // Zipped row slices: no index arithmetic or bounds checks in the inner loop, so
+        // that it vectorises (the same sums in the same order).
         for i in 0..n {
             for j in 0..n {
                 let m = mask[i] * mask[j];
-                for o in 0..co {
-                    let v = g[(i * n + j) * co + o] * m;
-                    gm[(i * n + j) * co + o] = v;
-                    gm_t[(j * n + i) * co + o] = v;
-                    g_i[i * co + o] += v;
-                    g_j[j * co + o] += v;
+                let (pair, transposed) = ((i * n + j) * co, (j * n + i) * co);
+                let rows = g[pair..pair + co]
+                    .iter()
+                    .zip(&mut gm[pair..pair + co])
+                    .zip(&mut gm_t[transposed..transposed + co]);
+                let sums = g_i[i * co..(i + 1) * co]
+                    .iter_mut()
+                    .zip(&mut g_j[j * co..(j + 1) * co]);
+                for (((&g, gm), gm_t), (g_i, g_j)) in rows.zip(sums) {
+                    let v = g * m;
+                    *gm = v;
+                    *gm_t = v;
+                    *g_i += v;
+                    *g_j += v;
                 }
             }
             g_d[i * co..(i + 1) * co].copy_from_slice(&gm[(i * n + i) * co..(i * n + i + 1) * co]);
@@ -559,18 +579,31 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         let per_col: Vec<T> = (0..n * ci)
             .map(|k| d_col[k] * s[ci + k % ci] * inv_n)
             .collect();
-        for i in 0..n {
-            for j in 0..n {
-                let y = &mut dt[(i * n + j) * ci..(i * n + j + 1) * ci];
-                for x in 0..ci {
-                    let mut v = y[x]
-                        + per_row[i * ci + x]
-                        + per_col[j * ci + x]
-                        + d_total[x] * s[3 * ci + x] * inv_n2;
-                    if i == j {
-                        v += d_diag[i * ci + x] + d_trace[x] * s[2 * ci + x] * inv_n;
+        // The per-channel constants once (the same products), the rows as zipped slices
+        // and the diagonal's loop apart: the loops vectorise.
+        let total: Vec<T> = (0..ci)
+            .map(|x| d_total[x] * s[3 * ci + x] * inv_n2)
+            .collect();
+        let trace: Vec<T> = (0..ci)
+            .map(|x| d_trace[x] * s[2 * ci + x] * inv_n)
+            .collect();
+        for (i, rows) in dt.chunks_exact_mut(n * ci).enumerate() {
+            let (row_i, diag_i) = (
+                &per_row[i * ci..(i + 1) * ci],
+                &d_diag[i * ci..(i + 1) * ci],
+            );
+            for (j, y) in rows.chunks_exact_mut(ci).enumerate() {
+                let terms = row_i.iter().zip(&per_col[j * ci..(j + 1) * ci]).zip(&total);
+                if i == j {
+                    for ((y, ((&r, &c), &t)), (&d, &tr)) in
+                        y.iter_mut().zip(terms).zip(diag_i.iter().zip(&trace))
+                    {
+                        *y = *y + r + c + t + (d + tr);
                     }
-                    y[x] = v;
+                } else {
+                    for (y, ((&r, &c), &t)) in y.iter_mut().zip(terms) {
+                        *y = *y + r + c + t;
+                    }
                 }
             }
         }
