@@ -271,31 +271,22 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         matmul(z, x, MatRef::transposed(self.p.weight, ci, co), true);
     }
 
-    /// LeakyReLU as a product with 1 or the slope (`z * 1` is `z` exactly): no branch on
-    /// the sign, which the predictor misses on about half the pairs.
-    fn leaky(&self, z: T) -> T {
-        z * if z > T::zero() {
-            T::one()
-        } else {
-            self.slope()
-        }
-    }
-
-    /// Per-chunk sums of `f(row, channel values)` over the real rows, in f64, merged
-    /// in chunk order.
-    fn masked_sums(&self, a: &[T], f: impl Fn(usize, T) -> f64 + Sync) -> Vec<f64> {
+    /// Per-chunk sums of `f(value, per_channel[channel])` over the real rows, in f64,
+    /// merged in chunk order.
+    fn masked_sums(&self, a: &[T], per_channel: &[T], f: impl Fn(T, T) -> f64 + Sync) -> Vec<f64> {
         let co = self.op.c_out;
         let partial: Vec<Vec<f64>> = a
             .par_chunks(CHUNK_ROWS * co)
-            .enumerate()
-            .map(|(k, chunk)| {
+            .zip(self.mask.par_chunks(CHUNK_ROWS))
+            .map(|(chunk, mask)| {
                 let mut s = vec![0.0; co];
-                for (r, row) in chunk.chunks(co).enumerate() {
-                    if self.mask[k * CHUNK_ROWS + r] == T::zero() {
+                // Zipped slices: no index arithmetic or bounds checks in the inner loop.
+                for (row, &m) in chunk.chunks_exact(co).zip(mask) {
+                    if m == T::zero() {
                         continue;
                     }
-                    for (c, &v) in row.iter().enumerate() {
-                        s[c] += f(c, v);
+                    for ((s, &v), &p) in s.iter_mut().zip(row).zip(per_channel) {
+                        *s += f(v, p);
                     }
                 }
                 s
@@ -323,12 +314,12 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
                 .fold(0.0, |s, &m| s + WithDType::to_f64(m))
                 .max(1.0);
             let mean: Vec<T> = self
-                .masked_sums(a, |_, v| WithDType::to_f64(v))
+                .masked_sums(a, &vec![T::zero(); co], |v, _| WithDType::to_f64(v))
                 .into_iter()
                 .map(|s| cast(s) / cast(count))
                 .collect();
             let var = self
-                .masked_sums(a, |c, v| WithDType::to_f64(v - mean[c]).powi(2))
+                .masked_sums(a, &mean, |v, mu| WithDType::to_f64(v - mu).powi(2))
                 .into_iter()
                 .map(|s| cast(s) / cast(count))
                 .collect();
@@ -368,11 +359,22 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
 
     /// The activations `leaky(z)`.
     fn activations(&self, z: &[T]) -> Vec<T> {
-        // Chunks of a copy rather than a collected map: the loop vectorises.
-        let mut a = z.to_vec();
-        a.par_chunks_mut(CHUNK_ROWS * self.op.c_out)
-            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = self.leaky(*v)));
+        let leaky = self.leaky_fn();
+        let chunk = CHUNK_ROWS * self.op.c_out;
+        // Chunks zipped rather than a collected map: the loop vectorises.
+        let mut a = vec![T::zero(); z.len()];
+        a.par_chunks_mut(chunk)
+            .zip(z.par_chunks(chunk))
+            .for_each(|(a, z)| a.iter_mut().zip(z).for_each(|(a, &z)| *a = leaky(z)));
         a
+    }
+
+    /// LeakyReLU as a product with 1 or the slope (`z * 1` is `z` exactly): no branch on
+    /// the sign, which the predictor misses on about half the pairs; the slope read once,
+    /// for the element loops.
+    fn leaky_fn(&self) -> impl Fn(T) -> T + Sync {
+        let (zero, one, slope) = (T::zero(), T::one(), self.slope());
+        move |z| z * if z > zero { one } else { slope }
     }
 
     /// The output rows, the pre-activations (for the backward) and, in training, the
@@ -403,7 +405,8 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
     #[allow(clippy::too_many_lines)]
     fn backward(&self, stats: Option<&BatchStats>, z: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
         let (ci, co, rows) = (self.op.c_in, self.op.c_out, self.rows());
-        let a = self.activations(z);
+        // The activations `a = leaky(z)` formed where they are read, not kept.
+        let leaky = self.leaky_fn();
         let (mean, var, count) = if let Some(stats) = stats {
             let cast = |v: f64| T::from(v).expect("a value of T");
             (
@@ -432,15 +435,16 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
                 let chunk = self.mask[span.clone()]
                     .iter()
                     .zip(g[span.start * co..span.end * co].chunks_exact(co))
-                    .zip(a[span.start * co..span.end * co].chunks_exact(co));
-                for ((&m, g_row), a_row) in chunk {
+                    .zip(z[span.start * co..span.end * co].chunks_exact(co));
+                for ((&m, g_row), z_row) in chunk {
                     if m == T::zero() {
                         continue;
                     }
                     let per_channel = d_beta.iter_mut().zip(&mut d_gamma).zip(&mean).zip(&inv_std);
-                    for ((((db, dg), &mu), &is), (&g, &a)) in
-                        per_channel.zip(g_row.iter().zip(a_row))
+                    for ((((db, dg), &mu), &is), (&g, &z)) in
+                        per_channel.zip(g_row.iter().zip(z_row))
                     {
+                        let a = leaky(z);
                         let gm = g * m;
                         *db += gm;
                         *dg += gm * ((a - mu) * is);
@@ -468,25 +472,25 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Rows<'a, T> {
         dz.par_chunks_mut(co)
             .with_min_len(CHUNK_ROWS / 4)
             .zip(self.mask.par_iter())
-            .zip(g.par_chunks(co).zip(a.par_chunks(co)).zip(z.par_chunks(co)))
-            .for_each(|((row, &m), ((g_row, a_row), z_row))| {
+            .zip(g.par_chunks(co).zip(z.par_chunks(co)))
+            .for_each(|((row, &m), (g_row, z_row))| {
                 if m == zero {
                     return;
                 }
-                let inputs = g_row.iter().zip(a_row).zip(z_row);
+                let inputs = g_row.iter().zip(z_row);
                 let factor = |z: T| if z > zero { one } else { slope };
                 if train {
                     let per_channel =
                         (gamma.iter().zip(&inv_std)).zip(mean.iter().zip(&beta_mean).zip(&d_gamma));
-                    for ((out, ((&gam, &is), ((&mu, &bm), &dg))), ((&g, &a), &z)) in
+                    for ((out, ((&gam, &is), ((&mu, &bm), &dg))), (&g, &z)) in
                         row.iter_mut().zip(per_channel).zip(inputs)
                     {
                         let gm = g * m;
-                        let da = gam * is * (gm - bm - (a - mu) * is * dg / count);
+                        let da = gam * is * (gm - bm - (leaky(z) - mu) * is * dg / count);
                         *out = da * factor(z);
                     }
                 } else {
-                    for ((out, (&gam, &is)), ((&g, _), &z)) in
+                    for ((out, (&gam, &is)), (&g, &z)) in
                         row.iter_mut().zip(gamma.iter().zip(&inv_std)).zip(inputs)
                     {
                         *out = g * m * gam * is * factor(z);

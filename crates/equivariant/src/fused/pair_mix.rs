@@ -621,21 +621,33 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
             (None, None) => g,
             (dropout, slope) => {
                 let slope = slope.map(|s| T::from(s).expect("finite slope"));
-                // Chunks of a copy rather than a collected map: the loop vectorises.
-                let mut out = g.to_vec();
-                out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, g)| {
-                    let span = k * CHUNK..k * CHUNK + g.len();
-                    if let Some(d) = dropout {
-                        g.iter_mut()
-                            .zip(&d[span.clone()])
-                            .for_each(|(g, &d)| *g *= d);
-                    }
-                    if let Some(slope) = slope {
-                        for (g, &y) in g.iter_mut().zip(&res[span]) {
-                            *g *= if y > T::zero() { T::one() } else { slope };
+                let factor = |y: T, slope: T| if y > T::zero() { T::one() } else { slope };
+                // Chunks zipped rather than a collected map (the loops vectorise), written
+                // from `g` rather than into a copy of it: `(g d) factor`, as in the forward.
+                let mut out = vec![T::zero(); g.len()];
+                out.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .enumerate()
+                    .for_each(|(k, (out, g))| {
+                        let span = k * CHUNK..k * CHUNK + g.len();
+                        let (out_g, res) = (out.iter_mut().zip(g), &res[span.clone()]);
+                        match (dropout.map(|d| &d[span]), slope) {
+                            (Some(d), Some(slope)) => {
+                                for ((out, &g), (&d, &y)) in out_g.zip(d.iter().zip(res)) {
+                                    *out = g * d * factor(y, slope);
+                                }
+                            }
+                            (Some(d), None) => {
+                                out_g.zip(d).for_each(|((out, &g), &d)| *out = g * d);
+                            }
+                            (None, Some(slope)) => {
+                                for ((out, &g), &y) in out_g.zip(res) {
+                                    *out = g * factor(y, slope);
+                                }
+                            }
+                            (None, None) => out.copy_from_slice(g),
                         }
-                    }
-                });
+                    });
                 scaled = out;
                 &scaled[..]
             }
