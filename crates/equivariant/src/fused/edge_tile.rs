@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use num_traits::Float;
 
 use super::gemm::{matmul, MatRef};
+use super::vector_math::dot;
 
 /// Per tile, the activations a forward keeps for its backward: `a2` and `c1`.
 pub(super) type KeptTiles<T> = Vec<(Vec<T>, Vec<T>)>;
@@ -203,10 +204,7 @@ impl<'g, T: Real> Tile<'g, T> {
         let (w_att, b_att) = (&p[op.w_att..op.b_att], p[op.b_att]);
         for r in 0..self.rows {
             let a2 = &self.a2[r * h..(r + 1) * h];
-            let logit = a2
-                .iter()
-                .zip(w_att)
-                .fold(b_att, |acc, (&a, &w)| acc + a * w);
+            let logit = dot(a2, w_att) + b_att;
             let g = T::one() / (T::one() + (-logit).exp());
             self.gate[r] = g;
             let s = g * self.geometry[r * PAIR_COLUMNS + EDGE_MASK];
@@ -220,10 +218,7 @@ impl<'g, T: Real> Tile<'g, T> {
     fn phis(&mut self, op: &Stage, p: &[T]) {
         let w_x2 = &p[op.w_x2..op.len];
         for (phi, c1) in self.phi.iter_mut().zip(self.c1.chunks_exact(self.h)) {
-            *phi = c1
-                .iter()
-                .zip(w_x2)
-                .fold(T::zero(), |acc, (&c, &w)| acc + c * w);
+            *phi = dot(c1, w_x2);
         }
     }
 
@@ -329,10 +324,7 @@ impl<'g, T: Real> Tile<'g, T> {
             let (g, e) = (self.gate[r], self.edge_mask(r));
             let a2 = &self.a2[r * h..(r + 1) * h];
             let d = &mut da2[r * h..(r + 1) * h];
-            let ds = d
-                .iter()
-                .zip(a2)
-                .fold(T::zero(), |acc, (&x, &a)| acc + x * a);
+            let ds = dot(d, a2);
             let dlogit = ds * e * g * (T::one() - g);
             db_att[0] += dlogit;
             let s = g * e;

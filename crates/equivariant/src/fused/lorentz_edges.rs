@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use std::sync::Mutex;
 
 use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, PAIR_COLUMNS};
+use super::vector_math::dot;
 use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
 
@@ -563,7 +564,7 @@ impl<'a, T: Real> Inputs<'a, T> {
     ) -> Vec<T> {
         let (n, h) = (self.op.nodes, self.h());
         let weight = &self.params[2 * h..3 * h];
-        let w3 = &self.params[..2 * h];
+        let [w0, w1] = &self.w3;
         let inv_count = <T as WithDType>::from_f64(1.0 / norm.count.max(1.0));
         let mut dw3 = vec![T::zero(); 2 * h];
         let mut x_hat = vec![T::zero(); h];
@@ -573,18 +574,26 @@ impl<'a, T: Real> Inputs<'a, T> {
             let e = first + r;
             let d = &dz[r * h..(r + 1) * h];
             let real = self.edge_mask(e) != T::zero();
+            // Zipped slices (no index arithmetic or bounds checks: the loops vectorise) and
+            // the two dot products in lanes (one running sum each waited on every addition).
+            let per_channel = || weight.iter().zip(&norm.rstd);
             if self.op.train && real {
                 self.pre(e, &mut x_hat);
-                for c in 0..h {
-                    let xh = (x_hat[c] - norm.mean[c]) * norm.rstd[c];
-                    dpre[c] = weight[c]
-                        * norm.rstd[c]
-                        * (d[c] - inv_count * (sum_dz[c] + xh * sum_dz_xhat[c]));
+                let sums = sum_dz.iter().zip(sum_dz_xhat);
+                for ((((dp, &x), &mean), (&w, &rstd)), (&d, (&s, &sx))) in dpre
+                    .iter_mut()
+                    .zip(&x_hat)
+                    .zip(&norm.mean)
+                    .zip(per_channel())
+                    .zip(d.iter().zip(sums))
+                {
+                    let xh = (x - mean) * rstd;
+                    *dp = w * rstd * (d - inv_count * (s + xh * sx));
                 }
             } else {
                 // Evaluation statistics are constants; a padded edge's dz is 0.
-                for c in 0..h {
-                    dpre[c] = weight[c] * norm.rstd[c] * d[c];
+                for ((dp, (&w, &rstd)), &d) in dpre.iter_mut().zip(per_channel()).zip(d) {
+                    *dp = w * rstd * d;
                 }
             }
             let (bi, bj) = (e / n - node0, (e / n / n * n + e % n) - node0);
@@ -592,17 +601,14 @@ impl<'a, T: Real> Inputs<'a, T> {
                 self.pairs[e * PAIR_COLUMNS],
                 self.pairs[e * PAIR_COLUMNS + 1],
             );
-            let (mut da0, mut da1) = (T::zero(), T::zero());
-            for c in 0..h {
-                dnodes[bi * 2 * h + c] += dpre[c];
-                dnodes[bj * 2 * h + h + c] += dpre[c];
-                da0 += dpre[c] * w3[2 * c];
-                da1 += dpre[c] * w3[2 * c + 1];
-                dw3[2 * c] += dpre[c] * a0;
-                dw3[2 * c + 1] += dpre[c] * a1;
+            add(&mut dnodes[bi * 2 * h..bi * 2 * h + h], &dpre);
+            add(&mut dnodes[bj * 2 * h + h..(bj + 1) * 2 * h], &dpre);
+            for (dw, &dp) in dw3.chunks_exact_mut(2).zip(&dpre) {
+                dw[0] += dp * a0;
+                dw[1] += dp * a1;
             }
-            dpairs[r * PAIR_COLUMNS] = da0;
-            dpairs[r * PAIR_COLUMNS + 1] = da1;
+            dpairs[r * PAIR_COLUMNS] = dot(&dpre, w0);
+            dpairs[r * PAIR_COLUMNS + 1] = dot(&dpre, w1);
         }
         dw3
     }
