@@ -126,6 +126,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dot_equals_the_exact_sum_for_lengths_around_the_lanes() {
+        // Integers small enough that every partial sum is exact in f64: any order gives
+        // the same value, so a lane or tail left out or counted twice shows.
+        for n in [0, 1, 7, 8, 9, 16, 71, 72, 73] {
+            let a: Vec<f64> = (0..n).map(|i| f64::from(i as u32 % 13) - 6.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| f64::from(i as u32 % 7) + 1.0).collect();
+            let exact: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert_eq!(dot(&a, &b), exact, "length {n}");
+            // Slices of different lengths: their common length.
+            assert_eq!(dot(&a, &b[..n / 2]), dot(&a[..n / 2], &b[..n / 2]));
+        }
+    }
+
+    #[test]
     fn exp_is_within_one_ulp_over_its_range() {
         let mut worst = 0f64;
         let mut x = -87.0f32;
