@@ -11,7 +11,8 @@
 //! `cargo bench --bench lgatr_slim_compare`. Needs python3 with torch, lgatr==2.0.0 and
 //! safetensors for the comparison; without them only our figures print.
 //! `BENCH_PROFILE_STEPS=N` runs only N of our training steps (after one warm-up step) and
-//! prints their mean, without the package: a steady state for `perf record`.
+//! prints their mean, without the package: a steady state for `perf record`; with
+//! `BENCH_PROFILE_SINGLE=1`, N rounds of single-jet inference instead.
 
 use std::path::PathBuf;
 

@@ -17,7 +17,8 @@
 //! torch, safetensors and h5py for the comparison; without them only our figures print.
 //! `BENCH_PROFILE_STEPS=N` runs only N of our PELICAN training steps (after three
 //! warm-up steps; LorentzNet's with `BENCH_MODEL=lorentznet`) and prints their mean,
-//! without PyTorch: a steady state for `perf`.
+//! without PyTorch: a steady state for `perf`; with `BENCH_PROFILE_SINGLE=1`, N rounds of
+//! single-jet inference instead.
 
 use std::path::Path;
 

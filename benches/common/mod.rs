@@ -201,8 +201,21 @@ pub trait Side {
 }
 
 /// A steady state for `perf` (`BENCH_PROFILE_STEPS`): `warmup` training steps, then
-/// `steps` more, whose mean is printed as `{who}: training step X ms over N steps`.
+/// `steps` more, whose mean is printed as `{who}: training step X ms over N steps`; with
+/// `BENCH_PROFILE_SINGLE` set, `steps` rounds of [`SINGLE_CALLS`] single-jet inferences
+/// instead (`{who}: single jet X ms, median of N rounds`).
 pub fn profile_training(side: &mut impl Side, warmup: usize, steps: usize, who: &str) {
+    if std::env::var_os("BENCH_PROFILE_SINGLE").is_some() {
+        side.single();
+        let mut rounds: Vec<f64> = (0..steps.max(1)).map(|_| side.single()).collect();
+        rounds.sort_by(f64::total_cmp);
+        println!(
+            "{who}: single jet {:.3} ms, median of {} rounds",
+            rounds[rounds.len() / 2] * 1e3,
+            rounds.len()
+        );
+        return;
+    }
     side.train(warmup);
     let step = side.train(steps);
     println!(
