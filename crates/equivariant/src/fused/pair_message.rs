@@ -8,10 +8,10 @@
 //! training statistics are exact: a first pass sums the masked activations per chunk
 //! (in f64) for the mean, a second the squared deviations from it for the (biased)
 //! variance, as the composed layer computes them; the chunk sums merge in chunk order,
-//! so the result does not depend on the thread count. The backward recomputes the
-//! activations from the input (one GEMM, cheaper than keeping them), reads the batch
-//! statistics the forward kept, and reduces the BatchNorm sums over all rows before any
-//! input gradient is formed.
+//! so the result does not depend on the thread count. The backward reads the
+//! pre-activations and batch statistics the forward kept (recomputing the pre-activations
+//! had cost a GEMM per layer and step), forms the activations where it reads them, and
+//! reduces the BatchNorm sums over all rows before any input gradient is formed.
 //!
 //! The output has the input's shape with `C_out` channels and the batch statistics are
 //! kept beside it (not appended to it): each narrow or reshape between the kernels would
