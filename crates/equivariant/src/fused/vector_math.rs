@@ -102,7 +102,10 @@ pub(crate) fn lane_sum<T: Float + num_traits::NumAssign>(n: usize, term: impl Fn
 
 /// The dot product of `a` and `b` (their common length) in eight interleaved partial
 /// sums, as [`lane_sum`]: a per-row dot product folded into one running sum waits on
-/// each addition (LorentzNet's attention logits, 5% of a training step so).
+/// each addition (LorentzNet's attention logits, 5% of a training step so). The same
+/// sums in the same order as `lane_sum(n, |i| a[i] * b[i])` (tested), over slices so
+/// that it vectorises: through `lane_sum`'s indexed closure LorentzNet's step was 6%
+/// slower.
 #[inline]
 pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let n = a.len().min(b.len());
@@ -136,6 +139,14 @@ mod tests {
             assert_eq!(dot(&a, &b), exact, "length {n}");
             // Slices of different lengths: their common length.
             assert_eq!(dot(&a, &b[..n / 2]), dot(&a[..n / 2], &b[..n / 2]));
+            // Inexact values: bit for bit lane_sum's order.
+            let (x, y): (Vec<f32>, Vec<f32>) = (0..n)
+                .map(|i| ((i as f32 * 0.37).sin(), (i as f32 * 1.3).cos() / 3.0))
+                .unzip();
+            assert_eq!(
+                dot(&x, &y).to_bits(),
+                lane_sum(n, |i| x[i] * y[i]).to_bits()
+            );
         }
     }
 
