@@ -365,10 +365,11 @@ mod message {
         }
     }
 
-    fn fused(l: &Layer, train: bool) -> (Tensor, Option<(Tensor, Tensor, f64)>) {
+    /// The layer's parameters packed for the kernel.
+    fn params(l: &Layer) -> Tensor {
         let (gamma, beta, _) = l.norm.affine();
         let (mean, var) = l.norm.running();
-        let params = PairMessage::pack(&[
+        PairMessage::pack(&[
             l.linear.weight(),
             l.linear.bias().unwrap(),
             gamma,
@@ -376,9 +377,12 @@ mod message {
             &mean,
             &var,
         ])
-        .unwrap();
+        .unwrap()
+    }
+
+    fn fused(l: &Layer, train: bool) -> (Tensor, Option<(Tensor, Tensor, f64)>) {
         let out = op(l, train)
-            .apply(l.x.as_tensor(), &l.mask, &params)
+            .apply(l.x.as_tensor(), &l.mask, &params(l))
             .unwrap();
         (out.output, out.batch_stats)
     }
@@ -454,18 +458,7 @@ mod message {
         let (rows, stats) = fused(&l, true);
         let by_rows = run(&l, &rows);
         let pairs = l.x.as_tensor().reshape((4, 25, 25, 7)).unwrap();
-        let (gamma, beta, _) = l.norm.affine();
-        let (mean, var) = l.norm.running();
-        let params = PairMessage::pack(&[
-            l.linear.weight(),
-            l.linear.bias().unwrap(),
-            gamma,
-            beta,
-            &mean,
-            &var,
-        ])
-        .unwrap();
-        let out = op(&l, true).apply(&pairs, &l.mask, &params).unwrap();
+        let out = op(&l, true).apply(&pairs, &l.mask, &params(&l)).unwrap();
         assert_eq!(out.output.dims(), [4, 25, 25, 5]);
         let by_pairs = run(&l, &out.output.reshape((2500, 5)).unwrap());
         assert_eq!(by_rows, by_pairs);

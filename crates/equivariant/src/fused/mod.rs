@@ -113,6 +113,17 @@ pub(crate) fn contiguous_values<'a, T: candle_core::WithDType>(
     )
 }
 
+/// `dims` with the last (channel) dimension replaced by `channels`: the output shape of
+/// a per-row kernel that keeps its input's leading dimensions (PELICAN's pair tensors in
+/// and out, no reshape nodes in candle's graph).
+pub(crate) fn with_channels(dims: &[usize], channels: usize) -> Vec<usize> {
+    let mut out = dims.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = channels;
+    }
+    out
+}
+
 /// The CPU storage behind a tensor's storage, or an error naming `kernel`.
 pub(crate) fn cpu_storage<'a>(
     storage: &'a candle_core::Storage,

@@ -25,7 +25,7 @@ use num_traits::{Float, NumAssign};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
-use super::{contiguous_values, cpu_storage};
+use super::{contiguous_values, cpu_storage, with_channels};
 use crate::error::{ModelError, Result};
 
 /// The kernel's name in errors.
@@ -615,11 +615,10 @@ impl CustomOp3 for Kernel {
                     ))
                 }
             };
-            let mut shape = l1.dims().to_vec();
-            if let Some(channels) = shape.last_mut() {
-                *channels = self.op.c_out;
-            }
-            Ok((storage, Shape::from(shape)))
+            Ok((
+                storage,
+                Shape::from(with_channels(l1.dims(), self.op.c_out)),
+            ))
         })
     }
 

@@ -19,7 +19,7 @@ use num_traits::{Float, NumAssign};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
-use super::{contiguous_values, cpu_storage};
+use super::{contiguous_values, cpu_storage, with_channels};
 use crate::error::{ModelError, Result};
 
 /// The kernel's name in errors.
@@ -113,7 +113,7 @@ impl PairEquivariant {
     ) -> Result<Tensor> {
         self.check(t, node_mask, params)?;
         if let Some(d) = dropout {
-            let out = self.output_shape(t.dims());
+            let out = with_channels(t.dims(), self.c_out);
             if d.dims() != out || d.dtype() != t.dtype() || !d.device().is_cpu() {
                 return Err(ModelError::BadInput {
                     input: "dropout",
@@ -138,15 +138,6 @@ impl PairEquivariant {
 
     fn rows(&self) -> usize {
         self.batch * self.nodes * self.nodes
-    }
-
-    /// The output's shape for an input of shape `t` (its channels `C_out`).
-    fn output_shape(&self, t: &[usize]) -> Vec<usize> {
-        let mut out = t.to_vec();
-        if let Some(last) = out.last_mut() {
-            *last = self.c_out;
-        }
-        out
     }
 
     fn check(&self, t: &Tensor, node_mask: &Tensor, params: &Tensor) -> Result<()> {
@@ -616,42 +607,41 @@ impl<'a, T: WithDType + Float + NumAssign + Send + Sync> Jets<'a, T> {
         let (n, ci, co) = (self.op.nodes, self.op.c_in, self.op.c_out);
         // The output gradient through the dropout mask and the LeakyReLU, whose slope
         // the output's sign selects (a dropped entry's zero gradient stays zero).
-        let scaled: Vec<T>;
-        let g = match (self.dropout, self.op.leaky_slope) {
-            (None, None) => g,
-            (dropout, slope) => {
-                let slope = slope.map(|s| T::from(s).expect("finite slope"));
-                let factor = |y: T, slope: T| if y > T::zero() { T::one() } else { slope };
-                // Chunks zipped rather than a collected map (the loops vectorise), written
-                // from `g` rather than into a copy of it: `(g d) factor`, as in the forward.
-                let mut out = vec![T::zero(); g.len()];
-                out.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .enumerate()
-                    .for_each(|(k, (out, g))| {
-                        let span = k * CHUNK..k * CHUNK + g.len();
-                        let (out_g, res) = (out.iter_mut().zip(g), &res[span.clone()]);
-                        match (dropout.map(|d| &d[span]), slope) {
-                            (Some(d), Some(slope)) => {
-                                for ((out, &g), (&d, &y)) in out_g.zip(d.iter().zip(res)) {
-                                    *out = g * d * factor(y, slope);
-                                }
-                            }
-                            (Some(d), None) => {
-                                out_g.zip(d).for_each(|((out, &g), &d)| *out = g * d);
-                            }
-                            (None, Some(slope)) => {
-                                for ((out, &g), &y) in out_g.zip(res) {
-                                    *out = g * factor(y, slope);
-                                }
-                            }
-                            (None, None) => out.copy_from_slice(g),
+        let (dropout, slope) = (
+            self.dropout,
+            self.op
+                .leaky_slope
+                .map(|s| T::from(s).expect("finite slope")),
+        );
+        let factor = |y: T, slope: T| if y > T::zero() { T::one() } else { slope };
+        // Chunks zipped rather than a collected map (the loops vectorise), written from `g`
+        // rather than into a copy of it: `(g d) factor`, as in the forward.
+        let mut scaled = vec![T::zero(); g.len()];
+        scaled
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(k, (out, g))| {
+                let span = k * CHUNK..k * CHUNK + g.len();
+                let (out_g, res) = (out.iter_mut().zip(g), &res[span.clone()]);
+                match (dropout.map(|d| &d[span]), slope) {
+                    (Some(d), Some(slope)) => {
+                        for ((out, &g), (&d, &y)) in out_g.zip(d.iter().zip(res)) {
+                            *out = g * d * factor(y, slope);
                         }
-                    });
-                scaled = out;
-                &scaled[..]
-            }
-        };
+                    }
+                    (Some(d), None) => {
+                        out_g.zip(d).for_each(|((out, &g), &d)| *out = g * d);
+                    }
+                    (None, Some(slope)) => {
+                        for ((out, &g), &y) in out_g.zip(res) {
+                            *out = g * factor(y, slope);
+                        }
+                    }
+                    (None, None) => out.copy_from_slice(g),
+                }
+            });
+        let g = &scaled[..];
         let mut dt = vec![T::zero(); self.op.rows() * ci];
         let partial: Vec<Vec<T>> = dt
             .par_chunks_mut(n * n * ci)
@@ -766,7 +756,10 @@ impl CustomOp3 for Kernel {
                     ))
                 }
             };
-            Ok((storage, Shape::from(self.op.output_shape(l1.dims()))))
+            Ok((
+                storage,
+                Shape::from(with_channels(l1.dims(), self.op.c_out)),
+            ))
         })
     }
 
