@@ -282,6 +282,12 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
     assert!(op.apply(&t, &mask, &params).is_ok());
     let short = t.narrow(0, 0, 9).unwrap();
     assert_eq!(bad_input(op.apply(&short, &mask, &params)), "t");
+    // Pair-shaped, but not [B, N, N, C_in] for this layer.
+    let lopsided = t.reshape((2, 3, 3, 2)).unwrap().narrow(2, 0, 2).unwrap();
+    assert_eq!(bad_input(op.apply(&lopsided, &mask, &params)), "t");
+    assert!(op
+        .apply(&t.reshape((2, 3, 3, 2)).unwrap(), &mask, &params)
+        .is_ok());
     let wide = Tensor::ones((2, 4), DType::F32, &dev).unwrap();
     assert_eq!(bad_input(op.apply(&t, &wide, &params)), "node_mask");
     let packed = params.narrow(0, 1, op.parameter_len() - 1).unwrap();
@@ -498,6 +504,11 @@ mod message {
             refused(op.apply(x, &l.mask.narrow(0, 0, 9).unwrap(), &params)),
             "mask"
         );
+        // One row without its leading dimension: no rows to speak of.
+        assert_eq!(refused(op.apply(&x.get(0).unwrap(), &l.mask, &params)), "x");
+        // Pair-shaped rows whose count disagrees with the mask.
+        let pairs = x.narrow(0, 0, 8).unwrap().reshape((2, 2, 2, 3)).unwrap();
+        assert_eq!(refused(op.apply(&pairs, &l.mask, &params)), "mask");
         assert_eq!(
             refused(op.apply(x, &(&l.mask * 0.5).unwrap(), &params)),
             "mask"
