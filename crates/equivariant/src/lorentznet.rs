@@ -214,18 +214,10 @@ impl LorentzBlock {
         graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let rows = &graph.rows;
-        let x_i = rows.gather_first(x)?;
-        let x_j = rows.gather_second(x)?;
-        let x_diff = (&x_i - &x_j)?;
-        let invariants = Tensor::stack(
-            &[psi(&dot4(&x_diff, &x_diff)?)?, psi(&dot4(&x_i, &x_j)?)?],
-            D::Minus1,
-        )?;
         let (agg, coord_sum) = if fused_on(h) {
-            self.fused_edges(h, &invariants, &x_diff, graph, train)?
+            self.fused_edges(h, x, graph, train)?
         } else {
-            self.composed_edges(h, &invariants, &x_diff, graph, train)?
+            self.composed_edges(h, x, graph, train)?
         };
         let x_new = match coord_sum {
             Some(sum) => (x + (sum.broadcast_div(&graph.neighbours)? * self.c_weight)?)?,
@@ -253,13 +245,12 @@ impl LorentzBlock {
         ))
     }
 
-    /// The edge stage, from the node features and pair geometry to `sum_j m_ij` and
+    /// The edge stage, from the node features and coordinates to `sum_j m_ij` and
     /// (coordinate blocks) `sum_j t_ij`, in one fused kernel ([`LorentzEdges`]).
     fn fused_edges(
         &self,
         h: &Tensor,
-        invariants: &Tensor,
-        x_diff: &Tensor,
+        x: &Tensor,
         graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
@@ -305,9 +296,9 @@ impl LorentzBlock {
             parts.extend([w1, *b1, w2]);
         }
         let params = LorentzEdges::pack(&parts)?;
-        let pairs = Tensor::cat(&[invariants, x_diff, &graph.edge_mask], 1)?;
+        let coords = Tensor::cat(&[x, &graph.node_mask.to_dtype(x.dtype())?], 1)?;
         let sums = op
-            .apply(&node_parts, &pairs, &params)
+            .apply(&node_parts, &coords, &params)
             .map_err(candle_core::Error::wrap)?;
         if let Some((mean, var, count)) = &sums.batch_stats {
             self.edge_bn.update_running(mean, var, count.max(1.0))?;
@@ -319,12 +310,18 @@ impl LorentzBlock {
     fn composed_edges(
         &self,
         h: &Tensor,
-        invariants: &Tensor,
-        x_diff: &Tensor,
+        x: &Tensor,
         graph: &Graph,
         train: bool,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let (rows, nodes) = (&graph.rows, h.dim(0)?);
+        let x_i = rows.gather_first(x)?;
+        let x_j = rows.gather_second(x)?;
+        let x_diff = (&x_i - &x_j)?;
+        let invariants = Tensor::stack(
+            &[psi(&dot4(&x_diff, &x_diff)?)?, psi(&dot4(&x_i, &x_j)?)?],
+            D::Minus1,
+        )?;
         // Node parts once per node.
         let (w1, w2, w3) = self.edge_in_parts()?;
         let part_i = rows.gather_first(&h.matmul(&w1.t()?)?)?;

@@ -1,11 +1,13 @@
 //! The fused LorentzNet edge stage against the same stage composed from candle operations
-//! (candle's autograd as the independent ground truth for the gradients), in f64 on padded
-//! graphs whose node counts are not multiples of the kernel's tile, with BatchNorm's batch
-//! statistics (training) and running ones (evaluation); bit-identical results with 1 and 2
-//! threads; typed errors for inputs it does not support.
+//! (candle's autograd as the independent ground truth for the gradients, the pairs'
+//! geometry formed with `minkowski::{dot4, psi}` as the model's composed path forms it),
+//! in f64 on padded graphs whose node counts are not multiples of the kernel's tile, with
+//! BatchNorm's batch statistics (training) and running ones (evaluation); bit-identical
+//! results with 1 and 2 threads; typed errors for inputs it does not support.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use noether_equivariant::fused::{EdgeSums, LorentzEdges, PAIR_COLUMNS};
+use noether_equivariant::fused::{EdgeSums, LorentzEdges, COORD_COLUMNS};
+use noether_equivariant::minkowski::{dot4, psi};
 use noether_equivariant::ModelError;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,8 +16,11 @@ struct Case {
     op: LorentzEdges,
     graphs: usize,
     node_parts: Var,
-    invariants: Var,
-    x_diff: Var,
+    /// The nodes' x `[B N, 4]`.
+    x: Var,
+    /// The node mask `[B N, 1]`.
+    node_mask: Tensor,
+    /// The edge mask `[B N N, 1]`: distinct real nodes.
     mask: Tensor,
     params: Var,
     weights: Tensor,
@@ -41,8 +46,10 @@ fn case(graphs: usize, nodes: usize, hidden: usize, coord: bool, clamp: f64, tra
     let rows = graphs * nodes * nodes;
     let dev = &Device::Cpu;
     let mut mask = Vec::with_capacity(rows);
+    let mut node_mask = Vec::with_capacity(graphs * nodes);
     for g in 0..graphs {
         let real = nodes - (g % 3).min(nodes - 1);
+        node_mask.extend((0..nodes).map(|i| if i < real { 1.0 } else { 0.0 }));
         for i in 0..nodes {
             for j in 0..nodes {
                 mask.push(if i != j && i < real && j < real {
@@ -66,8 +73,11 @@ fn case(graphs: usize, nodes: usize, hidden: usize, coord: bool, clamp: f64, tra
             random(&mut rng, graphs * nodes * 2 * hidden, 1.0),
             (graphs * nodes, 2 * hidden),
         ),
-        invariants: var(random(&mut rng, rows * 2, 1.0), (rows, 2)),
-        x_diff: var(random(&mut rng, rows * 4, 2.0), (rows, 4)),
+        x: var(
+            random(&mut rng, graphs * nodes * 4, 2.0),
+            (graphs * nodes, 4),
+        ),
+        node_mask: Tensor::from_vec(node_mask, (graphs * nodes, 1), dev).unwrap(),
         mask: Tensor::from_vec(mask, (rows, 1), dev).unwrap(),
         params: Var::from_vec(params, op.parameter_len(), dev).unwrap(),
         weights: Tensor::from_vec(
@@ -79,12 +89,9 @@ fn case(graphs: usize, nodes: usize, hidden: usize, coord: bool, clamp: f64, tra
     }
 }
 
-fn pairs(c: &Case) -> Tensor {
-    Tensor::cat(
-        &[c.invariants.as_tensor(), c.x_diff.as_tensor(), &c.mask],
-        1,
-    )
-    .unwrap()
+/// The kernel's coordinate input: x, then the node mask.
+fn coords(c: &Case) -> Tensor {
+    Tensor::cat(&[c.x.as_tensor(), &c.node_mask], 1).unwrap()
 }
 
 /// Batch statistics: mean, biased variance, count.
@@ -107,10 +114,27 @@ fn fused(c: &Case) -> Output {
         coords,
         batch_stats,
     } =
-        c.op.apply(c.node_parts.as_tensor(), &pairs(c), c.params.as_tensor())
+        c.op.apply(c.node_parts.as_tensor(), &coords(c), c.params.as_tensor())
             .unwrap();
     let stats = batch_stats.map(|(m, v, n)| (host(&m), host(&v), n));
     (side_by_side(c, messages, coords), stats)
+}
+
+/// x_i - x_j and the two invariants psi|x_i - x_j|^2, psi(x_i . x_j) of every pair row
+/// (`first`, `second`: the rows' nodes), as LorentzNet's composed path forms them.
+fn pair_geometry(c: &Case, first: &Tensor, second: &Tensor) -> (Tensor, Tensor) {
+    let x_i = c.x.as_tensor().index_select(first, 0).unwrap();
+    let x_j = c.x.as_tensor().index_select(second, 0).unwrap();
+    let x_diff = (&x_i - &x_j).unwrap();
+    let invariants = Tensor::stack(
+        &[
+            psi(&dot4(&x_diff, &x_diff).unwrap()).unwrap(),
+            psi(&dot4(&x_i, &x_j).unwrap()).unwrap(),
+        ],
+        D::Minus1,
+    )
+    .unwrap();
+    (x_diff, invariants)
 }
 
 /// The stage composed from candle operations, as LorentzNet's reference code writes it.
@@ -137,25 +161,21 @@ fn composed(c: &Case) -> Output {
         }
     };
     let rows = c.graphs * n * n;
-    let first: Vec<u32> = (0..rows).map(|e| (e / n) as u32).collect();
-    let second: Vec<u32> = (0..rows)
-        .map(|e| (e / (n * n) * n + e % n) as u32)
-        .collect();
     let index = |v: Vec<u32>| Tensor::from_vec(v, rows, dev).unwrap();
+    let first = index((0..rows).map(|e| (e / n) as u32).collect());
+    let second = index(
+        (0..rows)
+            .map(|e| (e / (n * n) * n + e % n) as u32)
+            .collect(),
+    );
     let parts = c.node_parts.as_tensor();
-    let p_i = parts
-        .narrow(1, 0, h)
-        .and_then(|t| t.contiguous())
-        .unwrap()
-        .index_select(&index(first), 0)
-        .unwrap();
-    let q_j = parts
-        .narrow(1, h, h)
-        .and_then(|t| t.contiguous())
-        .unwrap()
-        .index_select(&index(second), 0)
-        .unwrap();
-    let pre = ((linear(c.invariants.as_tensor(), &w3, None) + p_i).unwrap() + q_j).unwrap();
+    let part = |start: usize, rows: &Tensor| {
+        let t = parts.narrow(1, start, h).and_then(|t| t.contiguous());
+        t.unwrap().index_select(rows, 0).unwrap()
+    };
+    let (p_i, q_j) = (part(0, &first), part(h, &second));
+    let (x_diff, invariants) = pair_geometry(c, &first, &second);
+    let pre = ((linear(&invariants, &w3, None) + p_i).unwrap() + q_j).unwrap();
     let (mean, var, stats) = if c.op.train {
         let count = c.mask.sum_all().unwrap().to_scalar::<f64>().unwrap();
         let mean = (pre.broadcast_mul(&c.mask).unwrap().sum(0).unwrap() / count).unwrap();
@@ -197,9 +217,7 @@ fn composed(c: &Case) -> Output {
         let b_x1 = take(h);
         let w_x2 = take(h).reshape((1, h)).unwrap();
         let phi = linear(&linear(&m, &w_x1, Some(&b_x1)).relu().unwrap(), &w_x2, None);
-        let t = c
-            .x_diff
-            .as_tensor()
+        let t = x_diff
             .broadcast_mul(&phi)
             .unwrap()
             .clamp(-c.op.clamp, c.op.clamp)
@@ -224,25 +242,18 @@ fn worst(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// The output, the gradients of a fixed weighted sum of it for the node parts, the pair
-/// invariants, x_i - x_j and the parameters (running statistics left out: constants to
-/// the kernel), and the batch statistics.
+/// The output, the gradients of a fixed weighted sum of it for the node parts, the nodes'
+/// x and the parameters (running statistics left out: constants to the kernel), and the
+/// batch statistics.
 fn run(c: &Case, f: fn(&Case) -> Output) -> (Vec<Vec<f64>>, Option<Stats>) {
     let (out, stats) = f(c);
     let loss = (&out * &c.weights).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
-    // No gradient recorded (x_i - x_j without coordinates): zero.
     let grad = |v: &Var| grads.get(v).map_or_else(|| vec![0.0; v.elem_count()], host);
     let h = c.op.hidden;
     let mut dparams = grad(&c.params);
     dparams.drain(4 * h..6 * h);
-    let values = vec![
-        host(&out),
-        grad(&c.node_parts),
-        grad(&c.invariants),
-        grad(&c.x_diff),
-        dparams,
-    ];
+    let values = vec![host(&out), grad(&c.node_parts), grad(&c.x), dparams];
     (values, stats)
 }
 
@@ -258,13 +269,7 @@ fn fused_stage_equals_the_composed_one_with_its_gradients() {
         (5, 6, 4, true, 0.4, true),
         (4, 11, 5, true, f64::INFINITY, false),
     ];
-    let names = [
-        "output",
-        "d node_parts",
-        "d invariants",
-        "d(x_i - x_j)",
-        "d params",
-    ];
+    let names = ["output", "d node_parts", "d x", "d params"];
     for (k, &(graphs, nodes, hidden, coord, clamp, train)) in cases.iter().enumerate() {
         let c = case(graphs, nodes, hidden, coord, clamp, train);
         let (got, got_stats) = run(&c, fused);
@@ -272,11 +277,7 @@ fn fused_stage_equals_the_composed_one_with_its_gradients() {
         for ((what, g), w) in names.iter().zip(&got).zip(&want) {
             let err = worst(g, w);
             assert!(err < 1e-12, "case {k} {what}: {err:.1e}");
-            let unused = !coord && *what == "d(x_i - x_j)";
-            assert!(
-                unused || w.iter().any(|x| *x != 0.0),
-                "case {k} {what} is all zero"
-            );
+            assert!(w.iter().any(|x| *x != 0.0), "case {k} {what} is all zero");
         }
         match (got_stats, want_stats) {
             (Some((gm, gv, gn)), Some((wm, wv, wn))) => {
@@ -314,7 +315,7 @@ fn the_forward_without_gradients_gives_the_same_bits() {
         let sums =
             c.op.apply(
                 &c.node_parts.as_tensor().detach(),
-                &pairs(&c).detach(),
+                &coords(&c).detach(),
                 &c.params.as_tensor().detach(),
             )
             .unwrap();
@@ -335,17 +336,18 @@ fn bad_input(result: noether_equivariant::Result<EdgeSums>) -> (String, String) 
 #[test]
 fn unsupported_inputs_are_refused_naming_the_tensor() {
     let c = case(2, 5, 3, true, f64::INFINITY, true);
-    let (nodes, g, p) = (c.node_parts.as_tensor(), pairs(&c), c.params.as_tensor());
+    let (nodes, g, p) = (c.node_parts.as_tensor(), coords(&c), c.params.as_tensor());
     let op = c.op;
     // Node parts not a whole number of graphs, or not 2H wide.
     let (input, _) = bad_input(op.apply(&nodes.narrow(0, 0, 9).unwrap(), &g, p));
     assert_eq!(input, "node_parts");
     let (input, _) = bad_input(op.apply(&nodes.narrow(1, 0, 5).unwrap(), &g, p));
     assert_eq!(input, "node_parts");
-    let (input, _) = bad_input(op.apply(nodes, &g.narrow(1, 0, PAIR_COLUMNS - 1).unwrap(), p));
-    assert_eq!(input, "pairs");
-    let (input, _) = bad_input(op.apply(nodes, &g.narrow(0, 0, 25).unwrap(), p));
-    assert_eq!(input, "pairs");
+    // Coordinates without the mask column, or for fewer nodes than the node parts.
+    let (input, _) = bad_input(op.apply(nodes, &g.narrow(1, 0, COORD_COLUMNS - 1).unwrap(), p));
+    assert_eq!(input, "coords");
+    let (input, _) = bad_input(op.apply(nodes, &g.narrow(0, 0, 9).unwrap(), p));
+    assert_eq!(input, "coords");
     let (input, _) =
         bad_input(op.apply(nodes, &g, &p.narrow(0, 1, p.dim(0).unwrap() - 1).unwrap()));
     assert_eq!(input, "params");
@@ -354,18 +356,11 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
     assert_eq!(input, "node_parts");
     assert!(expected.contains("f32 or f64"), "{expected}");
     let (input, _) = bad_input(op.apply(nodes, &g.to_dtype(DType::F32).unwrap(), p));
-    assert_eq!(input, "pairs");
-    // A soft edge-mask value.
-    let soft = Tensor::cat(
-        &[
-            &g.narrow(1, 0, PAIR_COLUMNS - 1).unwrap(),
-            &(&c.mask * 0.5).unwrap(),
-        ],
-        1,
-    )
-    .unwrap();
+    assert_eq!(input, "coords");
+    // A soft node-mask value.
+    let soft = Tensor::cat(&[c.x.as_tensor(), &(&c.node_mask * 0.5).unwrap()], 1).unwrap();
     let (input, expected) = bad_input(op.apply(nodes, &soft, p));
-    assert_eq!(input, "pairs");
+    assert_eq!(input, "coords");
     assert!(expected.contains("0 or 1"), "{expected}");
     let zero = LorentzEdges { nodes: 0, ..op };
     let (input, _) = bad_input(zero.apply(nodes, &g, p));

@@ -69,11 +69,11 @@ pub(super) fn relu<T: Real>(x: T) -> T {
 }
 
 /// Columns of a pair row: psi(|x_i - x_j|^2), psi(x_i . x_j), x_i - x_j (4), edge mask.
-pub const PAIR_COLUMNS: usize = 7;
+pub(super) const PAIR_COLUMNS: usize = 7;
 /// First column of x_i - x_j in a pair row.
-const X_DIFF: usize = 2;
+pub(super) const X_DIFF: usize = 2;
 /// The edge-mask column of a pair row.
-const EDGE_MASK: usize = 6;
+pub(super) const EDGE_MASK: usize = 6;
 
 /// The message stage's shape and the offsets of its packed parameters: `W_out` `[H, H]`
 /// (PyTorch `[out, in]`), `b_out` `[H]`, `w_att` `[H]`, `b_att` `[1]`, and in coordinate

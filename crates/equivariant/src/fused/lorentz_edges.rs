@@ -7,6 +7,12 @@
 //! z_ij   = BatchNorm(pre_ij)           (training: statistics over the real edges only)
 //! ```
 //!
+//! The pairs' geometry (x_i - x_j, the two invariants, the edge mask) is formed inside
+//! from the nodes' coordinates and mask, and the backward hands back the coordinates'
+//! gradient: as candle operations (gathers, Minkowski products, psi, a concatenation) it
+//! made a dozen `[B N N, *]` tensors per block and their backward as many more, 8% of a
+//! training step.
+//!
 //! then the message stage of [`super::edge_tile`] and the sums over j. The composed candle
 //! graph makes about twenty `[B N N, H]` tensors per block and more in its backward; here
 //! they exist only inside tiles of ~256 pair rows. When an input records gradients the
@@ -27,13 +33,19 @@ use rayon::prelude::*;
 
 use std::sync::Mutex;
 
-use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, PAIR_COLUMNS};
+use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, EDGE_MASK, PAIR_COLUMNS, X_DIFF};
 use super::vector_math::dot;
 use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
 
 /// The kernel's name in errors.
 const KERNEL: &str = "fused edge stage";
+
+/// Columns of a node's row in the stage's `coords` input: x = (E, px, py, pz), then the
+/// node mask (1 for real nodes, 0 for padding).
+pub const COORD_COLUMNS: usize = 5;
+/// The node-mask column of a coordinate row.
+const NODE_MASK: usize = 4;
 
 /// Pair rows per tile (rounded to whole nodes i).
 const TILE_ROWS: usize = 256;
@@ -101,25 +113,26 @@ impl LorentzEdges {
         Tensor::cat(&flat, 0)
     }
 
-    /// Runs the stage on `node_parts` `[B N, 2H]` (`W1 h` then `W2 h`), `pairs`
-    /// `[B N N, 7]` (the two invariants, `x_i - x_j`, the edge mask) and the packed
-    /// parameters.
+    /// Runs the stage on `node_parts` `[B N, 2H]` (`W1 h` then `W2 h`), `coords`
+    /// `[B N, 5]` ([`COORD_COLUMNS`]: each node's x, then its mask; the edges are the pairs
+    /// of distinct real nodes) and the packed parameters. Differentiable in all three (the
+    /// mask column's gradient is 0).
     ///
     /// # Errors
     /// [`ModelError::BadInput`] naming the tensor for shapes that do not fit, dtypes other
-    /// than f32 and f64, tensors not on the CPU and edge masks other than 0 and 1.
-    pub fn apply(&self, node_parts: &Tensor, pairs: &Tensor, params: &Tensor) -> Result<EdgeSums> {
-        let graph_nodes = self.check(node_parts, pairs, params)?;
+    /// than f32 and f64, tensors not on the CPU and node masks other than 0 and 1.
+    pub fn apply(&self, node_parts: &Tensor, coords: &Tensor, params: &Tensor) -> Result<EdgeSums> {
+        let graph_nodes = self.check(node_parts, coords, params)?;
         let h = self.hidden;
         let run = || -> candle_core::Result<EdgeSums> {
-            let keep = node_parts.track_op() || pairs.track_op() || params.track_op();
+            let keep = node_parts.track_op() || coords.track_op() || params.track_op();
             let kernel = Kernel {
                 op: *self,
                 keep,
                 kept: Mutex::new(None),
             };
             let out = node_parts.contiguous()?.apply_op3(
-                &pairs.contiguous()?,
+                &coords.contiguous()?,
                 &params.contiguous()?,
                 kernel,
             )?;
@@ -150,7 +163,7 @@ impl LorentzEdges {
     }
 
     /// Validates the inputs; returns B N.
-    fn check(&self, node_parts: &Tensor, pairs: &Tensor, params: &Tensor) -> Result<usize> {
+    fn check(&self, node_parts: &Tensor, coords: &Tensor, params: &Tensor) -> Result<usize> {
         let (n, h) = (self.nodes, self.hidden);
         let bad = |input: &'static str, expected: String, t: &Tensor| ModelError::BadInput {
             input,
@@ -174,14 +187,11 @@ impl LorentzEdges {
                 ))
             }
         };
-        if pairs.dims() != [graph_nodes * n, PAIR_COLUMNS] {
+        if coords.dims() != [graph_nodes, COORD_COLUMNS] {
             return Err(bad(
-                "pairs",
-                format!(
-                    "[{}, {PAIR_COLUMNS}] (2 invariants, x_i - x_j, edge mask)",
-                    graph_nodes * n
-                ),
-                pairs,
+                "coords",
+                format!("[{graph_nodes}, {COORD_COLUMNS}] (x, node mask)"),
+                coords,
             ));
         }
         let len = self.parameter_len();
@@ -191,7 +201,7 @@ impl LorentzEdges {
         let dtype = node_parts.dtype();
         for (name, t) in [
             ("node_parts", node_parts),
-            ("pairs", pairs),
+            ("coords", coords),
             ("params", params),
         ] {
             if !matches!(t.dtype(), DType::F32 | DType::F64) || t.dtype() != dtype {
@@ -205,8 +215,8 @@ impl LorentzEdges {
                 return Err(bad(name, "a CPU tensor (a fused CPU kernel)".into(), t));
             }
         }
-        let mask = pairs
-            .narrow(1, PAIR_COLUMNS - 1, 1)
+        let mask = coords
+            .narrow(1, NODE_MASK, 1)
             .and_then(|m| m.to_dtype(DType::F64))
             .and_then(|m| m.flatten_all())
             .and_then(|m| m.to_vec1::<f64>())
@@ -214,11 +224,11 @@ impl LorentzEdges {
                 context: "reading the edge mask".into(),
                 source,
             })?;
-        if let Some(row) = mask.iter().position(|&e| e != 0.0 && e != 1.0) {
+        if let Some(row) = mask.iter().position(|&m| m != 0.0 && m != 1.0) {
             return Err(bad(
-                "pairs",
-                format!("an edge mask of 0 or 1 (row {row} holds {})", mask[row]),
-                pairs,
+                "coords",
+                format!("a node mask of 0 or 1 (row {row} holds {})", mask[row]),
+                coords,
             ));
         }
         Ok(graph_nodes)
@@ -240,6 +250,9 @@ struct Inputs<'a, T> {
     op: LorentzEdges,
     stage: Stage,
     nodes: &'a [T],
+    /// `[B N, COORD_COLUMNS]`
+    coords: &'a [T],
+    /// The pair rows formed from `coords` ([`pair_geometry`]).
     pairs: &'a [T],
     params: &'a [T],
     /// The first edge layer's weights of the two pair invariants, `W3[:, 0]` and
@@ -453,7 +466,7 @@ impl<'a, T: Real> Inputs<'a, T> {
         (out, keep.then_some(kept))
     }
 
-    /// Gradients for node_parts, pairs and params given the forward's output `res`
+    /// Gradients for node_parts, coords and params given the forward's output `res`
     /// (statistics and kept activations) and its gradient.
     fn backward(
         &self,
@@ -531,28 +544,34 @@ impl<'a, T: Real> Inputs<'a, T> {
         // d weight = sum dz x_hat, d bias = sum dz (dz is 0 on padded edges).
         dparams[2 * h..3 * h].copy_from_slice(&sum_dz_xhat);
         dparams[3 * h..4 * h].copy_from_slice(&sum_dz);
-        // Pass B, per whole graphs: d pre, then the first layer's gradients.
+        // Pass B, per whole graphs: d pre, then the first layer's and the geometry's
+        // gradients.
         let graph_rows = n * n;
         let graphs_per_chunk = chunk.div_ceil(graph_rows).max(1);
         let mut dnodes = vec![T::zero(); rows_total / n * 2 * h];
+        let mut dcoords = vec![T::zero(); rows_total / n * COORD_COLUMNS];
         let dw3: Vec<Vec<T>> = dnodes
             .par_chunks_mut(graphs_per_chunk * n * 2 * h)
-            .zip(dpairs.par_chunks_mut(graphs_per_chunk * graph_rows * PAIR_COLUMNS))
+            .zip(dcoords.par_chunks_mut(graphs_per_chunk * n * COORD_COLUMNS))
+            .zip(dpairs.par_chunks(graphs_per_chunk * graph_rows * PAIR_COLUMNS))
             .zip(dz.par_chunks(graphs_per_chunk * graph_rows * h))
             .enumerate()
-            .map(|(c, ((dn, dp), dz))| {
+            .map(|(c, (((dn, dx), dp), dz))| {
                 let first = c * graphs_per_chunk * graph_rows;
-                self.first_layer_backward(&norm, first, dz, (&sum_dz, &sum_dz_xhat), dn, dp)
+                let sums = (&sum_dz[..], &sum_dz_xhat[..]);
+                self.first_layer_backward(&norm, first, dz, sums, dn, (dp, dx))
             })
             .collect();
         for d in dw3 {
             add(&mut dparams[..2 * h], &d);
         }
-        (dnodes, dpairs, dparams)
+        (dnodes, dcoords, dparams)
     }
 
-    /// BatchNorm's and the first layer's backward for the whole graphs of rows
-    /// `first..first + dz.len() / H`; returns this chunk's `d W3`.
+    /// BatchNorm's, the first layer's and the pair geometry's backward for the whole
+    /// graphs of rows `first..first + dz.len() / H`, given `dpairs`' gradients of
+    /// x_i - x_j from the message stage; writes the graphs' `dnodes` and `dcoords`,
+    /// returns this chunk's `d W3`.
     fn first_layer_backward(
         &self,
         norm: &Norm<T>,
@@ -560,7 +579,7 @@ impl<'a, T: Real> Inputs<'a, T> {
         dz: &[T],
         (sum_dz, sum_dz_xhat): (&[T], &[T]),
         dnodes: &mut [T],
-        dpairs: &mut [T],
+        (dpairs, dcoords): (&[T], &mut [T]),
     ) -> Vec<T> {
         let (n, h) = (self.op.nodes, self.h());
         let weight = &self.params[2 * h..3 * h];
@@ -607,10 +626,55 @@ impl<'a, T: Real> Inputs<'a, T> {
                 dw[0] += dp * a0;
                 dw[1] += dp * a1;
             }
-            dpairs[r * PAIR_COLUMNS] = dot(&dpre, w0);
-            dpairs[r * PAIR_COLUMNS + 1] = dot(&dpre, w1);
+            if real {
+                // (Padded edges and i = j: every gradient of the row is 0.)
+                let da = [dot(&dpre, w0), dot(&dpre, w1)];
+                let dx_diff = &dpairs[r * PAIR_COLUMNS + X_DIFF..r * PAIR_COLUMNS + X_DIFF + 4];
+                let [gi, gj] = self.geometry_backward(e, da, dx_diff);
+                add(
+                    &mut dcoords[bi * COORD_COLUMNS..bi * COORD_COLUMNS + 4],
+                    &gi,
+                );
+                add(
+                    &mut dcoords[bj * COORD_COLUMNS..bj * COORD_COLUMNS + 4],
+                    &gj,
+                );
+            }
         }
         dw3
+    }
+
+    /// Coordinates `x_i`, `x_j` of pair row `e`.
+    fn pair_coords(&self, e: usize) -> (&'a [T], &'a [T]) {
+        let n = self.op.nodes;
+        let (i, j) = (e / n, e / n / n * n + e % n);
+        (
+            &self.coords[i * COORD_COLUMNS..i * COORD_COLUMNS + 4],
+            &self.coords[j * COORD_COLUMNS..j * COORD_COLUMNS + 4],
+        )
+    }
+
+    /// The gradients of x_i and x_j from row e's: `da` of its two invariants (after psi)
+    /// and `dx_diff` of x_i - x_j, through the products as candle's `dot4` forms them.
+    fn geometry_backward(&self, e: usize, da: [T; 2], dx_diff: &[T]) -> [[T; 4]; 2] {
+        let (xi, xj) = self.pair_coords(e);
+        let diff = difference(xi, xj);
+        let d_square = psi_gradient(minkowski(&diff, &diff), da[0]);
+        let d_product = psi_gradient(minkowski(xi, xj), da[1]);
+        let (mut gi, mut gj) = ([T::zero(); 4], [T::zero(); 4]);
+        for k in 0..4 {
+            // d (p . q) / d p_k = eta_k q_k with the metric eta = (+, -, -, -).
+            let (ds, dp) = if k == 0 {
+                (d_square, d_product)
+            } else {
+                (-d_square, -d_product)
+            };
+            // |x_i - x_j|^2: x_i - x_j is both factors.
+            let dd = dx_diff[k] + (ds * diff[k] + ds * diff[k]);
+            gi[k] = dd + dp * xj[k];
+            gj[k] = dp * xi[k] - dd;
+        }
+        [gi, gj]
     }
 }
 
@@ -620,10 +684,70 @@ fn add<T: Real>(acc: &mut [T], x: &[T]) {
     }
 }
 
+/// x_i - x_j.
+fn difference<T: Real>(xi: &[T], xj: &[T]) -> [T; 4] {
+    [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2], xi[3] - xj[3]]
+}
+
+/// p . q with the metric (+, -, -, -), summed as `minkowski::dot4` sums it on candle's CPU
+/// backend: 2 p0 q0 - (((p0 q0 + p1 q1) + p2 q2) + p3 q3).
+fn minkowski<T: Real>(p: &[T], q: &[T]) -> T {
+    let prod = [p[0] * q[0], p[1] * q[1], p[2] * q[2], p[3] * q[3]];
+    let sum = ((prod[0] + prod[1]) + prod[2]) + prod[3];
+    (prod[0] + prod[0]) - sum
+}
+
+/// psi(a) = sgn(a) ln(|a| + 1), LorentzNet's embedding of invariants (`minkowski::psi`).
+fn psi<T: Real>(a: T) -> T {
+    if a > T::zero() {
+        (a + T::one()).ln()
+    } else if a < T::zero() {
+        -((-a + T::one()).ln())
+    } else {
+        T::zero()
+    }
+}
+
+/// `g psi'(a)`: g / (|a| + 1), and 0 at a = 0 (where candle's sign, which psi is formed
+/// with, has the gradient 0).
+fn psi_gradient<T: Real>(a: T, g: T) -> T {
+    if a == T::zero() {
+        T::zero()
+    } else {
+        g / (a.abs() + T::one())
+    }
+}
+
+/// The pair rows ([`PAIR_COLUMNS`]: psi|x_i - x_j|^2, psi(x_i . x_j), x_i - x_j, the edge
+/// mask, 1 for distinct real nodes) of every graph from its nodes' coordinate rows, in
+/// parallel over graphs.
+fn pair_geometry<T: Real>(coords: &[T], nodes: usize) -> Vec<T> {
+    let n = nodes;
+    let mut pairs = vec![T::zero(); coords.len() / COORD_COLUMNS * n * PAIR_COLUMNS];
+    pairs
+        .par_chunks_mut(n * n * PAIR_COLUMNS)
+        .zip(coords.par_chunks(n * COORD_COLUMNS))
+        .for_each(|(rows, graph)| {
+            let node = |i: usize| &graph[i * COORD_COLUMNS..(i + 1) * COORD_COLUMNS];
+            for (e, row) in rows.chunks_exact_mut(PAIR_COLUMNS).enumerate() {
+                let (xi, xj) = (node(e / n), node(e % n));
+                let diff = difference(xi, xj);
+                row[0] = psi(minkowski(&diff, &diff));
+                row[1] = psi(minkowski(xi, xj));
+                row[X_DIFF..X_DIFF + 4].copy_from_slice(&diff);
+                let real =
+                    e / n != e % n && xi[NODE_MASK] != T::zero() && xj[NODE_MASK] != T::zero();
+                row[EDGE_MASK] = if real { T::one() } else { T::zero() };
+            }
+        });
+    pairs
+}
+
 impl LorentzEdges {
     fn inputs<'a, T: Real>(
         &self,
         nodes: &'a [T],
+        coords: &'a [T],
         pairs: &'a [T],
         params: &'a [T],
     ) -> Inputs<'a, T> {
@@ -633,6 +757,7 @@ impl LorentzEdges {
             op: *self,
             stage: self.stage(),
             nodes,
+            coords,
             pairs,
             params,
             w3: [column(0), column(1)],
@@ -652,12 +777,15 @@ struct Kernel {
 impl Kernel {
     /// The forward on three CPU inputs of type T; keeps the tiles' activations if asked.
     fn run<T: Real>(&self, inputs: [(&CpuStorage, &Layout); 3]) -> candle_core::Result<Vec<T>> {
-        let [nodes, pairs, params] = inputs;
+        let [nodes, coords, params] = inputs;
+        let coords = contiguous_values(coords.0, coords.1, KERNEL)?;
+        let pairs = pair_geometry(coords, self.op.nodes);
         let (out, kept) = self
             .op
             .inputs(
                 contiguous_values(nodes.0, nodes.1, KERNEL)?,
-                contiguous_values(pairs.0, pairs.1, KERNEL)?,
+                coords,
+                &pairs,
                 contiguous_values(params.0, params.1, KERNEL)?,
             )
             .forward(self.keep);
@@ -679,7 +807,8 @@ impl Kernel {
             let cpu = cpu_storage(storage, KERNEL)?;
             *slot = contiguous_values(cpu, layout, KERNEL)?;
         }
-        let [nodes, pairs, params, res, grad] = slices;
+        let [nodes, coords, params, res, grad] = slices;
+        let pairs = pair_geometry(coords, self.op.nodes);
         let kept = self
             .kept
             .lock()
@@ -687,7 +816,7 @@ impl Kernel {
         let tiles = kept.as_ref().and_then(T::kept);
         let (dn, dp, dw) = self
             .op
-            .inputs(nodes, pairs, params)
+            .inputs(nodes, coords, &pairs, params)
             .backward(res, grad, tiles);
         drop(kept);
         drop(guards);
@@ -740,14 +869,14 @@ impl CustomOp3 for Kernel {
     fn bwd(
         &self,
         nodes: &Tensor,
-        pairs: &Tensor,
+        coords: &Tensor,
         params: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         super::in_pool(|| {
             let grad = grad.contiguous()?;
-            let tensors = [nodes, pairs, params, res, &grad];
+            let tensors = [nodes, coords, params, res, &grad];
             let (dn, dp, dw) = match nodes.dtype() {
                 DType::F32 => self.backward_tensors::<f32>(tensors)?,
                 DType::F64 => self.backward_tensors::<f64>(tensors)?,

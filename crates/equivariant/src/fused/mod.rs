@@ -1,9 +1,10 @@
 //! Fused CPU kernels: candle custom ops with their own backward for the stages of the
 //! equivariant models where candle's one-buffer-per-operation graph spends its time.
 //!
-//! - [`LorentzEdges`]: LorentzNet's edge stage: the factorised first edge layer, its
-//!   BatchNorm (exact batch statistics over the real edges in training), the per-pair
-//!   MLP, the message and coordinate gates and the masked sums over j.
+//! - [`LorentzEdges`]: LorentzNet's edge stage from the nodes' coordinates: the pairs'
+//!   geometry and invariants, the factorised first edge layer, its BatchNorm (exact batch
+//!   statistics over the real edges in training), the per-pair MLP, the message and
+//!   coordinate gates and the masked sums over j.
 //! - [`PairMessage`]: PELICAN's per-pair message layer (Linear, LeakyReLU, masked
 //!   BatchNorm with exact batch statistics, mask).
 //! - [`mask_product`]: a product with a constant mask (dropout's) whose backward forms
@@ -18,19 +19,17 @@
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
-//! use noether_equivariant::fused::{LorentzEdges, PAIR_COLUMNS};
+//! use noether_equivariant::fused::LorentzEdges;
 //! // One graph of two nodes, hidden width 1, no coordinate update, running statistics.
 //! let op = LorentzEdges { nodes: 2, hidden: 1, coord: false, clamp: f64::INFINITY, train: false, eps: 0.0 };
 //! let dev = Device::Cpu;
 //! let node_parts = Tensor::new(&[[1f32, 0.0], [2.0, 0.0]], &dev)?; // W1 h, W2 h per node
-//! // Pairs (0,0), (0,1), (1,0), (1,1): zero invariants and geometry; only i != j are edges.
-//! let mut pairs = vec![0f32; 4 * PAIR_COLUMNS];
-//! pairs[PAIR_COLUMNS + 6] = 1.0;
-//! pairs[2 * PAIR_COLUMNS + 6] = 1.0;
-//! let pairs = Tensor::from_vec(pairs, (4, PAIR_COLUMNS), &dev)?;
-//! // W3, BatchNorm (weight 1, bias 0, mean 0, var 1), W_out = 1, b_out = 0, w_att = 0, b_att = 0.
+//! // Both nodes real (last column), at rest: the edges (0, 1) and (1, 0).
+//! let coords = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 1.0]], &dev)?;
+//! // W3 = 0, BatchNorm (weight 1, bias 0, mean 0, var 1), W_out = 1, b_out = 0, w_att = 0,
+//! // b_att = 0.
 //! let params = Tensor::new(&[0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0], &dev)?;
-//! let sums = op.apply(&node_parts, &pairs, &params)?;
+//! let sums = op.apply(&node_parts, &coords, &params)?;
 //! // m_01 = sigmoid(0) * relu(1) = 0.5, m_10 = 0.5 * relu(2) = 1.
 //! assert_eq!(sums.messages.flatten_all()?.to_vec1::<f32>()?, vec![0.5, 1.0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -47,10 +46,9 @@ mod pair_mix;
 pub(crate) mod vector_math;
 
 pub use edge_conv::{EdgeConvOutput, EdgeConvStage};
-pub use edge_tile::PAIR_COLUMNS;
 pub use gelu::gelu_tanh;
 pub(crate) use gelu::{CUBIC as GELU_CUBIC, SQRT_TWO_OVER_PI};
-pub use lorentz_edges::{EdgeSums, LorentzEdges};
+pub use lorentz_edges::{EdgeSums, LorentzEdges, COORD_COLUMNS};
 pub use mask_product::mask_product;
 pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;
