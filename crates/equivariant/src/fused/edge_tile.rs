@@ -21,25 +21,33 @@ use super::vector_math::dot;
 /// Per tile, the activations a forward keeps for its backward: `a2` and `c1`.
 pub(super) type KeptTiles<T> = Vec<(Vec<T>, Vec<T>)>;
 
-/// [`KeptTiles`] of either float type, as a custom op stores them.
+/// What a forward keeps for its backward: the pair rows it formed and [`KeptTiles`].
+pub(super) struct KeptState<T> {
+    /// The pair rows ([`PAIR_COLUMNS`] each).
+    pub pairs: Vec<T>,
+    /// Per tile, `a2` and `c1`.
+    pub tiles: KeptTiles<T>,
+}
+
+/// A [`KeptState`] of either float type, as a custom op stores it.
 pub(super) enum Kept {
-    F32(KeptTiles<f32>),
-    F64(KeptTiles<f64>),
+    F32(KeptState<f32>),
+    F64(KeptState<f64>),
 }
 
 /// The float types the kernels run in.
 pub(super) trait Real: WithDType + Float + Send + Sync + 'static {
-    /// Wraps kept tiles of this type.
-    fn keep(tiles: KeptTiles<Self>) -> Kept;
-    /// The kept tiles, when they are of this type.
-    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>>;
+    /// Wraps a kept state of this type.
+    fn keep(state: KeptState<Self>) -> Kept;
+    /// The kept state, when it is of this type.
+    fn kept(kept: &Kept) -> Option<&KeptState<Self>>;
 }
 
 impl Real for f32 {
-    fn keep(tiles: KeptTiles<Self>) -> Kept {
-        Kept::F32(tiles)
+    fn keep(state: KeptState<Self>) -> Kept {
+        Kept::F32(state)
     }
-    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>> {
+    fn kept(kept: &Kept) -> Option<&KeptState<Self>> {
         match kept {
             Kept::F32(t) => Some(t),
             Kept::F64(_) => None,
@@ -48,10 +56,10 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
-    fn keep(tiles: KeptTiles<Self>) -> Kept {
-        Kept::F64(tiles)
+    fn keep(state: KeptState<Self>) -> Kept {
+        Kept::F64(state)
     }
-    fn kept(kept: &Kept) -> Option<&KeptTiles<Self>> {
+    fn kept(kept: &Kept) -> Option<&KeptState<Self>> {
         match kept {
             Kept::F64(t) => Some(t),
             Kept::F32(_) => None,

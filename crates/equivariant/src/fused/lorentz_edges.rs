@@ -34,7 +34,9 @@ use rayon::prelude::*;
 
 use std::sync::Mutex;
 
-use super::edge_tile::{Kept, KeptTiles, Real, Stage, Tile, EDGE_MASK, PAIR_COLUMNS, X_DIFF};
+use super::edge_tile::{
+    Kept, KeptState, KeptTiles, Real, Stage, Tile, EDGE_MASK, PAIR_COLUMNS, X_DIFF,
+};
 use super::vector_math::dot;
 use super::{contiguous_values, cpu_storage};
 use crate::error::{ModelError, Result};
@@ -838,7 +840,7 @@ impl Kernel {
         let [nodes, coords, params] = inputs;
         let coords = contiguous_values(coords.0, coords.1, KERNEL)?;
         let pairs = pair_geometry(coords, self.op.nodes);
-        let (out, kept) = self
+        let (out, tiles) = self
             .op
             .inputs(
                 contiguous_values(nodes.0, nodes.1, KERNEL)?,
@@ -851,7 +853,7 @@ impl Kernel {
             .kept
             .lock()
             .map_err(|_| candle_core::Error::Msg("fused edge stage: a poisoned lock".into()))? =
-            kept.map(T::keep);
+            tiles.map(|tiles| T::keep(KeptState { pairs, tiles }));
         Ok(out)
     }
 
@@ -866,16 +868,24 @@ impl Kernel {
             *slot = contiguous_values(cpu, layout, KERNEL)?;
         }
         let [nodes, coords, params, res, grad] = slices;
-        let pairs = pair_geometry(coords, self.op.nodes);
         let kept = self
             .kept
             .lock()
             .map_err(|_| candle_core::Error::Msg("fused edge stage: a poisoned lock".into()))?;
-        let tiles = kept.as_ref().and_then(T::kept);
-        let (dn, dp, dw) = self
-            .op
-            .inputs(nodes, coords, &pairs, params)
-            .backward(res, grad, tiles);
+        let state = kept.as_ref().and_then(T::kept);
+        // The forward's pair rows when it kept them, else formed again (the same bits).
+        let formed;
+        let pairs = if let Some(state) = state {
+            &state.pairs
+        } else {
+            formed = pair_geometry(coords, self.op.nodes);
+            &formed
+        };
+        let (dn, dp, dw) = self.op.inputs(nodes, coords, pairs, params).backward(
+            res,
+            grad,
+            state.map(|s| &s.tiles),
+        );
         drop(kept);
         drop(guards);
         let dev = tensors[0].device();
