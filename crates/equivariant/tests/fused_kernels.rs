@@ -259,12 +259,13 @@ fn run(c: &Case, f: fn(&Case) -> Output) -> (Vec<Vec<f64>>, Option<Stats>) {
 
 #[test]
 fn fused_stage_equals_the_composed_one_with_its_gradients() {
-    // (graphs, nodes, hidden, coord, clamp, train): node counts off the 256-row tile (7
-    // nodes: 36 per tile, 63 graph nodes = 1.75 tiles; 40: 6 per tile, 20 tiles over 3
-    // chunks), the last block (no coordinates), an active clamp, evaluation statistics.
+    // (graphs, nodes, hidden, coord, clamp, train): node counts off the 384-row tile (7
+    // nodes: 54 per tile, 63 graph nodes = 1.17 tiles; 40: 9 per tile, 200 graph nodes =
+    // 22.2 tiles over 3 chunks), the last block (no coordinates), an active clamp,
+    // evaluation statistics.
     let cases = [
         (9, 7, 5, true, f64::INFINITY, true),
-        (3, 40, 6, true, f64::INFINITY, true),
+        (5, 40, 6, true, f64::INFINITY, true),
         (4, 9, 8, false, f64::INFINITY, true),
         (5, 6, 4, true, 0.4, true),
         (4, 11, 5, true, f64::INFINITY, false),

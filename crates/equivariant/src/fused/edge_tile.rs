@@ -7,7 +7,7 @@
 //! phi = w_x2 . relu(W_x1 m + b_x1)     t = clamp(phi (x_i - x_j)) e_ij     (phi_x)
 //! ```
 //!
-//! and the sums over j of m and t. The buffers are `[rows, H]`: a tile of ~256 rows stays
+//! and the sums over j of m and t. The buffers are `[rows, H]`: a tile of ~384 rows stays
 //! in L2 at LorentzNet's widths.
 
 use candle_core::WithDType;
