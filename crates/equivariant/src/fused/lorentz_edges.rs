@@ -464,11 +464,18 @@ impl<'a, T: Real> Inputs<'a, T> {
         }
     }
 
-    /// The BatchNorm output z (and x_hat) of rows `first..first + rows`.
-    fn normalised(&self, norm: &Norm<T>, first: usize, rows: usize) -> (Vec<T>, Vec<T>) {
+    /// The BatchNorm output z of rows `first..first + rows` and, with `keep_x_hat`, x_hat
+    /// (else empty: the forward needs z only).
+    fn normalised(
+        &self,
+        norm: &Norm<T>,
+        first: usize,
+        rows: usize,
+        keep_x_hat: bool,
+    ) -> (Vec<T>, Vec<T>) {
         let h = self.h();
         let (weight, bias) = (&self.params[2 * h..3 * h], &self.params[3 * h..4 * h]);
-        let mut x_hat = vec![T::zero(); rows * h];
+        let mut x_hat = vec![T::zero(); if keep_x_hat { rows * h } else { h }];
         let mut z = vec![T::zero(); rows * h];
         let per_channel = || {
             weight
@@ -476,16 +483,20 @@ impl<'a, T: Real> Inputs<'a, T> {
                 .zip(bias)
                 .zip(norm.mean.iter().zip(&norm.rstd))
         };
-        for (r, (xh, z)) in x_hat
-            .chunks_exact_mut(h)
-            .zip(z.chunks_exact_mut(h))
-            .enumerate()
-        {
+        for (r, z) in z.chunks_exact_mut(h).enumerate() {
+            let xh = if keep_x_hat {
+                &mut x_hat[r * h..(r + 1) * h]
+            } else {
+                &mut x_hat[..]
+            };
             self.pre(first + r, xh);
             for ((x, z), ((&w, &b), (&mean, &rstd))) in xh.iter_mut().zip(z).zip(per_channel()) {
                 *x = (*x - mean) * rstd;
                 *z = w * *x + b;
             }
+        }
+        if !keep_x_hat {
+            x_hat.clear();
         }
         (z, x_hat)
     }
@@ -509,7 +520,7 @@ impl<'a, T: Real> Inputs<'a, T> {
             .enumerate()
             .map(|(t, out)| {
                 let (first, rows) = (t * tile * n, out.len() / width * n);
-                let (z, _) = self.normalised(&norm, first, rows);
+                let (z, _) = self.normalised(&norm, first, rows, false);
                 let mut work = Tile::new(&self.stage, rows, h, self.pair_rows(first, rows));
                 work.forward(&self.stage, &z, self.message_params());
                 work.sums(&self.stage, out);
@@ -569,7 +580,7 @@ impl<'a, T: Real> Inputs<'a, T> {
                 for start in (0..rows).step_by(tile_rows) {
                     let len = tile_rows.min(rows - start);
                     let row0 = first + start;
-                    let (z, x_hat) = self.normalised(&norm, row0, len);
+                    let (z, x_hat) = self.normalised(&norm, row0, len, true);
                     let mut work = Tile::new(&self.stage, len, h, self.pair_rows(row0, len));
                     if let Some(tiles) = kept {
                         let tile = &tiles[row0 / tile_rows];
