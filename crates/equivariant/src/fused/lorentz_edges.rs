@@ -7,24 +7,25 @@
 //! z_ij   = BatchNorm(pre_ij)           (training: statistics over the real edges only)
 //! ```
 //!
+//! then the message stage of [`super::edge_tile`] and the sums over j. The composed candle
+//! graph makes about twenty `[B N N, H]` tensors per block and more in its backward; here
+//! they exist only inside tiles of ~384 pair rows. When an input records gradients the
+//! forward keeps two per tile (the products' activations, so that the backward runs no
+//! product twice) and the pair rows.
+//!
 //! The pairs' geometry (x_i - x_j, the two invariants, the edge mask) is formed inside
 //! from the nodes' coordinates and mask, and the backward hands back the coordinates'
 //! gradient: as candle operations (gathers, Minkowski products, psi, a concatenation) it
 //! made a dozen `[B N N, *]` tensors per block and their backward as many more, 8% of a
 //! training step.
 //!
-//! then the message stage of [`super::edge_tile`] and the sums over j. The composed candle
-//! graph makes about twenty `[B N N, H]` tensors per block and more in its backward; here
-//! they exist only inside tiles of ~384 pair rows. When an input records gradients the
-//! forward keeps two per tile (the products' activations, so that the backward runs no
-//! product twice), and the backward keeps one `[B N N, H]` buffer (the BatchNorm's
-//! upstream gradient, needed twice around its global sums).
-//!
 //! BatchNorm in training is exact: the mean and variance of `pre` over the real edges come
 //! first, as sums in f64 that the factorisation turns into sums over nodes and pair sums
-//! of the invariants (no `pre` formed; `Inputs::batch_statistics`), then a pass normalises;
-//! the backward reads those statistics back from the forward's output and reduces
-//! `sum dz` and `sum dz x_hat` over all tiles before any `d pre` is formed.
+//! of the invariants (no `pre` formed; `Inputs::batch_statistics`), then a pass normalises.
+//! The backward reads those statistics back from the forward's output; its global sums
+//! (`sum dz`, `sum dz x_hat`) and everything the first layer needs come from per-node and
+//! per-channel sums of each tile's dz, taken while the tile is in cache
+//! (`Inputs::backward`).
 //!
 //! Every sum over rows runs over a fixed partition of the rows, reduced in partition
 //! order: results are bit-identical for any number of threads.
@@ -291,6 +292,258 @@ impl<T: Real> Norm<T> {
     }
 }
 
+/// What every tile of the backward's pass A reads besides its own rows: the statistics,
+/// the output's gradient, the forward's kept activations, kappa w_k.
+#[derive(Clone, Copy)]
+struct PassA<'s, T> {
+    norm: &'s Norm<T>,
+    grad: &'s [T],
+    kept: Option<&'s KeptTiles<T>>,
+    kappa_w: &'s [Vec<T>; 2],
+}
+
+/// What pass A of the backward hands on from one chunk of rows: the message
+/// parameters' gradients, the column sums `C_j` of dz for the graphs from `first_graph`
+/// (`[graphs N, H]`) and `D_k = sum_e dz_e a_ke`.
+struct ChunkSums<T> {
+    dmsg: Vec<T>,
+    first_graph: usize,
+    columns: Vec<T>,
+    d_inv: [Vec<T>; 2],
+}
+
+/// One graph's sums of the two invariants over its real edges: per row i and column j,
+/// their products (a0 a0, a0 a1, a1 a1), totals, and per channel
+/// `y_k = sum_i (P_i rows_ik + Q_i columns_ik)`.
+struct GraphInvariantSums {
+    rows: Vec<[f64; 2]>,
+    columns: Vec<[f64; 2]>,
+    products: [f64; 3],
+    total: [f64; 2],
+    y: [Vec<f64>; 2],
+}
+
+impl GraphInvariantSums {
+    fn new(nodes: usize) -> Self {
+        Self {
+            rows: vec![[0.0; 2]; nodes],
+            columns: vec![[0.0; 2]; nodes],
+            products: [0.0; 3],
+            total: [0.0; 2],
+            y: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// The real edge (i, j) with invariants `a`.
+    fn push(&mut self, i: usize, j: usize, a: [f64; 2]) {
+        for (k, &x) in a.iter().enumerate() {
+            self.rows[i][k] += x;
+            self.columns[j][k] += x;
+            self.total[k] += x;
+        }
+        self.products[0] += a[0] * a[0];
+        self.products[1] += a[0] * a[1];
+        self.products[2] += a[1] * a[1];
+    }
+
+    /// Node i's part of `y` (after every edge was pushed).
+    fn add_node<T: Real>(&mut self, i: usize, p: &[T], q: &[T]) {
+        for k in 0..2 {
+            let y = &mut self.y[k];
+            y.resize(p.len(), 0.0);
+            let (r, c) = (self.rows[i][k], self.columns[i][k]);
+            for ((y, &p), &q) in y.iter_mut().zip(p).zip(q) {
+                *y += WithDType::to_f64(p) * r + WithDType::to_f64(q) * c;
+            }
+        }
+    }
+}
+
+/// `acc += x` into f64.
+fn add_f64<T: Real>(acc: &mut [f64], x: &[T]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += WithDType::to_f64(v);
+    }
+}
+
+/// BatchNorm's and the first layer's backward from the sums of pass A, in f64. For a
+/// real edge, `dpre = kappa dz - kappa iota (s + sx x_hat)` (training; `kappa dz` with
+/// running statistics), kappa = weight x rstd, iota = 1 / (real edges), s = sum dz,
+/// sx = sum dz x_hat, and x_hat = rstd (P_i + Q_j + w0 a0 + w1 a1 - mean).
+struct BnBackward {
+    train: bool,
+    iota: f64,
+    kappa: Vec<f64>,
+    rstd: Vec<f64>,
+    mean: Vec<f64>,
+    /// W3's two columns.
+    w: [Vec<f64>; 2],
+    s: Vec<f64>,
+    sx: Vec<f64>,
+    /// theta_k = w_k kappa sx rstd: `sum_c w_kc dpre_c`'s x_hat part is
+    /// `iota theta_k . (pre - mean)`.
+    theta: [Vec<f64>; 2],
+    /// Per k: w_k . (kappa s), theta_k . w0, theta_k . w1, theta_k . mean.
+    row_terms: [[f64; 4]; 2],
+}
+
+impl BnBackward {
+    /// s and sx from the row and column sums of dz and `D_k`:
+    /// `sx = rstd (sum_i R_i P_i + sum_j C_j Q_j + w0 D_0 + w1 D_1 - mean s)`.
+    fn new<T: Real>(
+        inputs: &Inputs<'_, T>,
+        norm: &Norm<T>,
+        row_sums: &[T],
+        column_sums: &[T],
+        d_inv: &[Vec<T>; 2],
+    ) -> Self {
+        let h = inputs.h();
+        let f64s = |v: &[T]| -> Vec<f64> { v.iter().map(|&x| WithDType::to_f64(x)).collect() };
+        let (mean, rstd) = (f64s(&norm.mean), f64s(&norm.rstd));
+        let weight = f64s(&inputs.params[2 * h..3 * h]);
+        let kappa: Vec<f64> = weight.iter().zip(&rstd).map(|(w, r)| w * r).collect();
+        let w = [f64s(&inputs.w3[0]), f64s(&inputs.w3[1])];
+        let (mut s, mut sx) = (vec![0.0; h], vec![0.0; h]);
+        for ((node, r), c) in inputs
+            .nodes
+            .chunks_exact(2 * h)
+            .zip(row_sums.chunks_exact(h))
+            .zip(column_sums.chunks_exact(h))
+        {
+            let (p, q) = node.split_at(h);
+            for ch in 0..h {
+                let (r, c) = (WithDType::to_f64(r[ch]), WithDType::to_f64(c[ch]));
+                s[ch] += r;
+                sx[ch] += r * WithDType::to_f64(p[ch]) + c * WithDType::to_f64(q[ch]);
+            }
+        }
+        let d = [f64s(&d_inv[0]), f64s(&d_inv[1])];
+        for ch in 0..h {
+            sx[ch] =
+                rstd[ch] * (sx[ch] + w[0][ch] * d[0][ch] + w[1][ch] * d[1][ch] - mean[ch] * s[ch]);
+        }
+        let theta = [0, 1].map(|k| {
+            (0..h)
+                .map(|ch| w[k][ch] * kappa[ch] * sx[ch] * rstd[ch])
+                .collect::<Vec<f64>>()
+        });
+        let dotf = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let kappa_s: Vec<f64> = kappa.iter().zip(&s).map(|(k, s)| k * s).collect();
+        let row_terms = [0, 1].map(|k| {
+            [
+                dotf(&w[k], &kappa_s),
+                dotf(&theta[k], &w[0]),
+                dotf(&theta[k], &w[1]),
+                dotf(&theta[k], &mean),
+            ]
+        });
+        Self {
+            train: inputs.op.train,
+            iota: 1.0 / norm.count.max(1.0),
+            kappa,
+            rstd,
+            mean,
+            w,
+            s,
+            sx,
+            theta,
+            row_terms,
+        }
+    }
+
+    /// d P_i (or d Q_j) of a real node into `out`: `sums` its row (column) sums of dz,
+    /// `own` its P (Q), `other` its Q (P), `other_sum` the graph's sum of Q (P) over
+    /// real nodes, `inv` its row (column) sums of the invariants.
+    fn node_gradient<T: Real>(
+        &self,
+        out: &mut [T],
+        sums: &[T],
+        own: &[T],
+        other: &[T],
+        (other_sum, degree, inv): (&[f64], f64, [f64; 2]),
+    ) {
+        for (ch, o) in out.iter_mut().enumerate() {
+            let mut g = self.kappa[ch] * WithDType::to_f64(sums[ch]);
+            if self.train {
+                // sum over the node's edges of x_hat.
+                let x_hat = self.rstd[ch]
+                    * (degree * (WithDType::to_f64(own[ch]) - self.mean[ch])
+                        + (other_sum[ch] - WithDType::to_f64(other[ch]))
+                        + self.w[0][ch] * inv[0]
+                        + self.w[1][ch] * inv[1]);
+                g -= self.kappa[ch] * self.iota * (self.s[ch] * degree + self.sx[ch] * x_hat);
+            }
+            *o = <T as WithDType>::from_f64(g);
+        }
+    }
+
+    /// theta_0 . P, theta_1 . P, theta_0 . Q, theta_1 . Q of a node.
+    fn node_theta<T: Real>(&self, p: &[T], q: &[T]) -> [f64; 4] {
+        let dotf = |t: &[f64], x: &[T]| {
+            t.iter()
+                .zip(x)
+                .map(|(t, &x)| t * WithDType::to_f64(x))
+                .sum::<f64>()
+        };
+        [
+            dotf(&self.theta[0], p),
+            dotf(&self.theta[1], p),
+            dotf(&self.theta[0], q),
+            dotf(&self.theta[1], q),
+        ]
+    }
+
+    /// d a_k of the real edge (i, j) from `u_k = (kappa w_k) . dz` and the nodes'
+    /// [`BnBackward::node_theta`].
+    fn invariant_gradient(&self, u: [f64; 2], ti: [f64; 4], tj: [f64; 4], a: [f64; 2]) -> [f64; 2] {
+        if !self.train {
+            return u;
+        }
+        [0, 1].map(|k| {
+            let t = &self.row_terms[k];
+            u[k] - self.iota * (t[0] + ti[k] + tj[2 + k] + a[0] * t[1] + a[1] * t[2] - t[3])
+        })
+    }
+
+    /// d W3's two columns from `D_k` and the graphs' invariant sums.
+    fn dw3<T: Real>(&self, d_inv: &[Vec<T>; 2], graphs: &[GraphInvariantSums]) -> [Vec<f64>; 2] {
+        let h = self.kappa.len();
+        let mut total = [0.0; 2];
+        let mut products = [0.0; 3];
+        let mut y = [vec![0.0; h], vec![0.0; h]];
+        for g in graphs {
+            for k in 0..2 {
+                total[k] += g.total[k];
+                for (acc, v) in y[k].iter_mut().zip(&g.y[k]) {
+                    *acc += v;
+                }
+            }
+            for (acc, v) in products.iter_mut().zip(&g.products) {
+                *acc += v;
+            }
+        }
+        // sum_e a_0 a_k and sum_e a_1 a_k.
+        let cross = [[products[0], products[1]], [products[1], products[2]]];
+        [0, 1].map(|k| {
+            (0..h)
+                .map(|ch| {
+                    let mut g = self.kappa[ch] * WithDType::to_f64(d_inv[k][ch]);
+                    if self.train {
+                        // sum_e (pre_e - mean) a_ke
+                        let pre_a =
+                            y[k][ch] + self.w[0][ch] * cross[0][k] + self.w[1][ch] * cross[1][k]
+                                - self.mean[ch] * total[k];
+                        g -= self.kappa[ch]
+                            * self.iota
+                            * (self.s[ch] * total[k] + self.sx[ch] * self.rstd[ch] * pre_a);
+                    }
+                    g
+                })
+                .collect()
+        })
+    }
+}
+
 /// One graph's sums of `pre` and `pre^2` over its real edges, per channel, and their
 /// number.
 struct EdgeSums2 {
@@ -464,18 +717,11 @@ impl<'a, T: Real> Inputs<'a, T> {
         }
     }
 
-    /// The BatchNorm output z of rows `first..first + rows` and, with `keep_x_hat`, x_hat
-    /// (else empty: the forward needs z only).
-    fn normalised(
-        &self,
-        norm: &Norm<T>,
-        first: usize,
-        rows: usize,
-        keep_x_hat: bool,
-    ) -> (Vec<T>, Vec<T>) {
+    /// The BatchNorm output z of rows `first..first + rows`.
+    fn normalised(&self, norm: &Norm<T>, first: usize, rows: usize) -> Vec<T> {
         let h = self.h();
         let (weight, bias) = (&self.params[2 * h..3 * h], &self.params[3 * h..4 * h]);
-        let mut x_hat = vec![T::zero(); if keep_x_hat { rows * h } else { h }];
+        let mut x_hat = vec![T::zero(); h];
         let mut z = vec![T::zero(); rows * h];
         let per_channel = || {
             weight
@@ -484,21 +730,13 @@ impl<'a, T: Real> Inputs<'a, T> {
                 .zip(norm.mean.iter().zip(&norm.rstd))
         };
         for (r, z) in z.chunks_exact_mut(h).enumerate() {
-            let xh = if keep_x_hat {
-                &mut x_hat[r * h..(r + 1) * h]
-            } else {
-                &mut x_hat[..]
-            };
-            self.pre(first + r, xh);
-            for ((x, z), ((&w, &b), (&mean, &rstd))) in xh.iter_mut().zip(z).zip(per_channel()) {
+            self.pre(first + r, &mut x_hat);
+            for ((x, z), ((&w, &b), (&mean, &rstd))) in x_hat.iter_mut().zip(z).zip(per_channel()) {
                 *x = (*x - mean) * rstd;
                 *z = w * *x + b;
             }
         }
-        if !keep_x_hat {
-            x_hat.clear();
-        }
-        (z, x_hat)
+        z
     }
 
     fn pair_rows(&self, first: usize, rows: usize) -> &'a [T] {
@@ -520,7 +758,7 @@ impl<'a, T: Real> Inputs<'a, T> {
             .enumerate()
             .map(|(t, out)| {
                 let (first, rows) = (t * tile * n, out.len() / width * n);
-                let (z, _) = self.normalised(&norm, first, rows, false);
+                let z = self.normalised(&norm, first, rows);
                 let mut work = Tile::new(&self.stage, rows, h, self.pair_rows(first, rows));
                 work.forward(&self.stage, &z, self.message_params());
                 work.sums(&self.stage, out);
@@ -541,6 +779,15 @@ impl<'a, T: Real> Inputs<'a, T> {
 
     /// Gradients for node_parts, coords and params given the forward's output `res`
     /// (statistics and kept activations) and its gradient.
+    ///
+    /// Pass A runs the message stage's backward per tile and reduces each tile's dz on the
+    /// spot: per node its row sums `R_i = sum_j dz_ij` and column sums `C_j = sum_i dz_ij`,
+    /// per channel `D_k = sum_e dz_e a_ke`, per pair row `u_ke = (kappa w_k) . dz_e`
+    /// (kappa = BatchNorm weight x rstd, `w_k` = W3's columns). BatchNorm's backward is
+    /// linear in dz and x_hat, and x_hat is linear in the factorised pre, so every
+    /// gradient of the first layer follows from these sums and the nodes' P and Q
+    /// ([`BnBackward`], pass B per graph: O(N H) per graph, O(1) per pair row): no
+    /// `[rows, H]` dz is kept and no pre is formed again.
     fn backward(
         &self,
         res: &[T],
@@ -549,8 +796,9 @@ impl<'a, T: Real> Inputs<'a, T> {
     ) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (n, h) = (self.op.nodes, self.h());
         let rows_total = self.rows();
+        let node_count = rows_total / n;
         let norm = if self.op.train {
-            let stats = &res[rows_total / n * (h + 4)..];
+            let stats = &res[node_count * (h + 4)..];
             let count = WithDType::to_f64(stats[2 * h]);
             Norm::new(
                 stats[..h].to_vec(),
@@ -563,158 +811,215 @@ impl<'a, T: Real> Inputs<'a, T> {
         };
         let prefix = self.op.prefix();
         let chunk = self.op.chunk_rows();
-        let tile_rows = self.op.tile_nodes() * n;
-        // Pass A: the message stage's backward per tile; dz kept for pass B, with the
-        // BatchNorm sums and the message parameters' gradients per chunk.
-        let mut dz = vec![T::zero(); rows_total * h];
+        let weight = &self.params[2 * h..3 * h];
+        let kappa: Vec<T> = weight
+            .iter()
+            .zip(&norm.rstd)
+            .map(|(&w, &r)| w * r)
+            .collect();
+        let kappa_w: [Vec<T>; 2] = [0, 1].map(|k| {
+            self.w3[k]
+                .iter()
+                .zip(&kappa)
+                .map(|(&w, &q)| w * q)
+                .collect()
+        });
+        // Pass A.
+        let context = PassA {
+            norm: &norm,
+            grad,
+            kept,
+            kappa_w: &kappa_w,
+        };
+        let mut row_sums = vec![T::zero(); node_count * h];
         let mut dpairs = vec![T::zero(); rows_total * PAIR_COLUMNS];
-        let partials: Vec<(Vec<T>, Vec<T>, Vec<T>)> = dz
-            .par_chunks_mut(chunk * h)
+        let partials: Vec<ChunkSums<T>> = row_sums
+            .par_chunks_mut(chunk / n * h)
             .zip(dpairs.par_chunks_mut(chunk * PAIR_COLUMNS))
             .enumerate()
-            .map(|(c, (dz, dp))| {
-                let first = c * chunk;
-                let rows = dz.len() / h;
-                let mut dmsg = vec![T::zero(); self.stage.len];
-                let (mut sum_dz, mut sum_dz_xhat) = (vec![T::zero(); h], vec![T::zero(); h]);
-                for start in (0..rows).step_by(tile_rows) {
-                    let len = tile_rows.min(rows - start);
-                    let row0 = first + start;
-                    let (z, x_hat) = self.normalised(&norm, row0, len, true);
-                    let mut work = Tile::new(&self.stage, len, h, self.pair_rows(row0, len));
-                    if let Some(tiles) = kept {
-                        let tile = &tiles[row0 / tile_rows];
-                        work.restore(&self.stage, &z, self.message_params(), tile);
-                    } else {
-                        work.forward(&self.stage, &z, self.message_params());
-                    }
-                    let dz_tile = &mut dz[start * h..(start + len) * h];
-                    work.backward(
-                        &self.stage,
-                        self.message_params(),
-                        &grad[row0 / n * (h + 4)..(row0 + len) / n * (h + 4)],
-                        dz_tile,
-                        &mut dp[start * PAIR_COLUMNS..(start + len) * PAIR_COLUMNS],
-                        &mut dmsg,
-                    );
-                    for (d, xh) in dz_tile.chunks_exact(h).zip(x_hat.chunks_exact(h)) {
-                        for c in 0..h {
-                            sum_dz[c] += d[c];
-                            sum_dz_xhat[c] += d[c] * xh[c];
-                        }
-                    }
-                }
-                (dmsg, sum_dz, sum_dz_xhat)
-            })
+            .map(|(c, (rs, dp))| self.message_backward(c * chunk, &context, rs, dp))
             .collect();
         let mut dparams = vec![T::zero(); self.params.len()];
-        let (mut sum_dz, mut sum_dz_xhat) = (vec![T::zero(); h], vec![T::zero(); h]);
-        for (dmsg, sdz, sdzx) in partials {
-            add(&mut dparams[prefix..], &dmsg);
-            add(&mut sum_dz, &sdz);
-            add(&mut sum_dz_xhat, &sdzx);
+        let mut column_sums = vec![T::zero(); node_count * h];
+        let mut d_inv = [vec![T::zero(); h], vec![T::zero(); h]];
+        for part in partials {
+            add(&mut dparams[prefix..], &part.dmsg);
+            let at = part.first_graph * n * h;
+            add(&mut column_sums[at..at + part.columns.len()], &part.columns);
+            for (d, p) in d_inv.iter_mut().zip(&part.d_inv) {
+                add(d, p);
+            }
         }
-        // d weight = sum dz x_hat, d bias = sum dz (dz is 0 on padded edges).
-        dparams[2 * h..3 * h].copy_from_slice(&sum_dz_xhat);
-        dparams[3 * h..4 * h].copy_from_slice(&sum_dz);
-        // Pass B, per whole graphs: d pre, then the first layer's and the geometry's
-        // gradients.
-        let graph_rows = n * n;
-        let graphs_per_chunk = chunk.div_ceil(graph_rows).max(1);
-        let mut dnodes = vec![T::zero(); rows_total / n * 2 * h];
-        let mut dcoords = vec![T::zero(); rows_total / n * COORD_COLUMNS];
-        let dw3: Vec<Vec<T>> = dnodes
-            .par_chunks_mut(graphs_per_chunk * n * 2 * h)
-            .zip(dcoords.par_chunks_mut(graphs_per_chunk * n * COORD_COLUMNS))
-            .zip(dpairs.par_chunks(graphs_per_chunk * graph_rows * PAIR_COLUMNS))
-            .zip(dz.par_chunks(graphs_per_chunk * graph_rows * h))
+        let bn = BnBackward::new(self, &norm, &row_sums, &column_sums, &d_inv);
+        // d weight = sum dz x_hat, d bias = sum dz.
+        for c in 0..h {
+            dparams[2 * h + c] = <T as WithDType>::from_f64(bn.sx[c]);
+            dparams[3 * h + c] = <T as WithDType>::from_f64(bn.s[c]);
+        }
+        // Pass B, per graph.
+        let mut dnodes = vec![T::zero(); node_count * 2 * h];
+        let mut dcoords = vec![T::zero(); node_count * COORD_COLUMNS];
+        let per_graph: Vec<GraphInvariantSums> = dnodes
+            .par_chunks_mut(n * 2 * h)
+            .zip(dcoords.par_chunks_mut(n * COORD_COLUMNS))
             .enumerate()
-            .map(|(c, (((dn, dx), dp), dz))| {
-                let first = c * graphs_per_chunk * graph_rows;
-                let sums = (&sum_dz[..], &sum_dz_xhat[..]);
-                self.first_layer_backward(&norm, first, dz, sums, dn, (dp, dx))
+            .map(|(g, (dn, dx))| {
+                let sums = (&row_sums[..], &column_sums[..], &dpairs[..]);
+                self.graph_backward(g, &bn, sums, dn, dx)
             })
             .collect();
-        for d in dw3 {
-            add(&mut dparams[..2 * h], &d);
+        let dw3 = bn.dw3(&d_inv, &per_graph);
+        for (c, pair) in dparams[..2 * h].chunks_exact_mut(2).enumerate() {
+            pair[0] = <T as WithDType>::from_f64(dw3[0][c]);
+            pair[1] = <T as WithDType>::from_f64(dw3[1][c]);
         }
         (dnodes, dcoords, dparams)
     }
 
-    /// BatchNorm's, the first layer's and the pair geometry's backward for the whole
-    /// graphs of rows `first..first + dz.len() / H`, given `dpairs`' gradients of
-    /// x_i - x_j from the message stage; writes the graphs' `dnodes` and `dcoords`,
-    /// returns this chunk's `d W3`.
-    fn first_layer_backward(
+    /// Pass A over the chunk of rows from `first` (whole tiles): the message stage's
+    /// backward per tile, the tile's dz reduced into `row_sums` (the chunk's nodes), the
+    /// returned column sums and `D_k`, and `u_ke` into `dpairs`' first two columns.
+    fn message_backward(
         &self,
-        norm: &Norm<T>,
         first: usize,
-        dz: &[T],
-        (sum_dz, sum_dz_xhat): (&[T], &[T]),
-        dnodes: &mut [T],
-        (dpairs, dcoords): (&[T], &mut [T]),
-    ) -> Vec<T> {
+        context: &PassA<'_, T>,
+        row_sums: &mut [T],
+        dpairs: &mut [T],
+    ) -> ChunkSums<T> {
+        let PassA {
+            norm,
+            grad,
+            kept,
+            kappa_w,
+        } = *context;
         let (n, h) = (self.op.nodes, self.h());
-        let weight = &self.params[2 * h..3 * h];
-        let [w0, w1] = &self.w3;
-        let inv_count = <T as WithDType>::from_f64(1.0 / norm.count.max(1.0));
-        let mut dw3 = vec![T::zero(); 2 * h];
-        let mut x_hat = vec![T::zero(); h];
-        let mut dpre = vec![T::zero(); h];
-        let node0 = first / n;
-        for r in 0..dz.len() / h {
-            let e = first + r;
-            let d = &dz[r * h..(r + 1) * h];
-            let real = self.edge_mask(e) != T::zero();
-            // Zipped slices (no index arithmetic or bounds checks: the loops vectorise) and
-            // the two dot products in lanes (one running sum each waited on every addition).
-            let per_channel = || weight.iter().zip(&norm.rstd);
-            if self.op.train && real {
-                self.pre(e, &mut x_hat);
-                let sums = sum_dz.iter().zip(sum_dz_xhat);
-                for ((((dp, &x), &mean), (&w, &rstd)), (&d, (&s, &sx))) in dpre
-                    .iter_mut()
-                    .zip(&x_hat)
-                    .zip(&norm.mean)
-                    .zip(per_channel())
-                    .zip(d.iter().zip(sums))
-                {
-                    let xh = (x - mean) * rstd;
-                    *dp = w * rstd * (d - inv_count * (s + xh * sx));
-                }
+        let rows = dpairs.len() / PAIR_COLUMNS;
+        let tile_rows = self.op.tile_nodes() * n;
+        let first_graph = first / (n * n);
+        let graphs = (first + rows - 1) / (n * n) + 1 - first_graph;
+        let mut sums = ChunkSums {
+            dmsg: vec![T::zero(); self.stage.len],
+            first_graph,
+            columns: vec![T::zero(); graphs * n * h],
+            d_inv: [vec![T::zero(); h], vec![T::zero(); h]],
+        };
+        let mut dz = vec![T::zero(); tile_rows.min(rows) * h];
+        for start in (0..rows).step_by(tile_rows) {
+            let len = tile_rows.min(rows - start);
+            let row0 = first + start;
+            let z = self.normalised(norm, row0, len);
+            let mut work = Tile::new(&self.stage, len, h, self.pair_rows(row0, len));
+            if let Some(tiles) = kept {
+                let tile = &tiles[row0 / tile_rows];
+                work.restore(&self.stage, &z, self.message_params(), tile);
             } else {
-                // Evaluation statistics are constants; a padded edge's dz is 0.
-                for ((dp, (&w, &rstd)), &d) in dpre.iter_mut().zip(per_channel()).zip(d) {
-                    *dp = w * rstd * d;
-                }
+                work.forward(&self.stage, &z, self.message_params());
             }
-            let (bi, bj) = (e / n - node0, (e / n / n * n + e % n) - node0);
-            let (a0, a1) = (
-                self.pairs[e * PAIR_COLUMNS],
-                self.pairs[e * PAIR_COLUMNS + 1],
+            let dz = &mut dz[..len * h];
+            work.backward(
+                &self.stage,
+                self.message_params(),
+                &grad[row0 / n * (h + 4)..(row0 + len) / n * (h + 4)],
+                dz,
+                &mut dpairs[start * PAIR_COLUMNS..(start + len) * PAIR_COLUMNS],
+                &mut sums.dmsg,
             );
-            add(&mut dnodes[bi * 2 * h..bi * 2 * h + h], &dpre);
-            add(&mut dnodes[bj * 2 * h + h..(bj + 1) * 2 * h], &dpre);
-            for (dw, &dp) in dw3.chunks_exact_mut(2).zip(&dpre) {
-                dw[0] += dp * a0;
-                dw[1] += dp * a1;
-            }
-            if real {
-                // (Padded edges and i = j: every gradient of the row is 0.)
-                let da = [dot(&dpre, w0), dot(&dpre, w1)];
-                let dx_diff = &dpairs[r * PAIR_COLUMNS + X_DIFF..r * PAIR_COLUMNS + X_DIFF + 4];
-                let [gi, gj] = self.geometry_backward(e, da, dx_diff);
-                add(
-                    &mut dcoords[bi * COORD_COLUMNS..bi * COORD_COLUMNS + 4],
-                    &gi,
+            for (r, d) in dz.chunks_exact(h).enumerate() {
+                let e = row0 + r;
+                // dz is 0 on padded edges and i = j.
+                if self.edge_mask(e) == T::zero() {
+                    continue;
+                }
+                let i = e / n - first / n;
+                add(&mut row_sums[i * h..(i + 1) * h], d);
+                let j = (e / (n * n) - first_graph) * n + e % n;
+                add(&mut sums.columns[j * h..(j + 1) * h], d);
+                let (a0, a1) = (
+                    self.pairs[e * PAIR_COLUMNS],
+                    self.pairs[e * PAIR_COLUMNS + 1],
                 );
-                add(
-                    &mut dcoords[bj * COORD_COLUMNS..bj * COORD_COLUMNS + 4],
-                    &gj,
-                );
+                let [d0, d1] = &mut sums.d_inv;
+                for ((d0, d1), &x) in d0.iter_mut().zip(d1.iter_mut()).zip(d) {
+                    *d0 += x * a0;
+                    *d1 += x * a1;
+                }
+                let u = &mut dpairs[(start + r) * PAIR_COLUMNS..(start + r) * PAIR_COLUMNS + 2];
+                u[0] = dot(d, &kappa_w[0]);
+                u[1] = dot(d, &kappa_w[1]);
             }
         }
-        dw3
+        sums
+    }
+
+    /// Pass B for graph `g`: the gradients of its nodes' P and Q into `dnodes` (`[N, 2H]`),
+    /// of its pair rows' invariants from [`BnBackward`] and through them and x_i - x_j
+    /// (`dpairs`' columns from pass A) into `dcoords` (`[N, COORD_COLUMNS]`); returns the
+    /// graph's sums for `d W3`.
+    fn graph_backward(
+        &self,
+        g: usize,
+        bn: &BnBackward,
+        (row_sums, column_sums, dpairs): (&[T], &[T], &[T]),
+        dnodes: &mut [T],
+        dcoords: &mut [T],
+    ) -> GraphInvariantSums {
+        let (n, h) = (self.op.nodes, self.h());
+        let f = |x: T| WithDType::to_f64(x);
+        let rows0 = g * n * n;
+        // The invariants' sums over the real edges: per row i, per column j, products.
+        let mut inv = GraphInvariantSums::new(n);
+        for e in rows0..rows0 + n * n {
+            if self.edge_mask(e) != T::zero() {
+                let a = [
+                    f(self.pairs[e * PAIR_COLUMNS]),
+                    f(self.pairs[e * PAIR_COLUMNS + 1]),
+                ];
+                inv.push((e - rows0) / n, e % n, a);
+            }
+        }
+        let node = |i: usize| {
+            let at = (g * n + i) * 2 * h;
+            self.nodes[at..at + 2 * h].split_at(h)
+        };
+        let real: Vec<usize> = (0..n)
+            .filter(|&i| self.coords[(g * n + i) * COORD_COLUMNS + NODE_MASK] != T::zero())
+            .collect();
+        let degree = real.len().saturating_sub(1) as f64;
+        let (mut sp, mut sq) = (vec![0.0; h], vec![0.0; h]);
+        for &i in &real {
+            let (p, q) = node(i);
+            add_f64(&mut sp, p);
+            add_f64(&mut sq, q);
+        }
+        // Per real node: dP, dQ, and theta_k . P, theta_k . Q for the rows' d a.
+        let mut node_theta = vec![[0.0f64; 4]; n];
+        for &i in &real {
+            let (p, q) = node(i);
+            let at = (g * n + i) * h;
+            let (r, c) = (&row_sums[at..at + h], &column_sums[at..at + h]);
+            let (dp, dq) = dnodes[i * 2 * h..(i + 1) * 2 * h].split_at_mut(h);
+            bn.node_gradient(dp, r, p, q, (&sq, degree, inv.rows[i]));
+            bn.node_gradient(dq, c, q, p, (&sp, degree, inv.columns[i]));
+            node_theta[i] = bn.node_theta(p, q);
+            inv.add_node(i, p, q);
+        }
+        for e in rows0..rows0 + n * n {
+            if self.edge_mask(e) == T::zero() {
+                continue;
+            }
+            let (i, j) = ((e - rows0) / n, e % n);
+            let row = &dpairs[e * PAIR_COLUMNS..(e + 1) * PAIR_COLUMNS];
+            let a = [
+                f(self.pairs[e * PAIR_COLUMNS]),
+                f(self.pairs[e * PAIR_COLUMNS + 1]),
+            ];
+            let da = bn.invariant_gradient([f(row[0]), f(row[1])], node_theta[i], node_theta[j], a);
+            let da = da.map(<T as WithDType>::from_f64);
+            let [gi, gj] = self.geometry_backward(e, da, &row[X_DIFF..X_DIFF + 4]);
+            add(&mut dcoords[i * COORD_COLUMNS..i * COORD_COLUMNS + 4], &gi);
+            add(&mut dcoords[j * COORD_COLUMNS..j * COORD_COLUMNS + 4], &gj);
+        }
+        inv
     }
 
     /// Coordinates `x_i`, `x_j` of pair row `e`.
