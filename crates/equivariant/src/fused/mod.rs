@@ -36,6 +36,8 @@
 //! ```
 
 mod edge_conv;
+mod edge_geometry;
+mod edge_norm;
 mod edge_tile;
 mod gelu;
 pub(crate) mod gemm;
@@ -46,9 +48,10 @@ mod pair_mix;
 pub(crate) mod vector_math;
 
 pub use edge_conv::{EdgeConvOutput, EdgeConvStage};
+pub use edge_geometry::COORD_COLUMNS;
 pub use gelu::gelu_tanh;
 pub(crate) use gelu::{CUBIC as GELU_CUBIC, SQRT_TWO_OVER_PI};
-pub use lorentz_edges::{EdgeSums, LorentzEdges, COORD_COLUMNS};
+pub use lorentz_edges::{EdgeSums, LorentzEdges};
 pub use mask_product::mask_product;
 pub use pair_message::{MessageOutput, PairMessage};
 pub use pair_mix::PairEquivariant;
