@@ -21,7 +21,7 @@ use super::edge_tile::Real;
 pub(super) struct GraphInvariantSums {
     pub(super) rows: Vec<[f64; 2]>,
     pub(super) columns: Vec<[f64; 2]>,
-    products: [f64; 3],
+    pub(super) products: [f64; 3],
     total: [f64; 2],
     y: [Vec<f64>; 2],
 }

@@ -334,10 +334,7 @@ impl<'a, T: Real> Inputs<'a, T> {
         let bj = bi / n * n + e % n;
         let p = &self.nodes[bi * 2 * h..bi * 2 * h + h];
         let q = &self.nodes[bj * 2 * h + h..(bj + 1) * 2 * h];
-        let (a0, a1) = (
-            self.pairs[e * PAIR_COLUMNS],
-            self.pairs[e * PAIR_COLUMNS + 1],
-        );
+        let [a0, a1] = self.invariants(e);
         let [w0, w1] = &self.w3;
         for (((o, &p), &q), (&w0, &w1)) in out.iter_mut().zip(p).zip(q).zip(w0.iter().zip(w1)) {
             *o = p + q + (w0 * a0 + w1 * a1);
@@ -345,7 +342,36 @@ impl<'a, T: Real> Inputs<'a, T> {
     }
 
     fn edge_mask(&self, e: usize) -> T {
-        self.pairs[e * PAIR_COLUMNS + PAIR_COLUMNS - 1]
+        self.pairs[e * PAIR_COLUMNS + EDGE_MASK]
+    }
+
+    /// The two invariants of pair row `e`.
+    fn invariants(&self, e: usize) -> [T; 2] {
+        [
+            self.pairs[e * PAIR_COLUMNS],
+            self.pairs[e * PAIR_COLUMNS + 1],
+        ]
+    }
+
+    /// The real nodes of graph `g`.
+    fn real_nodes(&self, g: usize) -> Vec<usize> {
+        let n = self.op.nodes;
+        (0..n)
+            .filter(|&i| self.coords[(g * n + i) * COORD_COLUMNS + NODE_MASK] != T::zero())
+            .collect()
+    }
+
+    /// Graph `g`'s sums of the invariants over its real edges (per row, column, products).
+    fn invariant_sums(&self, g: usize) -> GraphInvariantSums {
+        let n = self.op.nodes;
+        let mut sums = GraphInvariantSums::new(n);
+        for e in g * n * n..(g + 1) * n * n {
+            if self.edge_mask(e) != T::zero() {
+                let a = self.invariants(e).map(WithDType::to_f64);
+                sums.push(e / n % n, e % n, a);
+            }
+        }
+        sums
     }
 
     fn rows(&self) -> usize {
@@ -394,26 +420,13 @@ impl<'a, T: Real> Inputs<'a, T> {
     fn graph_edge_sums(&self, g: usize) -> EdgeSums2 {
         let (n, h) = (self.op.nodes, self.h());
         let f = |x: T| WithDType::to_f64(x);
-        // Pair sums of the invariants over the real edges: per row i, per column j, total.
-        let (mut rows, mut columns) = (vec![[0.0f64; 2]; n], vec![[0.0f64; 2]; n]);
-        let mut products = [0.0f64; 3];
-        let graph_pairs = &self.pairs[g * n * n * PAIR_COLUMNS..(g + 1) * n * n * PAIR_COLUMNS];
-        for (e, pair) in graph_pairs.chunks_exact(PAIR_COLUMNS).enumerate() {
-            if pair[EDGE_MASK] == T::zero() {
-                continue;
-            }
-            let a = [f(pair[0]), f(pair[1])];
-            for k in 0..2 {
-                rows[e / n][k] += a[k];
-                columns[e % n][k] += a[k];
-            }
-            products[0] += a[0] * a[0];
-            products[1] += a[0] * a[1];
-            products[2] += a[1] * a[1];
-        }
-        let real: Vec<usize> = (0..n)
-            .filter(|&i| self.coords[(g * n + i) * COORD_COLUMNS + NODE_MASK] != T::zero())
-            .collect();
+        let GraphInvariantSums {
+            rows,
+            columns,
+            products,
+            ..
+        } = self.invariant_sums(g);
+        let real = self.real_nodes(g);
         let k = real.len() as f64;
         let count = k * (k - 1.0);
         let (mut sum, mut squares) = (vec![0.0; h], vec![0.0; h]);
@@ -706,10 +719,7 @@ impl<'a, T: Real> Inputs<'a, T> {
                 add(&mut row_sums[i * h..(i + 1) * h], d);
                 let j = (e / (n * n) - first_graph) * n + e % n;
                 add(&mut sums.columns[j * h..(j + 1) * h], d);
-                let (a0, a1) = (
-                    self.pairs[e * PAIR_COLUMNS],
-                    self.pairs[e * PAIR_COLUMNS + 1],
-                );
+                let [a0, a1] = self.invariants(e);
                 let [d0, d1] = &mut sums.d_inv;
                 for ((d0, d1), &x) in d0.iter_mut().zip(d1.iter_mut()).zip(d) {
                     *d0 += x * a0;
@@ -738,24 +748,12 @@ impl<'a, T: Real> Inputs<'a, T> {
         let (n, h) = (self.op.nodes, self.h());
         let f = |x: T| WithDType::to_f64(x);
         let rows0 = g * n * n;
-        // The invariants' sums over the real edges: per row i, per column j, products.
-        let mut inv = GraphInvariantSums::new(n);
-        for e in rows0..rows0 + n * n {
-            if self.edge_mask(e) != T::zero() {
-                let a = [
-                    f(self.pairs[e * PAIR_COLUMNS]),
-                    f(self.pairs[e * PAIR_COLUMNS + 1]),
-                ];
-                inv.push((e - rows0) / n, e % n, a);
-            }
-        }
+        let mut inv = self.invariant_sums(g);
         let node = |i: usize| {
             let at = (g * n + i) * 2 * h;
             self.nodes[at..at + 2 * h].split_at(h)
         };
-        let real: Vec<usize> = (0..n)
-            .filter(|&i| self.coords[(g * n + i) * COORD_COLUMNS + NODE_MASK] != T::zero())
-            .collect();
+        let real = self.real_nodes(g);
         let degree = real.len().saturating_sub(1) as f64;
         let (mut sp, mut sq) = (vec![0.0; h], vec![0.0; h]);
         for &i in &real {
@@ -781,10 +779,7 @@ impl<'a, T: Real> Inputs<'a, T> {
             }
             let (i, j) = ((e - rows0) / n, e % n);
             let row = &dpairs[e * PAIR_COLUMNS..(e + 1) * PAIR_COLUMNS];
-            let a = [
-                f(self.pairs[e * PAIR_COLUMNS]),
-                f(self.pairs[e * PAIR_COLUMNS + 1]),
-            ];
+            let a = self.invariants(e).map(f);
             let da = bn.invariant_gradient([f(row[0]), f(row[1])], node_theta[i], node_theta[j], a);
             let da = da.map(<T as WithDType>::from_f64);
             let [gi, gj] = self.geometry_backward(e, da, &row[X_DIFF..X_DIFF + 4]);
