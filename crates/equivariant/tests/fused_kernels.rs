@@ -367,3 +367,31 @@ fn unsupported_inputs_are_refused_naming_the_tensor() {
     let (input, _) = bad_input(zero.apply(nodes, &g, p));
     assert_eq!(input, "fused edge stage");
 }
+
+#[test]
+fn a_nan_coordinate_stays_nan_in_the_geometry() {
+    // The op does not refuse non-finite coordinates (the models' inputs do, naming them);
+    // its geometry must carry a NaN, not turn it into plausible numbers (ReLU then maps a
+    // NaN message to 0 as candle's composed relu does).
+    for train in [true, false] {
+        let c = case(2, 5, 3, true, f64::INFINITY, train);
+        let mut x = host(c.x.as_tensor());
+        x[0] = f64::NAN;
+        let x = Tensor::from_vec(x, (10, 4), &Device::Cpu).unwrap();
+        let coords = Tensor::cat(&[&x, &c.node_mask], 1).unwrap();
+        let sums =
+            c.op.apply(c.node_parts.as_tensor(), &coords, c.params.as_tensor())
+                .unwrap();
+        // Graph 0's node 0 pairs with every real node of graph 0: its coordinate sum.
+        let t = host(&sums.coords.unwrap());
+        assert!(
+            t[..4].iter().any(|v| v.is_nan()),
+            "train {train}: {:?}",
+            &t[..4]
+        );
+        // The pair invariants (psi of NaN) reach the batch statistics.
+        if let Some((mean, _, _)) = sums.batch_stats {
+            assert!(host(&mean).iter().all(|m| m.is_nan()), "{:?}", host(&mean));
+        }
+    }
+}

@@ -25,14 +25,17 @@ pub(super) fn minkowski<T: Real>(p: &[T], q: &[T]) -> T {
     (prod[0] + prod[0]) - sum
 }
 
-/// psi(a) = sgn(a) ln(|a| + 1), LorentzNet's embedding of invariants (`minkowski::psi`).
+/// psi(a) = sgn(a) ln(|a| + 1), LorentzNet's embedding of invariants (`minkowski::psi`);
+/// NaN stays NaN, as in candle's composition.
 fn psi<T: Real>(a: T) -> T {
     if a > T::zero() {
         (a + T::one()).ln()
     } else if a < T::zero() {
         -((-a + T::one()).ln())
-    } else {
+    } else if a == T::zero() {
         T::zero()
+    } else {
+        a
     }
 }
 
